@@ -1,0 +1,40 @@
+//! Account-linking tokens: the bearer token Alexa puts in every directive identifies the
+//! household. [`jwks::JwksVerifier`] checks it as a JWT from the configured OAuth/OIDC issuer.
+
+pub mod jwks;
+#[cfg(feature = "local")]
+pub mod dev_issuer;
+
+use async_trait::async_trait;
+
+use crate::secret::BearerToken;
+
+/// Who a valid token speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The household / panel-cloud account (the configured account claim, `sub` by default).
+    pub account: String,
+    pub subject: String,
+    /// Whether the token carries the household-admin claim (management API only).
+    pub admin: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Alexa unlinks the account on EXPIRED_AUTHORIZATION_CREDENTIAL: only for real expiry.
+    #[error("token expired")]
+    Expired,
+    /// Alexa unlinks the account on INVALID_AUTHORIZATION_CREDENTIAL: only for tokens that are
+    /// certainly bad (forged, malformed, wrong issuer or audience).
+    #[error("invalid token: {0}")]
+    Invalid(String),
+    /// The issuer or its JWKS could not be reached: an outage, never reported as a credential
+    /// error.
+    #[error("token verification unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[async_trait]
+pub trait TokenVerifier: Send + Sync {
+    async fn verify(&self, token: &BearerToken) -> Result<Identity, TokenError>;
+}

@@ -1,0 +1,1 @@
+//! Alexa event gateway (being written).

@@ -1,0 +1,34 @@
+//! alarm-skill: an Alexa Smart Home security-panel skill backend with a voice duress PIN.
+//!
+//! Layout (ports and adapters):
+//! - [`alexa`]: the Smart Home API v3 wire format, pure data.
+//! - [`skill`]: directive handling, written against the ports below.
+//! - Ports and their adapters: [`store`] (embedded, DynamoDB), [`panel`] (HTTP panel cloud),
+//!   [`account_link`] (JWT/JWKS), [`lwa`] (Login with Amazon), [`event_gateway`] (Alexa events).
+//! - Domain: [`voice_codes`] (codes, verification, throttling), [`redelivery`] (duress outbox).
+//! - Edges: [`webhook`] (panel cloud → ChangeReports), [`management`] (household API),
+//!   [`config`] and [`secrets`] (Lambda start-up), [`telemetry`].
+//! - `local` (feature `local`): the local stack, panel simulator and dev token issuer.
+
+pub mod account_link;
+pub mod alexa;
+pub mod clock;
+pub mod config;
+pub mod deadline;
+pub mod event_gateway;
+pub mod lwa;
+pub mod management;
+pub mod panel;
+pub mod redelivery;
+pub mod secret;
+pub mod secrets;
+pub mod skill;
+pub mod store;
+pub mod telemetry;
+pub mod voice_codes;
+pub mod webhook;
+
+#[cfg(feature = "local")]
+pub mod local;
+#[cfg(feature = "local")]
+pub mod simulator;

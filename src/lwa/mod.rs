@@ -1,0 +1,30 @@
+//! Login with Amazon: AcceptGrant's code exchange and the refresh of event-gateway tokens.
+
+pub mod client;
+
+use async_trait::async_trait;
+
+use crate::deadline::Deadline;
+use crate::secret::BearerToken;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GrantError {
+    /// LWA refused the code (`invalid_grant`: bad, expired or already used).
+    #[error("grant rejected: {0}")]
+    Rejected(String),
+    #[error("Login with Amazon unreachable: {0}")]
+    Unavailable(String),
+    #[error("could not store the tokens: {0}")]
+    Store(String),
+}
+
+/// Turns AcceptGrant's authorization code into stored event-gateway tokens for `account`.
+#[async_trait]
+pub trait GrantExchange: Send + Sync {
+    async fn accept(
+        &self,
+        account: &str,
+        code: &BearerToken,
+        deadline: Deadline,
+    ) -> Result<(), GrantError>;
+}

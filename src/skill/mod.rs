@@ -1,0 +1,263 @@
+//! Directive handling: the one handler that the Lambda, the local stack, the tests and the
+//! benchmarks all run. Written against the ports (store, panel cloud, token verifier, grant
+//! exchange), never against an adapter.
+
+mod accept_grant;
+mod arm;
+mod disarm;
+mod discover;
+pub mod endpoints;
+mod report_state;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::Value;
+
+use crate::account_link::{Identity, TokenError, TokenVerifier};
+use crate::alexa::{self, Directive, EndpointRef, ErrorType, Message, NamedEndpoint, Parsed};
+use crate::clock::Clock;
+use crate::deadline::Deadline;
+use crate::lwa::GrantExchange;
+use crate::panel::{ArmRefusal, Panel, PanelCloud, PanelError, ZoneRef};
+use crate::secret::BearerToken;
+use crate::store::Store;
+use crate::voice_codes::{Keyring, ThrottlePolicy};
+
+pub use disarm::{OUTBOX_GRACE, outbox_seal, seal_is_duress};
+
+/// Everything the handler talks to, as ports.
+#[derive(Clone)]
+pub struct SkillDeps {
+    pub store: Arc<dyn Store>,
+    pub panels: Arc<dyn PanelCloud>,
+    pub tokens: Arc<dyn TokenVerifier>,
+    pub grants: Arc<dyn GrantExchange>,
+    pub keyring: Arc<Keyring>,
+    pub clock: Arc<dyn Clock>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SkillSettings {
+    /// `manufacturerName` in discovery (the vendor's brand).
+    pub manufacturer_name: String,
+    pub throttle: ThrottlePolicy,
+}
+
+impl Default for SkillSettings {
+    fn default() -> Self {
+        SkillSettings {
+            manufacturer_name: "Alarm Skill".to_string(),
+            throttle: ThrottlePolicy::default(),
+        }
+    }
+}
+
+pub struct Skill {
+    deps: SkillDeps,
+    settings: SkillSettings,
+}
+
+/// A handler's failure: the Alexa error type and the (unspoken, logged) message.
+type Fail = (ErrorType, String);
+
+impl Skill {
+    pub fn new(deps: SkillDeps, settings: SkillSettings) -> Self {
+        Skill { deps, settings }
+    }
+
+    pub fn deps(&self) -> &SkillDeps {
+        &self.deps
+    }
+
+    pub fn settings(&self) -> &SkillSettings {
+        &self.settings
+    }
+
+    /// Handles a raw request body (the local stack's invocation endpoint).
+    pub async fn handle_bytes(&self, raw: &[u8], deadline: Deadline) -> Value {
+        match alexa::directive::parse_bytes(raw) {
+            Ok(parsed) => self.handle_parsed(parsed, deadline).await,
+            Err(e) => self.invalid(e),
+        }
+    }
+
+    /// Handles a directive as Lambda delivers it. Never fails: every problem becomes a
+    /// schema-valid ErrorResponse.
+    pub async fn handle(&self, directive: &Value, deadline: Deadline) -> Value {
+        match alexa::directive::parse(directive) {
+            Ok(parsed) => self.handle_parsed(parsed, deadline).await,
+            Err(e) => self.invalid(e),
+        }
+    }
+
+    fn invalid(&self, e: alexa::ParseError) -> Value {
+        tracing::warn!(
+            namespace = %e.header.namespace, name = %e.header.name,
+            message_id = %e.header.message_id, error = %e.message,
+            "invalid directive"
+        );
+        Message::error(
+            &ErrorType::InvalidDirective,
+            &e.message,
+            e.header.correlation_token.as_deref(),
+            e.endpoint_id.as_deref(),
+        )
+        .to_value()
+    }
+
+    async fn handle_parsed(&self, parsed: Parsed, deadline: Deadline) -> Value {
+        let started = Instant::now();
+        let Parsed { header, directive } = parsed;
+        let correlation = header.correlation_token.as_deref();
+        let endpoint_id = match &directive {
+            Directive::ReportState { endpoint_id, .. }
+            | Directive::Arm { endpoint_id, .. }
+            | Directive::Disarm { endpoint_id, .. } => Some(endpoint_id.clone()),
+            Directive::Discover { .. } | Directive::AcceptGrant { .. } => None,
+        };
+        let result = match directive {
+            Directive::Discover { token } => Ok(self.discover(&token, deadline).await),
+            Directive::ReportState { endpoint_id, token } => {
+                self.report_state(correlation, &endpoint_id, &token, deadline)
+                    .await
+            }
+            Directive::Arm {
+                endpoint_id,
+                token,
+                target,
+                bypass_all,
+            } => {
+                self.arm(
+                    correlation,
+                    &endpoint_id,
+                    &token,
+                    target,
+                    bypass_all,
+                    deadline,
+                )
+                .await
+            }
+            Directive::Disarm {
+                endpoint_id,
+                token,
+                authorization,
+            } => {
+                self.disarm(correlation, &endpoint_id, &token, authorization, deadline)
+                    .await
+            }
+            Directive::AcceptGrant { code, grantee } => {
+                Ok(self.accept_grant(&code, &grantee, deadline).await)
+            }
+        };
+        let message = match result {
+            Ok(m) => m,
+            Err((kind, text)) => {
+                Message::error(&kind, &text, correlation, endpoint_id.as_deref())
+            }
+        };
+        tracing::info!(
+            namespace = %header.namespace,
+            name = %header.name,
+            message_id = %header.message_id,
+            endpoint = endpoint_id.as_deref().unwrap_or(""),
+            reply = %format!("{}.{}", message.event.header.namespace, message.event.header.name),
+            error_type = message.event.payload.get("type").and_then(serde_json::Value::as_str).unwrap_or(""),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "directive handled"
+        );
+        message.to_value()
+    }
+
+    async fn identify(&self, token: &BearerToken) -> Result<Identity, Fail> {
+        self.deps.tokens.verify(token).await.map_err(|e| match e {
+            TokenError::Expired => (
+                ErrorType::ExpiredAuthorizationCredential,
+                "the access token has expired".to_string(),
+            ),
+            TokenError::Invalid(why) => (
+                ErrorType::InvalidAuthorizationCredential,
+                format!("the access token is not valid: {why}"),
+            ),
+            // An outage must never unlink the user: INTERNAL_ERROR, not a credential error.
+            TokenError::Unavailable(why) => {
+                tracing::error!(error = %why, "token verification unavailable");
+                (
+                    ErrorType::InternalError,
+                    "account verification is temporarily unavailable".to_string(),
+                )
+            }
+        })
+    }
+}
+
+/// Resolves an endpointId that must name a panel (Arm, Disarm).
+fn panel_target(endpoint_id: &str) -> Result<String, Fail> {
+    match EndpointRef::parse(endpoint_id) {
+        Some(EndpointRef::Panel { panel }) => Ok(panel),
+        Some(EndpointRef::Zone { .. }) => Err((
+            ErrorType::InvalidDirective,
+            format!("endpoint {endpoint_id} is a sensor; it has no security panel controller"),
+        )),
+        None => Err(no_such_endpoint(endpoint_id)),
+    }
+}
+
+fn no_such_endpoint(endpoint_id: &str) -> Fail {
+    (
+        ErrorType::NoSuchEndpoint,
+        format!("no endpoint {endpoint_id} in this account"),
+    )
+}
+
+fn named(panel_id: &str, zones: &[ZoneRef]) -> Vec<NamedEndpoint> {
+    zones
+        .iter()
+        .map(|z| NamedEndpoint {
+            friendly_name: alexa::discovery::clip(&z.name),
+            endpoint_id: alexa::zone_endpoint_id(panel_id, &z.id),
+        })
+        .collect()
+}
+
+/// Maps a panel-cloud failure to the Alexa error a user should hear. Outages become
+/// ENDPOINT_UNREACHABLE / BRIDGE_UNREACHABLE, never a credential error.
+fn panel_failure(endpoint_id: &str, panel_id: &str, e: &PanelError) -> Fail {
+    use ErrorType::*;
+    let kind = match e {
+        PanelError::NotFound => return no_such_endpoint(endpoint_id),
+        PanelError::Offline => EndpointUnreachable,
+        PanelError::Refused(ArmRefusal::ZonesOpen { zones }) => BypassNeeded(named(panel_id, zones)),
+        PanelError::Refused(ArmRefusal::NotReady { .. }) => NotReady,
+        PanelError::Refused(ArmRefusal::AlarmActive) => UnclearedAlarm,
+        PanelError::Refused(ArmRefusal::Trouble { .. }) => UnclearedTrouble,
+        PanelError::Refused(ArmRefusal::UnsupportedMode) => InvalidValue,
+        PanelError::Busy => EndpointBusy,
+        PanelError::RateLimited => RateLimitExceeded,
+        PanelError::Unreachable(_) | PanelError::Timeout | PanelError::Server(_) => {
+            BridgeUnreachable
+        }
+        PanelError::Unauthorized | PanelError::Protocol(_) => {
+            tracing::error!(error = %e, "panel cloud integration error");
+            InternalError
+        }
+    };
+    let message = match e {
+        PanelError::Refused(ArmRefusal::ZonesOpen { .. }) => {
+            "open zones must be bypassed before arming".to_string()
+        }
+        PanelError::Refused(ArmRefusal::NotReady { zones }) => format!(
+            "zones that cannot be bypassed are open: {}",
+            zones.iter().map(|z| z.name.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+        PanelError::Refused(ArmRefusal::Trouble { conditions }) => {
+            format!("uncleared trouble: {}", conditions.join(", "))
+        }
+        other => other.to_string(),
+    };
+    (kind, message)
+}
+
+fn find_zone<'a>(panel: &'a Panel, zone: &str) -> Option<&'a crate::panel::Zone> {
+    panel.zone(zone)
+}

@@ -1,0 +1,243 @@
+//! The embedded in-process store: the local stack's default. Same semantics as DynamoDB,
+//! including the conditional writes, behind one mutex.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+
+use super::{
+    AuditEntry, HouseholdSnapshot, OutboxRecord, OutboxStatus, Settlement, Store, StoreError,
+    StoredGrant, window_start,
+};
+use crate::voice_codes::{Profile, Throttle};
+
+#[derive(Default)]
+struct Inner {
+    profiles: HashMap<String, Profile>,
+    throttles: HashMap<String, Throttle>,
+    outbox: HashMap<String, OutboxRecord>,
+    audit: HashMap<String, Vec<AuditEntry>>,
+    rates: HashMap<(String, i64), u32>,
+    grants: HashMap<String, Vec<(String, StoredGrant)>>,
+    events: HashMap<String, DateTime<Utc>>,
+}
+
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves data that is still consistent (every method
+        // checks before it mutates), so recovering from poisoning is safe.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Everything stored, as JSON: what an attacker with a full dump would hold.
+    pub fn dump(&self) -> serde_json::Value {
+        let inner = self.lock();
+        let outbox: Vec<&OutboxRecord> = inner.outbox.values().collect();
+        let grants: HashMap<&String, &Vec<(String, StoredGrant)>> = inner.grants.iter().collect();
+        serde_json::json!({
+            "profiles": inner.profiles,
+            "throttles": inner.throttles,
+            "outbox": outbox,
+            "audit": inner.audit,
+            "grants": grants,
+        })
+    }
+}
+
+fn push_audit(inner: &mut Inner, household: &str, entries: &[AuditEntry]) {
+    inner
+        .audit
+        .entry(household.to_string())
+        .or_default()
+        .extend(entries.iter().cloned());
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn household(&self, household: &str) -> Result<HouseholdSnapshot, StoreError> {
+        let inner = self.lock();
+        Ok(HouseholdSnapshot {
+            profile: inner.profiles.get(household).cloned().unwrap_or_default(),
+            throttle: inner.throttles.get(household).cloned().unwrap_or_default(),
+        })
+    }
+
+    async fn save_profile(&self, household: &str, profile: &Profile) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let stored = inner.profiles.get(household).map_or(0, |p| p.version);
+        if stored != profile.version {
+            return Err(StoreError::Conflict);
+        }
+        let mut saved = profile.clone();
+        saved.version = stored + 1;
+        inner.profiles.insert(household.to_string(), saved);
+        Ok(stored + 1)
+    }
+
+    async fn record_attempt(
+        &self,
+        household: &str,
+        throttle: &Throttle,
+        outbox: Option<&OutboxRecord>,
+        audit: &[AuditEntry],
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let stored = inner.throttles.get(household).map_or(0, |t| t.version);
+        if stored != throttle.version {
+            return Err(StoreError::Conflict);
+        }
+        if let Some(o) = outbox
+            && inner.outbox.contains_key(&o.request_id)
+        {
+            return Err(StoreError::Conflict);
+        }
+        let mut saved = throttle.clone();
+        saved.version = stored + 1;
+        inner.throttles.insert(household.to_string(), saved);
+        if let Some(o) = outbox {
+            inner.outbox.insert(o.request_id.clone(), o.clone());
+        }
+        push_audit(&mut inner, household, audit);
+        Ok(())
+    }
+
+    async fn settle_outbox(
+        &self,
+        request_id: &str,
+        settlement: &Settlement,
+        audit: Option<(&str, &AuditEntry)>,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let Some(rec) = inner.outbox.get_mut(request_id) else {
+            return Err(StoreError::Conflict);
+        };
+        if rec.status != OutboxStatus::Pending {
+            return Err(StoreError::Conflict);
+        }
+        match settlement {
+            Settlement::Delivered => rec.status = OutboxStatus::Delivered,
+            Settlement::Closed => rec.status = OutboxStatus::Closed,
+            Settlement::Retry {
+                attempts,
+                next_attempt_at,
+            } => {
+                rec.attempts = *attempts;
+                rec.next_attempt_at = *next_attempt_at;
+            }
+        }
+        if let Some((household, entry)) = audit {
+            push_audit(&mut inner, household, std::slice::from_ref(entry));
+        }
+        Ok(())
+    }
+
+    async fn outbox_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxRecord>, StoreError> {
+        let inner = self.lock();
+        let mut due: Vec<OutboxRecord> = inner
+            .outbox
+            .values()
+            .filter(|r| r.status == OutboxStatus::Pending && r.next_attempt_at <= now)
+            .cloned()
+            .collect();
+        due.sort_by(|a, b| {
+            (a.next_attempt_at, &a.request_id).cmp(&(b.next_attempt_at, &b.request_id))
+        });
+        due.truncate(limit);
+        Ok(due)
+    }
+
+    async fn outbox_record(&self, request_id: &str) -> Result<Option<OutboxRecord>, StoreError> {
+        Ok(self.lock().outbox.get(request_id).cloned())
+    }
+
+    async fn append_audit(&self, household: &str, entry: &AuditEntry) -> Result<(), StoreError> {
+        push_audit(&mut self.lock(), household, std::slice::from_ref(entry));
+        Ok(())
+    }
+
+    async fn audit(&self, household: &str, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let inner = self.lock();
+        let mut entries = inner.audit.get(household).cloned().unwrap_or_default();
+        // Stable sort keeps insertion order among equal timestamps, then newest first.
+        entries.sort_by(|a, b| a.at.cmp(&b.at));
+        entries.reverse();
+        entries.truncate(limit);
+        Ok(entries)
+    }
+
+    async fn take_rate_token(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        window: Duration,
+        max: u32,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let slot = inner
+            .rates
+            .entry((key.to_string(), window_start(now, window)))
+            .or_insert(0);
+        if *slot >= max {
+            return Ok(false);
+        }
+        *slot += 1;
+        Ok(true)
+    }
+
+    async fn put_grant(
+        &self,
+        account: &str,
+        region: &str,
+        grant: &StoredGrant,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let list = inner.grants.entry(account.to_string()).or_default();
+        list.retain(|(r, _)| r != region);
+        list.push((region.to_string(), grant.clone()));
+        Ok(())
+    }
+
+    async fn grants(&self, account: &str) -> Result<Vec<(String, StoredGrant)>, StoreError> {
+        let mut list = self.lock().grants.get(account).cloned().unwrap_or_default();
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(list)
+    }
+
+    async fn delete_grant(&self, account: &str, region: &str) -> Result<(), StoreError> {
+        if let Some(list) = self.lock().grants.get_mut(account) {
+            list.retain(|(r, _)| r != region);
+        }
+        Ok(())
+    }
+
+    async fn claim_event(
+        &self,
+        event_id: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let now = Utc::now();
+        // Expire like DynamoDB's TTL would, so the map doesn't grow without bound.
+        inner.events.retain(|_, exp| *exp > now);
+        if inner.events.contains_key(event_id) {
+            return Ok(false);
+        }
+        inner.events.insert(event_id.to_string(), expires_at);
+        Ok(true)
+    }
+}

@@ -1,0 +1,166 @@
+//! Persistence port. [`memory::MemoryStore`] is the embedded store of the local stack;
+//! [`dynamodb::DynamoStore`] is production's single-table DynamoDB design (docs/dynamodb.md).
+//! Both pass the same conformance suite (tests/store_conformance.rs).
+
+pub mod dynamodb;
+pub mod memory;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::voice_codes::{Profile, Throttle};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HouseholdSnapshot {
+    pub profile: Profile,
+    pub throttle: Throttle,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboxStatus {
+    /// The panel has not acknowledged yet; the re-delivery worker owns it.
+    Pending,
+    /// The panel cloud acknowledged the request.
+    Delivered,
+    /// Nothing left to deliver (a normal disarm whose panel call failed is not replayed).
+    Closed,
+}
+
+/// One voice disarm attempt that reached (or tried to reach) the panel cloud.
+///
+/// Normal and duress attempts write records of identical shape and size at the same point of
+/// the flow. Which one it was is only recoverable with the pepper, from `seal`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxRecord {
+    pub request_id: String,
+    pub household: String,
+    pub panel: String,
+    pub member: Option<u16>,
+    /// `{pepper_id}.{hex HMAC}` over the request id and the attempt's kind.
+    pub seal: String,
+    pub created_at: DateTime<Utc>,
+    pub status: OutboxStatus,
+    pub attempts: u32,
+    pub next_attempt_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    Delivered,
+    Closed,
+    /// Still pending: try again at `next_attempt_at`.
+    Retry {
+        attempts: u32,
+        next_attempt_at: DateTime<Utc>,
+    },
+}
+
+/// A line of the household's audit log, as the household sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub message: String,
+}
+
+/// Login-with-Amazon tokens for the event gateway, sealed with the keyring (never in clear).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredGrant {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// A conditional write lost a race: re-read and retry.
+    #[error("concurrent update")]
+    Conflict,
+    #[error("store is throttling requests")]
+    Throttled,
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored item is corrupt: {0}")]
+    Corrupt(String),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// The profile and throttle state of a household, in one read. A household never written
+    /// reads as empty, with versions 0.
+    async fn household(&self, household: &str) -> Result<HouseholdSnapshot, StoreError>;
+
+    /// Saves the profile if its stored version still equals `profile.version`; returns the new
+    /// version. [`StoreError::Conflict`] otherwise.
+    async fn save_profile(&self, household: &str, profile: &Profile) -> Result<u64, StoreError>;
+
+    /// Atomically: writes `throttle` if its stored version still equals `throttle.version`,
+    /// inserts `outbox` (which must be new), and appends `audit`.
+    async fn record_attempt(
+        &self,
+        household: &str,
+        throttle: &Throttle,
+        outbox: Option<&OutboxRecord>,
+        audit: &[AuditEntry],
+    ) -> Result<(), StoreError>;
+
+    /// Settles a pending outbox record and appends `audit`, atomically. Settling a record that
+    /// is no longer pending is a [`StoreError::Conflict`].
+    async fn settle_outbox(
+        &self,
+        request_id: &str,
+        settlement: &Settlement,
+        audit: Option<(&str, &AuditEntry)>,
+    ) -> Result<(), StoreError>;
+
+    /// Pending records due at `now`, oldest first.
+    async fn outbox_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxRecord>, StoreError>;
+
+    async fn outbox_record(&self, request_id: &str) -> Result<Option<OutboxRecord>, StoreError>;
+
+    async fn append_audit(&self, household: &str, entry: &AuditEntry) -> Result<(), StoreError>;
+
+    /// Newest first.
+    async fn audit(&self, household: &str, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Takes one of `max` tokens of the fixed window containing `now`. `false` when none left.
+    async fn take_rate_token(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        window: Duration,
+        max: u32,
+    ) -> Result<bool, StoreError>;
+
+    async fn put_grant(
+        &self,
+        account: &str,
+        region: &str,
+        grant: &StoredGrant,
+    ) -> Result<(), StoreError>;
+
+    /// Every region's grant for the account.
+    async fn grants(&self, account: &str) -> Result<Vec<(String, StoredGrant)>, StoreError>;
+
+    async fn delete_grant(&self, account: &str, region: &str) -> Result<(), StoreError>;
+
+    /// Records a webhook event id until `expires_at`. `false` if it was already recorded, which
+    /// makes a replayed event a no-op.
+    async fn claim_event(
+        &self,
+        event_id: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+}
+
+/// The fixed window `[start, start + window)` that contains `now`.
+pub fn window_start(now: DateTime<Utc>, window: Duration) -> i64 {
+    let w = window.num_seconds().max(1);
+    now.timestamp().div_euclid(w) * w
+}

@@ -1,0 +1,110 @@
+//! Verification of a spoken PIN against every code of a household.
+//!
+//! Every stored code is hashed and compared, in a fixed order, with constant-time equality and
+//! no early exit. The work therefore depends only on how many codes the household has, never on
+//! which code matched or whether it was a duress code (ASVS 11.2.4; duress-domain.md D4).
+
+use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
+
+use super::household::{CodeKind, Profile};
+use super::keyring::Keyring;
+use super::{code_mac, is_well_formed};
+use crate::secret::Pin;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    /// Index into `profile.members`.
+    pub member: usize,
+    pub kind: CodeKind,
+}
+
+pub fn verify(keyring: &Keyring, household: &str, profile: &Profile, pin: &Pin) -> Option<Verified> {
+    let mut found = Choice::from(0);
+    let mut member_idx: u32 = 0;
+    let mut is_duress = Choice::from(0);
+    // Normal codes first, then duress: should a PIN ever match both (enrolment forbids it), the
+    // duress wins, because missing a duress is the worse failure.
+    for kind in [CodeKind::Normal, CodeKind::Duress] {
+        for (i, member) in profile.members.iter().enumerate() {
+            let Some(stored) = member.code(kind) else {
+                continue;
+            };
+            let (known_pepper, mac) = code_mac(keyring, &stored.pepper_id, household, &member.id, pin);
+            let eq = mac.ct_eq(&stored.mac) & Choice::from(u8::from(known_pepper.is_some()));
+            member_idx.conditional_assign(&(i as u32), eq);
+            is_duress.conditional_assign(&Choice::from(u8::from(kind == CodeKind::Duress)), eq);
+            found |= eq;
+        }
+    }
+    let ok = found & Choice::from(u8::from(is_well_formed(pin)));
+    if bool::from(ok) {
+        Some(Verified {
+            member: member_idx as usize,
+            kind: if bool::from(is_duress) {
+                CodeKind::Duress
+            } else {
+                CodeKind::Normal
+            },
+        })
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::voice_codes::hash_code;
+    use crate::voice_codes::household::Member;
+    use std::collections::BTreeMap;
+
+    fn ring() -> Keyring {
+        let peppers: BTreeMap<String, Vec<u8>> = [("p1".to_string(), vec![7u8; 32])].into();
+        Keyring::new("p1", peppers).unwrap()
+    }
+
+    fn profile(k: &Keyring) -> Profile {
+        let mut p = Profile::default();
+        for (id, n, pin, duress) in [("alex", 1, "4729", Some("8361")), ("sam", 2, "5183", None)] {
+            p.members.push(Member {
+                id: id.into(),
+                name: id.into(),
+                user_number: n,
+                voice_pin: Some(hash_code(k, "h", id, &Pin::new(pin))),
+                duress_pin: duress.map(|d| hash_code(k, "h", id, &Pin::new(d))),
+            });
+        }
+        p
+    }
+
+    #[test]
+    fn finds_member_and_kind() {
+        let k = ring();
+        let p = profile(&k);
+        assert_eq!(
+            verify(&k, "h", &p, &Pin::new("4729")),
+            Some(Verified { member: 0, kind: CodeKind::Normal })
+        );
+        assert_eq!(
+            verify(&k, "h", &p, &Pin::new("8361")),
+            Some(Verified { member: 0, kind: CodeKind::Duress })
+        );
+        assert_eq!(
+            verify(&k, "h", &p, &Pin::new("5183")),
+            Some(Verified { member: 1, kind: CodeKind::Normal })
+        );
+        for wrong in ["4728", "0000", "", "47290", "47a9"] {
+            assert_eq!(verify(&k, "h", &p, &Pin::new(wrong)), None, "{wrong}");
+        }
+    }
+
+    #[test]
+    fn codes_are_bound_to_household_and_pepper() {
+        let k = ring();
+        let p = profile(&k);
+        assert_eq!(verify(&k, "other-household", &p, &Pin::new("4729")), None);
+        let other: BTreeMap<String, Vec<u8>> = [("p1".to_string(), vec![8u8; 32])].into();
+        let k2 = Keyring::new("p1", other).unwrap();
+        assert_eq!(verify(&k2, "h", &p, &Pin::new("4729")), None);
+    }
+}
