@@ -1,0 +1,41 @@
+//! Shared helpers for integration tests. Include with `mod support;`.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::Value;
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+fn dir(var: &str, default: &str) -> PathBuf {
+    std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(default))
+}
+
+fn write(dir: PathBuf, name: &str, message: &Value) {
+    std::fs::create_dir_all(&dir).expect("create message dir");
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let safe: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .collect();
+    let file = dir.join(format!("{safe}-{}-{n}.json", std::process::id()));
+    std::fs::write(file, serde_json::to_vec_pretty(message).expect("json")).expect("write message");
+}
+
+/// Records a message the skill sent (response, error, report, event) for CI, which validates
+/// every file in `target/alexa-messages` against Amazon's schema.
+pub fn record_message(name: &str, message: &Value) {
+    write(dir("ALEXA_MESSAGES_DIR", "target/alexa-messages"), name, message);
+}
+
+/// Records a message the schema doesn't cover (DeleteReport), checked by hand in its test.
+pub fn record_unschematized(name: &str, message: &Value) {
+    write(
+        dir("ALEXA_EXTRA_MESSAGES_DIR", "target/alexa-messages-extra"),
+        name,
+        message,
+    );
+}
