@@ -131,7 +131,11 @@ impl Config {
 
     /// `env` looks a variable up; empty values count as unset.
     pub fn from_lookup(env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |k: &str| env(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let get = |k: &str| {
+            env(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         let required = |k: &'static str| get(k).ok_or(ConfigError::Missing(k));
         let secret = |name: &'static str| -> Result<SecretRef, ConfigError> {
             if let Some(arn) = get(&format!("{name}_SECRET_ARN")) {
@@ -142,8 +146,9 @@ impl Config {
                 .ok_or(ConfigError::MissingSecret(name))
         };
         let alexa_region = match get("ALEXA_REGION") {
-            Some(r) => AlexaRegion::parse(&r)
-                .ok_or_else(|| ConfigError::Invalid("ALEXA_REGION", format!("{r:?} is not NA, EU or FE")))?,
+            Some(r) => AlexaRegion::parse(&r).ok_or_else(|| {
+                ConfigError::Invalid("ALEXA_REGION", format!("{r:?} is not NA, EU or FE"))
+            })?,
             None => {
                 let aws = get("AWS_REGION").unwrap_or_default();
                 AlexaRegion::for_aws_region(&aws).ok_or_else(|| {
@@ -161,7 +166,10 @@ impl Config {
             .filter(|a| !a.is_empty())
             .collect();
         if audiences.is_empty() {
-            return Err(ConfigError::Invalid("OAUTH_AUDIENCE", "no audience given".into()));
+            return Err(ConfigError::Invalid(
+                "OAUTH_AUDIENCE",
+                "no audience given".into(),
+            ));
         }
         let panel_api_url = required("PANEL_API_URL")?;
         url::Url::parse(&panel_api_url)
@@ -216,9 +224,15 @@ mod tests {
             ("PANEL_API_URL", "https://panels.example.com/api"),
             ("AWS_REGION", "eu-west-1"),
             ("LWA_CLIENT_ID", "amzn1.application-oa2-client.x"),
-            ("OAUTH_ISSUER", "https://cognito-idp.eu-west-1.amazonaws.com/pool/"),
+            (
+                "OAUTH_ISSUER",
+                "https://cognito-idp.eu-west-1.amazonaws.com/pool/",
+            ),
             ("OAUTH_AUDIENCE", "client-a, client-b"),
-            ("PEPPER_SECRET_ARN", "arn:aws:secretsmanager:eu-west-1:1:secret:pepper"),
+            (
+                "PEPPER_SECRET_ARN",
+                "arn:aws:secretsmanager:eu-west-1:1:secret:pepper",
+            ),
             ("LWA_CLIENT_SECRET", "local-lwa"),
             ("WEBHOOK_SECRET", "whsec"),
             ("PANEL_API_KEY", "key"),
@@ -233,7 +247,10 @@ mod tests {
     fn reads_defaults_and_secret_sources() {
         let c = load(&base()).unwrap();
         assert_eq!(c.alexa_region, AlexaRegion::Eu);
-        assert_eq!(c.event_gateway_url, "https://api.eu.amazonalexa.com/v3/events");
+        assert_eq!(
+            c.event_gateway_url,
+            "https://api.eu.amazonalexa.com/v3/events"
+        );
         assert_eq!(c.oauth.audiences, vec!["client-a", "client-b"]);
         assert_eq!(
             c.oauth.jwks_url,
@@ -241,17 +258,26 @@ mod tests {
         );
         assert_eq!(c.oauth.token_use.as_deref(), Some("access"));
         assert!(matches!(c.secrets.pepper, SecretRef::Aws(_)));
-        assert_eq!(c.secrets.webhook_secret, SecretRef::Value(Secret::new("whsec")));
+        assert_eq!(
+            c.secrets.webhook_secret,
+            SecretRef::Value(Secret::new("whsec"))
+        );
     }
 
     #[test]
     fn explains_what_is_missing_or_wrong() {
         let mut env = base();
         env.remove("WEBHOOK_SECRET");
-        assert_eq!(load(&env).unwrap_err(), ConfigError::MissingSecret("WEBHOOK_SECRET"));
+        assert_eq!(
+            load(&env).unwrap_err(),
+            ConfigError::MissingSecret("WEBHOOK_SECRET")
+        );
         let mut env = base();
         env.insert("AWS_REGION", "ap-south-2");
-        assert!(matches!(load(&env).unwrap_err(), ConfigError::Invalid("AWS_REGION", _)));
+        assert!(matches!(
+            load(&env).unwrap_err(),
+            ConfigError::Invalid("AWS_REGION", _)
+        ));
         env.insert("ALEXA_REGION", "fe");
         assert_eq!(load(&env).unwrap().alexa_region, AlexaRegion::Fe);
         let mut env = base();

@@ -16,6 +16,7 @@ pub mod clock;
 pub mod config;
 pub mod deadline;
 pub mod event_gateway;
+pub mod lambda;
 pub mod lwa;
 pub mod management;
 pub mod panel;

@@ -103,12 +103,20 @@ pub fn parse(value: &Value) -> Result<Parsed, ParseError> {
     };
     let best_effort = salvage_header(value);
     let root = Obj::root(value).map_err(|m| fail(&best_effort, None, m))?;
-    let directive = root.obj("directive").map_err(|m| fail(&best_effort, None, m))?;
-    let h = directive.obj("header").map_err(|m| fail(&best_effort, None, m))?;
+    let directive = root
+        .obj("directive")
+        .map_err(|m| fail(&best_effort, None, m))?;
+    let h = directive
+        .obj("header")
+        .map_err(|m| fail(&best_effort, None, m))?;
     let header = Header {
-        namespace: h.string("namespace").map_err(|m| fail(&best_effort, None, m))?,
+        namespace: h
+            .string("namespace")
+            .map_err(|m| fail(&best_effort, None, m))?,
         name: h.string("name").map_err(|m| fail(&best_effort, None, m))?,
-        message_id: h.string("messageId").map_err(|m| fail(&best_effort, None, m))?,
+        message_id: h
+            .string("messageId")
+            .map_err(|m| fail(&best_effort, None, m))?,
         correlation_token: h
             .opt_string("correlationToken")
             .map_err(|m| fail(&best_effort, None, m))?,
@@ -120,7 +128,7 @@ pub fn parse(value: &Value) -> Result<Parsed, ParseError> {
     let err = |m: String| fail(&header, endpoint_id.clone(), m);
     if header.payload_version != "3" {
         return Err(err(
-            "directive.header.payloadVersion must be \"3\"".to_string(),
+            "directive.header.payloadVersion must be \"3\"".to_string()
         ));
     }
     let payload = directive.obj("payload").map_err(err)?;
@@ -169,10 +177,7 @@ pub fn parse(value: &Value) -> Result<Parsed, ParseError> {
                 Some(auth) => {
                     let kind = auth.string("type").map_err(err)?;
                     if kind != "FOUR_DIGIT_PIN" {
-                        return Err(err(format!(
-                            "{} must be FOUR_DIGIT_PIN",
-                            auth.path("type")
-                        )));
+                        return Err(err(format!("{} must be FOUR_DIGIT_PIN", auth.path("type"))));
                     }
                     Some(PinAuthorization {
                         pin: Pin::new(auth.string("value").map_err(err)?),

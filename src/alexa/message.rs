@@ -174,7 +174,11 @@ impl ErrorType {
     pub fn namespace(&self) -> &'static str {
         use ErrorType::*;
         match self {
-            AuthorizationRequired | BypassNeeded(_) | NotReady | Unauthorized | UnclearedAlarm
+            AuthorizationRequired
+            | BypassNeeded(_)
+            | NotReady
+            | Unauthorized
+            | UnclearedAlarm
             | UnclearedTrouble => "Alexa.SecurityPanelController",
             AcceptGrantFailed => "Alexa.Authorization",
             _ => "Alexa",

@@ -22,8 +22,8 @@ fn walk(v: &mut Value, in_authorization: bool) {
     match v {
         Value::Object(map) => {
             for (key, child) in map.iter_mut() {
-                let secret = SECRET_KEYS.contains(&key.as_str())
-                    && (key != "value" || in_authorization);
+                let secret =
+                    SECRET_KEYS.contains(&key.as_str()) && (key != "value" || in_authorization);
                 if secret {
                     *child = Value::String("[redacted]".into());
                 } else {

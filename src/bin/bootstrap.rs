@@ -1,1 +1,22 @@
-fn main() {}
+//! The Alexa directive Lambda. Alexa invokes it with the raw directive; the reply is the raw
+//! response. Every directive gets a schema-valid reply: the handler never returns an error.
+
+use std::sync::Arc;
+
+use alarm_skill::lambda::{Production, deadline};
+use lambda_runtime::{LambdaEvent, service_fn};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    alarm_skill::telemetry::init_lambda();
+    let skill = Arc::new(Production::from_env().await?.skill());
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let skill = skill.clone();
+        async move {
+            let deadline = deadline(&event.context);
+            Ok::<Value, lambda_runtime::Error>(skill.handle(&event.payload, deadline).await)
+        }
+    }))
+    .await
+}

@@ -1,1 +1,19 @@
-fn main() {}
+//! The HTTP Lambda (API Gateway HTTP API or Function URL): the household management API and
+//! the panel cloud's webhook.
+
+use std::sync::Arc;
+
+use alarm_skill::lambda::Production;
+use axum::Router;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    alarm_skill::telemetry::init_lambda();
+    let prod = Production::from_env().await?;
+    let app = Router::new()
+        .merge(alarm_skill::management::routes(Arc::new(prod.management())))
+        .merge(alarm_skill::webhook::handler::routes(Arc::new(
+            prod.webhook(),
+        )));
+    lambda_http::run(app).await
+}

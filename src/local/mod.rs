@@ -1,1 +1,434 @@
-//! Local stack (being written).
+//! The alarm-skill local stack: the production handler over local adapters, on one machine,
+//! without AWS or Docker. `alarm-skill serve` runs it; the integration tests start it in-process.
+//!
+//! What it wires together:
+//! - the same [`Skill`] the `bootstrap` Lambda runs, verifying tokens with the production JWKS
+//!   verifier against the dev issuer, and calling the panel cloud through the production HTTP
+//!   client;
+//! - the panel simulator, serving the panel API on its own port (so it can be taken down);
+//! - the embedded store (or DynamoDB at `--dynamodb-endpoint`);
+//! - the management API, the panel webhook, and dev fakes of Login with Amazon and the Alexa
+//!   event gateway, so state changes flow back as ChangeReports;
+//! - the duress re-delivery worker, in a loop.
+
+pub mod alexa_dev;
+pub mod demo;
+pub mod say;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::account_link::dev_issuer::{self, DevIssuer};
+use crate::account_link::jwks::JwksVerifier;
+use crate::clock::{AdjustableClock, Clock};
+use crate::config::{AlexaRegion, OAuthConfig};
+use crate::deadline::Deadline;
+use crate::event_gateway::HttpEventGateway;
+use crate::lwa::client::LwaClient;
+use crate::management::{EnrolLimit, ManagementService};
+use crate::panel::PanelCloud;
+use crate::panel::http::HttpPanelCloud;
+use crate::redelivery::{self, Report};
+use crate::secret::{Pin, Secret};
+use crate::simulator::Simulator;
+use crate::simulator::http::{RestartableServer, control_routes, panel_api_routes};
+use crate::skill::{Skill, SkillDeps, SkillSettings};
+use crate::store::memory::MemoryStore;
+use crate::store::{Store, StoreError};
+use crate::voice_codes::{Keyring, Member, hash_code};
+use crate::webhook::handler::WebhookService;
+use alexa_dev::DevAlexa;
+use demo::DemoConfig;
+
+/// The Lambda runtime's invoke path, so `aws lambda invoke --endpoint-url` works against it.
+pub const INVOKE_PATH: &str = "/2015-03-31/functions/function/invocations";
+pub const AUDIENCE: &str = "alarm-skill-local";
+pub const LWA_CLIENT_ID: &str = "amzn1.application-oa2-client.alarm-skill-local";
+/// Also the marker scripts/release-zips checks is absent from the deployed `bootstrap`.
+pub const BANNER: &str = "alarm-skill local stack";
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// 9000 by default; 0 picks a free port (tests).
+    pub port: u16,
+    /// The simulated panel cloud's API; 9001 by default; 0 picks a free port.
+    pub panel_port: u16,
+    pub config: DemoConfig,
+    /// Use DynamoDB at this endpoint instead of the embedded store.
+    pub dynamodb_endpoint: Option<String>,
+    pub table: String,
+    /// Tests freeze the clock and move it with `/sim/clock/advance`.
+    pub frozen_clock: bool,
+    /// How often the re-delivery worker runs; `None` leaves it to [`LocalStack::redeliver`].
+    pub redelivery_interval: Option<Duration>,
+    pub manufacturer_name: String,
+    /// The reply budget of a directive; Alexa's (about 7 s usable) unless shortened for tests.
+    pub directive_budget: Option<Duration>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            port: 9000,
+            panel_port: 9001,
+            config: DemoConfig::demo(),
+            dynamodb_endpoint: None,
+            table: "alarm-skill-local".to_string(),
+            frozen_clock: false,
+            redelivery_interval: Some(Duration::from_secs(2)),
+            manufacturer_name: "Acme Security".to_string(),
+            directive_budget: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("HTTP client: {0}")]
+    Http(String),
+    #[error("dev issuer: {0}")]
+    Issuer(String),
+    #[error("config: {0}")]
+    Config(String),
+}
+
+pub struct LocalStack {
+    pub addr: SocketAddr,
+    pub base_url: String,
+    pub sim: Arc<Simulator>,
+    pub panel_api: Arc<RestartableServer>,
+    pub store: Arc<dyn Store>,
+    /// Set when the embedded store is in use, for inspecting everything it holds.
+    pub memory: Option<Arc<MemoryStore>>,
+    pub skill: Arc<Skill>,
+    pub panels: Arc<dyn PanelCloud>,
+    pub clock: Arc<AdjustableClock>,
+    pub keyring: Arc<Keyring>,
+    pub issuer: Arc<DevIssuer>,
+    pub dev_alexa: Arc<DevAlexa>,
+    shutdown: Option<oneshot::Sender<()>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+#[derive(Clone)]
+struct Invoke {
+    skill: Arc<Skill>,
+    budget: Option<Duration>,
+}
+
+async fn invoke(State(inv): State<Invoke>, body: Bytes) -> impl IntoResponse {
+    let reply = inv
+        .skill
+        .handle_bytes(&body, Deadline::for_directive(inv.budget))
+        .await;
+    ([(header::CONTENT_TYPE, "application/json")], Json(reply))
+}
+
+async fn bind(port: u16) -> Result<TcpListener, LocalError> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| LocalError::Bind(addr, e))
+}
+
+fn random_secret() -> Secret {
+    let mut bytes = [0u8; 24];
+    rand::fill(&mut bytes);
+    Secret::new(hex::encode(bytes))
+}
+
+/// Writes the configured members and their (hashed) codes into the store, replacing members
+/// of the same id and keeping anything else the store already holds.
+async fn seed(store: &dyn Store, keyring: &Keyring, config: &DemoConfig) -> Result<(), LocalError> {
+    for h in &config.households {
+        let mut profile = store.household(&h.account).await?.profile;
+        for seed in &h.members {
+            let hash = |pin: &Option<String>| {
+                pin.as_ref()
+                    .map(|p| hash_code(keyring, &h.account, &seed.id, &Pin::new(p.clone())))
+            };
+            let member = Member {
+                id: seed.id.clone(),
+                name: seed.name.clone(),
+                user_number: seed.user_number,
+                voice_pin: hash(&seed.voice_pin),
+                duress_pin: hash(&seed.duress_pin),
+            };
+            profile.members.retain(|m| m.id != seed.id);
+            profile.members.push(member);
+        }
+        if let Some(p) = h.pinless_disarm {
+            profile.settings.pinless_disarm = p;
+        }
+        store.save_profile(&h.account, &profile).await?;
+    }
+    Ok(())
+}
+
+impl LocalStack {
+    pub async fn start(opts: Options) -> Result<LocalStack, LocalError> {
+        crate::account_link::install_crypto_provider();
+        let listener = bind(opts.port).await?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| LocalError::Bind(SocketAddr::from((Ipv4Addr::LOCALHOST, opts.port)), e))?;
+        let base_url = format!("http://{addr}");
+        let clock = Arc::new(if opts.frozen_clock {
+            AdjustableClock::frozen(chrono::Utc::now())
+        } else {
+            AdjustableClock::running()
+        });
+        let dyn_clock: Arc<dyn Clock> = clock.clone();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| LocalError::Http(e.to_string()))?;
+
+        // Secrets: random per start unless given, so nothing secret is ever written down.
+        let keyring = Arc::new(match std::env::var("PEPPER") {
+            Ok(spec) => Keyring::from_json(&Secret::new(spec))
+                .map_err(|e| LocalError::Config(format!("PEPPER: {e}")))?,
+            Err(_) => Keyring::random(),
+        });
+        let panel_api_key = random_secret();
+        let webhook_secret = random_secret();
+        let lwa_secret = random_secret();
+
+        let (store, memory): (Arc<dyn Store>, Option<Arc<MemoryStore>>) =
+            match &opts.dynamodb_endpoint {
+                Some(endpoint) => {
+                    let client = crate::store::dynamodb::local_client(endpoint);
+                    crate::store::dynamodb::create_table(&client, &opts.table).await?;
+                    (
+                        Arc::new(crate::store::dynamodb::DynamoStore::new(
+                            client,
+                            opts.table.clone(),
+                        )),
+                        None,
+                    )
+                }
+                None => {
+                    let m = Arc::new(MemoryStore::new());
+                    (m.clone(), Some(m))
+                }
+            };
+        seed(store.as_ref(), &keyring, &opts.config).await?;
+
+        let issuer = Arc::new(
+            DevIssuer::new(&base_url, AUDIENCE).map_err(|e| LocalError::Issuer(e.to_string()))?,
+        );
+        let oauth = OAuthConfig {
+            issuer: base_url.clone(),
+            jwks_url: format!("{base_url}/.well-known/jwks.json"),
+            audiences: vec![AUDIENCE.to_string()],
+            token_use: Some("access".to_string()),
+            account_claim: "sub".to_string(),
+            admin_group: "household-admin".to_string(),
+        };
+        let tokens = Arc::new(JwksVerifier::new(&oauth, http.clone()));
+
+        let sim = Arc::new(
+            Simulator::new(&opts.config.accounts, clock.clone(), panel_api_key.clone())
+                .with_webhook(
+                    format!("{base_url}/webhooks/panel"),
+                    webhook_secret.clone(),
+                    http.clone(),
+                ),
+        );
+        let panel_api = RestartableServer::start(
+            SocketAddr::from((Ipv4Addr::LOCALHOST, opts.panel_port)),
+            panel_api_routes(sim.clone()),
+        )
+        .await
+        .map_err(|e| {
+            LocalError::Bind(SocketAddr::from((Ipv4Addr::LOCALHOST, opts.panel_port)), e)
+        })?;
+        let panels: Arc<dyn PanelCloud> = Arc::new(
+            HttpPanelCloud::new(&format!("http://{}", panel_api.addr()), panel_api_key)
+                .map_err(|e| LocalError::Http(e.to_string()))?,
+        );
+
+        let dev_alexa = Arc::new(DevAlexa::new(LWA_CLIENT_ID, lwa_secret.clone()));
+        let lwa = Arc::new(LwaClient::new(
+            format!("{base_url}/dev/lwa/token"),
+            LWA_CLIENT_ID.to_string(),
+            lwa_secret,
+            AlexaRegion::Na,
+            store.clone(),
+            keyring.clone(),
+            dyn_clock.clone(),
+            http.clone(),
+        ));
+        let gateway = Arc::new(HttpEventGateway::new(
+            format!("{base_url}/dev/gateway/v3/events"),
+            lwa.clone(),
+            http.clone(),
+        ));
+        let webhook = Arc::new(WebhookService {
+            store: store.clone(),
+            gateway,
+            secret: webhook_secret,
+            clock: dyn_clock.clone(),
+            manufacturer_name: opts.manufacturer_name.clone(),
+        });
+
+        let settings = SkillSettings {
+            manufacturer_name: opts.manufacturer_name.clone(),
+            ..SkillSettings::default()
+        };
+        let management = Arc::new(ManagementService {
+            store: store.clone(),
+            tokens: tokens.clone(),
+            keyring: keyring.clone(),
+            clock: dyn_clock.clone(),
+            throttle: settings.throttle.clone(),
+            enrol_limit: EnrolLimit::default(),
+        });
+        let skill = Arc::new(Skill::new(
+            SkillDeps {
+                store: store.clone(),
+                panels: panels.clone(),
+                tokens,
+                grants: lwa,
+                keyring: keyring.clone(),
+                clock: dyn_clock.clone(),
+            },
+            settings,
+        ));
+
+        let app = Router::new()
+            .route(
+                INVOKE_PATH,
+                post(invoke).with_state(Invoke {
+                    skill: skill.clone(),
+                    budget: opts.directive_budget,
+                }),
+            )
+            .route(
+                "/",
+                get(|| async { Json(json!({ "service": BANNER, "docs": "README.md" })) }),
+            )
+            .merge(dev_issuer::routes(issuer.clone()))
+            .merge(control_routes(sim.clone(), panel_api.clone()))
+            .merge(crate::management::routes(management))
+            .merge(crate::webhook::handler::routes(webhook))
+            .merge(alexa_dev::routes(dev_alexa.clone()));
+
+        let (tx, rx) = oneshot::channel::<()>();
+        let mut tasks = vec![tokio::spawn(async move {
+            let stop = async {
+                let _ = rx.await;
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+            {
+                tracing::error!(error = %e, "local stack server stopped");
+            }
+        })];
+        if !opts.frozen_clock {
+            let s = sim.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_millis(250));
+                loop {
+                    every.tick().await;
+                    s.tick();
+                }
+            }));
+        }
+        if let Some(interval) = opts.redelivery_interval {
+            let (st, pa, kr, ck) = (
+                store.clone(),
+                panels.clone(),
+                keyring.clone(),
+                dyn_clock.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                let mut every = tokio::time::interval(interval);
+                loop {
+                    every.tick().await;
+                    match redelivery::run_once(st.as_ref(), pa.as_ref(), &kr, ck.as_ref(), 25).await
+                    {
+                        Ok(r) if r.examined > 0 => tracing::info!(?r, "redelivery pass"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "redelivery pass failed"),
+                    }
+                }
+            }));
+        }
+        Ok(LocalStack {
+            addr,
+            base_url,
+            sim,
+            panel_api,
+            store,
+            memory,
+            skill,
+            panels,
+            clock,
+            keyring,
+            issuer,
+            dev_alexa,
+            shutdown: Some(tx),
+            tasks,
+        })
+    }
+
+    /// One pass of the duress re-delivery worker, as the background loop runs it.
+    pub async fn redeliver(&self) -> Result<Report, StoreError> {
+        redelivery::run_once(
+            self.store.as_ref(),
+            self.panels.as_ref(),
+            &self.keyring,
+            self.clock.as_ref(),
+            25,
+        )
+        .await
+    }
+
+    /// Runs until Ctrl-C.
+    pub async fn wait(mut self) {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+        }
+        self.shutdown().await;
+    }
+
+    pub async fn shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.panel_api.stop().await;
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for LocalStack {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.panel_api.signal_stop();
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}

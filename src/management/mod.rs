@@ -1,1 +1,560 @@
-//! Management API (being written).
+//! The household management API: members, voice codes, lockout, audit log, settings.
+//! HTTP + JSON, authenticated with the account-linking bearer JWT (the same issuer as the
+//! skill). Served by the local stack and, in production, by the `http-api` Lambda.
+//!
+//! | route | who | what |
+//! |---|---|---|
+//! | `GET /v1/household/members` | admin | members, with whether each has a voice / duress PIN (never the codes) |
+//! | `POST /v1/household/members` | admin | add a member `{"id","name","user_number"}` |
+//! | `DELETE /v1/household/members/{id}` | admin | remove a member and their codes |
+//! | `PUT /v1/household/members/{id}/voice-pin` | admin | set or replace `{"pin":"4729"}` |
+//! | `DELETE /v1/household/members/{id}/voice-pin` | admin | delete |
+//! | `PUT /v1/household/members/{id}/duress-pin` | admin | set or replace `{"pin":"8361"}` |
+//! | `DELETE /v1/household/members/{id}/duress-pin` | admin | delete |
+//! | `GET /v1/household/lockout` | admin | throttle state |
+//! | `POST /v1/household/lockout/reset` | admin | clear failures and any lockout |
+//! | `GET /v1/household/audit?limit=N` | admin | audit log, newest first |
+//! | `GET /v1/household/settings` / `PUT` | admin | `{"pinless_disarm": ...}` |
+//!
+//! Code changes are rate-limited per household (every attempt counts, accepted or not) and
+//! audited without saying which kind of code changed: the household log is visible to anyone
+//! holding the admin's phone, and must not advertise that a duress PIN exists.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router};
+use chrono::Duration;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::account_link::{Identity, TokenError, TokenVerifier};
+use crate::clock::Clock;
+use crate::secret::{BearerToken, Pin};
+use crate::store::{AuditEntry, Store, StoreError};
+use crate::voice_codes::{
+    CodeKind, EnrolError, Gate, Keyring, Member, PinlessPolicy, Profile, Throttle, ThrottlePolicy,
+    check_new_code, hash_code,
+};
+
+/// Default: 10 code changes per household per hour.
+#[derive(Debug, Clone, Copy)]
+pub struct EnrolLimit {
+    pub max: u32,
+    pub window: Duration,
+}
+
+impl Default for EnrolLimit {
+    fn default() -> Self {
+        EnrolLimit {
+            max: 10,
+            window: Duration::hours(1),
+        }
+    }
+}
+
+pub struct ManagementService {
+    pub store: Arc<dyn Store>,
+    pub tokens: Arc<dyn TokenVerifier>,
+    pub keyring: Arc<Keyring>,
+    pub clock: Arc<dyn Clock>,
+    pub throttle: ThrottlePolicy,
+    pub enrol_limit: EnrolLimit,
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = (
+            self.status,
+            Json(json!({"error": self.code, "message": self.message})),
+        )
+            .into_response();
+        if self.status == StatusCode::UNAUTHORIZED
+            && let Ok(v) = "Bearer".parse()
+        {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        resp
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store failed in management API");
+        match e {
+            StoreError::Conflict => ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "the household changed concurrently; retry",
+            ),
+            _ => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "storage is temporarily unavailable",
+            ),
+        }
+    }
+}
+
+type Svc = Arc<ManagementService>;
+
+/// An authenticated household admin.
+struct Admin(Identity);
+
+impl FromRequestParts<Svc> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, svc: &Svc) -> Result<Self, ApiError> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "a bearer token is required",
+                )
+            })?;
+        let identity = svc
+            .tokens
+            .verify(&BearerToken::new(token))
+            .await
+            .map_err(|e| match e {
+                TokenError::Expired => ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "token_expired",
+                    "the token has expired",
+                ),
+                TokenError::Invalid(_) => ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "the token is not valid",
+                ),
+                TokenError::Unavailable(why) => {
+                    tracing::error!(error = %why, "token verification unavailable");
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "unavailable",
+                        "token verification is temporarily unavailable",
+                    )
+                }
+            })?;
+        if !identity.admin {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "only the household admin can manage voice codes",
+            ));
+        }
+        Ok(Admin(identity))
+    }
+}
+
+/// Parses a JSON object body. Messages name fields only: a value (a PIN) is never echoed.
+fn object(body: &Bytes) -> Result<serde_json::Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the body must be a JSON object",
+        )),
+    }
+}
+
+fn string_field(m: &serde_json::Map<String, Value>, key: &str) -> Result<String, ApiError> {
+    match m.get(key) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        _ => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("field {key} must be a string"),
+        )),
+    }
+}
+
+#[derive(Serialize)]
+struct MemberView {
+    id: String,
+    name: String,
+    user_number: u16,
+    has_voice_pin: bool,
+    has_duress_pin: bool,
+}
+
+impl From<&Member> for MemberView {
+    fn from(m: &Member) -> Self {
+        MemberView {
+            id: m.id.clone(),
+            name: m.name.clone(),
+            user_number: m.user_number,
+            has_voice_pin: m.voice_pin.is_some(),
+            has_duress_pin: m.duress_pin.is_some(),
+        }
+    }
+}
+
+const SAVE_ATTEMPTS: usize = 3;
+
+impl ManagementService {
+    fn entry(&self, actor: &str, message: String) -> AuditEntry {
+        AuditEntry {
+            at: self.clock.now(),
+            actor: actor.to_string(),
+            message,
+        }
+    }
+
+    /// Read-modify-write of the profile with optimistic concurrency. `change` returns the audit
+    /// message on success.
+    async fn update_profile(
+        &self,
+        household: &str,
+        mut change: impl FnMut(&mut Profile) -> Result<String, ApiError>,
+    ) -> Result<(), ApiError> {
+        for _ in 0..SAVE_ATTEMPTS {
+            let mut profile = self.store.household(household).await?.profile;
+            let message = change(&mut profile)?;
+            match self.store.save_profile(household, &profile).await {
+                Ok(_) => {
+                    self.store
+                        .append_audit(household, &self.entry("admin", message))
+                        .await?;
+                    return Ok(());
+                }
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Conflict.into())
+    }
+
+    async fn set_code(
+        &self,
+        household: &str,
+        member_id: &str,
+        kind: CodeKind,
+        pin: Pin,
+    ) -> Result<(), ApiError> {
+        let now = self.clock.now();
+        let key = format!("enrol#{household}");
+        let allowed = self
+            .store
+            .take_rate_token(&key, now, self.enrol_limit.window, self.enrol_limit.max)
+            .await?;
+        if !allowed {
+            self.store
+                .append_audit(
+                    household,
+                    &self.entry(
+                        "admin",
+                        "Voice code change refused: too many changes this hour".into(),
+                    ),
+                )
+                .await?;
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many voice code changes; try again later",
+            ));
+        }
+        let mut rejected: Option<(EnrolError, String)> = None;
+        let result = self
+            .update_profile(household, |profile| {
+                let name = profile
+                    .member(member_id)
+                    .map(|m| m.name.clone())
+                    .ok_or_else(|| {
+                        ApiError::new(StatusCode::NOT_FOUND, "no_such_member", "no such member")
+                    })?;
+                if let Err(e) =
+                    check_new_code(&self.keyring, household, profile, member_id, kind, &pin)
+                {
+                    rejected = Some((e, name));
+                    return Err(ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "rejected",
+                        e.to_string(),
+                    ));
+                }
+                let hash = hash_code(&self.keyring, household, member_id, &pin);
+                if let Some(m) = profile.member_mut(member_id) {
+                    *m.code_mut(kind) = Some(hash);
+                }
+                Ok(format!("Admin changed {name}'s voice codes"))
+            })
+            .await;
+        if let Some((e, name)) = rejected {
+            // Audited without the code, the rule, or the member it collided with.
+            self.store
+                .append_audit(
+                    household,
+                    &self.entry(
+                        "admin",
+                        format!("Admin's voice code change for {name} was rejected"),
+                    ),
+                )
+                .await?;
+            let code = match e {
+                EnrolError::Format => "invalid_format",
+                EnrolError::TooCommon => "too_common",
+                EnrolError::TooSimilar => "too_similar",
+            };
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                code,
+                e.to_string(),
+            ));
+        }
+        result
+    }
+}
+
+async fn list_members(State(svc): State<Svc>, Admin(who): Admin) -> Result<Json<Value>, ApiError> {
+    let profile = svc.store.household(&who.account).await?.profile;
+    let members: Vec<MemberView> = profile.members.iter().map(MemberView::from).collect();
+    Ok(Json(json!({ "members": members })))
+}
+
+fn valid_member_id(id: &str) -> bool {
+    (1..=40).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+async fn add_member(
+    State(svc): State<Svc>,
+    Admin(who): Admin,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let m = object(&body)?;
+    let id = string_field(&m, "id")?;
+    let name = string_field(&m, "name")?.trim().to_string();
+    let number = m
+        .get("user_number")
+        .and_then(Value::as_u64)
+        .filter(|n| (1..=999).contains(n))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "user_number must be 1-999",
+            )
+        })? as u16;
+    if !valid_member_id(&id) || name.is_empty() || name.chars().count() > 64 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "id must be 1-40 of [a-z0-9-]; name 1-64 characters",
+        ));
+    }
+    svc.update_profile(&who.account, |p| {
+        if p.members
+            .iter()
+            .any(|x| x.id == id || x.user_number == number)
+        {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "member_exists",
+                "a member with this id or user number exists",
+            ));
+        }
+        p.members.push(Member {
+            id: id.clone(),
+            name: name.clone(),
+            user_number: number,
+            voice_pin: None,
+            duress_pin: None,
+        });
+        Ok(format!("Admin added member {name}"))
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(json!({"id": id}))).into_response())
+}
+
+async fn remove_member(
+    State(svc): State<Svc>,
+    Admin(who): Admin,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    svc.update_profile(&who.account, |p| {
+        let idx = p.members.iter().position(|m| m.id == id).ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, "no_such_member", "no such member")
+        })?;
+        let gone = p.members.remove(idx);
+        Ok(format!("Admin removed member {}", gone.name))
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn kind_of(slot: &str) -> Result<CodeKind, ApiError> {
+    match slot {
+        "voice-pin" => Ok(CodeKind::Normal),
+        "duress-pin" => Ok(CodeKind::Duress),
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such route",
+        )),
+    }
+}
+
+async fn put_code(
+    State(svc): State<Svc>,
+    Admin(who): Admin,
+    Path((id, slot)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let kind = kind_of(&slot)?;
+    let pin = Pin::new(string_field(&object(&body)?, "pin")?);
+    svc.set_code(&who.account, &id, kind, pin).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn delete_code(
+    State(svc): State<Svc>,
+    Admin(who): Admin,
+    Path((id, slot)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let kind = kind_of(&slot)?;
+    svc.update_profile(&who.account, |p| {
+        let m = p.member_mut(&id).ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, "no_such_member", "no such member")
+        })?;
+        *m.code_mut(kind) = None;
+        Ok(format!("Admin changed {}'s voice codes", m.name))
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn lockout_view(
+    policy: &ThrottlePolicy,
+    t: &Throttle,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Value {
+    let locked = matches!(policy.gate(t, now), Gate::Locked { .. });
+    json!({
+        "consecutive_failures": t.consecutive_failures,
+        "locked": locked,
+        "locked_until": if locked { t.locked_until } else { None },
+        "hard_locked": t.hard_locked,
+    })
+}
+
+async fn get_lockout(State(svc): State<Svc>, Admin(who): Admin) -> Result<Json<Value>, ApiError> {
+    let t = svc.store.household(&who.account).await?.throttle;
+    Ok(Json(lockout_view(&svc.throttle, &t, svc.clock.now())))
+}
+
+async fn reset_lockout(State(svc): State<Svc>, Admin(who): Admin) -> Result<Json<Value>, ApiError> {
+    for _ in 0..SAVE_ATTEMPTS {
+        let current = svc.store.household(&who.account).await?.throttle;
+        let cleared = Throttle {
+            version: current.version,
+            ..Throttle::default()
+        };
+        let entry = svc.entry("admin", "Admin reset the voice disarm lockout".into());
+        match svc
+            .store
+            .record_attempt(&who.account, &cleared, None, std::slice::from_ref(&entry))
+            .await
+        {
+            Ok(()) => return Ok(Json(lockout_view(&svc.throttle, &cleared, svc.clock.now()))),
+            Err(StoreError::Conflict) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StoreError::Conflict.into())
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    limit: Option<usize>,
+}
+
+async fn get_audit(
+    State(svc): State<Svc>,
+    Admin(who): Admin,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let entries = svc.store.audit(&who.account, limit).await?;
+    Ok(Json(json!({ "entries": entries })))
+}
+
+async fn get_settings(State(svc): State<Svc>, Admin(who): Admin) -> Result<Json<Value>, ApiError> {
+    let p = svc.store.household(&who.account).await?.profile;
+    Ok(Json(json!({ "pinless_disarm": p.settings.pinless_disarm })))
+}
+
+async fn put_settings(
+    State(svc): State<Svc>,
+    Admin(who): Admin,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let m = object(&body)?;
+    let policy: PinlessPolicy = m
+        .get("pinless_disarm")
+        .cloned()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "pinless_disarm must be refuse_when_codes_enrolled, refuse or allow",
+            )
+        })?;
+    svc.update_profile(&who.account, |p| {
+        p.settings.pinless_disarm = policy;
+        Ok("Admin changed the policy for disarming without a voice code".to_string())
+    })
+    .await?;
+    Ok(Json(json!({ "pinless_disarm": policy })))
+}
+
+pub fn routes(svc: Arc<ManagementService>) -> Router {
+    Router::new()
+        .route("/v1/household/members", get(list_members).post(add_member))
+        .route("/v1/household/members/{id}", delete(remove_member))
+        .route(
+            "/v1/household/members/{id}/{slot}",
+            put(put_code).delete(delete_code),
+        )
+        .route("/v1/household/lockout", get(get_lockout))
+        .route("/v1/household/lockout/reset", post(reset_lockout))
+        .route("/v1/household/audit", get(get_audit))
+        .route(
+            "/v1/household/settings",
+            get(get_settings).put(put_settings),
+        )
+        .with_state(svc)
+}

@@ -126,9 +126,8 @@ impl HttpPanelCloud {
             if !retryable || attempt >= MAX_ATTEMPTS {
                 return Err(err.0);
             }
-            let backoff = Duration::from_millis(
-                50 * 2u64.pow(attempt - 1) + rand::rng().random_range(0..50),
-            );
+            let backoff =
+                Duration::from_millis(50 * 2u64.pow(attempt - 1) + rand::rng().random_range(0..50));
             if deadline.remaining() < backoff + MIN_ATTEMPT {
                 return Err(err.0);
             }
@@ -158,8 +157,12 @@ async fn read<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, Attempt
         .await
         .map_err(|e| (transport_error(&e).0, false))?;
     if status.is_success() {
-        return serde_json::from_slice(&bytes)
-            .map_err(|e| (PanelError::Protocol(format!("bad {status} body: {e}")), false));
+        return serde_json::from_slice(&bytes).map_err(|e| {
+            (
+                PanelError::Protocol(format!("bad {status} body: {e}")),
+                false,
+            )
+        });
     }
     let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let code = body["error"].as_str().unwrap_or("").to_string();

@@ -29,6 +29,16 @@ impl ArmState {
             ArmState::ArmedNight => "ARMED_NIGHT",
         }
     }
+
+    /// The arm mode of an armed state; `None` for DISARMED.
+    pub fn mode(self) -> Option<ArmMode> {
+        match self {
+            ArmState::Disarmed => None,
+            ArmState::ArmedAway => Some(ArmMode::Away),
+            ArmState::ArmedStay => Some(ArmMode::Stay),
+            ArmState::ArmedNight => Some(ArmMode::Night),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,11 +198,17 @@ pub struct Notice {
 #[serde(tag = "error", rename_all = "snake_case")]
 pub enum ArmRefusal {
     /// Open zones that may be bypassed: Alexa asks the user whether to bypass them.
-    ZonesOpen { zones: Vec<ZoneRef> },
+    ZonesOpen {
+        zones: Vec<ZoneRef>,
+    },
     /// Open zones that may not be bypassed.
-    NotReady { zones: Vec<ZoneRef> },
+    NotReady {
+        zones: Vec<ZoneRef>,
+    },
     AlarmActive,
-    Trouble { conditions: Vec<String> },
+    Trouble {
+        conditions: Vec<String>,
+    },
     UnsupportedMode,
 }
 

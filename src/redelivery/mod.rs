@@ -62,7 +62,10 @@ pub async fn run_once(
             Settlement::Closed => report.closed += 1,
             Settlement::Retry { .. } => report.retrying += 1,
         }
-        match store.settle_outbox(&record.request_id, &settlement, None).await {
+        match store
+            .settle_outbox(&record.request_id, &settlement, None)
+            .await
+        {
             // Another worker settled it first; the cloud's request-id dedup made that safe.
             Ok(()) | Err(StoreError::Conflict) => {}
             Err(e) => return Err(e),

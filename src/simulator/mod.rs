@@ -1,1 +1,613 @@
-//! Simulator (being written).
+//! The reference panel cloud (alarm-skill local stack only): implements the panel API contract
+//! (docs/panel-api.md) over simulated panels, with a monitoring-center receiver.
+//!
+//! - In-process it implements [`PanelCloud`] directly (benchmarks); over HTTP it serves the same
+//!   contract ([`http::panel_api_routes`]) for the skill's real HTTP client.
+//! - Every state change goes to the skill's webhook, signed, like a vendor cloud would send it.
+//! - Time comes from an [`AdjustableClock`], so tests jump over exit and entry delays.
+
+pub mod http;
+pub mod machine;
+pub mod monitoring;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::clock::{AdjustableClock, Clock};
+use crate::deadline::Deadline;
+use crate::panel::{
+    ArmOutcome, ArmRequest, DisarmRequest, Notice, Panel, PanelCloud, PanelError, SignalRequest,
+    Source,
+};
+use crate::secret::Secret;
+use crate::webhook::{EventKind, PanelEvent};
+use machine::{Effects, PanelConfig, SimPanel, ZoneConfig};
+use monitoring::{ContactIdEvent, NEW_EVENT, codes};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserConfig {
+    pub number: u16,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccountConfig {
+    pub id: String,
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+    pub panels: Vec<PanelConfig>,
+}
+
+/// A notification the panel cloud shows in the household's own app: what the household (and
+/// anyone holding their phone) can see. Duress never appears here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Notification {
+    pub account: String,
+    pub kind: String,
+    pub message: String,
+    pub at: DateTime<Utc>,
+}
+
+/// A panel API call as the simulator received it, for asserting what was (not) touched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RequestRecord {
+    pub op: &'static str,
+    pub account: String,
+    pub panel: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+enum Completed {
+    Arm(ArmOutcome),
+    Disarm(Panel),
+}
+
+#[derive(Default)]
+struct State {
+    panels: Vec<SimPanel>,
+    users: HashMap<String, Vec<UserConfig>>,
+    monitoring: Vec<ContactIdEvent>,
+    notifications: Vec<Notification>,
+    requests: Vec<RequestRecord>,
+    completed: HashMap<String, Completed>,
+    duress_sent: HashSet<String>,
+}
+
+/// Injected failures of the panel API (HTTP only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultMode {
+    #[default]
+    None,
+    /// Reply 500 without processing.
+    Error,
+    /// Hang for `delay_ms` without processing, then 504.
+    Timeout,
+    /// Process, then wait `delay_ms` before replying.
+    Slow,
+    /// Stop listening: connections are refused.
+    Down,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Fault {
+    pub mode: FaultMode,
+    #[serde(default)]
+    pub delay_ms: u64,
+}
+
+pub struct Simulator {
+    state: Mutex<State>,
+    clock: Arc<AdjustableClock>,
+    api_key: Secret,
+    fault: Mutex<Fault>,
+    webhook: Option<mpsc::UnboundedSender<PanelEvent>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SimError {
+    #[error("no panel {0}")]
+    NoPanel(String),
+    #[error("no zone {0}")]
+    NoZone(String),
+    #[error("unknown alarm kind {0}")]
+    NoAlarmKind(String),
+    #[error("zone {0} already exists")]
+    ZoneExists(String),
+    #[error("panel is offline")]
+    Offline,
+    #[error("arming refused")]
+    Refused,
+}
+
+impl Simulator {
+    pub fn new(accounts: &[AccountConfig], clock: Arc<AdjustableClock>, api_key: Secret) -> Self {
+        let now = clock.now();
+        let mut state = State::default();
+        for a in accounts {
+            state.users.insert(a.id.clone(), a.users.clone());
+            for p in &a.panels {
+                state.panels.push(SimPanel::new(&a.id, p.clone(), now));
+            }
+        }
+        Simulator {
+            state: Mutex::new(state),
+            clock,
+            api_key,
+            fault: Mutex::new(Fault::default()),
+            webhook: None,
+        }
+    }
+
+    /// Sends every state change to `url`, signed with `secret`, in order. Needs a Tokio runtime.
+    pub fn with_webhook(mut self, url: String, secret: Secret, http: reqwest::Client) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(http::webhook_sender(rx, url, secret, http));
+        self.webhook = Some(tx);
+        self
+    }
+
+    pub fn api_key(&self) -> &Secret {
+        &self.api_key
+    }
+
+    pub fn clock(&self) -> &AdjustableClock {
+        &self.clock
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn fault(&self) -> Fault {
+        *self.fault.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn set_fault(&self, f: Fault) {
+        *self.fault.lock().unwrap_or_else(|p| p.into_inner()) = f;
+    }
+
+    /// Runs due timed transitions on every panel. Called before every operation, and
+    /// periodically by the local stack so entry-delay alarms fire on time.
+    pub fn tick(&self) {
+        let mut st = self.lock();
+        self.tick_locked(&mut st);
+    }
+
+    fn tick_locked(&self, st: &mut State) {
+        let now = self.clock.now();
+        for i in 0..st.panels.len() {
+            let fx = st.panels[i].tick(now);
+            self.apply(st, i, fx, Source::Sensor, now);
+        }
+    }
+
+    /// Records monitoring signals and sends changes to the webhook.
+    fn apply(&self, st: &mut State, idx: usize, fx: Effects, source: Source, now: DateTime<Utc>) {
+        let p = &st.panels[idx];
+        let (account, view) = (p.account.clone(), p.view(now));
+        let events = fx.events(&account, &view.id, now);
+        st.monitoring.extend(events);
+        if !fx.changed.is_empty() {
+            self.emit(PanelEvent {
+                event_id: uuid::Uuid::new_v4().to_string(),
+                account,
+                occurred_at: now,
+                source,
+                kind: EventKind::PanelChanged {
+                    panel: view,
+                    changed: fx.changed,
+                },
+            });
+        }
+    }
+
+    fn emit(&self, event: PanelEvent) {
+        if let Some(tx) = &self.webhook
+            && tx.send(event).is_err()
+        {
+            tracing::warn!("simulator webhook sender stopped; event dropped");
+        }
+    }
+
+    fn find(st: &State, account: Option<&str>, panel: &str) -> Option<usize> {
+        st.panels
+            .iter()
+            .position(|p| p.id() == panel && account.is_none_or(|a| p.account == a))
+    }
+
+    fn log(
+        st: &mut State,
+        op: &'static str,
+        account: &str,
+        panel: Option<&str>,
+        now: DateTime<Utc>,
+    ) {
+        st.requests.push(RequestRecord {
+            op,
+            account: account.to_string(),
+            panel: panel.map(str::to_string),
+            at: now,
+        });
+    }
+
+    fn user_name(st: &State, account: &str, number: Option<u16>) -> String {
+        number
+            .and_then(|n| {
+                st.users
+                    .get(account)?
+                    .iter()
+                    .find(|u| u.number == n)
+                    .map(|u| u.name.clone())
+            })
+            .unwrap_or_else(|| "Someone".to_string())
+    }
+
+    fn notify_household(
+        st: &mut State,
+        account: &str,
+        kind: &str,
+        message: String,
+        now: DateTime<Utc>,
+    ) {
+        st.notifications.push(Notification {
+            account: account.to_string(),
+            kind: kind.to_string(),
+            message,
+            at: now,
+        });
+    }
+
+    // ---- the panel API contract -------------------------------------------------------------
+
+    pub fn list(&self, account: &str) -> Vec<Panel> {
+        let mut st = self.lock();
+        self.tick_locked(&mut st);
+        let now = self.clock.now();
+        Self::log(&mut st, "list", account, None, now);
+        st.panels
+            .iter()
+            .filter(|p| p.account == account)
+            .map(|p| p.view(now))
+            .collect()
+    }
+
+    pub fn get(&self, account: &str, panel: &str) -> Result<Panel, PanelError> {
+        let mut st = self.lock();
+        self.tick_locked(&mut st);
+        let now = self.clock.now();
+        Self::log(&mut st, "get", account, Some(panel), now);
+        let i = Self::find(&st, Some(account), panel).ok_or(PanelError::NotFound)?;
+        Ok(st.panels[i].view(now))
+    }
+
+    pub fn arm(
+        &self,
+        account: &str,
+        panel: &str,
+        req: &ArmRequest,
+    ) -> Result<ArmOutcome, PanelError> {
+        let mut st = self.lock();
+        self.tick_locked(&mut st);
+        let now = self.clock.now();
+        Self::log(&mut st, "arm", account, Some(panel), now);
+        let i = Self::find(&st, Some(account), panel).ok_or(PanelError::NotFound)?;
+        if let Some(Completed::Arm(done)) = st.completed.get(&req.request_id) {
+            return Ok(done.clone());
+        }
+        if !st.panels[i].online {
+            return Err(PanelError::Offline);
+        }
+        let (bypassed, fx) = st.panels[i]
+            .arm(req.mode, req.bypass_open_zones, now)
+            .map_err(PanelError::Refused)?;
+        self.apply(&mut st, i, fx, req.source, now);
+        let outcome = ArmOutcome {
+            panel: st.panels[i].view(now),
+            bypassed,
+        };
+        let name = outcome.panel.name.clone();
+        let mode = outcome
+            .panel
+            .arm_state
+            .alexa_name()
+            .to_lowercase()
+            .replace('_', " ");
+        Self::notify_household(
+            &mut st,
+            account,
+            "arm",
+            format!("{name} {mode} ({})", source_label(req.source)),
+            now,
+        );
+        st.completed
+            .insert(req.request_id.clone(), Completed::Arm(outcome.clone()));
+        Ok(outcome)
+    }
+
+    pub fn disarm(
+        &self,
+        account: &str,
+        panel: &str,
+        req: &DisarmRequest,
+    ) -> Result<Panel, PanelError> {
+        let mut st = self.lock();
+        self.tick_locked(&mut st);
+        let now = self.clock.now();
+        Self::log(&mut st, "disarm", account, Some(panel), now);
+        let i = Self::find(&st, Some(account), panel).ok_or(PanelError::NotFound)?;
+        if let Some(Completed::Disarm(done)) = st.completed.get(&req.request_id) {
+            return Ok(done.clone());
+        }
+        // The cloud relays a duress to the monitoring center over its own link, before and
+        // whatever happens to the panel: an offline panel must not swallow it.
+        let duress_new = req.duress && st.duress_sent.insert(req.request_id.clone());
+        if duress_new {
+            let fx = Effects {
+                signals: vec![(
+                    codes::DURESS,
+                    NEW_EVENT,
+                    Some(req.member.unwrap_or(0)),
+                    None,
+                )],
+                changed: vec![],
+            };
+            self.apply(&mut st, i, fx, req.source, now);
+        }
+        if !st.panels[i].online {
+            return Err(PanelError::Offline);
+        }
+        let fx = st.panels[i].disarm(req.member, req.duress);
+        self.apply(&mut st, i, fx, req.source, now);
+        let view = st.panels[i].view(now);
+        let who = Self::user_name(&st, account, req.member);
+        Self::notify_household(
+            &mut st,
+            account,
+            "disarm",
+            format!(
+                "{} disarmed by {who} ({})",
+                view.name,
+                source_label(req.source)
+            ),
+            now,
+        );
+        st.completed
+            .insert(req.request_id.clone(), Completed::Disarm(view.clone()));
+        Ok(view)
+    }
+
+    pub fn signal(
+        &self,
+        account: &str,
+        panel: &str,
+        req: &SignalRequest,
+    ) -> Result<(), PanelError> {
+        let mut st = self.lock();
+        let now = self.clock.now();
+        Self::log(&mut st, "signal", account, Some(panel), now);
+        let i = Self::find(&st, Some(account), panel).ok_or(PanelError::NotFound)?;
+        if req.duress && st.duress_sent.insert(req.request_id.clone()) {
+            let fx = Effects {
+                signals: vec![(
+                    codes::DURESS,
+                    NEW_EVENT,
+                    Some(req.member.unwrap_or(0)),
+                    None,
+                )],
+                changed: vec![],
+            };
+            self.apply(&mut st, i, fx, req.source, now);
+        }
+        Ok(())
+    }
+
+    pub fn notify(&self, account: &str, notice: &Notice) {
+        let mut st = self.lock();
+        let now = self.clock.now();
+        Self::log(&mut st, "notify", account, None, now);
+        Self::notify_household(&mut st, account, &notice.kind, notice.message.clone(), now);
+    }
+
+    // ---- simulation control ------------------------------------------------------------------
+
+    fn control(
+        &self,
+        panel: &str,
+        source: Source,
+        f: impl FnOnce(&mut SimPanel, DateTime<Utc>) -> Result<Effects, SimError>,
+    ) -> Result<Panel, SimError> {
+        let mut st = self.lock();
+        self.tick_locked(&mut st);
+        let now = self.clock.now();
+        let i = Self::find(&st, None, panel).ok_or_else(|| SimError::NoPanel(panel.to_string()))?;
+        let fx = f(&mut st.panels[i], now)?;
+        self.apply(&mut st, i, fx, source, now);
+        Ok(st.panels[i].view(now))
+    }
+
+    pub fn set_zone(&self, panel: &str, zone: &str, open: bool) -> Result<Panel, SimError> {
+        self.control(panel, Source::Sensor, |p, now| {
+            p.set_zone(zone, open, now)
+                .ok_or_else(|| SimError::NoZone(zone.to_string()))
+        })
+    }
+
+    pub fn set_online(&self, panel: &str, online: bool) -> Result<Panel, SimError> {
+        self.control(
+            panel,
+            Source::System,
+            |p, now| Ok(p.set_online(online, now)),
+        )
+    }
+
+    pub fn set_alarm(&self, panel: &str, kind: &str, active: bool) -> Result<Panel, SimError> {
+        self.control(panel, Source::Sensor, |p, _| {
+            p.set_alarm(kind, active)
+                .ok_or_else(|| SimError::NoAlarmKind(kind.to_string()))
+        })
+    }
+
+    pub fn set_trouble(
+        &self,
+        panel: &str,
+        condition: &str,
+        active: bool,
+    ) -> Result<Panel, SimError> {
+        self.control(panel, Source::System, |p, _| {
+            p.set_trouble(condition, active);
+            Ok(Effects::default())
+        })
+    }
+
+    /// A keypad or app action by a panel user: source keypad/app, as the webhook reports it.
+    pub fn local_action(
+        &self,
+        panel: &str,
+        action: crate::panel::ArmState,
+        user: Option<u16>,
+        source: Source,
+    ) -> Result<Panel, SimError> {
+        self.control(panel, source, |p, now| match action.mode() {
+            Some(mode) => p
+                .arm(mode, false, now)
+                .map(|(_, fx)| fx)
+                .map_err(|_| SimError::Refused),
+            None if p.online => Ok(p.disarm(user, false)),
+            None => Err(SimError::Offline),
+        })
+    }
+
+    pub fn add_zone(&self, panel: &str, zone: ZoneConfig) -> Result<Panel, SimError> {
+        let mut st = self.lock();
+        let now = self.clock.now();
+        let i = Self::find(&st, None, panel).ok_or_else(|| SimError::NoPanel(panel.to_string()))?;
+        let zone_id = zone.id.clone();
+        if !st.panels[i].add_zone(zone) {
+            return Err(SimError::ZoneExists(zone_id));
+        }
+        let view = st.panels[i].view(now);
+        self.emit(PanelEvent {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            account: st.panels[i].account.clone(),
+            occurred_at: now,
+            source: Source::App,
+            kind: EventKind::ZoneAdded {
+                panel: view.clone(),
+                zone_id,
+            },
+        });
+        Ok(view)
+    }
+
+    pub fn remove_zone(&self, panel: &str, zone: &str) -> Result<Panel, SimError> {
+        let mut st = self.lock();
+        let now = self.clock.now();
+        let i = Self::find(&st, None, panel).ok_or_else(|| SimError::NoPanel(panel.to_string()))?;
+        if !st.panels[i].remove_zone(zone) {
+            return Err(SimError::NoZone(zone.to_string()));
+        }
+        self.emit(PanelEvent {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            account: st.panels[i].account.clone(),
+            occurred_at: now,
+            source: Source::App,
+            kind: EventKind::ZoneRemoved {
+                panel_id: panel.to_string(),
+                zone_id: zone.to_string(),
+            },
+        });
+        Ok(st.panels[i].view(now))
+    }
+
+    pub fn advance(&self, by: chrono::Duration) {
+        self.clock.advance(by);
+        self.tick();
+    }
+
+    /// Every panel with its account, as `GET /sim/panels` shows them.
+    pub fn snapshot(&self) -> Vec<(String, Panel)> {
+        let mut st = self.lock();
+        self.tick_locked(&mut st);
+        let now = self.clock.now();
+        st.panels
+            .iter()
+            .map(|p| (p.account.clone(), p.view(now)))
+            .collect()
+    }
+
+    pub fn monitoring(&self) -> Vec<ContactIdEvent> {
+        self.lock().monitoring.clone()
+    }
+
+    pub fn notifications(&self) -> Vec<Notification> {
+        self.lock().notifications.clone()
+    }
+
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.lock().requests.clone()
+    }
+}
+
+fn source_label(s: Source) -> &'static str {
+    match s {
+        Source::Voice => "voice",
+        Source::Keypad => "keypad",
+        Source::App => "app",
+        Source::Automation => "automation",
+        Source::Sensor => "sensor",
+        Source::System => "system",
+    }
+}
+
+#[async_trait]
+impl PanelCloud for Simulator {
+    async fn panels(&self, account: &str, _: Deadline) -> Result<Vec<Panel>, PanelError> {
+        Ok(self.list(account))
+    }
+
+    async fn panel(&self, account: &str, panel: &str, _: Deadline) -> Result<Panel, PanelError> {
+        self.get(account, panel)
+    }
+
+    async fn arm(
+        &self,
+        account: &str,
+        panel: &str,
+        request: &ArmRequest,
+        _: Deadline,
+    ) -> Result<ArmOutcome, PanelError> {
+        Simulator::arm(self, account, panel, request)
+    }
+
+    async fn disarm(
+        &self,
+        account: &str,
+        panel: &str,
+        request: &DisarmRequest,
+        _: Deadline,
+    ) -> Result<Panel, PanelError> {
+        Simulator::disarm(self, account, panel, request)
+    }
+
+    async fn signal(
+        &self,
+        account: &str,
+        panel: &str,
+        request: &SignalRequest,
+        _: Deadline,
+    ) -> Result<(), PanelError> {
+        Simulator::signal(self, account, panel, request)
+    }
+
+    async fn notify(&self, account: &str, notice: &Notice, _: Deadline) -> Result<(), PanelError> {
+        Simulator::notify(self, account, notice);
+        Ok(())
+    }
+}

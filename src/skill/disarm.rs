@@ -27,7 +27,9 @@ use crate::alexa::{Context, ErrorType, Message, PinAuthorization};
 use crate::deadline::Deadline;
 use crate::panel::{DisarmRequest, Notice, PanelError, SignalRequest, Source};
 use crate::secret::BearerToken;
-use crate::store::{AuditEntry, HouseholdSnapshot, OutboxRecord, OutboxStatus, Settlement, StoreError};
+use crate::store::{
+    AuditEntry, HouseholdSnapshot, OutboxRecord, OutboxStatus, Settlement, StoreError,
+};
 use crate::voice_codes::{CodeKind, Gate, Keyring, Lockout, Throttle, verify};
 
 use super::endpoints::panel_properties;
@@ -42,7 +44,12 @@ const ATTEMPTS: usize = 3;
 /// Every UNAUTHORIZED reply carries this same message, lockout or not.
 const NOT_ACCEPTED: &str = "the voice code was not accepted";
 
-fn seal_tag(keyring: &Keyring, pepper_id: &str, request_id: &str, kind: Option<CodeKind>) -> (Option<()>, [u8; 32]) {
+fn seal_tag(
+    keyring: &Keyring,
+    pepper_id: &str,
+    request_id: &str,
+    kind: Option<CodeKind>,
+) -> (Option<()>, [u8; 32]) {
     let k: &[u8] = match kind {
         Some(CodeKind::Normal) => b"normal",
         Some(CodeKind::Duress) => b"duress",
@@ -145,10 +152,15 @@ impl Skill {
         let account = identity.account.as_str();
         // Ownership first. Only a definite "not in this account" stops here: during an outage a
         // duress PIN must still be recorded and relayed.
-        if let Err(PanelError::NotFound) = self.deps.panels.panel(account, &panel_id, deadline).await {
+        if let Err(PanelError::NotFound) =
+            self.deps.panels.panel(account, &panel_id, deadline).await
+        {
             return Err(no_such_endpoint(endpoint_id));
         }
-        match self.decide_and_record(account, &panel_id, authorization.as_ref()).await? {
+        match self
+            .decide_and_record(account, &panel_id, authorization.as_ref())
+            .await?
+        {
             Plan::Refused { lockout } => {
                 if let Some(l) = lockout {
                     let notice = Notice {
@@ -196,7 +208,8 @@ impl Skill {
                 let now = self.deps.clock.now();
                 match result {
                     Ok(panel) => {
-                        let entry = audit(now, &who, format!("{who} disarmed {} by voice", panel.name));
+                        let entry =
+                            audit(now, &who, format!("{who} disarmed {} by voice", panel.name));
                         self.settle(&record, None, Some(entry)).await;
                         Ok(Message::response(
                             correlation,
@@ -349,7 +362,12 @@ impl Skill {
 
     /// Step 6. A failure here doesn't change the reply: the record stays pending and the
     /// re-delivery worker settles it (re-sending a duress flag is deduplicated by request id).
-    async fn settle(&self, record: &OutboxRecord, error: Option<&PanelError>, entry: Option<AuditEntry>) {
+    async fn settle(
+        &self,
+        record: &OutboxRecord,
+        error: Option<&PanelError>,
+        entry: Option<AuditEntry>,
+    ) {
         let settlement = match error {
             None => Settlement::Delivered,
             // Not in this account: there is nothing to deliver to, now or later.

@@ -38,7 +38,10 @@ impl Skill {
             .flat_map(|p| endpoints_of(p, &self.settings.manufacturer_name))
             .collect();
         if endpoints.len() > MAX_ENDPOINTS {
-            tracing::warn!(count = endpoints.len(), "more endpoints than Alexa allows; truncated");
+            tracing::warn!(
+                count = endpoints.len(),
+                "more endpoints than Alexa allows; truncated"
+            );
             endpoints.truncate(MAX_ENDPOINTS);
         }
         Message::discover_response(endpoints)

@@ -152,9 +152,7 @@ impl Skill {
         };
         let message = match result {
             Ok(m) => m,
-            Err((kind, text)) => {
-                Message::error(&kind, &text, correlation, endpoint_id.as_deref())
-            }
+            Err((kind, text)) => Message::error(&kind, &text, correlation, endpoint_id.as_deref()),
         };
         tracing::info!(
             namespace = %header.namespace,
@@ -227,7 +225,9 @@ fn panel_failure(endpoint_id: &str, panel_id: &str, e: &PanelError) -> Fail {
     let kind = match e {
         PanelError::NotFound => return no_such_endpoint(endpoint_id),
         PanelError::Offline => EndpointUnreachable,
-        PanelError::Refused(ArmRefusal::ZonesOpen { zones }) => BypassNeeded(named(panel_id, zones)),
+        PanelError::Refused(ArmRefusal::ZonesOpen { zones }) => {
+            BypassNeeded(named(panel_id, zones))
+        }
         PanelError::Refused(ArmRefusal::NotReady { .. }) => NotReady,
         PanelError::Refused(ArmRefusal::AlarmActive) => UnclearedAlarm,
         PanelError::Refused(ArmRefusal::Trouble { .. }) => UnclearedTrouble,
@@ -248,7 +248,11 @@ fn panel_failure(endpoint_id: &str, panel_id: &str, e: &PanelError) -> Fail {
         }
         PanelError::Refused(ArmRefusal::NotReady { zones }) => format!(
             "zones that cannot be bypassed are open: {}",
-            zones.iter().map(|z| z.name.as_str()).collect::<Vec<_>>().join(", ")
+            zones
+                .iter()
+                .map(|z| z.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         PanelError::Refused(ArmRefusal::Trouble { conditions }) => {
             format!("uncleared trouble: {}", conditions.join(", "))

@@ -16,7 +16,8 @@ impl Skill {
         deadline: Deadline,
     ) -> Result<Message, Fail> {
         let identity = self.identify(token).await?;
-        let target = EndpointRef::parse(endpoint_id).ok_or_else(|| no_such_endpoint(endpoint_id))?;
+        let target =
+            EndpointRef::parse(endpoint_id).ok_or_else(|| no_such_endpoint(endpoint_id))?;
         let panel = self
             .deps
             .panels

@@ -117,11 +117,17 @@ mod tests {
 
     #[test]
     fn blocklist_covers_common_pins_and_patterns() {
-        for pin in ["1234", "0000", "7777", "2580", "6789", "9876", "1212", "4747", "1122", "1987", "2024", "6969"] {
+        for pin in [
+            "1234", "0000", "7777", "2580", "6789", "9876", "1212", "4747", "1122", "1987", "2024",
+            "6969",
+        ] {
             assert!(is_blocklisted(pin), "{pin} should be blocked");
         }
         for pin in ["4729", "8361", "5183", "2749", "1357x"] {
-            assert!(!is_blocklisted(pin) || pin == "1357x", "{pin} should be allowed");
+            assert!(
+                !is_blocklisted(pin) || pin == "1357x",
+                "{pin} should be allowed"
+            );
         }
     }
 

@@ -227,8 +227,10 @@ mod tests {
             Keyring::new("q", ok).unwrap_err(),
             KeyringError::UnknownCurrent("q".into())
         );
-        let err = Keyring::from_json(&Secret::new("{\"current\":\"p\",\"peppers\":{\"p\":\"!!\"}}"))
-            .unwrap_err();
+        let err = Keyring::from_json(&Secret::new(
+            "{\"current\":\"p\",\"peppers\":{\"p\":\"!!\"}}",
+        ))
+        .unwrap_err();
         assert_eq!(err, KeyringError::NotBase64("p".into()));
     }
 

@@ -56,7 +56,9 @@ impl Default for ThrottlePolicy {
 pub enum Gate {
     Open,
     /// `until` is `None` for a hard lock.
-    Locked { until: Option<DateTime<Utc>> },
+    Locked {
+        until: Option<DateTime<Utc>>,
+    },
 }
 
 /// A lockout that a failure just started: the household admin is told about it.
@@ -141,7 +143,10 @@ mod tests {
             lockouts,
             vec![(3, Some(90)), (6, Some(900)), (9, Some(3600)), (10, None)]
         );
-        assert_eq!(p.gate(&t, now + Duration::days(365)), Gate::Locked { until: None });
+        assert_eq!(
+            p.gate(&t, now + Duration::days(365)),
+            Gate::Locked { until: None }
+        );
     }
 
     #[test]

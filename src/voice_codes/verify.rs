@@ -18,7 +18,12 @@ pub struct Verified {
     pub kind: CodeKind,
 }
 
-pub fn verify(keyring: &Keyring, household: &str, profile: &Profile, pin: &Pin) -> Option<Verified> {
+pub fn verify(
+    keyring: &Keyring,
+    household: &str,
+    profile: &Profile,
+    pin: &Pin,
+) -> Option<Verified> {
     let mut found = Choice::from(0);
     let mut member_idx: u32 = 0;
     let mut is_duress = Choice::from(0);
@@ -29,7 +34,8 @@ pub fn verify(keyring: &Keyring, household: &str, profile: &Profile, pin: &Pin) 
             let Some(stored) = member.code(kind) else {
                 continue;
             };
-            let (known_pepper, mac) = code_mac(keyring, &stored.pepper_id, household, &member.id, pin);
+            let (known_pepper, mac) =
+                code_mac(keyring, &stored.pepper_id, household, &member.id, pin);
             let eq = mac.ct_eq(&stored.mac) & Choice::from(u8::from(known_pepper.is_some()));
             member_idx.conditional_assign(&(i as u32), eq);
             is_duress.conditional_assign(&Choice::from(u8::from(kind == CodeKind::Duress)), eq);
@@ -83,15 +89,24 @@ mod tests {
         let p = profile(&k);
         assert_eq!(
             verify(&k, "h", &p, &Pin::new("4729")),
-            Some(Verified { member: 0, kind: CodeKind::Normal })
+            Some(Verified {
+                member: 0,
+                kind: CodeKind::Normal
+            })
         );
         assert_eq!(
             verify(&k, "h", &p, &Pin::new("8361")),
-            Some(Verified { member: 0, kind: CodeKind::Duress })
+            Some(Verified {
+                member: 0,
+                kind: CodeKind::Duress
+            })
         );
         assert_eq!(
             verify(&k, "h", &p, &Pin::new("5183")),
-            Some(Verified { member: 1, kind: CodeKind::Normal })
+            Some(Verified {
+                member: 1,
+                kind: CodeKind::Normal
+            })
         );
         for wrong in ["4728", "0000", "", "47290", "47a9"] {
             assert_eq!(verify(&k, "h", &p, &Pin::new(wrong)), None, "{wrong}");

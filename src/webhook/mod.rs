@@ -54,7 +54,9 @@ pub enum Changed {
     /// The panel went on- or offline; affects the panel and every zone endpoint.
     Connectivity,
     /// A zone opened or closed.
-    ZoneOpen { zone: String },
+    ZoneOpen {
+        zone: String,
+    },
 }
 
 /// The ChangeReport `cause.type` for a change made by `source`.

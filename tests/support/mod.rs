@@ -1,6 +1,8 @@
 //! Shared helpers for integration tests. Include with `mod support;`.
 #![allow(dead_code)]
 
+pub mod stack;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -19,7 +21,13 @@ fn write(dir: PathBuf, name: &str, message: &Value) {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let safe: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let file = dir.join(format!("{safe}-{}-{n}.json", std::process::id()));
     std::fs::write(file, serde_json::to_vec_pretty(message).expect("json")).expect("write message");
@@ -28,7 +36,11 @@ fn write(dir: PathBuf, name: &str, message: &Value) {
 /// Records a message the skill sent (response, error, report, event) for CI, which validates
 /// every file in `target/alexa-messages` against Amazon's schema.
 pub fn record_message(name: &str, message: &Value) {
-    write(dir("ALEXA_MESSAGES_DIR", "target/alexa-messages"), name, message);
+    write(
+        dir("ALEXA_MESSAGES_DIR", "target/alexa-messages"),
+        name,
+        message,
+    );
 }
 
 /// Records a message the schema doesn't cover (DeleteReport), checked by hand in its test.

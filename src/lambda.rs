@@ -1,0 +1,153 @@
+//! Production wiring shared by the Lambda binaries: configuration from the environment,
+//! secrets from Secrets Manager (once per cold start), and the AWS and HTTP adapters.
+//! Nothing here probes remote credential endpoints: credentials come from the Lambda
+//! environment only (crate::aws::sdk_config).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::account_link::jwks::JwksVerifier;
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, ConfigError, SecretRef};
+use crate::deadline::Deadline;
+use crate::event_gateway::HttpEventGateway;
+use crate::lwa::client::LwaClient;
+use crate::management::{EnrolLimit, ManagementService};
+use crate::panel::PanelCloud;
+use crate::panel::http::HttpPanelCloud;
+use crate::secret::Secret;
+use crate::skill::{Skill, SkillDeps, SkillSettings};
+use crate::store::Store;
+use crate::store::dynamodb::DynamoStore;
+use crate::voice_codes::Keyring;
+use crate::webhook::handler::WebhookService;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("secrets: {0}")]
+    Secrets(#[from] crate::secrets::SecretsError),
+    #[error("HTTP client: {0}")]
+    Http(String),
+}
+
+pub struct Production {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub panels: Arc<dyn PanelCloud>,
+    pub tokens: Arc<JwksVerifier>,
+    pub lwa: Arc<LwaClient>,
+    pub keyring: Arc<Keyring>,
+    pub clock: Arc<dyn Clock>,
+    pub webhook_secret: Secret,
+    pub http: reqwest::Client,
+}
+
+impl Production {
+    pub async fn from_env() -> Result<Self, StartupError> {
+        crate::account_link::install_crypto_provider();
+        let config = Config::from_env()?;
+        let sdk = crate::aws::sdk_config(config.dynamodb_endpoint.as_deref()).await;
+        let needs_aws = [
+            &config.secrets.pepper,
+            &config.secrets.lwa_client_secret,
+            &config.secrets.webhook_secret,
+            &config.secrets.panel_api_key,
+        ]
+        .iter()
+        .any(|s| matches!(s, SecretRef::Aws(_)));
+        let sm = needs_aws.then(|| crate::secrets::secrets_manager_client(&sdk));
+        let secrets = crate::secrets::load(&config.secrets, sm.as_ref()).await?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(1_500))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()
+            .map_err(|e| StartupError::Http(e.to_string()))?;
+        let store: Arc<dyn Store> = Arc::new(DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            config.table_name.clone(),
+        ));
+        let panels: Arc<dyn PanelCloud> = Arc::new(
+            HttpPanelCloud::new(&config.panel_api_url, secrets.panel_api_key)
+                .map_err(|e| StartupError::Http(e.to_string()))?,
+        );
+        let keyring = Arc::new(secrets.keyring);
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let lwa = Arc::new(LwaClient::new(
+            config.lwa_token_url.clone(),
+            config.lwa_client_id.clone(),
+            secrets.lwa_client_secret,
+            config.alexa_region,
+            store.clone(),
+            keyring.clone(),
+            clock.clone(),
+            http.clone(),
+        ));
+        Ok(Production {
+            tokens: Arc::new(JwksVerifier::new(&config.oauth, http.clone())),
+            store,
+            panels,
+            lwa,
+            keyring,
+            clock,
+            webhook_secret: secrets.webhook_secret,
+            http,
+            config,
+        })
+    }
+
+    fn settings(&self) -> SkillSettings {
+        SkillSettings {
+            manufacturer_name: self.config.manufacturer_name.clone(),
+            ..SkillSettings::default()
+        }
+    }
+
+    pub fn skill(&self) -> Skill {
+        Skill::new(
+            SkillDeps {
+                store: self.store.clone(),
+                panels: self.panels.clone(),
+                tokens: self.tokens.clone(),
+                grants: self.lwa.clone(),
+                keyring: self.keyring.clone(),
+                clock: self.clock.clone(),
+            },
+            self.settings(),
+        )
+    }
+
+    pub fn management(&self) -> ManagementService {
+        ManagementService {
+            store: self.store.clone(),
+            tokens: self.tokens.clone(),
+            keyring: self.keyring.clone(),
+            clock: self.clock.clone(),
+            throttle: self.settings().throttle,
+            enrol_limit: EnrolLimit::default(),
+        }
+    }
+
+    pub fn webhook(&self) -> WebhookService {
+        WebhookService {
+            store: self.store.clone(),
+            gateway: Arc::new(HttpEventGateway::new(
+                self.config.event_gateway_url.clone(),
+                self.lwa.clone(),
+                self.http.clone(),
+            )),
+            secret: self.webhook_secret.clone(),
+            clock: self.clock.clone(),
+            manufacturer_name: self.config.manufacturer_name.clone(),
+        }
+    }
+}
+
+/// The directive's deadline from the invocation's: Alexa's budget or the Lambda's remaining
+/// time, whichever ends first.
+pub fn deadline(ctx: &lambda_runtime::Context) -> Deadline {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let remaining = u64::try_from(ctx.deadline as i64 - now_ms).unwrap_or(0);
+    Deadline::for_directive(Some(Duration::from_millis(remaining)))
+}

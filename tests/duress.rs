@@ -1,0 +1,482 @@
+//! The voice duress PIN, end to end through the local stack (duress-domain.md, Conclusions 3).
+//!
+//! Most tests run the same script on two identical stacks: one says Alex's voice PIN (4729),
+//! the other Alex's duress PIN (8361). Everything an intruder could observe must come out
+//! identical; only the monitoring receiver may differ, by exactly one Contact ID 121.
+
+mod support;
+
+use std::time::Duration;
+
+use alarm_skill::secret::Pin;
+use alarm_skill::voice_codes::{Keyring, verify};
+use serde_json::{Value, json};
+use support::stack::*;
+
+const NORMAL: &str = "4729";
+const DURESS: &str = "8361";
+
+/// Two identical stacks, with an Alexa event-gateway grant so ChangeReports flow.
+async fn pair() -> (Harness, Harness) {
+    let (a, b) = tokio::join!(Harness::start(), Harness::start());
+    for h in [&a, &b] {
+        let t = h.token("demo").await;
+        let r = h.invoke(&accept_grant(&t, "grant-code")).await;
+        assert_eq!(r["event"]["header"]["name"], "AcceptGrant.Response");
+    }
+    (a, b)
+}
+
+/// Puts the panel in one of the states duress must work in.
+async fn setup(h: &Harness, state: &str) {
+    let t = h.token("demo").await;
+    match state {
+        "disarmed" => {}
+        "exit_delay" => {
+            h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
+        }
+        "armed_away" | "armed_stay" | "armed_night" => {
+            let mode = state.to_uppercase();
+            h.invoke(&arm(&t, "home", &mode)).await;
+            h.advance(60).await;
+        }
+        "entry_delay" => {
+            h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
+            h.advance(60).await;
+            h.post("/sim/panels/home/zones/front-door/open", json!({}))
+                .await;
+        }
+        "alarm" => {
+            h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
+            h.advance(60).await;
+            h.post("/sim/panels/home/zones/front-door/open", json!({}))
+                .await;
+            h.advance(31).await;
+        }
+        other => panic!("unknown state {other}"),
+    }
+}
+
+/// Waits until the dev event gateway has stopped receiving events, then returns them.
+async fn gateway_events(h: &Harness) -> Vec<Value> {
+    let mut last = usize::MAX;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let n = h.stack.dev_alexa.events().len();
+        if n == last {
+            break;
+        }
+        last = n;
+    }
+    h.stack.dev_alexa.events()
+}
+
+async fn audit(h: &Harness) -> Value {
+    let admin = h.admin_token("demo").await;
+    let (status, body) = h
+        .api("GET", "/v1/household/audit?limit=100", Some(&admin), None)
+        .await;
+    assert_eq!(status, 200);
+    normalize(&body)
+}
+
+async fn lockout(h: &Harness) -> Value {
+    let admin = h.admin_token("demo").await;
+    let (status, body) = h
+        .api("GET", "/v1/household/lockout", Some(&admin), None)
+        .await;
+    assert_eq!(status, 200);
+    body
+}
+
+async fn notifications(h: &Harness) -> Value {
+    normalize(&h.get("/sim/notifications").await)
+}
+
+fn count(signals: &[String], prefix: &str) -> usize {
+    signals.iter().filter(|s| s.starts_with(prefix)).count()
+}
+
+#[tokio::test]
+async fn duress_looks_exactly_like_a_normal_disarm_in_every_state() {
+    for state in [
+        "disarmed",
+        "exit_delay",
+        "armed_stay",
+        "armed_night",
+        "armed_away",
+        "entry_delay",
+        "alarm",
+    ] {
+        let (n, d) = pair().await;
+        setup(&n, state).await;
+        setup(&d, state).await;
+        let before_n = gateway_events(&n).await.len();
+        let before_d = gateway_events(&d).await.len();
+        let signals_before = n.signals().await;
+        assert_eq!(
+            signals_before,
+            d.signals().await,
+            "{state}: same history before"
+        );
+
+        let (tn, td) = (n.token("demo").await, d.token("demo").await);
+        let rn = n.invoke(&disarm(&tn, "home", Some(NORMAL))).await;
+        let rd = d.invoke(&disarm(&td, "home", Some(DURESS))).await;
+
+        // 1. The reply: identical after normalising messageId, correlationToken, timeOfSample.
+        assert_eq!(rn["event"]["header"]["name"], "Response", "{state}: {rn}");
+        assert_eq!(normalize(&rn), normalize(&rd), "{state}: replies differ");
+        assert_eq!(
+            normalize(&rn).to_string().len(),
+            normalize(&rd).to_string().len()
+        );
+
+        // 2. Later state reports, and the ChangeReports the webhook sent to Alexa.
+        let sn = n.invoke(&report_state(&tn, "home")).await;
+        let sd = d.invoke(&report_state(&td, "home")).await;
+        assert_eq!(
+            normalize(&sn),
+            normalize(&sd),
+            "{state}: state reports differ"
+        );
+        let cn: Vec<Value> = gateway_events(&n).await[before_n..]
+            .iter()
+            .map(normalize)
+            .collect();
+        let cd: Vec<Value> = gateway_events(&d).await[before_d..]
+            .iter()
+            .map(normalize)
+            .collect();
+        assert_eq!(cn, cd, "{state}: change reports differ");
+        if state != "disarmed" {
+            assert!(
+                !cn.is_empty(),
+                "{state}: the disarm produced a ChangeReport"
+            );
+            assert_eq!(
+                cn[0]["event"]["payload"]["change"]["cause"]["type"],
+                "VOICE_INTERACTION"
+            );
+        }
+        for e in &cn {
+            support::record_message("ChangeReport-duress", e);
+        }
+
+        // 3. The monitoring center: one 121 for Alex (user 1) on duress, never on normal.
+        let (sig_n, sig_d) = (n.signals().await, d.signals().await);
+        assert_eq!(count(&sig_n, "121/"), 0, "{state}: {sig_n:?}");
+        assert_eq!(count(&sig_d, "121/"), 1, "{state}: {sig_d:?}");
+        assert!(sig_d.contains(&"121/1/1".to_string()), "{state}: {sig_d:?}");
+        let without_duress: Vec<&String> =
+            sig_d.iter().filter(|s| !s.starts_with("121/")).collect();
+        if state == "alarm" {
+            // A cancel after an alarm must never accompany (and so suppress) a duress.
+            assert!(sig_n.contains(&"406/1/1".to_string()), "{sig_n:?}");
+            assert_eq!(count(&sig_d, "406/"), 0, "{sig_d:?}");
+        } else {
+            assert_eq!(sig_n.iter().collect::<Vec<_>>(), without_duress, "{state}");
+        }
+
+        // 4. The household's own views: audit log, app notifications, throttle counters.
+        assert_eq!(audit(&n).await, audit(&d).await, "{state}: audit differs");
+        assert_eq!(
+            notifications(&n).await,
+            notifications(&d).await,
+            "{state}: notifications differ"
+        );
+        assert_eq!(lockout(&n).await, lockout(&d).await, "{state}");
+        let entries = audit(&d).await;
+        assert_eq!(
+            entries["entries"][0]["message"], "Alex disarmed Home by voice",
+            "{state}"
+        );
+        assert!(!entries.to_string().to_lowercase().contains("duress"));
+
+        // The panel really disarmed, in both.
+        assert_eq!(n.panel("home").await["arm_state"], "disarmed");
+        assert_eq!(d.panel("home").await["arm_state"], "disarmed");
+    }
+}
+
+#[tokio::test]
+async fn twenty_wrong_pins_escalate_and_every_refusal_is_identical() {
+    let h = Harness::start().await;
+    let t = h.token("demo").await;
+    h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
+    let mut replies = vec![];
+    let mut lockouts_seen = vec![];
+    for i in 0..20 {
+        let r = h.invoke(&disarm(&t, "home", Some("1357"))).await;
+        assert_eq!(error_type(&r), Some("UNAUTHORIZED"), "attempt {i}");
+        replies.push(normalize(&r));
+        let l = lockout(&h).await;
+        if l["locked"] == true {
+            lockouts_seen.push(l["consecutive_failures"].as_u64().unwrap());
+            // While locked, even the right code gets the very same refusal.
+            let right = h.invoke(&disarm(&t, "home", Some(NORMAL))).await;
+            assert_eq!(normalize(&right), replies[0], "attempt {i}");
+            assert_eq!(h.panel("home").await["arm_state"], "armed_away");
+            if l["hard_locked"] == false {
+                h.advance(3_601).await;
+            }
+        }
+    }
+    assert!(
+        replies.iter().all(|r| *r == replies[0]),
+        "every refusal identical"
+    );
+    assert_eq!(lockouts_seen.first(), Some(&3));
+    let l = lockout(&h).await;
+    assert_eq!(l["hard_locked"], true);
+    assert_eq!(
+        l["consecutive_failures"], 10,
+        "attempts during a lockout are not counted"
+    );
+    // Escalation: 90 s, 15 min, 1 h, then hard lock.
+    let notices: Vec<String> = h
+        .get("/sim/notifications")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["kind"] == "voice_pin_lockout")
+        .map(|n| n["message"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        notices,
+        [
+            "Voice disarm locked for 90 seconds after 3 wrong voice codes in a row",
+            "Voice disarm locked for 15 minutes after 6 wrong voice codes in a row",
+            "Voice disarm locked for 1 hour after 9 wrong voice codes in a row",
+            "Voice disarm locked after 10 wrong voice codes in a row; the household admin must reset it",
+        ]
+    );
+    let log = audit(&h).await.to_string();
+    assert!(log.contains("the household admin must reset it"));
+    // A hard lock outlasts any wait; only the admin lifts it.
+    h.advance(86_400 * 30).await;
+    assert_eq!(
+        error_type(&h.invoke(&disarm(&t, "home", Some(NORMAL))).await),
+        Some("UNAUTHORIZED")
+    );
+    let admin = h.admin_token("demo").await;
+    let (status, after) = h
+        .api("POST", "/v1/household/lockout/reset", Some(&admin), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(after["locked"], false);
+    let r = h.invoke(&disarm(&t, "home", Some(NORMAL))).await;
+    assert_eq!(r["event"]["header"]["name"], "Response");
+}
+
+#[tokio::test]
+async fn duress_keeps_the_counters_exactly_as_a_normal_pin_would_in_both_orders() {
+    // (a) two wrong codes, then the code.
+    let (n, d) = (Harness::start().await, Harness::start().await);
+    for (h, code) in [(&n, NORMAL), (&d, DURESS)] {
+        let t = h.token("demo").await;
+        h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
+        for _ in 0..2 {
+            h.invoke(&disarm(&t, "home", Some("1357"))).await;
+        }
+        h.invoke(&disarm(&t, "home", Some(code))).await;
+    }
+    assert_eq!(lockout(&n).await, lockout(&d).await);
+    assert_eq!(lockout(&n).await["consecutive_failures"], 0);
+
+    // (b) the code, then two wrong codes.
+    let (n, d) = (Harness::start().await, Harness::start().await);
+    for (h, code) in [(&n, NORMAL), (&d, DURESS)] {
+        let t = h.token("demo").await;
+        h.invoke(&disarm(&t, "home", Some(code))).await;
+        for _ in 0..2 {
+            h.invoke(&disarm(&t, "home", Some("1357"))).await;
+        }
+    }
+    assert_eq!(lockout(&n).await, lockout(&d).await);
+    assert_eq!(lockout(&n).await["consecutive_failures"], 2);
+    assert_eq!(audit(&n).await, audit(&d).await);
+}
+
+#[tokio::test]
+async fn duress_during_a_lockout_gets_the_lockout_reply_and_still_raises_the_silent_alarm() {
+    let (n, d) = (Harness::start().await, Harness::start().await);
+    let mut replies = vec![];
+    for (h, code) in [(&n, NORMAL), (&d, DURESS)] {
+        let t = h.token("demo").await;
+        h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
+        h.advance(60).await;
+        for _ in 0..3 {
+            h.invoke(&disarm(&t, "home", Some("1357"))).await;
+        }
+        assert_eq!(lockout(h).await["locked"], true);
+        replies.push(h.invoke(&disarm(&t, "home", Some(code))).await);
+    }
+    assert_eq!(error_type(&replies[0]), Some("UNAUTHORIZED"));
+    assert_eq!(normalize(&replies[0]), normalize(&replies[1]));
+    assert_eq!(
+        lockout(&n).await,
+        lockout(&d).await,
+        "counters untouched by either"
+    );
+    assert_eq!(lockout(&n).await["consecutive_failures"], 3);
+    assert_eq!(audit(&n).await, audit(&d).await);
+    assert_eq!(notifications(&n).await, notifications(&d).await);
+    // The panel stays armed in both; the monitoring center got the duress, for Alex.
+    assert_eq!(n.panel("home").await["arm_state"], "armed_away");
+    assert_eq!(d.panel("home").await["arm_state"], "armed_away");
+    assert_eq!(count(&n.signals().await, "121/"), 0);
+    assert_eq!(d.signals().await, ["401/3/0", "121/1/1"]);
+}
+
+#[tokio::test]
+async fn a_duress_during_a_panel_fault_is_delivered_exactly_once_after_recovery() {
+    // "slow": the cloud processes the disarm but answers after the deadline. With a 4 s budget
+    // (3.7 s usable) and 2.2 s per call, the ownership check fits and the disarm's reply does
+    // not, with 0.7 s to spare either way.
+    for (mode, delay_ms, processed, budget_ms) in [
+        ("down", 0, false, 1_500),
+        ("error", 0, false, 1_500),
+        ("timeout", 4_000, false, 1_500),
+        ("slow", 2_200, true, 4_000),
+    ] {
+        let opts = || alarm_skill::local::Options {
+            directive_budget: Some(Duration::from_millis(budget_ms)),
+            ..test_options()
+        };
+        let (n, d) = (
+            Harness::start_with(opts()).await,
+            Harness::start_with(opts()).await,
+        );
+        let mut replies = vec![];
+        for (h, code) in [(&n, NORMAL), (&d, DURESS)] {
+            let t = h.token("demo").await;
+            h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
+            h.advance(60).await;
+            h.fault(mode, delay_ms).await;
+            replies.push(h.invoke(&disarm(&t, "home", Some(code))).await);
+        }
+        assert_eq!(
+            error_type(&replies[0]),
+            Some("BRIDGE_UNREACHABLE"),
+            "{mode}"
+        );
+        assert_eq!(
+            normalize(&replies[0]),
+            normalize(&replies[1]),
+            "{mode}: replies differ"
+        );
+        assert_eq!(audit(&n).await, audit(&d).await, "{mode}");
+
+        // Recovery: let a slow reply finish, clear the fault, run the re-delivery worker twice.
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        for h in [&n, &d] {
+            h.fault("none", 0).await;
+            h.stack.redeliver().await.unwrap();
+            h.stack.redeliver().await.unwrap();
+        }
+        assert_eq!(count(&n.signals().await, "121/"), 0, "{mode}");
+        let sig = d.signals().await;
+        assert_eq!(count(&sig, "121/"), 1, "{mode}: {sig:?}");
+        assert!(sig.contains(&"121/1/1".to_string()));
+        // The failed disarm is not replayed: both panels are where the fault left them.
+        let expected = if processed { "disarmed" } else { "armed_away" };
+        assert_eq!(n.panel("home").await["arm_state"], expected, "{mode}");
+        assert_eq!(d.panel("home").await["arm_state"], expected, "{mode}");
+        // Nothing left pending.
+        let now = d.stack.clock.as_ref();
+        let due = d
+            .stack
+            .store
+            .outbox_due(
+                alarm_skill::clock::Clock::now(now) + chrono::Duration::days(1),
+                10,
+            )
+            .await
+            .unwrap();
+        assert!(due.is_empty(), "{mode}: {due:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_store_dump_holds_no_pin_and_cannot_be_checked_without_the_pepper() {
+    let h = Harness::start().await;
+    let t = h.token("demo").await;
+    h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
+    h.invoke(&disarm(&t, "home", Some(NORMAL))).await;
+    h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
+    h.invoke(&disarm(&t, "home", Some(DURESS))).await;
+    h.invoke(&disarm(&t, "home", Some("1357"))).await;
+    let dump = h.stack.memory.as_ref().unwrap().dump().to_string();
+    let tokens: Vec<&str> = dump.split(|c: char| !c.is_ascii_alphanumeric()).collect();
+    for pin in [NORMAL, DURESS, "1357"] {
+        assert!(!tokens.contains(&pin), "{pin} stored in clear");
+    }
+    // The two outbox records (normal and duress) have the same shape and size.
+    let outbox: Vec<Value> = h.stack.memory.as_ref().unwrap().dump()["outbox"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(outbox.len(), 2);
+    let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&outbox[0]), keys(&outbox[1]));
+    assert_eq!(
+        outbox[0]["seal"].as_str().unwrap().len(),
+        outbox[1]["seal"].as_str().unwrap().len()
+    );
+
+    // Offline guessing: all 10,000 PINs against the dump, with and without the pepper.
+    let profile = h.stack.store.household("demo").await.unwrap().profile;
+    let guess = |k: &Keyring| -> Vec<String> {
+        (0..10_000)
+            .map(|n| format!("{n:04}"))
+            .filter(|p| verify(k, "demo", &profile, &Pin::new(p.clone())).is_some())
+            .collect()
+    };
+    assert_eq!(
+        guess(&h.stack.keyring),
+        [NORMAL, DURESS],
+        "with the pepper: exactly the codes"
+    );
+    assert!(guess(&Keyring::random()).is_empty(), "without it: nothing");
+}
+
+#[tokio::test]
+async fn disarm_without_a_pin_follows_the_household_policy() {
+    let h = Harness::start().await;
+    let t = h.token("demo").await;
+    let admin = h.admin_token("demo").await;
+    h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
+    // Default: voice codes are enrolled, so a PIN-less disarm (Alexa-managed PIN) is refused.
+    let r = h.invoke(&disarm(&t, "home", None)).await;
+    assert_eq!(error_type(&r), Some("UNAUTHORIZED"));
+    assert_eq!(h.panel("home").await["arm_state"], "armed_away");
+    assert_eq!(
+        lockout(&h).await["consecutive_failures"],
+        0,
+        "not a wrong guess"
+    );
+    let (status, _) = h
+        .api(
+            "PUT",
+            "/v1/household/settings",
+            Some(&admin),
+            Some(json!({"pinless_disarm": "allow"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let r = h.invoke(&disarm(&t, "home", None)).await;
+    assert_eq!(r["event"]["header"]["name"], "Response");
+    assert_eq!(property(&r, "armState"), "DISARMED");
+    assert_eq!(count(&h.signals().await, "121/"), 0);
+    let (_, s) = h
+        .api(
+            "PUT",
+            "/v1/household/settings",
+            Some(&admin),
+            Some(json!({"pinless_disarm": "never"})),
+        )
+        .await;
+    assert_eq!(s["error"], "bad_request");
+}

@@ -1,0 +1,279 @@
+//! Voice-code enrolment through the management API: every rule, who may enrol, the rate limit,
+//! the audit, and that no rejection reveals another member's code.
+
+mod support;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use support::stack::*;
+
+async fn set(
+    h: &Harness,
+    token: &str,
+    member: &str,
+    slot: &str,
+    pin: Value,
+) -> (StatusCode, Value) {
+    h.api(
+        "PUT",
+        &format!("/v1/household/members/{member}/{slot}"),
+        Some(token),
+        Some(json!({ "pin": pin })),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn only_the_household_admin_can_manage_codes() {
+    let h = Harness::rich().await;
+    let member = h.token("demo").await;
+    let (s, body) = h.api("GET", "/v1/household/members", None, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "unauthorized");
+    let (s, _) = h
+        .api("GET", "/v1/household/members", Some("garbage"), None)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    for (method, path) in [
+        ("GET", "/v1/household/members"),
+        ("PUT", "/v1/household/members/sam/voice-pin"),
+        ("DELETE", "/v1/household/members/alex/duress-pin"),
+        ("POST", "/v1/household/lockout/reset"),
+        ("GET", "/v1/household/audit"),
+    ] {
+        let (s, body) = h
+            .api(method, path, Some(&member), Some(json!({"pin": "2749"})))
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{method} {path}");
+        assert_eq!(body["error"], "forbidden");
+    }
+    // An admin of another household manages only their own: "sam" is not theirs.
+    let neighbor = h.admin_token("neighbor").await;
+    let (s, _) = set(&h, &neighbor, "sam", "voice-pin", json!("2749")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn members_are_listed_without_their_codes() {
+    let h = Harness::rich().await;
+    let admin = h.admin_token("demo").await;
+    let (s, body) = h
+        .api("GET", "/v1/household/members", Some(&admin), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!({"members": [
+            {"id":"alex","name":"Alex","user_number":1,"has_voice_pin":true,"has_duress_pin":true},
+            {"id":"sam","name":"Sam","user_number":2,"has_voice_pin":true,"has_duress_pin":false}]})
+    );
+}
+
+#[tokio::test]
+async fn every_enrolment_rule_has_its_own_clear_error() {
+    let h = Harness::rich().await;
+    let admin = h.admin_token("demo").await;
+    for pin in [
+        json!("123"),
+        json!("12345"),
+        json!("12a4"),
+        json!(""),
+        json!(" 274"),
+    ] {
+        let (s, body) = set(&h, &admin, "sam", "voice-pin", pin.clone()).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{pin}");
+        assert_eq!(body["error"], "invalid_format");
+        assert_eq!(body["message"], "a voice code is exactly 4 digits");
+    }
+    let (s, body) = set(&h, &admin, "sam", "voice-pin", json!(2749)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(body["message"], "field pin must be a string");
+    for pin in ["1234", "0000", "2580", "1111", "9876", "1212", "1990"] {
+        let (s, body) = set(&h, &admin, "sam", "voice-pin", json!(pin)).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{pin}");
+        assert_eq!(body["error"], "too_common", "{pin}");
+        assert!(!body.to_string().contains(pin));
+    }
+    let (s, _) = set(&h, &admin, "sam", "voice-pin", json!("2749")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = h
+        .api(
+            "PUT",
+            "/v1/household/members/nobody/voice-pin",
+            Some(&admin),
+            Some(json!({"pin":"2749"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn conflicts_never_reveal_whose_code_or_how_close() {
+    let h = Harness::rich().await;
+    let admin = h.admin_token("demo").await;
+    // Alex: 4729 (voice), 8361 (duress). Sam: 5183 (voice).
+    let cases = [
+        ("sam", "voice-pin", "4729"),   // equals Alex's voice PIN
+        ("sam", "voice-pin", "8361"),   // equals Alex's duress PIN
+        ("sam", "voice-pin", "8360"),   // one digit from a duress PIN
+        ("alex", "duress-pin", "4728"), // duress one digit from Alex's own PIN
+        ("alex", "duress-pin", "5184"), // duress one digit from Sam's PIN
+        ("alex", "duress-pin", "5183"), // duress equal to Sam's PIN
+        ("sam", "duress-pin", "5193"),  // duress one digit from Sam's own PIN
+    ];
+    let mut bodies = vec![];
+    for (member, slot, pin) in cases {
+        let (s, body) = set(&h, &admin, member, slot, json!(pin)).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{member} {slot} {pin}");
+        assert_eq!(body["error"], "too_similar");
+        let text = body.to_string();
+        for leak in ["4729", "8361", "5183", "Alex", "Sam", "alex", "sam"] {
+            assert!(!text.contains(leak), "{text} reveals {leak}");
+        }
+        bodies.push(body);
+    }
+    assert!(
+        bodies.iter().all(|b| *b == bodies[0]),
+        "one identical error for every conflict"
+    );
+    // Two digits away from every code is fine, for either kind.
+    let (s, _) = set(&h, &admin, "sam", "duress-pin", json!("5218")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    // Replacing a code is not a conflict with itself.
+    let (s, _) = set(&h, &admin, "sam", "voice-pin", json!("5193")).await;
+    assert_eq!(
+        s,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "now one digit from Sam's new duress PIN"
+    );
+    let (s, _) = set(&h, &admin, "sam", "voice-pin", json!("6283")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn enrolment_is_rate_limited_and_audited_without_codes() {
+    let h = Harness::rich().await;
+    let admin = h.admin_token("demo").await;
+    let mut statuses = vec![];
+    for i in 0..12 {
+        // Alternate valid and rejected attempts: both count.
+        let pin = if i % 2 == 0 { "2749" } else { "1234" };
+        statuses.push(set(&h, &admin, "sam", "voice-pin", json!(pin)).await.0);
+    }
+    assert!(
+        statuses[..10]
+            .iter()
+            .all(|s| *s != StatusCode::TOO_MANY_REQUESTS)
+    );
+    assert_eq!(statuses[10], StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(statuses[11], StatusCode::TOO_MANY_REQUESTS);
+    h.advance(3_600).await;
+    assert_eq!(
+        set(&h, &admin, "sam", "voice-pin", json!("2749")).await.0,
+        StatusCode::NO_CONTENT
+    );
+
+    let (_, audit) = h
+        .api("GET", "/v1/household/audit?limit=100", Some(&admin), None)
+        .await;
+    let messages: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        messages
+            .iter()
+            .filter(|m| **m == "Admin changed Sam's voice codes")
+            .count(),
+        6
+    );
+    assert_eq!(
+        messages
+            .iter()
+            .filter(|m| **m == "Admin's voice code change for Sam was rejected")
+            .count(),
+        5
+    );
+    assert_eq!(
+        messages
+            .iter()
+            .filter(|m| m.contains("too many changes"))
+            .count(),
+        2
+    );
+    let text = audit.to_string();
+    for leak in ["2749", "1234", "duress"] {
+        assert!(!text.to_lowercase().contains(leak), "audit mentions {leak}");
+    }
+}
+
+#[tokio::test]
+async fn code_changes_take_effect_for_voice_at_once() {
+    let h = Harness::rich().await;
+    let admin = h.admin_token("demo").await;
+    let t = h.token("demo").await;
+    let (s, _) = set(&h, &admin, "sam", "duress-pin", json!("7026")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    h.invoke(&arm(&t, "home", "ARMED_STAY")).await;
+    let r = h.invoke(&disarm(&t, "home", Some("7026"))).await;
+    assert_eq!(r["event"]["header"]["name"], "Response");
+    assert!(
+        h.signals().await.contains(&"121/1/2".to_string()),
+        "duress for Sam, user 2"
+    );
+
+    let (s, _) = h
+        .api(
+            "DELETE",
+            "/v1/household/members/sam/duress-pin",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    h.invoke(&arm(&t, "home", "ARMED_STAY")).await;
+    let r = h.invoke(&disarm(&t, "home", Some("7026"))).await;
+    assert_eq!(error_type(&r), Some("UNAUTHORIZED"));
+
+    // Members can be added and removed; a removed member's codes stop working.
+    let (s, _) = h
+        .api(
+            "POST",
+            "/v1/household/members",
+            Some(&admin),
+            Some(json!({"id":"kim","name":"Kim","user_number":3})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, body) = h
+        .api(
+            "POST",
+            "/v1/household/members",
+            Some(&admin),
+            Some(json!({"id":"kim2","name":"Kim","user_number":3})),
+        )
+        .await;
+    assert_eq!(
+        (s, body["error"].clone()),
+        (StatusCode::CONFLICT, json!("member_exists"))
+    );
+    assert_eq!(
+        set(&h, &admin, "kim", "voice-pin", json!("3916")).await.0,
+        StatusCode::NO_CONTENT
+    );
+    h.api("POST", "/v1/household/lockout/reset", Some(&admin), None)
+        .await;
+    let r = h.invoke(&disarm(&t, "home", Some("3916"))).await;
+    assert_eq!(r["event"]["header"]["name"], "Response");
+    let (s, _) = h
+        .api("DELETE", "/v1/household/members/kim", Some(&admin), None)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    h.invoke(&arm(&t, "home", "ARMED_STAY")).await;
+    assert_eq!(
+        error_type(&h.invoke(&disarm(&t, "home", Some("3916"))).await),
+        Some("UNAUTHORIZED")
+    );
+}

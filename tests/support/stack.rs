@@ -1,0 +1,358 @@
+//! A local stack started in-process on free ports, driven over HTTP exactly as a user or
+//! Alexa would drive it. Every reply to a directive is recorded for schema validation.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use alarm_skill::local::demo::DemoConfig;
+use alarm_skill::local::{INVOKE_PATH, LocalStack, Options};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use super::record_message;
+
+pub struct Harness {
+    pub stack: LocalStack,
+    pub http: reqwest::Client,
+    pub base: String,
+}
+
+/// Extra zones and a neighbouring account, for the tests that need them.
+pub const RICH_CONFIG: &str = r#"{
+  "accounts": [
+    {"id": "demo", "users": [{"number": 1, "name": "Alex"}, {"number": 2, "name": "Sam"}],
+     "panels": [{"id": "home", "name": "Home", "exit_delay_s": 60, "entry_delay_s": 30,
+       "zones": [
+         {"id": "front-door", "number": 1, "name": "Front door", "kind": "contact", "entry": true},
+         {"id": "back-door", "number": 2, "name": "Back door", "kind": "contact"},
+         {"id": "hallway", "number": 3, "name": "Hallway", "kind": "motion"},
+         {"id": "garage", "number": 4, "name": "Garage", "kind": "contact", "bypassable": false}
+       ]}]},
+    {"id": "neighbor", "users": [{"number": 1, "name": "Nia"}],
+     "panels": [{"id": "cabin", "name": "Cabin", "zones": [
+         {"id": "door", "number": 1, "name": "Door", "kind": "contact", "entry": true}]}]}
+  ],
+  "households": [
+    {"account": "demo", "members": [
+      {"id": "alex", "name": "Alex", "user_number": 1, "voice_pin": "4729", "duress_pin": "8361"},
+      {"id": "sam", "name": "Sam", "user_number": 2, "voice_pin": "5183"}]},
+    {"account": "neighbor", "members": [
+      {"id": "nia", "name": "Nia", "user_number": 1, "voice_pin": "6052"}]}
+  ]
+}"#;
+
+impl Harness {
+    pub async fn start() -> Self {
+        Self::start_with(Options {
+            config: DemoConfig::demo(),
+            ..test_options()
+        })
+        .await
+    }
+
+    pub async fn rich() -> Self {
+        Self::start_with(Options {
+            config: DemoConfig::parse(RICH_CONFIG).expect("rich config"),
+            ..test_options()
+        })
+        .await
+    }
+
+    pub async fn start_with(opts: Options) -> Self {
+        let stack = LocalStack::start(opts).await.expect("local stack starts");
+        let base = stack.base_url.clone();
+        Harness {
+            stack,
+            http: reqwest::Client::new(),
+            base,
+        }
+    }
+
+    pub async fn token(&self, sub: &str) -> String {
+        self.token_for(sub, false).await
+    }
+
+    pub async fn admin_token(&self, sub: &str) -> String {
+        self.token_for(sub, true).await
+    }
+
+    async fn token_for(&self, sub: &str, admin: bool) -> String {
+        let r: Value = self
+            .http
+            .post(format!("{}/dev/token", self.base))
+            .json(&json!({ "sub": sub, "admin": admin }))
+            .send()
+            .await
+            .expect("dev token")
+            .json()
+            .await
+            .expect("dev token json");
+        r["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string()
+    }
+
+    /// Sends a directive through the Lambda invoke endpoint; records the reply.
+    pub async fn invoke(&self, directive: &Value) -> Value {
+        self.invoke_raw(&directive.to_string()).await
+    }
+
+    pub async fn invoke_raw(&self, body: &str) -> Value {
+        let resp = self
+            .http
+            .post(format!("{}{INVOKE_PATH}", self.base))
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("invoke");
+        assert_eq!(
+            resp.status(),
+            StatusCode::OK,
+            "the invoke endpoint always answers 200"
+        );
+        let reply: Value = resp.json().await.expect("reply is JSON");
+        let name = format!(
+            "{}-{}",
+            reply["event"]["header"]["namespace"]
+                .as_str()
+                .unwrap_or("x"),
+            reply["event"]["header"]["name"].as_str().unwrap_or("x")
+        );
+        record_message(&name, &reply);
+        reply
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("GET json")
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Value {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        assert!(resp.status().is_success(), "POST {path}: {}", resp.status());
+        resp.json().await.unwrap_or(Value::Null)
+    }
+
+    /// Management API call: (status, JSON body or Null).
+    pub async fn api(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.http.request(
+            method.parse().expect("method"),
+            format!("{}{path}", self.base),
+        );
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("api call");
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn monitoring(&self) -> Vec<Value> {
+        self.get("/sim/monitoring")
+            .await
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Contact ID codes received, in order, as "code/qualifier/user-or-zone".
+    pub async fn signals(&self) -> Vec<String> {
+        self.monitoring()
+            .await
+            .iter()
+            .map(|e| {
+                let who = e["user"]
+                    .as_u64()
+                    .or(e["zone"].as_u64())
+                    .map_or("-".to_string(), |n| n.to_string());
+                format!(
+                    "{}/{}/{}",
+                    e["code"].as_str().unwrap_or("?"),
+                    e["qualifier"],
+                    who
+                )
+            })
+            .collect()
+    }
+
+    pub async fn advance(&self, seconds: i64) {
+        self.post("/sim/clock/advance", json!({ "seconds": seconds }))
+            .await;
+    }
+
+    pub async fn fault(&self, mode: &str, delay_ms: u64) {
+        self.post("/sim/faults", json!({ "mode": mode, "delay_ms": delay_ms }))
+            .await;
+    }
+
+    pub async fn panel(&self, id: &str) -> Value {
+        let all = self.get("/sim/panels").await;
+        all["panels"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["panel"]["id"] == id))
+            .map(|p| p["panel"].clone())
+            .expect("panel in simulator")
+    }
+
+    /// Panel API calls the simulator received for `panel` (ops: list, get, arm, disarm, signal).
+    pub async fn requests_for(&self, panel: &str) -> Vec<String> {
+        self.get("/sim/requests")
+            .await
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r["panel"] == panel)
+            .map(|r| r["op"].as_str().unwrap_or("").to_string())
+            .collect()
+    }
+}
+
+pub fn test_options() -> Options {
+    Options {
+        port: 0,
+        panel_port: 0,
+        frozen_clock: true,
+        redelivery_interval: None,
+        directive_budget: Some(Duration::from_millis(1_500)),
+        ..Options::default()
+    }
+}
+
+fn header(namespace: &str, name: &str) -> Value {
+    json!({
+        "namespace": namespace, "name": name,
+        "messageId": uuid::Uuid::new_v4().to_string(),
+        "correlationToken": format!("corr-{}", uuid::Uuid::new_v4()),
+        "payloadVersion": "3"
+    })
+}
+
+pub fn discover(token: &str) -> Value {
+    let mut h = header("Alexa.Discovery", "Discover");
+    h.as_object_mut()
+        .expect("header")
+        .remove("correlationToken");
+    json!({"directive": {"header": h, "payload": {"scope": {"type": "BearerToken", "token": token}}}})
+}
+
+fn control(namespace: &str, name: &str, token: &str, endpoint: &str, payload: Value) -> Value {
+    json!({"directive": {
+        "header": header(namespace, name),
+        "endpoint": {"scope": {"type": "BearerToken", "token": token}, "endpointId": endpoint, "cookie": {}},
+        "payload": payload
+    }})
+}
+
+pub fn report_state(token: &str, endpoint: &str) -> Value {
+    control("Alexa", "ReportState", token, endpoint, json!({}))
+}
+
+pub fn arm(token: &str, endpoint: &str, state: &str) -> Value {
+    control(
+        "Alexa.SecurityPanelController",
+        "Arm",
+        token,
+        endpoint,
+        json!({"armState": state}),
+    )
+}
+
+pub fn arm_bypass(token: &str, endpoint: &str, state: &str) -> Value {
+    control(
+        "Alexa.SecurityPanelController",
+        "Arm",
+        token,
+        endpoint,
+        json!({"armState": state, "bypassType": "BYPASS_ALL"}),
+    )
+}
+
+pub fn disarm(token: &str, endpoint: &str, pin: Option<&str>) -> Value {
+    let payload = match pin {
+        Some(p) => json!({"authorization": {"type": "FOUR_DIGIT_PIN", "value": p}}),
+        None => json!({}),
+    };
+    control(
+        "Alexa.SecurityPanelController",
+        "Disarm",
+        token,
+        endpoint,
+        payload,
+    )
+}
+
+pub fn accept_grant(grantee: &str, code: &str) -> Value {
+    let mut h = header("Alexa.Authorization", "AcceptGrant");
+    h.as_object_mut()
+        .expect("header")
+        .remove("correlationToken");
+    json!({"directive": {"header": h, "payload": {
+        "grant": {"type": "OAuth2.AuthorizationCode", "code": code},
+        "grantee": {"type": "BearerToken", "token": grantee}}}})
+}
+
+/// The reply without the fields that differ on every message: messageId, correlationToken and
+/// every timeOfSample. What remains must be identical for a normal and a duress disarm.
+pub fn normalize(v: &Value) -> Value {
+    let mut v = v.clone();
+    fn walk(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                for key in [
+                    "messageId",
+                    "correlationToken",
+                    "timeOfSample",
+                    "at",
+                    "event_id",
+                    "occurred_at",
+                    "as_of",
+                ] {
+                    if m.contains_key(key) {
+                        m.insert(key.to_string(), json!("<normalized>"));
+                    }
+                }
+                m.values_mut().for_each(walk);
+            }
+            Value::Array(a) => a.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    walk(&mut v);
+    v
+}
+
+pub fn error_type(reply: &Value) -> Option<&str> {
+    reply["event"]["payload"]["type"].as_str()
+}
+
+pub fn property<'a>(reply: &'a Value, name: &str) -> &'a Value {
+    reply["context"]["properties"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+        .map(|p| &p["value"])
+        .unwrap_or(&Value::Null)
+}
