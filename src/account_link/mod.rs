@@ -1,9 +1,11 @@
 //! Account-linking tokens: the bearer token Alexa puts in every directive identifies the
 //! household. [`jwks::JwksVerifier`] checks it as a JWT from the configured OAuth/OIDC issuer.
 
-pub mod jwks;
 #[cfg(feature = "local")]
 pub mod dev_issuer;
+pub mod jwks;
+
+pub use jwks::{JwksVerifier, install_crypto_provider};
 
 use async_trait::async_trait;
 
