@@ -5,6 +5,8 @@
 pub mod dev_issuer;
 pub mod jwks;
 
+pub use jwks::{JwksVerifier, install_crypto_provider};
+
 use async_trait::async_trait;
 
 use crate::secret::BearerToken;
