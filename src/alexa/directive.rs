@@ -78,7 +78,9 @@ pub struct Parsed {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct ParseError {
-    pub header: Header,
+    /// Boxed: the error travels through every `?` of the parser, and a small `Err` keeps
+    /// those results cheap (clippy::result_large_err).
+    pub header: Box<Header>,
     pub endpoint_id: Option<String>,
     pub message: String,
 }
@@ -88,7 +90,7 @@ pub fn parse_bytes(raw: &[u8]) -> Result<Parsed, ParseError> {
         Ok(value) => parse(&value),
         // serde_json's syntax errors only carry line and column, never content.
         Err(e) => Err(ParseError {
-            header: Header::default(),
+            header: Box::default(),
             endpoint_id: None,
             message: format!("body is not JSON ({e})"),
         }),
@@ -97,7 +99,7 @@ pub fn parse_bytes(raw: &[u8]) -> Result<Parsed, ParseError> {
 
 pub fn parse(value: &Value) -> Result<Parsed, ParseError> {
     let fail = |header: &Header, endpoint_id: Option<String>, message: String| ParseError {
-        header: header.clone(),
+        header: Box::new(header.clone()),
         endpoint_id,
         message,
     };
@@ -373,6 +375,6 @@ mod tests {
     fn malformed_json_is_a_parse_error() {
         let err = parse_bytes(b"{\"directive\": ").unwrap_err();
         assert!(err.message.starts_with("body is not JSON"));
-        assert_eq!(err.header, Header::default());
+        assert_eq!(*err.header, Header::default());
     }
 }
