@@ -1,1 +1,3 @@
 //! Local stack (being written).
+
+pub mod alexa_dev;
