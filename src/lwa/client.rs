@@ -1,1 +1,423 @@
-//! TODO(helper): being written.
+//! Login with Amazon for the skill's *messaging* client (the Permissions page's client id and
+//! secret, not the account-linking client): AcceptGrant's code exchange, and access tokens for
+//! the event gateway, refreshed shortly before they expire.
+//!
+//! - Tokens are stored per account and per Alexa region, sealed with the keyring; the AAD binds
+//!   each sealed value to its account, region and kind, so a sealed token copied to another row
+//!   does not open.
+//! - `invalid_grant` on refresh means the customer disabled the skill (Alexa sends no directive
+//!   for that): the grant is deleted and callers see "no grant".
+//! - No token, code or secret appears in a log line or an error message. Errors carry HTTP
+//!   statuses and OAuth error codes only, never LWA's free-text `error_description`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+
+use super::{GrantError, GrantExchange};
+use crate::clock::Clock;
+use crate::config::AlexaRegion;
+use crate::deadline::Deadline;
+use crate::secret::{BearerToken, Secret};
+use crate::store::{Store, StoreError, StoredGrant};
+use crate::voice_codes::Keyring;
+
+/// Refresh when the access token has this little life left. Amazon's sample uses 300 s; it
+/// leaves room for the event-gateway request that follows and for clock skew.
+pub const REFRESH_MARGIN: chrono::Duration = chrono::Duration::minutes(5);
+
+/// Refresh calls made outside a directive have no caller deadline; this bounds them so a hung
+/// LWA can't stall a ChangeReport past its 3 s window by much.
+const REFRESH_TIMEOUT: Duration = Duration::from_millis(2_500);
+
+/// Less than this left before the AcceptGrant deadline: don't start a request that can't finish.
+const MIN_ATTEMPT: Duration = Duration::from_millis(100);
+
+/// LWA access tokens live an hour; used when a response omits `expires_in`.
+const DEFAULT_EXPIRES_IN_S: i64 = 3_600;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LwaError {
+    /// Network failure, timeout, 429 or 5xx: worth trying again later.
+    #[error("Login with Amazon unreachable: {0}")]
+    Unavailable(String),
+    /// LWA refused the request for a reason other than `invalid_grant` (e.g. `invalid_client`:
+    /// a configuration error), or answered with something that isn't a token response.
+    #[error("Login with Amazon refused the request: {0}")]
+    Refused(String),
+    #[error("token store: {0}")]
+    Store(#[from] StoreError),
+    /// The sealed tokens don't open (their pepper left the keyring, or the row was tampered
+    /// with). Not deleted automatically: a keyring misconfiguration must not wipe every grant.
+    #[error("stored tokens cannot be opened with the current keyring")]
+    Unreadable,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Access,
+    Refresh,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Access => "access",
+            Kind::Refresh => "refresh",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    refresh_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct OAuthErrorBody {
+    #[serde(default)]
+    error: String,
+}
+
+/// A token request's failure: `invalid_grant` is told apart because it means "this grant is
+/// dead" (bad or reused code, revoked refresh token), which callers act on.
+enum CallError {
+    InvalidGrant,
+    /// The connection never opened, so LWA certainly did not see the request.
+    Unsent,
+    Other(LwaError),
+}
+
+pub struct LwaClient {
+    token_url: String,
+    client_id: String,
+    client_secret: Secret,
+    region: AlexaRegion,
+    store: Arc<dyn Store>,
+    keyring: Arc<Keyring>,
+    clock: Arc<dyn Clock>,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for LwaClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LwaClient")
+            .field("token_url", &self.token_url)
+            .field("client_id", &self.client_id)
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LwaClient {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        token_url: String,
+        client_id: String,
+        client_secret: Secret,
+        region: AlexaRegion,
+        store: Arc<dyn Store>,
+        keyring: Arc<Keyring>,
+        clock: Arc<dyn Clock>,
+        http: reqwest::Client,
+    ) -> Self {
+        LwaClient {
+            token_url,
+            client_id,
+            client_secret,
+            region,
+            store,
+            keyring,
+            clock,
+            http,
+        }
+    }
+
+    pub fn region(&self) -> AlexaRegion {
+        self.region
+    }
+
+    /// A usable event-gateway access token for `account` in this region, refreshed first if it
+    /// expires within [`REFRESH_MARGIN`]. `None` when there is no grant, or when the refresh
+    /// showed the grant was revoked (the grant is then deleted).
+    pub async fn access_token(&self, account: &str) -> Result<Option<BearerToken>, LwaError> {
+        let Some(grant) = self.grant(account).await? else {
+            return Ok(None);
+        };
+        let now = self.clock.now();
+        if grant.expires_at - now > REFRESH_MARGIN {
+            return self
+                .open(account, Kind::Access, &grant.access_token)
+                .map(Some);
+        }
+        match self.refresh(account, &grant).await {
+            Err(LwaError::Unavailable(why)) if grant.expires_at > now => {
+                // LWA is down but the current token still works for a few minutes: better a
+                // delivered report now than none; the next call refreshes again.
+                tracing::warn!(%account, %why, "LWA refresh failed; using the current token until it expires");
+                self.open(account, Kind::Access, &grant.access_token)
+                    .map(Some)
+            }
+            other => other,
+        }
+    }
+
+    /// Refreshes regardless of the stored expiry: the event gateway said 401, so the token it
+    /// holds is no good. `None` when there is no grant or the refresh showed it was revoked.
+    pub async fn force_refresh(&self, account: &str) -> Result<Option<BearerToken>, LwaError> {
+        match self.grant(account).await? {
+            Some(grant) => self.refresh(account, &grant).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Deletes the account's grant for this region (the customer disabled the skill).
+    pub async fn revoke(&self, account: &str) -> Result<(), LwaError> {
+        self.store
+            .delete_grant(account, self.region.code())
+            .await
+            .map_err(LwaError::from)
+    }
+
+    async fn grant(&self, account: &str) -> Result<Option<StoredGrant>, LwaError> {
+        let grants = self.store.grants(account).await?;
+        Ok(grants
+            .into_iter()
+            .find(|(region, _)| region == self.region.code())
+            .map(|(_, g)| g))
+    }
+
+    /// Refreshes `grant`, stores the new tokens and returns the new access token; on
+    /// `invalid_grant` deletes the grant and returns `None`.
+    async fn refresh(
+        &self,
+        account: &str,
+        grant: &StoredGrant,
+    ) -> Result<Option<BearerToken>, LwaError> {
+        let refresh_token = self.open(account, Kind::Refresh, &grant.refresh_token)?;
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token.expose()),
+            ("client_id", self.client_id.as_str()),
+            ("client_secret", self.client_secret.expose()),
+        ];
+        match self.request(&form, REFRESH_TIMEOUT).await {
+            Ok(tokens) => {
+                let access = BearerToken::new(tokens.access_token);
+                // LWA normally returns the same refresh token, and may return none at all; the
+                // one we hold stays valid in that case.
+                let refresh = tokens
+                    .refresh_token
+                    .map(BearerToken::new)
+                    .unwrap_or(refresh_token);
+                self.save(account, &access, &refresh, tokens.expires_in)
+                    .await?;
+                tracing::debug!(%account, region = self.region.code(), "LWA token refreshed");
+                Ok(Some(access))
+            }
+            Err(CallError::InvalidGrant) => {
+                tracing::info!(%account, region = self.region.code(), "LWA refresh returned invalid_grant; grant revoked, deleting it");
+                self.revoke(account).await?;
+                Ok(None)
+            }
+            Err(CallError::Unsent) => Err(LwaError::Unavailable("connection failed".into())),
+            Err(CallError::Other(e)) => Err(e),
+        }
+    }
+
+    async fn save(
+        &self,
+        account: &str,
+        access: &BearerToken,
+        refresh: &BearerToken,
+        expires_in: Option<i64>,
+    ) -> Result<(), StoreError> {
+        // Clamped: a zero or negative lifetime would refresh on every call, a huge one would
+        // overflow the date arithmetic.
+        let lifetime = expires_in
+            .unwrap_or(DEFAULT_EXPIRES_IN_S)
+            .clamp(60, 366 * 24 * 3_600);
+        let grant = StoredGrant {
+            access_token: self.seal(account, Kind::Access, access),
+            refresh_token: self.seal(account, Kind::Refresh, refresh),
+            expires_at: self.clock.now() + chrono::Duration::seconds(lifetime),
+        };
+        self.store
+            .put_grant(account, self.region.code(), &grant)
+            .await
+    }
+
+    /// `alarm-skill/lwa/v1|{region}|{kind}|{account}`: region and kind come from fixed sets, so
+    /// putting the free-form account last keeps the encoding unambiguous.
+    fn aad(&self, account: &str, kind: Kind) -> Vec<u8> {
+        format!(
+            "alarm-skill/lwa/v1|{}|{}|{}",
+            self.region.code(),
+            kind.name(),
+            account
+        )
+        .into_bytes()
+    }
+
+    fn seal(&self, account: &str, kind: Kind, token: &BearerToken) -> String {
+        self.keyring
+            .seal(token.expose().as_bytes(), &self.aad(account, kind))
+    }
+
+    fn open(&self, account: &str, kind: Kind, sealed: &str) -> Result<BearerToken, LwaError> {
+        let plain = self
+            .keyring
+            .open(sealed, &self.aad(account, kind))
+            .ok_or(LwaError::Unreadable)?;
+        String::from_utf8(plain)
+            .map(BearerToken::new)
+            .map_err(|_| LwaError::Unreadable)
+    }
+
+    async fn request(
+        &self,
+        form: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<TokenResponse, CallError> {
+        let resp = self
+            .http
+            .post(&self.token_url)
+            .form(form)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_connect() {
+                    CallError::Unsent
+                } else {
+                    CallError::Other(LwaError::Unavailable(transport(&e)))
+                }
+            })?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| CallError::Other(LwaError::Unavailable(transport(&e))))?;
+        if status.is_success() {
+            return serde_json::from_slice::<TokenResponse>(&bytes)
+                .ok()
+                .filter(|t| !t.access_token.is_empty())
+                .ok_or_else(|| {
+                    CallError::Other(LwaError::Refused(format!(
+                        "HTTP {} without a token response",
+                        status.as_u16()
+                    )))
+                });
+        }
+        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            return Err(CallError::Other(LwaError::Unavailable(format!(
+                "HTTP {}",
+                status.as_u16()
+            ))));
+        }
+        let code = serde_json::from_slice::<OAuthErrorBody>(&bytes)
+            .map(|b| b.error)
+            .unwrap_or_default();
+        if code == "invalid_grant" {
+            return Err(CallError::InvalidGrant);
+        }
+        Err(CallError::Other(LwaError::Refused(format!(
+            "HTTP {} {}",
+            status.as_u16(),
+            safe_code(&code)
+        ))))
+    }
+}
+
+/// A transport failure, described without reqwest's message (which names the URL and could,
+/// with a misconfigured URL, carry credentials).
+fn transport(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "connection failed".into()
+    } else {
+        "transport error".into()
+    }
+}
+
+/// OAuth error codes are short snake_case words; anything else is not echoed.
+fn safe_code(code: &str) -> &str {
+    let ok = !code.is_empty()
+        && code.len() <= 40
+        && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+    if ok { code } else { "(no error code)" }
+}
+
+#[async_trait]
+impl GrantExchange for LwaClient {
+    async fn accept(
+        &self,
+        account: &str,
+        code: &BearerToken,
+        deadline: Deadline,
+    ) -> Result<(), GrantError> {
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", code.expose()),
+            ("client_id", self.client_id.as_str()),
+            ("client_secret", self.client_secret.expose()),
+        ];
+        let mut retried = false;
+        let tokens = loop {
+            let remaining = deadline.remaining();
+            if remaining < MIN_ATTEMPT {
+                return Err(GrantError::Unavailable(
+                    "no time left for the exchange".into(),
+                ));
+            }
+            match self.request(&form, remaining).await {
+                Ok(t) => break t,
+                Err(CallError::InvalidGrant) => {
+                    return Err(GrantError::Rejected(
+                        "LWA returned invalid_grant for the authorization code".into(),
+                    ));
+                }
+                // The code is single-use: only a connection that never opened is certain not
+                // to have spent it, so that is the one failure worth a second attempt.
+                Err(CallError::Unsent) if !retried => retried = true,
+                Err(CallError::Unsent) => {
+                    return Err(GrantError::Unavailable("connection failed".into()));
+                }
+                Err(CallError::Other(LwaError::Unavailable(why))) => {
+                    return Err(GrantError::Unavailable(why));
+                }
+                Err(CallError::Other(e)) => return Err(GrantError::Rejected(e.to_string())),
+            }
+        };
+        let Some(refresh) = tokens.refresh_token.map(BearerToken::new) else {
+            return Err(GrantError::Rejected(
+                "LWA issued no refresh token for the grant".into(),
+            ));
+        };
+        let access = BearerToken::new(tokens.access_token);
+        self.save(account, &access, &refresh, tokens.expires_in)
+            .await
+            .map_err(|e| GrantError::Store(e.to_string()))?;
+        tracing::info!(%account, region = self.region.code(), "event-gateway grant stored");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_oauth_codes_are_echoed() {
+        assert_eq!(safe_code("invalid_client"), "invalid_client");
+        assert_eq!(safe_code("Atza|secret"), "(no error code)");
+        assert_eq!(safe_code(""), "(no error code)");
+    }
+}

@@ -8,12 +8,15 @@
 //! - A timestamp more than [`TOLERANCE_S`] away from now is rejected; an `event_id` seen before
 //!   is acknowledged without effect, so a captured request can't be replayed.
 
+pub mod handler;
 pub mod signature;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::panel::{Panel, Source};
+
+pub use handler::{PlanError, Report, WebhookService, plan, routes};
 
 pub const TIMESTAMP_HEADER: &str = "x-alarm-timestamp";
 pub const SIGNATURE_HEADER: &str = "x-alarm-signature";

@@ -1,0 +1,1608 @@
+//! Login with Amazon, the event gateway and the panel webhook, against real HTTP servers on
+//! 127.0.0.1: a fake LWA token endpoint and a fake event gateway written here, which check the
+//! format of every request they get (form encoding and the messaging client's credentials at
+//! LWA; JSON, and a Bearer header equal to the message's scope token, at the gateway).
+
+mod support;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use alarm_skill::alexa::Message;
+use alarm_skill::clock::{AdjustableClock, Clock};
+use alarm_skill::config::AlexaRegion;
+use alarm_skill::deadline::Deadline;
+use alarm_skill::event_gateway::{Delivery, EventGateway, GatewayError, HttpEventGateway};
+use alarm_skill::lwa::client::{LwaClient, LwaError};
+use alarm_skill::lwa::{GrantError, GrantExchange};
+use alarm_skill::panel::{Alarms, ArmState, Panel, Phase, Source, Zone, ZoneKind};
+use alarm_skill::secret::{BearerToken, Secret};
+use alarm_skill::store::memory::MemoryStore;
+use alarm_skill::store::{Store, StoredGrant};
+use alarm_skill::voice_codes::Keyring;
+use alarm_skill::webhook::{self, Changed, EventKind, PanelEvent, WebhookService, signature};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use chrono::Utc;
+use serde_json::{Value, json};
+
+const CLIENT_ID: &str = "amzn1.application-oa2-client.messaging";
+const CLIENT_SECRET: &str = "messaging-secret";
+const ACCOUNT: &str = "acct-1";
+const WEBHOOK_SECRET: &str = "whsec-test";
+
+async fn serve(router: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    format!("http://{addr}")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fake Login with Amazon
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum RefreshMode {
+    /// New access token, and a new refresh token too when `true`.
+    Ok {
+        rotate_refresh: bool,
+    },
+    InvalidGrant,
+    Unavailable,
+}
+
+#[derive(Debug, Clone)]
+struct LwaRequest {
+    content_type: String,
+    form: HashMap<String, String>,
+}
+
+struct LwaState {
+    requests: Vec<LwaRequest>,
+    violations: Vec<String>,
+    bad_client: usize,
+    used_codes: HashSet<String>,
+    refresh_tokens: HashSet<String>,
+    access_tokens: Vec<String>,
+    refresh_mode: RefreshMode,
+    exchange_unavailable: bool,
+    counter: usize,
+}
+
+struct FakeLwa {
+    state: Mutex<LwaState>,
+}
+
+impl FakeLwa {
+    fn new() -> Arc<Self> {
+        Arc::new(FakeLwa {
+            state: Mutex::new(LwaState {
+                requests: vec![],
+                violations: vec![],
+                bad_client: 0,
+                used_codes: HashSet::new(),
+                refresh_tokens: HashSet::new(),
+                access_tokens: vec![],
+                refresh_mode: RefreshMode::Ok {
+                    rotate_refresh: false,
+                },
+                exchange_unavailable: false,
+                counter: 0,
+            }),
+        })
+    }
+
+    fn st(&self) -> std::sync::MutexGuard<'_, LwaState> {
+        self.state.lock().unwrap()
+    }
+
+    fn requests(&self, grant_type: &str) -> Vec<LwaRequest> {
+        self.st()
+            .requests
+            .iter()
+            .filter(|r| r.form.get("grant_type").map(String::as_str) == Some(grant_type))
+            .cloned()
+            .collect()
+    }
+
+    fn refreshes(&self) -> usize {
+        self.requests("refresh_token").len()
+    }
+
+    fn last_access(&self) -> String {
+        self.st().access_tokens.last().cloned().unwrap()
+    }
+
+    fn issued(&self, token: &str) -> bool {
+        self.st().access_tokens.iter().any(|t| t == token)
+    }
+
+    fn set_refresh(&self, mode: RefreshMode) {
+        self.st().refresh_mode = mode;
+    }
+
+    fn assert_clean(&self) {
+        let st = self.st();
+        assert!(
+            st.violations.is_empty(),
+            "LWA format violations: {:?}",
+            st.violations
+        );
+        assert_eq!(
+            st.bad_client, 0,
+            "LWA saw requests without the messaging client"
+        );
+    }
+}
+
+fn oauth_error(status: StatusCode, error: &str) -> Response {
+    (
+        status,
+        axum::Json(json!({ "error": error, "error_description": "fake" })),
+    )
+        .into_response()
+}
+
+async fn lwa_token(State(lwa): State<Arc<FakeLwa>>, headers: HeaderMap, body: Bytes) -> Response {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let mut st = lwa.st();
+    st.requests.push(LwaRequest {
+        content_type: content_type.clone(),
+        form: form.clone(),
+    });
+    if !content_type.starts_with("application/x-www-form-urlencoded") {
+        st.violations.push(format!("content-type {content_type:?}"));
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
+    }
+    if serde_json::from_slice::<Value>(&body).is_ok() {
+        st.violations.push("JSON body".into());
+    }
+    let get = |k: &str| form.get(k).cloned().unwrap_or_default();
+    if get("client_id") != CLIENT_ID || get("client_secret") != CLIENT_SECRET {
+        st.bad_client += 1;
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    }
+    st.counter += 1;
+    let n = st.counter;
+    let access = format!("Atza|access-{n}-{}", uuid::Uuid::new_v4());
+    match get("grant_type").as_str() {
+        "authorization_code" => {
+            if st.exchange_unavailable {
+                return oauth_error(StatusCode::SERVICE_UNAVAILABLE, "server_error");
+            }
+            let code = get("code");
+            if code.is_empty() || !st.used_codes.insert(code) {
+                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+            }
+            let refresh = format!("Atzr|refresh-{n}-{}", uuid::Uuid::new_v4());
+            st.refresh_tokens.insert(refresh.clone());
+            st.access_tokens.push(access.clone());
+            axum::Json(json!({"access_token": access, "refresh_token": refresh,
+                              "token_type": "bearer", "expires_in": 3600}))
+            .into_response()
+        }
+        "refresh_token" => {
+            if !st.refresh_tokens.contains(&get("refresh_token")) {
+                st.violations.push("unknown refresh token".into());
+                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+            }
+            match st.refresh_mode {
+                RefreshMode::InvalidGrant => oauth_error(StatusCode::BAD_REQUEST, "invalid_grant"),
+                RefreshMode::Unavailable => {
+                    oauth_error(StatusCode::SERVICE_UNAVAILABLE, "server_error")
+                }
+                RefreshMode::Ok { rotate_refresh } => {
+                    st.access_tokens.push(access.clone());
+                    let mut body = json!({"access_token": access, "token_type": "bearer",
+                                          "expires_in": 3600});
+                    if rotate_refresh {
+                        let refresh = format!("Atzr|refresh-{n}-{}", uuid::Uuid::new_v4());
+                        st.refresh_tokens.insert(refresh.clone());
+                        body["refresh_token"] = json!(refresh);
+                    }
+                    axum::Json(body).into_response()
+                }
+            }
+        }
+        other => {
+            st.violations.push(format!("grant_type {other:?}"));
+            oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type")
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fake event gateway
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+struct Hit {
+    bearer: String,
+    body: Value,
+    at: Instant,
+}
+
+struct GatewayState {
+    script: VecDeque<(u16, Value)>,
+    default: (u16, Value),
+    hits: Vec<Hit>,
+    violations: Vec<String>,
+}
+
+struct FakeGateway {
+    lwa: Arc<FakeLwa>,
+    state: Mutex<GatewayState>,
+}
+
+impl FakeGateway {
+    fn st(&self) -> std::sync::MutexGuard<'_, GatewayState> {
+        self.state.lock().unwrap()
+    }
+
+    fn script(&self, responses: &[(u16, Value)]) {
+        self.st().script.extend(responses.iter().cloned());
+    }
+
+    fn set_default(&self, status: u16, body: Value) {
+        self.st().default = (status, body);
+    }
+
+    fn hits(&self) -> Vec<Hit> {
+        self.st().hits.clone()
+    }
+
+    fn assert_clean(&self) {
+        let st = self.st();
+        assert!(
+            st.violations.is_empty(),
+            "gateway format violations: {:?}",
+            st.violations
+        );
+    }
+}
+
+fn gateway_error(code: &str) -> Value {
+    json!({"header": {"namespace": "System", "name": "Exception", "messageId": "m-1"},
+           "payload": {"code": code, "description": "fake gateway"}})
+}
+
+async fn gateway_events(
+    State(gw): State<Arc<FakeGateway>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut violations = vec![];
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type.starts_with("application/json") {
+        violations.push(format!("content-type {content_type:?}"));
+    }
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .to_string();
+    let body: Value = serde_json::from_slice(&body).unwrap_or_else(|_| {
+        violations.push("body is not JSON".into());
+        Value::Null
+    });
+    let event = &body["event"];
+    let scope = if event["header"]["name"] == "ChangeReport" {
+        &event["endpoint"]["scope"]
+    } else {
+        &event["payload"]["scope"]
+    };
+    if scope["type"] != "BearerToken" {
+        violations.push(format!("scope type {}", scope["type"]));
+    }
+    if scope["token"].as_str() != Some(bearer.as_str()) {
+        violations.push("Authorization header differs from the scope token".into());
+    }
+    if !gw.lwa.issued(&bearer) {
+        violations.push("Bearer token not issued by LWA".into());
+    }
+    let mut st = gw.st();
+    st.violations.extend(violations);
+    st.hits.push(Hit {
+        bearer,
+        body,
+        at: Instant::now(),
+    });
+    let (status, reply) = st.script.pop_front().unwrap_or_else(|| st.default.clone());
+    let status = StatusCode::from_u16(status).unwrap();
+    if reply.is_null() {
+        status.into_response()
+    } else {
+        (status, axum::Json(reply)).into_response()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------------------------
+
+struct Harness {
+    lwa: Arc<FakeLwa>,
+    gw: Arc<FakeGateway>,
+    lwa_url: String,
+    store: Arc<MemoryStore>,
+    keyring: Arc<Keyring>,
+    clock: Arc<AdjustableClock>,
+    client: Arc<LwaClient>,
+    gateway: Arc<HttpEventGateway>,
+    http: reqwest::Client,
+}
+
+async fn harness() -> Harness {
+    harness_with_budget(None).await
+}
+
+async fn harness_with_budget(budget: Option<Duration>) -> Harness {
+    let lwa = FakeLwa::new();
+    let gw = Arc::new(FakeGateway {
+        lwa: Arc::clone(&lwa),
+        state: Mutex::new(GatewayState {
+            script: VecDeque::new(),
+            default: (202, Value::Null),
+            hits: vec![],
+            violations: vec![],
+        }),
+    });
+    let lwa_url = format!(
+        "{}/auth/o2/token",
+        serve(
+            Router::new()
+                .route("/auth/o2/token", post(lwa_token))
+                .with_state(Arc::clone(&lwa))
+        )
+        .await
+    );
+    let gw_url = format!(
+        "{}/v3/events",
+        serve(
+            Router::new()
+                .route("/v3/events", post(gateway_events))
+                .with_state(Arc::clone(&gw))
+        )
+        .await
+    );
+    let store = Arc::new(MemoryStore::new());
+    let keyring = Arc::new(Keyring::random());
+    let clock = Arc::new(AdjustableClock::frozen(Utc::now()));
+    let http = reqwest::Client::new();
+    let client = Arc::new(lwa_client(
+        &lwa_url,
+        CLIENT_SECRET,
+        AlexaRegion::Eu,
+        &store,
+        &keyring,
+        &clock,
+        &http,
+    ));
+    let mut gateway = HttpEventGateway::new(gw_url, Arc::clone(&client), http.clone());
+    if let Some(b) = budget {
+        gateway = gateway.with_budget(b);
+    }
+    Harness {
+        lwa,
+        gw,
+        lwa_url,
+        store,
+        keyring,
+        clock,
+        client,
+        gateway: Arc::new(gateway),
+        http,
+    }
+}
+
+fn lwa_client(
+    url: &str,
+    secret: &str,
+    region: AlexaRegion,
+    store: &Arc<MemoryStore>,
+    keyring: &Arc<Keyring>,
+    clock: &Arc<AdjustableClock>,
+    http: &reqwest::Client,
+) -> LwaClient {
+    LwaClient::new(
+        url.to_string(),
+        CLIENT_ID.to_string(),
+        Secret::new(secret),
+        region,
+        Arc::clone(store) as Arc<dyn Store>,
+        Arc::clone(keyring),
+        Arc::clone(clock) as Arc<dyn Clock>,
+        http.clone(),
+    )
+}
+
+impl Harness {
+    async fn grant(&self, account: &str, code: &str) -> Result<(), GrantError> {
+        self.client
+            .accept(
+                account,
+                &BearerToken::new(code),
+                Deadline::after(Duration::from_secs(5)),
+            )
+            .await
+    }
+
+    async fn stored(&self, account: &str) -> Vec<(String, StoredGrant)> {
+        self.store.grants(account).await.unwrap()
+    }
+
+    async fn token(&self) -> Option<String> {
+        self.client
+            .access_token(ACCOUNT)
+            .await
+            .unwrap()
+            .map(|t| t.expose().to_string())
+    }
+
+    async fn send_change_report(&self) -> Result<Delivery, GatewayError> {
+        let at = self.clock.now();
+        self.gateway
+            .send(ACCOUNT, &|token| {
+                Message::change_report(
+                    "home",
+                    token,
+                    "PHYSICAL_INTERACTION",
+                    vec![alarm_skill::alexa::Property::arm_state("ARMED_AWAY", at)],
+                    vec![alarm_skill::alexa::Property::connectivity(true, at)],
+                )
+            })
+            .await
+    }
+
+    fn webhook(&self) -> WebhookService {
+        WebhookService::new(
+            Arc::clone(&self.store) as Arc<dyn Store>,
+            Arc::clone(&self.gateway) as Arc<dyn EventGateway>,
+            Secret::new(WEBHOOK_SECRET),
+            Arc::clone(&self.clock) as Arc<dyn Clock>,
+            "Acme Security".to_string(),
+        )
+    }
+
+    async fn webhook_url(&self) -> String {
+        let svc = Arc::new(self.webhook());
+        format!("{}/webhooks/panel", serve(webhook::routes(svc)).await)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// AcceptGrant and tokens
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn accept_grant_exchanges_the_code_form_encoded_and_stores_sealed_tokens() {
+    let h = harness().await;
+    h.grant(ACCOUNT, "code-1").await.unwrap();
+
+    let exchanges = h.lwa.requests("authorization_code");
+    assert_eq!(exchanges.len(), 1);
+    let req = &exchanges[0];
+    assert!(
+        req.content_type
+            .starts_with("application/x-www-form-urlencoded")
+    );
+    assert_eq!(req.form["code"], "code-1");
+    assert_eq!(req.form["client_id"], CLIENT_ID);
+    assert_eq!(req.form["client_secret"], CLIENT_SECRET);
+    h.lwa.assert_clean();
+
+    let stored = h.stored(ACCOUNT).await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].0, "EU");
+    assert_eq!(
+        stored[0].1.expires_at,
+        h.clock.now() + chrono::Duration::seconds(3600)
+    );
+    let issued_access = h.lwa.last_access();
+    let issued_refresh = h.lwa.st().refresh_tokens.iter().next().cloned().unwrap();
+    let dump = h.store.dump().to_string();
+    assert!(
+        dump.contains(h.keyring.current_id()),
+        "sealed under the keyring: {dump}"
+    );
+    for plain in [&issued_access, &issued_refresh] {
+        assert!(
+            !dump.contains(plain.as_str()),
+            "plaintext token in the store"
+        );
+    }
+    assert!(!dump.contains("Atza|") && !dump.contains("Atzr|"));
+
+    // The sealed token opens to what LWA issued, without a refresh.
+    assert_eq!(h.token().await.as_deref(), Some(issued_access.as_str()));
+    assert_eq!(h.lwa.refreshes(), 0);
+
+    // Tokens are per region: the NA client has no grant for this account.
+    let na = lwa_client(
+        &h.lwa_url,
+        CLIENT_SECRET,
+        AlexaRegion::Na,
+        &h.store,
+        &h.keyring,
+        &h.clock,
+        &h.http,
+    );
+    assert!(na.access_token(ACCOUNT).await.unwrap().is_none());
+
+    // The AAD binds a sealed token to its account: a row copied to another account won't open.
+    h.store
+        .put_grant("acct-2", "EU", &stored[0].1)
+        .await
+        .unwrap();
+    assert_eq!(
+        h.client.access_token("acct-2").await.unwrap_err(),
+        LwaError::Unreadable
+    );
+}
+
+#[tokio::test]
+async fn accept_grant_with_a_rejected_code_fails_and_stores_nothing() {
+    let h = harness().await;
+    h.grant(ACCOUNT, "code-1").await.unwrap();
+    // Codes are single-use: LWA answers invalid_grant.
+    let err = h.grant("acct-2", "code-1").await.unwrap_err();
+    let GrantError::Rejected(msg) = &err else {
+        panic!("expected Rejected, got {err:?}")
+    };
+    assert!(
+        !msg.contains("code-1"),
+        "the code leaked into the error: {msg}"
+    );
+    assert!(h.stored("acct-2").await.is_empty());
+
+    // A wrong client secret is invalid_client, reported without the secret.
+    let wrong = lwa_client(
+        &h.lwa_url,
+        "not-the-secret",
+        AlexaRegion::Eu,
+        &h.store,
+        &h.keyring,
+        &h.clock,
+        &h.http,
+    );
+    let err = wrong
+        .accept(
+            "acct-3",
+            &BearerToken::new("code-3"),
+            Deadline::after(Duration::from_secs(5)),
+        )
+        .await
+        .unwrap_err();
+    let GrantError::Rejected(msg) = &err else {
+        panic!("expected Rejected, got {err:?}")
+    };
+    assert!(
+        msg.contains("invalid_client") && !msg.contains("not-the-secret"),
+        "{msg}"
+    );
+    assert!(h.stored("acct-3").await.is_empty());
+}
+
+#[tokio::test]
+async fn accept_grant_when_lwa_is_down_is_unavailable() {
+    let h = harness().await;
+    h.lwa.st().exchange_unavailable = true;
+    assert!(matches!(
+        h.grant(ACCOUNT, "code-1").await,
+        Err(GrantError::Unavailable(_))
+    ));
+
+    // Nothing listens on the port of a dropped listener.
+    let closed = {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        format!("http://{}/auth/o2/token", l.local_addr().unwrap())
+    };
+    let down = lwa_client(
+        &closed,
+        CLIENT_SECRET,
+        AlexaRegion::Eu,
+        &h.store,
+        &h.keyring,
+        &h.clock,
+        &h.http,
+    );
+    let err = down
+        .accept(
+            ACCOUNT,
+            &BearerToken::new("code-2"),
+            Deadline::after(Duration::from_secs(5)),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GrantError::Unavailable(_)), "{err:?}");
+    assert!(h.stored(ACCOUNT).await.is_empty());
+}
+
+#[tokio::test]
+async fn access_token_is_refreshed_within_five_minutes_of_expiry_and_not_before() {
+    let h = harness().await;
+    h.grant(ACCOUNT, "code-1").await.unwrap();
+    let first = h.lwa.last_access();
+    let refresh_token = h.lwa.st().refresh_tokens.iter().next().cloned().unwrap();
+
+    h.clock.advance(chrono::Duration::seconds(3600 - 301));
+    assert_eq!(
+        h.token().await.as_deref(),
+        Some(first.as_str()),
+        "301 s left: no refresh"
+    );
+    assert_eq!(h.lwa.refreshes(), 0);
+
+    h.clock.advance(chrono::Duration::seconds(2));
+    let second = h.token().await.unwrap();
+    assert_ne!(second, first, "299 s left: refreshed");
+    assert_eq!(second, h.lwa.last_access());
+    let refreshes = h.lwa.requests("refresh_token");
+    assert_eq!(refreshes.len(), 1);
+    let req = &refreshes[0];
+    assert!(
+        req.content_type
+            .starts_with("application/x-www-form-urlencoded")
+    );
+    assert_eq!(req.form["refresh_token"], refresh_token);
+    assert_eq!(req.form["client_id"], CLIENT_ID);
+    assert_eq!(req.form["client_secret"], CLIENT_SECRET);
+    let stored = h.stored(ACCOUNT).await;
+    assert_eq!(
+        stored[0].1.expires_at,
+        h.clock.now() + chrono::Duration::seconds(3600)
+    );
+
+    // The new token is used as is until it too nears expiry.
+    assert_eq!(h.token().await, Some(second.clone()));
+    assert_eq!(h.lwa.refreshes(), 1);
+
+    // LWA returned no refresh token: the one held is kept and used for the next refresh.
+    h.clock.advance(chrono::Duration::seconds(3600));
+    let third = h.token().await.unwrap();
+    assert_ne!(third, second);
+    let refreshes = h.lwa.requests("refresh_token");
+    assert_eq!(refreshes.len(), 2);
+    assert_eq!(refreshes[1].form["refresh_token"], refresh_token);
+    h.lwa.assert_clean();
+}
+
+#[tokio::test]
+async fn a_rotated_refresh_token_replaces_the_stored_one() {
+    let h = harness().await;
+    h.grant(ACCOUNT, "code-1").await.unwrap();
+    let original = h.lwa.st().refresh_tokens.iter().next().cloned().unwrap();
+    h.lwa.set_refresh(RefreshMode::Ok {
+        rotate_refresh: true,
+    });
+    h.clock.advance(chrono::Duration::seconds(3600));
+    h.token().await.unwrap();
+    h.clock.advance(chrono::Duration::seconds(3600));
+    h.token().await.unwrap();
+    let refreshes = h.lwa.requests("refresh_token");
+    assert_eq!(refreshes[0].form["refresh_token"], original);
+    assert_ne!(refreshes[1].form["refresh_token"], original);
+    h.lwa.assert_clean();
+}
+
+#[tokio::test]
+async fn invalid_grant_on_refresh_deletes_the_grant() {
+    let h = harness().await;
+    h.grant(ACCOUNT, "code-1").await.unwrap();
+    h.lwa.set_refresh(RefreshMode::InvalidGrant);
+    h.clock.advance(chrono::Duration::seconds(3600));
+    assert_eq!(h.token().await, None);
+    assert!(h.stored(ACCOUNT).await.is_empty());
+    // Without a grant nothing is sent at all.
+    assert_eq!(h.send_change_report().await, Ok(Delivery::NoGrant));
+    assert!(h.gw.hits().is_empty());
+    assert_eq!(h.lwa.refreshes(), 1);
+}
+
+#[tokio::test]
+async fn an_lwa_outage_keeps_using_the_token_until_it_actually_expires() {
+    let h = harness().await;
+    h.grant(ACCOUNT, "code-1").await.unwrap();
+    let first = h.lwa.last_access();
+    h.lwa.set_refresh(RefreshMode::Unavailable);
+    h.clock.advance(chrono::Duration::seconds(3600 - 100));
+    assert_eq!(h.token().await, Some(first));
+    h.clock.advance(chrono::Duration::seconds(101));
+    let err = h.client.access_token(ACCOUNT).await.unwrap_err();
+    assert!(matches!(err, LwaError::Unavailable(_)), "{err:?}");
+    assert_eq!(
+        h.stored(ACCOUNT).await.len(),
+        1,
+        "an outage is not a revocation"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Event gateway
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn change_report_is_posted_as_json_with_the_scope_token_as_bearer() {
+    let h = harness().await;
+    h.grant(ACCOUNT, "code-1").await.unwrap();
+    assert_eq!(h.send_change_report().await, Ok(Delivery::Sent));
+    let hits = h.gw.hits();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].bearer, h.lwa.last_access());
+    assert_eq!(
+        hits[0].body["event"]["endpoint"]["scope"]["token"],
+        hits[0].bearer
+    );
+    h.gw.assert_clean();
+    support::record_message("events-gateway-ChangeReport", &hits[0].body);
+}
+
+#[tokio::test]
+async fn no_grant_means_nothing_is_sent() {
+    let h = harness().await;
+    assert_eq!(h.send_change_report().await, Ok(Delivery::NoGrant));
+    assert!(h.gw.hits().is_empty());
+}
+
+#[tokio::test]
+async fn gateway_401_refreshes_the_token_and_retries_exactly_once() {
+    let h = harness().await;
+    h.grant(ACCOUNT, "code-1").await.unwrap();
+    let first = h.lwa.last_access();
+    h.gw.script(&[(401, gateway_error("INVALID_ACCESS_TOKEN_EXCEPTION"))]);
+    assert_eq!(h.send_change_report().await, Ok(Delivery::Sent));
+    let hits = h.gw.hits();
+    assert_eq!(hits.len(), 2);
+    assert_eq!(hits[0].bearer, first);
+    let second = h.lwa.last_access();
+    assert_ne!(second, first);
+    assert_eq!(
+        hits[1].bearer, second,
+        "the retry carries the refreshed token"
+    );
+    assert_eq!(
+        hits[1].body["event"]["endpoint"]["scope"]["token"], second,
+        "and a rebuilt message"
+    );
+    assert_eq!(h.lwa.refreshes(), 1);
+
+    // A 401 that persists after the refresh: one retry only, then an error; the grant stays
+    // (LWA just confirmed it).
+    h.gw.set_default(401, gateway_error("INVALID_ACCESS_TOKEN_EXCEPTION"));
+    let err = h.send_change_report().await.unwrap_err();
+    assert!(
+        matches!(err, GatewayError::Unauthorized { status: 401, .. }),
+        "{err:?}"
+    );
+    assert_eq!(h.gw.hits().len(), 4);
+    assert_eq!(h.lwa.refreshes(), 2);
+    assert_eq!(h.stored(ACCOUNT).await.len(), 1);
+    h.gw.assert_clean();
+    h.lwa.assert_clean();
+}
+
+#[tokio::test]
+async fn gateway_403_skill_disabled_deletes_the_grant() {
+    let h = harness().await;
+    h.grant(ACCOUNT, "code-1").await.unwrap();
+    h.gw.set_default(403, gateway_error("SKILL_DISABLED_EXCEPTION"));
+    assert_eq!(h.send_change_report().await, Err(GatewayError::Revoked));
+    assert!(h.stored(ACCOUNT).await.is_empty());
+    assert_eq!(h.gw.hits().len(), 1, "no retry");
+    assert_eq!(h.lwa.refreshes(), 0, "no confirmation needed");
+    assert_eq!(h.send_change_report().await, Ok(Delivery::NoGrant));
+    assert_eq!(h.gw.hits().len(), 1);
+}
+
+#[tokio::test]
+async fn a_bare_403_confirmed_by_invalid_grant_on_refresh_deletes_the_grant() {
+    let h = harness().await;
+    h.grant(ACCOUNT, "code-1").await.unwrap();
+    h.gw.set_default(403, Value::Null);
+    h.lwa.set_refresh(RefreshMode::InvalidGrant);
+    assert_eq!(h.send_change_report().await, Err(GatewayError::Revoked));
+    assert!(h.stored(ACCOUNT).await.is_empty());
+    assert_eq!(h.gw.hits().len(), 1);
+    assert_eq!(h.lwa.refreshes(), 1);
+}
+
+#[tokio::test]
+async fn a_bare_401_with_a_valid_grant_is_retried_and_keeps_the_grant() {
+    let h = harness().await;
+    h.grant(ACCOUNT, "code-1").await.unwrap();
+    h.gw.script(&[(401, Value::Null)]);
+    assert_eq!(h.send_change_report().await, Ok(Delivery::Sent));
+    assert_eq!(h.gw.hits().len(), 2);
+    assert_eq!(h.stored(ACCOUNT).await.len(), 1);
+}
+
+#[tokio::test]
+async fn throttled_then_accepted_is_delivered_after_a_backoff() {
+    let h = harness().await;
+    h.grant(ACCOUNT, "code-1").await.unwrap();
+    h.gw.script(&[(429, gateway_error("THROTTLING_EXCEPTION"))]);
+    assert_eq!(h.send_change_report().await, Ok(Delivery::Sent));
+    let hits = h.gw.hits();
+    assert_eq!(hits.len(), 2);
+    let gap = hits[1].at - hits[0].at;
+    assert!(
+        gap >= Duration::from_millis(50),
+        "retried without backing off: {gap:?}"
+    );
+    assert_eq!(h.lwa.refreshes(), 0);
+    h.gw.assert_clean();
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_with_growing_backoff_and_given_up_within_the_budget() {
+    let h = harness().await;
+    h.grant(ACCOUNT, "code-1").await.unwrap();
+    h.gw.set_default(500, gateway_error("INTERNAL_SERVICE_EXCEPTION"));
+    let started = Instant::now();
+    let err = h.send_change_report().await.unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(matches!(err, GatewayError::Unavailable(_)), "{err:?}");
+    assert!(
+        elapsed < Duration::from_millis(3_300),
+        "over the 3 s budget: {elapsed:?}"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(1_000),
+        "gave up early: {elapsed:?}"
+    );
+    let hits = h.gw.hits();
+    assert!(hits.len() >= 4, "only {} attempts", hits.len());
+    let gaps: Vec<Duration> = hits.windows(2).map(|w| w[1].at - w[0].at).collect();
+    assert!(gaps.last() > gaps.first(), "backoff did not grow: {gaps:?}");
+    assert_eq!(h.stored(ACCOUNT).await.len(), 1);
+}
+
+#[tokio::test]
+async fn bad_request_and_too_large_are_not_retried() {
+    let h = harness().await;
+    h.grant(ACCOUNT, "code-1").await.unwrap();
+    h.gw.script(&[
+        (400, gateway_error("INVALID_REQUEST_EXCEPTION")),
+        (413, gateway_error("REQUEST_ENTITY_TOO_LARGE_EXCEPTION")),
+    ]);
+    assert_eq!(
+        h.send_change_report().await,
+        Err(GatewayError::Rejected {
+            status: 400,
+            code: "INVALID_REQUEST_EXCEPTION".into()
+        })
+    );
+    assert_eq!(h.gw.hits().len(), 1);
+    assert_eq!(
+        h.send_change_report().await,
+        Err(GatewayError::Rejected {
+            status: 413,
+            code: "REQUEST_ENTITY_TOO_LARGE_EXCEPTION".into()
+        })
+    );
+    assert_eq!(h.gw.hits().len(), 2);
+    assert_eq!(h.stored(ACCOUNT).await.len(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Webhook
+// ---------------------------------------------------------------------------------------------
+
+fn zone(id: &str, name: &str, kind: ZoneKind, open: bool) -> Zone {
+    Zone {
+        id: id.into(),
+        number: 1,
+        name: name.into(),
+        kind,
+        open,
+        bypassable: true,
+        bypassed: false,
+        entry: false,
+    }
+}
+
+fn panel(h: &Harness) -> Panel {
+    Panel {
+        id: "home".into(),
+        name: "Home".into(),
+        manufacturer: "Acme".into(),
+        model: "AP-100".into(),
+        arm_state: ArmState::ArmedAway,
+        phase: Phase::Armed,
+        delay_remaining_s: 0,
+        supported_arm_states: vec![ArmState::ArmedAway, ArmState::ArmedStay, ArmState::Disarmed],
+        exit_delay_s: 30,
+        entry_delay_s: 30,
+        alarms: Alarms::default(),
+        trouble: vec![],
+        online: true,
+        zones: vec![
+            zone("front-door", "Front Door", ZoneKind::Contact, false),
+            zone("hall", "Hall", ZoneKind::Motion, false),
+            zone("garage", "Garage Door", ZoneKind::Contact, false),
+        ],
+        as_of: h.clock.now(),
+    }
+}
+
+fn event(id: &str, source: Source, kind: EventKind) -> PanelEvent {
+    PanelEvent {
+        event_id: id.into(),
+        account: ACCOUNT.into(),
+        occurred_at: Utc::now(),
+        source,
+        kind,
+    }
+}
+
+async fn post_raw(
+    http: &reqwest::Client,
+    url: &str,
+    body: &[u8],
+    timestamp: Option<String>,
+    sig: Option<String>,
+) -> (u16, Value) {
+    let mut req = http
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_vec());
+    if let Some(t) = timestamp {
+        req = req.header(webhook::TIMESTAMP_HEADER, t);
+    }
+    if let Some(s) = sig {
+        req = req.header(webhook::SIGNATURE_HEADER, s);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap())
+}
+
+async fn post_signed(h: &Harness, url: &str, body: &[u8]) -> (u16, Value) {
+    let ts = h.clock.now().timestamp();
+    let sig = signature::sign(&Secret::new(WEBHOOK_SECRET), ts, body);
+    post_raw(&h.http, url, body, Some(ts.to_string()), Some(sig)).await
+}
+
+async fn post_event(h: &Harness, url: &str, e: &PanelEvent) -> (u16, Value) {
+    post_signed(h, url, &serde_json::to_vec(e).unwrap()).await
+}
+
+fn names(props: &Value) -> Vec<String> {
+    props
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            format!(
+                "{}.{}",
+                p["namespace"].as_str().unwrap(),
+                p["name"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+const PANEL_CONTEXT: [&str; 4] = [
+    "Alexa.SecurityPanelController.burglaryAlarm",
+    "Alexa.SecurityPanelController.fireAlarm",
+    "Alexa.SecurityPanelController.carbonMonoxideAlarm",
+    "Alexa.SecurityPanelController.waterAlarm",
+];
+
+/// The messages of hits from `from` on, keyed by endpointId; checks the common ChangeReport
+/// envelope and records each for schema validation.
+fn change_reports(h: &Harness, from: usize, label: &str) -> HashMap<String, Value> {
+    let mut out = HashMap::new();
+    for hit in &h.gw.hits()[from..] {
+        let m = &hit.body;
+        let header = &m["event"]["header"];
+        assert_eq!(header["namespace"], "Alexa");
+        assert_eq!(header["name"], "ChangeReport");
+        assert_eq!(header["payloadVersion"], "3");
+        assert!(header.get("correlationToken").is_none());
+        assert_eq!(m["event"]["endpoint"]["scope"]["token"], hit.bearer);
+        support::record_message(&format!("events-{label}-ChangeReport"), m);
+        let id = m["event"]["endpoint"]["endpointId"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            out.insert(id, m.clone()).is_none(),
+            "two reports for one endpoint"
+        );
+    }
+    out
+}
+
+#[tokio::test]
+async fn webhook_refuses_bad_signatures_without_claiming_the_event() {
+    let h = harness().await;
+    h.grant(ACCOUNT, "code-1").await.unwrap();
+    let url = h.webhook_url().await;
+    let e = event(
+        "evt-sig",
+        Source::Keypad,
+        EventKind::PanelChanged {
+            panel: panel(&h),
+            changed: vec![Changed::ArmState],
+        },
+    );
+    let body = serde_json::to_vec(&e).unwrap();
+    let ts = h.clock.now().timestamp();
+    let wrong_key = signature::sign(&Secret::new("not-the-secret"), ts, &body);
+    let tampered = {
+        let mut b = body.clone();
+        b.extend_from_slice(b" ");
+        b
+    };
+    let good = signature::sign(&Secret::new(WEBHOOK_SECRET), ts, &body);
+    for (b, t, s) in [
+        (&body, Some(ts.to_string()), Some(wrong_key)),
+        (&tampered, Some(ts.to_string()), Some(good.clone())),
+        (&body, Some(ts.to_string()), Some("v1=zz".to_string())),
+        (&body, Some(ts.to_string()), None),
+        (&body, None, Some(good.clone())),
+    ] {
+        let (status, reply) = post_raw(&h.http, &url, b, t, s).await;
+        assert_eq!(status, 401, "{reply}");
+        assert_eq!(reply["error"], "unauthorized");
+        assert!(reply["reason"].as_str().unwrap().len() < 40);
+    }
+    assert!(h.gw.hits().is_empty());
+    // None of those claimed the id: the genuine request still goes through.
+    let (status, reply) = post_raw(&h.http, &url, &body, Some(ts.to_string()), Some(good)).await;
+    assert_eq!((status, reply["sent"].as_u64()), (202, Some(1)), "{reply}");
+}
+
+#[tokio::test]
+async fn webhook_refuses_stale_and_future_timestamps() {
+    let h = harness().await;
+    h.grant(ACCOUNT, "code-1").await.unwrap();
+    let url = h.webhook_url().await;
+    let e = event(
+        "evt-stale",
+        Source::Keypad,
+        EventKind::PanelChanged {
+            panel: panel(&h),
+            changed: vec![Changed::ArmState],
+        },
+    );
+    let body = serde_json::to_vec(&e).unwrap();
+    let now = h.clock.now().timestamp();
+    for ts in [
+        now - webhook::TOLERANCE_S - 1,
+        now + webhook::TOLERANCE_S + 1,
+    ] {
+        let sig = signature::sign(&Secret::new(WEBHOOK_SECRET), ts, &body);
+        let (status, reply) = post_raw(&h.http, &url, &body, Some(ts.to_string()), Some(sig)).await;
+        assert_eq!(status, 401);
+        assert_eq!(reply["reason"], "stale timestamp");
+    }
+    assert!(h.gw.hits().is_empty());
+}
+
+#[tokio::test]
+async fn webhook_refuses_malformed_events() {
+    let h = harness().await;
+    h.grant(ACCOUNT, "code-1").await.unwrap();
+    let url = h.webhook_url().await;
+    let missing_fields = br#"{"event_id":"e","type":"panel_changed"}"#;
+    let unknown_type = format!(
+        r#"{{"event_id":"e","account":"{ACCOUNT}","occurred_at":"2025-01-15T10:00:00Z","source":"app","type":"exploded"}}"#
+    );
+    for body in [&b"not json"[..], missing_fields, unknown_type.as_bytes()] {
+        let (status, reply) = post_signed(&h, &url, body).await;
+        assert_eq!(status, 400, "{reply}");
+        assert_eq!(reply["error"], "bad_request");
+    }
+    // A well-formed event naming a zone the panel doesn't have.
+    let e = event(
+        "evt-bad-zone",
+        Source::App,
+        EventKind::ZoneAdded {
+            panel: panel(&h),
+            zone_id: "attic".into(),
+        },
+    );
+    assert_eq!(post_event(&h, &url, &e).await.0, 400);
+    assert!(h.gw.hits().is_empty());
+}
+
+#[tokio::test]
+async fn a_replayed_event_id_sends_nothing() {
+    let h = harness().await;
+    h.grant(ACCOUNT, "code-1").await.unwrap();
+    let url = h.webhook_url().await;
+    let e = event(
+        "evt-replay",
+        Source::App,
+        EventKind::PanelChanged {
+            panel: panel(&h),
+            changed: vec![Changed::ArmState],
+        },
+    );
+    let body = serde_json::to_vec(&e).unwrap();
+    let ts = h.clock.now().timestamp();
+    let sig = signature::sign(&Secret::new(WEBHOOK_SECRET), ts, &body);
+    let first = post_raw(
+        &h.http,
+        &url,
+        &body,
+        Some(ts.to_string()),
+        Some(sig.clone()),
+    )
+    .await;
+    assert_eq!(first, (202, json!({"status": "accepted", "sent": 1})));
+    // The identical request again, then the same event re-signed later.
+    let second = post_raw(&h.http, &url, &body, Some(ts.to_string()), Some(sig)).await;
+    assert_eq!(second, (200, json!({"status": "duplicate"})));
+    h.clock.advance(chrono::Duration::seconds(60));
+    assert_eq!(
+        post_event(&h, &url, &e).await,
+        (200, json!({"status": "duplicate"}))
+    );
+    assert_eq!(h.gw.hits().len(), 1);
+}
+
+#[tokio::test]
+async fn arm_state_change_reports_only_armstate_as_changed_with_the_mapped_cause() {
+    let h = harness().await;
+    h.grant(ACCOUNT, "code-1").await.unwrap();
+    let url = h.webhook_url().await;
+    let cases = [
+        (Source::Keypad, "PHYSICAL_INTERACTION"),
+        (Source::App, "APP_INTERACTION"),
+        (Source::Voice, "VOICE_INTERACTION"),
+        (Source::Automation, "RULE_TRIGGER"),
+    ];
+    for (i, (source, cause)) in cases.into_iter().enumerate() {
+        let before = h.gw.hits().len();
+        let e = event(
+            &format!("evt-arm-{i}"),
+            source,
+            EventKind::PanelChanged {
+                panel: panel(&h),
+                changed: vec![Changed::ArmState],
+            },
+        );
+        assert_eq!(
+            post_event(&h, &url, &e).await,
+            (202, json!({"status": "accepted", "sent": 1}))
+        );
+        let reports = change_reports(&h, before, &format!("arm-{cause}"));
+        assert_eq!(reports.len(), 1);
+        let m = &reports["home"];
+        let change = &m["event"]["payload"]["change"];
+        assert_eq!(change["cause"]["type"], cause, "{source:?}");
+        assert_eq!(
+            names(&change["properties"]),
+            vec!["Alexa.SecurityPanelController.armState"]
+        );
+        assert_eq!(change["properties"][0]["value"], "ARMED_AWAY");
+        let mut expected_context: Vec<String> =
+            PANEL_CONTEXT.iter().map(|s| s.to_string()).collect();
+        expected_context.push("Alexa.EndpointHealth.connectivity".into());
+        assert_eq!(names(&m["context"]["properties"]), expected_context);
+        assert_eq!(
+            m["context"]["properties"][4]["value"],
+            json!({"value": "OK"})
+        );
+    }
+    h.gw.assert_clean();
+}
+
+#[tokio::test]
+async fn an_alarm_and_a_zone_opening_report_the_panel_and_that_zone() {
+    let h = harness().await;
+    h.grant(ACCOUNT, "code-1").await.unwrap();
+    let url = h.webhook_url().await;
+    let mut p = panel(&h);
+    p.zones[0].open = true;
+    p.zones[1].open = true;
+    p.alarms.burglary = true;
+    let e = event(
+        "evt-zone",
+        Source::Sensor,
+        EventKind::PanelChanged {
+            panel: p,
+            changed: vec![
+                Changed::BurglaryAlarm,
+                Changed::ZoneOpen {
+                    zone: "front-door".into(),
+                },
+                Changed::ZoneOpen {
+                    zone: "hall".into(),
+                },
+            ],
+        },
+    );
+    assert_eq!(
+        post_event(&h, &url, &e).await,
+        (202, json!({"status": "accepted", "sent": 3}))
+    );
+    let reports = change_reports(&h, 0, "zone-open");
+    assert_eq!(reports.len(), 3);
+
+    let panel_change = &reports["home"]["event"]["payload"]["change"];
+    assert_eq!(panel_change["cause"]["type"], "PHYSICAL_INTERACTION");
+    assert_eq!(
+        names(&panel_change["properties"]),
+        vec!["Alexa.SecurityPanelController.burglaryAlarm"]
+    );
+    assert_eq!(
+        panel_change["properties"][0]["value"],
+        json!({"value": "ALARM"})
+    );
+    assert_eq!(
+        reports["home"]["context"]["properties"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+
+    for (id, namespace) in [
+        ("home:front-door", "Alexa.ContactSensor"),
+        ("home:hall", "Alexa.MotionSensor"),
+    ] {
+        let m = &reports[id];
+        let change = &m["event"]["payload"]["change"];
+        assert_eq!(
+            names(&change["properties"]),
+            vec![format!("{namespace}.detectionState")]
+        );
+        assert_eq!(change["properties"][0]["value"], "DETECTED");
+        assert_eq!(
+            names(&m["context"]["properties"]),
+            vec!["Alexa.EndpointHealth.connectivity"]
+        );
+    }
+    assert!(
+        !reports.contains_key("home:garage"),
+        "an unchanged zone gets no report"
+    );
+    h.gw.assert_clean();
+}
+
+#[tokio::test]
+async fn connectivity_loss_reports_the_panel_and_every_zone() {
+    let h = harness().await;
+    h.grant(ACCOUNT, "code-1").await.unwrap();
+    let url = h.webhook_url().await;
+    let mut p = panel(&h);
+    p.online = false;
+    p.zones[1].open = true;
+    let e = event(
+        "evt-offline",
+        Source::System,
+        EventKind::PanelChanged {
+            panel: p,
+            // The hall zone also changed: its report carries both, not two reports.
+            changed: vec![
+                Changed::Connectivity,
+                Changed::ZoneOpen {
+                    zone: "hall".into(),
+                },
+            ],
+        },
+    );
+    assert_eq!(
+        post_event(&h, &url, &e).await,
+        (202, json!({"status": "accepted", "sent": 4}))
+    );
+    let reports = change_reports(&h, 0, "offline");
+    let mut ids: Vec<&String> = reports.keys().collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        vec!["home", "home:front-door", "home:garage", "home:hall"]
+    );
+
+    let unreachable = json!({"value": "UNREACHABLE"});
+    let panel_m = &reports["home"];
+    let change = &panel_m["event"]["payload"]["change"];
+    assert_eq!(change["cause"]["type"], "PERIODIC_POLL");
+    assert_eq!(
+        names(&change["properties"]),
+        vec!["Alexa.EndpointHealth.connectivity"]
+    );
+    assert_eq!(change["properties"][0]["value"], unreachable);
+    let mut expected = vec!["Alexa.SecurityPanelController.armState".to_string()];
+    expected.extend(PANEL_CONTEXT.iter().map(|s| s.to_string()));
+    assert_eq!(names(&panel_m["context"]["properties"]), expected);
+
+    for id in ["home:front-door", "home:garage"] {
+        let m = &reports[id];
+        let change = &m["event"]["payload"]["change"];
+        assert_eq!(
+            names(&change["properties"]),
+            vec!["Alexa.EndpointHealth.connectivity"]
+        );
+        assert_eq!(change["properties"][0]["value"], unreachable);
+        assert_eq!(
+            names(&m["context"]["properties"]),
+            vec!["Alexa.ContactSensor.detectionState"]
+        );
+        assert_eq!(m["context"]["properties"][0]["value"], "NOT_DETECTED");
+    }
+    let hall = &reports["home:hall"];
+    assert_eq!(
+        names(&hall["event"]["payload"]["change"]["properties"]),
+        vec![
+            "Alexa.MotionSensor.detectionState",
+            "Alexa.EndpointHealth.connectivity"
+        ]
+    );
+    assert_eq!(hall["context"]["properties"], json!([]));
+    h.gw.assert_clean();
+}
+
+#[tokio::test]
+async fn a_new_zone_is_announced_with_add_or_update_report() {
+    let h = harness().await;
+    h.grant(ACCOUNT, "code-1").await.unwrap();
+    let url = h.webhook_url().await;
+    let e = event(
+        "evt-add",
+        Source::App,
+        EventKind::ZoneAdded {
+            panel: panel(&h),
+            zone_id: "garage".into(),
+        },
+    );
+    assert_eq!(
+        post_event(&h, &url, &e).await,
+        (202, json!({"status": "accepted", "sent": 1}))
+    );
+    let hits = h.gw.hits();
+    assert_eq!(hits.len(), 1);
+    let m = &hits[0].body;
+    assert_eq!(m["event"]["header"]["namespace"], "Alexa.Discovery");
+    assert_eq!(m["event"]["header"]["name"], "AddOrUpdateReport");
+    assert!(m["event"].get("endpoint").is_none());
+    let payload = &m["event"]["payload"];
+    assert_eq!(
+        payload["scope"],
+        json!({"type": "BearerToken", "token": hits[0].bearer})
+    );
+    let endpoints = payload["endpoints"].as_array().unwrap();
+    assert_eq!(endpoints.len(), 1);
+    assert_eq!(endpoints[0]["endpointId"], "home:garage");
+    assert_eq!(endpoints[0]["friendlyName"], "Garage Door");
+    assert_eq!(endpoints[0]["manufacturerName"], "Acme Security");
+    assert_eq!(endpoints[0]["displayCategories"], json!(["CONTACT_SENSOR"]));
+    h.gw.assert_clean();
+    support::record_message("events-AddOrUpdateReport", m);
+}
+
+#[tokio::test]
+async fn a_removed_zone_is_withdrawn_with_delete_report() {
+    let h = harness().await;
+    h.grant(ACCOUNT, "code-1").await.unwrap();
+    let url = h.webhook_url().await;
+    let e = event(
+        "evt-del",
+        Source::App,
+        EventKind::ZoneRemoved {
+            panel_id: "home".into(),
+            zone_id: "garage".into(),
+        },
+    );
+    assert_eq!(
+        post_event(&h, &url, &e).await,
+        (202, json!({"status": "accepted", "sent": 1}))
+    );
+    let hits = h.gw.hits();
+    assert_eq!(hits.len(), 1);
+    let m = &hits[0].body;
+    support::record_unschematized("events-DeleteReport", m);
+    // Not in Amazon's schema: checked by hand against the Alexa.Discovery docs.
+    let header = &m["event"]["header"];
+    assert_eq!(header["namespace"], "Alexa.Discovery");
+    assert_eq!(header["name"], "DeleteReport");
+    assert_eq!(header["payloadVersion"], "3");
+    let id = header["messageId"].as_str().unwrap();
+    assert!(
+        !id.is_empty()
+            && id.len() <= 127
+            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    );
+    assert_eq!(
+        m["event"]["payload"],
+        json!({"endpoints": [{"endpointId": "home:garage"}],
+               "scope": {"type": "BearerToken", "token": hits[0].bearer}})
+    );
+    assert!(m["event"].get("endpoint").is_none() && m.get("context").is_none());
+    h.gw.assert_clean();
+}
+
+#[tokio::test]
+async fn an_account_without_a_grant_is_answered_no_grant() {
+    let h = harness().await;
+    let url = h.webhook_url().await;
+    let e = event(
+        "evt-nogrant",
+        Source::App,
+        EventKind::PanelChanged {
+            panel: panel(&h),
+            changed: vec![Changed::ArmState],
+        },
+    );
+    assert_eq!(
+        post_event(&h, &url, &e).await,
+        (200, json!({"status": "no_grant"}))
+    );
+    assert!(h.gw.hits().is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_delivery_is_still_accepted_and_the_event_stays_claimed() {
+    let h = harness_with_budget(Some(Duration::from_millis(600))).await;
+    h.grant(ACCOUNT, "code-1").await.unwrap();
+    h.gw.set_default(503, gateway_error("SERVICE_UNAVAILABLE_EXCEPTION"));
+    let url = h.webhook_url().await;
+    let mut p = panel(&h);
+    p.online = false;
+    let e = event(
+        "evt-fail",
+        Source::System,
+        EventKind::PanelChanged {
+            panel: p,
+            changed: vec![Changed::Connectivity],
+        },
+    );
+    assert_eq!(
+        post_event(&h, &url, &e).await,
+        (202, json!({"status": "accepted", "sent": 0}))
+    );
+    let attempts = h.gw.hits().len();
+    assert!(attempts >= 2, "retried within the budget");
+    assert!(
+        h.gw.hits()
+            .iter()
+            .all(|hit| hit.body["event"]["endpoint"]["endpointId"] == "home"),
+        "after the first report failed on a gateway outage, the zone reports were not attempted"
+    );
+    assert_eq!(
+        post_event(&h, &url, &e).await,
+        (200, json!({"status": "duplicate"}))
+    );
+    assert_eq!(h.gw.hits().len(), attempts);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The local stack's dev fakes, driven by the real clients
+// ---------------------------------------------------------------------------------------------
+
+#[cfg(feature = "local")]
+#[tokio::test]
+async fn dev_alexa_fakes_work_with_the_real_clients() {
+    use alarm_skill::local::alexa_dev::{self, DevAlexa};
+
+    let dev = Arc::new(DevAlexa::new(CLIENT_ID, Secret::new(CLIENT_SECRET)));
+    let base = serve(alexa_dev::routes(Arc::clone(&dev))).await;
+    let store = Arc::new(MemoryStore::new());
+    let keyring = Arc::new(Keyring::random());
+    let clock = Arc::new(AdjustableClock::frozen(Utc::now()));
+    let http = reqwest::Client::new();
+    let token_url = format!("{base}/dev/lwa/token");
+    let lwa = Arc::new(lwa_client(
+        &token_url,
+        CLIENT_SECRET,
+        AlexaRegion::Na,
+        &store,
+        &keyring,
+        &clock,
+        &http,
+    ));
+    let gateway = HttpEventGateway::new(
+        format!("{base}/dev/gateway/v3/events"),
+        Arc::clone(&lwa),
+        http.clone(),
+    );
+    let deadline = || Deadline::after(Duration::from_secs(5));
+
+    lwa.accept(ACCOUNT, &BearerToken::new("dev-code"), deadline())
+        .await
+        .unwrap();
+    assert!(matches!(
+        lwa.accept("acct-2", &BearerToken::new("dev-code"), deadline())
+            .await,
+        Err(GrantError::Rejected(_))
+    ));
+    let wrong = lwa_client(
+        &token_url,
+        "wrong",
+        AlexaRegion::Na,
+        &store,
+        &keyring,
+        &clock,
+        &http,
+    );
+    let err = wrong
+        .accept("acct-3", &BearerToken::new("other"), deadline())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, GrantError::Rejected(m) if m.contains("invalid_client")),
+        "{err:?}"
+    );
+    // JSON instead of a form: refused like the real LWA.
+    let resp = http
+        .post(&token_url)
+        .json(&json!({"grant_type": "authorization_code", "code": "c", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+
+    let token = lwa.access_token(ACCOUNT).await.unwrap().unwrap();
+    assert!(token.expose().starts_with("Atza|"));
+    let at = clock.now();
+    let build = |t: &str| {
+        Message::change_report(
+            "home",
+            t,
+            "APP_INTERACTION",
+            vec![alarm_skill::alexa::Property::arm_state("DISARMED", at)],
+            vec![alarm_skill::alexa::Property::connectivity(true, at)],
+        )
+    };
+    assert_eq!(gateway.send(ACCOUNT, &build).await, Ok(Delivery::Sent));
+    assert_eq!(dev.events().len(), 1);
+    let listed: Value = http
+        .get(format!("{base}/dev/gateway/events"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed, Value::Array(dev.events()));
+    assert_eq!(
+        listed[0]["event"]["endpoint"]["scope"]["token"],
+        token.expose()
+    );
+
+    // The fake gateway refuses tokens it didn't issue, and a scope that differs from the header.
+    let post = |bearer: String, msg: Value| {
+        http.post(format!("{base}/dev/gateway/v3/events"))
+            .bearer_auth(bearer)
+            .json(&msg)
+            .send()
+    };
+    let resp = post("Atza|forged".into(), build("Atza|forged").to_value())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = post(token.expose().into(), build("Atza|other").to_value())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(dev.events().len(), 1);
+
+    // Refresh through the fake, then a revocation seen as invalid_grant.
+    clock.advance(chrono::Duration::seconds(3600));
+    let refreshed = lwa.access_token(ACCOUNT).await.unwrap().unwrap();
+    assert_ne!(refreshed.expose(), token.expose());
+    assert_eq!(gateway.send(ACCOUNT, &build).await, Ok(Delivery::Sent));
+    assert_eq!(dev.events().len(), 2);
+    dev.revoke_all();
+    assert!(lwa.force_refresh(ACCOUNT).await.unwrap().is_none());
+    assert!(store.grants(ACCOUNT).await.unwrap().is_empty());
+}
