@@ -1,0 +1,96 @@
+//! Timing side channel of the duress PIN: 1,000 normal and 1,000 duress disarms in-process, in
+//! random order, each from an armed panel. Prints both distributions, the median difference and
+//! a two-sample Kolmogorov–Smirnov test. Target: median difference under 2 %, p > 0.05.
+//!
+//! Run: `cargo bench --bench duress_timing`
+
+mod common;
+
+use std::time::Duration;
+
+use alarm_skill::panel::{ArmMode, ArmRequest, Source};
+use common::*;
+use rand::seq::SliceRandom;
+
+const PER_KIND: usize = 1_000;
+const WARMUP: usize = 200;
+
+/// Two-sample KS statistic D and its asymptotic p-value (with the usual small-sample
+/// correction of the Kolmogorov distribution's argument).
+fn ks(a: &[f64], b: &[f64]) -> (f64, f64) {
+    let (n, m) = (a.len() as f64, b.len() as f64);
+    let (mut i, mut j, mut d) = (0, 0, 0.0f64);
+    while i < a.len() && j < b.len() {
+        let x = a[i].min(b[j]);
+        while i < a.len() && a[i] <= x {
+            i += 1;
+        }
+        while j < b.len() && b[j] <= x {
+            j += 1;
+        }
+        d = d.max((i as f64 / n - j as f64 / m).abs());
+    }
+    let ne = (n * m / (n + m)).sqrt();
+    let lambda = (ne + 0.12 + 0.11 / ne) * d;
+    let mut p = 0.0;
+    for k in 1..=100 {
+        let k = k as f64;
+        let term = 2.0 * (-1.0f64).powf(k - 1.0) * (-2.0 * k * k * lambda * lambda).exp();
+        p += term;
+        if term.abs() < 1e-12 {
+            break;
+        }
+    }
+    (d, p.clamp(0.0, 1.0))
+}
+
+fn deciles(v: &[f64]) -> String {
+    (1..=9).map(|k| format!("{:7.1}", percentile(v, k as f64 / 10.0))).collect::<Vec<_>>().join("")
+}
+
+fn main() {
+    let b = setup();
+    let normal = disarm(&b.token, "4729");
+    let duress = disarm(&b.token, "8361");
+    let mut order: Vec<bool> = std::iter::repeat_n(false, PER_KIND).chain(std::iter::repeat_n(true, PER_KIND)).collect();
+    order.shuffle(&mut rand::rng());
+    let warm: Vec<bool> = (0..WARMUP).map(|i| i % 2 == 0).collect();
+    let mut wall = (vec![], vec![]);
+    let mut cpu = (vec![], vec![]);
+    for (i, is_duress) in warm.iter().chain(order.iter()).enumerate() {
+        // Arm and let the exit delay pass, outside the measurement.
+        b.sim
+            .arm("demo", "home", &ArmRequest {
+                mode: ArmMode::Away,
+                bypass_open_zones: false,
+                source: Source::Keypad,
+                request_id: uuid::Uuid::new_v4().to_string(),
+            })
+            .unwrap();
+        b.clock.advance(chrono::Duration::seconds(61));
+        let d = if *is_duress { &duress } else { &normal };
+        let (w, c, reply) = timed(&b, d);
+        assert_eq!(reply["event"]["header"]["name"], "Response", "{reply}");
+        if i < WARMUP {
+            continue;
+        }
+        let (wv, cv): (&mut Vec<Duration>, &mut Vec<Duration>) =
+            if *is_duress { (&mut wall.1, &mut cpu.1) } else { (&mut wall.0, &mut cpu.0) };
+        wv.push(w);
+        cv.push(c);
+    }
+    let duress_signals = b.sim.monitoring().iter().filter(|e| e.code == "121").count();
+    assert_eq!(duress_signals, PER_KIND + WARMUP / 2, "every duress raised exactly one 121");
+    for (what, (n, d)) in [("wall", (&wall.0, &wall.1)), ("cpu", (&cpu.0, &cpu.1))] {
+        let (n, d) = (micros(n), micros(d));
+        let (mn, md) = (percentile(&n, 0.5), percentile(&d, 0.5));
+        let (ks_d, p) = ks(&n, &d);
+        println!("{what} time, µs, deciles 10%..90%:");
+        println!("  normal ({:>4}) {}", n.len(), deciles(&n));
+        println!("  duress ({:>4}) {}", d.len(), deciles(&d));
+        println!(
+            "  median normal {mn:.1} µs, duress {md:.1} µs, difference {:+.2} %; KS D = {ks_d:.4}, p = {p:.3}",
+            (md - mn) / mn * 100.0
+        );
+    }
+}
