@@ -174,7 +174,7 @@ impl Store for MemoryStore {
         let inner = self.lock();
         let mut entries = inner.audit.get(household).cloned().unwrap_or_default();
         // Stable sort keeps insertion order among equal timestamps, then newest first.
-        entries.sort_by(|a, b| a.at.cmp(&b.at));
+        entries.sort_by_key(|a| a.at);
         entries.reverse();
         entries.truncate(limit);
         Ok(entries)
