@@ -12,6 +12,7 @@
 
 pub mod account_link;
 pub mod alexa;
+pub mod aws;
 pub mod clock;
 pub mod config;
 pub mod deadline;

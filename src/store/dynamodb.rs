@@ -1,1 +1,1001 @@
-//! TODO(helper): being written.
+//! Production's store: one DynamoDB table, designed in docs/dynamodb.md.
+//!
+//! Every semantic of [`Store`] is the one [`super::memory::MemoryStore`] shows; both run the
+//! same conformance suite (tests/store_conformance.rs) against DynamoDB Local.
+//!
+//! Conditional writes are never retried here: on [`StoreError::Conflict`] the caller re-reads.
+//! The SDK's standard retry mode already retries throttling and transient errors, and it fills
+//! in `TransactWriteItems`' idempotency token itself, so a retried transaction that had in fact
+//! committed succeeds instead of failing its own conditions.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration as StdDuration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::error::{BuildError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::create_table::CreateTableError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::builders::UpdateBuilder;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, IndexStatus,
+    KeySchemaElement, KeyType, Projection, ProjectionType, Put, ScalarAttributeType, TableStatus,
+    TimeToLiveSpecification, TimeToLiveStatus, TransactWriteItem, Update,
+};
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+
+use super::{
+    AuditEntry, HouseholdSnapshot, OutboxRecord, OutboxStatus, Settlement, Store, StoreError,
+    StoredGrant, window_start,
+};
+use crate::voice_codes::{Profile, Throttle};
+
+/// Attribute and index names shared with the SAM template: change them together.
+pub const PK: &str = "PK";
+pub const SK: &str = "SK";
+pub const GSI1: &str = "GSI1";
+pub const GSI1PK: &str = "GSI1PK";
+pub const GSI1SK: &str = "GSI1SK";
+/// The table's TTL attribute, epoch seconds.
+pub const TTL: &str = "expires_at";
+
+const PROFILE_SK: &str = "PROFILE";
+const THROTTLE_SK: &str = "THROTTLE";
+const AUDIT_PREFIX: &str = "AUDIT#";
+const OUTBOX_SK: &str = "OUTBOX";
+const OUTBOX_PENDING: &str = "OUTBOX#PENDING";
+const EVENT_SK: &str = "EVENT";
+
+/// How long a settled outbox record stays readable (investigations) before TTL removes it.
+const SETTLED_RETENTION_DAYS: i64 = 30;
+/// Rate-window items outlive their window by this much, so clock skew between Lambdas can't
+/// make a window's counter vanish while it is still in use.
+const RATE_GRACE_S: i64 = 3600;
+/// DynamoDB's limit on the actions of one TransactWriteItems.
+const MAX_TRANSACT_ITEMS: usize = 100;
+
+const TABLE_ACTIVE_TIMEOUT: StdDuration = StdDuration::from_secs(120);
+
+type Item = HashMap<String, AttributeValue>;
+
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    async fn query_all(
+        &self,
+        request: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+        limit: Option<usize>,
+    ) -> Result<Vec<Item>, StoreError> {
+        // Query pages stop at 1 MB, so a limit (or everything) may take more than one page.
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let mut page = request.clone().set_exclusive_start_key(start.take());
+            if let Some(limit) = limit {
+                let remaining = limit.saturating_sub(out.len());
+                page = page.limit(i32::try_from(remaining).unwrap_or(i32::MAX));
+            }
+            let resp = page.send().await.map_err(|e| sdk_error("Query", e))?;
+            out.extend(resp.items.unwrap_or_default());
+            match resp.last_evaluated_key {
+                Some(key) if !key.is_empty() && limit.is_none_or(|l| out.len() < l) => {
+                    start = Some(key);
+                }
+                _ => break,
+            }
+        }
+        if let Some(limit) = limit {
+            out.truncate(limit);
+        }
+        Ok(out)
+    }
+
+    fn audit_put(&self, household: &str, entry: &AuditEntry) -> Result<Put, StoreError> {
+        Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(audit_item(household, entry)))
+            .build()
+            .map_err(build_error)
+    }
+}
+
+/// A client for DynamoDB Local and other local engines: static dummy credentials and a fixed
+/// region, so building it never consults the environment, profiles or a credential endpoint.
+pub fn local_client(endpoint: &str) -> Client {
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(
+            "local",
+            "local",
+            None,
+            None,
+            "alarm-skill-local",
+        ))
+        .endpoint_url(endpoint)
+        .build();
+    Client::from_conf(config)
+}
+
+/// Creates the table as the SAM template does (keys, GSI1, TTL), for the local stack and tests.
+/// An existing table is fine; returns once the table and its index are ACTIVE and TTL is on.
+pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError> {
+    let attr = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .map_err(build_error)
+    };
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .map_err(build_error)
+    };
+    let gsi1 = GlobalSecondaryIndex::builder()
+        .index_name(GSI1)
+        .key_schema(key(GSI1PK, KeyType::Hash)?)
+        .key_schema(key(GSI1SK, KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        )
+        .build()
+        .map_err(build_error)?;
+    let created = client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr(PK)?)
+        .attribute_definitions(attr(SK)?)
+        .attribute_definitions(attr(GSI1PK)?)
+        .attribute_definitions(attr(GSI1SK)?)
+        .key_schema(key(PK, KeyType::Hash)?)
+        .key_schema(key(SK, KeyType::Range)?)
+        .global_secondary_indexes(gsi1)
+        .send()
+        .await;
+    match created {
+        Ok(_) => {}
+        Err(e)
+            if matches!(
+                e.as_service_error(),
+                Some(CreateTableError::ResourceInUseException(_))
+            ) => {}
+        Err(e) => return Err(sdk_error("CreateTable", e)),
+    }
+    wait_until_active(client, table).await?;
+
+    let ttl = client
+        .describe_time_to_live()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(|e| sdk_error("DescribeTimeToLive", e))?;
+    let ttl_on = ttl.time_to_live_description().is_some_and(|d| {
+        matches!(
+            d.time_to_live_status(),
+            Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
+        ) && d.attribute_name() == Some(TTL)
+    });
+    if !ttl_on {
+        client
+            .update_time_to_live()
+            .table_name(table)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name(TTL)
+                    .enabled(true)
+                    .build()
+                    .map_err(build_error)?,
+            )
+            .send()
+            .await
+            .map_err(|e| sdk_error("UpdateTimeToLive", e))?;
+    }
+    Ok(())
+}
+
+async fn wait_until_active(client: &Client, table: &str) -> Result<(), StoreError> {
+    let deadline = tokio::time::Instant::now() + TABLE_ACTIVE_TIMEOUT;
+    loop {
+        let described = client
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(|e| sdk_error("DescribeTable", e))?;
+        // The GSI must be ACTIVE too: outbox_due queries it right away.
+        let active = described.table().is_some_and(|t| {
+            t.table_status() == Some(&TableStatus::Active)
+                && t.global_secondary_indexes()
+                    .iter()
+                    .all(|g| g.index_status() == Some(&IndexStatus::Active))
+        });
+        if active {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(StoreError::Unavailable(format!(
+                "table {table} not ACTIVE after {}s",
+                TABLE_ACTIVE_TIMEOUT.as_secs()
+            )));
+        }
+        tokio::time::sleep(StdDuration::from_millis(200)).await;
+    }
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn household(&self, household: &str) -> Result<HouseholdSnapshot, StoreError> {
+        // PROFILE and THROTTLE are the only sort keys of the household's partition in this
+        // range (audit lines sort before it, under AUDIT#), so one Query reads both.
+        let request = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key_condition_expression("#pk = :pk AND #sk BETWEEN :profile AND :throttle")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#sk", SK)
+            .expression_attribute_values(":pk", s(hh_pk(household)))
+            .expression_attribute_values(":profile", s(PROFILE_SK))
+            .expression_attribute_values(":throttle", s(THROTTLE_SK));
+        let mut snapshot = HouseholdSnapshot::default();
+        for item in self.query_all(request, None).await? {
+            match get_s(&item, SK)? {
+                PROFILE_SK => snapshot.profile = decode_profile(&item)?,
+                THROTTLE_SK => snapshot.throttle = decode_throttle(&item)?,
+                // A future item type that happens to sort inside the range is not ours.
+                _ => {}
+            }
+        }
+        Ok(snapshot)
+    }
+
+    async fn save_profile(&self, household: &str, profile: &Profile) -> Result<u64, StoreError> {
+        let version = next_version(profile.version)?;
+        let mut saved = profile.clone();
+        saved.version = version;
+        let data = serde_json::to_string(&saved)
+            .map_err(|e| StoreError::Unavailable(format!("encoding profile: {e}")))?;
+        let mut item = key(hh_pk(household), PROFILE_SK);
+        item.insert("version".into(), n(version));
+        item.insert("data".into(), s(data));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(VERSION_CONDITION)
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_values(":v", n(profile.version))
+            .send()
+            .await
+            .map_err(|e| sdk_error("PutItem", e))?;
+        Ok(version)
+    }
+
+    async fn record_attempt(
+        &self,
+        household: &str,
+        throttle: &Throttle,
+        outbox: Option<&OutboxRecord>,
+        audit: &[AuditEntry],
+    ) -> Result<(), StoreError> {
+        let actions = 1 + usize::from(outbox.is_some()) + audit.len();
+        if actions > MAX_TRANSACT_ITEMS {
+            return Err(StoreError::Unavailable(format!(
+                "record_attempt needs {actions} writes; one transaction takes {MAX_TRANSACT_ITEMS}"
+            )));
+        }
+        let mut items = Vec::with_capacity(actions);
+
+        let version = next_version(throttle.version)?;
+        let throttle_put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(throttle_item(household, throttle, version)))
+            .condition_expression(VERSION_CONDITION)
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_values(":v", n(throttle.version))
+            .build()
+            .map_err(build_error)?;
+        items.push(TransactWriteItem::builder().put(throttle_put).build());
+
+        if let Some(record) = outbox {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(outbox_item(record, Utc::now())))
+                .condition_expression("attribute_not_exists(#pk)")
+                .expression_attribute_names("#pk", PK)
+                .build()
+                .map_err(build_error)?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        for entry in audit {
+            let put = self.audit_put(household, entry)?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+            .map_err(transact_error)?;
+        Ok(())
+    }
+
+    async fn settle_outbox(
+        &self,
+        request_id: &str,
+        settlement: &Settlement,
+        audit: Option<(&str, &AuditEntry)>,
+    ) -> Result<(), StoreError> {
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(outbox_pk(request_id), OUTBOX_SK)))
+            // Also false for a missing item: settling an unknown record is a conflict too.
+            .condition_expression("#status = :pending")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":pending", s(status_str(OutboxStatus::Pending)));
+        // Dropping the GSI1 keys takes a settled record out of the sparse pending index.
+        let finish = |update: UpdateBuilder, status| {
+            update
+                .update_expression("SET #status = :status, #ttl = :ttl REMOVE #gpk, #gsk")
+                .expression_attribute_names("#ttl", TTL)
+                .expression_attribute_names("#gpk", GSI1PK)
+                .expression_attribute_names("#gsk", GSI1SK)
+                .expression_attribute_values(":status", s(status_str(status)))
+                .expression_attribute_values(":ttl", n(settled_ttl(Utc::now())))
+        };
+        update = match settlement {
+            Settlement::Delivered => finish(update, OutboxStatus::Delivered),
+            Settlement::Closed => finish(update, OutboxStatus::Closed),
+            Settlement::Retry {
+                attempts,
+                next_attempt_at,
+            } => update
+                .update_expression("SET #attempts = :attempts, #next = :next, #gsk = :gsk")
+                .expression_attribute_names("#attempts", "attempts")
+                .expression_attribute_names("#next", "next_attempt_at")
+                .expression_attribute_names("#gsk", GSI1SK)
+                .expression_attribute_values(":attempts", n(*attempts))
+                .expression_attribute_values(":next", s(timestamp(*next_attempt_at)))
+                .expression_attribute_values(
+                    ":gsk",
+                    s(pending_sort_key(*next_attempt_at, request_id)),
+                ),
+        };
+        let update = update.build().map_err(build_error)?;
+
+        match audit {
+            None => {
+                self.client
+                    .update_item()
+                    .table_name(update.table_name)
+                    .set_key(Some(update.key))
+                    .update_expression(update.update_expression)
+                    .set_condition_expression(update.condition_expression)
+                    .set_expression_attribute_names(update.expression_attribute_names)
+                    .set_expression_attribute_values(update.expression_attribute_values)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("UpdateItem", e))?;
+            }
+            Some((household, entry)) => {
+                let put = self.audit_put(household, entry)?;
+                self.client
+                    .transact_write_items()
+                    .transact_items(TransactWriteItem::builder().update(update).build())
+                    .transact_items(TransactWriteItem::builder().put(put).build())
+                    .send()
+                    .await
+                    .map_err(transact_error)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn outbox_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxRecord>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // Sort keys are `{next_attempt_at}#{request_id}` with fixed-width timestamps, so every
+        // record due at or before `now` sorts below `{now}$` ('$' follows '#').
+        let request = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(GSI1)
+            .key_condition_expression("#gpk = :pending AND #gsk < :upper")
+            .expression_attribute_names("#gpk", GSI1PK)
+            .expression_attribute_names("#gsk", GSI1SK)
+            .expression_attribute_values(":pending", s(OUTBOX_PENDING))
+            .expression_attribute_values(":upper", s(format!("{}$", timestamp(now))))
+            .scan_index_forward(true);
+        // The index is eventually consistent: a record settled a moment ago may still be
+        // listed, as it was. Settling it again is a Conflict, which the worker tolerates.
+        self.query_all(request, Some(limit))
+            .await?
+            .iter()
+            .map(decode_outbox)
+            .collect()
+    }
+
+    async fn outbox_record(&self, request_id: &str) -> Result<Option<OutboxRecord>, StoreError> {
+        let resp = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(outbox_pk(request_id), OUTBOX_SK)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        resp.item.as_ref().map(decode_outbox).transpose()
+    }
+
+    async fn append_audit(&self, household: &str, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(audit_item(household, entry)))
+            .send()
+            .await
+            .map_err(|e| sdk_error("PutItem", e))?;
+        Ok(())
+    }
+
+    async fn audit(&self, household: &str, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let request = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :audit)")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#sk", SK)
+            .expression_attribute_values(":pk", s(hh_pk(household)))
+            .expression_attribute_values(":audit", s(AUDIT_PREFIX))
+            .scan_index_forward(false);
+        self.query_all(request, Some(limit))
+            .await?
+            .iter()
+            .map(decode_audit)
+            .collect()
+    }
+
+    async fn take_rate_token(
+        &self,
+        key_name: &str,
+        now: DateTime<Utc>,
+        window: Duration,
+        max: u32,
+    ) -> Result<bool, StoreError> {
+        // `attribute_not_exists(n)` would hand out a first token even when none exist.
+        if max == 0 {
+            return Ok(false);
+        }
+        let start = window_start(now, window);
+        let window_s = window.num_seconds().max(1);
+        let expires = start.saturating_add(window_s).saturating_add(RATE_GRACE_S);
+        let taken = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("RATE#{key_name}"), start.to_string())))
+            .update_expression("ADD #n :one SET #ttl = :ttl")
+            .condition_expression("attribute_not_exists(#n) OR #n < :max")
+            .expression_attribute_names("#n", "n")
+            .expression_attribute_names("#ttl", TTL)
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":max", n(max))
+            .expression_attribute_values(":ttl", n(expires))
+            .send()
+            .await;
+        match taken {
+            Ok(_) => Ok(true),
+            Err(e) => match sdk_error("UpdateItem", e) {
+                StoreError::Conflict => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn put_grant(
+        &self,
+        account: &str,
+        region: &str,
+        grant: &StoredGrant,
+    ) -> Result<(), StoreError> {
+        let mut item = key(grant_pk(account), region);
+        item.insert("access_token".into(), s(&grant.access_token));
+        item.insert("refresh_token".into(), s(&grant.refresh_token));
+        // Not `expires_at`: that is the table's TTL attribute, and DynamoDB would delete the
+        // grant (refresh token included) when its access token expires.
+        item.insert("token_expires_at".into(), s(timestamp(grant.expires_at)));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| sdk_error("PutItem", e))?;
+        Ok(())
+    }
+
+    async fn grants(&self, account: &str) -> Result<Vec<(String, StoredGrant)>, StoreError> {
+        let request = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":pk", s(grant_pk(account)));
+        // Sort keys are the regions, so the Query returns them in region order.
+        self.query_all(request, None)
+            .await?
+            .iter()
+            .map(|item| {
+                Ok((
+                    get_s(item, SK)?.to_string(),
+                    StoredGrant {
+                        access_token: get_s(item, "access_token")?.to_string(),
+                        refresh_token: get_s(item, "refresh_token")?.to_string(),
+                        expires_at: get_time(item, "token_expires_at")?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    async fn delete_grant(&self, account: &str, region: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(grant_pk(account), region)))
+            .send()
+            .await
+            .map_err(|e| sdk_error("DeleteItem", e))?;
+        Ok(())
+    }
+
+    async fn claim_event(
+        &self,
+        event_id: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut item = key(format!("EVENT#{event_id}"), EVENT_SK);
+        // TTL deletes items up to days late; `until` keeps the exact expiry, so an expired
+        // claim is claimable again at once, as in the memory store.
+        item.insert("until".into(), s(timestamp(expires_at)));
+        item.insert(TTL.into(), n(ceil_epoch_seconds(expires_at)));
+        let claimed = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk) OR #until <= :now")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#until", "until")
+            .expression_attribute_values(":now", s(timestamp(Utc::now())))
+            .send()
+            .await;
+        match claimed {
+            Ok(_) => Ok(true),
+            Err(e) => match sdk_error("PutItem", e) {
+                StoreError::Conflict => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+}
+
+/// A missing item is version 0, so the first save's expected version 0 matches it.
+const VERSION_CONDITION: &str = "attribute_not_exists(#pk) OR #v = :v";
+
+fn next_version(version: u64) -> Result<u64, StoreError> {
+    version
+        .checked_add(1)
+        .ok_or_else(|| StoreError::Corrupt("version overflow".into()))
+}
+
+// ---- keys and encoding ----
+
+fn hh_pk(household: &str) -> String {
+    format!("HH#{household}")
+}
+
+fn outbox_pk(request_id: &str) -> String {
+    format!("OUTBOX#{request_id}")
+}
+
+fn grant_pk(account: &str) -> String {
+    format!("GRANT#{account}")
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
+    HashMap::from([(PK.to_string(), s(pk)), (SK.to_string(), s(sk))])
+}
+
+/// RFC 3339 UTC with nanoseconds: fixed width, so string order is time order (years 0–9999),
+/// and lossless, so records read back equal to what was written.
+fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+fn ceil_epoch_seconds(t: DateTime<Utc>) -> i64 {
+    t.timestamp() + i64::from(t.timestamp_subsec_nanos() > 0)
+}
+
+fn settled_ttl(now: DateTime<Utc>) -> i64 {
+    (now + Duration::days(SETTLED_RETENTION_DAYS)).timestamp()
+}
+
+fn pending_sort_key(next_attempt_at: DateTime<Utc>, request_id: &str) -> String {
+    format!("{}#{request_id}", timestamp(next_attempt_at))
+}
+
+fn status_str(status: OutboxStatus) -> &'static str {
+    match status {
+        OutboxStatus::Pending => "pending",
+        OutboxStatus::Delivered => "delivered",
+        OutboxStatus::Closed => "closed",
+    }
+}
+
+/// Tie-breaker for audit lines with equal timestamps: strictly increasing within the process,
+/// so lines of one call (and of later calls) read back newest-first in insertion order, as the
+/// memory store's stable sort does. Across processes it follows the wall clock.
+fn audit_sequence() -> u64 {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = u64::try_from(Utc::now().timestamp_nanos_opt().unwrap_or(0)).unwrap_or(0);
+    let mut prev = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(prev.saturating_add(1));
+        match LAST.compare_exchange_weak(prev, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(actual) => prev = actual,
+        }
+    }
+}
+
+fn audit_item(household: &str, entry: &AuditEntry) -> Item {
+    // The uuid keeps keys unique across Lambdas whose sequences collide.
+    let sk = format!(
+        "{AUDIT_PREFIX}{}#{:020}#{}",
+        timestamp(entry.at),
+        audit_sequence(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let mut item = key(hh_pk(household), sk);
+    item.insert("at".into(), s(timestamp(entry.at)));
+    item.insert("actor".into(), s(&entry.actor));
+    item.insert("message".into(), s(&entry.message));
+    item
+}
+
+fn throttle_item(household: &str, throttle: &Throttle, version: u64) -> Item {
+    let mut item = key(hh_pk(household), THROTTLE_SK);
+    item.insert("version".into(), n(version));
+    item.insert(
+        "consecutive_failures".into(),
+        n(throttle.consecutive_failures),
+    );
+    item.insert(
+        "hard_locked".into(),
+        AttributeValue::Bool(throttle.hard_locked),
+    );
+    if let Some(until) = throttle.locked_until {
+        item.insert("locked_until".into(), s(timestamp(until)));
+    }
+    item
+}
+
+fn outbox_item(record: &OutboxRecord, now: DateTime<Utc>) -> Item {
+    let mut item = key(outbox_pk(&record.request_id), OUTBOX_SK);
+    item.insert("request_id".into(), s(&record.request_id));
+    item.insert("household".into(), s(&record.household));
+    item.insert("panel".into(), s(&record.panel));
+    if let Some(member) = record.member {
+        item.insert("member".into(), n(member));
+    }
+    item.insert("seal".into(), s(&record.seal));
+    item.insert("created_at".into(), s(timestamp(record.created_at)));
+    item.insert("status".into(), s(status_str(record.status)));
+    item.insert("attempts".into(), n(record.attempts));
+    item.insert(
+        "next_attempt_at".into(),
+        s(timestamp(record.next_attempt_at)),
+    );
+    if record.status == OutboxStatus::Pending {
+        item.insert(GSI1PK.into(), s(OUTBOX_PENDING));
+        item.insert(
+            GSI1SK.into(),
+            s(pending_sort_key(record.next_attempt_at, &record.request_id)),
+        );
+    } else {
+        item.insert(TTL.into(), n(settled_ttl(now)));
+    }
+    item
+}
+
+// ---- decoding ----
+
+fn corrupt(item: &Item, what: String) -> StoreError {
+    let part = |name: &str| match item.get(name) {
+        Some(AttributeValue::S(v)) => v.as_str(),
+        _ => "?",
+    };
+    StoreError::Corrupt(format!("{}/{}: {what}", part(PK), part(SK)))
+}
+
+fn get_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
+    match item.get(name) {
+        Some(AttributeValue::S(v)) => Ok(v),
+        _ => Err(corrupt(item, format!("missing string attribute {name}"))),
+    }
+}
+
+fn get_n<T: std::str::FromStr>(item: &Item, name: &str) -> Result<T, StoreError> {
+    match item.get(name) {
+        Some(AttributeValue::N(v)) => v
+            .parse()
+            .map_err(|_| corrupt(item, format!("attribute {name} out of range: {v}"))),
+        _ => Err(corrupt(item, format!("missing number attribute {name}"))),
+    }
+}
+
+fn get_opt_n<T: std::str::FromStr>(item: &Item, name: &str) -> Result<Option<T>, StoreError> {
+    if item.contains_key(name) {
+        get_n(item, name).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+fn get_bool(item: &Item, name: &str) -> Result<bool, StoreError> {
+    match item.get(name) {
+        Some(AttributeValue::Bool(v)) => Ok(*v),
+        _ => Err(corrupt(item, format!("missing boolean attribute {name}"))),
+    }
+}
+
+fn get_time(item: &Item, name: &str) -> Result<DateTime<Utc>, StoreError> {
+    let v = get_s(item, name)?;
+    DateTime::parse_from_rfc3339(v)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| corrupt(item, format!("attribute {name} is not a timestamp: {e}")))
+}
+
+fn get_opt_time(item: &Item, name: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    if item.contains_key(name) {
+        get_time(item, name).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+fn decode_profile(item: &Item) -> Result<Profile, StoreError> {
+    let mut profile: Profile = serde_json::from_str(get_s(item, "data")?)
+        .map_err(|e| corrupt(item, format!("profile data: {e}")))?;
+    // The top-level attribute is what the conditional writes check, so it is the truth.
+    profile.version = get_n(item, "version")?;
+    Ok(profile)
+}
+
+fn decode_throttle(item: &Item) -> Result<Throttle, StoreError> {
+    Ok(Throttle {
+        version: get_n(item, "version")?,
+        consecutive_failures: get_n(item, "consecutive_failures")?,
+        locked_until: get_opt_time(item, "locked_until")?,
+        hard_locked: get_bool(item, "hard_locked")?,
+    })
+}
+
+fn decode_outbox(item: &Item) -> Result<OutboxRecord, StoreError> {
+    let status = match get_s(item, "status")? {
+        "pending" => OutboxStatus::Pending,
+        "delivered" => OutboxStatus::Delivered,
+        "closed" => OutboxStatus::Closed,
+        other => return Err(corrupt(item, format!("unknown outbox status {other}"))),
+    };
+    Ok(OutboxRecord {
+        request_id: get_s(item, "request_id")?.to_string(),
+        household: get_s(item, "household")?.to_string(),
+        panel: get_s(item, "panel")?.to_string(),
+        member: get_opt_n(item, "member")?,
+        seal: get_s(item, "seal")?.to_string(),
+        created_at: get_time(item, "created_at")?,
+        status,
+        attempts: get_n(item, "attempts")?,
+        next_attempt_at: get_time(item, "next_attempt_at")?,
+    })
+}
+
+fn decode_audit(item: &Item) -> Result<AuditEntry, StoreError> {
+    Ok(AuditEntry {
+        at: get_time(item, "at")?,
+        actor: get_s(item, "actor")?.to_string(),
+        message: get_s(item, "message")?.to_string(),
+    })
+}
+
+// ---- errors ----
+
+fn build_error(e: BuildError) -> StoreError {
+    StoreError::Unavailable(format!("building request: {e}"))
+}
+
+/// What a DynamoDB error code means to callers, if anything beyond "unavailable".
+fn classify_code(code: &str) -> Option<StoreError> {
+    match code {
+        "ConditionalCheckFailedException" => Some(StoreError::Conflict),
+        "ProvisionedThroughputExceededException"
+        | "ThrottlingException"
+        | "RequestLimitExceeded" => Some(StoreError::Throttled),
+        _ => None,
+    }
+}
+
+/// A cancelled transaction by its per-action reasons ("None" for the actions that were fine).
+fn classify_cancellation<'a>(reasons: impl IntoIterator<Item = &'a str>) -> Option<StoreError> {
+    let reasons: Vec<&str> = reasons.into_iter().collect();
+    let any = |codes: &[&str]| reasons.iter().any(|r| codes.contains(r));
+    if any(&["ConditionalCheckFailed", "TransactionConflict"]) {
+        // TransactionConflict: a concurrent transaction held one of our items. Like a failed
+        // condition it means "someone else wrote first": re-read and decide again.
+        Some(StoreError::Conflict)
+    } else if any(&[
+        "ThrottlingError",
+        "ProvisionedThroughputExceeded",
+        "RequestLimitExceeded",
+    ]) {
+        Some(StoreError::Throttled)
+    } else {
+        None
+    }
+}
+
+fn sdk_error<E>(op: &str, err: SdkError<E>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    err.code()
+        .and_then(classify_code)
+        .unwrap_or_else(|| StoreError::Unavailable(format!("{op}: {}", DisplayErrorContext(&err))))
+}
+
+fn transact_error(err: SdkError<TransactWriteItemsError>) -> StoreError {
+    if let Some(TransactWriteItemsError::TransactionCanceledException(e)) = err.as_service_error()
+        && let Some(mapped) =
+            classify_cancellation(e.cancellation_reasons().iter().filter_map(|r| r.code()))
+    {
+        return mapped;
+    }
+    sdk_error("TransactWriteItems", err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_map_to_store_errors() {
+        assert_eq!(
+            classify_code("ConditionalCheckFailedException"),
+            Some(StoreError::Conflict)
+        );
+        for code in [
+            "ProvisionedThroughputExceededException",
+            "ThrottlingException",
+            "RequestLimitExceeded",
+        ] {
+            assert_eq!(classify_code(code), Some(StoreError::Throttled), "{code}");
+        }
+        assert_eq!(classify_code("ResourceNotFoundException"), None);
+        assert_eq!(classify_code("ValidationException"), None);
+    }
+
+    #[test]
+    fn cancellation_reasons_map_to_store_errors() {
+        assert_eq!(
+            classify_cancellation(["None", "ConditionalCheckFailed"]),
+            Some(StoreError::Conflict)
+        );
+        assert_eq!(
+            classify_cancellation(["TransactionConflict", "None"]),
+            Some(StoreError::Conflict)
+        );
+        // A failed condition wins: the caller must re-read whatever else went wrong.
+        assert_eq!(
+            classify_cancellation(["ThrottlingError", "ConditionalCheckFailed"]),
+            Some(StoreError::Conflict)
+        );
+        assert_eq!(
+            classify_cancellation(["None", "ThrottlingError"]),
+            Some(StoreError::Throttled)
+        );
+        assert_eq!(
+            classify_cancellation(["ProvisionedThroughputExceeded"]),
+            Some(StoreError::Throttled)
+        );
+        assert_eq!(classify_cancellation(["ValidationError", "None"]), None);
+    }
+
+    #[test]
+    fn timestamps_sort_like_times_and_round_trip() {
+        let a = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.000000009Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let b = a + Duration::nanoseconds(1);
+        let c = a + Duration::days(400);
+        let (ta, tb, tc) = (timestamp(a), timestamp(b), timestamp(c));
+        assert!(ta < tb && tb < tc, "{ta} {tb} {tc}");
+        assert_eq!(ta.len(), tc.len());
+        let item = HashMap::from([("t".to_string(), s(tb.clone()))]);
+        assert_eq!(get_time(&item, "t").unwrap(), b);
+    }
+
+    #[test]
+    fn pending_sort_keys_order_by_time_then_request_id() {
+        let t = Utc::now();
+        let later = t + Duration::milliseconds(1);
+        assert!(pending_sort_key(t, "b") < pending_sort_key(later, "a"));
+        assert!(pending_sort_key(t, "a") < pending_sort_key(t, "b"));
+        let upper = format!("{}$", timestamp(t));
+        assert!(pending_sort_key(t, "~~~~") < upper);
+        assert!(pending_sort_key(t + Duration::nanoseconds(1), "") > upper);
+    }
+
+    #[test]
+    fn audit_sequence_is_strictly_increasing() {
+        let seqs: Vec<u64> = (0..1000).map(|_| audit_sequence()).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn event_ttl_never_precedes_the_claim_expiry() {
+        let t = DateTime::from_timestamp(100, 1).unwrap();
+        assert_eq!(ceil_epoch_seconds(t), 101);
+        let whole = DateTime::from_timestamp(100, 0).unwrap();
+        assert_eq!(ceil_epoch_seconds(whole), 100);
+    }
+}

@@ -1,0 +1,1081 @@
+//! One conformance suite for every [`Store`]: each case is written once and runs against the
+//! embedded `MemoryStore` and against `DynamoStore` on DynamoDB Local (a fresh table per test).
+//! `scripts/test` starts DynamoDB Local and sets `DYNAMODB_ENDPOINT`.
+//!
+//! `dynamodb_layout` below also checks the table layout the SAM template and docs/dynamodb.md
+//! promise (keys, sparse index, TTL attributes), which the trait alone can't observe.
+
+use alarm_skill::store::dynamodb::{DynamoStore, create_table, local_client};
+use alarm_skill::store::{
+    AuditEntry, HouseholdSnapshot, OutboxRecord, OutboxStatus, Settlement, Store, StoreError,
+    StoredGrant,
+};
+use alarm_skill::voice_codes::{
+    CodeHash, HouseholdSettings, Member, PinlessPolicy, Profile, Throttle,
+};
+use chrono::{DateTime, Duration, Utc};
+
+const NO_ENDPOINT: &str =
+    "DYNAMODB_ENDPOINT is not set: run scripts/test, which starts DynamoDB Local";
+
+fn endpoint() -> String {
+    match std::env::var("DYNAMODB_ENDPOINT") {
+        Ok(e) if !e.is_empty() => e,
+        _ => panic!("{NO_ENDPOINT}"),
+    }
+}
+
+async fn dynamo_store(case: &str) -> DynamoStore {
+    let client = local_client(&endpoint());
+    let table = format!(
+        "conformance-{}-{}",
+        case.replace('_', "-"),
+        uuid::Uuid::new_v4().simple()
+    );
+    create_table(&client, &table).await.expect("create table");
+    DynamoStore::new(client, table)
+}
+
+macro_rules! conformance {
+    ($($case:ident),+ $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(&alarm_skill::store::memory::MemoryStore::new()).await;
+                }
+            )+
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let store = super::dynamo_store(stringify!($case)).await;
+                    super::$case(&store).await;
+                }
+            )+
+        }
+    };
+}
+
+conformance!(
+    empty_household_reads_as_version_zero,
+    save_profile_bumps_version_and_rejects_stale_versions,
+    household_reads_profile_and_throttle_together,
+    record_attempt_writes_throttle_outbox_and_audit,
+    record_attempt_with_stale_throttle_writes_nothing,
+    record_attempt_with_duplicate_request_id_writes_nothing,
+    concurrent_writers_exactly_one_wins,
+    settle_delivered_and_closed_then_double_settle_conflicts,
+    settle_retry_keeps_record_pending,
+    settle_unknown_record_conflicts_and_writes_nothing,
+    outbox_due_is_pending_and_due_oldest_first_with_limit,
+    audit_is_newest_first_with_limit,
+    audit_reads_past_a_page,
+    rate_tokens_per_window_and_rollover,
+    grants_put_replace_list_delete_per_region,
+    claim_event_first_true_then_false,
+);
+
+// ---- fixtures ----
+
+fn t0() -> DateTime<Utc> {
+    // Sub-microsecond digits check that timestamps round-trip exactly.
+    DateTime::parse_from_rfc3339("2026-03-01T12:00:00.123456789Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn profile() -> Profile {
+    Profile {
+        version: 0,
+        members: vec![
+            Member {
+                id: "alex".into(),
+                name: "Alex".into(),
+                user_number: 3,
+                voice_pin: Some(CodeHash {
+                    pepper_id: "p1".into(),
+                    mac: [7; 32],
+                }),
+                duress_pin: Some(CodeHash {
+                    pepper_id: "p2".into(),
+                    mac: [9; 32],
+                }),
+            },
+            Member {
+                id: "sam".into(),
+                name: "Sam".into(),
+                user_number: 4,
+                voice_pin: None,
+                duress_pin: None,
+            },
+        ],
+        settings: HouseholdSettings {
+            pinless_disarm: PinlessPolicy::Allow,
+        },
+    }
+}
+
+fn throttle(version: u64, failures: u32) -> Throttle {
+    Throttle {
+        version,
+        consecutive_failures: failures,
+        locked_until: Some(t0() + Duration::seconds(90)),
+        hard_locked: failures >= 10,
+    }
+}
+
+fn record(request_id: &str, household: &str, next_attempt_at: DateTime<Utc>) -> OutboxRecord {
+    OutboxRecord {
+        request_id: request_id.into(),
+        household: household.into(),
+        panel: "panel-1".into(),
+        member: Some(3),
+        seal: format!("p1.{}", "ab".repeat(32)),
+        created_at: t0(),
+        status: OutboxStatus::Pending,
+        attempts: 0,
+        next_attempt_at,
+    }
+}
+
+fn entry(at: DateTime<Utc>, message: &str) -> AuditEntry {
+    AuditEntry {
+        at,
+        actor: "Alex".into(),
+        message: message.into(),
+    }
+}
+
+fn grant(token: &str) -> StoredGrant {
+    StoredGrant {
+        access_token: format!("sealed-access-{token}"),
+        refresh_token: format!("sealed-refresh-{token}"),
+        expires_at: t0() + Duration::hours(1),
+    }
+}
+
+/// Inserts an outbox record through the only path that creates one, with no audit lines.
+async fn insert_outbox(store: &dyn Store, rec: &OutboxRecord) {
+    let snapshot = store.household(&rec.household).await.unwrap();
+    store
+        .record_attempt(&rec.household, &snapshot.throttle, Some(rec), &[])
+        .await
+        .unwrap();
+}
+
+async fn due_ids(store: &dyn Store, now: DateTime<Utc>, limit: usize) -> Vec<String> {
+    store
+        .outbox_due(now, limit)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.request_id)
+        .collect()
+}
+
+async fn messages(store: &dyn Store, household: &str) -> Vec<String> {
+    store
+        .audit(household, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.message)
+        .collect()
+}
+
+// ---- cases ----
+
+async fn empty_household_reads_as_version_zero(store: &dyn Store) {
+    let snapshot = store.household("hh-empty").await.unwrap();
+    assert_eq!(snapshot, HouseholdSnapshot::default());
+    assert_eq!(snapshot.profile.version, 0);
+    assert_eq!(snapshot.throttle.version, 0);
+    assert!(store.audit("hh-empty", 10).await.unwrap().is_empty());
+    assert!(store.grants("acct-empty").await.unwrap().is_empty());
+    assert_eq!(store.outbox_record("req-none").await.unwrap(), None);
+    assert!(store.outbox_due(t0(), 10).await.unwrap().is_empty());
+}
+
+async fn save_profile_bumps_version_and_rejects_stale_versions(store: &dyn Store) {
+    let p = profile();
+    assert_eq!(store.save_profile("hh", &p).await, Ok(1));
+    let saved = store.household("hh").await.unwrap().profile;
+    assert_eq!(
+        saved,
+        Profile {
+            version: 1,
+            ..p.clone()
+        }
+    );
+
+    // Another writer still holding version 0 loses, and changes nothing.
+    let mut stale = p.clone();
+    stale.members.clear();
+    assert_eq!(
+        store.save_profile("hh", &stale).await,
+        Err(StoreError::Conflict)
+    );
+    // A version from the future is just as wrong.
+    let ahead = Profile {
+        version: 7,
+        ..p.clone()
+    };
+    assert_eq!(
+        store.save_profile("hh", &ahead).await,
+        Err(StoreError::Conflict)
+    );
+    assert_eq!(store.household("hh").await.unwrap().profile, saved);
+
+    let mut next = saved.clone();
+    next.members.pop();
+    next.settings.pinless_disarm = PinlessPolicy::Refuse;
+    assert_eq!(store.save_profile("hh", &next).await, Ok(2));
+    assert_eq!(
+        store.household("hh").await.unwrap().profile,
+        Profile {
+            version: 2,
+            ..next.clone()
+        }
+    );
+    assert_eq!(
+        store.save_profile("hh", &next).await,
+        Err(StoreError::Conflict)
+    );
+
+    // Versions are per household, and the profile write left the throttle alone.
+    assert_eq!(
+        store.household("hh-other").await.unwrap(),
+        HouseholdSnapshot::default()
+    );
+    assert_eq!(
+        store.household("hh").await.unwrap().throttle,
+        Throttle::default()
+    );
+}
+
+async fn household_reads_profile_and_throttle_together(store: &dyn Store) {
+    store.save_profile("hh", &profile()).await.unwrap();
+    store
+        .record_attempt("hh", &throttle(0, 3), None, &[entry(t0(), "locked")])
+        .await
+        .unwrap();
+    // Audit lines live next to the household's state (one partition in DynamoDB) and must
+    // not leak into it.
+    store
+        .append_audit("hh", &entry(t0(), "more"))
+        .await
+        .unwrap();
+
+    let snapshot = store.household("hh").await.unwrap();
+    assert_eq!(
+        snapshot.profile,
+        Profile {
+            version: 1,
+            ..profile()
+        }
+    );
+    assert_eq!(snapshot.throttle, throttle(1, 3));
+
+    // Absent optional fields round-trip as absent.
+    let plain = Throttle {
+        version: 1,
+        consecutive_failures: 0,
+        locked_until: None,
+        hard_locked: true,
+    };
+    store.record_attempt("hh", &plain, None, &[]).await.unwrap();
+    assert_eq!(
+        store.household("hh").await.unwrap().throttle,
+        Throttle {
+            version: 2,
+            ..plain
+        }
+    );
+}
+
+async fn record_attempt_writes_throttle_outbox_and_audit(store: &dyn Store) {
+    let rec = record("req-1", "hh", t0());
+    let lines = [
+        entry(t0(), "first"),
+        entry(t0() + Duration::seconds(1), "second"),
+    ];
+    store
+        .record_attempt("hh", &throttle(0, 1), Some(&rec), &lines)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        store.household("hh").await.unwrap().throttle,
+        throttle(1, 1)
+    );
+    assert_eq!(
+        store.outbox_record("req-1").await.unwrap(),
+        Some(rec.clone())
+    );
+    assert_eq!(
+        store.audit("hh", 10).await.unwrap(),
+        vec![lines[1].clone(), lines[0].clone()]
+    );
+
+    // A record without a member (pinless disarm) round-trips too.
+    let mut pinless = record("req-2", "hh", t0());
+    pinless.member = None;
+    store
+        .record_attempt("hh", &throttle(1, 0), Some(&pinless), &[])
+        .await
+        .unwrap();
+    assert_eq!(store.outbox_record("req-2").await.unwrap(), Some(pinless));
+    assert_eq!(
+        store.household("hh").await.unwrap().throttle,
+        throttle(2, 0)
+    );
+    assert_eq!(messages(store, "hh").await, ["second", "first"]);
+}
+
+async fn record_attempt_with_stale_throttle_writes_nothing(store: &dyn Store) {
+    store
+        .record_attempt("hh", &throttle(0, 1), None, &[entry(t0(), "one")])
+        .await
+        .unwrap();
+
+    for stale in [throttle(0, 2), throttle(4, 2)] {
+        let rec = record("req-lost", "hh", t0());
+        let result = store
+            .record_attempt("hh", &stale, Some(&rec), &[entry(t0(), "lost")])
+            .await;
+        assert_eq!(result, Err(StoreError::Conflict));
+    }
+    assert_eq!(store.outbox_record("req-lost").await.unwrap(), None);
+    assert!(
+        store
+            .outbox_due(t0() + Duration::days(1), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(messages(store, "hh").await, ["one"]);
+    assert_eq!(
+        store.household("hh").await.unwrap().throttle,
+        throttle(1, 1)
+    );
+}
+
+async fn record_attempt_with_duplicate_request_id_writes_nothing(store: &dyn Store) {
+    let original = record("req-dup", "hh", t0());
+    store
+        .record_attempt(
+            "hh",
+            &throttle(0, 0),
+            Some(&original),
+            &[entry(t0(), "original")],
+        )
+        .await
+        .unwrap();
+
+    let mut duplicate = record("req-dup", "hh", t0() + Duration::minutes(5));
+    duplicate.panel = "panel-2".into();
+    let result = store
+        .record_attempt(
+            "hh",
+            &throttle(1, 5),
+            Some(&duplicate),
+            &[entry(t0(), "duplicate")],
+        )
+        .await;
+    assert_eq!(result, Err(StoreError::Conflict));
+    assert_eq!(
+        store.outbox_record("req-dup").await.unwrap(),
+        Some(original.clone())
+    );
+    assert_eq!(
+        store.household("hh").await.unwrap().throttle,
+        throttle(1, 0)
+    );
+    assert_eq!(messages(store, "hh").await, ["original"]);
+
+    // Still a conflict once the record is settled: a request id is never reused.
+    store
+        .settle_outbox("req-dup", &Settlement::Delivered, None)
+        .await
+        .unwrap();
+    let result = store
+        .record_attempt("hh", &throttle(1, 0), Some(&duplicate), &[])
+        .await;
+    assert_eq!(result, Err(StoreError::Conflict));
+    assert_eq!(
+        store.household("hh").await.unwrap().throttle,
+        throttle(1, 0)
+    );
+}
+
+async fn concurrent_writers_exactly_one_wins(store: &dyn Store) {
+    let attempt = |n: u32| async move {
+        let rec = record(&format!("req-race-{n}"), "hh", t0());
+        let line = entry(t0(), &format!("attempt {n}"));
+        store
+            .record_attempt(
+                "hh",
+                &throttle(0, n),
+                Some(&rec),
+                std::slice::from_ref(&line),
+            )
+            .await
+    };
+    let results = tokio::join!(attempt(1), attempt(2), attempt(3), attempt(4));
+    let results = [results.0, results.1, results.2, results.3];
+    let winners: Vec<u32> = (1..=4)
+        .filter(|n| results[*n as usize - 1].is_ok())
+        .collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .all(|r| r.is_ok() || *r == Err(StoreError::Conflict)),
+        "{results:?}"
+    );
+    let winner = winners[0];
+    assert_eq!(
+        store.household("hh").await.unwrap().throttle,
+        throttle(1, winner)
+    );
+    for n in 1..=4 {
+        let stored = store.outbox_record(&format!("req-race-{n}")).await.unwrap();
+        assert_eq!(stored.is_some(), n == winner, "request {n}");
+    }
+    assert_eq!(messages(store, "hh").await, [format!("attempt {winner}")]);
+
+    let (full, empty) = (profile(), Profile::default());
+    let saves = tokio::join!(
+        store.save_profile("hh", &full),
+        store.save_profile("hh", &empty),
+    );
+    assert!(
+        matches!(
+            saves,
+            (Ok(1), Err(StoreError::Conflict)) | (Err(StoreError::Conflict), Ok(1))
+        ),
+        "{saves:?}"
+    );
+}
+
+async fn settle_delivered_and_closed_then_double_settle_conflicts(store: &dyn Store) {
+    let a = record("req-a", "hh", t0());
+    let b = record("req-b", "hh", t0());
+    insert_outbox(store, &a).await;
+    insert_outbox(store, &b).await;
+
+    store
+        .settle_outbox(
+            "req-a",
+            &Settlement::Delivered,
+            Some(("hh", &entry(t0(), "delivered"))),
+        )
+        .await
+        .unwrap();
+    let settled = OutboxRecord {
+        status: OutboxStatus::Delivered,
+        ..a.clone()
+    };
+    assert_eq!(
+        store.outbox_record("req-a").await.unwrap(),
+        Some(settled.clone())
+    );
+    assert_eq!(messages(store, "hh").await, ["delivered"]);
+
+    // Settling again, in any way, is a conflict and writes nothing, the audit line included.
+    let retry = Settlement::Retry {
+        attempts: 3,
+        next_attempt_at: t0(),
+    };
+    for again in [Settlement::Delivered, Settlement::Closed, retry] {
+        let result = store
+            .settle_outbox("req-a", &again, Some(("hh", &entry(t0(), "again"))))
+            .await;
+        assert_eq!(result, Err(StoreError::Conflict), "{again:?}");
+        assert_eq!(
+            store.settle_outbox("req-a", &again, None).await,
+            Err(StoreError::Conflict)
+        );
+    }
+    assert_eq!(store.outbox_record("req-a").await.unwrap(), Some(settled));
+    assert_eq!(messages(store, "hh").await, ["delivered"]);
+
+    store
+        .settle_outbox("req-b", &Settlement::Closed, None)
+        .await
+        .unwrap();
+    let closed = OutboxRecord {
+        status: OutboxStatus::Closed,
+        ..b.clone()
+    };
+    assert_eq!(
+        store.outbox_record("req-b").await.unwrap(),
+        Some(closed.clone())
+    );
+    assert_eq!(
+        store
+            .settle_outbox("req-b", &Settlement::Closed, None)
+            .await,
+        Err(StoreError::Conflict)
+    );
+    assert_eq!(store.outbox_record("req-b").await.unwrap(), Some(closed));
+
+    assert!(
+        store
+            .outbox_due(t0() + Duration::days(1), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn settle_retry_keeps_record_pending(store: &dyn Store) {
+    let rec = record("req-r", "hh", t0());
+    insert_outbox(store, &rec).await;
+    let later = t0() + Duration::minutes(10);
+
+    store
+        .settle_outbox(
+            "req-r",
+            &Settlement::Retry {
+                attempts: 2,
+                next_attempt_at: later,
+            },
+            Some(("hh", &entry(t0(), "retrying"))),
+        )
+        .await
+        .unwrap();
+    let retried = OutboxRecord {
+        attempts: 2,
+        next_attempt_at: later,
+        ..rec.clone()
+    };
+    assert_eq!(
+        store.outbox_record("req-r").await.unwrap(),
+        Some(retried.clone())
+    );
+    assert_eq!(messages(store, "hh").await, ["retrying"]);
+
+    // Due again only at the new time (inclusive), and then it is the whole record.
+    assert!(
+        due_ids(store, t0() + Duration::minutes(1), 10)
+            .await
+            .is_empty()
+    );
+    assert!(
+        due_ids(store, later - Duration::nanoseconds(1), 10)
+            .await
+            .is_empty()
+    );
+    assert_eq!(store.outbox_due(later, 10).await.unwrap(), vec![retried]);
+
+    // Still pending, so it can be retried again and then settled.
+    store
+        .settle_outbox(
+            "req-r",
+            &Settlement::Retry {
+                attempts: 3,
+                next_attempt_at: t0(),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(due_ids(store, t0(), 10).await, ["req-r"]);
+    store
+        .settle_outbox("req-r", &Settlement::Delivered, None)
+        .await
+        .unwrap();
+    let stored = store.outbox_record("req-r").await.unwrap().unwrap();
+    assert_eq!(
+        (stored.status, stored.attempts),
+        (OutboxStatus::Delivered, 3)
+    );
+    assert!(due_ids(store, later, 10).await.is_empty());
+}
+
+async fn settle_unknown_record_conflicts_and_writes_nothing(store: &dyn Store) {
+    let retry = Settlement::Retry {
+        attempts: 1,
+        next_attempt_at: t0(),
+    };
+    for settlement in [Settlement::Delivered, Settlement::Closed, retry] {
+        assert_eq!(
+            store.settle_outbox("req-missing", &settlement, None).await,
+            Err(StoreError::Conflict)
+        );
+        assert_eq!(
+            store
+                .settle_outbox("req-missing", &settlement, Some(("hh", &entry(t0(), "x"))))
+                .await,
+            Err(StoreError::Conflict)
+        );
+    }
+    // An update that fails its condition must not have created the record.
+    assert_eq!(store.outbox_record("req-missing").await.unwrap(), None);
+    assert!(
+        store
+            .outbox_due(t0() + Duration::days(1), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.audit("hh", 10).await.unwrap().is_empty());
+}
+
+async fn outbox_due_is_pending_and_due_oldest_first_with_limit(store: &dyn Store) {
+    let now = t0() + Duration::seconds(5);
+    // Equal times order by request id; a nanosecond still orders times.
+    insert_outbox(store, &record("req-c", "hh-1", t0() + Duration::seconds(3))).await;
+    insert_outbox(store, &record("req-b", "hh-2", t0() + Duration::seconds(1))).await;
+    insert_outbox(store, &record("req-a", "hh-1", t0() + Duration::seconds(1))).await;
+    insert_outbox(
+        store,
+        &record(
+            "req-0",
+            "hh-2",
+            t0() + Duration::seconds(1) + Duration::nanoseconds(1),
+        ),
+    )
+    .await;
+    insert_outbox(store, &record("req-now", "hh-1", now)).await;
+    // Not due yet.
+    insert_outbox(
+        store,
+        &record("req-future", "hh-1", now + Duration::nanoseconds(1)),
+    )
+    .await;
+    // Due, but settled.
+    insert_outbox(store, &record("req-settled", "hh-2", t0())).await;
+    store
+        .settle_outbox("req-settled", &Settlement::Delivered, None)
+        .await
+        .unwrap();
+    // Due, but inserted already closed.
+    let mut closed = record("req-closed", "hh-2", t0());
+    closed.status = OutboxStatus::Closed;
+    insert_outbox(store, &closed).await;
+
+    assert_eq!(
+        due_ids(store, now, 100).await,
+        ["req-a", "req-b", "req-0", "req-c", "req-now"]
+    );
+    assert_eq!(due_ids(store, now, 2).await, ["req-a", "req-b"]);
+    assert_eq!(due_ids(store, now, 0).await, Vec::<String>::new());
+    assert_eq!(due_ids(store, t0(), 100).await, Vec::<String>::new());
+    assert_eq!(
+        due_ids(store, now + Duration::days(1), 100).await,
+        ["req-a", "req-b", "req-0", "req-c", "req-now", "req-future"]
+    );
+    assert_eq!(
+        store.outbox_due(now, 1).await.unwrap(),
+        vec![record("req-a", "hh-1", t0() + Duration::seconds(1))]
+    );
+    assert_eq!(
+        store.outbox_record("req-closed").await.unwrap(),
+        Some(closed)
+    );
+}
+
+async fn audit_is_newest_first_with_limit(store: &dyn Store) {
+    let at = |ms: i64| t0() + Duration::milliseconds(ms);
+    store
+        .append_audit("hh", &entry(at(2000), "2s"))
+        .await
+        .unwrap();
+    store.append_audit("hh", &entry(at(0), "0s")).await.unwrap();
+    store
+        .append_audit("hh", &entry(at(1000), "1s"))
+        .await
+        .unwrap();
+    // Less than a millisecond apart still orders by time.
+    store
+        .append_audit("hh", &entry(at(1000) + Duration::microseconds(1), "1s+1us"))
+        .await
+        .unwrap();
+    // Equal times read back newest-inserted first, within one write and across writes.
+    store
+        .record_attempt(
+            "hh",
+            &Throttle::default(),
+            None,
+            &[entry(at(3000), "3s x"), entry(at(3000), "3s y")],
+        )
+        .await
+        .unwrap();
+    store
+        .append_audit("hh", &entry(at(3000), "3s z"))
+        .await
+        .unwrap();
+    store
+        .append_audit("hh-other", &entry(at(9000), "other"))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        messages(store, "hh").await,
+        ["3s z", "3s y", "3s x", "2s", "1s+1us", "1s", "0s"]
+    );
+    assert_eq!(
+        store.audit("hh", 2).await.unwrap(),
+        vec![entry(at(3000), "3s z"), entry(at(3000), "3s y")]
+    );
+    assert_eq!(
+        store.audit("hh", 4).await.unwrap()[3],
+        entry(at(2000), "2s")
+    );
+    assert!(store.audit("hh", 0).await.unwrap().is_empty());
+    assert_eq!(messages(store, "hh-other").await, ["other"]);
+    // The household's state next to its audit lines is untouched by them.
+    assert_eq!(
+        store.household("hh").await.unwrap(),
+        HouseholdSnapshot {
+            profile: Profile::default(),
+            throttle: Throttle {
+                version: 1,
+                ..Throttle::default()
+            },
+        }
+    );
+}
+
+async fn audit_reads_past_a_page(store: &dyn Store) {
+    // DynamoDB returns at most 1 MB per Query page; five 300 KB lines need two pages.
+    let big = "x".repeat(300 * 1024);
+    for i in 0..5 {
+        let line = entry(t0() + Duration::seconds(i), &format!("{i}{big}"));
+        store.append_audit("hh", &line).await.unwrap();
+    }
+    let first = |entries: Vec<AuditEntry>| -> Vec<char> {
+        entries
+            .iter()
+            .map(|e| e.message.chars().next().unwrap())
+            .collect()
+    };
+    assert_eq!(
+        first(store.audit("hh", 10).await.unwrap()),
+        ['4', '3', '2', '1', '0']
+    );
+    assert_eq!(
+        first(store.audit("hh", 4).await.unwrap()),
+        ['4', '3', '2', '1']
+    );
+}
+
+async fn rate_tokens_per_window_and_rollover(store: &dyn Store) {
+    let window = Duration::seconds(60);
+    let start = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+    assert_eq!(start.timestamp() % 60, 0);
+    let take = |key: &'static str, offset_ms: i64, max: u32| async move {
+        store
+            .take_rate_token(key, start + Duration::milliseconds(offset_ms), window, max)
+            .await
+            .unwrap()
+    };
+
+    assert!(take("ip:1", 10_000, 3).await);
+    assert!(take("ip:1", 20_000, 3).await);
+    assert!(take("ip:1", 0, 3).await);
+    assert!(!take("ip:1", 59_999, 3).await);
+    assert!(!take("ip:1", 30_000, 3).await);
+    // Keys are independent.
+    assert!(take("ip:2", 30_000, 3).await);
+
+    // The next window starts full, and the exhausted one stays exhausted.
+    assert!(take("ip:1", 60_000, 3).await);
+    assert!(take("ip:1", 61_000, 3).await);
+    assert!(take("ip:1", 119_999, 3).await);
+    assert!(!take("ip:1", 90_000, 3).await);
+    assert!(!take("ip:1", 45_000, 3).await);
+
+    // A smaller max applies to the same counter.
+    assert!(!take("ip:2", 30_000, 1).await);
+    assert!(take("ip:2", 30_000, 2).await);
+    assert!(!take("ip:2", 30_000, 2).await);
+
+    // No tokens at all.
+    assert!(!take("ip:3", 0, 0).await);
+    assert!(take("ip:3", 0, 1).await);
+}
+
+async fn grants_put_replace_list_delete_per_region(store: &dyn Store) {
+    assert!(store.grants("acct").await.unwrap().is_empty());
+    store.put_grant("acct", "NA", &grant("na-1")).await.unwrap();
+    store.put_grant("acct", "EU", &grant("eu-1")).await.unwrap();
+    store
+        .put_grant("acct-2", "FE", &grant("fe-x"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.grants("acct").await.unwrap(),
+        vec![
+            ("EU".to_string(), grant("eu-1")),
+            ("NA".to_string(), grant("na-1"))
+        ]
+    );
+
+    // Replacing one region leaves the others.
+    let mut renewed = grant("na-2");
+    renewed.expires_at = t0() + Duration::hours(2);
+    store.put_grant("acct", "NA", &renewed).await.unwrap();
+    assert_eq!(
+        store.grants("acct").await.unwrap(),
+        vec![
+            ("EU".to_string(), grant("eu-1")),
+            ("NA".to_string(), renewed.clone())
+        ]
+    );
+
+    store.delete_grant("acct", "EU").await.unwrap();
+    // Deleting what isn't there is fine.
+    store.delete_grant("acct", "EU").await.unwrap();
+    store.delete_grant("acct-none", "NA").await.unwrap();
+    assert_eq!(
+        store.grants("acct").await.unwrap(),
+        vec![("NA".to_string(), renewed)]
+    );
+    assert_eq!(
+        store.grants("acct-2").await.unwrap(),
+        vec![("FE".to_string(), grant("fe-x"))]
+    );
+}
+
+async fn claim_event_first_true_then_false(store: &dyn Store) {
+    let later = Utc::now() + Duration::hours(1);
+    assert!(store.claim_event("evt-1", later).await.unwrap());
+    assert!(!store.claim_event("evt-1", later).await.unwrap());
+    assert!(
+        !store
+            .claim_event("evt-1", later + Duration::hours(1))
+            .await
+            .unwrap()
+    );
+    assert!(store.claim_event("evt-2", later).await.unwrap());
+    assert!(!store.claim_event("evt-1", later).await.unwrap());
+
+    // A claim that has expired no longer blocks the id.
+    let past = Utc::now() - Duration::seconds(1);
+    assert!(store.claim_event("evt-old", past).await.unwrap());
+    assert!(store.claim_event("evt-old", later).await.unwrap());
+    assert!(!store.claim_event("evt-old", later).await.unwrap());
+}
+
+// ---- DynamoDB layout ----
+
+mod dynamodb_layout {
+    use std::collections::HashMap;
+
+    use alarm_skill::store::dynamodb::{DynamoStore, create_table, local_client};
+    use alarm_skill::store::{Settlement, Store, StoreError};
+    use aws_sdk_dynamodb::Client;
+    use aws_sdk_dynamodb::types::{
+        AttributeValue, BillingMode, KeyType, ProjectionType, TimeToLiveStatus,
+    };
+    use chrono::{Duration, Utc};
+
+    use super::{endpoint, grant, insert_outbox, profile, record, t0};
+
+    type Item = HashMap<String, AttributeValue>;
+
+    async fn fresh(case: &str) -> (Client, String, DynamoStore) {
+        let client = local_client(&endpoint());
+        let table = format!("layout-{case}-{}", uuid::Uuid::new_v4().simple());
+        create_table(&client, &table).await.expect("create table");
+        let store = DynamoStore::new(client.clone(), table.clone());
+        (client, table, store)
+    }
+
+    async fn raw(client: &Client, table: &str, pk: &str, sk: &str) -> Item {
+        client
+            .get_item()
+            .table_name(table)
+            .key("PK", AttributeValue::S(pk.into()))
+            .key("SK", AttributeValue::S(sk.into()))
+            .send()
+            .await
+            .unwrap()
+            .item
+            .unwrap_or_else(|| panic!("no item {pk}/{sk}"))
+    }
+
+    fn number(item: &Item, name: &str) -> i64 {
+        item.get(name)
+            .unwrap_or_else(|| panic!("no {name} in {item:?}"))
+            .as_n()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn create_table_is_idempotent_and_matches_the_template() {
+        let (client, table, _) = fresh("table").await;
+        create_table(&client, &table).await.unwrap();
+
+        let described = client
+            .describe_table()
+            .table_name(&table)
+            .send()
+            .await
+            .unwrap();
+        let t = described.table().unwrap();
+        let keys = |schema: &[aws_sdk_dynamodb::types::KeySchemaElement]| {
+            schema
+                .iter()
+                .map(|k| (k.attribute_name().to_string(), k.key_type().clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            keys(t.key_schema()),
+            [("PK".into(), KeyType::Hash), ("SK".into(), KeyType::Range)]
+        );
+        assert_eq!(
+            t.billing_mode_summary().and_then(|b| b.billing_mode()),
+            Some(&BillingMode::PayPerRequest)
+        );
+        let gsis = t.global_secondary_indexes();
+        assert_eq!(gsis.len(), 1);
+        assert_eq!(gsis[0].index_name(), Some("GSI1"));
+        assert_eq!(
+            keys(gsis[0].key_schema()),
+            [
+                ("GSI1PK".into(), KeyType::Hash),
+                ("GSI1SK".into(), KeyType::Range)
+            ]
+        );
+        assert_eq!(
+            gsis[0].projection().and_then(|p| p.projection_type()),
+            Some(&ProjectionType::All)
+        );
+
+        let ttl = client
+            .describe_time_to_live()
+            .table_name(&table)
+            .send()
+            .await
+            .unwrap();
+        let ttl = ttl.time_to_live_description().unwrap();
+        assert_eq!(ttl.attribute_name(), Some("expires_at"));
+        assert_eq!(ttl.time_to_live_status(), Some(&TimeToLiveStatus::Enabled));
+    }
+
+    #[tokio::test]
+    async fn only_pending_outbox_records_are_in_the_index_and_settled_ones_expire() {
+        let (client, table, store) = fresh("outbox").await;
+        insert_outbox(&store, &record("req-1", "hh", t0())).await;
+        let pending = raw(&client, &table, "OUTBOX#req-1", "OUTBOX").await;
+        assert_eq!(pending["GSI1PK"].as_s().unwrap(), "OUTBOX#PENDING");
+        assert!(pending["GSI1SK"].as_s().unwrap().ends_with("#req-1"));
+        assert!(!pending.contains_key("expires_at"));
+
+        let later = t0() + Duration::minutes(3);
+        store
+            .settle_outbox(
+                "req-1",
+                &Settlement::Retry {
+                    attempts: 1,
+                    next_attempt_at: later,
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        let retried = raw(&client, &table, "OUTBOX#req-1", "OUTBOX").await;
+        assert!(retried["GSI1SK"].as_s().unwrap() > pending["GSI1SK"].as_s().unwrap());
+
+        store
+            .settle_outbox("req-1", &Settlement::Delivered, None)
+            .await
+            .unwrap();
+        let settled = raw(&client, &table, "OUTBOX#req-1", "OUTBOX").await;
+        assert!(!settled.contains_key("GSI1PK") && !settled.contains_key("GSI1SK"));
+        let expected = (Utc::now() + Duration::days(30)).timestamp();
+        assert!((number(&settled, "expires_at") - expected).abs() <= 5);
+    }
+
+    #[tokio::test]
+    async fn rate_and_event_items_expire_grants_and_household_state_do_not() {
+        let (client, table, store) = fresh("ttl").await;
+        let now = chrono::DateTime::from_timestamp(1_800_000_030, 0).unwrap();
+        assert!(
+            store
+                .take_rate_token("k", now, Duration::seconds(60), 5)
+                .await
+                .unwrap()
+        );
+        let rate = raw(&client, &table, "RATE#k", "1800000000").await;
+        assert_eq!(number(&rate, "n"), 1);
+        assert_eq!(number(&rate, "expires_at"), 1_800_000_060 + 3600);
+
+        let until = chrono::DateTime::from_timestamp(1_900_000_000, 5).unwrap();
+        assert!(store.claim_event("e", until).await.unwrap());
+        let event = raw(&client, &table, "EVENT#e", "EVENT").await;
+        assert_eq!(number(&event, "expires_at"), 1_900_000_001);
+
+        // A grant's token expiry must not land in the TTL attribute: DynamoDB would delete the
+        // grant, refresh token and all, an hour after every refresh.
+        store.put_grant("acct", "NA", &grant("g")).await.unwrap();
+        let stored = raw(&client, &table, "GRANT#acct", "NA").await;
+        assert!(!stored.contains_key("expires_at"), "{stored:?}");
+
+        store.save_profile("hh", &profile()).await.unwrap();
+        assert!(
+            !raw(&client, &table, "HH#hh", "PROFILE")
+                .await
+                .contains_key("expires_at")
+        );
+    }
+
+    #[tokio::test]
+    async fn undecodable_items_are_corrupt() {
+        let (client, table, store) = fresh("corrupt").await;
+        let put = |pk: &str, sk: &str, extra: &[(&str, AttributeValue)]| {
+            let mut req = client
+                .put_item()
+                .table_name(&table)
+                .item("PK", AttributeValue::S(pk.into()))
+                .item("SK", AttributeValue::S(sk.into()));
+            for (name, value) in extra {
+                req = req.item(*name, value.clone());
+            }
+            req.send()
+        };
+        put(
+            "HH#hh",
+            "PROFILE",
+            &[
+                ("version", AttributeValue::N("1".into())),
+                ("data", AttributeValue::S("not json".into())),
+            ],
+        )
+        .await
+        .unwrap();
+        assert!(matches!(
+            store.household("hh").await,
+            Err(StoreError::Corrupt(_))
+        ));
+
+        put(
+            "OUTBOX#req",
+            "OUTBOX",
+            &[("status", AttributeValue::S("pending".into()))],
+        )
+        .await
+        .unwrap();
+        assert!(matches!(
+            store.outbox_record("req").await,
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_missing_table_is_unavailable() {
+        let store = DynamoStore::new(local_client(&endpoint()), "no-such-table");
+        assert!(matches!(
+            store.household("hh").await,
+            Err(StoreError::Unavailable(_))
+        ));
+    }
+}
