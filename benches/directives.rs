@@ -8,10 +8,10 @@ mod common;
 
 use common::*;
 
-const SAMPLES: usize = 2_000;
-const WARMUP: usize = 200;
-
 fn main() {
+    // `cargo test` runs bench targets without `--bench`: a quick smoke pass, as criterion does.
+    let full = std::env::args().any(|a| a == "--bench");
+    let (samples, warmup) = if full { (2_000, 200) } else { (5, 2) };
     let b = setup();
     let t = b.token.clone();
     let discover = discover(&t);
@@ -19,15 +19,19 @@ fn main() {
     let arm = arm(&t);
     let disarm = disarm(&t, "4729");
     // Warm up: JWKS fetch, allocator, caches.
-    for _ in 0..WARMUP {
+    for _ in 0..warmup {
         for d in [&discover, &report, &arm, &disarm] {
             timed(&b, d);
         }
     }
     let mut results: Vec<(&str, Vec<std::time::Duration>, Vec<std::time::Duration>)> = vec![];
-    for (name, ds) in [("Discover", vec![&discover]), ("ReportState", vec![&report]), ("Arm+Disarm", vec![&arm, &disarm])] {
+    for (name, ds) in [
+        ("Discover", vec![&discover]),
+        ("ReportState", vec![&report]),
+        ("Arm+Disarm", vec![&arm, &disarm]),
+    ] {
         let mut per: Vec<(Vec<_>, Vec<_>)> = ds.iter().map(|_| (vec![], vec![])).collect();
-        for _ in 0..SAMPLES {
+        for _ in 0..samples {
             for (i, d) in ds.iter().enumerate() {
                 let (wall, cpu, reply) = timed(&b, d);
                 assert!(

@@ -12,9 +12,6 @@ use alarm_skill::panel::{ArmMode, ArmRequest, Source};
 use common::*;
 use rand::seq::SliceRandom;
 
-const PER_KIND: usize = 1_000;
-const WARMUP: usize = 200;
-
 /// Two-sample KS statistic D and its asymptotic p-value (with the usual small-sample
 /// correction of the Kolmogorov distribution's argument).
 fn ks(a: &[f64], b: &[f64]) -> (f64, f64) {
@@ -45,42 +42,66 @@ fn ks(a: &[f64], b: &[f64]) -> (f64, f64) {
 }
 
 fn deciles(v: &[f64]) -> String {
-    (1..=9).map(|k| format!("{:7.1}", percentile(v, k as f64 / 10.0))).collect::<Vec<_>>().join("")
+    (1..=9)
+        .map(|k| format!("{:7.1}", percentile(v, k as f64 / 10.0)))
+        .collect::<Vec<_>>()
+        .join("")
 }
 
 fn main() {
+    // `cargo test` runs bench targets without `--bench`: a quick smoke pass, as criterion does.
+    let full = std::env::args().any(|a| a == "--bench");
+    let (per_kind, warmup) = if full { (1_000, 200) } else { (5, 2) };
     let b = setup();
     let normal = disarm(&b.token, "4729");
     let duress = disarm(&b.token, "8361");
-    let mut order: Vec<bool> = std::iter::repeat_n(false, PER_KIND).chain(std::iter::repeat_n(true, PER_KIND)).collect();
+    let mut order: Vec<bool> = std::iter::repeat_n(false, per_kind)
+        .chain(std::iter::repeat_n(true, per_kind))
+        .collect();
     order.shuffle(&mut rand::rng());
-    let warm: Vec<bool> = (0..WARMUP).map(|i| i % 2 == 0).collect();
+    let warm: Vec<bool> = (0..warmup).map(|i| i % 2 == 0).collect();
     let mut wall = (vec![], vec![]);
     let mut cpu = (vec![], vec![]);
     for (i, is_duress) in warm.iter().chain(order.iter()).enumerate() {
         // Arm and let the exit delay pass, outside the measurement.
         b.sim
-            .arm("demo", "home", &ArmRequest {
-                mode: ArmMode::Away,
-                bypass_open_zones: false,
-                source: Source::Keypad,
-                request_id: uuid::Uuid::new_v4().to_string(),
-            })
+            .arm(
+                "demo",
+                "home",
+                &ArmRequest {
+                    mode: ArmMode::Away,
+                    bypass_open_zones: false,
+                    source: Source::Keypad,
+                    request_id: uuid::Uuid::new_v4().to_string(),
+                },
+            )
             .unwrap();
         b.clock.advance(chrono::Duration::seconds(61));
         let d = if *is_duress { &duress } else { &normal };
         let (w, c, reply) = timed(&b, d);
         assert_eq!(reply["event"]["header"]["name"], "Response", "{reply}");
-        if i < WARMUP {
+        if i < warmup {
             continue;
         }
-        let (wv, cv): (&mut Vec<Duration>, &mut Vec<Duration>) =
-            if *is_duress { (&mut wall.1, &mut cpu.1) } else { (&mut wall.0, &mut cpu.0) };
+        let (wv, cv): (&mut Vec<Duration>, &mut Vec<Duration>) = if *is_duress {
+            (&mut wall.1, &mut cpu.1)
+        } else {
+            (&mut wall.0, &mut cpu.0)
+        };
         wv.push(w);
         cv.push(c);
     }
-    let duress_signals = b.sim.monitoring().iter().filter(|e| e.code == "121").count();
-    assert_eq!(duress_signals, PER_KIND + WARMUP / 2, "every duress raised exactly one 121");
+    let duress_signals = b
+        .sim
+        .monitoring()
+        .iter()
+        .filter(|e| e.code == "121")
+        .count();
+    assert_eq!(
+        duress_signals,
+        per_kind + warmup / 2,
+        "every duress raised exactly one 121"
+    );
     for (what, (n, d)) in [("wall", (&wall.0, &wall.1)), ("cpu", (&cpu.0, &cpu.1))] {
         let (n, d) = (micros(n), micros(d));
         let (mn, md) = (percentile(&n, 0.5), percentile(&d, 0.5));

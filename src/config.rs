@@ -17,10 +17,15 @@
 //! | `OAUTH_ACCOUNT_CLAIM` | claim naming the household account | `sub` |
 //! | `OAUTH_ADMIN_GROUP` | group (`cognito:groups`, `groups`) marking a household admin | `household-admin` |
 //!
-//! Secrets: for each of `PEPPER`, `LWA_CLIENT_SECRET`, `WEBHOOK_SECRET` and `PANEL_API_KEY`,
-//! `{NAME}_SECRET_ARN` names a Secrets Manager secret (production); otherwise `{NAME}` holds the
-//! value itself (local runs). `PEPPER` is the keyring JSON
-//! `{"current":"p1","peppers":{"p1":"<base64, ≥32 bytes>"}}`.
+//! Secrets, each read once per cold start: the `…_ARN` variable names a Secrets Manager secret
+//! (production); without it, the plain variable holds the value itself (local runs only).
+//!
+//! | secret | Secrets Manager | plain value |
+//! |---|---|---|
+//! | pepper keyring `{"current":"p1","peppers":{"p1":"<base64, ≥32 bytes>"}}` | `PEPPER_SECRET_ARN` | `PEPPER` |
+//! | Login with Amazon client secret (skill messaging) | `LWA_CLIENT_SECRET_ARN` | `LWA_CLIENT_SECRET` |
+//! | panel webhook HMAC secret | `WEBHOOK_SECRET_ARN` | `WEBHOOK_SECRET` |
+//! | panel cloud API key | `PANEL_API_KEY_SECRET_ARN` | `PANEL_API_KEY` |
 
 use std::time::Duration;
 
@@ -118,8 +123,8 @@ pub enum ConfigError {
     Missing(&'static str),
     #[error("environment variable {0} is invalid: {1}")]
     Invalid(&'static str, String),
-    #[error("neither {0}_SECRET_ARN nor {0} is set")]
-    MissingSecret(&'static str),
+    #[error("neither {0} nor {1} is set")]
+    MissingSecret(&'static str, &'static str),
 }
 
 pub const DEFAULT_LWA_TOKEN_URL: &str = "https://api.amazon.com/auth/o2/token";
@@ -137,14 +142,17 @@ impl Config {
                 .filter(|v| !v.is_empty())
         };
         let required = |k: &'static str| get(k).ok_or(ConfigError::Missing(k));
-        let secret = |name: &'static str| -> Result<SecretRef, ConfigError> {
-            if let Some(arn) = get(&format!("{name}_SECRET_ARN")) {
-                return Ok(SecretRef::Aws(arn));
-            }
-            get(name)
-                .map(|v| SecretRef::Value(Secret::new(v)))
-                .ok_or(ConfigError::MissingSecret(name))
-        };
+        // `arn_var` names a Secrets Manager secret (production); `value_var` holds the value
+        // itself (local runs).
+        let secret =
+            |value_var: &'static str, arn_var: &'static str| -> Result<SecretRef, ConfigError> {
+                if let Some(arn) = get(arn_var) {
+                    return Ok(SecretRef::Aws(arn));
+                }
+                get(value_var)
+                    .map(|v| SecretRef::Value(Secret::new(v)))
+                    .ok_or(ConfigError::MissingSecret(arn_var, value_var))
+            };
         let alexa_region = match get("ALEXA_REGION") {
             Some(r) => AlexaRegion::parse(&r).ok_or_else(|| {
                 ConfigError::Invalid("ALEXA_REGION", format!("{r:?} is not NA, EU or FE"))
@@ -200,10 +208,10 @@ impl Config {
                 admin_group: get("OAUTH_ADMIN_GROUP").unwrap_or_else(|| "household-admin".into()),
             },
             secrets: SecretRefs {
-                pepper: secret("PEPPER")?,
-                lwa_client_secret: secret("LWA_CLIENT_SECRET")?,
-                webhook_secret: secret("WEBHOOK_SECRET")?,
-                panel_api_key: secret("PANEL_API_KEY")?,
+                pepper: secret("PEPPER", "PEPPER_SECRET_ARN")?,
+                lwa_client_secret: secret("LWA_CLIENT_SECRET", "LWA_CLIENT_SECRET_ARN")?,
+                webhook_secret: secret("WEBHOOK_SECRET", "WEBHOOK_SECRET_ARN")?,
+                panel_api_key: secret("PANEL_API_KEY", "PANEL_API_KEY_SECRET_ARN")?,
             },
         })
     }
@@ -270,8 +278,16 @@ mod tests {
         env.remove("WEBHOOK_SECRET");
         assert_eq!(
             load(&env).unwrap_err(),
-            ConfigError::MissingSecret("WEBHOOK_SECRET")
+            ConfigError::MissingSecret("WEBHOOK_SECRET_ARN", "WEBHOOK_SECRET")
         );
+        env.insert(
+            "WEBHOOK_SECRET_ARN",
+            "arn:aws:secretsmanager:eu-west-1:1:secret:wh",
+        );
+        assert!(matches!(
+            load(&env).unwrap().secrets.webhook_secret,
+            SecretRef::Aws(_)
+        ));
         let mut env = base();
         env.insert("AWS_REGION", "ap-south-2");
         assert!(matches!(

@@ -144,10 +144,18 @@ impl Production {
     }
 }
 
+fn remaining(ctx: &lambda_runtime::Context) -> Duration {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    Duration::from_millis(u64::try_from(ctx.deadline as i64 - now_ms).unwrap_or(0))
+}
+
 /// The directive's deadline from the invocation's: Alexa's budget or the Lambda's remaining
 /// time, whichever ends first.
 pub fn deadline(ctx: &lambda_runtime::Context) -> Deadline {
-    let now_ms = chrono::Utc::now().timestamp_millis();
-    let remaining = u64::try_from(ctx.deadline as i64 - now_ms).unwrap_or(0);
-    Deadline::for_directive(Some(Duration::from_millis(remaining)))
+    Deadline::for_directive(Some(remaining(ctx)))
+}
+
+/// The invocation's own deadline (for work not bound by Alexa's budget, like re-delivery).
+pub fn invocation_deadline(ctx: &lambda_runtime::Context) -> Deadline {
+    Deadline::after(remaining(ctx))
 }

@@ -1,11 +1,13 @@
-//! Logging set-up. JSON lines on Lambda (CloudWatch adds its own timestamps, so none here);
-//! human-readable locally. No call site logs a PIN, token or secret: those types print as
-//! redacted (crate::secret), and directives are logged only through crate::alexa::redact.
+//! Logging set-up: JSON lines on Lambda, human-readable locally. No call site logs a PIN,
+//! token or secret: those types print as redacted (crate::secret), and directives are logged
+//! only through crate::alexa::redact.
 
 use tracing_subscriber::EnvFilter;
 
 /// Lambda: JSON, with the runtime's span (which carries the request id) on every line. The
-/// level follows `AWS_LAMBDA_LOG_LEVEL`, then `RUST_LOG`, then `info`.
+/// level follows `AWS_LAMBDA_LOG_LEVEL`, then `RUST_LOG`, then `info`. Lines carry an RFC 3339
+/// `timestamp`: Lambda's JSON log format only applies its log-level filter to lines that have
+/// one (otherwise every line counts as INFO).
 pub fn init_lambda() {
     let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
         .or_else(|_| std::env::var("RUST_LOG"))
@@ -18,7 +20,6 @@ pub fn init_lambda() {
         .with_env_filter(filter)
         .with_current_span(true)
         .with_span_list(false)
-        .without_time()
         .with_target(false)
         .with_ansi(false)
         .try_init();

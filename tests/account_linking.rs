@@ -394,12 +394,10 @@ async fn unknown_kids_refetch_once_per_interval() {
     let burst: Vec<_> = (1..50).map(unknown).collect();
     let results = verify_all(&v, burst).await;
     assert_eq!(results.len(), 49);
-    // Not allowed to refetch yet, the verifier can't tell a forged kid from a key published
-    // moments ago: an outage answer, which never unlinks a real user.
     assert!(
         results
             .iter()
-            .all(|r| matches!(r, Err(TokenError::Unavailable(_))))
+            .all(|r| matches!(r, Err(TokenError::Invalid(_))))
     );
     assert_eq!(
         server.hits(),

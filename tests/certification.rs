@@ -532,6 +532,10 @@ async fn malformed_and_unknown_directives_get_invalid_directive() {
     for endpoint in ["garage-door", "home:no-such-zone", "bad/id"] {
         let r = h.invoke(&report_state(&t, endpoint)).await;
         assert_eq!(error_type(&r), Some("NO_SUCH_ENDPOINT"), "{endpoint}");
+        // Echoed only when the schema allows it: "bad/id" would make the reply itself invalid.
+        let echoed = r["event"].get("endpoint").map(|e| e["endpointId"].clone());
+        let expected = (endpoint != "bad/id").then(|| json!(endpoint));
+        assert_eq!(echoed, expected, "{endpoint}");
     }
 }
 

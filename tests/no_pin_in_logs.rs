@@ -14,8 +14,8 @@ mod support;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use alarm_skill::local::demo::DemoConfig;
 use alarm_skill::local::Options;
+use alarm_skill::local::demo::DemoConfig;
 use serde_json::json;
 use support::stack::*;
 use tracing_subscriber::fmt::MakeWriter;
@@ -97,14 +97,21 @@ async fn no_pin_or_token_reaches_any_log_line() {
 
     // Enrolment: accepted, too common, too similar, ill-typed.
     for pin in [json!("0913"), json!("0123"), json!("0814"), json!(913)] {
-        h.api("PUT", "/v1/household/members/sam/voice-pin", Some(&admin), Some(json!({"pin": pin}))).await;
+        h.api(
+            "PUT",
+            "/v1/household/members/sam/voice-pin",
+            Some(&admin),
+            Some(json!({"pin": pin})),
+        )
+        .await;
     }
     // Disarms: normal, duress, wrong, through a lockout.
     for pin in ["0472", "0815", "0246", "0591", "0246", "0472", "0815"] {
         h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
         h.invoke(&disarm(&t, "home", Some(pin))).await;
     }
-    h.api("POST", "/v1/household/lockout/reset", Some(&admin), None).await;
+    h.api("POST", "/v1/household/lockout/reset", Some(&admin), None)
+        .await;
     // Ill-typed and malformed directives carrying a PIN.
     let mut typed = disarm(&t, "home", Some("0472"));
     typed["directive"]["payload"]["authorization"]["type"] = json!("SIX_DIGIT_PIN");
@@ -123,18 +130,25 @@ async fn no_pin_or_token_reaches_any_log_line() {
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
     let lines = logs.lines().count();
     assert!(lines > 200, "the capture works ({lines} lines)");
-    assert!(logs.contains("\"error_type\":\"UNAUTHORIZED\""), "directive outcomes are logged");
+    assert!(
+        logs.contains("\"error_type\":\"UNAUTHORIZED\""),
+        "directive outcomes are logged"
+    );
     assert!(logs.contains("TRACE"), "trace-level lines were captured");
 
     let blanked = blank_uuids(&logs);
-    let tokens: std::collections::HashSet<&str> =
-        blanked.split(|c: char| !c.is_ascii_alphanumeric()).collect();
+    let tokens: std::collections::HashSet<&str> = blanked
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .collect();
     for pin in PINS {
         assert!(!tokens.contains(pin), "PIN {pin} appears in the logs");
     }
     for token in [&t, &admin] {
         let signature = token.rsplit('.').next().unwrap();
-        assert!(!logs.contains(signature), "a bearer token appears in the logs");
+        assert!(
+            !logs.contains(signature),
+            "a bearer token appears in the logs"
+        );
     }
     assert!(h.signals().await.contains(&"121/1/1".to_string()));
 }

@@ -29,15 +29,22 @@ pub struct Bench {
 }
 
 pub fn setup() -> Bench {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let (skill, sim, clock, token) = rt.block_on(async {
         alarm_skill::account_link::install_crypto_provider();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let issuer = Arc::new(DevIssuer::new(&base, "bench").unwrap());
-        let token = issuer.mint("demo", false, chrono::Duration::hours(12)).unwrap();
+        let token = issuer
+            .mint("demo", false, chrono::Duration::hours(12))
+            .unwrap();
         tokio::spawn(async move {
-            axum::serve(listener, dev_issuer::routes(issuer)).await.unwrap();
+            axum::serve(listener, dev_issuer::routes(issuer))
+                .await
+                .unwrap();
         });
         let http = reqwest::Client::new();
         let oauth = OAuthConfig {
@@ -51,7 +58,11 @@ pub fn setup() -> Bench {
         let clock = Arc::new(AdjustableClock::running());
         let dyn_clock: Arc<dyn Clock> = clock.clone();
         let demo = DemoConfig::demo();
-        let sim = Arc::new(Simulator::new(&demo.accounts, clock.clone(), Secret::new("k")));
+        let sim = Arc::new(Simulator::new(
+            &demo.accounts,
+            clock.clone(),
+            Secret::new("k"),
+        ));
         let store = Arc::new(MemoryStore::new());
         let keyring = Arc::new(Keyring::random());
         let mut profile = Profile::default();
@@ -86,7 +97,13 @@ pub fn setup() -> Bench {
         );
         (skill, sim, clock, token)
     });
-    Bench { rt, skill, sim, clock, token }
+    Bench {
+        rt,
+        skill,
+        sim,
+        clock,
+        token,
+    }
 }
 
 fn header(ns: &str, name: &str) -> Value {
@@ -106,17 +123,31 @@ pub fn discover(token: &str) -> Value {
 }
 
 pub fn disarm(token: &str, pin: &str) -> Value {
-    directive(token, "Alexa.SecurityPanelController", "Disarm", "home",
-        json!({"authorization": {"type": "FOUR_DIGIT_PIN", "value": pin}}))
+    directive(
+        token,
+        "Alexa.SecurityPanelController",
+        "Disarm",
+        "home",
+        json!({"authorization": {"type": "FOUR_DIGIT_PIN", "value": pin}}),
+    )
 }
 
 pub fn arm(token: &str) -> Value {
-    directive(token, "Alexa.SecurityPanelController", "Arm", "home", json!({"armState": "ARMED_AWAY"}))
+    directive(
+        token,
+        "Alexa.SecurityPanelController",
+        "Arm",
+        "home",
+        json!({"armState": "ARMED_AWAY"}),
+    )
 }
 
 /// CPU time of the calling thread.
 pub fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes into the timespec we own; CLOCK_THREAD_CPUTIME_ID is
     // supported on every Linux the benchmark runs on.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };

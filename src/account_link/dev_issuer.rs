@@ -35,7 +35,7 @@ pub enum DevIssuerError {
     Signing,
     #[error("sub must be 1-{MAX_SUB_LEN} characters without control characters")]
     BadSubject,
-    #[error("ttl must be positive")]
+    #[error("ttl must be non-zero and at most a year either way")]
     BadTtl,
     #[error("encoding the token failed: {0}")]
     Encoding(String),
@@ -107,18 +107,22 @@ impl DevIssuer {
         {
             return Err(DevIssuerError::BadSubject);
         }
-        if ttl <= chrono::Duration::zero() {
+        // A negative TTL mints an already-expired token: how tests exercise
+        // EXPIRED_AUTHORIZATION_CREDENTIAL. Zero is refused (the token would expire as issued).
+        if ttl.is_zero() || ttl.num_days().abs() > 366 {
             return Err(DevIssuerError::BadTtl);
         }
         let now = chrono::Utc::now().timestamp();
+        // An expired token was valid for a while, so nbf/iat precede exp.
+        let issued = now.min(now.saturating_add(ttl.num_seconds()) - 60);
         let mut claims = json!({
             "iss": self.issuer,
             "sub": sub,
             "aud": self.audience,
             "client_id": self.audience,
             "token_use": "access",
-            "iat": now,
-            "nbf": now,
+            "iat": issued,
+            "nbf": issued,
             "exp": now.saturating_add(ttl.num_seconds()),
         });
         if admin {

@@ -227,13 +227,14 @@ impl JwksVerifier {
             if let Some(k) = stale {
                 return Ok(k);
             }
-            // We may not ask the issuer again yet, so we can't tell a forged kid from a key
-            // published since our last fetch. Invalid would make Alexa unlink a real user in the
-            // second case; Unavailable costs a forger nothing.
-            return Err(TokenError::Unavailable(match &st.last_error {
-                Some(e) => e.clone(),
-                None => "unknown kid; issuer keys were refreshed moments ago".into(),
-            }));
+            return Err(match &st.last_error {
+                // We could not check the issuer's current keys: not the user's fault.
+                Some(e) => TokenError::Unavailable(e.clone()),
+                // The key set is at most `min_refetch` old, and issuers (Cognito, Auth0,
+                // Keycloak) publish a key well before signing with it: a kid missing from it
+                // is not the issuer's.
+                None => TokenError::Invalid("no issuer key has the token's kid".into()),
+            });
         }
         match self.fetch_locked(&mut st).await {
             Ok(set) => set

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use alarm_skill::lambda::Production;
+use alarm_skill::lambda::{Production, invocation_deadline};
 use alarm_skill::redelivery;
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
@@ -15,7 +15,7 @@ const BATCH: usize = 100;
 async fn main() -> Result<(), lambda_runtime::Error> {
     alarm_skill::telemetry::init_lambda();
     let prod = Arc::new(Production::from_env().await?);
-    lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| {
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let prod = prod.clone();
         async move {
             let report = redelivery::run_once(
@@ -24,6 +24,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                 &prod.keyring,
                 prod.clock.as_ref(),
                 BATCH,
+                invocation_deadline(&event.context),
             )
             .await?;
             // The backlog alarm's metric filter reads `retrying` from this line.
@@ -32,6 +33,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                 delivered = report.delivered,
                 closed = report.closed,
                 retrying = report.retrying,
+                deferred = report.deferred,
                 "redelivery pass"
             );
             Ok::<Value, lambda_runtime::Error>(serde_json::to_value(report)?)

@@ -181,6 +181,17 @@ async fn seed(store: &dyn Store, keyring: &Keyring, config: &DemoConfig) -> Resu
     Ok(())
 }
 
+/// One re-delivery pass as the local stack runs it: up to 25 records, 30 s at most.
+async fn redeliver(
+    store: &dyn Store,
+    panels: &dyn PanelCloud,
+    keyring: &Keyring,
+    clock: &dyn Clock,
+) -> Result<Report, StoreError> {
+    let until = Deadline::after(Duration::from_secs(30));
+    redelivery::run_once(store, panels, keyring, clock, 25, until).await
+}
+
 impl LocalStack {
     pub async fn start(opts: Options) -> Result<LocalStack, LocalError> {
         crate::account_link::install_crypto_provider();
@@ -363,8 +374,7 @@ impl LocalStack {
                 let mut every = tokio::time::interval(interval);
                 loop {
                     every.tick().await;
-                    match redelivery::run_once(st.as_ref(), pa.as_ref(), &kr, ck.as_ref(), 25).await
-                    {
+                    match redeliver(st.as_ref(), pa.as_ref(), &kr, ck.as_ref()).await {
                         Ok(r) if r.examined > 0 => tracing::info!(?r, "redelivery pass"),
                         Ok(_) => {}
                         Err(e) => tracing::warn!(error = %e, "redelivery pass failed"),
@@ -392,12 +402,11 @@ impl LocalStack {
 
     /// One pass of the duress re-delivery worker, as the background loop runs it.
     pub async fn redeliver(&self) -> Result<Report, StoreError> {
-        redelivery::run_once(
+        redeliver(
             self.store.as_ref(),
             self.panels.as_ref(),
             &self.keyring,
             self.clock.as_ref(),
-            25,
         )
         .await
     }

@@ -25,6 +25,8 @@ use crate::voice_codes::Keyring;
 
 /// Each signal attempt gets this long.
 const CALL_BUDGET: StdDuration = StdDuration::from_secs(5);
+/// Time kept after a call to settle the record and write the report.
+const SETTLE_MARGIN: StdDuration = StdDuration::from_secs(1);
 /// Retry backoff: 5 s doubling, capped at 5 minutes; a duress is never given up on.
 const BACKOFF_BASE_S: i64 = 5;
 const BACKOFF_CAP_S: i64 = 300;
@@ -35,6 +37,8 @@ pub struct Report {
     pub delivered: usize,
     pub closed: usize,
     pub retrying: usize,
+    /// Due records left for the next pass because this one ran out of time.
+    pub deferred: usize,
 }
 
 pub fn backoff(attempts: u32) -> Duration {
@@ -42,21 +46,26 @@ pub fn backoff(attempts: u32) -> Duration {
     Duration::seconds((BACKOFF_BASE_S << exp).min(BACKOFF_CAP_S))
 }
 
-/// One pass over the due records, at most `batch` of them.
+/// One pass over the due records, at most `batch` of them, stopping early enough to finish
+/// before `until` (the invocation's deadline on Lambda): a record never started is simply
+/// picked up by the next pass, while a pass killed mid-call would leave no report.
 pub async fn run_once(
     store: &dyn Store,
     panels: &dyn PanelCloud,
     keyring: &Keyring,
     clock: &dyn Clock,
     batch: usize,
+    until: Deadline,
 ) -> Result<Report, StoreError> {
     let due = store.outbox_due(clock.now(), batch).await?;
-    let mut report = Report {
-        examined: due.len(),
-        ..Report::default()
-    };
-    for record in due {
-        let settlement = process(&record, panels, keyring, clock).await;
+    let mut report = Report::default();
+    for (i, record) in due.iter().enumerate() {
+        if until.remaining() < CALL_BUDGET + SETTLE_MARGIN {
+            report.deferred = due.len() - i;
+            break;
+        }
+        report.examined += 1;
+        let settlement = process(record, panels, keyring, clock).await;
         match &settlement {
             Settlement::Delivered => report.delivered += 1,
             Settlement::Closed => report.closed += 1,

@@ -152,7 +152,16 @@ impl Skill {
         };
         let message = match result {
             Ok(m) => m,
-            Err((kind, text)) => Message::error(&kind, &text, correlation, endpoint_id.as_deref()),
+            // An endpointId outside the schema's pattern can't be echoed: the reply itself
+            // would be invalid.
+            Err((kind, text)) => Message::error(
+                &kind,
+                &text,
+                correlation,
+                endpoint_id
+                    .as_deref()
+                    .filter(|id| alexa::is_valid_endpoint_id(id)),
+            ),
         };
         tracing::info!(
             namespace = %header.namespace,

@@ -1,6 +1,7 @@
 //! Shared helpers for integration tests. Include with `mod support;`.
 #![allow(dead_code)]
 
+#[cfg(feature = "local")]
 pub mod stack;
 
 use std::path::PathBuf;

@@ -330,6 +330,8 @@ pub fn normalize(v: &Value) -> Value {
                     "event_id",
                     "occurred_at",
                     "as_of",
+                    // Each stack's own event-gateway token.
+                    "token",
                 ] {
                     if m.contains_key(key) {
                         m.insert(key.to_string(), json!("<normalized>"));
