@@ -28,9 +28,11 @@ pub fn init_lambda() {
 /// Local tools: compact text to stderr, `RUST_LOG` or `info`.
 pub fn init_local() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .compact()
         .try_init();
 }

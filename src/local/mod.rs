@@ -116,6 +116,8 @@ pub struct LocalStack {
     pub store: Arc<dyn Store>,
     /// Set when the embedded store is in use, for inspecting everything it holds.
     pub memory: Option<Arc<MemoryStore>>,
+    /// The DynamoDB table, when `dynamodb_endpoint` is set.
+    pub table: String,
     pub skill: Arc<Skill>,
     pub panels: Arc<dyn PanelCloud>,
     pub clock: Arc<AdjustableClock>,
@@ -389,6 +391,7 @@ impl LocalStack {
             panel_api,
             store,
             memory,
+            table: opts.table.clone(),
             skill,
             panels,
             clock,

@@ -76,7 +76,7 @@ struct State {
     notifications: Vec<Notification>,
     requests: Vec<RequestRecord>,
     completed: HashMap<String, Completed>,
-    duress_sent: HashSet<String>,
+    signalled: HashSet<String>,
 }
 
 /// Injected failures of the panel API (HTTP only).
@@ -188,12 +188,42 @@ impl Simulator {
         }
     }
 
+    /// Raises the duress signal for a request id at most once. A real cloud must not take
+    /// longer for a duress than for a normal disarm (docs/panel-api.md), so the reference one
+    /// does the same work either way: one set insert and one event built; only whether the event
+    /// reaches the monitoring receiver differs.
+    fn decide_duress(
+        &self,
+        st: &mut State,
+        idx: usize,
+        member: Option<u16>,
+        duress: bool,
+        request_id: &str,
+        now: DateTime<Utc>,
+    ) {
+        // `signalled` holds every request id whose duress question is settled, duress or not:
+        // a request id is one attempt, of one kind, forever.
+        let first = st.signalled.insert(request_id.to_string());
+        let event = ContactIdEvent {
+            account: st.panels[idx].account.clone(),
+            panel: st.panels[idx].id().to_string(),
+            code: codes::DURESS,
+            qualifier: NEW_EVENT,
+            partition: 1,
+            user: Some(member.unwrap_or(0)),
+            zone: None,
+            at: now,
+        };
+        if duress && first {
+            st.monitoring.push(event);
+        }
+    }
+
     /// Records monitoring signals and sends changes to the webhook.
     fn apply(&self, st: &mut State, idx: usize, fx: Effects, source: Source, now: DateTime<Utc>) {
         let p = &st.panels[idx];
-        let (account, view) = (p.account.clone(), p.view(now));
-        let events = fx.events(&account, &view.id, now);
-        st.monitoring.extend(events);
+        let account = p.account.clone();
+        let events = fx.events(&account, p.id(), now);
         if !fx.changed.is_empty() {
             self.emit(PanelEvent {
                 event_id: uuid::Uuid::new_v4().to_string(),
@@ -201,11 +231,12 @@ impl Simulator {
                 occurred_at: now,
                 source,
                 kind: EventKind::PanelChanged {
-                    panel: view,
+                    panel: p.view(now),
                     changed: fx.changed,
                 },
             });
         }
+        st.monitoring.extend(events);
     }
 
     fn emit(&self, event: PanelEvent) {
@@ -347,19 +378,7 @@ impl Simulator {
         }
         // The cloud relays a duress to the monitoring center over its own link, before and
         // whatever happens to the panel: an offline panel must not swallow it.
-        let duress_new = req.duress && st.duress_sent.insert(req.request_id.clone());
-        if duress_new {
-            let fx = Effects {
-                signals: vec![(
-                    codes::DURESS,
-                    NEW_EVENT,
-                    Some(req.member.unwrap_or(0)),
-                    None,
-                )],
-                changed: vec![],
-            };
-            self.apply(&mut st, i, fx, req.source, now);
-        }
+        self.decide_duress(&mut st, i, req.member, req.duress, &req.request_id, now);
         if !st.panels[i].online {
             return Err(PanelError::Offline);
         }
@@ -393,18 +412,7 @@ impl Simulator {
         let now = self.clock.now();
         Self::log(&mut st, "signal", account, Some(panel), now);
         let i = Self::find(&st, Some(account), panel).ok_or(PanelError::NotFound)?;
-        if req.duress && st.duress_sent.insert(req.request_id.clone()) {
-            let fx = Effects {
-                signals: vec![(
-                    codes::DURESS,
-                    NEW_EVENT,
-                    Some(req.member.unwrap_or(0)),
-                    None,
-                )],
-                changed: vec![],
-            };
-            self.apply(&mut st, i, fx, req.source, now);
-        }
+        self.decide_duress(&mut st, i, req.member, req.duress, &req.request_id, now);
         Ok(())
     }
 

@@ -231,15 +231,91 @@ impl Harness {
     }
 }
 
+/// Set to `dynamodb` (scripts/test does, for a second pass) to run the suites on DynamoDB
+/// Local at `DYNAMODB_ENDPOINT` instead of the embedded store, each stack on its own table.
+pub const STORE_VAR: &str = "ALARM_SKILL_TEST_STORE";
+
+pub fn on_dynamodb() -> bool {
+    std::env::var(STORE_VAR).is_ok_and(|v| v == "dynamodb")
+}
+
 pub fn test_options() -> Options {
+    let dynamodb_endpoint = on_dynamodb().then(|| {
+        std::env::var("DYNAMODB_ENDPOINT")
+            .expect("DYNAMODB_ENDPOINT is not set: run scripts/test, which starts DynamoDB Local")
+    });
     Options {
         port: 0,
         panel_port: 0,
         frozen_clock: true,
         redelivery_interval: None,
         directive_budget: Some(Duration::from_millis(1_500)),
+        dynamodb_endpoint,
+        table: format!("t-{}", uuid::Uuid::new_v4().simple()),
         ..Options::default()
     }
+}
+
+/// Everything the stack's store holds, as JSON: the embedded store's dump, or every item of the
+/// DynamoDB table (a Scan: fine in a test, never on a request path).
+pub async fn store_dump(h: &Harness) -> Value {
+    if let Some(m) = &h.stack.memory {
+        return m.dump();
+    }
+    let endpoint = std::env::var("DYNAMODB_ENDPOINT").expect("DYNAMODB_ENDPOINT");
+    let client = alarm_skill::store::dynamodb::local_client(&endpoint);
+    let items: Vec<Value> = client
+        .scan()
+        .table_name(&h.stack.table)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .expect("scan")
+        .iter()
+        .map(|item| {
+            Value::Object(
+                item.iter()
+                    .map(|(k, v)| (k.clone(), attribute_json(v)))
+                    .collect(),
+            )
+        })
+        .collect();
+    json!({ "items": items })
+}
+
+fn attribute_json(v: &aws_sdk_dynamodb::types::AttributeValue) -> Value {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    match v {
+        A::S(s) => json!(s),
+        A::N(n) => json!(n),
+        A::Bool(b) => json!(b),
+        A::Null(_) => Value::Null,
+        A::M(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), attribute_json(v)))
+                .collect(),
+        ),
+        A::L(l) => Value::Array(l.iter().map(attribute_json).collect()),
+        A::Ss(ss) => json!(ss),
+        A::Ns(ns) => json!(ns),
+        other => json!(format!("{other:?}")),
+    }
+}
+
+/// The outbox records in the dump, whichever store.
+pub fn outbox_records(dump: &Value) -> Vec<Value> {
+    if let Some(o) = dump["outbox"].as_array() {
+        return o.clone();
+    }
+    dump["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| i["PK"].as_str().is_some_and(|pk| pk.starts_with("OUTBOX#")))
+        .cloned()
+        .collect()
 }
 
 fn header(namespace: &str, name: &str) -> Value {
