@@ -15,18 +15,22 @@ use aws_config::environment::{
 use aws_config::{BehaviorVersion, SdkConfig};
 
 /// Shared SDK configuration: region from `AWS_REGION` (or `AWS_DEFAULT_REGION`), credentials
-/// only from the environment.
-///
-/// `endpoint` overrides the endpoint of **every** client built from this configuration. It is
-/// meant for local stacks that point the functions at local engines (`DYNAMODB_ENDPOINT`);
-/// there, credentials still come from the environment, so export dummy `AWS_ACCESS_KEY_ID` and
-/// `AWS_SECRET_ACCESS_KEY` (DynamoDB Local accepts any).
-pub async fn sdk_config(endpoint: Option<&str>) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+/// only from the environment. Endpoint overrides (local engines) belong on the one client that
+/// needs them, e.g. [`dynamodb_client`], never here: they would redirect every client.
+pub async fn sdk_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
         .region(EnvironmentVariableRegionProvider::new())
-        .credentials_provider(EnvironmentVariableCredentialsProvider::new());
-    if let Some(endpoint) = endpoint {
-        loader = loader.endpoint_url(endpoint);
+        .credentials_provider(EnvironmentVariableCredentialsProvider::new())
+        .load()
+        .await
+}
+
+/// The DynamoDB client, optionally at a local engine's `endpoint` (`DYNAMODB_ENDPOINT`; there,
+/// export dummy `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`: DynamoDB Local accepts any).
+pub fn dynamodb_client(sdk: &SdkConfig, endpoint: Option<&str>) -> aws_sdk_dynamodb::Client {
+    let mut builder = aws_sdk_dynamodb::config::Builder::from(sdk);
+    if let Some(e) = endpoint {
+        builder = builder.endpoint_url(e);
     }
-    loader.load().await
+    aws_sdk_dynamodb::Client::from_conf(builder.build())
 }

@@ -48,7 +48,7 @@ impl Production {
     pub async fn from_env() -> Result<Self, StartupError> {
         crate::account_link::install_crypto_provider();
         let config = Config::from_env()?;
-        let sdk = crate::aws::sdk_config(config.dynamodb_endpoint.as_deref()).await;
+        let sdk = crate::aws::sdk_config().await;
         let needs_aws = [
             &config.secrets.pepper,
             &config.secrets.lwa_client_secret,
@@ -65,7 +65,7 @@ impl Production {
             .build()
             .map_err(|e| StartupError::Http(e.to_string()))?;
         let store: Arc<dyn Store> = Arc::new(DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(&sdk),
+            crate::aws::dynamodb_client(&sdk, config.dynamodb_endpoint.as_deref()),
             config.table_name.clone(),
         ));
         let panels: Arc<dyn PanelCloud> = Arc::new(
@@ -95,6 +95,15 @@ impl Production {
             http,
             config,
         })
+    }
+
+    /// Fetches the issuer's keys now. Called during init by the functions that verify tokens:
+    /// Lambda runs init on a boosted CPU before the first request's clock starts. Not fatal:
+    /// verification fetches on demand anyway.
+    pub async fn warm_up(&self) {
+        if let Err(e) = self.tokens.warm_up().await {
+            tracing::warn!(error = %e, "could not prefetch the account-linking JWKS");
+        }
     }
 
     fn settings(&self) -> SkillSettings {

@@ -10,6 +10,7 @@ use axum::Router;
 async fn main() -> Result<(), lambda_http::Error> {
     alarm_skill::telemetry::init_lambda();
     let prod = Production::from_env().await?;
+    prod.warm_up().await;
     let app = Router::new()
         .merge(alarm_skill::management::routes(Arc::new(prod.management())))
         .merge(alarm_skill::webhook::handler::routes(Arc::new(

@@ -219,7 +219,10 @@ impl LocalStack {
                 .map_err(|e| LocalError::Config(format!("PEPPER: {e}")))?,
             Err(_) => Keyring::random(),
         });
-        let panel_api_key = random_secret();
+        // Given, the key lets an outside process (scripts/measure-bootstrap) call the simulator.
+        let panel_api_key = std::env::var("PANEL_API_KEY")
+            .map(Secret::new)
+            .unwrap_or_else(|_| random_secret());
         let webhook_secret = random_secret();
         let lwa_secret = random_secret();
 
