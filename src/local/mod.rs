@@ -76,6 +76,9 @@ pub struct Options {
     pub manufacturer_name: String,
     /// The reply budget of a directive; Alexa's (about 7 s usable) unless shortened for tests.
     pub directive_budget: Option<Duration>,
+    /// The pepper keyring JSON (as `PEPPER`), when another process must verify the same codes;
+    /// otherwise the `PEPPER` variable, or a random keyring.
+    pub pepper: Option<Secret>,
 }
 
 impl Default for Options {
@@ -90,6 +93,7 @@ impl Default for Options {
             redelivery_interval: Some(Duration::from_secs(2)),
             manufacturer_name: "Acme Security".to_string(),
             directive_budget: None,
+            pepper: None,
         }
     }
 }
@@ -214,10 +218,15 @@ impl LocalStack {
             .map_err(|e| LocalError::Http(e.to_string()))?;
 
         // Secrets: random per start unless given, so nothing secret is ever written down.
-        let keyring = Arc::new(match std::env::var("PEPPER") {
-            Ok(spec) => Keyring::from_json(&Secret::new(spec))
-                .map_err(|e| LocalError::Config(format!("PEPPER: {e}")))?,
-            Err(_) => Keyring::random(),
+        let pepper = opts
+            .pepper
+            .clone()
+            .or_else(|| std::env::var("PEPPER").ok().map(Secret::new));
+        let keyring = Arc::new(match pepper {
+            Some(spec) => {
+                Keyring::from_json(&spec).map_err(|e| LocalError::Config(format!("PEPPER: {e}")))?
+            }
+            None => Keyring::random(),
         });
         // Given, the key lets an outside process (scripts/measure-bootstrap) call the simulator.
         let panel_api_key = std::env::var("PANEL_API_KEY")
