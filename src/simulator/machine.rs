@@ -25,6 +25,22 @@ fn yes() -> bool {
     true
 }
 
+impl ZoneConfig {
+    /// The zone as a new panel has it: closed and not bypassed.
+    fn closed_zone(&self) -> Zone {
+        Zone {
+            id: self.id.clone(),
+            number: self.number,
+            name: self.name.clone(),
+            kind: self.kind,
+            open: false,
+            bypassable: self.bypassable,
+            bypassed: false,
+            entry: self.entry,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PanelConfig {
     pub id: String,
@@ -113,20 +129,7 @@ pub struct SimPanel {
 
 impl SimPanel {
     pub fn new(account: &str, config: PanelConfig, now: DateTime<Utc>) -> Self {
-        let zones = config
-            .zones
-            .iter()
-            .map(|z| Zone {
-                id: z.id.clone(),
-                number: z.number,
-                name: z.name.clone(),
-                kind: z.kind,
-                open: false,
-                bypassable: z.bypassable,
-                bypassed: false,
-                entry: z.entry,
-            })
-            .collect();
+        let zones = config.zones.iter().map(ZoneConfig::closed_zone).collect();
         SimPanel {
             account: account.to_string(),
             config,
@@ -411,16 +414,7 @@ impl SimPanel {
         if self.zones.iter().any(|x| x.id == z.id) {
             return false;
         }
-        self.zones.push(Zone {
-            id: z.id.clone(),
-            number: z.number,
-            name: z.name.clone(),
-            kind: z.kind,
-            open: false,
-            bypassable: z.bypassable,
-            bypassed: false,
-            entry: z.entry,
-        });
+        self.zones.push(z.closed_zone());
         self.config.zones.push(z);
         true
     }
