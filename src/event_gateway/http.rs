@@ -20,7 +20,7 @@ use serde_json::Value;
 use super::{Delivery, EventGateway, GatewayError};
 use crate::alexa::Message;
 use crate::deadline::Deadline;
-use crate::lwa::client::LwaClient;
+use crate::lwa::client::{LwaClient, transport};
 use crate::secret::BearerToken;
 
 /// ChangeReports are due within 3 s of the change; a send that can't finish in that window
@@ -226,16 +226,6 @@ fn backoff(failures: u32) -> Duration {
     let half = step / 2;
     let jitter_ms = rand::rng().random_range(0..=half.as_millis() as u64);
     half + Duration::from_millis(jitter_ms)
-}
-
-fn transport(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "timed out".into()
-    } else if e.is_connect() {
-        "connection failed".into()
-    } else {
-        "transport error".into()
-    }
 }
 
 /// Gateway error codes are UPPER_SNAKE words; anything else is not echoed into errors or logs.

@@ -337,7 +337,7 @@ impl LwaClient {
 
 /// A transport failure, described without reqwest's message (which names the URL and could,
 /// with a misconfigured URL, carry credentials).
-fn transport(e: &reqwest::Error) -> String {
+pub(crate) fn transport(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         "timed out".into()
     } else if e.is_connect() {
