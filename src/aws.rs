@@ -28,7 +28,7 @@ pub async fn sdk_config() -> SdkConfig {
 /// The DynamoDB client, optionally at a local engine's `endpoint` (`DYNAMODB_ENDPOINT`; there,
 /// export dummy `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`: DynamoDB Local accepts any).
 pub fn dynamodb_client(sdk: &SdkConfig, endpoint: Option<&str>) -> aws_sdk_dynamodb::Client {
-    let mut builder = aws_sdk_dynamodb::config::Builder::from(sdk);
+    let mut builder = crate::store::dynamodb::tune(aws_sdk_dynamodb::config::Builder::from(sdk));
     if let Some(e) = endpoint {
         builder = builder.endpoint_url(e);
     }

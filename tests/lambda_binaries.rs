@@ -5,176 +5,11 @@
 
 mod support;
 
-use std::collections::VecDeque;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use alarm_skill::local::Options;
 use alarm_skill::secret::Secret;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue};
-use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use base64::Engine;
 use serde_json::{Value, json};
+use support::lambda::{Function, http_event, world};
 use support::stack::*;
-use tokio::io::AsyncReadExt;
-use tokio::sync::{Notify, mpsc};
-
-/// What the function posted back: ("response" | "error", request id, body).
-type Outcome = (String, String, Value);
-
-#[derive(Clone)]
-struct FakeRuntime {
-    queue: Arc<Mutex<VecDeque<(String, Value)>>>,
-    ready: Arc<Notify>,
-    results: mpsc::UnboundedSender<Outcome>,
-}
-
-async fn next(State(rt): State<FakeRuntime>) -> impl IntoResponse {
-    let (id, event) = loop {
-        if let Some(item) = rt.queue.lock().unwrap().pop_front() {
-            break item;
-        }
-        rt.ready.notified().await;
-    };
-    let deadline = chrono::Utc::now().timestamp_millis() + 7_500;
-    let mut h = HeaderMap::new();
-    h.insert(
-        "lambda-runtime-aws-request-id",
-        HeaderValue::from_str(&id).unwrap(),
-    );
-    h.insert(
-        "lambda-runtime-deadline-ms",
-        HeaderValue::from_str(&deadline.to_string()).unwrap(),
-    );
-    h.insert(
-        "lambda-runtime-invoked-function-arn",
-        HeaderValue::from_static("arn:aws:lambda:us-east-1:123456789012:function:test"),
-    );
-    h.insert(
-        "lambda-runtime-trace-id",
-        HeaderValue::from_static("Root=1-0-0"),
-    );
-    (h, Json(event))
-}
-
-async fn posted(
-    State(rt): State<FakeRuntime>,
-    Path((id, kind)): Path<(String, String)>,
-    body: axum::body::Bytes,
-) -> &'static str {
-    let v = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let _ = rt.results.send((kind, id, v));
-    "accepted"
-}
-
-struct Function {
-    rt: FakeRuntime,
-    results: mpsc::UnboundedReceiver<Outcome>,
-    child: tokio::process::Child,
-}
-
-impl Function {
-    /// Starts `binary` with `env`, fed by a fresh fake runtime API.
-    async fn start(binary: &str, env: &[(String, String)]) -> Function {
-        let (tx, results) = mpsc::unbounded_channel();
-        let rt = FakeRuntime {
-            queue: Arc::default(),
-            ready: Arc::default(),
-            results: tx,
-        };
-        let app = Router::new()
-            .route("/2018-06-01/runtime/invocation/next", get(next))
-            .route("/2018-06-01/runtime/invocation/{id}/{kind}", post(posted))
-            .with_state(rt.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        let child = tokio::process::Command::new(binary)
-            .env_clear()
-            .envs(env.iter().cloned())
-            .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
-            .env("AWS_LAMBDA_FUNCTION_NAME", "test")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn the Lambda binary");
-        Function { rt, results, child }
-    }
-
-    async fn invoke(&mut self, event: Value) -> Outcome {
-        let id = uuid::Uuid::new_v4().to_string();
-        self.rt.queue.lock().unwrap().push_back((id.clone(), event));
-        self.rt.ready.notify_waiters();
-        self.rt.ready.notify_one();
-        let out = tokio::time::timeout(Duration::from_secs(20), self.results.recv())
-            .await
-            .expect("the function answered")
-            .expect("runtime channel open");
-        assert_eq!(out.1, id, "the answer is for this invocation");
-        out
-    }
-
-    /// Stops the process and returns everything it wrote (stdout and stderr).
-    async fn logs(mut self) -> String {
-        let _ = self.child.kill().await;
-        let mut out = String::new();
-        if let Some(mut s) = self.child.stdout.take() {
-            s.read_to_string(&mut out).await.unwrap();
-        }
-        if let Some(mut s) = self.child.stderr.take() {
-            s.read_to_string(&mut out).await.unwrap();
-        }
-        out
-    }
-}
-
-fn pepper() -> Secret {
-    let key = base64::engine::general_purpose::STANDARD.encode([42u8; 32]);
-    Secret::new(json!({"current": "t1", "peppers": {"t1": key}}).to_string())
-}
-
-/// A local stack on DynamoDB Local, and the environment the SAM template gives the functions.
-async fn world() -> (Harness, Vec<(String, String)>) {
-    let endpoint = std::env::var("DYNAMODB_ENDPOINT")
-        .expect("DYNAMODB_ENDPOINT is not set: run scripts/test, which starts DynamoDB Local");
-    let h = Harness::start_with(Options {
-        pepper: Some(pepper()),
-        dynamodb_endpoint: Some(endpoint.clone()),
-        ..test_options()
-    })
-    .await;
-    let env = [
-        ("PATH", std::env::var("PATH").unwrap_or_default()),
-        ("AWS_REGION", "us-east-1".into()),
-        ("AWS_ACCESS_KEY_ID", "local".into()),
-        ("AWS_SECRET_ACCESS_KEY", "local".into()),
-        ("AWS_LAMBDA_LOG_LEVEL", "INFO".into()),
-        ("TABLE_NAME", h.stack.table.clone()),
-        ("DYNAMODB_ENDPOINT", endpoint),
-        (
-            "PANEL_API_URL",
-            format!("http://{}", h.stack.panel_api.addr()),
-        ),
-        ("LWA_CLIENT_ID", "amzn1.application-oa2-client.test".into()),
-        ("LWA_CLIENT_SECRET", "test-lwa-secret".into()),
-        ("OAUTH_ISSUER", h.base.clone()),
-        ("OAUTH_AUDIENCE", alarm_skill::local::AUDIENCE.into()),
-        ("PEPPER", pepper().expose().to_string()),
-        ("WEBHOOK_SECRET", "test-webhook-secret".into()),
-        ("PANEL_API_KEY", h.stack.sim.api_key().expose().to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    (h, env)
-}
 
 #[tokio::test]
 async fn bootstrap_answers_directives_from_its_environment() {
@@ -247,30 +82,9 @@ async fn bootstrap_fails_at_start_on_missing_configuration() {
     let (_h, env) = world().await;
     let env: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k != "TABLE_NAME").collect();
     let f = Function::start(env!("CARGO_BIN_EXE_bootstrap"), &env).await;
-    let status = tokio::time::timeout(Duration::from_secs(20), f.child.wait_with_output())
-        .await
-        .expect("exits")
-        .expect("wait");
-    assert!(!status.status.success());
-    let out = String::from_utf8_lossy(&status.stderr).to_string()
-        + &String::from_utf8_lossy(&status.stdout);
+    let (status, out) = f.exit().await;
+    assert!(!status.success());
     assert!(out.contains("TABLE_NAME"), "says what is missing: {out}");
-}
-
-fn http_event(method: &str, path: &str, headers: Value, body: Option<&str>) -> Value {
-    json!({
-        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
-        "headers": headers,
-        "requestContext": {
-            "accountId": "123456789012", "apiId": "api", "domainName": "api.example.com",
-            "domainPrefix": "api", "requestId": uuid::Uuid::new_v4().to_string(),
-            "routeKey": "$default", "stage": "$default", "time": "25/Nov/2026:10:00:00 +0000",
-            "timeEpoch": 1_764_064_800_000u64,
-            "http": {"method": method, "path": path, "protocol": "HTTP/1.1",
-                     "sourceIp": "127.0.0.1", "userAgent": "test"}
-        },
-        "body": body, "isBase64Encoded": false
-    })
 }
 
 #[tokio::test]

@@ -1,9 +1,14 @@
 //! No PIN and no bearer token in any log line, at any level, from any crate.
 //!
-//! A global TRACE subscriber (JSON, like Lambda's) captures everything while a session runs
-//! through every path a PIN touches: enrolment (accepted and rejected), disarm with the normal,
-//! duress and wrong codes, lockout, ill-typed and malformed directives, and a panel outage with
-//! re-delivery. This file holds a single test because the subscriber is process-wide.
+//! In-process: a global TRACE subscriber (JSON, like Lambda's) captures everything while a
+//! session runs through every path a PIN touches: enrolment (accepted and rejected), disarm with
+//! the normal, duress and wrong codes, lockout, ill-typed and malformed directives, and a panel
+//! outage with re-delivery. Only one test here installs that subscriber, since it is
+//! process-wide.
+//!
+//! As deployed: the `bootstrap` and `http-api` binaries run as processes at
+//! `AWS_LAMBDA_LOG_LEVEL=TRACE` (and `RUST_LOG` asking for every crate's TRACE), and everything
+//! they print is searched the same way, secrets of their environment included.
 //!
 //! The PINs start with 0 on purpose: no number in a log line (elapsed times, ports, counts)
 //! prints with a leading zero, so a match can only be a leak. UUIDs are blanked before
@@ -17,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use alarm_skill::local::Options;
 use alarm_skill::local::demo::DemoConfig;
 use serde_json::json;
+use support::lambda::{Function, http_event, world_with};
 use support::stack::*;
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -73,6 +79,32 @@ fn blank_uuids(text: &str) -> String {
         i += 1;
     }
     out
+}
+
+/// Fails if any PIN or any of `secrets` occurs in `logs`.
+fn assert_clean(logs: &str, secrets: &[&str]) {
+    let blanked = blank_uuids(logs);
+    let tokens: std::collections::HashSet<&str> = blanked
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .collect();
+    for pin in PINS {
+        let line = logs.lines().find(|l| l.contains(pin)).unwrap_or_default();
+        assert!(
+            !tokens.contains(pin),
+            "PIN {pin} appears in the logs: {line}"
+        );
+    }
+    for secret in secrets {
+        assert!(
+            !logs.contains(secret),
+            "a secret appears in the logs: {secret:.6}..."
+        );
+    }
+}
+
+/// A bearer token's signature: unique to it, and what a leak of the token would contain.
+fn signature(token: &str) -> &str {
+    token.rsplit('.').next().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,19 +168,98 @@ async fn no_pin_or_token_reaches_any_log_line() {
     );
     assert!(logs.contains("TRACE"), "trace-level lines were captured");
 
-    let blanked = blank_uuids(&logs);
-    let tokens: std::collections::HashSet<&str> = blanked
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .collect();
-    for pin in PINS {
-        assert!(!tokens.contains(pin), "PIN {pin} appears in the logs");
-    }
-    for token in [&t, &admin] {
-        let signature = token.rsplit('.').next().unwrap();
-        assert!(
-            !logs.contains(signature),
-            "a bearer token appears in the logs"
-        );
-    }
+    assert!(
+        logs.contains("directive received") && logs.contains("[redacted]"),
+        "directives are traced, redacted"
+    );
+    assert_clean(&logs, &[signature(&t), signature(&admin)]);
     assert!(h.signals().await.contains(&"121/1/1".to_string()));
+}
+
+#[tokio::test]
+async fn the_deployed_binaries_log_no_pin_token_or_secret_at_trace() {
+    let (h, mut env) = world_with(DemoConfig::parse(CONFIG).unwrap()).await;
+    for (k, v) in env.iter_mut() {
+        if k == "AWS_LAMBDA_LOG_LEVEL" {
+            *v = "TRACE".into();
+        }
+    }
+    // The runtime's own variable wins; RUST_LOG asking for every crate must not matter either.
+    env.push(("RUST_LOG".into(), "trace".into()));
+    let secret_values: Vec<String> = env
+        .iter()
+        .filter(|(k, _)| {
+            [
+                "PEPPER",
+                "LWA_CLIENT_SECRET",
+                "WEBHOOK_SECRET",
+                "PANEL_API_KEY",
+            ]
+            .contains(&k.as_str())
+        })
+        .map(|(_, v)| v.clone())
+        .collect();
+    let t = h.token("demo").await;
+    let admin = h.admin_token("demo").await;
+
+    let mut f = Function::start(env!("CARGO_BIN_EXE_bootstrap"), &env).await;
+    f.invoke(discover(&t)).await;
+    f.invoke(accept_grant(&t, "grant-code-0591")).await;
+    for pin in ["0472", "0815", "0246", "0591", "0246", "0472", "0815"] {
+        h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
+        let (kind, _, _) = f.invoke(disarm(&t, "home", Some(pin))).await;
+        assert_eq!(kind, "response");
+    }
+    let mut typed = disarm(&t, "home", Some("0472"));
+    typed["directive"]["payload"]["authorization"]["type"] = json!("SIX_DIGIT_PIN");
+    f.invoke(typed).await;
+    let mut misplaced = disarm(&t, "home", Some("0815"));
+    misplaced["directive"]["payload"]["authorization"] = json!(["0815"]);
+    f.invoke(misplaced).await;
+    let bootstrap_logs = f.logs().await;
+
+    let mut f = Function::start(env!("CARGO_BIN_EXE_http-api"), &env).await;
+    let bearer =
+        json!({"authorization": format!("Bearer {admin}"), "content-type": "application/json"});
+    for (path, body) in [
+        ("/v1/household/members/sam/voice-pin", r#"{"pin":"0913"}"#),
+        ("/v1/household/members/sam/voice-pin", r#"{"pin":"0123"}"#),
+        ("/v1/household/members/sam/duress-pin", r#"{"pin":"0814"}"#),
+        ("/v1/household/members/sam/voice-pin", r#"{"pin":"0246""#),
+    ] {
+        let (kind, _, r) = f
+            .invoke(http_event("PUT", path, bearer.clone(), Some(body)))
+            .await;
+        assert_eq!(kind, "response", "{r}");
+    }
+    let (_, _, r) = f
+        .invoke(http_event(
+            "GET",
+            "/v1/household/members",
+            bearer.clone(),
+            None,
+        ))
+        .await;
+    assert_eq!(r["statusCode"], 200, "{r}");
+    let http_logs = f.logs().await;
+
+    for (name, logs) in [("bootstrap", &bootstrap_logs), ("http-api", &http_logs)] {
+        let lines: Vec<serde_json::Value> = logs
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        assert!(lines.len() >= 5, "{name} logged JSON lines:\n{logs}");
+        // TRACE is in effect for the skill's own code...
+        assert!(
+            lines
+                .iter()
+                .any(|l| l["level"] == "TRACE" || l["level"] == "DEBUG"),
+            "{name}: no line below INFO, so the test would prove nothing:\n{logs}"
+        );
+        // ...and for no other crate: what lambda_runtime logs at TRACE is the raw event.
+        assert!(!logs.contains("lambda_runtime"), "{name}:\n{logs}");
+        let mut secrets: Vec<&str> = vec![signature(&t), signature(&admin), "grant-code-0591"];
+        secrets.extend(secret_values.iter().map(String::as_str));
+        assert_clean(logs, &secrets);
+    }
 }

@@ -66,7 +66,7 @@ conformance!(
     record_attempt_with_stale_throttle_writes_nothing,
     record_attempt_with_duplicate_request_id_writes_nothing,
     concurrent_writers_exactly_one_wins,
-    settle_delivered_and_closed_then_double_settle_conflicts,
+    settle_delivered_then_double_settle_conflicts,
     settle_retry_keeps_record_pending,
     settle_unknown_record_conflicts_and_writes_nothing,
     outbox_due_is_pending_and_due_oldest_first_with_limit,
@@ -75,6 +75,9 @@ conformance!(
     rate_tokens_per_window_and_rollover,
     grants_put_replace_list_delete_per_region,
     claim_event_first_true_then_false,
+    put_outbox_inserts_a_new_record_with_its_audit_line_once,
+    lease_is_exclusive_until_released_or_expired,
+    concurrent_lease_takers_exactly_one_wins,
 );
 
 // ---- fixtures ----
@@ -131,7 +134,6 @@ fn record(request_id: &str, household: &str, next_attempt_at: DateTime<Utc>) -> 
         request_id: request_id.into(),
         household: household.into(),
         panel: "panel-1".into(),
-        member: Some(3),
         seal: format!("p1.{}", "ab".repeat(32)),
         created_at: t0(),
         status: OutboxStatus::Pending,
@@ -170,6 +172,7 @@ async fn due_ids(store: &dyn Store, now: DateTime<Utc>, limit: usize) -> Vec<Str
         .outbox_due(now, limit)
         .await
         .unwrap()
+        .records
         .into_iter()
         .map(|r| r.request_id)
         .collect()
@@ -195,7 +198,7 @@ async fn empty_household_reads_as_version_zero(store: &dyn Store) {
     assert!(store.audit("hh-empty", 10).await.unwrap().is_empty());
     assert!(store.grants("acct-empty").await.unwrap().is_empty());
     assert_eq!(store.outbox_record("req-none").await.unwrap(), None);
-    assert!(store.outbox_due(t0(), 10).await.unwrap().is_empty());
+    assert!(store.outbox_due(t0(), 10).await.unwrap().records.is_empty());
 }
 
 async fn save_profile_bumps_version_and_rejects_stale_versions(store: &dyn Store) {
@@ -319,9 +322,9 @@ async fn record_attempt_writes_throttle_outbox_and_audit(store: &dyn Store) {
         vec![lines[1].clone(), lines[0].clone()]
     );
 
-    // A record without a member (pinless disarm) round-trips too.
+    // A record sealed under another pepper round-trips too.
     let mut pinless = record("req-2", "hh", t0());
-    pinless.member = None;
+    pinless.seal = format!("p2.{}", "cd".repeat(32));
     store
         .record_attempt("hh", &throttle(1, 0), Some(&pinless), &[])
         .await
@@ -353,6 +356,7 @@ async fn record_attempt_with_stale_throttle_writes_nothing(store: &dyn Store) {
             .outbox_due(t0() + Duration::days(1), 10)
             .await
             .unwrap()
+            .records
             .is_empty()
     );
     assert_eq!(messages(store, "hh").await, ["one"]);
@@ -460,7 +464,7 @@ async fn concurrent_writers_exactly_one_wins(store: &dyn Store) {
     );
 }
 
-async fn settle_delivered_and_closed_then_double_settle_conflicts(store: &dyn Store) {
+async fn settle_delivered_then_double_settle_conflicts(store: &dyn Store) {
     let a = record("req-a", "hh", t0());
     let b = record("req-b", "hh", t0());
     insert_outbox(store, &a).await;
@@ -489,7 +493,7 @@ async fn settle_delivered_and_closed_then_double_settle_conflicts(store: &dyn St
         attempts: 3,
         next_attempt_at: t0(),
     };
-    for again in [Settlement::Delivered, Settlement::Closed, retry] {
+    for again in [Settlement::Delivered, retry] {
         let result = store
             .settle_outbox("req-a", &again, Some(("hh", &entry(t0(), "again"))))
             .await;
@@ -502,31 +506,23 @@ async fn settle_delivered_and_closed_then_double_settle_conflicts(store: &dyn St
     assert_eq!(store.outbox_record("req-a").await.unwrap(), Some(settled));
     assert_eq!(messages(store, "hh").await, ["delivered"]);
 
+    // The other record is untouched, still pending and due.
+    assert_eq!(store.outbox_record("req-b").await.unwrap(), Some(b.clone()));
+    assert_eq!(
+        due_ids(store, t0() + Duration::days(1), 10).await,
+        ["req-b"]
+    );
     store
-        .settle_outbox("req-b", &Settlement::Closed, None)
+        .settle_outbox("req-b", &Settlement::Delivered, None)
         .await
         .unwrap();
-    let closed = OutboxRecord {
-        status: OutboxStatus::Closed,
-        ..b.clone()
-    };
-    assert_eq!(
-        store.outbox_record("req-b").await.unwrap(),
-        Some(closed.clone())
-    );
-    assert_eq!(
-        store
-            .settle_outbox("req-b", &Settlement::Closed, None)
-            .await,
-        Err(StoreError::Conflict)
-    );
-    assert_eq!(store.outbox_record("req-b").await.unwrap(), Some(closed));
 
     assert!(
         store
             .outbox_due(t0() + Duration::days(1), 10)
             .await
             .unwrap()
+            .records
             .is_empty()
     );
 }
@@ -569,7 +565,10 @@ async fn settle_retry_keeps_record_pending(store: &dyn Store) {
             .await
             .is_empty()
     );
-    assert_eq!(store.outbox_due(later, 10).await.unwrap(), vec![retried]);
+    assert_eq!(
+        store.outbox_due(later, 10).await.unwrap().records,
+        vec![retried]
+    );
 
     // Still pending, so it can be retried again and then settled.
     store
@@ -601,7 +600,7 @@ async fn settle_unknown_record_conflicts_and_writes_nothing(store: &dyn Store) {
         attempts: 1,
         next_attempt_at: t0(),
     };
-    for settlement in [Settlement::Delivered, Settlement::Closed, retry] {
+    for settlement in [Settlement::Delivered, retry] {
         assert_eq!(
             store.settle_outbox("req-missing", &settlement, None).await,
             Err(StoreError::Conflict)
@@ -620,6 +619,7 @@ async fn settle_unknown_record_conflicts_and_writes_nothing(store: &dyn Store) {
             .outbox_due(t0() + Duration::days(1), 10)
             .await
             .unwrap()
+            .records
             .is_empty()
     );
     assert!(store.audit("hh", 10).await.unwrap().is_empty());
@@ -653,10 +653,10 @@ async fn outbox_due_is_pending_and_due_oldest_first_with_limit(store: &dyn Store
         .settle_outbox("req-settled", &Settlement::Delivered, None)
         .await
         .unwrap();
-    // Due, but inserted already closed.
-    let mut closed = record("req-closed", "hh-2", t0());
-    closed.status = OutboxStatus::Closed;
-    insert_outbox(store, &closed).await;
+    // Due, but inserted already delivered.
+    let mut done = record("req-done", "hh-2", t0());
+    done.status = OutboxStatus::Delivered;
+    insert_outbox(store, &done).await;
 
     assert_eq!(
         due_ids(store, now, 100).await,
@@ -670,13 +670,10 @@ async fn outbox_due_is_pending_and_due_oldest_first_with_limit(store: &dyn Store
         ["req-a", "req-b", "req-0", "req-c", "req-now", "req-future"]
     );
     assert_eq!(
-        store.outbox_due(now, 1).await.unwrap(),
+        store.outbox_due(now, 1).await.unwrap().records,
         vec![record("req-a", "hh-1", t0() + Duration::seconds(1))]
     );
-    assert_eq!(
-        store.outbox_record("req-closed").await.unwrap(),
-        Some(closed)
-    );
+    assert_eq!(store.outbox_record("req-done").await.unwrap(), Some(done));
 }
 
 async fn audit_is_newest_first_with_limit(store: &dyn Store) {
@@ -1071,6 +1068,42 @@ mod dynamodb_layout {
     }
 
     #[tokio::test]
+    async fn an_unreadable_pending_item_is_reported_and_the_others_still_come_due() {
+        let (client, table, store) = fresh("unreadable").await;
+        // Pending items in the index that can't be decoded, due before the readable ones.
+        for (pk, status) in [("OUTBOX#bad-1", "pending"), ("OUTBOX#bad-2", "weird")] {
+            client
+                .put_item()
+                .table_name(&table)
+                .item("PK", AttributeValue::S(pk.into()))
+                .item("SK", AttributeValue::S("OUTBOX".into()))
+                .item("status", AttributeValue::S(status.into()))
+                .item("GSI1PK", AttributeValue::S("OUTBOX#PENDING".into()))
+                .item(
+                    "GSI1SK",
+                    AttributeValue::S(format!("2000-01-01T00:00:00.000000000Z#{pk}")),
+                )
+                .send()
+                .await
+                .unwrap();
+        }
+        for id in ["req-1", "req-2", "req-3"] {
+            insert_outbox(&store, &record(id, "hh", t0())).await;
+        }
+        let due = store.outbox_due(t0(), 2).await.unwrap();
+        let ids: Vec<&str> = due.records.iter().map(|r| r.request_id.as_str()).collect();
+        // The limit counts readable records only: bad items can't crowd them out.
+        assert_eq!(ids, ["req-1", "req-2"]);
+        let keys: Vec<&str> = due.unreadable.iter().map(|u| u.key.as_str()).collect();
+        assert_eq!(keys, ["OUTBOX#bad-1/OUTBOX", "OUTBOX#bad-2/OUTBOX"]);
+        assert!(
+            due.unreadable[1].error.contains("weird"),
+            "{:?}",
+            due.unreadable
+        );
+    }
+
+    #[tokio::test]
     async fn a_missing_table_is_unavailable() {
         let store = DynamoStore::new(local_client(&endpoint()), "no-such-table");
         assert!(matches!(
@@ -1078,4 +1111,134 @@ mod dynamodb_layout {
             Err(StoreError::Unavailable(_))
         ));
     }
+}
+
+async fn put_outbox_inserts_a_new_record_with_its_audit_line_once(store: &dyn Store) {
+    let rec = OutboxRecord {
+        attempts: 1,
+        ..record("req-p", "hh", t0())
+    };
+    store
+        .put_outbox(&rec, Some(&entry(t0(), "disarm failed")))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.outbox_record("req-p").await.unwrap(),
+        Some(rec.clone())
+    );
+    assert_eq!(due_ids(store, t0(), 10).await, ["req-p"]);
+    assert_eq!(messages(store, "hh").await, ["disarm failed"]);
+    // The throttle is not part of it.
+    assert_eq!(store.household("hh").await.unwrap().throttle.version, 0);
+
+    // Again, or over a record record_attempt wrote: a conflict that writes nothing.
+    let other = record("req-q", "hh", t0());
+    insert_outbox(store, &other).await;
+    for existing in [&rec, &other] {
+        let changed = OutboxRecord {
+            attempts: 7,
+            ..existing.clone()
+        };
+        assert_eq!(
+            store
+                .put_outbox(&changed, Some(&entry(t0(), "again")))
+                .await,
+            Err(StoreError::Conflict)
+        );
+        assert_eq!(
+            store
+                .outbox_record(&existing.request_id)
+                .await
+                .unwrap()
+                .as_ref(),
+            Some(existing)
+        );
+    }
+    assert_eq!(messages(store, "hh").await, ["disarm failed"]);
+    // Without an audit line.
+    let bare = record("req-r", "hh", t0());
+    store.put_outbox(&bare, None).await.unwrap();
+    assert_eq!(store.outbox_record("req-r").await.unwrap(), Some(bare));
+    assert_eq!(messages(store, "hh").await, ["disarm failed"]);
+}
+
+async fn lease_is_exclusive_until_released_or_expired(store: &dyn Store) {
+    let until = t0() + Duration::seconds(60);
+    assert!(store.acquire_lease("pass", "a", t0(), until).await.unwrap());
+    // Held: nobody else gets it, up to and including its last instant.
+    for now in [t0(), until - Duration::nanoseconds(1), until] {
+        assert!(
+            !store
+                .acquire_lease("pass", "b", now, now + Duration::seconds(60))
+                .await
+                .unwrap(),
+            "{now}"
+        );
+    }
+    // Other names are independent; the holder may extend its own.
+    assert!(
+        store
+            .acquire_lease("other", "b", t0(), until)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .acquire_lease("pass", "a", t0(), until + Duration::seconds(30))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .acquire_lease("pass", "b", until, until)
+            .await
+            .unwrap()
+    );
+
+    // Released by its holder only.
+    store.release_lease("pass", "b").await.unwrap();
+    assert!(!store.acquire_lease("pass", "b", t0(), until).await.unwrap());
+    store.release_lease("pass", "a").await.unwrap();
+    assert!(store.acquire_lease("pass", "b", t0(), until).await.unwrap());
+
+    // Expired: a crashed holder's lease is taken over once it has ended.
+    let after = until + Duration::nanoseconds(1);
+    assert!(
+        !store
+            .acquire_lease("pass", "c", until, after)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .acquire_lease("pass", "c", after, after + Duration::seconds(5))
+            .await
+            .unwrap()
+    );
+    // The old holder's late release doesn't free the new holder's lease.
+    store.release_lease("pass", "b").await.unwrap();
+    assert!(
+        !store
+            .acquire_lease("pass", "d", after, after)
+            .await
+            .unwrap()
+    );
+}
+
+async fn concurrent_lease_takers_exactly_one_wins(store: &dyn Store) {
+    let until = t0() + Duration::seconds(60);
+    let owners: Vec<String> = (0..8).map(|i| format!("owner-{i}")).collect();
+    let takes = futures::future::join_all(
+        owners
+            .iter()
+            .map(|o| store.acquire_lease("pass", o, t0(), until)),
+    )
+    .await;
+    let won: Vec<&String> = owners
+        .iter()
+        .zip(&takes)
+        .filter(|(_, t)| *t.as_ref().unwrap())
+        .map(|(o, _)| o)
+        .collect();
+    assert_eq!(won.len(), 1, "{takes:?}");
 }

@@ -6,33 +6,49 @@
 
 use serde_json::Value;
 
-const SECRET_KEYS: &[&str] = &["token", "code", "value", "access_token", "refresh_token"];
+const SECRET_KEYS: &[&str] = &["token", "code", "access_token", "refresh_token"];
+const MASK: &str = "[redacted]";
 
 /// Returns a copy with PINs, tokens and grant codes replaced by "[redacted]".
 ///
-/// `value` is masked only inside an `authorization` object: everywhere else it is a property
-/// value such as "ARMED_AWAY" that is useful in logs.
+/// Inside `authorization` (where Alexa puts the spoken PIN) everything is masked but a string
+/// `type`, whatever shape a malformed directive gives it: an array, a number, a nested object.
+/// Everywhere else only the secret keys are: a `value` there is a property value such as
+/// "ARMED_AWAY" that is useful in logs.
 pub fn redact(directive: &Value) -> Value {
     let mut copy = directive.clone();
-    walk(&mut copy, false);
+    walk(&mut copy);
     copy
 }
 
-fn walk(v: &mut Value, in_authorization: bool) {
+fn walk(v: &mut Value) {
     match v {
         Value::Object(map) => {
             for (key, child) in map.iter_mut() {
-                let secret =
-                    SECRET_KEYS.contains(&key.as_str()) && (key != "value" || in_authorization);
-                if secret {
-                    *child = Value::String("[redacted]".into());
+                if key == "authorization" {
+                    mask_authorization(child);
+                } else if SECRET_KEYS.contains(&key.as_str()) {
+                    *child = Value::String(MASK.into());
                 } else {
-                    walk(child, key == "authorization");
+                    walk(child);
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(|i| walk(i, in_authorization)),
+        Value::Array(items) => items.iter_mut().for_each(walk),
         _ => {}
+    }
+}
+
+fn mask_authorization(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            for (key, child) in map.iter_mut() {
+                if !(key == "type" && child.is_string()) {
+                    *child = Value::String(MASK.into());
+                }
+            }
+        }
+        other => *other = Value::String(MASK.into()),
     }
 }
 
@@ -58,7 +74,20 @@ mod tests {
 
     #[test]
     fn masks_pin_even_when_ill_typed() {
-        let d = json!({"directive":{"payload":{"authorization":{"value":4729}}}});
+        for auth in [
+            json!({"value": 4729}),
+            json!(["4729"]),
+            json!("4729"),
+            json!(4729),
+            json!({"type": {"type": "4729"}, "pin": "4729"}),
+            json!({"type": "FOUR_DIGIT_PIN", "value": {"digits": ["4729"]}}),
+        ] {
+            let d = json!({"directive":{"payload":{"authorization": auth}}});
+            let r = redact(&d).to_string();
+            assert!(!r.contains("4729"), "{r}");
+        }
+        // Nested deeper, as in an AcceptGrant's grant or a malformed endpoint.
+        let d = json!({"a":[{"authorization":["4729"]}, {"grant":{"code":"4729"}}]});
         assert!(!redact(&d).to_string().contains("4729"));
     }
 }

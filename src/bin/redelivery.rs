@@ -1,5 +1,5 @@
-//! The duress re-delivery worker. A schedule (and optionally the table's stream) invokes it
-//! with any event; each invocation runs one pass over the due outbox records.
+//! The duress re-delivery worker. A schedule invokes it; each invocation runs one pass over the
+//! due outbox records, under a lease in the table, so passes never overlap.
 
 use std::sync::Arc;
 
@@ -27,13 +27,14 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                 invocation_deadline(&event.context),
             )
             .await?;
-            // The backlog alarm's metric filter reads `retrying` from this line.
+            // The backlog alarms' metric filters read `retrying` and `unreadable` from this line.
             tracing::info!(
                 examined = report.examined,
                 delivered = report.delivered,
-                closed = report.closed,
                 retrying = report.retrying,
                 deferred = report.deferred,
+                unreadable = report.unreadable,
+                skipped = report.skipped,
                 "redelivery pass"
             );
             Ok::<Value, lambda_runtime::Error>(serde_json::to_value(report)?)

@@ -167,7 +167,11 @@ async fn read<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, Attempt
     let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let code = body["error"].as_str().unwrap_or("").to_string();
     let err = match (status, code.as_str()) {
-        (StatusCode::NOT_FOUND, _) => PanelError::NotFound,
+        // Only the contract's own answer means "no such panel in this account". Any other 404
+        // (a load balancer's, a mis-routed path, a half-deployed cloud) is an outage: treating
+        // it as NotFound would tell Alexa the panel is gone and drop a pending duress.
+        (StatusCode::NOT_FOUND, PANEL_NOT_FOUND) => PanelError::NotFound,
+        (StatusCode::NOT_FOUND, _) => PanelError::Server(status.as_u16()),
         (StatusCode::SERVICE_UNAVAILABLE, "panel_offline") => PanelError::Offline,
         (StatusCode::CONFLICT, "busy") => PanelError::Busy,
         (StatusCode::CONFLICT, _) => match serde_json::from_value::<ArmRefusal>(body) {
@@ -187,8 +191,27 @@ struct PanelList {
     panels: Vec<Panel>,
 }
 
+/// The contract's error code for a panel that is not in the account.
+const PANEL_NOT_FOUND: &str = "panel_not_found";
+
+/// A signal or notice counts as delivered only on an explicit `{"acknowledged": true}`: an empty
+/// or negative body from a proxy or a half-implemented cloud must keep a duress pending.
 #[derive(serde::Deserialize)]
-struct Ack {}
+struct Ack {
+    acknowledged: bool,
+}
+
+impl Ack {
+    fn check(self) -> Result<(), PanelError> {
+        if self.acknowledged {
+            Ok(())
+        } else {
+            Err(PanelError::Protocol(
+                "the panel cloud did not acknowledge".into(),
+            ))
+        }
+    }
+}
 
 #[async_trait::async_trait]
 impl PanelCloud for HttpPanelCloud {
@@ -255,7 +278,7 @@ impl PanelCloud for HttpPanelCloud {
         deadline: Deadline,
     ) -> Result<(), PanelError> {
         let url = self.url(&["v1", "accounts", account, "panels", panel, "signals"]);
-        let _: Ack = self
+        let ack: Ack = self
             .call(
                 Method::POST,
                 url,
@@ -264,7 +287,7 @@ impl PanelCloud for HttpPanelCloud {
                 deadline,
             )
             .await?;
-        Ok(())
+        ack.check()
     }
 
     async fn notify(
@@ -274,7 +297,7 @@ impl PanelCloud for HttpPanelCloud {
         deadline: Deadline,
     ) -> Result<(), PanelError> {
         let url = self.url(&["v1", "accounts", account, "notifications"]);
-        let _: Ack = self
+        let ack: Ack = self
             .call(
                 Method::POST,
                 url,
@@ -283,7 +306,7 @@ impl PanelCloud for HttpPanelCloud {
                 deadline,
             )
             .await?;
-        Ok(())
+        ack.check()
     }
 }
 

@@ -4,33 +4,40 @@
 //! the reply, the work done and its order, the store writes, the panel call (where `duress: true`
 //! is the only difference), the audit entry and the throttle change. To keep it that way, both
 //! kinds go through one path below; the kind only ever becomes a boolean inside the panel
-//! request and a sealed tag in the outbox record.
+//! request and a sealed value in the outbox record (crate::redelivery::seal).
 //!
 //! Order of work:
-//! 1. Verify the account token; resolve the panel within the account (a foreign or unknown
-//!    panel ends here with NO_SUCH_ENDPOINT, before any code is evaluated).
+//! 1. Verify the account token; resolve the panel within the account (a panel the cloud says is
+//!    not in the account ends here with NO_SUCH_ENDPOINT, before any code is evaluated).
 //! 2. Read the household's codes and throttle state (one store read).
 //! 3. Verify the PIN against every code, in constant time, even during a lockout.
 //! 4. Decide, and write the decision in one conditional transaction: the throttle change, and
 //!    for every attempt that goes to the panel an outbox record of fixed shape. The disarm
-//!    intent is durable before the panel is called.
+//!    intent is durable before the panel is called. A lost race re-reads and decides again.
 //! 5. Call the panel cloud: `disarm` for an accepted code; `signal` during a lockout, where
 //!    every code gets the same refusal but a duress PIN still raises its silent alarm.
 //! 6. Settle the outbox record and write the audit entry (one transaction), then reply.
 //!
-//! If the panel call fails, the record stays pending; the re-delivery worker
-//! (crate::redelivery) delivers a duress flag later and closes a normal one.
+//! If the panel call fails, the record stays pending and the re-delivery worker (crate::redelivery)
+//! re-sends it as a signal until the cloud acknowledges it. If step 4 can't be written (the store
+//! is unavailable or throttling, or the races don't end before the deadline), a code that was
+//! verified is relayed anyway, for both kinds alike: a duress must not depend on the store
+//! being healthy. The attempt is then written after the panel call, if the store allows.
 
-use chrono::Duration;
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, Utc};
+use rand::Rng;
 
 use crate::alexa::{Context, ErrorType, Message, PinAuthorization};
 use crate::deadline::Deadline;
 use crate::panel::{DisarmRequest, Notice, PanelError, SignalRequest, Source};
+use crate::redelivery::seal::{self, Sealed};
 use crate::secret::BearerToken;
 use crate::store::{
     AuditEntry, HouseholdSnapshot, OutboxRecord, OutboxStatus, Settlement, StoreError,
 };
-use crate::voice_codes::{CodeKind, Gate, Keyring, Lockout, Throttle, verify};
+use crate::voice_codes::{CodeKind, Gate, Lockout, Throttle, verify};
 
 use super::endpoints::panel_properties;
 use super::{Fail, Skill, no_such_endpoint, panel_failure, panel_target};
@@ -39,55 +46,46 @@ use super::{Fail, Skill, no_such_endpoint, panel_failure, panel_target};
 /// directive can run, so the worker never races an in-flight panel call.
 pub const OUTBOX_GRACE: Duration = Duration::seconds(10);
 
-const SEAL_DOMAIN: &[u8] = b"alarm-skill/outbox/v1";
-const ATTEMPTS: usize = 3;
+/// Lost races (concurrent attempts for one household) retried before giving up on recording.
+const CONFLICT_RETRIES: u32 = 8;
+/// Left of the directive's deadline for the panel call: store calls before it stop in time.
+const PANEL_RESERVE: StdDuration = StdDuration::from_millis(800);
+/// The least a write after the panel call gets, even when the deadline is (nearly) spent: it is
+/// what keeps the audit line, and the reply margin is kept on top of the deadline anyway.
+const SETTLE_FLOOR: StdDuration = StdDuration::from_millis(250);
 /// Every UNAUTHORIZED reply carries this same message, lockout or not.
 const NOT_ACCEPTED: &str = "the voice code was not accepted";
 
-fn seal_tag(
-    keyring: &Keyring,
-    pepper_id: &str,
-    request_id: &str,
-    kind: Option<CodeKind>,
-) -> (Option<()>, [u8; 32]) {
-    let k: &[u8] = match kind {
-        Some(CodeKind::Normal) => b"normal",
-        Some(CodeKind::Duress) => b"duress",
-        None => b"nomatch",
-    };
-    keyring.mac(pepper_id, &[SEAL_DOMAIN, request_id.as_bytes(), k])
-}
-
-/// `{pepper_id}.{hex tag}`: the same length whatever the kind, and unreadable without the pepper.
-pub fn outbox_seal(keyring: &Keyring, request_id: &str, kind: Option<CodeKind>) -> String {
-    let id = keyring.current_id();
-    let (_, tag) = seal_tag(keyring, id, request_id, kind);
-    format!("{id}.{}", hex::encode(tag))
-}
-
-/// Whether a seal marks a duress attempt. `None` if the seal can't be read (unknown pepper).
-pub fn seal_is_duress(keyring: &Keyring, request_id: &str, seal: &str) -> Option<bool> {
-    let (pepper_id, tag) = seal.split_once('.')?;
-    let (known, duress) = seal_tag(keyring, pepper_id, request_id, Some(CodeKind::Duress));
-    known?;
-    Some(hex::encode(duress) == tag)
-}
-
 /// What the read-decide-write step concluded.
 enum Plan {
-    /// Refused (wrong code, or no code where one is required); maybe a lockout just started.
-    Refused { lockout: Option<Lockout> },
+    /// Refused (wrong code, or no code where one is required); maybe a lockout just started at
+    /// `at`, the decision's own time (the notice must not read the clock again).
+    Refused {
+        lockout: Option<Lockout>,
+        at: DateTime<Utc>,
+    },
     /// Relay a disarm. `who` is the member's name for the audit log.
     Disarm {
         record: OutboxRecord,
+        member: Option<u16>,
         who: String,
         duress: bool,
     },
     /// Locked out: refuse, but tell the panel cloud (which raises a duress silently).
-    Locked { record: OutboxRecord, duress: bool },
+    Locked {
+        record: OutboxRecord,
+        member: Option<u16>,
+        duress: bool,
+    },
 }
 
-fn audit(at: chrono::DateTime<chrono::Utc>, actor: &str, message: String) -> AuditEntry {
+/// A plan, and whether its decision was written before the panel call.
+struct Decided {
+    plan: Plan,
+    recorded: bool,
+}
+
+fn audit(at: DateTime<Utc>, actor: &str, message: String) -> AuditEntry {
     AuditEntry {
         at,
         actor: actor.to_string(),
@@ -112,7 +110,7 @@ fn plural(n: i64, unit: &str) -> String {
     }
 }
 
-fn lockout_text(l: &Lockout, now: chrono::DateTime<chrono::Utc>) -> String {
+fn lockout_text(l: &Lockout, now: DateTime<Utc>) -> String {
     match l.until {
         Some(until) => format!(
             "Voice disarm locked for {} after {} wrong voice codes in a row",
@@ -138,6 +136,34 @@ fn store_failure(e: StoreError) -> Fail {
     )
 }
 
+/// Runs a store call within `budget`; running out of time is an unavailable store.
+async fn within<T>(
+    budget: StdDuration,
+    call: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(budget, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(
+                "no answer within the deadline".into(),
+            ))
+        })
+}
+
+/// A store call before the panel call: it must leave the panel call its time.
+async fn before_panel<T>(
+    deadline: Deadline,
+    call: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    within(deadline.remaining().saturating_sub(PANEL_RESERVE), call).await
+}
+
+/// Full jitter, 5 ms doubling to 80 ms: concurrent attempts spread out instead of colliding again.
+fn conflict_backoff(retry: u32) -> StdDuration {
+    let cap = 5u64 << retry.min(4);
+    StdDuration::from_millis(rand::rng().random_range(0..=cap))
+}
+
 impl Skill {
     pub(super) async fn disarm(
         &self,
@@ -150,22 +176,23 @@ impl Skill {
         let identity = self.identify(token).await?;
         let panel_id = panel_target(endpoint_id)?;
         let account = identity.account.as_str();
-        // Ownership first. Only a definite "not in this account" stops here: during an outage a
-        // duress PIN must still be recorded and relayed.
+        // Ownership first. Only the cloud's definite "not in this account" stops here: during
+        // an outage a duress PIN must still be recorded and relayed.
         if let Err(PanelError::NotFound) =
             self.deps.panels.panel(account, &panel_id, deadline).await
         {
             return Err(no_such_endpoint(endpoint_id));
         }
-        match self
-            .decide_and_record(account, &panel_id, authorization.as_ref())
-            .await?
-        {
-            Plan::Refused { lockout } => {
-                if let Some(l) = lockout {
+        let Decided { plan, recorded } = self
+            .decide_and_record(account, &panel_id, authorization.as_ref(), deadline)
+            .await?;
+        match plan {
+            Plan::Refused { lockout, at } => {
+                // A lockout that could not be written is not in force: nothing to announce.
+                if let Some(l) = lockout.filter(|_| recorded) {
                     let notice = Notice {
                         kind: "voice_pin_lockout".to_string(),
-                        message: lockout_text(&l, self.deps.clock.now()),
+                        message: lockout_text(&l, at),
                     };
                     // The refusal stands whether or not the admin could be told right now.
                     if let Err(e) = self.deps.panels.notify(account, &notice, deadline).await {
@@ -174,9 +201,13 @@ impl Skill {
                 }
                 Err(unauthorized())
             }
-            Plan::Locked { record, duress } => {
+            Plan::Locked {
+                record,
+                member,
+                duress,
+            } => {
                 let request = SignalRequest {
-                    member: record.member,
+                    member,
                     source: Source::Voice,
                     duress,
                     request_id: record.request_id.clone(),
@@ -186,16 +217,18 @@ impl Skill {
                     .panels
                     .signal(account, &panel_id, &request, deadline)
                     .await;
-                self.settle(&record, result.as_ref().err(), None).await;
+                self.settle(&record, recorded, result.as_ref().err(), None, deadline)
+                    .await;
                 Err(unauthorized())
             }
             Plan::Disarm {
                 record,
+                member,
                 who,
                 duress,
             } => {
                 let request = DisarmRequest {
-                    member: record.member,
+                    member,
                     source: Source::Voice,
                     duress,
                     request_id: record.request_id.clone(),
@@ -210,7 +243,8 @@ impl Skill {
                     Ok(panel) => {
                         let entry =
                             audit(now, &who, format!("{who} disarmed {} by voice", panel.name));
-                        self.settle(&record, None, Some(entry)).await;
+                        self.settle(&record, recorded, None, Some(entry), deadline)
+                            .await;
                         Ok(Message::response(
                             correlation,
                             endpoint_id,
@@ -225,7 +259,8 @@ impl Skill {
                             &who,
                             format!("{who}'s voice disarm of {panel_id} failed: {e}"),
                         );
-                        self.settle(&record, Some(&e), Some(entry)).await;
+                        self.settle(&record, recorded, Some(&e), Some(entry), deadline)
+                            .await;
                         Err(panel_failure(endpoint_id, &panel_id, &e))
                     }
                 }
@@ -233,35 +268,59 @@ impl Skill {
         }
     }
 
-    /// Steps 2–4: read, decide, write; re-read when a concurrent attempt won the write.
+    /// Steps 2–4: read, decide, write; re-read and decide again when a concurrent attempt won
+    /// the write. Fails only when nothing could be read: without the codes no PIN can be checked.
     async fn decide_and_record(
         &self,
         account: &str,
         panel_id: &str,
         authorization: Option<&PinAuthorization>,
-    ) -> Result<Plan, Fail> {
+        deadline: Deadline,
+    ) -> Result<Decided, Fail> {
         let store = &self.deps.store;
-        for _ in 0..ATTEMPTS {
-            let snapshot = store.household(account).await.map_err(store_failure)?;
-            let now = self.deps.clock.now();
-            let d = self.decide(account, panel_id, &snapshot, authorization, now);
-            let written = match &d.throttle {
-                Some(t) => store.record_attempt(account, t, d.record(), &d.audit).await,
-                None => {
-                    let mut r = Ok(());
-                    for entry in &d.audit {
-                        r = r.and(store.append_audit(account, entry).await);
-                    }
-                    r
+        let mut retries = 0;
+        let mut stale: Option<Decision> = None;
+        loop {
+            let snapshot = match before_panel(deadline, store.household(account)).await {
+                Ok(s) => s,
+                Err(e) => {
+                    return match stale {
+                        Some(d) => Ok(unrecorded(account, d, &e)),
+                        None => Err(store_failure(e)),
+                    };
                 }
             };
+            let now = self.deps.clock.now();
+            let d = self.decide(account, panel_id, &snapshot, authorization, now);
+            let written = before_panel(deadline, async {
+                match &d.throttle {
+                    Some(t) => store.record_attempt(account, t, d.record(), &d.audit).await,
+                    None => {
+                        for entry in &d.audit {
+                            store.append_audit(account, entry).await?;
+                        }
+                        Ok(())
+                    }
+                }
+            })
+            .await;
             match written {
-                Ok(()) => return Ok(d.plan),
-                Err(StoreError::Conflict) => continue,
-                Err(e) => return Err(store_failure(e)),
+                Ok(()) => {
+                    return Ok(Decided {
+                        plan: d.plan,
+                        recorded: true,
+                    });
+                }
+                Err(StoreError::Conflict)
+                    if retries < CONFLICT_RETRIES && deadline.remaining() > PANEL_RESERVE =>
+                {
+                    retries += 1;
+                    tokio::time::sleep(conflict_backoff(retries)).await;
+                    stale = Some(d);
+                }
+                Err(e) => return Ok(unrecorded(account, d, &e)),
             }
         }
-        Err(store_failure(StoreError::Conflict))
     }
 
     fn decide(
@@ -270,18 +329,17 @@ impl Skill {
         panel_id: &str,
         snap: &HouseholdSnapshot,
         authorization: Option<&PinAuthorization>,
-        now: chrono::DateTime<chrono::Utc>,
+        now: DateTime<Utc>,
     ) -> Decision {
         let policy = &self.settings.throttle;
         let keyring = &self.deps.keyring;
-        let record = |member: Option<u16>, kind: Option<CodeKind>| {
+        let record = |member: Option<u16>, duress: bool| {
             let request_id = uuid::Uuid::new_v4().to_string();
             OutboxRecord {
-                seal: outbox_seal(keyring, &request_id, kind),
+                seal: seal::seal(keyring, &request_id, Sealed { duress, member }),
                 request_id,
                 household: account.to_string(),
                 panel: panel_id.to_string(),
-                member,
                 created_at: now,
                 status: OutboxStatus::Pending,
                 attempts: 0,
@@ -292,7 +350,8 @@ impl Skill {
             if snap.profile.pinless_disarm_allowed() {
                 return Decision {
                     plan: Plan::Disarm {
-                        record: record(None, Some(CodeKind::Normal)),
+                        record: record(None, false),
+                        member: None,
                         who: "Alexa voice PIN".to_string(),
                         duress: false,
                     },
@@ -301,7 +360,10 @@ impl Skill {
                 };
             }
             return Decision {
-                plan: Plan::Refused { lockout: None },
+                plan: Plan::Refused {
+                    lockout: None,
+                    at: now,
+                },
                 throttle: None,
                 audit: vec![audit(
                     now,
@@ -315,12 +377,13 @@ impl Skill {
         // Computed on every path, lockout included, so the work never depends on the state.
         let verified = verify(keyring, account, &snap.profile, &auth.pin);
         let member = verified.map(|v| &snap.profile.members[v.member]);
-        let kind = verified.map(|v| v.kind);
-        let duress = kind == Some(CodeKind::Duress);
+        let number = member.map(|m| m.user_number);
+        let duress = verified.is_some_and(|v| v.kind == CodeKind::Duress);
         match policy.gate(&snap.throttle, now) {
             Gate::Locked { .. } => Decision {
                 plan: Plan::Locked {
-                    record: record(member.map(|m| m.user_number), kind),
+                    record: record(number, duress),
+                    member: number,
                     duress,
                 },
                 throttle: Some(snap.throttle.clone()),
@@ -342,14 +405,15 @@ impl Skill {
                         entries.push(audit(now, "system", lockout_text(l, now)));
                     }
                     Decision {
-                        plan: Plan::Refused { lockout },
+                        plan: Plan::Refused { lockout, at: now },
                         throttle: Some(next),
                         audit: entries,
                     }
                 }
                 Some(m) => Decision {
                     plan: Plan::Disarm {
-                        record: record(Some(m.user_number), kind),
+                        record: record(number, duress),
+                        member: number,
                         who: m.name.clone(),
                         duress,
                     },
@@ -360,32 +424,83 @@ impl Skill {
         }
     }
 
-    /// Step 6. A failure here doesn't change the reply: the record stays pending and the
-    /// re-delivery worker settles it (re-sending a duress flag is deduplicated by request id).
+    /// Step 6. A failure here doesn't change the reply: a pending record is re-sent by the
+    /// worker (deduplicated by request id). An attempt that step 4 could not write is written
+    /// now, pending if the panel call failed, so the worker still delivers it.
     async fn settle(
         &self,
         record: &OutboxRecord,
+        recorded: bool,
         error: Option<&PanelError>,
         entry: Option<AuditEntry>,
+        deadline: Deadline,
     ) {
+        let store = &self.deps.store;
+        // Every failure is retried, "not in the account" included: the record may be a duress
+        // for a panel that left the account mid-call, and must not look different if not.
         let settlement = match error {
             None => Settlement::Delivered,
-            // Not in this account: there is nothing to deliver to, now or later.
-            Some(PanelError::NotFound) => Settlement::Closed,
             Some(_) => Settlement::Retry {
                 attempts: 1,
                 next_attempt_at: self.deps.clock.now(),
             },
         };
         let audit = entry.as_ref().map(|e| (record.household.as_str(), e));
-        if let Err(e) = self
-            .deps
-            .store
-            .settle_outbox(&record.request_id, &settlement, audit)
-            .await
-        {
-            tracing::error!(error = %e, request_id = %record.request_id, "could not settle outbox record");
+        let budget = deadline.remaining().max(SETTLE_FLOOR);
+        let written = within(budget, async {
+            let settled = store
+                .settle_outbox(&record.request_id, &settlement, audit)
+                .await;
+            match (settled, recorded, &settlement) {
+                // Step 4 did not write the record (or its write's outcome was unknown).
+                (
+                    Err(StoreError::Conflict),
+                    false,
+                    Settlement::Retry {
+                        attempts,
+                        next_attempt_at,
+                    },
+                ) => {
+                    let pending = OutboxRecord {
+                        attempts: *attempts,
+                        next_attempt_at: *next_attempt_at,
+                        ..record.clone()
+                    };
+                    store.put_outbox(&pending, entry.as_ref()).await
+                }
+                (Err(StoreError::Conflict), false, Settlement::Delivered) => match &entry {
+                    Some(e) => store.append_audit(&record.household, e).await,
+                    None => Ok(()),
+                },
+                (other, _, _) => other,
+            }
+        })
+        .await;
+        if let Err(e) = written {
+            tracing::error!(
+                marker = "outbox_settle_failed",
+                error = %e,
+                request_id = %record.request_id,
+                recorded,
+                "could not settle the outbox record"
+            );
         }
+    }
+}
+
+/// Step 4 could not be written: go on with the decision anyway. The marker is the same for every
+/// kind of attempt, and names no code.
+fn unrecorded(account: &str, d: Decision, e: &StoreError) -> Decided {
+    tracing::error!(
+        marker = "disarm_attempt_unrecorded",
+        household = %account,
+        request_id = d.record().map_or("", |r| r.request_id.as_str()),
+        error = %e,
+        "could not record the voice disarm attempt; relaying it anyway"
+    );
+    Decided {
+        plan: d.plan,
+        recorded: false,
     }
 }
 
@@ -408,24 +523,6 @@ impl Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
-
-    #[test]
-    fn seals_hide_the_kind_but_the_keyring_reads_it() {
-        let peppers: BTreeMap<String, Vec<u8>> = [("p1".to_string(), vec![3u8; 32])].into();
-        let k = Keyring::new("p1", peppers).unwrap();
-        let d = outbox_seal(&k, "req-1", Some(CodeKind::Duress));
-        let n = outbox_seal(&k, "req-1", Some(CodeKind::Normal));
-        let x = outbox_seal(&k, "req-1", None);
-        assert_eq!(d.len(), n.len());
-        assert_eq!(d.len(), x.len());
-        assert_eq!(seal_is_duress(&k, "req-1", &d), Some(true));
-        assert_eq!(seal_is_duress(&k, "req-1", &n), Some(false));
-        assert_eq!(seal_is_duress(&k, "req-1", &x), Some(false));
-        // A seal can't be moved to another request.
-        assert_eq!(seal_is_duress(&k, "req-2", &d), Some(false));
-        assert_eq!(seal_is_duress(&k, "req-1", "gone.00"), None);
-    }
 
     #[test]
     fn durations_read_naturally() {

@@ -24,7 +24,7 @@ use crate::secret::BearerToken;
 use crate::store::Store;
 use crate::voice_codes::{Keyring, ThrottlePolicy};
 
-pub use disarm::{OUTBOX_GRACE, outbox_seal, seal_is_duress};
+pub use disarm::OUTBOX_GRACE;
 
 /// Everything the handler talks to, as ports.
 #[derive(Clone)]
@@ -76,6 +76,11 @@ impl Skill {
 
     /// Handles a raw request body (the local stack's invocation endpoint).
     pub async fn handle_bytes(&self, raw: &[u8], deadline: Deadline) -> Value {
+        if tracing::enabled!(tracing::Level::TRACE)
+            && let Ok(v) = serde_json::from_slice::<Value>(raw)
+        {
+            trace_received(&v);
+        }
         match alexa::directive::parse_bytes(raw) {
             Ok(parsed) => self.handle_parsed(parsed, deadline).await,
             Err(e) => self.invalid(e),
@@ -85,6 +90,7 @@ impl Skill {
     /// Handles a directive as Lambda delivers it. Never fails: every problem becomes a
     /// schema-valid ErrorResponse.
     pub async fn handle(&self, directive: &Value, deadline: Deadline) -> Value {
+        trace_received(directive);
         match alexa::directive::parse(directive) {
             Ok(parsed) => self.handle_parsed(parsed, deadline).await,
             Err(e) => self.invalid(e),
@@ -195,6 +201,13 @@ impl Skill {
                 )
             }
         })
+    }
+}
+
+/// The whole directive at TRACE, for debugging, with its PIN, tokens and grant code masked.
+fn trace_received(directive: &Value) {
+    if tracing::enabled!(tracing::Level::TRACE) {
+        tracing::trace!(directive = %alexa::redact::redact(directive), "directive received");
     }
 }
 

@@ -27,8 +27,8 @@ use aws_sdk_dynamodb::types::{
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 
 use super::{
-    AuditEntry, HouseholdSnapshot, OutboxRecord, OutboxStatus, Settlement, Store, StoreError,
-    StoredGrant, window_start,
+    AuditEntry, DueRecords, HouseholdSnapshot, OutboxRecord, OutboxStatus, Settlement, Store,
+    StoreError, StoredGrant, Unreadable, window_start,
 };
 use crate::voice_codes::{Profile, Throttle};
 
@@ -47,6 +47,10 @@ const AUDIT_PREFIX: &str = "AUDIT#";
 const OUTBOX_SK: &str = "OUTBOX";
 const OUTBOX_PENDING: &str = "OUTBOX#PENDING";
 const EVENT_SK: &str = "EVENT";
+const LEASE_SK: &str = "LEASE";
+/// Pages of the pending index one `outbox_due` reads at most while skipping unreadable items,
+/// so a pile of them can't make a pass read the whole backlog.
+const MAX_DUE_PAGES: usize = 10;
 
 /// How long a settled outbox record stays readable (investigations) before TTL removes it.
 const SETTLED_RETENTION_DAYS: i64 = 30;
@@ -115,10 +119,33 @@ impl DynamoStore {
     }
 }
 
+/// Retries and timeouts for a store that answers within a directive. The SDK's defaults back off
+/// from 1 s and never time out a call: a hung connection or two retries would outlast Alexa's
+/// 8 s. These keep a failing call within a few seconds; the directive bounds each call by its
+/// own deadline on top (crate::skill).
+pub fn tune(builder: aws_sdk_dynamodb::config::Builder) -> aws_sdk_dynamodb::config::Builder {
+    use aws_sdk_dynamodb::config::retry::RetryConfig;
+    use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
+    builder
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(3)
+                .with_initial_backoff(StdDuration::from_millis(50))
+                .with_max_backoff(StdDuration::from_secs(1)),
+        )
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(StdDuration::from_secs(1))
+                .operation_attempt_timeout(StdDuration::from_secs(2))
+                .operation_timeout(StdDuration::from_secs(5))
+                .build(),
+        )
+}
+
 /// A client for DynamoDB Local and other local engines: static dummy credentials and a fixed
 /// region, so building it never consults the environment, profiles or a credential endpoint.
 pub fn local_client(endpoint: &str) -> Client {
-    let config = aws_sdk_dynamodb::Config::builder()
+    let config = tune(aws_sdk_dynamodb::Config::builder())
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new(
@@ -371,7 +398,6 @@ impl Store for DynamoStore {
         };
         update = match settlement {
             Settlement::Delivered => finish(update, OutboxStatus::Delivered),
-            Settlement::Closed => finish(update, OutboxStatus::Closed),
             Settlement::Retry {
                 attempts,
                 next_attempt_at,
@@ -417,13 +443,34 @@ impl Store for DynamoStore {
         Ok(())
     }
 
-    async fn outbox_due(
+    async fn put_outbox(
         &self,
-        now: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<OutboxRecord>, StoreError> {
+        record: &OutboxRecord,
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), StoreError> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(outbox_item(record, Utc::now())))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .build()
+            .map_err(build_error)?;
+        let mut tx = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build());
+        if let Some(entry) = audit {
+            let put = self.audit_put(&record.household, entry)?;
+            tx = tx.transact_items(TransactWriteItem::builder().put(put).build());
+        }
+        tx.send().await.map_err(transact_error)?;
+        Ok(())
+    }
+
+    async fn outbox_due(&self, now: DateTime<Utc>, limit: usize) -> Result<DueRecords, StoreError> {
+        let mut due = DueRecords::default();
         if limit == 0 {
-            return Ok(Vec::new());
+            return Ok(due);
         }
         // Sort keys are `{next_attempt_at}#{request_id}` with fixed-width timestamps, so every
         // record due at or before `now` sorts below `{now}$` ('$' follows '#').
@@ -440,11 +487,34 @@ impl Store for DynamoStore {
             .scan_index_forward(true);
         // The index is eventually consistent: a record settled a moment ago may still be
         // listed, as it was. Settling it again is a Conflict, which the worker tolerates.
-        self.query_all(request, Some(limit))
-            .await?
-            .iter()
-            .map(decode_outbox)
-            .collect()
+        // Unreadable items stay in the index (they may be a duress: never dropped) and don't
+        // count toward `limit`, so they can't crowd out the readable records behind them.
+        let mut start: Option<Item> = None;
+        for _ in 0..MAX_DUE_PAGES {
+            let wanted = limit - due.records.len();
+            let resp = request
+                .clone()
+                .set_exclusive_start_key(start.take())
+                .limit(i32::try_from(wanted).unwrap_or(i32::MAX))
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query", e))?;
+            for item in resp.items.unwrap_or_default() {
+                match decode_outbox(&item) {
+                    Ok(r) if due.records.len() < limit => due.records.push(r),
+                    Ok(_) => {}
+                    Err(e) => due.unreadable.push(Unreadable {
+                        key: item_key(&item),
+                        error: e.to_string(),
+                    }),
+                }
+            }
+            match resp.last_evaluated_key {
+                Some(key) if !key.is_empty() && due.records.len() < limit => start = Some(key),
+                _ => break,
+            }
+        }
+        Ok(due)
     }
 
     async fn outbox_record(&self, request_id: &str) -> Result<Option<OutboxRecord>, StoreError> {
@@ -589,6 +659,61 @@ impl Store for DynamoStore {
         Ok(())
     }
 
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut item = key(format!("LEASE#{name}"), LEASE_SK);
+        item.insert("owner".into(), s(owner));
+        item.insert("until".into(), s(timestamp(until)));
+        // Only reclaims space: the condition decides on `until`, never on TTL deletion.
+        item.insert(TTL.into(), n(ceil_epoch_seconds(until) + RATE_GRACE_S));
+        let taken = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk) OR #owner = :owner OR #until < :now")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_names("#until", "until")
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":now", s(timestamp(now)))
+            .send()
+            .await;
+        match taken {
+            Ok(_) => Ok(true),
+            Err(e) => match sdk_error("PutItem", e) {
+                StoreError::Conflict => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn release_lease(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+        let released = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("LEASE#{name}"), LEASE_SK)))
+            .condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(owner))
+            .send()
+            .await;
+        match released {
+            // Someone else holds it now (ours had expired): theirs to release.
+            Ok(_) => Ok(()),
+            Err(e) => match sdk_error("DeleteItem", e) {
+                StoreError::Conflict => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
     async fn claim_event(
         &self,
         event_id: &str,
@@ -677,7 +802,6 @@ fn status_str(status: OutboxStatus) -> &'static str {
     match status {
         OutboxStatus::Pending => "pending",
         OutboxStatus::Delivered => "delivered",
-        OutboxStatus::Closed => "closed",
     }
 }
 
@@ -734,9 +858,6 @@ fn outbox_item(record: &OutboxRecord, now: DateTime<Utc>) -> Item {
     item.insert("request_id".into(), s(&record.request_id));
     item.insert("household".into(), s(&record.household));
     item.insert("panel".into(), s(&record.panel));
-    if let Some(member) = record.member {
-        item.insert("member".into(), n(member));
-    }
     item.insert("seal".into(), s(&record.seal));
     item.insert("created_at".into(), s(timestamp(record.created_at)));
     item.insert("status".into(), s(status_str(record.status)));
@@ -759,12 +880,16 @@ fn outbox_item(record: &OutboxRecord, now: DateTime<Utc>) -> Item {
 
 // ---- decoding ----
 
-fn corrupt(item: &Item, what: String) -> StoreError {
+fn item_key(item: &Item) -> String {
     let part = |name: &str| match item.get(name) {
         Some(AttributeValue::S(v)) => v.as_str(),
         _ => "?",
     };
-    StoreError::Corrupt(format!("{}/{}: {what}", part(PK), part(SK)))
+    format!("{}/{}", part(PK), part(SK))
+}
+
+fn corrupt(item: &Item, what: String) -> StoreError {
+    StoreError::Corrupt(format!("{}: {what}", item_key(item)))
 }
 
 fn get_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
@@ -780,14 +905,6 @@ fn get_n<T: std::str::FromStr>(item: &Item, name: &str) -> Result<T, StoreError>
             .parse()
             .map_err(|_| corrupt(item, format!("attribute {name} out of range: {v}"))),
         _ => Err(corrupt(item, format!("missing number attribute {name}"))),
-    }
-}
-
-fn get_opt_n<T: std::str::FromStr>(item: &Item, name: &str) -> Result<Option<T>, StoreError> {
-    if item.contains_key(name) {
-        get_n(item, name).map(Some)
-    } else {
-        Ok(None)
     }
 }
 
@@ -834,14 +951,12 @@ fn decode_outbox(item: &Item) -> Result<OutboxRecord, StoreError> {
     let status = match get_s(item, "status")? {
         "pending" => OutboxStatus::Pending,
         "delivered" => OutboxStatus::Delivered,
-        "closed" => OutboxStatus::Closed,
         other => return Err(corrupt(item, format!("unknown outbox status {other}"))),
     };
     Ok(OutboxRecord {
         request_id: get_s(item, "request_id")?.to_string(),
         household: get_s(item, "household")?.to_string(),
         panel: get_s(item, "panel")?.to_string(),
-        member: get_opt_n(item, "member")?,
         seal: get_s(item, "seal")?.to_string(),
         created_at: get_time(item, "created_at")?,
         status,

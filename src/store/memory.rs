@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 
 use super::{
-    AuditEntry, HouseholdSnapshot, OutboxRecord, OutboxStatus, Settlement, Store, StoreError,
-    StoredGrant, window_start,
+    AuditEntry, DueRecords, HouseholdSnapshot, OutboxRecord, OutboxStatus, Settlement, Store,
+    StoreError, StoredGrant, window_start,
 };
 use crate::voice_codes::{Profile, Throttle};
 
@@ -22,6 +22,8 @@ struct Inner {
     rates: HashMap<(String, i64), u32>,
     grants: HashMap<String, Vec<(String, StoredGrant)>>,
     events: HashMap<String, DateTime<Utc>>,
+    /// Lease name → (owner, until).
+    leases: HashMap<String, (String, DateTime<Utc>)>,
 }
 
 #[derive(Default)]
@@ -127,7 +129,6 @@ impl Store for MemoryStore {
         }
         match settlement {
             Settlement::Delivered => rec.status = OutboxStatus::Delivered,
-            Settlement::Closed => rec.status = OutboxStatus::Closed,
             Settlement::Retry {
                 attempts,
                 next_attempt_at,
@@ -142,11 +143,25 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn outbox_due(
+    async fn put_outbox(
         &self,
-        now: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<OutboxRecord>, StoreError> {
+        record: &OutboxRecord,
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if inner.outbox.contains_key(&record.request_id) {
+            return Err(StoreError::Conflict);
+        }
+        inner
+            .outbox
+            .insert(record.request_id.clone(), record.clone());
+        if let Some(entry) = audit {
+            push_audit(&mut inner, &record.household, std::slice::from_ref(entry));
+        }
+        Ok(())
+    }
+
+    async fn outbox_due(&self, now: DateTime<Utc>, limit: usize) -> Result<DueRecords, StoreError> {
         let inner = self.lock();
         let mut due: Vec<OutboxRecord> = inner
             .outbox
@@ -158,7 +173,11 @@ impl Store for MemoryStore {
             (a.next_attempt_at, &a.request_id).cmp(&(b.next_attempt_at, &b.request_id))
         });
         due.truncate(limit);
-        Ok(due)
+        // Records are held typed here, so none can be unreadable.
+        Ok(DueRecords {
+            records: due,
+            unreadable: Vec::new(),
+        })
     }
 
     async fn outbox_record(&self, request_id: &str) -> Result<Option<OutboxRecord>, StoreError> {
@@ -221,6 +240,38 @@ impl Store for MemoryStore {
     async fn delete_grant(&self, account: &str, region: &str) -> Result<(), StoreError> {
         if let Some(list) = self.lock().grants.get_mut(account) {
             list.retain(|(r, _)| r != region);
+        }
+        Ok(())
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let free = inner
+            .leases
+            .get(name)
+            .is_none_or(|(holder, end)| holder == owner || *end < now);
+        if free {
+            inner
+                .leases
+                .insert(name.to_string(), (owner.to_string(), until));
+        }
+        Ok(free)
+    }
+
+    async fn release_lease(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if inner
+            .leases
+            .get(name)
+            .is_some_and(|(holder, _)| holder == owner)
+        {
+            inner.leases.remove(name);
         }
         Ok(())
     }

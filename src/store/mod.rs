@@ -24,21 +24,20 @@ pub enum OutboxStatus {
     Pending,
     /// The panel cloud acknowledged the request.
     Delivered,
-    /// Nothing left to deliver (a normal disarm whose panel call failed is not replayed).
-    Closed,
 }
 
 /// One voice disarm attempt that reached (or tried to reach) the panel cloud.
 ///
 /// Normal and duress attempts write records of identical shape and size at the same point of
-/// the flow. Which one it was is only recoverable with the pepper, from `seal`.
+/// the flow, and the re-delivery worker treats them alike, so their status and attempts stay
+/// alike too. Which kind it was, and for which member, is only recoverable with the pepper, from
+/// `seal` (crate::redelivery::seal).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxRecord {
     pub request_id: String,
     pub household: String,
     pub panel: String,
-    pub member: Option<u16>,
-    /// `{pepper_id}.{hex HMAC}` over the request id and the attempt's kind.
+    /// `{pepper_id}.{base64}`: the attempt's kind and member, sealed to this request id.
     pub seal: String,
     pub created_at: DateTime<Utc>,
     pub status: OutboxStatus,
@@ -49,7 +48,6 @@ pub struct OutboxRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Settlement {
     Delivered,
-    Closed,
     /// Still pending: try again at `next_attempt_at`.
     Retry {
         attempts: u32,
@@ -71,6 +69,21 @@ pub struct StoredGrant {
     pub access_token: String,
     pub refresh_token: String,
     pub expires_at: DateTime<Utc>,
+}
+
+/// The pending records a pass found due, and the items it could not decode. An unreadable item
+/// is reported (it may be a duress) but never stops the others from being delivered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DueRecords {
+    pub records: Vec<OutboxRecord>,
+    pub unreadable: Vec<Unreadable>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    /// The item's key, for the operator who must look at it.
+    pub key: String,
+    pub error: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -115,12 +128,17 @@ pub trait Store: Send + Sync {
         audit: Option<(&str, &AuditEntry)>,
     ) -> Result<(), StoreError>;
 
-    /// Pending records due at `now`, oldest first.
-    async fn outbox_due(
+    /// Inserts a record that [`Store::record_attempt`] could not write, with `audit`, atomically.
+    /// [`StoreError::Conflict`] if a record with its request id already exists.
+    async fn put_outbox(
         &self,
-        now: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<OutboxRecord>, StoreError>;
+        record: &OutboxRecord,
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), StoreError>;
+
+    /// Pending records due at `now`, oldest first: up to `limit` readable ones, plus every
+    /// unreadable item met on the way.
+    async fn outbox_due(&self, now: DateTime<Utc>, limit: usize) -> Result<DueRecords, StoreError>;
 
     async fn outbox_record(&self, request_id: &str) -> Result<Option<OutboxRecord>, StoreError>;
 
@@ -149,6 +167,20 @@ pub trait Store: Send + Sync {
     async fn grants(&self, account: &str) -> Result<Vec<(String, StoredGrant)>, StoreError>;
 
     async fn delete_grant(&self, account: &str, region: &str) -> Result<(), StoreError>;
+
+    /// Takes the lease `name` for `owner` until `until`, if nobody holds it or the holder's lease
+    /// ended before `now`. `false` when someone else holds it. Taking a lease one already holds
+    /// extends it.
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives the lease back, if `owner` still holds it.
+    async fn release_lease(&self, name: &str, owner: &str) -> Result<(), StoreError>;
 
     /// Records a webhook event id until `expires_at`. `false` if it was already recorded, which
     /// makes a replayed event a no-op.

@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 #[cfg(feature = "local")]
+pub mod lambda;
+#[cfg(feature = "local")]
 pub mod stack;
 
 use std::path::PathBuf;

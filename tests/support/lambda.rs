@@ -1,0 +1,241 @@
+//! The Lambda binaries as processes under a fake Lambda Runtime API (the HTTP interface Lambda
+//! uses to hand a function its events), configured from the environment as the SAM template
+//! configures them, against real local dependencies: DynamoDB Local, and the local stack for the
+//! account-linking JWKS and the panel cloud.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use alarm_skill::local::Options;
+use alarm_skill::secret::Secret;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use serde_json::{Value, json};
+use tokio::io::AsyncReadExt;
+use tokio::sync::{Notify, mpsc};
+
+use super::stack::{Harness, test_options};
+
+/// What the function posted back: ("response" | "error", request id, body).
+pub type Outcome = (String, String, Value);
+
+#[derive(Clone)]
+struct FakeRuntime {
+    queue: Arc<Mutex<VecDeque<(String, Value)>>>,
+    ready: Arc<Notify>,
+    results: mpsc::UnboundedSender<Outcome>,
+}
+
+async fn next(State(rt): State<FakeRuntime>) -> impl IntoResponse {
+    let (id, event) = loop {
+        if let Some(item) = rt.queue.lock().unwrap().pop_front() {
+            break item;
+        }
+        rt.ready.notified().await;
+    };
+    let deadline = chrono::Utc::now().timestamp_millis() + 7_500;
+    let mut h = HeaderMap::new();
+    h.insert(
+        "lambda-runtime-aws-request-id",
+        HeaderValue::from_str(&id).unwrap(),
+    );
+    h.insert(
+        "lambda-runtime-deadline-ms",
+        HeaderValue::from_str(&deadline.to_string()).unwrap(),
+    );
+    h.insert(
+        "lambda-runtime-invoked-function-arn",
+        HeaderValue::from_static("arn:aws:lambda:us-east-1:123456789012:function:test"),
+    );
+    h.insert(
+        "lambda-runtime-trace-id",
+        HeaderValue::from_static("Root=1-0-0"),
+    );
+    (h, Json(event))
+}
+
+async fn posted(
+    State(rt): State<FakeRuntime>,
+    Path((id, kind)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> &'static str {
+    let v = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let _ = rt.results.send((kind, id, v));
+    "accepted"
+}
+
+pub struct Function {
+    rt: FakeRuntime,
+    results: mpsc::UnboundedReceiver<Outcome>,
+    child: tokio::process::Child,
+    /// Everything the process wrote, stdout and stderr, read as it comes: an undrained pipe
+    /// would block a chatty process (TRACE logging) on its next write.
+    output: Arc<Mutex<Vec<u8>>>,
+    drains: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn drain(
+    mut from: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    into: Arc<Mutex<Vec<u8>>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = from.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            into.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    })
+}
+
+impl Function {
+    /// Starts `binary` with `env`, fed by a fresh fake runtime API.
+    pub async fn start(binary: &str, env: &[(String, String)]) -> Function {
+        let (tx, results) = mpsc::unbounded_channel();
+        let rt = FakeRuntime {
+            queue: Arc::default(),
+            ready: Arc::default(),
+            results: tx,
+        };
+        let app = Router::new()
+            .route("/2018-06-01/runtime/invocation/next", get(next))
+            .route("/2018-06-01/runtime/invocation/{id}/{kind}", post(posted))
+            .with_state(rt.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let child = tokio::process::Command::new(binary)
+            .env_clear()
+            .envs(env.iter().cloned())
+            .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+            .env("AWS_LAMBDA_FUNCTION_NAME", "test")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn the Lambda binary");
+        let mut child = child;
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let drains = vec![
+            drain(child.stdout.take().expect("piped stdout"), output.clone()),
+            drain(child.stderr.take().expect("piped stderr"), output.clone()),
+        ];
+        Function {
+            rt,
+            results,
+            child,
+            output,
+            drains,
+        }
+    }
+
+    pub async fn invoke(&mut self, event: Value) -> Outcome {
+        let id = uuid::Uuid::new_v4().to_string();
+        self.rt.queue.lock().unwrap().push_back((id.clone(), event));
+        self.rt.ready.notify_waiters();
+        self.rt.ready.notify_one();
+        let out = tokio::time::timeout(Duration::from_secs(20), self.results.recv())
+            .await
+            .expect("the function answered")
+            .expect("runtime channel open");
+        assert_eq!(out.1, id, "the answer is for this invocation");
+        out
+    }
+
+    /// Stops the process and returns everything it wrote (stdout and stderr).
+    pub async fn logs(mut self) -> String {
+        let _ = self.child.kill().await;
+        self.collected().await
+    }
+
+    /// Waits (up to 20 s) for the process to exit by itself: its status and everything it wrote.
+    pub async fn exit(mut self) -> (std::process::ExitStatus, String) {
+        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .expect("exits")
+            .expect("wait");
+        (status, self.collected().await)
+    }
+
+    async fn collected(&mut self) -> String {
+        for d in self.drains.drain(..) {
+            let _ = d.await;
+        }
+        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
+    }
+}
+
+pub fn pepper() -> Secret {
+    let key = base64::engine::general_purpose::STANDARD.encode([42u8; 32]);
+    Secret::new(json!({"current": "t1", "peppers": {"t1": key}}).to_string())
+}
+
+/// A local stack on DynamoDB Local, and the environment the SAM template gives the functions.
+pub async fn world() -> (Harness, Vec<(String, String)>) {
+    world_with(alarm_skill::local::demo::DemoConfig::demo()).await
+}
+
+/// [`world`] with another household and panel configuration.
+pub async fn world_with(
+    config: alarm_skill::local::demo::DemoConfig,
+) -> (Harness, Vec<(String, String)>) {
+    let endpoint = std::env::var("DYNAMODB_ENDPOINT")
+        .expect("DYNAMODB_ENDPOINT is not set: run scripts/test, which starts DynamoDB Local");
+    let h = Harness::start_with(Options {
+        config,
+        pepper: Some(pepper()),
+        dynamodb_endpoint: Some(endpoint.clone()),
+        ..test_options()
+    })
+    .await;
+    let env = [
+        ("PATH", std::env::var("PATH").unwrap_or_default()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "local".into()),
+        ("AWS_SECRET_ACCESS_KEY", "local".into()),
+        ("AWS_LAMBDA_LOG_LEVEL", "INFO".into()),
+        ("TABLE_NAME", h.stack.table.clone()),
+        ("DYNAMODB_ENDPOINT", endpoint),
+        (
+            "PANEL_API_URL",
+            format!("http://{}", h.stack.panel_api.addr()),
+        ),
+        ("LWA_CLIENT_ID", "amzn1.application-oa2-client.test".into()),
+        ("LWA_CLIENT_SECRET", "test-lwa-secret".into()),
+        ("OAUTH_ISSUER", h.base.clone()),
+        ("OAUTH_AUDIENCE", alarm_skill::local::AUDIENCE.into()),
+        ("PEPPER", pepper().expose().to_string()),
+        ("WEBHOOK_SECRET", "test-webhook-secret".into()),
+        ("PANEL_API_KEY", h.stack.sim.api_key().expose().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    (h, env)
+}
+
+pub fn http_event(method: &str, path: &str, headers: Value, body: Option<&str>) -> Value {
+    json!({
+        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "api", "domainName": "api.example.com",
+            "domainPrefix": "api", "requestId": uuid::Uuid::new_v4().to_string(),
+            "routeKey": "$default", "stage": "$default", "time": "25/Nov/2026:10:00:00 +0000",
+            "timeEpoch": 1_764_064_800_000u64,
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1",
+                     "sourceIp": "127.0.0.1", "userAgent": "test"}
+        },
+        "body": body, "isBase64Encoded": false
+    })
+}
