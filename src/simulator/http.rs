@@ -93,6 +93,9 @@ async fn guard(State(sim): State<Arc<Simulator>>, req: Request, next: Next) -> R
             tokio::time::sleep(delay).await;
             resp
         }
+        FaultMode::NotFound => {
+            (StatusCode::NOT_FOUND, Json(json!({"message": "Not Found"}))).into_response()
+        }
         FaultMode::None | FaultMode::Down => next.run(req).await,
     }
 }
@@ -316,6 +319,15 @@ pub fn control_routes(sim: Arc<Simulator>, panel_api: Arc<RestartableServer>) ->
                     .map(|(account, p)| json!({"account": account, "panel": p}))
                     .collect();
                 Json(json!({ "panels": panels, "now": c.sim.clock().now() }))
+            }),
+        )
+        .route(
+            "/sim/panels/{panel}",
+            delete(|State(c): State<Control>, Path(p): Path<String>| async move {
+                match c.sim.remove_panel(&p) {
+                    Ok(()) => Json(json!({"removed": p})).into_response(),
+                    Err(e) => sim_error(e),
+                }
             }),
         )
         .route(

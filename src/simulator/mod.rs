@@ -93,6 +93,9 @@ pub enum FaultMode {
     Slow,
     /// Stop listening: connections are refused.
     Down,
+    /// Reply 404 without processing, without the contract's `panel_not_found` body: what a
+    /// gateway in front of a half-deployed or mis-routed cloud answers. An outage, not an answer.
+    NotFound,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -512,6 +515,15 @@ impl Simulator {
             },
         });
         Ok(view)
+    }
+
+    /// The panel leaves its account (service cancelled, panel moved to another account): from
+    /// now on the contract answers `panel_not_found` for it.
+    pub fn remove_panel(&self, panel: &str) -> Result<(), SimError> {
+        let mut st = self.lock();
+        let i = Self::find(&st, None, panel).ok_or_else(|| SimError::NoPanel(panel.to_string()))?;
+        st.panels.remove(i);
+        Ok(())
     }
 
     pub fn remove_zone(&self, panel: &str, zone: &str) -> Result<Panel, SimError> {

@@ -3,6 +3,7 @@
 
 #[cfg(feature = "local")]
 pub mod lambda;
+pub mod proxy;
 #[cfg(feature = "local")]
 pub mod stack;
 
