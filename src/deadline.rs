@@ -41,6 +41,20 @@ impl Deadline {
     pub fn instant(&self) -> Instant {
         self.at
     }
+
+    /// This deadline moved `by` earlier: the end of the work that must leave `by` to what follows.
+    pub fn leaving(&self, by: Duration) -> Deadline {
+        Deadline {
+            at: self.at.checked_sub(by).unwrap_or_else(Instant::now),
+        }
+    }
+
+    /// A deadline for one step of the work: at most `cap` from now, never later than this one.
+    pub fn capped(&self, cap: Duration) -> Deadline {
+        Deadline {
+            at: self.at.min(Instant::now() + cap),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -55,5 +69,17 @@ mod tests {
         let d = Deadline::for_directive(Some(Duration::from_secs(60)));
         assert!(d.remaining() <= ALEXA_BUDGET - REPLY_MARGIN);
         assert!(Deadline::for_directive(Some(Duration::from_millis(100))).expired());
+    }
+
+    #[test]
+    fn a_capped_deadline_is_the_earlier_one() {
+        let d = Deadline::after(Duration::from_secs(5));
+        assert!(d.capped(Duration::from_secs(1)).remaining() <= Duration::from_secs(1));
+        assert!(d.capped(Duration::from_secs(60)).instant() == d.instant());
+        assert_eq!(
+            d.leaving(Duration::from_secs(2)).instant() + Duration::from_secs(2),
+            d.instant()
+        );
+        assert!(d.leaving(Duration::from_secs(60)).expired());
     }
 }

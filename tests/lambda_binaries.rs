@@ -5,7 +5,6 @@
 
 mod support;
 
-
 use alarm_skill::secret::Secret;
 use serde_json::{Value, json};
 use support::lambda::{Function, http_event, world};

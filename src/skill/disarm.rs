@@ -46,9 +46,14 @@ use super::{Fail, Skill, no_such_endpoint, panel_failure, panel_target};
 /// directive can run, so the worker never races an in-flight panel call.
 pub const OUTBOX_GRACE: Duration = Duration::seconds(10);
 
+/// The ownership check gets at most this share of the deadline (and [`OWNERSHIP_CAP`]): a hung
+/// panel cloud must leave the store its time to record the attempt, or a duress would be lost.
+const OWNERSHIP_SHARE: u32 = 3;
+const OWNERSHIP_CAP: StdDuration = StdDuration::from_secs(2);
 /// Lost races (concurrent attempts for one household) retried before giving up on recording.
 const CONFLICT_RETRIES: u32 = 8;
-/// Left of the directive's deadline for the panel call: store calls before it stop in time.
+/// Left of the directive's deadline for the panel call (or a third of the deadline, if less):
+/// store calls before it stop in time.
 const PANEL_RESERVE: StdDuration = StdDuration::from_millis(800);
 /// The least a write after the panel call gets, even when the deadline is (nearly) spent: it is
 /// what keeps the audit line, and the reply margin is kept on top of the deadline anyway.
@@ -150,12 +155,12 @@ async fn within<T>(
         })
 }
 
-/// A store call before the panel call: it must leave the panel call its time.
+/// A store call before the panel call, which must end by `until`.
 async fn before_panel<T>(
-    deadline: Deadline,
+    until: Deadline,
     call: impl Future<Output = Result<T, StoreError>>,
 ) -> Result<T, StoreError> {
-    within(deadline.remaining().saturating_sub(PANEL_RESERVE), call).await
+    within(until.remaining(), call).await
 }
 
 /// Full jitter, 5 ms doubling to 80 ms: concurrent attempts spread out instead of colliding again.
@@ -177,14 +182,20 @@ impl Skill {
         let panel_id = panel_target(endpoint_id)?;
         let account = identity.account.as_str();
         // Ownership first. Only the cloud's definite "not in this account" stops here: during
-        // an outage a duress PIN must still be recorded and relayed.
-        if let Err(PanelError::NotFound) =
-            self.deps.panels.panel(account, &panel_id, deadline).await
-        {
+        // an outage a duress PIN must still be recorded and relayed, so the check gets only a
+        // share of the time.
+        let reserve = PANEL_RESERVE.min(deadline.remaining() / 3);
+        let check = deadline.capped((deadline.remaining() / OWNERSHIP_SHARE).min(OWNERSHIP_CAP));
+        if let Err(PanelError::NotFound) = self.deps.panels.panel(account, &panel_id, check).await {
             return Err(no_such_endpoint(endpoint_id));
         }
         let Decided { plan, recorded } = self
-            .decide_and_record(account, &panel_id, authorization.as_ref(), deadline)
+            .decide_and_record(
+                account,
+                &panel_id,
+                authorization.as_ref(),
+                deadline.leaving(reserve),
+            )
             .await?;
         match plan {
             Plan::Refused { lockout, at } => {
@@ -270,18 +281,19 @@ impl Skill {
 
     /// Steps 2–4: read, decide, write; re-read and decide again when a concurrent attempt won
     /// the write. Fails only when nothing could be read: without the codes no PIN can be checked.
+    /// Every store call ends by `until`, which leaves the panel call its time.
     async fn decide_and_record(
         &self,
         account: &str,
         panel_id: &str,
         authorization: Option<&PinAuthorization>,
-        deadline: Deadline,
+        until: Deadline,
     ) -> Result<Decided, Fail> {
         let store = &self.deps.store;
         let mut retries = 0;
         let mut stale: Option<Decision> = None;
         loop {
-            let snapshot = match before_panel(deadline, store.household(account)).await {
+            let snapshot = match before_panel(until, store.household(account)).await {
                 Ok(s) => s,
                 Err(e) => {
                     return match stale {
@@ -292,7 +304,7 @@ impl Skill {
             };
             let now = self.deps.clock.now();
             let d = self.decide(account, panel_id, &snapshot, authorization, now);
-            let written = before_panel(deadline, async {
+            let written = before_panel(until, async {
                 match &d.throttle {
                     Some(t) => store.record_attempt(account, t, d.record(), &d.audit).await,
                     None => {
@@ -311,9 +323,7 @@ impl Skill {
                         recorded: true,
                     });
                 }
-                Err(StoreError::Conflict)
-                    if retries < CONFLICT_RETRIES && deadline.remaining() > PANEL_RESERVE =>
-                {
+                Err(StoreError::Conflict) if retries < CONFLICT_RETRIES && !until.expired() => {
                     retries += 1;
                     tokio::time::sleep(conflict_backoff(retries)).await;
                     stale = Some(d);
@@ -448,42 +458,80 @@ impl Skill {
         let audit = entry.as_ref().map(|e| (record.household.as_str(), e));
         let budget = deadline.remaining().max(SETTLE_FLOOR);
         let written = within(budget, async {
-            let settled = store
-                .settle_outbox(&record.request_id, &settlement, audit)
-                .await;
-            match (settled, recorded, &settlement) {
-                // Step 4 did not write the record (or its write's outcome was unknown).
+            match (&settlement, recorded) {
+                (_, true) => {
+                    store
+                        .settle_outbox(&record.request_id, &settlement, audit)
+                        .await
+                }
+                // Step 4 did not write the record, or did without hearing back: insert it,
+                // else settle the one that is there.
                 (
-                    Err(StoreError::Conflict),
-                    false,
                     Settlement::Retry {
                         attempts,
                         next_attempt_at,
                     },
+                    false,
                 ) => {
                     let pending = OutboxRecord {
                         attempts: *attempts,
                         next_attempt_at: *next_attempt_at,
                         ..record.clone()
                     };
-                    store.put_outbox(&pending, entry.as_ref()).await
+                    match store.put_outbox(&pending, entry.as_ref()).await {
+                        Err(StoreError::Conflict) => {
+                            store
+                                .settle_outbox(&record.request_id, &settlement, audit)
+                                .await
+                        }
+                        other => other,
+                    }
                 }
-                (Err(StoreError::Conflict), false, Settlement::Delivered) => match &entry {
-                    Some(e) => store.append_audit(&record.household, e).await,
-                    None => Ok(()),
-                },
-                (other, _, _) => other,
+                (Settlement::Delivered, false) => {
+                    match store
+                        .settle_outbox(&record.request_id, &settlement, audit)
+                        .await
+                    {
+                        // Delivered and never stored: only the audit line is left to write.
+                        Err(StoreError::Conflict) => match &entry {
+                            Some(e) => store.append_audit(&record.household, e).await,
+                            None => Ok(()),
+                        },
+                        other => other,
+                    }
+                }
             }
         })
         .await;
-        if let Err(e) = written {
-            tracing::error!(
+        match written {
+            Ok(()) => {}
+            // Neither before nor after the panel call could the store take the attempt, and
+            // the panel did not acknowledge it: nothing will re-send it. The record goes to the
+            // log instead, sealed as in the store (no code, no kind in clear), so an operator
+            // can restore it into the table and the worker delivers it.
+            Err(e) if !recorded && error.is_some() => {
+                let pending = serde_json::to_string(&OutboxRecord {
+                    attempts: 1,
+                    ..record.clone()
+                })
+                .unwrap_or_default();
+                tracing::error!(
+                    marker = "outbox_record_unsaved",
+                    error = %e,
+                    household = %record.household,
+                    request_id = %record.request_id,
+                    record = %pending,
+                    "the store took neither the attempt nor its failure: restore this record"
+                );
+            }
+            Err(e) => tracing::error!(
                 marker = "outbox_settle_failed",
                 error = %e,
+                household = %record.household,
                 request_id = %record.request_id,
                 recorded,
                 "could not settle the outbox record"
-            );
+            ),
         }
     }
 }

@@ -119,11 +119,27 @@ impl DynamoStore {
     }
 }
 
+/// How long one attempt of a call may take before the SDK retries it.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptTimeout(pub StdDuration);
+
+impl AttemptTimeout {
+    /// DynamoDB answers in milliseconds; two seconds is an outage.
+    pub const DYNAMODB: AttemptTimeout = AttemptTimeout(StdDuration::from_secs(2));
+    /// A local engine on a busy 2-core machine can take seconds (a JVM warming up). A retried
+    /// conditional write that had in fact committed fails its own condition, so a local engine
+    /// gets time rather than retries.
+    pub const LOCAL_ENGINE: AttemptTimeout = AttemptTimeout(StdDuration::from_secs(15));
+}
+
 /// Retries and timeouts for a store that answers within a directive. The SDK's defaults back off
 /// from 1 s and never time out a call: a hung connection or two retries would outlast Alexa's
 /// 8 s. These keep a failing call within a few seconds; the directive bounds each call by its
 /// own deadline on top (crate::skill).
-pub fn tune(builder: aws_sdk_dynamodb::config::Builder) -> aws_sdk_dynamodb::config::Builder {
+pub fn tune(
+    builder: aws_sdk_dynamodb::config::Builder,
+    attempt: AttemptTimeout,
+) -> aws_sdk_dynamodb::config::Builder {
     use aws_sdk_dynamodb::config::retry::RetryConfig;
     use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
     builder
@@ -136,8 +152,8 @@ pub fn tune(builder: aws_sdk_dynamodb::config::Builder) -> aws_sdk_dynamodb::con
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(StdDuration::from_secs(1))
-                .operation_attempt_timeout(StdDuration::from_secs(2))
-                .operation_timeout(StdDuration::from_secs(5))
+                .operation_attempt_timeout(attempt.0)
+                .operation_timeout(attempt.0 * 3)
                 .build(),
         )
 }
@@ -145,18 +161,21 @@ pub fn tune(builder: aws_sdk_dynamodb::config::Builder) -> aws_sdk_dynamodb::con
 /// A client for DynamoDB Local and other local engines: static dummy credentials and a fixed
 /// region, so building it never consults the environment, profiles or a credential endpoint.
 pub fn local_client(endpoint: &str) -> Client {
-    let config = tune(aws_sdk_dynamodb::Config::builder())
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            "local",
-            "local",
-            None,
-            None,
-            "alarm-skill-local",
-        ))
-        .endpoint_url(endpoint)
-        .build();
+    let config = tune(
+        aws_sdk_dynamodb::Config::builder(),
+        AttemptTimeout::LOCAL_ENGINE,
+    )
+    .behavior_version(BehaviorVersion::latest())
+    .region(Region::new("us-east-1"))
+    .credentials_provider(Credentials::new(
+        "local",
+        "local",
+        None,
+        None,
+        "alarm-skill-local",
+    ))
+    .endpoint_url(endpoint)
+    .build();
     Client::from_conf(config)
 }
 

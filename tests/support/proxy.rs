@@ -136,7 +136,7 @@ async fn serve(mut client: TcpStream, upstream: SocketAddr, rules: Arc<Mutex<Rul
             match fault {
                 Some(Fault::Reset) => {
                     // SO_LINGER 0: closing sends RST, so the client sees "connection reset".
-                    let _ = client.set_linger(Some(Duration::ZERO));
+                    let _ = client.set_zero_linger();
                     return;
                 }
                 Some(Fault::Delay(d)) => tokio::time::sleep(d).await,

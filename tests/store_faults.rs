@@ -1,0 +1,306 @@
+//! The store failing under a disarm, with real parts: each stack keeps its data in DynamoDB
+//! Local behind a fault-injecting TCP proxy (tests/support/proxy.rs) that resets or delays
+//! chosen DynamoDB operations. Whatever the store does, a duress is relayed exactly as a normal
+//! code is, and nothing an intruder can observe differs between the two.
+//!
+//! Each test uses its own account, so the log lines it checks are its own.
+
+mod support;
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use alarm_skill::local::Options;
+use alarm_skill::local::demo::DemoConfig;
+use serde_json::Value;
+use support::proxy::{Fault, FaultProxy};
+use support::stack::*;
+use tracing_subscriber::fmt::MakeWriter;
+
+const NORMAL: &str = "4729";
+const DURESS: &str = "8361";
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Capture {
+    type Writer = Capture;
+    fn make_writer(&'a self) -> Capture {
+        self.clone()
+    }
+}
+
+/// Every log line of this test binary, as JSON (installed once, shared by the tests).
+fn logs() -> &'static Capture {
+    static CAPTURE: OnceLock<Capture> = OnceLock::new();
+    CAPTURE.get_or_init(|| {
+        let capture = Capture::default();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(capture.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("first subscriber");
+        capture
+    })
+}
+
+/// The captured lines carrying `marker` for `account`.
+fn marked(account: &str, marker: &str) -> Vec<Value> {
+    let text = String::from_utf8_lossy(&logs().0.lock().unwrap()).into_owned();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["fields"]["marker"] == marker && l["fields"]["household"] == account)
+        .collect()
+}
+
+struct Faulty {
+    h: Harness,
+    proxy: FaultProxy,
+    account: String,
+}
+
+fn config(account: &str) -> DemoConfig {
+    DemoConfig::parse(&format!(
+        r#"{{
+      "accounts": [{{"id": "{account}", "users": [{{"number": 1, "name": "Alex"}}],
+        "panels": [{{"id": "home", "name": "Home", "exit_delay_s": 60, "entry_delay_s": 30,
+          "zones": [{{"id": "front-door", "number": 1, "name": "Front door", "kind": "contact", "entry": true}}]}}]}}],
+      "households": [{{"account": "{account}", "members": [
+        {{"id": "alex", "name": "Alex", "user_number": 1, "voice_pin": "4729", "duress_pin": "8361"}}]}}]
+    }}"#
+    ))
+    .expect("config")
+}
+
+async fn faulty(account: &str) -> Faulty {
+    logs();
+    let endpoint = std::env::var("DYNAMODB_ENDPOINT")
+        .expect("DYNAMODB_ENDPOINT is not set: run scripts/test, which starts DynamoDB Local");
+    let proxy = FaultProxy::start(&endpoint).await;
+    let h = Harness::start_with(Options {
+        config: config(account),
+        dynamodb_endpoint: Some(proxy.endpoint()),
+        ..test_options()
+    })
+    .await;
+    Faulty {
+        h,
+        proxy,
+        account: account.to_string(),
+    }
+}
+
+/// Two identical stacks on their own accounts: one will say the voice PIN, one the duress PIN.
+async fn pair(name: &str) -> (Faulty, Faulty) {
+    let (a, b) = (format!("{name}-n"), format!("{name}-d"));
+    tokio::join!(faulty(&a), faulty(&b))
+}
+
+/// Arms away and lets the exit delay pass.
+async fn armed(f: &Faulty) -> String {
+    let t = f.h.token(&f.account).await;
+    let r = f.h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
+    assert_eq!(r["event"]["header"]["name"], "Arm.Response", "{r}");
+    f.h.advance(60).await;
+    t
+}
+
+fn count(signals: &[String], prefix: &str) -> usize {
+    signals.iter().filter(|s| s.starts_with(prefix)).count()
+}
+
+async fn audit(f: &Faulty) -> Value {
+    let admin = f.h.admin_token(&f.account).await;
+    let (status, body) =
+        f.h.api("GET", "/v1/household/audit?limit=100", Some(&admin), None)
+            .await;
+    assert_eq!(status, 200, "{body}");
+    normalize(&body)
+}
+
+#[tokio::test]
+async fn writes_failing_after_verification_still_relay_both_kinds_alike() {
+    let (n, d) = pair("writes-fail").await;
+    let mut replies = vec![];
+    for (f, code) in [(&n, NORMAL), (&d, DURESS)] {
+        let t = armed(f).await;
+        // Reads still work, so the code is verified; every transaction is reset.
+        f.proxy.set("TransactWriteItems", Fault::Reset);
+        replies.push(f.h.invoke(&disarm(&t, "home", Some(code))).await);
+        f.proxy.clear();
+        assert!(f.proxy.seen("TransactWriteItems") > 0, "the fault was hit");
+    }
+    assert_eq!(
+        replies[0]["event"]["header"]["name"], "Response",
+        "{}",
+        replies[0]
+    );
+    assert_eq!(normalize(&replies[0]), normalize(&replies[1]));
+    // Both panels really disarmed; the monitoring center got the duress, once, for Alex.
+    for f in [&n, &d] {
+        assert_eq!(f.h.panel("home").await["arm_state"], "disarmed");
+    }
+    assert_eq!(count(&n.h.signals().await, "121/"), 0);
+    assert_eq!(count(&d.h.signals().await, "121/1/1"), 1);
+    // What the household sees is the same; the operator got the same marker for both.
+    assert_eq!(audit(&n).await, audit(&d).await);
+    for f in [&n, &d] {
+        let lines = marked(&f.account, "disarm_attempt_unrecorded");
+        assert_eq!(lines.len(), 1, "{}: {lines:?}", f.account);
+        let text = lines[0].to_string();
+        assert!(!text.contains(NORMAL) && !text.contains(DURESS), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn a_store_and_panel_outage_together_still_answer_alike_and_log_the_sealed_record() {
+    let (n, d) = pair("both-down").await;
+    let mut replies = vec![];
+    for (f, code) in [(&n, NORMAL), (&d, DURESS)] {
+        let t = armed(f).await;
+        f.h.fault("error", 0).await;
+        f.proxy.set("TransactWriteItems", Fault::Reset);
+        replies.push(f.h.invoke(&disarm(&t, "home", Some(code))).await);
+        f.proxy.clear();
+        f.h.fault("none", 0).await;
+    }
+    assert_eq!(error_type(&replies[0]), Some("BRIDGE_UNREACHABLE"));
+    assert_eq!(normalize(&replies[0]), normalize(&replies[1]));
+    // Nothing could be stored; the record, sealed, is in the log for an operator to restore.
+    let mut records = vec![];
+    for f in [&n, &d] {
+        let lines = marked(&f.account, "outbox_record_unsaved");
+        assert_eq!(lines.len(), 1, "{}: {lines:?}", f.account);
+        let record: Value =
+            serde_json::from_str(lines[0]["fields"]["record"].as_str().unwrap()).unwrap();
+        assert_eq!(record["household"], f.account.as_str());
+        assert_eq!(record["status"], "pending");
+        records.push(record);
+    }
+    let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&records[0]), keys(&records[1]));
+    assert_eq!(
+        records[0]["seal"].as_str().unwrap().len(),
+        records[1]["seal"].as_str().unwrap().len()
+    );
+}
+
+#[tokio::test]
+async fn a_stopped_store_refuses_both_kinds_alike_before_any_panel_change() {
+    let (n, d) = pair("stopped").await;
+    let mut replies = vec![];
+    for (f, code) in [(&n, NORMAL), (&d, DURESS)] {
+        let t = armed(f).await;
+        f.proxy.set("*", Fault::Reset);
+        replies.push(f.h.invoke(&disarm(&t, "home", Some(code))).await);
+        f.proxy.clear();
+    }
+    // Without the household's codes no PIN can be checked: the same INTERNAL_ERROR for both
+    // (never a credential error), and the panels stay armed.
+    assert_eq!(error_type(&replies[0]), Some("INTERNAL_ERROR"));
+    assert_eq!(normalize(&replies[0]), normalize(&replies[1]));
+    for f in [&n, &d] {
+        assert_eq!(f.h.panel("home").await["arm_state"], "armed_away");
+        assert!(
+            !f.h.requests_for("home")
+                .await
+                .contains(&"disarm".to_string())
+        );
+    }
+    // The store is back: the next disarm works as usual.
+    let t = d.h.token(&d.account).await;
+    let r = d.h.invoke(&disarm(&t, "home", Some(DURESS))).await;
+    assert_eq!(r["event"]["header"]["name"], "Response", "{r}");
+    assert_eq!(count(&d.h.signals().await, "121/1/1"), 1);
+}
+
+#[tokio::test]
+async fn a_hung_store_write_leaves_the_panel_call_its_time() {
+    let (n, d) = pair("hung").await;
+    let mut replies = vec![];
+    for (f, code) in [(&n, NORMAL), (&d, DURESS)] {
+        let t = armed(f).await;
+        f.proxy
+            .set("TransactWriteItems", Fault::Delay(Duration::from_secs(3)));
+        let started = std::time::Instant::now();
+        replies.push(f.h.invoke(&disarm(&t, "home", Some(code))).await);
+        // Within the directive's 1.5 s budget (and its reply margin), store hang or not.
+        assert!(
+            started.elapsed() < Duration::from_millis(2_500),
+            "{:?}",
+            started.elapsed()
+        );
+        f.proxy.clear();
+    }
+    assert_eq!(
+        replies[0]["event"]["header"]["name"], "Response",
+        "{}",
+        replies[0]
+    );
+    assert_eq!(normalize(&replies[0]), normalize(&replies[1]));
+    // The delayed writes land later; the worker then finds nothing it must deliver again.
+    tokio::time::sleep(Duration::from_millis(4_000)).await;
+    for f in [&n, &d] {
+        f.h.advance(60).await;
+        f.h.stack.redeliver().await.unwrap();
+    }
+    assert_eq!(count(&n.h.signals().await, "121/"), 0);
+    assert_eq!(count(&d.h.signals().await, "121/1/1"), 1);
+}
+
+#[tokio::test]
+async fn an_unreadable_pending_item_does_not_hold_back_the_duress_behind_it() {
+    let f = faulty("unreadable").await;
+    let t = armed(&f).await;
+    f.h.fault("error", 0).await;
+    let r = f.h.invoke(&disarm(&t, "home", Some(DURESS))).await;
+    assert_eq!(error_type(&r), Some("BRIDGE_UNREACHABLE"));
+    f.h.fault("none", 0).await;
+    // A damaged pending item, due before the duress.
+    let endpoint = std::env::var("DYNAMODB_ENDPOINT").unwrap();
+    alarm_skill::store::dynamodb::local_client(&endpoint)
+        .put_item()
+        .table_name(&f.h.stack.table)
+        .item(
+            "PK",
+            aws_sdk_dynamodb::types::AttributeValue::S("OUTBOX#damaged".into()),
+        )
+        .item(
+            "SK",
+            aws_sdk_dynamodb::types::AttributeValue::S("OUTBOX".into()),
+        )
+        .item(
+            "status",
+            aws_sdk_dynamodb::types::AttributeValue::S("pending".into()),
+        )
+        .item(
+            "GSI1PK",
+            aws_sdk_dynamodb::types::AttributeValue::S("OUTBOX#PENDING".into()),
+        )
+        .item(
+            "GSI1SK",
+            aws_sdk_dynamodb::types::AttributeValue::S(
+                "2000-01-01T00:00:00.000000000Z#damaged".into(),
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    let report = f.h.stack.redeliver().await.unwrap();
+    assert_eq!((report.unreadable, report.delivered), (1, 1), "{report:?}");
+    assert_eq!(count(&f.h.signals().await, "121/1/1"), 1);
+    // Still reported on the next pass: it is never dropped silently.
+    let report = f.h.stack.redeliver().await.unwrap();
+    assert_eq!((report.unreadable, report.delivered), (1, 0), "{report:?}");
+}
