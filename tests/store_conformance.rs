@@ -8,7 +8,7 @@
 use alarm_skill::store::dynamodb::{DynamoStore, create_table, local_client};
 use alarm_skill::store::{
     AuditEntry, HouseholdSnapshot, OutboxRecord, OutboxStatus, Settlement, Store, StoreError,
-    StoredGrant,
+    StoredGrant, ThrottleWrite,
 };
 use alarm_skill::voice_codes::{
     CodeHash, HouseholdSettings, Member, PinlessPolicy, Profile, Throttle,
@@ -78,6 +78,7 @@ conformance!(
     put_outbox_inserts_a_new_record_with_its_audit_line_once,
     lease_is_exclusive_until_released_or_expired,
     concurrent_lease_takers_exactly_one_wins,
+    throttle_checks_keep_the_version_and_fail_after_a_change,
 );
 
 // ---- fixtures ----
@@ -162,7 +163,12 @@ fn grant(token: &str) -> StoredGrant {
 async fn insert_outbox(store: &dyn Store, rec: &OutboxRecord) {
     let snapshot = store.household(&rec.household).await.unwrap();
     store
-        .record_attempt(&rec.household, &snapshot.throttle, Some(rec), &[])
+        .record_attempt(
+            &rec.household,
+            ThrottleWrite::Set(&snapshot.throttle),
+            Some(rec),
+            &[],
+        )
         .await
         .unwrap();
 }
@@ -261,7 +267,12 @@ async fn save_profile_bumps_version_and_rejects_stale_versions(store: &dyn Store
 async fn household_reads_profile_and_throttle_together(store: &dyn Store) {
     store.save_profile("hh", &profile()).await.unwrap();
     store
-        .record_attempt("hh", &throttle(0, 3), None, &[entry(t0(), "locked")])
+        .record_attempt(
+            "hh",
+            ThrottleWrite::Set(&throttle(0, 3)),
+            None,
+            &[entry(t0(), "locked")],
+        )
         .await
         .unwrap();
     // Audit lines live next to the household's state (one partition in DynamoDB) and must
@@ -288,7 +299,10 @@ async fn household_reads_profile_and_throttle_together(store: &dyn Store) {
         locked_until: None,
         hard_locked: true,
     };
-    store.record_attempt("hh", &plain, None, &[]).await.unwrap();
+    store
+        .record_attempt("hh", ThrottleWrite::Set(&plain), None, &[])
+        .await
+        .unwrap();
     assert_eq!(
         store.household("hh").await.unwrap().throttle,
         Throttle {
@@ -305,7 +319,12 @@ async fn record_attempt_writes_throttle_outbox_and_audit(store: &dyn Store) {
         entry(t0() + Duration::seconds(1), "second"),
     ];
     store
-        .record_attempt("hh", &throttle(0, 1), Some(&rec), &lines)
+        .record_attempt(
+            "hh",
+            ThrottleWrite::Set(&throttle(0, 1)),
+            Some(&rec),
+            &lines,
+        )
         .await
         .unwrap();
 
@@ -326,7 +345,12 @@ async fn record_attempt_writes_throttle_outbox_and_audit(store: &dyn Store) {
     let mut pinless = record("req-2", "hh", t0());
     pinless.seal = format!("p2.{}", "cd".repeat(32));
     store
-        .record_attempt("hh", &throttle(1, 0), Some(&pinless), &[])
+        .record_attempt(
+            "hh",
+            ThrottleWrite::Set(&throttle(1, 0)),
+            Some(&pinless),
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(store.outbox_record("req-2").await.unwrap(), Some(pinless));
@@ -339,14 +363,24 @@ async fn record_attempt_writes_throttle_outbox_and_audit(store: &dyn Store) {
 
 async fn record_attempt_with_stale_throttle_writes_nothing(store: &dyn Store) {
     store
-        .record_attempt("hh", &throttle(0, 1), None, &[entry(t0(), "one")])
+        .record_attempt(
+            "hh",
+            ThrottleWrite::Set(&throttle(0, 1)),
+            None,
+            &[entry(t0(), "one")],
+        )
         .await
         .unwrap();
 
     for stale in [throttle(0, 2), throttle(4, 2)] {
         let rec = record("req-lost", "hh", t0());
         let result = store
-            .record_attempt("hh", &stale, Some(&rec), &[entry(t0(), "lost")])
+            .record_attempt(
+                "hh",
+                ThrottleWrite::Set(&stale),
+                Some(&rec),
+                &[entry(t0(), "lost")],
+            )
             .await;
         assert_eq!(result, Err(StoreError::Conflict));
     }
@@ -371,7 +405,7 @@ async fn record_attempt_with_duplicate_request_id_writes_nothing(store: &dyn Sto
     store
         .record_attempt(
             "hh",
-            &throttle(0, 0),
+            ThrottleWrite::Set(&throttle(0, 0)),
             Some(&original),
             &[entry(t0(), "original")],
         )
@@ -383,7 +417,7 @@ async fn record_attempt_with_duplicate_request_id_writes_nothing(store: &dyn Sto
     let result = store
         .record_attempt(
             "hh",
-            &throttle(1, 5),
+            ThrottleWrite::Set(&throttle(1, 5)),
             Some(&duplicate),
             &[entry(t0(), "duplicate")],
         )
@@ -405,7 +439,12 @@ async fn record_attempt_with_duplicate_request_id_writes_nothing(store: &dyn Sto
         .await
         .unwrap();
     let result = store
-        .record_attempt("hh", &throttle(1, 0), Some(&duplicate), &[])
+        .record_attempt(
+            "hh",
+            ThrottleWrite::Set(&throttle(1, 0)),
+            Some(&duplicate),
+            &[],
+        )
         .await;
     assert_eq!(result, Err(StoreError::Conflict));
     assert_eq!(
@@ -421,7 +460,7 @@ async fn concurrent_writers_exactly_one_wins(store: &dyn Store) {
         store
             .record_attempt(
                 "hh",
-                &throttle(0, n),
+                ThrottleWrite::Set(&throttle(0, n)),
                 Some(&rec),
                 std::slice::from_ref(&line),
             )
@@ -696,7 +735,7 @@ async fn audit_is_newest_first_with_limit(store: &dyn Store) {
     store
         .record_attempt(
             "hh",
-            &Throttle::default(),
+            ThrottleWrite::Set(&Throttle::default()),
             None,
             &[entry(at(3000), "3s x"), entry(at(3000), "3s y")],
         )
@@ -1241,4 +1280,63 @@ async fn concurrent_lease_takers_exactly_one_wins(store: &dyn Store) {
         .map(|(o, _)| o)
         .collect();
     assert_eq!(won.len(), 1, "{takes:?}");
+}
+
+async fn throttle_checks_keep_the_version_and_fail_after_a_change(store: &dyn Store) {
+    // On a household never written (version 0), then on one at version 1.
+    for (version, label) in [(0, "fresh"), (1, "written")] {
+        let hh = format!("hh-{label}");
+        if version == 1 {
+            store
+                .record_attempt(&hh, ThrottleWrite::Set(&throttle(0, 2)), None, &[])
+                .await
+                .unwrap();
+        }
+        let before = store.household(&hh).await.unwrap().throttle;
+        // Checks of the same version keep succeeding, each with its record: none bumps it.
+        // (Real DynamoDB may still refuse two overlapping transactions on one item with
+        // TransactionConflict, a Conflict the caller retries; what matters is that a check
+        // never invalidates the next one.)
+        for i in 0..6 {
+            let r = record(&format!("req-{label}-{i}"), &hh, t0());
+            store
+                .record_attempt(&hh, ThrottleWrite::Check(version), Some(&r), &[])
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            store.household(&hh).await.unwrap().throttle,
+            before,
+            "{label}"
+        );
+        assert_eq!(
+            due_ids(store, t0(), 100)
+                .await
+                .iter()
+                .filter(|id| id.contains(label))
+                .count(),
+            6
+        );
+        // Once the state changed, a check of the old version conflicts and writes nothing.
+        let mut next = before.clone();
+        next.consecutive_failures += 1;
+        store
+            .record_attempt(&hh, ThrottleWrite::Set(&next), None, &[])
+            .await
+            .unwrap();
+        let late = record(&format!("req-{label}-late"), &hh, t0());
+        assert_eq!(
+            store
+                .record_attempt(
+                    &hh,
+                    ThrottleWrite::Check(version),
+                    Some(&late),
+                    &[entry(t0(), "late")]
+                )
+                .await,
+            Err(StoreError::Conflict)
+        );
+        assert_eq!(store.outbox_record(&late.request_id).await.unwrap(), None);
+        assert!(messages(store, &hh).await.is_empty());
+    }
 }

@@ -36,6 +36,7 @@ use serde_json::{Value, json};
 use crate::account_link::{Identity, TokenError, TokenVerifier};
 use crate::clock::Clock;
 use crate::secret::{BearerToken, Pin};
+use crate::store::ThrottleWrite;
 use crate::store::{AuditEntry, Store, StoreError};
 use crate::voice_codes::{
     CodeKind, EnrolError, Gate, Keyring, Member, PinlessPolicy, Profile, Throttle, ThrottlePolicy,
@@ -485,7 +486,12 @@ async fn reset_lockout(State(svc): State<Svc>, Admin(who): Admin) -> Result<Json
         let entry = svc.entry("admin", "Admin reset the voice disarm lockout".into());
         match svc
             .store
-            .record_attempt(&who.account, &cleared, None, std::slice::from_ref(&entry))
+            .record_attempt(
+                &who.account,
+                ThrottleWrite::Set(&cleared),
+                None,
+                std::slice::from_ref(&entry),
+            )
             .await
         {
             Ok(()) => return Ok(Json(lockout_view(&svc.throttle, &cleared, svc.clock.now()))),

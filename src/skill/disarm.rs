@@ -36,6 +36,7 @@ use crate::redelivery::seal::{self, Sealed};
 use crate::secret::BearerToken;
 use crate::store::{
     AuditEntry, HouseholdSnapshot, OutboxRecord, OutboxStatus, Settlement, StoreError,
+    ThrottleWrite,
 };
 use crate::voice_codes::{CodeKind, Gate, Lockout, Throttle, verify};
 
@@ -306,7 +307,21 @@ impl Skill {
             let d = self.decide(account, panel_id, &snapshot, authorization, now);
             let written = before_panel(until, async {
                 match &d.throttle {
-                    Some(t) => store.record_attempt(account, t, d.record(), &d.audit).await,
+                    // Unchanged (a right code with no failures to clear, any attempt during a
+                    // lockout): check the version instead of bumping it, so parallel attempts
+                    // don't all collide on it. Both kinds of code take the same branch.
+                    Some(t) if *t == snapshot.throttle => {
+                        let check = ThrottleWrite::Check(t.version);
+                        store
+                            .record_attempt(account, check, d.record(), &d.audit)
+                            .await
+                    }
+                    Some(t) => {
+                        let set = ThrottleWrite::Set(t);
+                        store
+                            .record_attempt(account, set, d.record(), &d.audit)
+                            .await
+                    }
                     None => {
                         for entry in &d.audit {
                             store.append_audit(account, entry).await?;

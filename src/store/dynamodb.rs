@@ -20,15 +20,15 @@ use aws_sdk_dynamodb::operation::create_table::CreateTableError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::builders::UpdateBuilder;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, IndexStatus,
-    KeySchemaElement, KeyType, Projection, ProjectionType, Put, ScalarAttributeType, TableStatus,
-    TimeToLiveSpecification, TimeToLiveStatus, TransactWriteItem, Update,
+    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, GlobalSecondaryIndex,
+    IndexStatus, KeySchemaElement, KeyType, Projection, ProjectionType, Put, ScalarAttributeType,
+    TableStatus, TimeToLiveSpecification, TimeToLiveStatus, TransactWriteItem, Update,
 };
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 
 use super::{
     AuditEntry, DueRecords, HouseholdSnapshot, OutboxRecord, OutboxStatus, Settlement, Store,
-    StoreError, StoredGrant, Unreadable, window_start,
+    StoreError, StoredGrant, ThrottleWrite, Unreadable, window_start,
 };
 use crate::voice_codes::{Profile, Throttle};
 
@@ -344,7 +344,7 @@ impl Store for DynamoStore {
     async fn record_attempt(
         &self,
         household: &str,
-        throttle: &Throttle,
+        throttle: ThrottleWrite<'_>,
         outbox: Option<&OutboxRecord>,
         audit: &[AuditEntry],
     ) -> Result<(), StoreError> {
@@ -356,17 +356,32 @@ impl Store for DynamoStore {
         }
         let mut items = Vec::with_capacity(actions);
 
-        let version = next_version(throttle.version)?;
-        let throttle_put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(throttle_item(household, throttle, version)))
-            .condition_expression(VERSION_CONDITION)
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_names("#v", "version")
-            .expression_attribute_values(":v", n(throttle.version))
-            .build()
-            .map_err(build_error)?;
-        items.push(TransactWriteItem::builder().put(throttle_put).build());
+        items.push(match throttle {
+            ThrottleWrite::Set(t) => {
+                let put = Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(throttle_item(household, t, next_version(t.version)?)))
+                    .condition_expression(VERSION_CONDITION)
+                    .expression_attribute_names("#pk", PK)
+                    .expression_attribute_names("#v", "version")
+                    .expression_attribute_values(":v", n(t.version))
+                    .build()
+                    .map_err(build_error)?;
+                TransactWriteItem::builder().put(put).build()
+            }
+            ThrottleWrite::Check(version) => {
+                let check = ConditionCheck::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key(hh_pk(household), THROTTLE_SK)))
+                    .condition_expression(VERSION_CONDITION)
+                    .expression_attribute_names("#pk", PK)
+                    .expression_attribute_names("#v", "version")
+                    .expression_attribute_values(":v", n(version))
+                    .build()
+                    .map_err(build_error)?;
+                TransactWriteItem::builder().condition_check(check).build()
+            }
+        });
 
         if let Some(record) = outbox {
             let put = Put::builder()

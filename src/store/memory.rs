@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::{
     AuditEntry, DueRecords, HouseholdSnapshot, OutboxRecord, OutboxStatus, Settlement, Store,
-    StoreError, StoredGrant, window_start,
+    StoreError, StoredGrant, ThrottleWrite, window_start,
 };
 use crate::voice_codes::{Profile, Throttle};
 
@@ -90,13 +90,13 @@ impl Store for MemoryStore {
     async fn record_attempt(
         &self,
         household: &str,
-        throttle: &Throttle,
+        throttle: ThrottleWrite<'_>,
         outbox: Option<&OutboxRecord>,
         audit: &[AuditEntry],
     ) -> Result<(), StoreError> {
         let mut inner = self.lock();
         let stored = inner.throttles.get(household).map_or(0, |t| t.version);
-        if stored != throttle.version {
+        if stored != throttle.expected_version() {
             return Err(StoreError::Conflict);
         }
         if let Some(o) = outbox
@@ -104,9 +104,11 @@ impl Store for MemoryStore {
         {
             return Err(StoreError::Conflict);
         }
-        let mut saved = throttle.clone();
-        saved.version = stored + 1;
-        inner.throttles.insert(household.to_string(), saved);
+        if let ThrottleWrite::Set(t) = throttle {
+            let mut saved = t.clone();
+            saved.version = stored + 1;
+            inner.throttles.insert(household.to_string(), saved);
+        }
         if let Some(o) = outbox {
             inner.outbox.insert(o.request_id.clone(), o.clone());
         }

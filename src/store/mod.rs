@@ -71,6 +71,27 @@ pub struct StoredGrant {
     pub expires_at: DateTime<Utc>,
 }
 
+/// What a voice attempt's decision does to the household's throttle state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThrottleWrite<'a> {
+    /// Writes the new state, if the stored version is still `throttle.version`; the stored
+    /// version goes up by one.
+    Set(&'a Throttle),
+    /// Leaves the state as it was read at version `0`: only checks that nobody changed it
+    /// since. The version stays, so concurrent attempts that change nothing (parallel right
+    /// codes, attempts during a lockout) don't invalidate each other; any change still does.
+    Check(u64),
+}
+
+impl ThrottleWrite<'_> {
+    pub fn expected_version(&self) -> u64 {
+        match self {
+            ThrottleWrite::Set(t) => t.version,
+            ThrottleWrite::Check(v) => *v,
+        }
+    }
+}
+
 /// The pending records a pass found due, and the items it could not decode. An unreadable item
 /// is reported (it may be a duress) but never stops the others from being delivered.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -109,12 +130,13 @@ pub trait Store: Send + Sync {
     /// version. [`StoreError::Conflict`] otherwise.
     async fn save_profile(&self, household: &str, profile: &Profile) -> Result<u64, StoreError>;
 
-    /// Atomically: writes `throttle` if its stored version still equals `throttle.version`,
-    /// inserts `outbox` (which must be new), and appends `audit`.
+    /// Atomically: applies `throttle` (see [`ThrottleWrite`]), inserts `outbox` (which must be
+    /// new), and appends `audit`. [`StoreError::Conflict`] if the stored throttle version is no
+    /// longer the one the decision was made on, or the record exists.
     async fn record_attempt(
         &self,
         household: &str,
-        throttle: &Throttle,
+        throttle: ThrottleWrite<'_>,
         outbox: Option<&OutboxRecord>,
         audit: &[AuditEntry],
     ) -> Result<(), StoreError>;
