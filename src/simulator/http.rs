@@ -499,20 +499,22 @@ pub fn monitoring_routes(sim: Arc<Simulator>, receiver: Arc<Dc09Receiver>) -> Ro
         )
         .route(
             "/sim/monitoring/receiver",
-            post(|State(m): State<Monitoring>, Json(f): Json<ReceiverFault>| async move {
-                match m.receiver.set_mode(f.mode).await {
-                    Ok(()) => Json(json!({
-                        "receiver_mode": m.receiver.mode(),
-                        "receiver_listening": m.receiver.is_listening(),
-                    }))
-                    .into_response(),
-                    Err(e) => (
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        Json(json!({"error": e.to_string()})),
-                    )
+            post(
+                |State(m): State<Monitoring>, Json(f): Json<ReceiverFault>| async move {
+                    match m.receiver.set_mode(f.mode).await {
+                        Ok(()) => Json(json!({
+                            "receiver_mode": m.receiver.mode(),
+                            "receiver_listening": m.receiver.is_listening(),
+                        }))
                         .into_response(),
-                }
-            }),
+                        Err(e) => (
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            Json(json!({"error": e.to_string()})),
+                        )
+                            .into_response(),
+                    }
+                },
+            ),
         )
         .with_state(Monitoring { sim, receiver })
 }

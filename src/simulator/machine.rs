@@ -664,7 +664,11 @@ mod tests {
         let fx = p
             .set_zone("front-door", true, t0 + Duration::seconds(61))
             .unwrap();
-        assert_eq!(codes_of(&fx), vec![("138", 1)], "pending alarm reported at once");
+        assert_eq!(
+            codes_of(&fx),
+            vec![("138", 1)],
+            "pending alarm reported at once"
+        );
         assert_eq!(p.phase, Phase::EntryDelay);
         p
     }

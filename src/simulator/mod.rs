@@ -639,14 +639,19 @@ impl Simulator {
         match outcome {
             CancelOutcome::NothingToCancel => return Err(SimError::NothingToCancel),
             CancelOutcome::WindowClosed => return Err(SimError::CancelWindowClosed),
-            CancelOutcome::Cancelled | CancelOutcome::Aborted | CancelOutcome::AlreadyCancelled => {}
+            CancelOutcome::Cancelled | CancelOutcome::Aborted | CancelOutcome::AlreadyCancelled => {
+            }
         }
         let who = Self::user_name(&st, &account, Some(user));
         Self::notify_household(
             &mut st,
             &account,
             "alarm_cancelled",
-            format!("{} alarm cancelled by {who} ({})", view.name, source_label(source)),
+            format!(
+                "{} alarm cancelled by {who} ({})",
+                view.name,
+                source_label(source)
+            ),
             now,
         );
         Ok(Cancelled {

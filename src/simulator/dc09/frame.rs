@@ -331,7 +331,9 @@ pub fn decode(raw: &[u8], key_for: impl Fn(&str) -> Option<Key>) -> Result<Frame
         return Err(FrameError::Format("sequence number"));
     }
     let (seq, mut body) = body.split_at(4);
-    let seq: u16 = seq.parse().map_err(|_| FrameError::Format("sequence number"))?;
+    let seq: u16 = seq
+        .parse()
+        .map_err(|_| FrameError::Format("sequence number"))?;
     let mut receiver = None;
     if let Some(r) = body.strip_prefix('R') {
         let (hex, rest) = take_hex(r);
@@ -426,11 +428,17 @@ pub fn decode(raw: &[u8], key_for: impl Fn(&str) -> Option<Key>) -> Result<Frame
 fn parse_cid(s: &str) -> Result<Cid, FrameError> {
     let b = s.as_bytes();
     let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
-    if b.len() != 11 || b[4] != b' ' || b[7] != b' ' || !digits(0..4) || !digits(5..7) {
+    if b.len() != 11
+        || b[4] != b' '
+        || b[7] != b' '
+        || !digits(0..4)
+        || !digits(5..7)
+        || !digits(8..11)
+    {
         return Err(FrameError::Format("Contact ID payload"));
     }
     let num = |r: std::ops::Range<usize>| s[r].parse().ok();
-    let number = u16::from_str_radix(&s[8..11], 10).ok();
+    let number = s[8..11].parse::<u16>().ok();
     match (num(0..1), num(1..4), num(5..7), number) {
         (Some(q), Some(e), Some(p), Some(n)) => Ok(Cid {
             qualifier: q as u8,
@@ -474,9 +482,25 @@ mod tests {
             number: 1,
         };
         let t = at("2026-11-25T10:00:05Z");
-        let f = encode_event(42, &route(), Some(&cid), at("2026-11-25T10:00:00Z"), t, None).unwrap();
-        let body = "\"ADM-CID\"0042R1L1#1234[#1234|1121 01 001][H10:00:00,11-25-2026]_10:00:05,11-25-2026";
-        assert_eq!(f, format!("\n{:04X}0{:03X}{body}\r", crc16_arc(body.as_bytes()), body.len()));
+        let f = encode_event(
+            42,
+            &route(),
+            Some(&cid),
+            at("2026-11-25T10:00:00Z"),
+            t,
+            None,
+        )
+        .unwrap();
+        let body =
+            "\"ADM-CID\"0042R1L1#1234[#1234|1121 01 001][H10:00:00,11-25-2026]_10:00:05,11-25-2026";
+        assert_eq!(
+            f,
+            format!(
+                "\n{:04X}0{:03X}{body}\r",
+                crc16_arc(body.as_bytes()),
+                body.len()
+            )
+        );
         let d = decode(f.as_bytes(), |_| None).unwrap();
         assert_eq!(d.id, MessageId::AdmCid);
         assert_eq!(d.seq, 42);

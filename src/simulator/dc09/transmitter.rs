@@ -181,7 +181,10 @@ impl Inner {
     }
 }
 
-type Connection = (BufReader<tokio::net::tcp::OwnedReadHalf>, tokio::net::tcp::OwnedWriteHalf);
+type Connection = (
+    BufReader<tokio::net::tcp::OwnedReadHalf>,
+    tokio::net::tcp::OwnedWriteHalf,
+);
 
 async fn run(me: Arc<Inner>) {
     let mut conn: Option<Connection> = None;
@@ -196,17 +199,34 @@ async fn run(me: Arc<Inner>) {
             continue;
         };
         attempt += 1;
-        let outcome = send_once(&me, &mut conn, &msg).await;
+        let route = Route {
+            receiver: me.config.receiver_number.clone(),
+            prefix: me.config.account_prefix.clone(),
+            account: msg.account.clone(),
+        };
+        // Built afresh for every attempt: same sequence number, current timestamp.
+        let built = frame::encode_event(
+            msg.seq,
+            &route,
+            Some(&msg.cid),
+            msg.occurred,
+            me.clock.now(),
+            me.config.key.as_ref(),
+        );
+        let outcome = match &built {
+            Ok(frame) => send_once(&me, &mut conn, &msg, frame).await,
+            Err(e) => Err(SendError::Frame(e.clone())),
+        };
         let (answer, acked) = match &outcome {
-            Ok((MessageId::Ack, _)) => ("ACK".to_string(), true),
-            Ok((MessageId::Nak, _)) => ("NAK".to_string(), false),
-            Ok((MessageId::Duh, _)) => ("DUH".to_string(), false),
-            Ok((other, _)) => (format!("{other:?}"), false),
+            Ok(MessageId::Ack) => ("ACK".to_string(), true),
+            Ok(MessageId::Nak) => ("NAK".to_string(), false),
+            Ok(MessageId::Duh) => ("DUH".to_string(), false),
+            Ok(other) => (format!("{other:?}"), false),
             Err(e) => (e.to_string(), false),
         };
         {
             let mut st = me.lock();
-            if let Ok((_, frame)) = &outcome
+            if let Ok(frame) = &built
                 && st.sent.len() < SENT_LOG_MAX
             {
                 st.sent.push(SentFrame {
@@ -232,7 +252,7 @@ async fn run(me: Arc<Inner>) {
             backoff = Duration::from_millis(25);
             continue;
         }
-        if attempt == 1 || attempt % 20 == 0 {
+        if attempt == 1 || attempt.is_multiple_of(20) {
             tracing::warn!(seq = msg.seq, attempt, %answer, "DC-09 frame not acknowledged; re-sending");
         }
         // Any doubt about the connection: start a fresh one.
@@ -243,27 +263,14 @@ async fn run(me: Arc<Inner>) {
     }
 }
 
-/// One attempt: (the answer's type, the frame sent).
+/// One attempt: the answer's type.
 async fn send_once(
     me: &Inner,
     conn: &mut Option<Connection>,
     msg: &Queued,
-) -> Result<(MessageId, String), SendError> {
+    frame: &str,
+) -> Result<MessageId, SendError> {
     let cfg = &me.config;
-    let route = Route {
-        receiver: cfg.receiver_number.clone(),
-        prefix: cfg.account_prefix.clone(),
-        account: msg.account.clone(),
-    };
-    let frame = frame::encode_event(
-        msg.seq,
-        &route,
-        Some(&msg.cid),
-        msg.occurred,
-        me.clock.now(),
-        cfg.key.as_ref(),
-    )
-    .map_err(SendError::Frame)?;
     if conn.is_none() {
         let stream = tokio::time::timeout(cfg.ack_timeout, TcpStream::connect(cfg.receiver))
             .await
@@ -288,8 +295,7 @@ async fn send_once(
     if n == 0 {
         return Err(SendError::Closed);
     }
-    let decoded =
-        frame::decode(&answer, |_| cfg.key.clone()).map_err(SendError::Answer)?;
+    let decoded = frame::decode(&answer, |_| cfg.key.clone()).map_err(SendError::Answer)?;
     // An ACK counts only for this frame, and (when encrypted) only if it decrypts with our
     // key: anything else could be an answer to another frame, or forged.
     let id = match decoded.id {
@@ -300,8 +306,12 @@ async fn send_once(
         {
             MessageId::Ack
         }
-        MessageId::Ack => return Err(SendError::Answer(FrameError::Format("ACK for another frame"))),
+        MessageId::Ack => {
+            return Err(SendError::Answer(FrameError::Format(
+                "ACK for another frame",
+            )));
+        }
         other => other,
     };
-    Ok((id, frame))
+    Ok(id)
 }

@@ -100,6 +100,11 @@ struct PendingEntry {
     zone: Option<u16>,
 }
 
+/// Past a supervision deadline, in whole seconds: DC-09 carries times to the second.
+fn late(t: DateTime<Utc>, deadline: DateTime<Utc>) -> bool {
+    t.timestamp() > deadline.timestamp()
+}
+
 #[derive(Default)]
 struct State {
     events: Vec<ContactIdEvent>,
@@ -198,7 +203,10 @@ impl MonitoringCenter {
         };
         let mut st = self.lock();
         let (answer, log) = match frame::decode(raw, key_for) {
-            _ if refuse => (self.nak(now), Err("receiver refusing every frame (fault)".into())),
+            _ if refuse => (
+                self.nak(now),
+                Err("receiver refusing every frame (fault)".into()),
+            ),
             Err(e) => (self.nak(now), Err(e.to_string())),
             Ok(f) => self.judge(&mut st, &f, now),
         };
@@ -291,7 +299,10 @@ impl MonitoringCenter {
                 self.act(st, &acct, event);
                 (reply(MessageId::Ack), Ok((false, f.clone())))
             }
-            _ => (reply(MessageId::Duh), Err("not a message a receiver takes".into())),
+            _ => (
+                reply(MessageId::Duh),
+                Err("not a message a receiver takes".into()),
+            ),
         }
     }
 
@@ -302,7 +313,7 @@ impl MonitoringCenter {
         let expired: Vec<String> = st
             .pending
             .iter()
-            .filter(|(_, p)| now > p.deadline)
+            .filter(|(_, p)| late(now, p.deadline))
             .map(|(a, _)| a.clone())
             .collect();
         for acct in expired {
@@ -348,7 +359,12 @@ impl MonitoringCenter {
             (event.code.as_str(), event.qualifier),
             (codes::OPEN_CLOSE_BY_USER, 1) | (codes::BURGLARY, 1)
         );
-        if clears && st.pending.get(acct).is_some_and(|p| event.at > p.deadline) {
+        if clears
+            && st
+                .pending
+                .get(acct)
+                .is_some_and(|p| late(event.at, p.deadline))
+        {
             self.crash_and_smash(st, acct);
         }
         if clears {
@@ -369,10 +385,16 @@ impl MonitoringCenter {
                 open: true,
             }),
             (codes::BURGLARY, 1) => {
-                let already = st
-                    .dispatches
-                    .iter()
-                    .any(|d| mine(d) && d.reason == DispatchReason::Burglary && !d.cancelled);
+                // One dispatch per incident: the alarm of a panel the center already raised
+                // itself (crash-and-smash, the report arriving late) joins that one.
+                let already = st.dispatches.iter().any(|d| {
+                    mine(d)
+                        && matches!(
+                            d.reason,
+                            DispatchReason::Burglary | DispatchReason::CrashAndSmash
+                        )
+                        && !d.cancelled
+                });
                 if !already {
                     st.dispatches.push(Dispatch {
                         account: sub.account.clone(),

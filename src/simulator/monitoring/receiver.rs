@@ -85,8 +85,14 @@ impl Dc09Receiver {
         let me = Arc::downgrade(self);
         let accept = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
+                let stream = match listener.accept().await {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors and the like: don't spin.
+                        tracing::warn!(error = %e, "DC-09 receiver cannot accept");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
                 };
                 let Some(receiver) = me.upgrade() else {
                     return;
