@@ -115,6 +115,9 @@ pub struct Simulator {
     center: Arc<MonitoringCenter>,
     /// The DC-09 link to `center`'s receiver; without it events are handed over in-process.
     link: Option<Transmitter>,
+    /// In-process only: events not yet handed to `center`. A disarm only pushes here, so a
+    /// duress costs the same as before a link existed (one push), off the reply's path.
+    inbox: Mutex<Vec<ContactIdEvent>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -179,10 +182,17 @@ impl Simulator {
     pub fn new(accounts: &[AccountConfig], clock: Arc<AdjustableClock>, api_key: Secret) -> Self {
         let now = clock.now();
         let mut state = State::default();
+        let numbers = subscribers(accounts);
         for a in accounts {
             state.users.insert(a.id.clone(), a.users.clone());
             for p in &a.panels {
-                state.panels.push(SimPanel::new(&a.id, p.clone(), now));
+                let mut p = p.clone();
+                // Resolved once, so reporting never has to look it up.
+                p.monitoring_account = numbers
+                    .iter()
+                    .find(|s| s.account == a.id && s.panel == p.id)
+                    .map(|s| s.monitoring_account.clone());
+                state.panels.push(SimPanel::new(&a.id, p, now));
             }
         }
         let center = Arc::new(MonitoringCenter::new(
@@ -198,6 +208,7 @@ impl Simulator {
             webhook: None,
             center,
             link: None,
+            inbox: Mutex::new(vec![]),
         }
     }
 
@@ -260,18 +271,30 @@ impl Simulator {
         }
         // The receiver's supervision timers run only once no frame is on its way: a jump of the
         // simulated clock must not overtake a report the panel already made.
+        self.deliver_inbox();
         if self.link.as_ref().is_none_or(|l| l.queued() == 0) {
             self.center.tick();
         }
     }
 
-    /// Hands one event to the monitoring center: queued on the DC-09 link, or in-process.
-    fn transmit(&self, event: ContactIdEvent) {
+    fn deliver_inbox(&self) {
+        let events = std::mem::take(&mut *self.inbox.lock().unwrap_or_else(|p| p.into_inner()));
+        for e in events {
+            self.center.accept(e);
+        }
+    }
+
+    /// Hands one event of panel `idx` to the monitoring center: queued on the DC-09 link, or
+    /// for the in-process center.
+    fn transmit(&self, st: &State, idx: usize, event: ContactIdEvent) {
         let Some(link) = &self.link else {
-            self.center.accept(event);
+            self.inbox
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(event);
             return;
         };
-        let Some(acct) = self.center.monitoring_account(&event.account, &event.panel) else {
+        let Some(acct) = st.panels[idx].config.monitoring_account.as_deref() else {
             tracing::error!(panel = %event.panel, "no monitoring account for panel; event not sent");
             return;
         };
@@ -287,6 +310,7 @@ impl Simulator {
     /// Waits (at most `limit`) until the monitoring center has every event sent so far, then
     /// runs its timers. True if nothing is left on the link.
     pub async fn settle_monitoring(&self, limit: std::time::Duration) -> bool {
+        self.deliver_inbox();
         let settled = match &self.link {
             Some(link) => link.settle(limit).await,
             None => true,
@@ -326,7 +350,7 @@ impl Simulator {
         // After a duress the panel aborts nothing and transmits no cancel.
         st.panels[idx].note_duress(duress);
         if duress && first {
-            self.transmit(event);
+            self.transmit(st, idx, event);
         }
     }
 
@@ -340,7 +364,7 @@ impl Simulator {
             let mut all = std::mem::take(&mut p.unsent);
             all.append(&mut events);
             for e in all {
-                self.transmit(e);
+                self.transmit(st, idx, e);
             }
         } else {
             p.unsent.append(&mut events);
@@ -720,11 +744,13 @@ impl Simulator {
 
     /// The Contact ID events the monitoring center has accepted so far.
     pub fn monitoring(&self) -> Vec<ContactIdEvent> {
+        self.deliver_inbox();
         self.center.events()
     }
 
     /// What the monitoring center dispatched, and why.
     pub fn dispatches(&self) -> Vec<Dispatch> {
+        self.deliver_inbox();
         self.center.dispatches()
     }
 

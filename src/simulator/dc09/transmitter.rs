@@ -134,9 +134,15 @@ impl Transmitter {
     /// number: 0001–9999, then 0001 again.
     pub fn send(&self, account: &str, cid: Cid, occurred: DateTime<Utc>) {
         let mut st = self.lock();
-        let next = st.next_seq.entry(account.to_string()).or_insert(1);
-        let seq = *next;
-        *next = if seq >= 9999 { 1 } else { seq + 1 };
+        if !st.next_seq.contains_key(account) {
+            st.next_seq.insert(account.to_string(), 1);
+        }
+        let next = st.next_seq.get_mut(account).map_or(1, |n| {
+            let seq = *n;
+            *n = if seq >= 9999 { 1 } else { seq + 1 };
+            seq
+        });
+        let seq = next;
         st.queue.push_back(Queued {
             account: account.to_string(),
             seq,
