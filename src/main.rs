@@ -36,6 +36,12 @@ enum Command {
         /// Port of the simulated panel cloud API.
         #[arg(long, default_value_t = 9001)]
         panel_port: u16,
+        /// Port of the monitoring center's SIA DC-09 receiver (TCP).
+        #[arg(long, default_value_t = 9002)]
+        receiver_port: u16,
+        /// Encrypt the DC-09 link with this AES-128 key (32 hex digits).
+        #[arg(long, env = "DC09_KEY", hide_env_values = true)]
+        dc09_key: Option<String>,
         /// Household and panels to simulate (JSON); the built-in demo household otherwise.
         #[arg(long)]
         config: Option<PathBuf>,
@@ -113,6 +119,8 @@ async fn main() -> ExitCode {
         Command::Serve {
             port,
             panel_port,
+            receiver_port,
+            dc09_key,
             config,
             dynamodb_endpoint,
             table,
@@ -133,6 +141,8 @@ async fn main() -> ExitCode {
             let opts = Options {
                 port,
                 panel_port,
+                receiver_port,
+                dc09_key: dc09_key.map(alarm_skill::secret::Secret::new),
                 config,
                 dynamodb_endpoint,
                 table,
@@ -157,6 +167,11 @@ async fn main() -> ExitCode {
             );
             println!("  simulator:      GET  {}/sim/panels", stack.base_url);
             println!("  panel cloud API:     http://{}", stack.panel_api.addr());
+            println!(
+                "  DC-09 receiver:      tcp://{}   (GET {}/sim/monitoring)",
+                stack.receiver.addr(),
+                stack.base_url
+            );
             println!("Try: alarm-skill say discover   (Ctrl-C stops)");
             stack.wait().await;
             ExitCode::SUCCESS

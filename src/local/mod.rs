@@ -5,7 +5,8 @@
 //! - the same [`Skill`] the `bootstrap` Lambda runs, verifying tokens with the production JWKS
 //!   verifier against the dev issuer, and calling the panel cloud through the production HTTP
 //!   client;
-//! - the panel simulator, serving the panel API on its own port (so it can be taken down);
+//! - the panel simulator, serving the panel API on its own port (so it can be taken down), and
+//!   reporting over SIA DC-09 to a monitoring receiver on a third port;
 //! - the embedded store (or DynamoDB at `--dynamodb-endpoint`);
 //! - the management API, the panel webhook, and dev fakes of Login with Amazon and the Alexa
 //!   event gateway, so state changes flow back as ChangeReports;
@@ -42,8 +43,14 @@ use crate::panel::PanelCloud;
 use crate::panel::http::HttpPanelCloud;
 use crate::redelivery::{self, Report};
 use crate::secret::{Pin, Secret};
-use crate::simulator::Simulator;
-use crate::simulator::http::{RestartableServer, control_routes, panel_api_routes};
+use crate::simulator::dc09::frame::Key;
+use crate::simulator::dc09::transmitter::{LinkConfig, Transmitter};
+use crate::simulator::http::{
+    RestartableServer, control_routes, monitoring_routes, panel_api_routes,
+};
+use crate::simulator::monitoring::MonitoringCenter;
+use crate::simulator::monitoring::receiver::Dc09Receiver;
+use crate::simulator::{Simulator, subscribers};
 use crate::skill::{Skill, SkillDeps, SkillSettings};
 use crate::store::memory::MemoryStore;
 use crate::store::{Store, StoreError};
@@ -65,6 +72,10 @@ pub struct Options {
     pub port: u16,
     /// The simulated panel cloud's API; 9001 by default; 0 picks a free port.
     pub panel_port: u16,
+    /// The monitoring center's SIA DC-09 receiver (TCP); 9002 by default; 0 picks a free port.
+    pub receiver_port: u16,
+    /// AES-128 key of the DC-09 link (32 hex digits); `None` sends in clear.
+    pub dc09_key: Option<Secret>,
     pub config: DemoConfig,
     /// Use DynamoDB at this endpoint instead of the embedded store.
     pub dynamodb_endpoint: Option<String>,
@@ -86,6 +97,8 @@ impl Default for Options {
         Options {
             port: 9000,
             panel_port: 9001,
+            receiver_port: 9002,
+            dc09_key: None,
             config: DemoConfig::demo(),
             dynamodb_endpoint: None,
             table: "alarm-skill-local".to_string(),
@@ -117,6 +130,8 @@ pub struct LocalStack {
     pub base_url: String,
     pub sim: Arc<Simulator>,
     pub panel_api: Arc<RestartableServer>,
+    /// The monitoring center's DC-09 receiver.
+    pub receiver: Arc<Dc09Receiver>,
     pub store: Arc<dyn Store>,
     /// Set when the embedded store is in use, for inspecting everything it holds.
     pub memory: Option<Arc<MemoryStore>>,
@@ -268,13 +283,37 @@ impl LocalStack {
         };
         let tokens = Arc::new(JwksVerifier::new(&oauth, http.clone()));
 
+        // The monitoring center first: the panel cloud's DC-09 link needs its address.
+        let dc09_key = opts
+            .dc09_key
+            .as_ref()
+            .map(Key::from_hex)
+            .transpose()
+            .map_err(|e| LocalError::Config(format!("DC-09 key: {e}")))?;
+        let center = Arc::new(MonitoringCenter::new(
+            subscribers(&opts.config.accounts),
+            dc09_key.clone(),
+            dyn_clock.clone(),
+        ));
+        let receiver_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, opts.receiver_port));
+        let receiver = Dc09Receiver::start(receiver_addr, center.clone())
+            .await
+            .map_err(|e| LocalError::Bind(receiver_addr, e))?;
+        let link = Transmitter::start(
+            LinkConfig {
+                key: dc09_key,
+                ..LinkConfig::new(receiver.addr())
+            },
+            dyn_clock.clone(),
+        );
         let sim = Arc::new(
             Simulator::new(&opts.config.accounts, clock.clone(), panel_api_key.clone())
                 .with_webhook(
                     format!("{base_url}/webhooks/panel"),
                     webhook_secret.clone(),
                     http.clone(),
-                ),
+                )
+                .with_monitoring(center, link),
         );
         let panel_api = RestartableServer::start(
             SocketAddr::from((Ipv4Addr::LOCALHOST, opts.panel_port)),
@@ -351,6 +390,7 @@ impl LocalStack {
             )
             .merge(dev_issuer::routes(issuer.clone()))
             .merge(control_routes(sim.clone(), panel_api.clone()))
+            .merge(monitoring_routes(sim.clone(), receiver.clone()))
             .merge(crate::management::routes(management))
             .merge(crate::webhook::handler::routes(webhook))
             .merge(alexa_dev::routes(dev_alexa.clone()));
@@ -401,6 +441,7 @@ impl LocalStack {
             base_url,
             sim,
             panel_api,
+            receiver,
             store,
             memory,
             table: opts.table.clone(),
@@ -439,6 +480,7 @@ impl LocalStack {
             let _ = tx.send(());
         }
         self.panel_api.stop().await;
+        self.receiver.stop();
         for t in self.tasks.drain(..) {
             t.abort();
         }
@@ -451,6 +493,7 @@ impl Drop for LocalStack {
             let _ = tx.send(());
         }
         self.panel_api.signal_stop();
+        self.receiver.stop();
         for t in &self.tasks {
             t.abort();
         }

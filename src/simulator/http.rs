@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
 use super::machine::ZoneConfig;
+use super::monitoring::receiver::{Dc09Receiver, ReceiverMode};
 use super::{Fault, FaultMode, SimError, Simulator};
 use crate::clock::Clock;
 use crate::panel::{
@@ -255,7 +256,12 @@ fn sim_error(e: SimError) -> Response {
     let status = match e {
         SimError::NoPanel(_) | SimError::NoZone(_) => StatusCode::NOT_FOUND,
         SimError::NoAlarmKind(_) => StatusCode::BAD_REQUEST,
-        SimError::ZoneExists(_) | SimError::Offline | SimError::Refused => StatusCode::CONFLICT,
+        SimError::NoUser(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        SimError::ZoneExists(_)
+        | SimError::Offline
+        | SimError::Refused
+        | SimError::NothingToCancel
+        | SimError::CancelWindowClosed => StatusCode::CONFLICT,
     };
     (status, Json(json!({"error": e.to_string()}))).into_response()
 }
@@ -301,6 +307,15 @@ struct LocalAction {
     state: ArmState,
     #[serde(default)]
     user: Option<u16>,
+    /// keypad (default) or app
+    #[serde(default)]
+    source: Option<Source>,
+}
+
+#[derive(Deserialize)]
+struct CancelBody {
+    /// The panel user whose code was entered.
+    user: u16,
     /// keypad (default) or app
     #[serde(default)]
     source: Option<Source>,
@@ -392,6 +407,18 @@ pub fn control_routes(sim: Arc<Simulator>, panel_api: Arc<RestartableServer>) ->
             ),
         )
         .route(
+            "/sim/panels/{panel}/cancel",
+            post(
+                |State(c): State<Control>, Path(p): Path<String>, Json(b): Json<CancelBody>| async move {
+                    let source = b.source.unwrap_or(Source::Keypad);
+                    match c.sim.cancel(&p, b.user, source) {
+                        Ok(done) => Json(done).into_response(),
+                        Err(e) => sim_error(e),
+                    }
+                },
+            ),
+        )
+        .route(
             "/sim/clock/advance",
             post(|State(c): State<Control>, Json(b): Json<Advance>| async move {
                 c.sim.advance(chrono::Duration::seconds(b.seconds.max(0)));
@@ -417,10 +444,6 @@ pub fn control_routes(sim: Arc<Simulator>, panel_api: Arc<RestartableServer>) ->
             ),
         )
         .route(
-            "/sim/monitoring",
-            get(|State(c): State<Control>| async move { Json(c.sim.monitoring()) }),
-        )
-        .route(
             "/sim/notifications",
             get(|State(c): State<Control>| async move { Json(c.sim.notifications()) }),
         )
@@ -429,6 +452,83 @@ pub fn control_routes(sim: Arc<Simulator>, panel_api: Arc<RestartableServer>) ->
             get(|State(c): State<Control>| async move { Json(c.sim.requests()) }),
         )
         .with_state(Control { sim, panel_api })
+}
+
+#[derive(Clone)]
+struct Monitoring {
+    sim: Arc<Simulator>,
+    receiver: Arc<Dc09Receiver>,
+}
+
+impl Monitoring {
+    /// Lets frames on their way arrive first, unless the receiver is faulted (they would not).
+    async fn settle(&self) {
+        if self.receiver.mode() == ReceiverMode::None {
+            self.sim.settle_monitoring(SETTLE).await;
+        }
+    }
+}
+
+/// How long a read of the monitoring center waits for frames still on the DC-09 link.
+const SETTLE: Duration = Duration::from_secs(3);
+
+#[derive(Deserialize)]
+struct ReceiverFault {
+    mode: ReceiverMode,
+}
+
+/// `/sim/monitoring...`: the monitoring center behind its DC-09 receiver, and the link to it.
+pub fn monitoring_routes(sim: Arc<Simulator>, receiver: Arc<Dc09Receiver>) -> Router {
+    Router::new()
+        .route(
+            "/sim/monitoring",
+            get(|State(m): State<Monitoring>| async move {
+                m.settle().await;
+                Json(m.sim.monitoring())
+            }),
+        )
+        .route(
+            "/sim/monitoring/dispatches",
+            get(|State(m): State<Monitoring>| async move {
+                m.settle().await;
+                Json(m.sim.dispatches())
+            }),
+        )
+        .route(
+            "/sim/monitoring/link",
+            get(|State(m): State<Monitoring>| async move {
+                let link = m.sim.link();
+                Json(json!({
+                    "receiver": m.receiver.addr().to_string(),
+                    "receiver_mode": m.receiver.mode(),
+                    "receiver_listening": m.receiver.is_listening(),
+                    "queued": link.map_or(0, |l| l.queued()),
+                    "delivered": link.map_or(0, |l| l.delivered()),
+                    "sent": link.map(|l| l.sent()).unwrap_or_default(),
+                    "received": m.receiver.center().frames(),
+                }))
+            }),
+        )
+        .route(
+            "/sim/monitoring/receiver",
+            post(
+                |State(m): State<Monitoring>, Json(f): Json<ReceiverFault>| async move {
+                    match m.receiver.set_mode(f.mode).await {
+                        Ok(()) => Json(json!({
+                            "receiver_mode": m.receiver.mode(),
+                            "receiver_listening": m.receiver.is_listening(),
+                        }))
+                        .into_response(),
+                        Err(e) => (
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            Json(json!({"error": e.to_string()})),
+                        )
+                            .into_response(),
+                    }
+                },
+            ),
+        )
+        .with_state(Monitoring { sim, receiver })
 }
 
 /// Posts each event to the skill's webhook, in order, signed; retries briefly on failure like

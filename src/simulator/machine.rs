@@ -1,6 +1,17 @@
 //! One simulated panel: arm state, exit and entry delays, alarms, bypass, trouble and
-//! connectivity. Pure state transitions; every method takes the current time and returns what
-//! the panel reported (Contact ID events) and which Alexa-visible properties changed.
+//! connectivity, and its alarm reporting policy (abort window, cancel window, cancel by code).
+//! Pure state transitions; every method takes the current time and returns what the panel
+//! reported (Contact ID events) and which Alexa-visible properties changed.
+//!
+//! Reporting rules (docs/panel-api.md, "Alarm reporting"):
+//! - A burglary alarm is held for `abort_window_s` (CP-01 abort window); a disarm inside it
+//!   aborts the report. `0` reports at once.
+//! - Once reported, only a cancel by a user code within `cancel_window_s` sends 406; with
+//!   `cancel_requires_code: false` a disarm within the window sends it too.
+//! - An armed entry zone opening is reported at once (138, pending alarm), so the receiver can
+//!   raise the alarm itself if the panel goes silent (crash-and-smash).
+//! - After a duress nothing is aborted and no cancel is transmitted. What the household sees
+//!   (replies, state) is computed as if there had been no duress.
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -57,6 +68,24 @@ pub struct PanelConfig {
     #[serde(default = "default_modes")]
     pub supported_arm_states: Vec<ArmState>,
     pub zones: Vec<ZoneConfig>,
+    /// CP-01 abort window (communicator delay) for burglary alarms: 15–45 s, 30 s by default;
+    /// 0 reports at once. UL: entry delay + abort window at most 60 s.
+    #[serde(default = "default_abort")]
+    pub abort_window_s: u32,
+    /// After an alarm was reported, a disarm does not send a cancel (406): only an explicit
+    /// cancel by a user code does.
+    #[serde(default = "yes")]
+    pub cancel_requires_code: bool,
+    /// How long after the alarm report a cancel is still sent (CP-01: at least 5 minutes).
+    #[serde(default = "default_cancel_window")]
+    pub cancel_window_s: u32,
+    /// The DC-09 account number (3–16 hex digits); assigned from the panel's position if absent.
+    #[serde(default)]
+    pub monitoring_account: Option<String>,
+    /// The receiver's grace after entry delay + abort window before it treats a pending alarm
+    /// as crash-and-smash.
+    #[serde(default = "default_grace")]
+    pub supervision_grace_s: u32,
 }
 
 fn default_manufacturer() -> String {
@@ -71,6 +100,15 @@ fn default_exit() -> u32 {
 fn default_entry() -> u32 {
     30
 }
+fn default_abort() -> u32 {
+    30
+}
+fn default_cancel_window() -> u32 {
+    300
+}
+fn default_grace() -> u32 {
+    30
+}
 fn default_modes() -> Vec<ArmState> {
     vec![
         ArmState::ArmedAway,
@@ -79,33 +117,65 @@ fn default_modes() -> Vec<ArmState> {
     ]
 }
 
+/// One Contact ID report; `at` is when it occurred if not "now" (a delay that ended earlier).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signal {
+    pub code: &'static str,
+    pub qualifier: u8,
+    pub user: Option<u16>,
+    pub zone: Option<u16>,
+    pub at: Option<DateTime<Utc>>,
+}
+
 /// What an operation caused: signals to the monitoring center and changes Alexa can see.
 #[derive(Debug, Default)]
 pub struct Effects {
-    pub signals: Vec<(&'static str, u8, Option<u16>, Option<u16>)>,
+    pub signals: Vec<Signal>,
     pub changed: Vec<Changed>,
 }
 
 impl Effects {
     fn signal(&mut self, code: &'static str, qualifier: u8, user: Option<u16>, zone: Option<u16>) {
-        self.signals.push((code, qualifier, user, zone));
+        self.signals.push(Signal {
+            code,
+            qualifier,
+            user,
+            zone,
+            at: None,
+        });
     }
 
-    pub fn events(&self, account: &str, panel: &str, at: DateTime<Utc>) -> Vec<ContactIdEvent> {
+    pub fn events(&self, account: &str, panel: &str, now: DateTime<Utc>) -> Vec<ContactIdEvent> {
         self.signals
             .iter()
-            .map(|&(code, qualifier, user, zone)| ContactIdEvent {
+            .map(|s| ContactIdEvent {
                 account: account.to_string(),
                 panel: panel.to_string(),
-                code,
-                qualifier,
+                code: s.code.to_string(),
+                qualifier: s.qualifier,
                 partition: 1,
-                user,
-                zone,
-                at,
+                user: s.user,
+                zone: s.zone,
+                at: s.at.unwrap_or(now),
             })
             .collect()
     }
+}
+
+/// What an explicit cancel did, as the household sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelOutcome {
+    /// The alarm was reported; the cancel went out (406).
+    Cancelled,
+    /// Already cancelled in this arming period.
+    AlreadyCancelled,
+    /// The alarm was still inside the abort window: it is not reported at all.
+    Aborted,
+    /// No alarm was reported in this arming period.
+    NothingToCancel,
+    /// The cancel window has closed: the dispatch stands.
+    WindowClosed,
 }
 
 #[derive(Debug, Clone)]
@@ -121,10 +191,19 @@ pub struct SimPanel {
     pub zones: Vec<Zone>,
     /// A closing (401/441 qualifier 3) was reported for the current arming period.
     close_reported: bool,
-    /// A burglary (130) was reported: a disarm must send a cancel (406), unless under duress.
-    alarm_reported: bool,
+    /// Burglary reports held back by the abort window, and when it ends.
+    held: Vec<Signal>,
+    held_until: Option<DateTime<Utc>>,
+    /// When this arming period's alarm was reported, as the household's view has it (a duress
+    /// that forced the report out early does not change it): the cancel window runs from here.
+    alarm_sent_at: Option<DateTime<Utc>>,
+    cancelled: bool,
+    /// A duress was raised in this arming period: no abort, and no cancel is transmitted.
+    duress: bool,
     armed_by: Option<u16>,
     pub as_of: DateTime<Utc>,
+    /// Reports the panel made while its communicator was offline; sent when it reconnects.
+    pub unsent: Vec<ContactIdEvent>,
 }
 
 impl SimPanel {
@@ -141,9 +220,14 @@ impl SimPanel {
             online: true,
             zones,
             close_reported: false,
-            alarm_reported: false,
+            held: vec![],
+            held_until: None,
+            alarm_sent_at: None,
+            cancelled: false,
+            duress: false,
             armed_by: None,
             as_of: now,
+            unsent: vec![],
         }
     }
 
@@ -181,49 +265,89 @@ impl SimPanel {
         }
     }
 
-    fn report_closing(&mut self, fx: &mut Effects) {
+    fn report_closing(&mut self, at: DateTime<Utc>, fx: &mut Effects) {
         let code = match self.arm_state {
             ArmState::ArmedAway => codes::OPEN_CLOSE_BY_USER,
             _ => codes::ARMED_STAY,
         };
         fx.signal(code, CLOSING, Some(self.armed_by.unwrap_or(0)), None);
+        if let Some(s) = fx.signals.last_mut() {
+            s.at = Some(at);
+        }
         self.close_reported = true;
     }
 
-    fn start_alarm(&mut self, zone: u16, fx: &mut Effects) {
+    /// The siren sounds at once; the report waits for the abort window, unless the period's
+    /// alarm was already reported or there is no window.
+    fn start_alarm(&mut self, zone: u16, at: DateTime<Utc>, fx: &mut Effects) {
         self.phase = Phase::Alarm;
         self.phase_ends_at = None;
         if !self.alarms.burglary {
             self.alarms.burglary = true;
             fx.changed.push(Changed::BurglaryAlarm);
         }
-        fx.signal(codes::BURGLARY, NEW_EVENT, None, Some(zone));
-        self.alarm_reported = true;
+        let report = Signal {
+            code: codes::BURGLARY,
+            qualifier: NEW_EVENT,
+            user: None,
+            zone: Some(zone),
+            at: Some(at),
+        };
+        let window = i64::from(self.config.abort_window_s);
+        if self.held_until.is_some() {
+            self.held.push(report);
+        } else if self.alarm_sent_at.is_some() || window == 0 {
+            self.alarm_sent_at.get_or_insert(at);
+            fx.signals.push(report);
+        } else {
+            self.held.push(report);
+            self.held_until = Some(at + Duration::seconds(window));
+        }
     }
 
-    /// Runs the timed transitions due at `now`: the end of an exit delay (armed) or of an entry
-    /// delay (burglary alarm).
+    /// Sends the held burglary reports.
+    fn release_held(&mut self, fx: &mut Effects) {
+        self.held_until = None;
+        fx.signals.append(&mut self.held);
+    }
+
+    /// Runs the timed transitions due at `now`, in the order they fell due: the end of an exit
+    /// delay (armed), of an entry delay (burglary alarm), of an abort window (alarm reported).
     pub fn tick(&mut self, now: DateTime<Utc>) -> Effects {
         let mut fx = Effects::default();
-        if let Some(end) = self.phase_ends_at
-            && now >= end
-        {
-            match self.phase {
-                Phase::ExitDelay => {
-                    self.phase = Phase::Armed;
-                    self.phase_ends_at = None;
-                    self.report_closing(&mut fx);
+        // Each pass ends one delay; a clock jump can cross several.
+        for _ in 0..4 {
+            let delay = self.phase_ends_at.filter(|end| *end <= now);
+            let abort = self.held_until.filter(|end| *end <= now);
+            let delay_first = match (delay, abort) {
+                (Some(d), Some(a)) => d <= a,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            match (delay, abort) {
+                (Some(end), _) if delay_first => match self.phase {
+                    Phase::ExitDelay => {
+                        self.phase = Phase::Armed;
+                        self.phase_ends_at = None;
+                        self.report_closing(end, &mut fx);
+                    }
+                    Phase::EntryDelay => {
+                        let zone = self
+                            .zones
+                            .iter()
+                            .find(|z| z.entry && z.open)
+                            .or_else(|| self.zones.iter().find(|z| z.entry))
+                            .map_or(0, |z| z.number);
+                        self.start_alarm(zone, end, &mut fx);
+                    }
+                    _ => self.phase_ends_at = None,
+                },
+                (_, Some(end)) => {
+                    self.alarm_sent_at.get_or_insert(end);
+                    self.release_held(&mut fx);
                 }
-                Phase::EntryDelay => {
-                    let zone = self
-                        .zones
-                        .iter()
-                        .find(|z| z.entry && z.open)
-                        .or_else(|| self.zones.iter().find(|z| z.entry))
-                        .map_or(0, |z| z.number);
-                    self.start_alarm(zone, &mut fx);
-                }
-                _ => self.phase_ends_at = None,
+                _ => break,
             }
         }
         fx
@@ -289,10 +413,16 @@ impl SimPanel {
         self.arm_state = target;
         self.armed_by = None;
         self.close_reported = false;
+        // A new arming period: a new incident for abort, cancel and duress.
+        self.held.clear();
+        self.held_until = None;
+        self.alarm_sent_at = None;
+        self.cancelled = false;
+        self.duress = false;
         if self.config.exit_delay_s == 0 {
             self.phase = Phase::Armed;
             self.phase_ends_at = None;
-            self.report_closing(&mut fx);
+            self.report_closing(now, &mut fx);
         } else {
             self.phase = Phase::ExitDelay;
             self.phase_ends_at = Some(now + Duration::seconds(i64::from(self.config.exit_delay_s)));
@@ -300,14 +430,31 @@ impl SimPanel {
         Ok((bypassed, fx))
     }
 
-    /// Disarms. Under duress the panel behaves identically except that it sends no cancel: a
-    /// coerced disarm must not call off the dispatch for an alarm. (The duress signal itself is
-    /// the cloud's, sent once per request id; see Simulator::disarm.) Fire, CO and water alarms
-    /// are never cleared by a voice disarm (UL 985 practice).
-    pub fn disarm(&mut self, member: Option<u16>, duress: bool) -> Effects {
+    /// A duress was raised for this panel (by the cloud, on a disarm or a lockout signal).
+    pub fn note_duress(&mut self, duress: bool) {
+        self.duress |= duress;
+    }
+
+    /// Disarms. Inside the abort window this aborts the alarm report; a disarm after the report
+    /// sends a cancel (406) only when the panel's policy lets a disarm cancel
+    /// (`cancel_requires_code: false`) and the cancel window is open. Under duress the panel
+    /// behaves identically to the household, but aborts nothing and transmits no cancel: a
+    /// coerced disarm must not call off anything. (The duress signal itself is the cloud's,
+    /// sent once per request id; see Simulator::disarm.) Fire, CO and water alarms are never
+    /// cleared by a voice disarm (UL 985 practice).
+    pub fn disarm(&mut self, member: Option<u16>, duress: bool, now: DateTime<Utc>) -> Effects {
         let mut fx = Effects::default();
         if self.phase == Phase::Disarmed {
             return fx;
+        }
+        self.note_duress(duress);
+        if self.held_until.is_some() {
+            if self.duress {
+                self.release_held(&mut fx);
+            } else {
+                self.held.clear();
+                self.held_until = None;
+            }
         }
         if self.close_reported {
             fx.signal(
@@ -317,8 +464,8 @@ impl SimPanel {
                 None,
             );
         }
-        if self.alarm_reported && !duress {
-            fx.signal(codes::CANCEL, NEW_EVENT, Some(member.unwrap_or(0)), None);
+        if !self.config.cancel_requires_code {
+            self.cancel_report(member.unwrap_or(0), now, &mut fx);
         }
         if self.alarms.burglary {
             self.alarms.burglary = false;
@@ -331,12 +478,48 @@ impl SimPanel {
         self.phase = Phase::Disarmed;
         self.phase_ends_at = None;
         self.close_reported = false;
-        self.alarm_reported = false;
         // A bypass lasts one arming period.
         for z in self.zones.iter_mut() {
             z.bypassed = false;
         }
         fx
+    }
+
+    /// Sends the cancel for this period's alarm if one was reported, not yet cancelled, and the
+    /// cancel window is open. After a duress the outcome is the same but nothing is sent.
+    fn cancel_report(&mut self, user: u16, now: DateTime<Utc>, fx: &mut Effects) -> CancelOutcome {
+        let Some(sent) = self.alarm_sent_at else {
+            return CancelOutcome::NothingToCancel;
+        };
+        if self.cancelled {
+            return CancelOutcome::AlreadyCancelled;
+        }
+        if now > sent + Duration::seconds(i64::from(self.config.cancel_window_s)) {
+            return CancelOutcome::WindowClosed;
+        }
+        self.cancelled = true;
+        if !self.duress {
+            fx.signal(codes::CANCEL, NEW_EVENT, Some(user), None);
+        }
+        CancelOutcome::Cancelled
+    }
+
+    /// An explicit cancel by a user code (keypad or app). Entering the code also disarms a
+    /// panel that is not disarmed yet, as a keypad does.
+    pub fn cancel(&mut self, user: u16, now: DateTime<Utc>) -> (CancelOutcome, Effects) {
+        let was_cancelled = self.cancelled;
+        // Inside the abort window: what the household sees is an abort, duress or not.
+        let aborting = self.held_until.is_some() && self.alarm_sent_at.is_none();
+        let mut fx = self.disarm(Some(user), false, now);
+        if aborting {
+            return (CancelOutcome::Aborted, fx);
+        }
+        let outcome = match self.cancel_report(user, now, &mut fx) {
+            // The disarm above already cancelled (cancel_requires_code: false).
+            CancelOutcome::AlreadyCancelled if !was_cancelled => CancelOutcome::Cancelled,
+            o => o,
+        };
+        (outcome, fx)
     }
 
     /// A zone opens or closes. While armed, an opening starts the entry delay (entry zones) or
@@ -358,8 +541,11 @@ impl SimPanel {
                 self.phase = Phase::EntryDelay;
                 self.phase_ends_at =
                     Some(now + Duration::seconds(i64::from(self.config.entry_delay_s)));
+                // Reported at once: if the panel is destroyed during the entry delay, the
+                // receiver still knows an alarm was pending (crash-and-smash).
+                fx.signal(codes::NEAR_ALARM, NEW_EVENT, None, Some(z.number));
             } else if !z.entry {
-                self.start_alarm(z.number, &mut fx);
+                self.start_alarm(z.number, now, &mut fx);
             }
         }
         Some(fx)
@@ -378,7 +564,7 @@ impl SimPanel {
     }
 
     /// Raises or clears an alarm of `kind` (burglary, fire, carbon_monoxide, water).
-    pub fn set_alarm(&mut self, kind: &str, active: bool) -> Option<Effects> {
+    pub fn set_alarm(&mut self, kind: &str, active: bool, now: DateTime<Utc>) -> Option<Effects> {
         let mut fx = Effects::default();
         let (flag, change) = match kind {
             "burglary" => (&mut self.alarms.burglary, Changed::BurglaryAlarm),
@@ -395,10 +581,7 @@ impl SimPanel {
             fx.changed.push(change);
         }
         if active && kind == "burglary" {
-            self.phase = Phase::Alarm;
-            self.phase_ends_at = None;
-            fx.signal(codes::BURGLARY, NEW_EVENT, None, Some(0));
-            self.alarm_reported = true;
+            self.start_alarm(0, now, &mut fx);
         }
         Some(fx)
     }
@@ -446,7 +629,7 @@ mod tests {
     }
 
     fn codes_of(fx: &Effects) -> Vec<(&'static str, u8)> {
-        fx.signals.iter().map(|s| (s.0, s.1)).collect()
+        fx.signals.iter().map(|s| (s.code, s.qualifier)).collect()
     }
 
     #[test]
@@ -464,28 +647,140 @@ mod tests {
         assert_eq!(p.phase, Phase::Armed);
     }
 
+    fn policy(abort: u32, cancel_requires_code: bool) -> impl Fn(DateTime<Utc>) -> SimPanel {
+        move |now| {
+            let mut p = panel(now);
+            p.config.abort_window_s = abort;
+            p.config.cancel_requires_code = cancel_requires_code;
+            p
+        }
+    }
+
+    /// Armed away at t0+60, front door opened at t0+61: entry delay until t0+91.
+    fn intruded(make: &dyn Fn(DateTime<Utc>) -> SimPanel, t0: DateTime<Utc>) -> SimPanel {
+        let mut p = make(t0);
+        p.arm(ArmMode::Away, false, t0).unwrap();
+        p.tick(t0 + Duration::seconds(60));
+        let fx = p
+            .set_zone("front-door", true, t0 + Duration::seconds(61))
+            .unwrap();
+        assert_eq!(
+            codes_of(&fx),
+            vec![("138", 1)],
+            "pending alarm reported at once"
+        );
+        assert_eq!(p.phase, Phase::EntryDelay);
+        p
+    }
+
     #[test]
-    fn entry_delay_expires_into_burglary_and_disarm_cancels_unless_duress() {
+    fn without_abort_window_the_alarm_is_reported_when_the_entry_delay_ends() {
+        let t0 = Utc::now();
+        let mut p = intruded(&policy(0, true), t0);
+        let fx = p.tick(t0 + Duration::seconds(91));
+        assert_eq!(codes_of(&fx), vec![("130", 1)]);
+        assert_eq!(fx.signals[0].at, Some(t0 + Duration::seconds(91)));
+        assert!(p.alarms.burglary);
+    }
+
+    #[test]
+    fn the_abort_window_holds_the_report_and_a_disarm_inside_it_aborts_unless_duress() {
         for duress in [false, true] {
             let t0 = Utc::now();
-            let mut p = panel(t0);
-            p.arm(ArmMode::Away, false, t0).unwrap();
-            p.tick(t0 + Duration::seconds(60));
-            p.set_zone("front-door", true, t0 + Duration::seconds(61))
-                .unwrap();
-            assert_eq!(p.phase, Phase::EntryDelay);
+            let mut p = intruded(&policy(30, true), t0);
             let fx = p.tick(t0 + Duration::seconds(91));
-            assert_eq!(codes_of(&fx), vec![("130", 1)]);
-            assert!(p.alarms.burglary);
-            let fx = p.disarm(Some(1), duress);
+            assert!(codes_of(&fx).is_empty(), "held by the abort window");
+            assert!(p.alarms.burglary, "the siren sounds at once");
+            let fx = p.disarm(Some(1), duress, t0 + Duration::seconds(100));
+            let expected = if duress {
+                vec![("130", 1), ("401", 1)]
+            } else {
+                vec![("401", 1)]
+            };
+            assert_eq!(codes_of(&fx), expected, "duress={duress}");
+            assert!(codes_of(&p.tick(t0 + Duration::seconds(200))).is_empty());
+            // What the household sees is the same either way: nothing was reported.
+            let (outcome, _) = p.cancel(1, t0 + Duration::seconds(110));
+            assert_eq!(outcome, CancelOutcome::NothingToCancel, "duress={duress}");
+        }
+    }
+
+    #[test]
+    fn one_clock_jump_crosses_entry_delay_and_abort_window_in_order() {
+        let t0 = Utc::now();
+        let mut p = intruded(&policy(30, true), t0);
+        let fx = p.tick(t0 + Duration::seconds(500));
+        assert_eq!(codes_of(&fx), vec![("130", 1)]);
+        // Stamped with when it happened: the entry delay's end.
+        assert_eq!(fx.signals[0].at, Some(t0 + Duration::seconds(91)));
+        assert_eq!(p.alarm_sent_at, Some(t0 + Duration::seconds(121)));
+    }
+
+    #[test]
+    fn cancel_requires_code_a_disarm_after_the_report_sends_no_406() {
+        for duress in [false, true] {
+            let t0 = Utc::now();
+            let mut p = intruded(&policy(0, true), t0);
+            p.tick(t0 + Duration::seconds(91));
+            let fx = p.disarm(Some(1), duress, t0 + Duration::seconds(95));
+            assert_eq!(codes_of(&fx), vec![("401", 1)], "duress={duress}");
+            let (outcome, fx) = p.cancel(1, t0 + Duration::seconds(120));
+            assert_eq!(outcome, CancelOutcome::Cancelled, "duress={duress}");
+            let sent = if duress { vec![] } else { vec![("406", 1)] };
+            assert_eq!(codes_of(&fx), sent, "a cancel after a duress is never sent");
+            let (again, fx) = p.cancel(1, t0 + Duration::seconds(130));
+            assert_eq!(again, CancelOutcome::AlreadyCancelled);
+            assert!(fx.signals.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_disarm_cancels_only_when_the_policy_allows_and_never_under_duress() {
+        for duress in [false, true] {
+            let t0 = Utc::now();
+            let mut p = intruded(&policy(0, false), t0);
+            p.tick(t0 + Duration::seconds(91));
+            let fx = p.disarm(Some(1), duress, t0 + Duration::seconds(95));
             let expected = if duress {
                 vec![("401", 1)]
             } else {
                 vec![("401", 1), ("406", 1)]
             };
             assert_eq!(codes_of(&fx), expected, "duress={duress}");
-            assert!(!p.alarms.burglary);
         }
+    }
+
+    #[test]
+    fn the_cancel_window_closes() {
+        for cancel_requires_code in [true, false] {
+            let t0 = Utc::now();
+            let mut p = intruded(&policy(0, cancel_requires_code), t0);
+            p.tick(t0 + Duration::seconds(91));
+            let late = t0 + Duration::seconds(91 + 301);
+            let fx = p.disarm(Some(1), false, late);
+            assert_eq!(codes_of(&fx), vec![("401", 1)]);
+            let (outcome, fx) = p.cancel(1, late);
+            assert_eq!(outcome, CancelOutcome::WindowClosed);
+            assert!(fx.signals.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_cancel_by_code_during_the_alarm_disarms_and_cancels() {
+        let t0 = Utc::now();
+        let mut p = intruded(&policy(0, true), t0);
+        p.tick(t0 + Duration::seconds(91));
+        let (outcome, fx) = p.cancel(2, t0 + Duration::seconds(100));
+        assert_eq!(outcome, CancelOutcome::Cancelled);
+        assert_eq!(codes_of(&fx), vec![("401", 1), ("406", 1)]);
+        assert_eq!(fx.signals[1].user, Some(2));
+        assert_eq!(p.phase, Phase::Disarmed);
+        // Inside the abort window the same cancel is an abort: nothing is reported.
+        let mut p = intruded(&policy(30, true), t0);
+        p.tick(t0 + Duration::seconds(91));
+        let (outcome, fx) = p.cancel(2, t0 + Duration::seconds(100));
+        assert_eq!(outcome, CancelOutcome::Aborted);
+        assert_eq!(codes_of(&fx), vec![("401", 1)]);
     }
 
     #[test]
@@ -500,7 +795,7 @@ mod tests {
         let (bypassed, fx) = p.arm(ArmMode::Away, true, t0).unwrap();
         assert_eq!(bypassed[0].id, "back-door");
         assert_eq!(codes_of(&fx), vec![("570", 1)]);
-        p.disarm(Some(1), false);
+        p.disarm(Some(1), false, t0);
         p.set_zone("garage", true, t0);
         assert!(matches!(
             p.arm(ArmMode::Stay, true, t0),
@@ -514,8 +809,8 @@ mod tests {
         let mut p = panel(t0);
         p.set_zone("hallway", true, t0);
         assert!(p.arm(ArmMode::Stay, false, t0).is_ok());
-        p.set_alarm("fire", true).unwrap();
-        p.disarm(Some(1), false);
+        p.set_alarm("fire", true, t0).unwrap();
+        p.disarm(Some(1), false, t0);
         assert!(p.alarms.fire);
         assert!(matches!(
             p.arm(ArmMode::Stay, false, t0),

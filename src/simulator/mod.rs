@@ -1,11 +1,14 @@
 //! The reference panel cloud (alarm-skill local stack only): implements the panel API contract
-//! (docs/panel-api.md) over simulated panels, with a monitoring-center receiver.
+//! (docs/panel-api.md) over simulated panels, and reports to a monitoring center.
 //!
 //! - In-process it implements [`PanelCloud`] directly (benchmarks); over HTTP it serves the same
 //!   contract ([`http::panel_api_routes`]) for the skill's real HTTP client.
 //! - Every state change goes to the skill's webhook, signed, like a vendor cloud would send it.
+//! - Every Contact ID event goes to the monitoring center ([`monitoring`]): over SIA DC-09
+//!   ([`dc09`]) when a link is set up (the local stack), else handed over in-process.
 //! - Time comes from an [`AdjustableClock`], so tests jump over exit and entry delays.
 
+pub mod dc09;
 pub mod http;
 pub mod machine;
 pub mod monitoring;
@@ -26,8 +29,10 @@ use crate::panel::{
 };
 use crate::secret::Secret;
 use crate::webhook::{EventKind, PanelEvent};
-use machine::{Effects, PanelConfig, SimPanel, ZoneConfig};
-use monitoring::{ContactIdEvent, NEW_EVENT, codes};
+use dc09::frame::Cid;
+use dc09::transmitter::Transmitter;
+use machine::{CancelOutcome, Effects, PanelConfig, SimPanel, ZoneConfig};
+use monitoring::{ContactIdEvent, Dispatch, MonitoringCenter, NEW_EVENT, Subscriber, codes};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UserConfig {
@@ -72,7 +77,6 @@ enum Completed {
 struct State {
     panels: Vec<SimPanel>,
     users: HashMap<String, Vec<UserConfig>>,
-    monitoring: Vec<ContactIdEvent>,
     notifications: Vec<Notification>,
     requests: Vec<RequestRecord>,
     completed: HashMap<String, Completed>,
@@ -111,6 +115,12 @@ pub struct Simulator {
     api_key: Secret,
     fault: Mutex<Fault>,
     webhook: Option<mpsc::UnboundedSender<PanelEvent>>,
+    center: Arc<MonitoringCenter>,
+    /// The DC-09 link to `center`'s receiver; without it events are handed over in-process.
+    link: Option<Transmitter>,
+    /// In-process only: events not yet handed to `center`. A disarm only pushes here, so a
+    /// duress costs the same as before a link existed (one push), off the reply's path.
+    inbox: Mutex<Vec<ContactIdEvent>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -127,25 +137,98 @@ pub enum SimError {
     Offline,
     #[error("arming refused")]
     Refused,
+    #[error("no user {0} on this panel's account")]
+    NoUser(u16),
+    #[error("no alarm was reported in this arming period")]
+    NothingToCancel,
+    #[error("the cancel window has closed")]
+    CancelWindowClosed,
+}
+
+/// The reply to an explicit cancel.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cancelled {
+    pub outcome: CancelOutcome,
+    pub panel: Panel,
+}
+
+/// The DC-09 account number of each configured panel, in order: its own, or 1001, 1002, ...
+pub fn subscribers(accounts: &[AccountConfig]) -> Vec<Subscriber> {
+    let mut n = 0x1000u32;
+    let mut out = vec![];
+    for a in accounts {
+        for p in &a.panels {
+            n += 1;
+            let given = p.monitoring_account.as_deref().map(str::to_uppercase);
+            let monitoring_account = match given {
+                Some(acct) if dc09::frame::valid_account(&acct) => acct,
+                Some(bad) => {
+                    tracing::warn!(panel = %p.id, account = %bad, "monitoring_account must be 3-16 hex digits; using a default");
+                    format!("{n:04X}")
+                }
+                None => format!("{n:04X}"),
+            };
+            out.push(Subscriber {
+                monitoring_account,
+                account: a.id.clone(),
+                panel: p.id.clone(),
+                entry_delay_s: p.entry_delay_s,
+                abort_window_s: p.abort_window_s,
+                supervision_grace_s: p.supervision_grace_s,
+            });
+        }
+    }
+    out
 }
 
 impl Simulator {
     pub fn new(accounts: &[AccountConfig], clock: Arc<AdjustableClock>, api_key: Secret) -> Self {
         let now = clock.now();
         let mut state = State::default();
+        let numbers = subscribers(accounts);
         for a in accounts {
             state.users.insert(a.id.clone(), a.users.clone());
             for p in &a.panels {
-                state.panels.push(SimPanel::new(&a.id, p.clone(), now));
+                let mut p = p.clone();
+                // Resolved once, so reporting never has to look it up.
+                p.monitoring_account = numbers
+                    .iter()
+                    .find(|s| s.account == a.id && s.panel == p.id)
+                    .map(|s| s.monitoring_account.clone());
+                state.panels.push(SimPanel::new(&a.id, p, now));
             }
         }
+        let center = Arc::new(MonitoringCenter::new(
+            subscribers(accounts),
+            None,
+            clock.clone(),
+        ));
         Simulator {
             state: Mutex::new(state),
             clock,
             api_key,
             fault: Mutex::new(Fault::default()),
             webhook: None,
+            center,
+            link: None,
+            inbox: Mutex::new(vec![]),
         }
+    }
+
+    /// Reports to `center` over `link` (SIA DC-09) instead of in-process. `center` must know
+    /// the same panels ([`subscribers`]).
+    pub fn with_monitoring(mut self, center: Arc<MonitoringCenter>, link: Transmitter) -> Self {
+        self.center = center;
+        self.link = Some(link);
+        self
+    }
+
+    pub fn center(&self) -> &Arc<MonitoringCenter> {
+        &self.center
+    }
+
+    pub fn link(&self) -> Option<&Transmitter> {
+        self.link.as_ref()
     }
 
     /// Sends every state change to `url`, signed with `secret`, in order. Needs a Tokio runtime.
@@ -189,6 +272,56 @@ impl Simulator {
             let fx = st.panels[i].tick(now);
             self.apply(st, i, fx, Source::Sensor, now);
         }
+        // The receiver's supervision timers run only once no frame is on its way: a jump of the
+        // simulated clock must not overtake a report the panel already made.
+        self.deliver_inbox();
+        if self.link.as_ref().is_none_or(|l| l.queued() == 0) {
+            self.center.tick();
+        }
+    }
+
+    fn deliver_inbox(&self) {
+        let events = std::mem::take(&mut *self.inbox.lock().unwrap_or_else(|p| p.into_inner()));
+        for e in events {
+            self.center.accept(e);
+        }
+    }
+
+    /// Hands one event of panel `idx` to the monitoring center: queued on the DC-09 link, or
+    /// for the in-process center.
+    fn transmit(&self, st: &State, idx: usize, event: ContactIdEvent) {
+        let Some(link) = &self.link else {
+            self.inbox
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(event);
+            return;
+        };
+        let Some(acct) = st.panels[idx].config.monitoring_account.as_deref() else {
+            tracing::error!(panel = %event.panel, "no monitoring account for panel; event not sent");
+            return;
+        };
+        let cid = Cid {
+            qualifier: event.qualifier,
+            event: event.code.parse().unwrap_or(0),
+            partition: event.partition,
+            number: event.user.or(event.zone).unwrap_or(0),
+        };
+        link.send(acct, cid, event.at);
+    }
+
+    /// Waits (at most `limit`) until the monitoring center has every event sent so far, then
+    /// runs its timers. True if nothing is left on the link.
+    pub async fn settle_monitoring(&self, limit: std::time::Duration) -> bool {
+        self.deliver_inbox();
+        let settled = match &self.link {
+            Some(link) => link.settle(limit).await,
+            None => true,
+        };
+        if settled {
+            self.center.tick();
+        }
+        settled
     }
 
     /// Raises the duress signal for a request id at most once. A real cloud must not take
@@ -210,23 +343,36 @@ impl Simulator {
         let event = ContactIdEvent {
             account: st.panels[idx].account.clone(),
             panel: st.panels[idx].id().to_string(),
-            code: codes::DURESS,
+            code: codes::DURESS.to_string(),
             qualifier: NEW_EVENT,
             partition: 1,
             user: Some(member.unwrap_or(0)),
             zone: None,
             at: now,
         };
+        // After a duress the panel aborts nothing and transmits no cancel.
+        st.panels[idx].note_duress(duress);
         if duress && first {
-            st.monitoring.push(event);
+            self.transmit(st, idx, event);
         }
     }
 
-    /// Records monitoring signals and sends changes to the webhook.
+    /// Sends the panel's reports to the monitoring center (held by the panel while it is
+    /// offline) and its changes to the webhook.
     fn apply(&self, st: &mut State, idx: usize, fx: Effects, source: Source, now: DateTime<Utc>) {
-        let p = &st.panels[idx];
+        let p = &mut st.panels[idx];
         let account = p.account.clone();
-        let events = fx.events(&account, p.id(), now);
+        let mut events = fx.events(&account, p.id(), now);
+        if p.online {
+            let mut all = std::mem::take(&mut p.unsent);
+            all.append(&mut events);
+            for e in all {
+                self.transmit(st, idx, e);
+            }
+        } else {
+            p.unsent.append(&mut events);
+        }
+        let p = &st.panels[idx];
         if !fx.changed.is_empty() {
             self.emit(PanelEvent {
                 event_id: uuid::Uuid::new_v4().to_string(),
@@ -239,7 +385,6 @@ impl Simulator {
                 },
             });
         }
-        st.monitoring.extend(events);
     }
 
     fn emit(&self, event: PanelEvent) {
@@ -385,7 +530,7 @@ impl Simulator {
         if !st.panels[i].online {
             return Err(PanelError::Offline);
         }
-        let fx = st.panels[i].disarm(req.member, req.duress);
+        let fx = st.panels[i].disarm(req.member, req.duress, now);
         self.apply(&mut st, i, fx, req.source, now);
         let view = st.panels[i].view(now);
         let who = Self::user_name(&st, account, req.member);
@@ -459,8 +604,8 @@ impl Simulator {
     }
 
     pub fn set_alarm(&self, panel: &str, kind: &str, active: bool) -> Result<Panel, SimError> {
-        self.control(panel, Source::Sensor, |p, _| {
-            p.set_alarm(kind, active)
+        self.control(panel, Source::Sensor, |p, now| {
+            p.set_alarm(kind, active, now)
                 .ok_or_else(|| SimError::NoAlarmKind(kind.to_string()))
         })
     }
@@ -490,8 +635,55 @@ impl Simulator {
                 .arm(mode, false, now)
                 .map(|(_, fx)| fx)
                 .map_err(|_| SimError::Refused),
-            None if p.online => Ok(p.disarm(user, false)),
+            None if p.online => Ok(p.disarm(user, false, now)),
             None => Err(SimError::Offline),
+        })
+    }
+
+    /// An explicit cancel of a reported alarm by a user code, at the keypad or in the app
+    /// (`source`). It also disarms a panel that is not disarmed yet. The reply and the
+    /// household's notification are the same whether or not a duress was raised; only whether
+    /// a 406 reaches the monitoring center differs.
+    pub fn cancel(&self, panel: &str, user: u16, source: Source) -> Result<Cancelled, SimError> {
+        let mut st = self.lock();
+        self.tick_locked(&mut st);
+        let now = self.clock.now();
+        let i = Self::find(&st, None, panel).ok_or_else(|| SimError::NoPanel(panel.to_string()))?;
+        let account = st.panels[i].account.clone();
+        let known = st
+            .users
+            .get(&account)
+            .is_some_and(|us| us.iter().any(|u| u.number == user));
+        if !known {
+            return Err(SimError::NoUser(user));
+        }
+        if !st.panels[i].online {
+            return Err(SimError::Offline);
+        }
+        let (outcome, fx) = st.panels[i].cancel(user, now);
+        self.apply(&mut st, i, fx, source, now);
+        let view = st.panels[i].view(now);
+        match outcome {
+            CancelOutcome::NothingToCancel => return Err(SimError::NothingToCancel),
+            CancelOutcome::WindowClosed => return Err(SimError::CancelWindowClosed),
+            CancelOutcome::Cancelled | CancelOutcome::Aborted | CancelOutcome::AlreadyCancelled => {
+            }
+        }
+        let who = Self::user_name(&st, &account, Some(user));
+        Self::notify_household(
+            &mut st,
+            &account,
+            "alarm_cancelled",
+            format!(
+                "{} alarm cancelled by {who} ({})",
+                view.name,
+                source_label(source)
+            ),
+            now,
+        );
+        Ok(Cancelled {
+            outcome,
+            panel: view,
         })
     }
 
@@ -562,8 +754,16 @@ impl Simulator {
             .collect()
     }
 
+    /// The Contact ID events the monitoring center has accepted so far.
     pub fn monitoring(&self) -> Vec<ContactIdEvent> {
-        self.lock().monitoring.clone()
+        self.deliver_inbox();
+        self.center.events()
+    }
+
+    /// What the monitoring center dispatched, and why.
+    pub fn dispatches(&self) -> Vec<Dispatch> {
+        self.deliver_inbox();
+        self.center.dispatches()
     }
 
     pub fn notifications(&self) -> Vec<Notification> {

@@ -55,3 +55,22 @@ pub fn record_unschematized(name: &str, message: &Value) {
         message,
     );
 }
+
+/// Records DC-09 frames the panel cloud sent (`GET /sim/monitoring/link` → `sent`), one JSON
+/// file per test, for CI, which decodes every one of them with an independent implementation
+/// (pysiaalarm, scripts/check-dc09-frames). `key` is the link's AES key (hex), if encrypted.
+pub fn record_dc09_frames(name: &str, sent: &[Value], key: Option<&str>) {
+    let frames: Vec<Value> = sent
+        .iter()
+        .map(|f| {
+            let mut f = f.clone();
+            f["key"] = key.map_or(Value::Null, |k| Value::String(k.to_string()));
+            f
+        })
+        .collect();
+    write(
+        dir("DC09_FRAMES_DIR", "target/dc09-frames"),
+        name,
+        &Value::Array(frames),
+    );
+}

@@ -247,6 +247,7 @@ pub fn test_options() -> Options {
     Options {
         port: 0,
         panel_port: 0,
+        receiver_port: 0,
         frozen_clock: true,
         redelivery_interval: None,
         directive_budget: Some(Duration::from_millis(1_500)),

@@ -1,0 +1,535 @@
+//! The reference panel's alarm reporting, end to end through the local stack: the voice
+//! directive, the panel cloud, SIA DC-09 over TCP on loopback, the monitoring receiver and what
+//! its operator dispatches (docs/panel-api.md, "Alarm reporting").
+//!
+//! - Cancel is not disarm: every combination of abort window and cancel policy, for a normal and
+//!   a duress disarm (121 always, never cancelled, and the household sees the same).
+//! - Crash-and-smash: the receiver raises the alarm itself when a pending alarm is never
+//!   resolved, and not when the panel is disarmed in time.
+//! - The link: receiver outages, lost ACKs and NAKs delay delivery but lose nothing, and the
+//!   receiver acts on each event exactly once by sequence number; AES-128 when keyed.
+
+mod support;
+
+use std::time::Duration;
+
+use alarm_skill::local::Options;
+use alarm_skill::local::demo::DemoConfig;
+use alarm_skill::secret::Secret;
+use serde_json::{Value, json};
+use support::stack::*;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+const NORMAL: &str = "4729";
+const DURESS: &str = "8361";
+/// Hex of the 16 ASCII characters "0123456789ABCDEF": pysiaalarm (Home Assistant's SIA
+/// integration) takes a key as characters, so CI can decode these frames with it too.
+const KEY: &str = "30313233343536373839414243444546";
+
+fn config(abort_window_s: u32, cancel_requires_code: bool) -> DemoConfig {
+    DemoConfig::parse(
+        &json!({
+            "accounts": [{"id": "demo", "users": [{"number": 1, "name": "Alex"}, {"number": 2, "name": "Sam"}],
+              "panels": [{"id": "home", "name": "Home", "exit_delay_s": 60, "entry_delay_s": 30,
+                "abort_window_s": abort_window_s, "cancel_requires_code": cancel_requires_code,
+                "cancel_window_s": 300, "monitoring_account": "1234", "supervision_grace_s": 30,
+                "zones": [
+                  {"id": "front-door", "number": 1, "name": "Front door", "kind": "contact", "entry": true},
+                  {"id": "back-door", "number": 2, "name": "Back door", "kind": "contact"}
+                ]}]}],
+            "households": [{"account": "demo", "members": [
+              {"id": "alex", "name": "Alex", "user_number": 1, "voice_pin": NORMAL, "duress_pin": DURESS}]}]
+        })
+        .to_string(),
+    )
+    .expect("config")
+}
+
+async fn stack(cfg: DemoConfig, key: Option<&str>) -> Harness {
+    Harness::start_with(Options {
+        config: cfg,
+        dc09_key: key.map(Secret::new),
+        ..test_options()
+    })
+    .await
+}
+
+fn count(signals: &[String], prefix: &str) -> usize {
+    signals.iter().filter(|s| s.starts_with(prefix)).count()
+}
+
+async fn dispatches(h: &Harness) -> Vec<Value> {
+    h.get("/sim/monitoring/dispatches")
+        .await
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn reasons(d: &[Value]) -> Vec<String> {
+    d.iter()
+        .map(|d| {
+            format!(
+                "{}{}",
+                d["reason"].as_str().unwrap_or("?"),
+                if d["cancelled"] == true {
+                    "/cancelled"
+                } else {
+                    ""
+                }
+            )
+        })
+        .collect()
+}
+
+async fn link(h: &Harness) -> Value {
+    h.get("/sim/monitoring/link").await
+}
+
+async fn receiver(h: &Harness, mode: &str) {
+    h.post("/sim/monitoring/receiver", json!({ "mode": mode }))
+        .await;
+}
+
+/// Saves every frame the stack's panel cloud sent, for CI's independent decoding.
+async fn capture(h: &Harness, name: &str, key: Option<&str>) {
+    let l = link(h).await;
+    let sent = l["sent"].as_array().cloned().unwrap_or_default();
+    assert!(!sent.is_empty(), "{name}: frames were sent");
+    support::record_dc09_frames(name, &sent, key);
+}
+
+/// Cancel by a user code, as the app does: (status, body).
+async fn cancel(h: &Harness, user: u16) -> (u16, Value) {
+    let (status, body) = h
+        .api(
+            "POST",
+            "/sim/panels/home/cancel",
+            None,
+            Some(json!({"user": user, "source": "app"})),
+        )
+        .await;
+    (status.as_u16(), body)
+}
+
+/// Armed away, then the front door opens: the entry delay runs.
+async fn intrude(h: &Harness) {
+    let t = h.token("demo").await;
+    let r = h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
+    assert_eq!(r["event"]["header"]["name"], "Arm.Response", "{r}");
+    h.advance(60).await;
+    h.post("/sim/panels/home/zones/front-door/open", json!({}))
+        .await;
+}
+
+async fn voice_disarm(h: &Harness, pin: &str) -> Value {
+    let t = h.token("demo").await;
+    h.invoke(&disarm(&t, "home", Some(pin))).await
+}
+
+/// Cancel is not disarm, in every combination: abort window 0 or 30 s; cancel by code required
+/// or not; the voice disarm inside the abort window or after the alarm was reported; then an
+/// explicit cancel by code from the app. Each on two stacks, normal PIN and duress PIN.
+#[tokio::test]
+async fn every_policy_combination_for_a_normal_and_a_duress_disarm() {
+    for abort in [0u32, 30] {
+        for cancel_requires_code in [true, false] {
+            for when in ["inside_abort_window", "after_report"] {
+                if abort == 0 && when == "inside_abort_window" {
+                    continue;
+                }
+                let case = format!("abort={abort} code={cancel_requires_code} {when}");
+                let (n, d) = tokio::join!(
+                    stack(config(abort, cancel_requires_code), None),
+                    stack(config(abort, cancel_requires_code), None)
+                );
+                for h in [&n, &d] {
+                    intrude(h).await;
+                    // Entry delay over at +30: the siren sounds; with an abort window the
+                    // report waits until +60.
+                    h.advance(31).await;
+                    if when == "after_report" {
+                        h.advance(30).await;
+                    }
+                }
+                let rn = voice_disarm(&n, NORMAL).await;
+                let rd = voice_disarm(&d, DURESS).await;
+                assert_eq!(normalize(&rn), normalize(&rd), "{case}: replies differ");
+                assert_eq!(rn["event"]["header"]["name"], "Response", "{case}: {rn}");
+                let (sn, sd) = (n.signals().await, d.signals().await);
+
+                // 121 always, for the duress only.
+                assert_eq!(count(&sn, "121/"), 0, "{case}: {sn:?}");
+                assert_eq!(count(&sd, "121/1/1"), 1, "{case}: {sd:?}");
+                // The burglary report: aborted by a normal disarm inside the window, never by
+                // a duress disarm.
+                let reported = when == "after_report";
+                assert_eq!(count(&sn, "130/"), usize::from(reported), "{case}: {sn:?}");
+                assert_eq!(count(&sd, "130/"), 1, "{case}: {sd:?}");
+                // A disarm cancels only when the policy says so, and never under duress.
+                let disarm_cancels = reported && !cancel_requires_code;
+                assert_eq!(
+                    count(&sn, "406/"),
+                    usize::from(disarm_cancels),
+                    "{case}: {sn:?}"
+                );
+                assert_eq!(count(&sd, "406/"), 0, "{case}: {sd:?}");
+
+                // The explicit cancel from the app: same reply either way.
+                let (cn, bn) = cancel(&n, 1).await;
+                let (cd, bd) = cancel(&d, 1).await;
+                assert_eq!((cn, normalize(&bn)), (cd, normalize(&bd)), "{case}");
+                if reported {
+                    assert_eq!(cn, 200, "{case}: {bn}");
+                    let outcome = if disarm_cancels {
+                        "already_cancelled"
+                    } else {
+                        "cancelled"
+                    };
+                    assert_eq!(bn["outcome"], outcome, "{case}: {bn}");
+                } else {
+                    assert_eq!(
+                        (cn, bn["error"].as_str()),
+                        (409, Some("no alarm was reported in this arming period")),
+                        "{case}"
+                    );
+                }
+                let (sn, sd) = (n.signals().await, d.signals().await);
+                assert_eq!(
+                    count(&sn, "406/1/1"),
+                    usize::from(reported),
+                    "{case}: {sn:?}"
+                );
+                assert_eq!(
+                    count(&sd, "406/"),
+                    0,
+                    "{case}: a duress is never cancelled: {sd:?}"
+                );
+
+                // What the monitoring center did.
+                let (dn, dd) = (dispatches(&n).await, dispatches(&d).await);
+                let expected_n: Vec<String> = if reported {
+                    vec!["burglary/cancelled".into()]
+                } else {
+                    vec![]
+                };
+                assert_eq!(reasons(&dn), expected_n, "{case}");
+                let mut rd = reasons(&dd);
+                rd.sort();
+                assert_eq!(
+                    rd,
+                    ["burglary", "duress"],
+                    "{case}: nothing cancelled under duress"
+                );
+
+                // The household's view is the same: app notifications and panel state.
+                assert_eq!(
+                    normalize(&n.get("/sim/notifications").await),
+                    normalize(&d.get("/sim/notifications").await),
+                    "{case}"
+                );
+                assert_eq!(
+                    normalize(&n.panel("home").await),
+                    normalize(&d.panel("home").await),
+                    "{case}"
+                );
+                capture(
+                    &n,
+                    &format!("policy-normal-{abort}-{cancel_requires_code}-{when}"),
+                    None,
+                )
+                .await;
+                capture(
+                    &d,
+                    &format!("policy-duress-{abort}-{cancel_requires_code}-{when}"),
+                    None,
+                )
+                .await;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn after_the_cancel_window_the_dispatch_stands() {
+    let h = stack(config(0, true), None).await;
+    intrude(&h).await;
+    h.advance(31).await;
+    assert_eq!(count(&h.signals().await, "130/1/1"), 1);
+    h.advance(301).await;
+    voice_disarm(&h, NORMAL).await;
+    let (status, body) = cancel(&h, 1).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"], "the cancel window has closed");
+    assert_eq!(count(&h.signals().await, "406/"), 0);
+    assert_eq!(reasons(&dispatches(&h).await), ["burglary"]);
+    // An unknown user code cancels nothing.
+    let (status, _) = cancel(&h, 9).await;
+    assert_eq!(status, 422);
+    capture(&h, "cancel-window", None).await;
+}
+
+#[tokio::test]
+async fn a_cancel_by_code_while_the_siren_sounds_disarms_and_cancels() {
+    let h = stack(config(0, true), None).await;
+    intrude(&h).await;
+    h.advance(31).await;
+    let (status, body) = cancel(&h, 2).await;
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (200, Some("cancelled")),
+        "{body}"
+    );
+    assert_eq!(body["panel"]["arm_state"], "disarmed");
+    assert_eq!(
+        h.signals().await,
+        ["401/3/0", "138/1/1", "130/1/1", "401/1/2", "406/1/2"]
+    );
+    assert_eq!(reasons(&dispatches(&h).await), ["burglary/cancelled"]);
+    let notes = h.get("/sim/notifications").await;
+    assert!(
+        notes
+            .to_string()
+            .contains("Home alarm cancelled by Sam (app)"),
+        "{notes}"
+    );
+    capture(&h, "cancel-by-code", None).await;
+}
+
+/// Arm, open the front door, cut the panel off: the receiver raises the alarm itself, once.
+#[tokio::test]
+async fn crash_and_smash_the_receiver_raises_the_alarm_once() {
+    let h = stack(config(30, true), None).await;
+    intrude(&h).await;
+    h.post("/sim/panels/home/connectivity", json!({"online": false}))
+        .await;
+    // Entry delay 30 + abort window 30 + grace 30: nothing yet at 90 s.
+    h.advance(90).await;
+    assert!(dispatches(&h).await.is_empty());
+    h.advance(1).await;
+    let d = dispatches(&h).await;
+    assert_eq!(reasons(&d), ["crash_and_smash"], "{d:?}");
+    assert_eq!(d[0]["zone"], 1);
+    assert!(
+        d[0]["why"]
+            .as_str()
+            .unwrap()
+            .contains("entry delay 30 s + abort window 30 s + grace 30 s"),
+        "{d:?}"
+    );
+    h.advance(600).await;
+    assert_eq!(dispatches(&h).await.len(), 1, "raised once");
+    // The panel comes back and delivers what it kept: the alarm joins the same dispatch.
+    h.post("/sim/panels/home/connectivity", json!({"online": true}))
+        .await;
+    assert_eq!(count(&h.signals().await, "130/1/1"), 1);
+    assert_eq!(reasons(&dispatches(&h).await), ["crash_and_smash"]);
+    capture(&h, "crash-and-smash", None).await;
+}
+
+#[tokio::test]
+async fn crash_and_smash_a_normal_disarm_in_time_dispatches_nothing() {
+    let h = stack(config(30, true), None).await;
+    intrude(&h).await;
+    h.advance(10).await;
+    voice_disarm(&h, NORMAL).await;
+    h.advance(600).await;
+    assert!(dispatches(&h).await.is_empty());
+    assert_eq!(h.signals().await, ["401/3/0", "138/1/1", "401/1/1"]);
+    capture(&h, "crash-and-smash-disarmed", None).await;
+}
+
+#[tokio::test]
+async fn crash_and_smash_a_duress_disarm_in_time_dispatches_only_the_duress() {
+    let h = stack(config(30, true), None).await;
+    intrude(&h).await;
+    h.advance(10).await;
+    voice_disarm(&h, DURESS).await;
+    h.advance(600).await;
+    assert_eq!(reasons(&dispatches(&h).await), ["duress"]);
+    assert_eq!(
+        h.signals().await,
+        ["401/3/0", "138/1/1", "121/1/1", "401/1/1"]
+    );
+    // A coerced cancel afterwards changes nothing at the center.
+    let (status, _) = cancel(&h, 1).await;
+    assert_eq!(status, 409);
+    assert_eq!(reasons(&dispatches(&h).await), ["duress"]);
+}
+
+/// The panel was cut off, then the victim is forced to disarm by voice: Alexa's answer is the
+/// same as for the normal PIN, the cloud still sends the 121, and the receiver also raises the
+/// crash-and-smash alarm.
+#[tokio::test]
+async fn crash_and_smash_with_a_coerced_voice_disarm_after_the_cut() {
+    let (n, d) = tokio::join!(stack(config(30, true), None), stack(config(30, true), None));
+    for h in [&n, &d] {
+        intrude(h).await;
+        h.post("/sim/panels/home/connectivity", json!({"online": false}))
+            .await;
+    }
+    let rn = voice_disarm(&n, NORMAL).await;
+    let rd = voice_disarm(&d, DURESS).await;
+    assert_eq!(normalize(&rn), normalize(&rd));
+    assert_eq!(error_type(&rn), Some("ENDPOINT_UNREACHABLE"), "{rn}");
+    for h in [&n, &d] {
+        h.advance(91).await;
+    }
+    assert_eq!(reasons(&dispatches(&n).await), ["crash_and_smash"]);
+    let mut rd = reasons(&dispatches(&d).await);
+    rd.sort();
+    assert_eq!(rd, ["crash_and_smash", "duress"]);
+}
+
+/// The receiver is down: events queue at the panel cloud, and arrive once it is back, in order,
+/// each acted on once.
+#[tokio::test]
+async fn receiver_outage_queues_frames_and_delivers_them_once_back() {
+    let h = stack(config(0, true), Some(KEY)).await;
+    receiver(&h, "down").await;
+    intrude(&h).await;
+    h.advance(31).await;
+    voice_disarm(&h, DURESS).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(h.monitoring().await.is_empty(), "the receiver is down");
+    let l = link(&h).await;
+    assert_eq!(l["queued"], 5, "{l}");
+    assert_eq!(l["receiver_listening"], false);
+    // While down, the crash-and-smash timer cannot run ahead of the queued reports.
+    h.advance(200).await;
+
+    receiver(&h, "none").await;
+    assert_eq!(
+        h.signals().await,
+        ["401/3/0", "138/1/1", "130/1/1", "121/1/1", "401/1/1"]
+    );
+    let l = link(&h).await;
+    assert_eq!(l["queued"], 0);
+    assert_eq!(l["delivered"], 5);
+    // Every frame was re-sent until acknowledged, with the same sequence number.
+    let sent = l["sent"].as_array().unwrap();
+    let acked: Vec<u64> = sent
+        .iter()
+        .filter(|f| f["answer"] == "ACK")
+        .map(|f| f["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(acked, [1, 2, 3, 4, 5]);
+    assert!(sent.iter().any(|f| f["answer"] != "ACK"), "{sent:?}");
+    assert!(
+        sent.iter()
+            .all(|f| f["frame"].as_str().unwrap().contains("\"*ADM-CID\""))
+    );
+    let mut rd = reasons(&dispatches(&h).await);
+    rd.sort();
+    assert_eq!(
+        rd,
+        ["burglary", "duress"],
+        "no crash-and-smash: the reports were on their way"
+    );
+    capture(&h, "receiver-outage-encrypted", Some(KEY)).await;
+}
+
+/// The receiver acts on a frame but its ACK is lost: the cloud re-sends with the same sequence
+/// number, and the receiver acknowledges it without acting twice.
+#[tokio::test]
+async fn a_lost_ack_is_re_sent_and_acted_on_exactly_once() {
+    let h = stack(config(0, true), None).await;
+    receiver(&h, "drop_ack").await;
+    voice_disarm(&h, DURESS).await;
+    // Wait until the receiver has acted on the 121 at least once.
+    let mut received = vec![];
+    for _ in 0..100 {
+        received = link(&h).await["received"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if received.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(received.len() >= 2, "{received:?}");
+    receiver(&h, "none").await;
+    assert_eq!(h.signals().await, ["121/1/1"]);
+    assert_eq!(reasons(&dispatches(&h).await), ["duress"]);
+    let received = link(&h).await["received"].as_array().cloned().unwrap();
+    assert!(received.iter().all(|f| f["seq"] == 1), "{received:?}");
+    assert_eq!(
+        received.iter().filter(|f| f["duplicate"] == false).count(),
+        1,
+        "{received:?}"
+    );
+    assert!(received.iter().any(|f| f["duplicate"] == true));
+    capture(&h, "lost-ack", None).await;
+}
+
+#[tokio::test]
+async fn a_nak_is_re_sent_until_acknowledged() {
+    let h = stack(config(0, true), None).await;
+    receiver(&h, "nak").await;
+    voice_disarm(&h, DURESS).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let l = link(&h).await;
+    assert_eq!(l["queued"], 1, "{l}");
+    assert!(
+        l["sent"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["answer"] == "NAK")
+    );
+    assert!(
+        h.stack.sim.monitoring().is_empty(),
+        "a NAKed frame is not acted on"
+    );
+    receiver(&h, "none").await;
+    assert_eq!(h.signals().await, ["121/1/1"]);
+}
+
+/// A client speaking DC-09 directly to the receiver: what it refuses, what it acknowledges.
+#[tokio::test]
+async fn the_receiver_refuses_bad_frames_and_acks_good_ones() {
+    use alarm_skill::simulator::dc09::frame::{self, Cid, Key, MessageId, Route};
+    let h = stack(config(0, true), Some(KEY)).await;
+    let key = Key::from_hex(&Secret::new(KEY)).unwrap();
+    let stream = tokio::net::TcpStream::connect(h.stack.receiver.addr())
+        .await
+        .unwrap();
+    let (r, mut w) = stream.into_split();
+    let mut r = BufReader::new(r);
+    let mut ask = async |frame: String| {
+        w.write_all(frame.as_bytes()).await.unwrap();
+        let mut answer = vec![];
+        r.read_until(b'\r', &mut answer).await.unwrap();
+        frame::decode(&answer, |_| Some(key.clone())).unwrap()
+    };
+    let route = |acct: &str| Route {
+        receiver: Some("1".into()),
+        prefix: "1".into(),
+        account: acct.into(),
+    };
+    let cid = Cid {
+        qualifier: 1,
+        event: 121,
+        partition: 1,
+        number: 1,
+    };
+    let now = alarm_skill::clock::Clock::now(h.stack.clock.as_ref());
+    let old = now - chrono::Duration::seconds(600);
+    // In clear where the account requires AES; stale (a replay); an unknown account; garbage.
+    for bad in [
+        frame::encode_event(7, &route("1234"), Some(&cid), now, now, None).unwrap(),
+        frame::encode_event(7, &route("1234"), Some(&cid), old, old, Some(&key)).unwrap(),
+        frame::encode_event(7, &route("ABCD"), Some(&cid), now, now, Some(&key)).unwrap(),
+        "\nFFFF0010\"ADM-CID\"0007L1\r".to_string(),
+    ] {
+        assert_eq!(ask(bad).await.id, MessageId::Nak);
+    }
+    let good = frame::encode_event(7, &route("1234"), Some(&cid), now, now, Some(&key)).unwrap();
+    let a = ask(good.clone()).await;
+    assert_eq!((a.id, a.seq, a.encrypted), (MessageId::Ack, 7, true));
+    // The same frame again: acknowledged, not acted on twice.
+    assert_eq!(ask(good).await.id, MessageId::Ack);
+    assert_eq!(h.signals().await, ["121/1/1"]);
+    assert_eq!(reasons(&dispatches(&h).await), ["duress"]);
+}
