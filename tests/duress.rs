@@ -58,12 +58,16 @@ async fn setup(h: &Harness, state: &str) {
 }
 
 /// Waits until the dev event gateway has stopped receiving events, then returns them.
+/// "Stopped" means no new event for 300 ms (up to 5 s in all): a webhook, its ChangeReport and
+/// the event gateway's reply take a few milliseconds each, but a loaded CI machine can stall one
+/// for far longer than a single poll interval.
 async fn gateway_events(h: &Harness) -> Vec<Value> {
-    let mut last = usize::MAX;
-    for _ in 0..40 {
+    let (mut last, mut quiet) = (usize::MAX, 0);
+    for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let n = h.stack.dev_alexa.events().len();
-        if n == last {
+        quiet = if n == last { quiet + 1 } else { 0 };
+        if quiet == 6 {
             break;
         }
         last = n;
