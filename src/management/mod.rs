@@ -4,7 +4,7 @@
 //!
 //! | route | who | what |
 //! |---|---|---|
-//! | `GET /v1/household/members` | admin | members, with whether each has a voice / duress PIN (never the codes) |
+//! | `GET /v1/household/members` | admin | members, with whether each has a voice PIN (never a code, and nothing about duress codes) |
 //! | `POST /v1/household/members` | admin | add a member `{"id","name","user_number"}` |
 //! | `DELETE /v1/household/members/{id}` | admin | remove a member and their codes |
 //! | `PUT /v1/household/members/{id}/voice-pin` | admin | set or replace `{"pin":"4729"}` |
@@ -18,7 +18,10 @@
 //!
 //! Code changes are rate-limited per household (every attempt counts, accepted or not) and
 //! audited without saying which kind of code changed: the household log is visible to anyone
-//! holding the admin's phone, and must not advertise that a duress PIN exists.
+//! holding the admin's phone, and must not advertise that a duress PIN exists. For the same
+//! reason nothing here says whether a member has a duress PIN: setting, replacing and deleting
+//! one answer, audit and write exactly as they would with or without one there, and the
+//! enrolment checks do the same work either way (crate::voice_codes::enrol).
 
 use std::sync::Arc;
 
@@ -199,13 +202,14 @@ fn string_field(m: &serde_json::Map<String, Value>, key: &str) -> Result<String,
     }
 }
 
+/// What the members route shows. Deliberately without any sign of a duress PIN: a coercer
+/// holding the admin's phone must not learn that one exists.
 #[derive(Serialize)]
 struct MemberView {
     id: String,
     name: String,
     user_number: u16,
     has_voice_pin: bool,
-    has_duress_pin: bool,
 }
 
 impl From<&Member> for MemberView {
@@ -215,7 +219,6 @@ impl From<&Member> for MemberView {
             name: m.name.clone(),
             user_number: m.user_number,
             has_voice_pin: m.voice_pin.is_some(),
-            has_duress_pin: m.duress_pin.is_some(),
         }
     }
 }
