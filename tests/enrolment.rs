@@ -26,7 +26,10 @@ async fn set(
 #[tokio::test]
 async fn only_the_household_admin_can_manage_codes() {
     let h = Harness::rich().await;
-    let member = h.token("demo").await;
+    // A household member signed in to the management client, without the admin group.
+    let member = h
+        .token_with(json!({"sub": "demo", "use": "management"}))
+        .await;
     let (s, body) = h.api("GET", "/v1/household/members", None, None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"], "unauthorized");
@@ -46,6 +49,32 @@ async fn only_the_household_admin_can_manage_codes() {
             .await;
         assert_eq!(s, StatusCode::FORBIDDEN, "{method} {path}");
         assert_eq!(body["error"], "forbidden");
+    }
+    // Alexa's account-linking token manages nothing, even with the admin group: 403 with
+    // RFC 6750's insufficient_scope, not a 401 that would send the app to sign in again.
+    let linking = h
+        .token_with(json!({"sub": "demo", "admin": true, "use": "directives"}))
+        .await;
+    for (method, path) in [
+        ("GET", "/v1/household/members"),
+        ("PUT", "/v1/household/members/sam/voice-pin"),
+        ("DELETE", "/v1/household/members/alex/duress-pin"),
+    ] {
+        let resp = h
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", h.base))
+            .bearer_auth(&linking)
+            .json(&json!({"pin": "2749"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{method} {path}");
+        assert_eq!(
+            resp.headers()["www-authenticate"],
+            "Bearer error=\"insufficient_scope\""
+        );
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], "wrong_token");
     }
     // An admin of another household manages only their own: "sam" is not theirs.
     let neighbor = h.admin_token("neighbor").await;

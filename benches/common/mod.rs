@@ -47,14 +47,7 @@ pub fn setup() -> Bench {
                 .unwrap();
         });
         let http = reqwest::Client::new();
-        let oauth = OAuthConfig {
-            issuer: base.clone(),
-            jwks_url: format!("{base}/.well-known/jwks.json"),
-            audiences: vec!["bench".into()],
-            token_use: Some("access".into()),
-            account_claim: "sub".into(),
-            admin_group: "household-admin".into(),
-        };
+        let oauth = OAuthConfig::cognito(&base, &format!("{base}/.well-known/jwks.json"), "bench");
         let clock = Arc::new(AdjustableClock::running());
         let dyn_clock: Arc<dyn Clock> = clock.clone();
         let demo = DemoConfig::demo();

@@ -36,7 +36,7 @@ use chrono::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::account_link::{Identity, TokenError, TokenVerifier};
+use crate::account_link::{Identity, TokenError, TokenUse, TokenVerifier};
 use crate::clock::Clock;
 use crate::secret::{BearerToken, Pin};
 use crate::store::{AuditEntry, Store, StoreError};
@@ -94,9 +94,12 @@ impl IntoResponse for ApiError {
             Json(json!({"error": self.code, "message": self.message})),
         )
             .into_response();
-        if self.status == StatusCode::UNAUTHORIZED
-            && let Ok(v) = "Bearer".parse()
-        {
+        let challenge = match (self.status, self.code) {
+            (StatusCode::UNAUTHORIZED, _) => Some("Bearer"),
+            (StatusCode::FORBIDDEN, "wrong_token") => Some("Bearer error=\"insufficient_scope\""),
+            _ => None,
+        };
+        if let Some(Ok(v)) = challenge.map(str::parse) {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
         }
         resp
@@ -146,7 +149,7 @@ impl FromRequestParts<Svc> for Admin {
             })?;
         let identity = svc
             .tokens
-            .verify(&BearerToken::new(token))
+            .verify(&BearerToken::new(token), TokenUse::Management)
             .await
             .map_err(|e| match e {
                 TokenError::Expired => ApiError::new(
@@ -158,6 +161,13 @@ impl FromRequestParts<Svc> for Admin {
                     StatusCode::UNAUTHORIZED,
                     "unauthorized",
                     "the token is not valid",
+                ),
+                // RFC 6750's insufficient_scope: a good token, from the wrong client.
+                TokenError::WrongUse(_) => ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "wrong_token",
+                    "this token is not for the management API; sign in with the household \
+                     management client",
                 ),
                 TokenError::Unavailable(why) => {
                     tracing::error!(error = %why, "token verification unavailable");
