@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::time::Duration;
-
 use alarm_skill::clock::MAX_OFFSET;
 use alarm_skill::webhook::{SIGNATURE_HEADER, TIMESTAMP_HEADER, TOLERANCE_S};
 use reqwest::StatusCode;
@@ -26,20 +24,6 @@ async fn advance_raw(h: &Harness, body: Value) -> (StatusCode, Value) {
 
 async fn sim_now(h: &Harness) -> Value {
     h.get("/sim/panels").await["now"].clone()
-}
-
-/// Every gateway event so far, once deliveries have stopped arriving.
-async fn settled_events(h: &Harness) -> Vec<Value> {
-    let mut last = usize::MAX;
-    for _ in 0..60 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let n = h.stack.dev_alexa.events().len();
-        if n == last {
-            break;
-        }
-        last = n;
-    }
-    h.stack.dev_alexa.events()
 }
 
 #[tokio::test]
@@ -121,13 +105,13 @@ async fn webhooks_still_verify_after_the_clock_moves_past_the_tolerance() {
     let t = h.token("demo").await;
     let r = h.invoke(&accept_grant(&t, "grant-code")).await;
     assert_eq!(r["event"]["header"]["name"], "AcceptGrant.Response");
-    let sent_before = settled_events(&h).await.len();
+    let sent_before = h.settled_gateway_events().await.len();
 
     // Well past the 300 s tolerance, as lockout and entry-delay tests do.
     h.advance(TOLERANCE_S * 12).await;
     h.post("/sim/panels/home/zones/back-door/open", json!({}))
         .await;
-    let events = settled_events(&h).await;
+    let events = h.settled_gateway_events().await;
     let reports: Vec<&Value> = events[sent_before..]
         .iter()
         .filter(|e| {

@@ -178,6 +178,20 @@ impl Harness {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// Every event the dev Alexa gateway accepted, once deliveries have stopped arriving.
+    pub async fn settled_gateway_events(&self) -> Vec<Value> {
+        let mut last = usize::MAX;
+        for _ in 0..60 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let n = self.stack.dev_alexa.events().len();
+            if n == last {
+                break;
+            }
+            last = n;
+        }
+        self.stack.dev_alexa.events()
+    }
+
     pub async fn monitoring(&self) -> Vec<Value> {
         self.get("/sim/monitoring")
             .await
