@@ -12,10 +12,29 @@
 //! | `LWA_CLIENT_ID` | the skill's messaging client id (Permissions page) | required |
 //! | `OAUTH_ISSUER` | account-linking issuer (`iss`) | required |
 //! | `OAUTH_JWKS_URL` | its JWKS | `{OAUTH_ISSUER}/.well-known/jwks.json` |
-//! | `OAUTH_AUDIENCE` | comma-separated accepted `aud` / Cognito `client_id` | required |
-//! | `OAUTH_TOKEN_USE` | required Cognito `token_use` (`access`), empty to skip | `access` |
+//! | `OAUTH_ISSUER_KIND` | `cognito` or `oidc` (Auth0, Keycloak, ...): how tokens name their audience and admins, below | `cognito` |
+//! | `OAUTH_AUDIENCE` | comma-separated audiences of **directive** tokens: Alexa's account-linking client | required |
+//! | `OAUTH_MANAGEMENT_AUDIENCE` | comma-separated audiences of **management API** tokens | `OAUTH_AUDIENCE` |
+//! | `OAUTH_DIRECTIVE_SCOPE` | scope a directive token must carry | `alarm/control` |
+//! | `OAUTH_MANAGEMENT_SCOPE` | scope a management token must carry, when set | none |
+//! | `OAUTH_TOKEN_USE` | required `token_use` claim, empty to skip | `access` for `cognito`, none for `oidc` |
 //! | `OAUTH_ACCOUNT_CLAIM` | claim naming the household account | `sub` |
-//! | `OAUTH_ADMIN_GROUP` | group (`cognito:groups`, `groups`) marking a household admin | `household-admin` |
+//! | `OAUTH_ADMIN_CLAIM` | claim marking a household admin; a leading `/` makes it a JSON pointer (`/realm_access/roles`) | `cognito:groups` for `cognito`; **required** for `oidc` |
+//! | `OAUTH_ADMIN_GROUP` | value the admin claim must hold: an element of an array claim, the whole of a string claim, or `true` for a boolean claim | `household-admin` |
+//!
+//! The issuer kinds (only the configured issuer's tokens are accepted, and only by its rules):
+//!
+//! | | audience taken from | admin |
+//! |---|---|---|
+//! | `cognito` | `client_id` (Cognito access tokens carry no `aud`) | `OAUTH_ADMIN_GROUP` in `cognito:groups` (the user pool group) |
+//! | `oidc` | `aud`, a string or an array (`client_id` is ignored) | the named claim `OAUTH_ADMIN_CLAIM`, e.g. an Auth0 Action's `https://alarm.example.com/roles` or Keycloak's `/realm_access/roles` |
+//!
+//! Directive and management tokens are told apart by construction: a directive token needs an
+//! `OAUTH_AUDIENCE` audience and the directive scope; a management token needs an
+//! `OAUTH_MANAGEMENT_AUDIENCE` audience, must **not** carry the directive scope, and must carry
+//! `OAUTH_MANAGEMENT_SCOPE` when that is set. So no token drives both, whatever the audiences
+//! (Cognito: two app clients; Auth0: one API, told apart by scope). The scope is read from
+//! `scope` (space-separated, or an array) or `scp`.
 //!
 //! Secrets, each read once per cold start: the `…_ARN` variable names a Secrets Manager secret
 //! (production); without it, the plain variable holds the value itself (local runs only).
@@ -93,14 +112,69 @@ pub struct SecretRefs {
     pub panel_api_key: SecretRef,
 }
 
+/// How an issuer's access tokens name their audience and their admins (module docs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum IssuerKind {
+    #[default]
+    Cognito,
+    /// Auth0, Keycloak and other OIDC providers.
+    Oidc,
+}
+
+impl IssuerKind {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "cognito" => Some(IssuerKind::Cognito),
+            "oidc" | "auth0" | "keycloak" => Some(IssuerKind::Oidc),
+            _ => None,
+        }
+    }
+}
+
+/// The scope Alexa's account-linking tokens carry (the template's Cognito resource server).
+pub const DEFAULT_DIRECTIVE_SCOPE: &str = "alarm/control";
+pub const COGNITO_GROUPS_CLAIM: &str = "cognito:groups";
+pub const DEFAULT_ADMIN_GROUP: &str = "household-admin";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OAuthConfig {
     pub issuer: String,
     pub jwks_url: String,
+    pub kind: IssuerKind,
+    /// Audiences of directive tokens (Alexa's account-linking client).
     pub audiences: Vec<String>,
+    /// Audiences of management API tokens.
+    pub management_audiences: Vec<String>,
+    /// The scope every directive token carries, and no management token may carry.
+    pub directive_scope: String,
+    /// A scope every management token must carry, if any.
+    pub management_scope: Option<String>,
     pub token_use: Option<String>,
     pub account_claim: String,
+    /// The claim marking a household admin (a JSON pointer when it starts with `/`).
+    pub admin_claim: String,
+    /// The value `admin_claim` must hold.
     pub admin_group: String,
+}
+
+impl OAuthConfig {
+    /// A Cognito-style issuer with one app client for both uses, told apart by scope: what the
+    /// local stack's dev issuer mints.
+    pub fn cognito(issuer: &str, jwks_url: &str, client_id: &str) -> Self {
+        OAuthConfig {
+            issuer: issuer.to_string(),
+            jwks_url: jwks_url.to_string(),
+            kind: IssuerKind::Cognito,
+            audiences: vec![client_id.to_string()],
+            management_audiences: vec![client_id.to_string()],
+            directive_scope: DEFAULT_DIRECTIVE_SCOPE.to_string(),
+            management_scope: None,
+            token_use: Some("access".to_string()),
+            account_claim: "sub".to_string(),
+            admin_claim: COGNITO_GROUPS_CLAIM.to_string(),
+            admin_group: DEFAULT_ADMIN_GROUP.to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,18 +241,7 @@ impl Config {
                 })?
             }
         };
-        let issuer = required("OAUTH_ISSUER")?;
-        let audiences: Vec<String> = required("OAUTH_AUDIENCE")?
-            .split(',')
-            .map(|a| a.trim().to_string())
-            .filter(|a| !a.is_empty())
-            .collect();
-        if audiences.is_empty() {
-            return Err(ConfigError::Invalid(
-                "OAUTH_AUDIENCE",
-                "no audience given".into(),
-            ));
-        }
+        let oauth = oauth_from(&get, &env)?;
         let panel_api_url = required("PANEL_API_URL")?;
         url::Url::parse(&panel_api_url)
             .map_err(|e| ConfigError::Invalid("PANEL_API_URL", e.to_string()))?;
@@ -192,21 +255,7 @@ impl Config {
             alexa_region,
             lwa_token_url: get("LWA_TOKEN_URL").unwrap_or_else(|| DEFAULT_LWA_TOKEN_URL.into()),
             lwa_client_id: required("LWA_CLIENT_ID")?,
-            oauth: OAuthConfig {
-                jwks_url: get("OAUTH_JWKS_URL").unwrap_or_else(|| {
-                    format!("{}/.well-known/jwks.json", issuer.trim_end_matches('/'))
-                }),
-                issuer,
-                audiences,
-                // Cognito access tokens carry token_use=access; ID tokens must not link.
-                token_use: match env("OAUTH_TOKEN_USE") {
-                    None => Some("access".to_string()),
-                    Some(v) if v.trim().is_empty() => None,
-                    Some(v) => Some(v.trim().to_string()),
-                },
-                account_claim: get("OAUTH_ACCOUNT_CLAIM").unwrap_or_else(|| "sub".into()),
-                admin_group: get("OAUTH_ADMIN_GROUP").unwrap_or_else(|| "household-admin".into()),
-            },
+            oauth,
             secrets: SecretRefs {
                 pepper: secret("PEPPER", "PEPPER_SECRET_ARN")?,
                 lwa_client_secret: secret("LWA_CLIENT_SECRET", "LWA_CLIENT_SECRET_ARN")?,
@@ -215,6 +264,107 @@ impl Config {
             },
         })
     }
+}
+
+fn list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(|a| a.trim().to_string())
+        .filter(|a| !a.is_empty())
+        .collect()
+}
+
+/// One scope name, as OAuth scopes are space-separated tokens.
+fn scope_name(var: &'static str, v: String) -> Result<String, ConfigError> {
+    if v.chars().any(char::is_whitespace) || v.contains('"') {
+        return Err(ConfigError::Invalid(
+            var,
+            "must be a single scope name".into(),
+        ));
+    }
+    Ok(v)
+}
+
+/// The account-linking issuer's rules (module docs). `get` trims and drops empty values; `env`
+/// is the raw lookup, where an empty `OAUTH_TOKEN_USE` means "don't require one".
+fn oauth_from(
+    get: &impl Fn(&str) -> Option<String>,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<OAuthConfig, ConfigError> {
+    let issuer = get("OAUTH_ISSUER").ok_or(ConfigError::Missing("OAUTH_ISSUER"))?;
+    let kind = match get("OAUTH_ISSUER_KIND") {
+        None => IssuerKind::Cognito,
+        Some(k) => IssuerKind::parse(&k).ok_or_else(|| {
+            ConfigError::Invalid("OAUTH_ISSUER_KIND", format!("{k:?} is not cognito or oidc"))
+        })?,
+    };
+    let audiences = list(&get("OAUTH_AUDIENCE").ok_or(ConfigError::Missing("OAUTH_AUDIENCE"))?);
+    if audiences.is_empty() {
+        return Err(ConfigError::Invalid(
+            "OAUTH_AUDIENCE",
+            "no audience given".into(),
+        ));
+    }
+    let management_audiences = match get("OAUTH_MANAGEMENT_AUDIENCE") {
+        None => audiences.clone(),
+        Some(v) => {
+            let l = list(&v);
+            if l.is_empty() {
+                return Err(ConfigError::Invalid(
+                    "OAUTH_MANAGEMENT_AUDIENCE",
+                    "no audience given".into(),
+                ));
+            }
+            l
+        }
+    };
+    let directive_scope = scope_name(
+        "OAUTH_DIRECTIVE_SCOPE",
+        get("OAUTH_DIRECTIVE_SCOPE").unwrap_or_else(|| DEFAULT_DIRECTIVE_SCOPE.into()),
+    )?;
+    let management_scope = get("OAUTH_MANAGEMENT_SCOPE")
+        .map(|v| scope_name("OAUTH_MANAGEMENT_SCOPE", v))
+        .transpose()?;
+    if management_scope.as_deref() == Some(directive_scope.as_str()) {
+        // A management token must not carry the directive scope: nobody could manage.
+        return Err(ConfigError::Invalid(
+            "OAUTH_MANAGEMENT_SCOPE",
+            "must differ from OAUTH_DIRECTIVE_SCOPE".into(),
+        ));
+    }
+    let admin_claim = match (get("OAUTH_ADMIN_CLAIM"), kind) {
+        (Some(c), _) => c,
+        (None, IssuerKind::Cognito) => COGNITO_GROUPS_CLAIM.to_string(),
+        // No safe default: honouring a claim the issuer never meant as a role is how
+        // `admin: true` from anywhere became an admin.
+        (None, IssuerKind::Oidc) => {
+            return Err(ConfigError::Invalid(
+                "OAUTH_ADMIN_CLAIM",
+                "required when OAUTH_ISSUER_KIND is oidc (the claim naming household admins)"
+                    .into(),
+            ));
+        }
+    };
+    Ok(OAuthConfig {
+        jwks_url: get("OAUTH_JWKS_URL")
+            .unwrap_or_else(|| format!("{}/.well-known/jwks.json", issuer.trim_end_matches('/'))),
+        issuer,
+        kind,
+        audiences,
+        management_audiences,
+        directive_scope,
+        management_scope,
+        // Cognito access tokens carry token_use=access; ID tokens must not link. OIDC
+        // providers have no such claim.
+        token_use: match env("OAUTH_TOKEN_USE") {
+            None if kind == IssuerKind::Cognito => Some("access".to_string()),
+            None => None,
+            Some(v) if v.trim().is_empty() => None,
+            Some(v) => Some(v.trim().to_string()),
+        },
+        account_claim: get("OAUTH_ACCOUNT_CLAIM").unwrap_or_else(|| "sub".into()),
+        admin_claim,
+        admin_group: get("OAUTH_ADMIN_GROUP").unwrap_or_else(|| DEFAULT_ADMIN_GROUP.into()),
+    })
 }
 
 /// How long JWKS keys are trusted before a background refetch, and the minimum spacing of
@@ -299,5 +449,102 @@ mod tests {
         let mut env = base();
         env.insert("OAUTH_TOKEN_USE", "");
         assert_eq!(load(&env).unwrap().oauth.token_use, None);
+    }
+
+    #[test]
+    fn cognito_is_the_default_issuer_kind() {
+        let o = load(&base()).unwrap().oauth;
+        assert_eq!(o.kind, IssuerKind::Cognito);
+        assert_eq!(o.admin_claim, "cognito:groups");
+        assert_eq!(o.admin_group, "household-admin");
+        assert_eq!(o.directive_scope, "alarm/control");
+        assert_eq!(o.management_scope, None);
+        assert_eq!(
+            o.management_audiences, o.audiences,
+            "one client, told apart by scope"
+        );
+        let mut env = base();
+        env.insert("OAUTH_AUDIENCE", "linking-client");
+        env.insert("OAUTH_MANAGEMENT_AUDIENCE", "management-client,app-client");
+        let o = load(&env).unwrap().oauth;
+        assert_eq!(o.audiences, vec!["linking-client"]);
+        assert_eq!(
+            o.management_audiences,
+            vec!["management-client", "app-client"]
+        );
+    }
+
+    #[test]
+    fn oidc_issuers_name_their_admin_claim_and_need_no_token_use() {
+        let mut env = base();
+        env.insert("OAUTH_ISSUER_KIND", "oidc");
+        assert_eq!(
+            load(&env).unwrap_err(),
+            ConfigError::Invalid(
+                "OAUTH_ADMIN_CLAIM",
+                "required when OAUTH_ISSUER_KIND is oidc (the claim naming household admins)"
+                    .into()
+            )
+        );
+        env.insert("OAUTH_ADMIN_CLAIM", "/realm_access/roles");
+        env.insert("OAUTH_DIRECTIVE_SCOPE", "alarm:control");
+        env.insert("OAUTH_MANAGEMENT_SCOPE", "alarm:manage");
+        let o = load(&env).unwrap().oauth;
+        assert_eq!(o.kind, IssuerKind::Oidc);
+        assert_eq!(o.admin_claim, "/realm_access/roles");
+        assert_eq!(o.token_use, None);
+        assert_eq!(o.management_scope.as_deref(), Some("alarm:manage"));
+        env.insert("OAUTH_TOKEN_USE", "access");
+        assert_eq!(
+            load(&env).unwrap().oauth.token_use.as_deref(),
+            Some("access")
+        );
+        env.insert("OAUTH_ISSUER_KIND", "okta-ish");
+        assert!(matches!(
+            load(&env).unwrap_err(),
+            ConfigError::Invalid("OAUTH_ISSUER_KIND", _)
+        ));
+    }
+
+    #[test]
+    fn the_template_sets_exactly_the_documented_oauth_variables() {
+        use std::collections::BTreeSet;
+        let is_name = |n: &str| {
+            n.starts_with("OAUTH_") && n.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')
+        };
+        let set: BTreeSet<&str> = include_str!("../infra/template.yaml")
+            .lines()
+            .filter_map(|l| l.trim().split_once(':').map(|(k, _)| k))
+            .filter(|k| is_name(k))
+            .collect();
+        let documented: BTreeSet<&str> = include_str!("config.rs")
+            .lines()
+            .filter_map(|l| l.strip_prefix("//! | `"))
+            .filter_map(|l| l.split_once('`').map(|(k, _)| k))
+            .filter(|k| is_name(k))
+            .collect();
+        assert_eq!(set, documented);
+    }
+
+    #[test]
+    fn scopes_are_single_names_and_the_two_uses_differ() {
+        let mut env = base();
+        env.insert("OAUTH_DIRECTIVE_SCOPE", "alarm/control openid");
+        assert!(matches!(
+            load(&env).unwrap_err(),
+            ConfigError::Invalid("OAUTH_DIRECTIVE_SCOPE", _)
+        ));
+        let mut env = base();
+        env.insert("OAUTH_MANAGEMENT_SCOPE", "alarm/control");
+        assert!(matches!(
+            load(&env).unwrap_err(),
+            ConfigError::Invalid("OAUTH_MANAGEMENT_SCOPE", _)
+        ));
+        let mut env = base();
+        env.insert("OAUTH_MANAGEMENT_AUDIENCE", " , ");
+        assert!(matches!(
+            load(&env).unwrap_err(),
+            ConfigError::Invalid("OAUTH_MANAGEMENT_AUDIENCE", _)
+        ));
     }
 }

@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use alarm_skill::account_link::{
-    Identity, JwksVerifier, TokenError, TokenVerifier, install_crypto_provider,
+    Identity, JwksVerifier, TokenError, TokenUse, TokenVerifier, install_crypto_provider,
 };
-use alarm_skill::config::OAuthConfig;
+use alarm_skill::config::{IssuerKind, OAuthConfig};
 use alarm_skill::secret::BearerToken;
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize, PublicKeyComponents};
@@ -26,6 +26,8 @@ use serde_json::{Value, json};
 
 const ISSUER: &str = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Test";
 const AUDIENCE: &str = "alexa-skill-client";
+/// The template's second Cognito app client, for the household management API.
+const MANAGEMENT_CLIENT: &str = "household-management-client";
 
 // ---------------------------------------------------------------------------------------------
 // Keys
@@ -120,13 +122,14 @@ fn now() -> i64 {
     jsonwebtoken::get_current_timestamp() as i64
 }
 
-/// Cognito access-token claims for user `demo`.
+/// Cognito access-token claims for user `demo`, from the account-linking client.
 fn claims() -> Value {
     json!({
         "iss": ISSUER,
         "sub": "demo-user",
         "client_id": AUDIENCE,
         "token_use": "access",
+        "scope": "alarm/control",
         "iat": now(),
         "exp": now() + 600,
     })
@@ -227,13 +230,20 @@ async fn serve(app: Router) -> SocketAddr {
     addr
 }
 
+/// The template's Cognito set-up: the account-linking client for directives, the management
+/// client for the management API.
 fn config(jwks_url: &str) -> OAuthConfig {
     OAuthConfig {
         issuer: ISSUER.to_string(),
         jwks_url: jwks_url.to_string(),
+        kind: IssuerKind::Cognito,
         audiences: vec!["other-client".to_string(), AUDIENCE.to_string()],
+        management_audiences: vec![MANAGEMENT_CLIENT.to_string()],
+        directive_scope: "alarm/control".to_string(),
+        management_scope: None,
         token_use: Some("access".to_string()),
         account_claim: "sub".to_string(),
+        admin_claim: "cognito:groups".to_string(),
         admin_group: "household-admin".to_string(),
     }
 }
@@ -252,13 +262,35 @@ async fn verify_all(
     let mut set = tokio::task::JoinSet::new();
     for t in tokens {
         let v = v.clone();
-        set.spawn(async move { v.verify(&BearerToken::new(t)).await });
+        set.spawn(async move { v.verify(&BearerToken::new(t), TokenUse::Directives).await });
     }
     set.join_all().await
 }
 
+/// Verifies for directives, what most tests here are about.
 async fn verify(v: &JwksVerifier, token: &str) -> Result<Identity, TokenError> {
-    v.verify(&BearerToken::new(token)).await
+    verify_for(v, token, TokenUse::Directives).await
+}
+
+async fn verify_for(
+    v: &JwksVerifier,
+    token: &str,
+    purpose: TokenUse,
+) -> Result<Identity, TokenError> {
+    v.verify(&BearerToken::new(token), purpose).await
+}
+
+/// Asserts `WrongUse` with a reason that quotes no part of the token.
+async fn assert_wrong_use(v: &JwksVerifier, token: &str, purpose: TokenUse) -> String {
+    match verify_for(v, token, purpose).await {
+        Err(TokenError::WrongUse(reason)) => {
+            for part in token.split('.').filter(|p| p.len() >= 8) {
+                assert!(!reason.contains(part), "reason {reason:?} quotes the token");
+            }
+            reason
+        }
+        other => panic!("expected WrongUse for {purpose:?}, got {other:?}"),
+    }
 }
 
 /// Asserts `Invalid` and that the reason quotes no part of the token.
@@ -385,13 +417,15 @@ async fn unknown_kids_refetch_once_per_interval() {
             &claims(),
         )
     };
+    // Signed up front: on a loaded machine signing 49 tokens can outlast the interval, and the
+    // burst must arrive within it.
+    let burst: Vec<_> = (1..50).map(unknown).collect();
     assert!(assert_invalid(&v, &unknown(0)).await.contains("kid"));
     assert_eq!(
         server.hits(),
         2,
         "an unknown kid triggers exactly one refetch"
     );
-    let burst: Vec<_> = (1..50).map(unknown).collect();
     let results = verify_all(&v, burst).await;
     assert_eq!(results.len(), 49);
     assert!(
@@ -529,40 +563,72 @@ async fn a_kid_is_required() {
 // Claims
 
 #[tokio::test]
-async fn audience_from_aud_string_or_array_or_cognito_client_id() {
+async fn cognito_audience_is_the_client_id_only() {
     let f = fixture().await;
-    let base = with(claims(), json!({"client_id": null}));
-    // Auth0 / Keycloak style.
-    verify(
-        &f.v,
-        &rs256(&f.rsa, &with(base.clone(), json!({"aud": AUDIENCE}))),
-    )
-    .await
-    .unwrap();
-    verify(
-        &f.v,
-        &rs256(
-            &f.rsa,
-            &with(
-                base.clone(),
-                json!({"aud": ["https://api.other", AUDIENCE]}),
-            ),
-        ),
-    )
-    .await
-    .unwrap();
-    // Cognito access token: no aud at all, client_id instead.
     verify(&f.v, &rs256(&f.rsa, &claims())).await.unwrap();
-
+    // An `aud` naming our client doesn't stand in for `client_id` at a Cognito issuer.
+    let base = with(claims(), json!({"client_id": null}));
     for bad in [
-        json!({"aud": "someone-else"}),
-        json!({"aud": ["a", "b"]}),
-        json!({"aud": []}),
+        json!({"aud": AUDIENCE}),
+        json!({"aud": [AUDIENCE]}),
         json!({"client_id": "someone-else"}),
+        json!({"client_id": [AUDIENCE]}),
         json!({"client_id": 42}),
         json!({}),
     ] {
         let reason = assert_invalid(&f.v, &rs256(&f.rsa, &with(base.clone(), bad))).await;
+        assert!(reason.contains("audience"), "{reason}");
+    }
+}
+
+/// An Auth0 or Keycloak issuer: `aud` names the API, and household admins are a named claim.
+fn oidc_config(jwks_url: &str) -> OAuthConfig {
+    OAuthConfig {
+        kind: IssuerKind::Oidc,
+        audiences: vec!["https://api.alarm.example.com".into()],
+        management_audiences: vec!["https://api.alarm.example.com".into()],
+        directive_scope: "alarm:control".into(),
+        management_scope: Some("alarm:manage".into()),
+        token_use: None,
+        admin_claim: "https://alarm.example.com/roles".into(),
+        ..config(jwks_url)
+    }
+}
+
+/// Auth0 access-token claims for a directive (Alexa's client asked for `alarm:control`).
+fn auth0_claims() -> Value {
+    json!({
+        "iss": ISSUER,
+        "sub": "auth0|demo",
+        "aud": ["https://api.alarm.example.com", "https://tenant.eu.auth0.com/userinfo"],
+        "azp": "alexa-client-id",
+        "scope": "openid alarm:control",
+        "iat": now(),
+        "exp": now() + 600,
+    })
+}
+
+#[tokio::test]
+async fn oidc_audience_is_aud_only() {
+    let f = fixture().await;
+    let v = verifier(&oidc_config(&f.server.url));
+    verify(&v, &rs256(&f.rsa, &auth0_claims())).await.unwrap();
+    let single = with(
+        auth0_claims(),
+        json!({"aud": "https://api.alarm.example.com"}),
+    );
+    verify(&v, &rs256(&f.rsa, &single)).await.unwrap();
+    // `client_id` is Cognito's rule: it doesn't stand in for `aud` here.
+    let base = with(auth0_claims(), json!({"aud": null}));
+    for bad in [
+        json!({"client_id": "https://api.alarm.example.com"}),
+        json!({"azp": "https://api.alarm.example.com"}),
+        json!({"aud": "someone-else"}),
+        json!({"aud": ["a", "b"]}),
+        json!({"aud": []}),
+        json!({}),
+    ] {
+        let reason = assert_invalid(&v, &rs256(&f.rsa, &with(base.clone(), bad))).await;
         assert!(reason.contains("audience"), "{reason}");
     }
 }
@@ -611,10 +677,14 @@ async fn not_yet_valid_token_is_invalid() {
 #[tokio::test]
 async fn cognito_id_tokens_are_rejected_by_token_use() {
     let f = fixture().await;
+    // A real Cognito ID token names its client in `aud` only: not a Cognito audience.
     let id_token = with(
         claims(),
         json!({"token_use": "id", "aud": AUDIENCE, "client_id": null}),
     );
+    assert_invalid(&f.v, &rs256(&f.rsa, &id_token)).await;
+    // And with a client_id as well, token_use still refuses it.
+    let id_token = with(claims(), json!({"token_use": "id"}));
     assert!(
         assert_invalid(&f.v, &rs256(&f.rsa, &id_token))
             .await
@@ -656,21 +726,274 @@ async fn account_claim_can_be_overridden() {
 }
 
 #[tokio::test]
-async fn admin_from_admin_claim_or_groups() {
+async fn cognito_admin_is_the_pool_group_only() {
     let f = fixture().await;
     let admin = |patch: Value| {
-        let t = rs256(&f.rsa, &with(claims(), patch));
+        let t = rs256(
+            &f.rsa,
+            &with(
+                claims(),
+                with(
+                    json!({"client_id": MANAGEMENT_CLIENT, "scope": null}),
+                    patch,
+                ),
+            ),
+        );
         let v = f.v.clone();
-        async move { verify(&v, &t).await.unwrap().admin }
+        async move {
+            verify_for(&v, &t, TokenUse::Management)
+                .await
+                .unwrap()
+                .admin
+        }
     };
-    assert!(admin(json!({"admin": true})).await);
     assert!(admin(json!({"cognito:groups": ["family", "household-admin"]})).await);
-    assert!(admin(json!({"groups": ["household-admin"]})).await);
+    // Claims a Cognito pool never sets as a role are not honoured, whatever they say.
+    assert!(!admin(json!({"admin": true})).await);
+    assert!(!admin(json!({"groups": ["household-admin"]})).await);
+    assert!(!admin(json!({"custom:admin": "household-admin"})).await);
     assert!(!admin(json!({})).await);
-    assert!(!admin(json!({"admin": "true"})).await);
-    assert!(!admin(json!({"admin": false})).await);
     assert!(!admin(json!({"cognito:groups": ["family"]})).await);
-    assert!(!admin(json!({"cognito:groups": "household-admin"})).await);
+    assert!(!admin(json!({"cognito:groups": "household-admin-not"})).await);
+    assert!(!admin(json!({"cognito:groups": [true]})).await);
+}
+
+#[tokio::test]
+async fn oidc_admin_is_the_named_claim_only() {
+    let f = fixture().await;
+    // A management token from Auth0: the household app asked for alarm:manage.
+    let management = with(auth0_claims(), json!({"scope": "openid alarm:manage"}));
+    let is_admin = |cfg: OAuthConfig, patch: Value| {
+        let t = rs256(&f.rsa, &with(management.clone(), patch));
+        let v = verifier(&cfg);
+        async move {
+            verify_for(&v, &t, TokenUse::Management)
+                .await
+                .unwrap()
+                .admin
+        }
+    };
+    let auth0 = oidc_config(&f.server.url);
+    let roles = "https://alarm.example.com/roles";
+    assert!(is_admin(auth0.clone(), json!({roles: ["household-admin"]})).await);
+    assert!(is_admin(auth0.clone(), json!({roles: "household-admin"})).await);
+    assert!(!is_admin(auth0.clone(), json!({roles: ["viewer"]})).await);
+    assert!(!is_admin(auth0.clone(), json!({"admin": true})).await);
+    assert!(
+        !is_admin(
+            auth0.clone(),
+            json!({"cognito:groups": ["household-admin"]})
+        )
+        .await
+    );
+    assert!(!is_admin(auth0.clone(), json!({"groups": ["household-admin"]})).await);
+    // A boolean claim, when the configured value is `true`.
+    let flag = OAuthConfig {
+        admin_claim: "https://alarm.example.com/household_admin".into(),
+        admin_group: "true".into(),
+        ..auth0.clone()
+    };
+    let flag_claim = "https://alarm.example.com/household_admin";
+    assert!(is_admin(flag.clone(), json!({flag_claim: true})).await);
+    assert!(!is_admin(flag.clone(), json!({flag_claim: false})).await);
+    assert!(!is_admin(flag.clone(), json!({flag_claim: "yes"})).await);
+    assert!(!is_admin(flag, json!({"admin": true})).await);
+    // Keycloak: realm roles are nested; a JSON pointer names them.
+    let keycloak = OAuthConfig {
+        admin_claim: "/realm_access/roles".into(),
+        ..auth0
+    };
+    assert!(
+        is_admin(
+            keycloak.clone(),
+            json!({"realm_access": {"roles": ["offline_access", "household-admin"]}})
+        )
+        .await
+    );
+    assert!(
+        !is_admin(
+            keycloak.clone(),
+            json!({"realm_access": {"roles": ["offline_access"]}})
+        )
+        .await
+    );
+    assert!(
+        !is_admin(
+            keycloak.clone(),
+            json!({"realm_access": ["household-admin"]})
+        )
+        .await
+    );
+    assert!(!is_admin(keycloak, json!({"roles": ["household-admin"]})).await);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Directive tokens and management tokens
+
+#[tokio::test]
+async fn cognito_account_linking_and_management_clients_are_told_apart() {
+    let f = fixture().await;
+    // What Alexa holds: the account-linking client, scope alarm/control.
+    let linking = rs256(&f.rsa, &claims());
+    let id = verify(&f.v, &linking).await.unwrap();
+    assert_eq!(id.account, "demo-user");
+    assert!(
+        assert_wrong_use(&f.v, &linking, TokenUse::Management)
+            .await
+            .contains("management")
+    );
+    // Even with the admin group, Alexa's token manages nothing.
+    let linking_admin = rs256(
+        &f.rsa,
+        &with(claims(), json!({"cognito:groups": ["household-admin"]})),
+    );
+    assert_wrong_use(&f.v, &linking_admin, TokenUse::Management).await;
+
+    // What a household admin's app holds after InitiateAuth on the management client.
+    let management = rs256(
+        &f.rsa,
+        &with(
+            claims(),
+            json!({"client_id": MANAGEMENT_CLIENT, "scope": "aws.cognito.signin.user.admin",
+                   "cognito:groups": ["household-admin"]}),
+        ),
+    );
+    let id = verify_for(&f.v, &management, TokenUse::Management)
+        .await
+        .unwrap();
+    assert!(id.admin);
+    assert!(
+        assert_wrong_use(&f.v, &management, TokenUse::Directives)
+            .await
+            .contains("account-linking client")
+    );
+    // The management client can't grant itself the directive scope, nor the reverse.
+    let both = rs256(
+        &f.rsa,
+        &with(claims(), json!({"client_id": MANAGEMENT_CLIENT})),
+    );
+    assert_wrong_use(&f.v, &both, TokenUse::Directives).await;
+    assert_wrong_use(&f.v, &both, TokenUse::Management).await;
+    // The linking client without the directive scope (e.g. only `openid` asked for).
+    for scope in [
+        json!("openid profile"),
+        json!(null),
+        json!("alarm/controls"),
+        json!(42),
+    ] {
+        let t = rs256(&f.rsa, &with(claims(), json!({ "scope": scope })));
+        assert!(
+            assert_wrong_use(&f.v, &t, TokenUse::Directives)
+                .await
+                .contains("directive scope"),
+            "{scope}"
+        );
+    }
+    // Scope as an array, or as `scp`, counts too.
+    for patch in [
+        json!({"scope": ["openid", "alarm/control"]}),
+        json!({"scope": null, "scp": ["alarm/control"]}),
+    ] {
+        verify(&f.v, &rs256(&f.rsa, &with(claims(), patch.clone())))
+            .await
+            .unwrap_or_else(|e| panic!("{patch}: {e}"));
+    }
+    // A client of the pool that is neither: certainly not ours, for either use.
+    let stranger = rs256(&f.rsa, &with(claims(), json!({"client_id": "other-app"})));
+    for purpose in [TokenUse::Directives, TokenUse::Management] {
+        assert!(matches!(
+            verify_for(&f.v, &stranger, purpose).await,
+            Err(TokenError::Invalid(_))
+        ));
+    }
+}
+
+#[tokio::test]
+async fn oidc_tokens_for_one_api_are_told_apart_by_scope() {
+    let f = fixture().await;
+    let v = verifier(&oidc_config(&f.server.url));
+    let roles = "https://alarm.example.com/roles";
+    let linking = rs256(&f.rsa, &auth0_claims());
+    verify(&v, &linking).await.unwrap();
+    assert_wrong_use(&v, &linking, TokenUse::Management).await;
+    let management = rs256(
+        &f.rsa,
+        &with(
+            auth0_claims(),
+            json!({"scope": "openid alarm:manage", roles: ["household-admin"]}),
+        ),
+    );
+    assert!(
+        verify_for(&v, &management, TokenUse::Management)
+            .await
+            .unwrap()
+            .admin
+    );
+    assert_wrong_use(&v, &management, TokenUse::Directives).await;
+    // Asked for both: Alexa's scope marks it as Alexa's, so it manages nothing.
+    let greedy = rs256(
+        &f.rsa,
+        &with(
+            auth0_claims(),
+            json!({"scope": "alarm:control alarm:manage"}),
+        ),
+    );
+    verify(&v, &greedy).await.unwrap();
+    assert_wrong_use(&v, &greedy, TokenUse::Management).await;
+    // Neither: the management scope is required when configured.
+    let plain = rs256(&f.rsa, &with(auth0_claims(), json!({"scope": "openid"})));
+    assert!(
+        assert_wrong_use(&v, &plain, TokenUse::Management)
+            .await
+            .contains("management scope")
+    );
+    assert_wrong_use(&v, &plain, TokenUse::Directives).await;
+}
+
+#[tokio::test]
+async fn keycloak_tokens_with_separate_clients_as_audiences() {
+    let f = fixture().await;
+    // Keycloak with an audience mapper per client, and realm roles for admins.
+    let cfg = OAuthConfig {
+        kind: IssuerKind::Oidc,
+        audiences: vec!["alarm-skill-alexa".into()],
+        management_audiences: vec!["alarm-skill-household".into()],
+        directive_scope: "alarm-control".into(),
+        management_scope: None,
+        token_use: None,
+        admin_claim: "/realm_access/roles".into(),
+        ..config(&f.server.url)
+    };
+    let v = verifier(&cfg);
+    let base = json!({
+        "iss": ISSUER, "sub": "f3b1c0de", "typ": "Bearer",
+        "iat": now(), "exp": now() + 300,
+        "realm_access": {"roles": ["default-roles-alarm", "household-admin"]},
+    });
+    let linking = rs256(
+        &f.rsa,
+        &with(
+            base.clone(),
+            json!({"aud": ["alarm-skill-alexa", "account"], "azp": "alexa", "scope": "profile alarm-control"}),
+        ),
+    );
+    let id = verify(&v, &linking).await.unwrap();
+    assert_eq!(id.account, "f3b1c0de");
+    assert_wrong_use(&v, &linking, TokenUse::Management).await;
+    let household = rs256(
+        &f.rsa,
+        &with(
+            base,
+            json!({"aud": "alarm-skill-household", "azp": "household-app", "scope": "profile email"}),
+        ),
+    );
+    assert!(
+        verify_for(&v, &household, TokenUse::Management)
+            .await
+            .unwrap()
+            .admin
+    );
+    assert_wrong_use(&v, &household, TokenUse::Directives).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -693,11 +1016,14 @@ async fn jwks_server_down_is_unavailable() {
         }
         other => panic!("expected Unavailable, got {other:?}"),
     }
-    // Within the retry spacing too: still Unavailable, never Invalid.
-    assert!(matches!(
-        verify(&v, &token).await,
-        Err(TokenError::Unavailable(_))
-    ));
+    // Within the retry spacing too, and for either use: still Unavailable, never Invalid or
+    // WrongUse.
+    for purpose in [TokenUse::Directives, TokenUse::Management] {
+        assert!(matches!(
+            verify_for(&v, &token, purpose).await,
+            Err(TokenError::Unavailable(_))
+        ));
+    }
 }
 
 #[tokio::test]
@@ -815,14 +1141,11 @@ async fn dev_issuer_tokens_verify_end_to_end() {
     let issuer = Arc::new(DevIssuer::new(&issuer_url, "alexa-skill").unwrap());
     tokio::spawn(async move { axum::serve(listener, routes(issuer)).await.unwrap() });
 
-    let cfg = OAuthConfig {
-        issuer: issuer_url.clone(),
-        jwks_url: format!("{issuer_url}/.well-known/jwks.json"),
-        audiences: vec!["alexa-skill".into()],
-        token_use: Some("access".into()),
-        account_claim: "sub".into(),
-        admin_group: "household-admin".into(),
-    };
+    let cfg = OAuthConfig::cognito(
+        &issuer_url,
+        &format!("{issuer_url}/.well-known/jwks.json"),
+        "alexa-skill",
+    );
     let v = verifier(&cfg);
     let http = reqwest::Client::new();
     let mint = |body: Value| {
@@ -839,9 +1162,9 @@ async fn dev_issuer_tokens_verify_end_to_end() {
     assert_eq!(status, 200);
     assert_eq!(body["token_type"], "Bearer");
     assert_eq!(body["expires_in"], 3600);
-    let id = verify(&v, body["access_token"].as_str().unwrap())
-        .await
-        .unwrap();
+    // An admin's token is a management token, which can't drive directives.
+    let admin = body["access_token"].as_str().unwrap().to_string();
+    let id = verify_for(&v, &admin, TokenUse::Management).await.unwrap();
     assert_eq!(
         id,
         Identity {
@@ -850,11 +1173,27 @@ async fn dev_issuer_tokens_verify_end_to_end() {
             admin: true
         }
     );
+    assert_wrong_use(&v, &admin, TokenUse::Directives).await;
+    // A plain token is a directive token, which can't manage.
     let (_, body) = mint(json!({"sub": "guest"})).await;
-    let id = verify(&v, body["access_token"].as_str().unwrap())
+    let plain = body["access_token"].as_str().unwrap().to_string();
+    let id = verify(&v, &plain).await.unwrap();
+    assert!(!id.admin);
+    assert_wrong_use(&v, &plain, TokenUse::Management).await;
+    // `use` asks for either explicitly.
+    let (_, body) = mint(json!({"sub": "demo", "use": "management"})).await;
+    let id = verify_for(
+        &v,
+        body["access_token"].as_str().unwrap(),
+        TokenUse::Management,
+    )
+    .await
+    .unwrap();
+    assert!(!id.admin, "a household member who is not the admin");
+    let (_, body) = mint(json!({"sub": "demo", "admin": true, "use": "directives"})).await;
+    verify(&v, body["access_token"].as_str().unwrap())
         .await
         .unwrap();
-    assert!(!id.admin);
 
     // A second dev issuer (another stack run) has another key: its tokens don't verify here.
     let other = DevIssuer::new(&issuer_url, "alexa-skill").unwrap();
@@ -867,6 +1206,7 @@ async fn dev_issuer_tokens_verify_end_to_end() {
         json!({"sub": ""}),
         json!({"sub": "x".repeat(129)}),
         json!({"admin": true}),
+        json!({"sub": "demo", "use": "everything"}),
         json!("demo"),
     ] {
         let (status, body) = mint(bad.clone()).await;

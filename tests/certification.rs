@@ -603,6 +603,58 @@ async fn credential_errors_only_for_bad_tokens() {
 }
 
 #[tokio::test]
+async fn a_management_token_drives_no_directive() {
+    let h = Harness::start().await;
+    let t = h.token("demo").await;
+    h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
+    h.advance(60).await;
+    let before = h.panel("home").await;
+    let ops_before = h.requests_for("home").await.len();
+    // The household admin's token, and a member's: genuine, current, from our issuer, but
+    // for the management API. Alexa can only hold one if the account link was made with the
+    // wrong client or scopes, so the link is unusable: INVALID_AUTHORIZATION_CREDENTIAL makes
+    // Alexa ask for a new one (README, "Account linking tokens").
+    let admin = h.admin_token("demo").await;
+    let member = h
+        .token_with(json!({"sub": "demo", "use": "management"}))
+        .await;
+    for token in [&admin, &member] {
+        for d in [
+            report_state(token, "home"),
+            arm(token, "home", "ARMED_STAY"),
+            disarm(token, "home", Some("4729")),
+            disarm(token, "home", Some("8361")),
+        ] {
+            let r = h.invoke(&d).await;
+            assert_eq!(
+                error_type(&r),
+                Some("INVALID_AUTHORIZATION_CREDENTIAL"),
+                "{d}"
+            );
+            assert_eq!(r["event"]["header"]["namespace"], "Alexa");
+        }
+        // Discovery answers token problems with an empty list, as always.
+        let r = h.invoke(&discover(token)).await;
+        assert_eq!(r["event"]["payload"]["endpoints"], json!([]));
+        let r = h.invoke(&accept_grant(token, "code-x")).await;
+        assert_eq!(error_type(&r), Some("ACCEPT_GRANT_FAILED"));
+    }
+    // Nothing reached the panel or the throttle; no duress was raised.
+    let mut after = h.panel("home").await;
+    after["as_of"] = before["as_of"].clone();
+    assert_eq!(after, before);
+    assert_eq!(h.requests_for("home").await.len(), ops_before);
+    assert!(!h.signals().await.iter().any(|s| s.starts_with("121/")));
+    let (_, lockout) = h
+        .api("GET", "/v1/household/lockout", Some(&admin), None)
+        .await;
+    assert_eq!(lockout["consecutive_failures"], 0);
+    // Alexa's own token still works.
+    let r = h.invoke(&disarm(&t, "home", Some("4729"))).await;
+    assert_eq!(r["event"]["header"]["name"], "Response");
+}
+
+#[tokio::test]
 async fn panel_outages_are_unreachable_errors_never_credential_errors() {
     let h = Harness::start().await;
     let t = h.token("demo").await;

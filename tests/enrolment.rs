@@ -26,7 +26,10 @@ async fn set(
 #[tokio::test]
 async fn only_the_household_admin_can_manage_codes() {
     let h = Harness::rich().await;
-    let member = h.token("demo").await;
+    // A household member signed in to the management client, without the admin group.
+    let member = h
+        .token_with(json!({"sub": "demo", "use": "management"}))
+        .await;
     let (s, body) = h.api("GET", "/v1/household/members", None, None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"], "unauthorized");
@@ -47,6 +50,32 @@ async fn only_the_household_admin_can_manage_codes() {
         assert_eq!(s, StatusCode::FORBIDDEN, "{method} {path}");
         assert_eq!(body["error"], "forbidden");
     }
+    // Alexa's account-linking token manages nothing, even with the admin group: 403 with
+    // RFC 6750's insufficient_scope, not a 401 that would send the app to sign in again.
+    let linking = h
+        .token_with(json!({"sub": "demo", "admin": true, "use": "directives"}))
+        .await;
+    for (method, path) in [
+        ("GET", "/v1/household/members"),
+        ("PUT", "/v1/household/members/sam/voice-pin"),
+        ("DELETE", "/v1/household/members/alex/duress-pin"),
+    ] {
+        let resp = h
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", h.base))
+            .bearer_auth(&linking)
+            .json(&json!({"pin": "2749"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{method} {path}");
+        assert_eq!(
+            resp.headers()["www-authenticate"],
+            "Bearer error=\"insufficient_scope\""
+        );
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], "wrong_token");
+    }
     // An admin of another household manages only their own: "sam" is not theirs.
     let neighbor = h.admin_token("neighbor").await;
     let (s, _) = set(&h, &neighbor, "sam", "voice-pin", json!("2749")).await;
@@ -61,12 +90,89 @@ async fn members_are_listed_without_their_codes() {
         .api("GET", "/v1/household/members", Some(&admin), None)
         .await;
     assert_eq!(s, StatusCode::OK);
+    // Alex has a duress PIN and Sam has none; the listing must not tell them apart.
     assert_eq!(
         body,
         json!({"members": [
-            {"id":"alex","name":"Alex","user_number":1,"has_voice_pin":true,"has_duress_pin":true},
-            {"id":"sam","name":"Sam","user_number":2,"has_voice_pin":true,"has_duress_pin":false}]})
+            {"id":"alex","name":"Alex","user_number":1,"has_voice_pin":true},
+            {"id":"sam","name":"Sam","user_number":2,"has_voice_pin":true}]})
     );
+    assert!(!body.to_string().to_lowercase().contains("duress"));
+}
+
+/// Everything the management API shows about `member`'s codes, with the name taken out.
+async fn observable(h: &Harness, admin: &str, member: &str, name: &str) -> Vec<Value> {
+    let (_, list) = h
+        .api("GET", "/v1/household/members", Some(admin), None)
+        .await;
+    let mut view = list["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == member)
+        .unwrap()
+        .clone();
+    for key in ["id", "name", "user_number"] {
+        view.as_object_mut().unwrap().remove(key);
+    }
+    let (_, audit) = h
+        .api("GET", "/v1/household/audit?limit=1", Some(admin), None)
+        .await;
+    let mut entry = audit["entries"][0].clone();
+    entry["at"] = json!("<at>");
+    entry["message"] = json!(entry["message"].as_str().unwrap().replace(name, "<name>"));
+    vec![view, entry]
+}
+
+#[tokio::test]
+async fn setting_replacing_and_deleting_a_duress_pin_look_the_same_with_or_without_one() {
+    let h = Harness::rich().await;
+    let admin = h.admin_token("demo").await;
+    let profile = || {
+        let store = h.stack.store.clone();
+        async move { store.household("demo").await.unwrap().profile }
+    };
+    let has_duress = |p: &alarm_skill::voice_codes::Profile, id: &str| {
+        p.member(id).unwrap().duress_pin.is_some()
+    };
+    // Each step is done to Alex, who has a duress PIN, then to Sam, who has none: replace vs
+    // set, then delete vs delete-nothing. Every answer, listing, audit entry and store write
+    // must match.
+    let call = |method: &'static str, member: &'static str, pin: Option<&'static str>| {
+        let (h, admin) = (&h, &admin);
+        async move {
+            let before = profile().await.version;
+            let (status, reply) = h
+                .api(
+                    method,
+                    &format!("/v1/household/members/{member}/duress-pin"),
+                    Some(admin),
+                    pin.map(|p| json!({ "pin": p })),
+                )
+                .await;
+            let writes = profile().await.version - before;
+            let name = if member == "alex" { "Alex" } else { "Sam" };
+            let mut shown = observable(h, admin, member, name).await;
+            shown.push(json!([status.as_u16(), reply, writes]));
+            shown
+        }
+    };
+    for (method, pins) in [
+        ("PUT", [Some("7026"), Some("3916")]),
+        ("DELETE", [None, None]),
+    ] {
+        let p = profile().await;
+        assert!(has_duress(&p, "alex") && !has_duress(&p, "sam"));
+        let alex = call(method, "alex", pins[0]).await;
+        let sam = call(method, "sam", pins[1]).await;
+        assert_eq!(alex, sam, "{method}: Alex and Sam told apart");
+        assert_eq!(alex[2][0], 204, "{method}");
+        assert_eq!(alex[2][2], 1, "{method}: one profile write");
+        if method == "PUT" {
+            // Back to "Alex has one, Sam has none" for the delete step.
+            call("DELETE", "sam", None).await;
+        }
+    }
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ use alarm_skill::clock::{AdjustableClock, Clock};
 use alarm_skill::config::{AlexaRegion, OAuthConfig};
 use alarm_skill::local::demo::DemoConfig;
 use alarm_skill::lwa::client::LwaClient;
+use alarm_skill::panel::PanelCloud;
 use alarm_skill::secret::{Pin, Secret};
 use alarm_skill::simulator::Simulator;
 use alarm_skill::skill::{Skill, SkillDeps, SkillSettings};
@@ -29,6 +30,11 @@ pub struct Bench {
 }
 
 pub fn setup() -> Bench {
+    setup_with(|sim| sim)
+}
+
+/// As [`setup`], with the skill calling the panel cloud through `panels(sim)`.
+pub fn setup_with(panels: impl FnOnce(Arc<Simulator>) -> Arc<dyn PanelCloud>) -> Bench {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -47,14 +53,7 @@ pub fn setup() -> Bench {
                 .unwrap();
         });
         let http = reqwest::Client::new();
-        let oauth = OAuthConfig {
-            issuer: base.clone(),
-            jwks_url: format!("{base}/.well-known/jwks.json"),
-            audiences: vec!["bench".into()],
-            token_use: Some("access".into()),
-            account_claim: "sub".into(),
-            admin_group: "household-admin".into(),
-        };
+        let oauth = OAuthConfig::cognito(&base, &format!("{base}/.well-known/jwks.json"), "bench");
         let clock = Arc::new(AdjustableClock::running());
         let dyn_clock: Arc<dyn Clock> = clock.clone();
         let demo = DemoConfig::demo();
@@ -87,7 +86,7 @@ pub fn setup() -> Bench {
         let skill = Skill::new(
             SkillDeps {
                 store,
-                panels: sim.clone(),
+                panels: panels(sim.clone()),
                 tokens: Arc::new(JwksVerifier::new(&oauth, http)),
                 grants: lwa,
                 keyring,

@@ -1,6 +1,13 @@
 //! The local stack's account-linking issuer: mints RS256 access tokens shaped like Cognito's
 //! and serves the matching JWKS, so the real [`super::JwksVerifier`] runs locally unchanged.
 //!
+//! Two kinds of token, as on AWS, from one app client told apart by scope (what
+//! [`crate::config::OAuthConfig::cognito`] accepts):
+//! - for directives (what Alexa holds after account linking): `scope` = `alarm/control`;
+//! - for the management API (what a household admin's app holds): `scope` =
+//!   `aws.cognito.signin.user.admin`, as Cognito's `InitiateAuth` gives, and the
+//!   `household-admin` group in `cognito:groups` for an admin.
+//!
 //! The RSA key is generated at start-up and lives only in memory: restarting the stack
 //! invalidates every token it minted, and no key file can leak or go stale.
 //!
@@ -22,7 +29,12 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use serde_json::{Value, json};
 
-pub const ADMIN_GROUP: &str = "household-admin";
+use super::TokenUse;
+use crate::config::DEFAULT_DIRECTIVE_SCOPE;
+
+pub const ADMIN_GROUP: &str = crate::config::DEFAULT_ADMIN_GROUP;
+/// The scope of Cognito access tokens from `InitiateAuth` (user password or SRP sign-in).
+pub const MANAGEMENT_SCOPE: &str = "aws.cognito.signin.user.admin";
 /// `expires_in` of tokens from `POST /dev/token`.
 pub const DEV_TOKEN_TTL_SECS: i64 = 3600;
 const MAX_SUB_LEN: usize = 128;
@@ -96,10 +108,27 @@ impl DevIssuer {
         &self.kid
     }
 
-    /// An access token for `sub`, Cognito-shaped: `client_id` and `token_use` as well as `aud`.
+    /// A token for `sub`: a management-API token for an admin, a directive token otherwise.
     pub fn mint(
         &self,
         sub: &str,
+        admin: bool,
+        ttl: chrono::Duration,
+    ) -> Result<String, DevIssuerError> {
+        let purpose = if admin {
+            TokenUse::Management
+        } else {
+            TokenUse::Directives
+        };
+        self.mint_for(sub, purpose, admin, ttl)
+    }
+
+    /// An access token for `sub` and `purpose`, Cognito-shaped: `client_id` (no `aud`),
+    /// `token_use`, `scope`, and `cognito:groups` for an admin.
+    pub fn mint_for(
+        &self,
+        sub: &str,
+        purpose: TokenUse,
         admin: bool,
         ttl: chrono::Duration,
     ) -> Result<String, DevIssuerError> {
@@ -118,15 +147,17 @@ impl DevIssuer {
         let mut claims = json!({
             "iss": self.issuer,
             "sub": sub,
-            "aud": self.audience,
             "client_id": self.audience,
             "token_use": "access",
+            "scope": match purpose {
+                TokenUse::Directives => DEFAULT_DIRECTIVE_SCOPE,
+                TokenUse::Management => MANAGEMENT_SCOPE,
+            },
             "iat": issued,
             "nbf": issued,
             "exp": now.saturating_add(ttl.num_seconds()),
         });
         if admin {
-            claims["admin"] = json!(true);
             claims["cognito:groups"] = json!([ADMIN_GROUP]);
         }
         let header = json!({"alg": "RS256", "typ": "JWT", "kid": self.kid});
@@ -154,11 +185,21 @@ impl DevIssuer {
     }
 }
 
+#[derive(serde::Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum RequestedUse {
+    Directives,
+    Management,
+}
+
 #[derive(serde::Deserialize)]
 struct TokenRequest {
     sub: String,
     #[serde(default)]
     admin: bool,
+    /// Defaults to `management` for an admin, `directives` otherwise.
+    #[serde(default, rename = "use")]
+    purpose: Option<RequestedUse>,
 }
 
 fn bad_request(message: impl Into<String>) -> Response {
@@ -177,13 +218,18 @@ async fn token(
         Ok(b) => b,
         Err(e) => {
             return bad_request(format!(
-                "body must be {{\"sub\":...,\"admin\":bool}}: {}",
+                "body must be {{\"sub\":...,\"admin\":bool,\"use\":\"directives\"|\"management\"}}: {}",
                 e.body_text()
             ));
         }
     };
-    match issuer.mint(
+    let purpose = match (req.purpose, req.admin) {
+        (Some(RequestedUse::Directives), _) | (None, false) => TokenUse::Directives,
+        (Some(RequestedUse::Management), _) | (None, true) => TokenUse::Management,
+    };
+    match issuer.mint_for(
         &req.sub,
+        purpose,
         req.admin,
         chrono::Duration::seconds(DEV_TOKEN_TTL_SECS),
     ) {
@@ -236,13 +282,20 @@ mod tests {
         assert_eq!(h["alg"], "RS256");
         assert_eq!(h["kid"], iss.kid());
         assert_eq!(c["client_id"], "alexa-skill");
+        assert!(c.get("aud").is_none(), "Cognito access tokens carry no aud");
         assert_eq!(c["token_use"], "access");
+        assert_eq!(c["scope"], MANAGEMENT_SCOPE);
         assert_eq!(c["cognito:groups"], json!([ADMIN_GROUP]));
+        assert!(
+            c.get("admin").is_none(),
+            "no claim the verifier doesn't honour"
+        );
         assert_eq!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(), 300);
         let plain = iss
             .mint("demo", false, chrono::Duration::minutes(5))
             .unwrap();
-        assert!(part(&plain, 1).get("admin").is_none());
+        assert_eq!(part(&plain, 1)["scope"], "alarm/control");
+        assert!(part(&plain, 1).get("cognito:groups").is_none());
         assert_eq!(iss.jwks()["keys"][0]["e"], "AQAB");
         assert!(matches!(
             iss.mint("", false, chrono::Duration::minutes(1)),

@@ -26,8 +26,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 use tokio::sync::{Mutex, MutexGuard};
 
-use super::{Identity, TokenError, TokenVerifier};
-use crate::config::{JWKS_MIN_REFETCH, OAuthConfig};
+use super::{Identity, TokenError, TokenUse, TokenVerifier};
+use crate::config::{IssuerKind, JWKS_MIN_REFETCH, OAuthConfig};
 use crate::secret::BearerToken;
 
 /// Keys older than this are refetched on the next verify.
@@ -106,9 +106,14 @@ enum Lookup {
 pub struct JwksVerifier {
     issuer: String,
     jwks_url: String,
+    kind: IssuerKind,
     audiences: Vec<String>,
+    management_audiences: Vec<String>,
+    directive_scope: String,
+    management_scope: Option<String>,
     token_use: Option<String>,
     account_claim: String,
+    admin_claim: String,
     admin_group: String,
     http: reqwest::Client,
     min_refetch: Duration,
@@ -123,7 +128,9 @@ impl std::fmt::Debug for JwksVerifier {
         f.debug_struct("JwksVerifier")
             .field("issuer", &self.issuer)
             .field("jwks_url", &self.jwks_url)
+            .field("kind", &self.kind)
             .field("audiences", &self.audiences)
+            .field("management_audiences", &self.management_audiences)
             .finish_non_exhaustive()
     }
 }
@@ -135,9 +142,14 @@ impl JwksVerifier {
         JwksVerifier {
             issuer: cfg.issuer.clone(),
             jwks_url: cfg.jwks_url.clone(),
+            kind: cfg.kind,
             audiences: cfg.audiences.clone(),
+            management_audiences: cfg.management_audiences.clone(),
+            directive_scope: cfg.directive_scope.clone(),
+            management_scope: cfg.management_scope.clone(),
             token_use: cfg.token_use.clone(),
             account_claim: cfg.account_claim.clone(),
+            admin_claim: cfg.admin_claim.clone(),
             admin_group: cfg.admin_group.clone(),
             http,
             min_refetch: JWKS_MIN_REFETCH,
@@ -317,24 +329,54 @@ impl JwksVerifier {
         parse_jwks(&body)
     }
 
-    fn check_claims(&self, claims: &Map<String, Value>) -> Result<Identity, TokenError> {
+    /// The token's audiences by this issuer's rule: Cognito access tokens name their app client
+    /// in `client_id` and carry no `aud`; OIDC providers use `aud`. The other claim is ignored,
+    /// so a token can't pick the rule that suits it.
+    fn token_audiences<'a>(&self, claims: &'a Map<String, Value>) -> Vec<&'a str> {
+        match self.kind {
+            IssuerKind::Cognito => claims
+                .get("client_id")
+                .and_then(Value::as_str)
+                .into_iter()
+                .collect(),
+            IssuerKind::Oidc => match claims.get("aud") {
+                Some(Value::String(a)) => vec![a.as_str()],
+                Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
+                _ => vec![],
+            },
+        }
+    }
+
+    /// Whether the configured admin claim holds the admin value.
+    fn is_admin(&self, claims: &Map<String, Value>) -> bool {
+        match claim(claims, &self.admin_claim) {
+            Some(Value::Array(values)) => values
+                .iter()
+                .any(|v| v.as_str() == Some(self.admin_group.as_str())),
+            Some(Value::String(v)) => *v == self.admin_group,
+            Some(Value::Bool(true)) => self.admin_group == "true",
+            _ => false,
+        }
+    }
+
+    fn check_claims(
+        &self,
+        claims: &Map<String, Value>,
+        purpose: TokenUse,
+    ) -> Result<Identity, TokenError> {
         let invalid = |m: &str| TokenError::Invalid(m.to_string());
         if claims.get("iss").and_then(Value::as_str) != Some(self.issuer.as_str()) {
             return Err(invalid("issuer is not the configured issuer"));
         }
-        let accepted = |a: &str| self.audiences.iter().any(|x| x == a);
-        let aud_ok = match claims.get("aud") {
-            Some(Value::String(a)) => accepted(a),
-            Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).any(accepted),
-            _ => false,
-        };
-        // Cognito access tokens carry no `aud`; the app client is in `client_id`.
-        let client_ok = claims
-            .get("client_id")
-            .and_then(Value::as_str)
-            .is_some_and(accepted);
-        if !aud_ok && !client_ok {
-            return Err(invalid("audience / client_id is not accepted"));
+        let audiences = self.token_audiences(claims);
+        let among = |accepted: &[String]| audiences.iter().any(|a| accepted.iter().any(|x| x == a));
+        let (for_directives, for_management) =
+            (among(&self.audiences), among(&self.management_audiences));
+        if !for_directives && !for_management {
+            return Err(invalid(match self.kind {
+                IssuerKind::Cognito => "audience (client_id) is not accepted",
+                IssuerKind::Oidc => "audience (aud) is not accepted",
+            }));
         }
         if let Some(want) = &self.token_use
             && claims.get("token_use").and_then(Value::as_str) != Some(want.as_str())
@@ -351,23 +393,36 @@ impl JwksVerifier {
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .ok_or_else(|| invalid("account claim missing or not a string"))?;
-        let in_group = |name: &str| {
-            claims.get(name).and_then(Value::as_array).is_some_and(|g| {
-                g.iter()
-                    .any(|v| v.as_str() == Some(self.admin_group.as_str()))
-            })
-        };
-        let admin = claims.get("admin") == Some(&Value::Bool(true))
-            || in_group("cognito:groups")
-            || in_group("groups");
+        let scopes = scopes(claims);
+        let has = |scope: &str| scopes.contains(&scope);
+        let wrong = |m: &str| Err(TokenError::WrongUse(m.to_string()));
+        match purpose {
+            TokenUse::Directives if !for_directives => {
+                return wrong("its audience is not the account-linking client");
+            }
+            TokenUse::Directives if !has(&self.directive_scope) => {
+                return wrong("it lacks the directive scope");
+            }
+            TokenUse::Management if !for_management => {
+                return wrong("its audience is not a management client");
+            }
+            // Alexa's tokens carry the directive scope; they never manage the household.
+            TokenUse::Management if has(&self.directive_scope) => {
+                return wrong("it carries the directive scope of an account-linking token");
+            }
+            TokenUse::Management if self.management_scope.as_deref().is_some_and(|s| !has(s)) => {
+                return wrong("it lacks the management scope");
+            }
+            _ => {}
+        }
         Ok(Identity {
             account: account.to_string(),
             subject: subject.to_string(),
-            admin,
+            admin: self.is_admin(claims),
         })
     }
 
-    async fn verify_token(&self, token: &str) -> Result<Identity, TokenError> {
+    async fn verify_token(&self, token: &str, purpose: TokenUse) -> Result<Identity, TokenError> {
         let (alg, kind, kid) = parse_header(token)?;
         let key = self.key_for(&kid).await?;
         if key.kind != kind || key.alg.is_some_and(|a| a != alg) {
@@ -379,25 +434,62 @@ impl JwksVerifier {
         validation.leeway = CLOCK_LEEWAY_SECS;
         validation.validate_exp = true;
         validation.validate_nbf = true;
-        // Audience is checked below, where Cognito's `client_id` can stand in for it.
+        // Audience is checked below, by the issuer kind's rule (Cognito: `client_id`).
         validation.validate_aud = false;
         validation.set_required_spec_claims(&["exp"]);
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation)
             .map_err(|e| map_jwt_error(e.kind()))?;
-        self.check_claims(&data.claims)
+        self.check_claims(&data.claims, purpose)
     }
 }
 
 #[async_trait]
 impl TokenVerifier for JwksVerifier {
-    async fn verify(&self, token: &BearerToken) -> Result<Identity, TokenError> {
-        let result = self.verify_token(token.expose()).await;
+    async fn verify(&self, token: &BearerToken, purpose: TokenUse) -> Result<Identity, TokenError> {
+        let result = self.verify_token(token.expose(), purpose).await;
         match &result {
-            Ok(id) => tracing::debug!(account = %id.account, admin = id.admin, "token verified"),
-            Err(e) => tracing::debug!(error = %e, "token rejected"),
+            Ok(id) => {
+                tracing::debug!(account = %id.account, admin = id.admin, ?purpose, "token verified")
+            }
+            Err(e) => tracing::debug!(error = %e, ?purpose, "token rejected"),
         }
         result
     }
+}
+
+/// A claim by name, or by JSON pointer (RFC 6901) when the name starts with `/`, for nested
+/// claims such as Keycloak's `/realm_access/roles`. Auth0's namespaced claims are URLs, so a
+/// name without the leading slash is always taken literally.
+fn claim<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    let Some(pointer) = name.strip_prefix('/') else {
+        return claims.get(name);
+    };
+    let mut steps = pointer
+        .split('/')
+        .map(|s| s.replace("~1", "/").replace("~0", "~"));
+    let mut at = claims.get(&steps.next()?)?;
+    for step in steps {
+        at = match at {
+            Value::Object(m) => m.get(&step)?,
+            Value::Array(a) => a.get(step.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(at)
+}
+
+/// The token's scopes: `scope` (space-separated, as RFC 8693 and Cognito, Auth0 and Keycloak
+/// write it, or an array) or `scp` (Okta, Azure).
+fn scopes(claims: &Map<String, Value>) -> Vec<&str> {
+    let mut out = vec![];
+    for key in ["scope", "scp"] {
+        match claims.get(key) {
+            Some(Value::String(s)) => out.extend(s.split_whitespace()),
+            Some(Value::Array(a)) => out.extend(a.iter().filter_map(Value::as_str)),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Reads the header ourselves, so the algorithm allow-list and the `kid` requirement apply

@@ -11,13 +11,24 @@ use async_trait::async_trait;
 
 use crate::secret::BearerToken;
 
+/// What a token is presented for. Alexa's account-linking tokens drive directives; the
+/// household management client's tokens manage voice codes. No token is good for both
+/// (crate::config, "issuer kinds").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenUse {
+    /// Discover, ReportState, Arm, Disarm, AcceptGrant's grantee.
+    Directives,
+    /// The household management API.
+    Management,
+}
+
 /// Who a valid token speaks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     /// The household / panel-cloud account (the configured account claim, `sub` by default).
     pub account: String,
     pub subject: String,
-    /// Whether the token carries the household-admin claim (management API only).
+    /// Whether the token carries the configured household-admin claim (management API only).
     pub admin: bool,
 }
 
@@ -30,6 +41,11 @@ pub enum TokenError {
     /// certainly bad (forged, malformed, wrong issuer or audience).
     #[error("invalid token: {0}")]
     Invalid(String),
+    /// A genuine, current token of the configured issuer for one of our audiences, but not for
+    /// this use: the management client's token on a directive, or Alexa's on the management
+    /// API. Certainly bad for this use, so a directive answers it like `Invalid`.
+    #[error("token not valid for this use: {0}")]
+    WrongUse(String),
     /// The issuer or its JWKS could not be reached: an outage, never reported as a credential
     /// error.
     #[error("token verification unavailable: {0}")]
@@ -38,5 +54,6 @@ pub enum TokenError {
 
 #[async_trait]
 pub trait TokenVerifier: Send + Sync {
-    async fn verify(&self, token: &BearerToken) -> Result<Identity, TokenError>;
+    /// Verifies `token` for `purpose`: signature, issuer, expiry, audience, scope.
+    async fn verify(&self, token: &BearerToken, purpose: TokenUse) -> Result<Identity, TokenError>;
 }

@@ -273,14 +273,13 @@ impl LocalStack {
         let issuer = Arc::new(
             DevIssuer::new(&base_url, AUDIENCE).map_err(|e| LocalError::Issuer(e.to_string()))?,
         );
-        let oauth = OAuthConfig {
-            issuer: base_url.clone(),
-            jwks_url: format!("{base_url}/.well-known/jwks.json"),
-            audiences: vec![AUDIENCE.to_string()],
-            token_use: Some("access".to_string()),
-            account_claim: "sub".to_string(),
-            admin_group: "household-admin".to_string(),
-        };
+        // One app client for directives and management, told apart by scope, as the dev
+        // issuer mints them; the production verifier enforces the same rules as on AWS.
+        let oauth = OAuthConfig::cognito(
+            &base_url,
+            &format!("{base_url}/.well-known/jwks.json"),
+            AUDIENCE,
+        );
         let tokens = Arc::new(JwksVerifier::new(&oauth, http.clone()));
 
         // The monitoring center first: the panel cloud's DC-09 link needs its address.

@@ -4,7 +4,7 @@
 //!
 //! | route | who | what |
 //! |---|---|---|
-//! | `GET /v1/household/members` | admin | members, with whether each has a voice / duress PIN (never the codes) |
+//! | `GET /v1/household/members` | admin | members, with whether each has a voice PIN (never a code, and nothing about duress codes) |
 //! | `POST /v1/household/members` | admin | add a member `{"id","name","user_number"}` |
 //! | `DELETE /v1/household/members/{id}` | admin | remove a member and their codes |
 //! | `PUT /v1/household/members/{id}/voice-pin` | admin | set or replace `{"pin":"4729"}` |
@@ -18,7 +18,10 @@
 //!
 //! Code changes are rate-limited per household (every attempt counts, accepted or not) and
 //! audited without saying which kind of code changed: the household log is visible to anyone
-//! holding the admin's phone, and must not advertise that a duress PIN exists.
+//! holding the admin's phone, and must not advertise that a duress PIN exists. For the same
+//! reason nothing here says whether a member has a duress PIN: setting, replacing and deleting
+//! one answer, audit and write exactly as they would with or without one there, and the
+//! enrolment checks do the same work either way (crate::voice_codes::enrol).
 
 use std::sync::Arc;
 
@@ -33,7 +36,7 @@ use chrono::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::account_link::{Identity, TokenError, TokenVerifier};
+use crate::account_link::{Identity, TokenError, TokenUse, TokenVerifier};
 use crate::clock::Clock;
 use crate::secret::{BearerToken, Pin};
 use crate::store::ThrottleWrite;
@@ -92,9 +95,12 @@ impl IntoResponse for ApiError {
             Json(json!({"error": self.code, "message": self.message})),
         )
             .into_response();
-        if self.status == StatusCode::UNAUTHORIZED
-            && let Ok(v) = "Bearer".parse()
-        {
+        let challenge = match (self.status, self.code) {
+            (StatusCode::UNAUTHORIZED, _) => Some("Bearer"),
+            (StatusCode::FORBIDDEN, "wrong_token") => Some("Bearer error=\"insufficient_scope\""),
+            _ => None,
+        };
+        if let Some(Ok(v)) = challenge.map(str::parse) {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
         }
         resp
@@ -144,7 +150,7 @@ impl FromRequestParts<Svc> for Admin {
             })?;
         let identity = svc
             .tokens
-            .verify(&BearerToken::new(token))
+            .verify(&BearerToken::new(token), TokenUse::Management)
             .await
             .map_err(|e| match e {
                 TokenError::Expired => ApiError::new(
@@ -156,6 +162,13 @@ impl FromRequestParts<Svc> for Admin {
                     StatusCode::UNAUTHORIZED,
                     "unauthorized",
                     "the token is not valid",
+                ),
+                // RFC 6750's insufficient_scope: a good token, from the wrong client.
+                TokenError::WrongUse(_) => ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "wrong_token",
+                    "this token is not for the management API; sign in with the household \
+                     management client",
                 ),
                 TokenError::Unavailable(why) => {
                     tracing::error!(error = %why, "token verification unavailable");
@@ -200,13 +213,14 @@ fn string_field(m: &serde_json::Map<String, Value>, key: &str) -> Result<String,
     }
 }
 
+/// What the members route shows. Deliberately without any sign of a duress PIN: a coercer
+/// holding the admin's phone must not learn that one exists.
 #[derive(Serialize)]
 struct MemberView {
     id: String,
     name: String,
     user_number: u16,
     has_voice_pin: bool,
-    has_duress_pin: bool,
 }
 
 impl From<&Member> for MemberView {
@@ -216,7 +230,6 @@ impl From<&Member> for MemberView {
             name: m.name.clone(),
             user_number: m.user_number,
             has_voice_pin: m.voice_pin.is_some(),
-            has_duress_pin: m.duress_pin.is_some(),
         }
     }
 }

@@ -321,6 +321,32 @@ struct CancelBody {
     source: Option<Source>,
 }
 
+/// `POST /sim/clock/advance`: a bad value is a 400 that leaves the clock alone; an unchecked
+/// one would overflow chrono and make every later clock read panic.
+fn advance_clock(sim: &Simulator, seconds: i64) -> Response {
+    use crate::clock::{ClockError, MAX_OFFSET};
+    let too_far = ClockError::TooFar {
+        max_days: MAX_OFFSET.num_days(),
+    };
+    let moved = chrono::Duration::try_seconds(seconds)
+        .ok_or(too_far)
+        .and_then(|by| sim.clock().try_advance(by));
+    match moved {
+        Ok(now) => {
+            sim.tick();
+            Json(json!({ "now": now })).into_response()
+        }
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({
+                "error": "bad_request",
+                "message": format!("cannot advance the clock by {seconds} s: {e}"),
+            })),
+        )
+            .into_response(),
+    }
+}
+
 /// `/sim/...`: simulator state and control (see the README's endpoint table).
 pub fn control_routes(sim: Arc<Simulator>, panel_api: Arc<RestartableServer>) -> Router {
     Router::new()
@@ -421,8 +447,7 @@ pub fn control_routes(sim: Arc<Simulator>, panel_api: Arc<RestartableServer>) ->
         .route(
             "/sim/clock/advance",
             post(|State(c): State<Control>, Json(b): Json<Advance>| async move {
-                c.sim.advance(chrono::Duration::seconds(b.seconds.max(0)));
-                Json(json!({"now": c.sim.clock().now()}))
+                advance_clock(&c.sim, b.seconds)
             }),
         )
         .route(
@@ -532,19 +557,22 @@ pub fn monitoring_routes(sim: Arc<Simulator>, receiver: Arc<Dc09Receiver>) -> Ro
 }
 
 /// Posts each event to the skill's webhook, in order, signed; retries briefly on failure like
-/// a vendor cloud's delivery queue would.
+/// a vendor cloud's delivery queue would. Signs with `clock`, the simulated time the skill's
+/// webhook checks against: with the wall clock, moving the simulated clock past the webhook's
+/// tolerance would make every event stale.
 pub async fn webhook_sender(
     mut rx: mpsc::UnboundedReceiver<PanelEvent>,
     url: String,
     secret: Secret,
     http: reqwest::Client,
+    clock: Arc<dyn Clock>,
 ) {
     while let Some(event) = rx.recv().await {
         let Ok(body) = serde_json::to_vec(&event) else {
             continue;
         };
         for attempt in 0..3u64 {
-            let ts = chrono::Utc::now().timestamp();
+            let ts = clock.now().timestamp();
             let mut headers = HeaderMap::new();
             if let (Ok(t), Ok(s)) = (
                 ts.to_string().parse(),

@@ -234,7 +234,13 @@ impl Simulator {
     /// Sends every state change to `url`, signed with `secret`, in order. Needs a Tokio runtime.
     pub fn with_webhook(mut self, url: String, secret: Secret, http: reqwest::Client) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(http::webhook_sender(rx, url, secret, http));
+        tokio::spawn(http::webhook_sender(
+            rx,
+            url,
+            secret,
+            http,
+            self.clock.clone(),
+        ));
         self.webhook = Some(tx);
         self
     }

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use crate::account_link::{Identity, TokenError, TokenVerifier};
+use crate::account_link::{Identity, TokenError, TokenUse, TokenVerifier};
 use crate::alexa::{self, Directive, EndpointRef, ErrorType, Message, NamedEndpoint, Parsed};
 use crate::clock::Clock;
 use crate::deadline::Deadline;
@@ -183,7 +183,8 @@ impl Skill {
     }
 
     async fn identify(&self, token: &BearerToken) -> Result<Identity, Fail> {
-        self.deps.tokens.verify(token).await.map_err(|e| match e {
+        let verified = self.deps.tokens.verify(token, TokenUse::Directives).await;
+        verified.map_err(|e| match e {
             TokenError::Expired => (
                 ErrorType::ExpiredAuthorizationCredential,
                 "the access token has expired".to_string(),
@@ -192,6 +193,19 @@ impl Skill {
                 ErrorType::InvalidAuthorizationCredential,
                 format!("the access token is not valid: {why}"),
             ),
+            // Alexa only ever holds the token its own account linking obtained, so a token that
+            // can't drive directives (the management client's, or one without the directive
+            // scope) means the link itself is unusable: every directive on it would fail for
+            // good. Unlinking makes Alexa ask the user to link again, the only way to a usable
+            // token; an error that sounds transient would hide that. Logged as a warning, as it
+            // points at the account-linking set-up (client, scopes, OAUTH_DIRECTIVE_SCOPE).
+            TokenError::WrongUse(why) => {
+                tracing::warn!(reason = %why, "a token not valid for directives reached the skill");
+                (
+                    ErrorType::InvalidAuthorizationCredential,
+                    format!("the access token is not valid for this skill: {why}"),
+                )
+            }
             // An outage must never unlink the user: INTERNAL_ERROR, not a credential error.
             TokenError::Unavailable(why) => {
                 tracing::error!(error = %why, "token verification unavailable");

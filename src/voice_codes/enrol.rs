@@ -5,10 +5,13 @@
 //! pepper and member, and comparing.
 //!
 //! Every conflict gets the same error, whether the candidate equals another code or is one digit
-//! away, and whichever member holds it, so a rejection names neither a member nor a code.
+//! away, and whichever member holds it, so a rejection names neither a member nor a code. And
+//! every check does the same work whichever codes exist (see [`check_new_code`]).
+
+use subtle::{Choice, ConstantTimeEq};
 
 use super::household::{CodeKind, Profile};
-use super::keyring::Keyring;
+use super::keyring::{Keyring, MAC_LEN};
 use super::{code_mac, is_well_formed};
 use crate::secret::Pin;
 
@@ -68,6 +71,13 @@ fn neighbours(pin: &str) -> Vec<String> {
 }
 
 /// Checks `pin` as the new `kind` code of `member_id`. The slot being replaced is not compared.
+///
+/// The work depends only on the number of members, never on which codes they hold: every slot
+/// of every member, filled or empty, duress or not, the slot being replaced included, costs the
+/// candidate's HMAC and its 36 neighbours' under that slot's pepper (an empty slot under the
+/// current one, against a stand-in), compared in constant time with no early exit. Which
+/// comparisons count is a mask applied afterwards. Otherwise the time an enrolment takes would
+/// tell whoever holds the admin's phone whether a duress code exists.
 pub fn check_new_code(
     keyring: &Keyring,
     household: &str,
@@ -83,28 +93,33 @@ pub fn check_new_code(
         return Err(EnrolError::TooCommon);
     }
     let near: Vec<Pin> = neighbours(pin.expose()).into_iter().map(Pin::new).collect();
-    let mut conflict = false;
+    let stand_in = [0u8; MAC_LEN];
+    let mut conflict = Choice::from(0);
     for member in &profile.members {
         for other_kind in [CodeKind::Normal, CodeKind::Duress] {
-            if member.id == member_id && other_kind == kind {
-                continue;
-            }
-            let Some(stored) = member.code(other_kind) else {
-                continue;
+            let stored = member.code(other_kind);
+            let (pepper_id, target) = match stored {
+                Some(c) => (c.pepper_id.as_str(), &c.mac),
+                None => (keyring.current_id(), &stand_in),
             };
-            let hit = |candidate: &Pin| {
-                let (known, mac) =
-                    code_mac(keyring, &stored.pepper_id, household, &member.id, candidate);
-                known.is_some() && mac == stored.mac
-            };
-            conflict |= hit(pin);
+            let replaced = member.id == member_id && other_kind == kind;
+            let counts = Choice::from(u8::from(stored.is_some() && !replaced));
             // A one-digit slip must never turn a normal disarm into a duress or the reverse.
-            if kind == CodeKind::Duress || other_kind == CodeKind::Duress {
-                conflict |= near.iter().any(hit);
+            let near_counts = Choice::from(u8::from(
+                kind == CodeKind::Duress || other_kind == CodeKind::Duress,
+            ));
+            let hit = |candidate: &Pin| {
+                let (known, mac) = code_mac(keyring, pepper_id, household, &member.id, candidate);
+                mac.ct_eq(target) & Choice::from(u8::from(known.is_some()))
+            };
+            let mut near_hit = Choice::from(0);
+            for candidate in &near {
+                near_hit |= hit(candidate);
             }
+            conflict |= counts & (hit(pin) | (near_counts & near_hit));
         }
     }
-    if conflict {
+    if bool::from(conflict) {
         Err(EnrolError::TooSimilar)
     } else {
         Ok(())
@@ -129,6 +144,100 @@ mod tests {
                 "{pin} should be allowed"
             );
         }
+    }
+
+    use crate::voice_codes::household::Member;
+    use crate::voice_codes::{hash_code, keyring::macs_in};
+
+    fn ring() -> Keyring {
+        let peppers = [("p1".to_string(), vec![7u8; 32])].into();
+        Keyring::new("p1", peppers).unwrap()
+    }
+
+    /// Alex and Sam, each with the given (voice, duress) codes.
+    fn household(
+        k: &Keyring,
+        alex: (Option<&str>, Option<&str>),
+        sam: (Option<&str>, Option<&str>),
+    ) -> Profile {
+        let mut p = Profile::default();
+        for (id, n, (voice, duress)) in [("alex", 1, alex), ("sam", 2, sam)] {
+            let hash = |c: Option<&str>| c.map(|c| hash_code(k, "h", id, &Pin::new(c)));
+            p.members.push(Member {
+                id: id.into(),
+                name: id.into(),
+                user_number: n,
+                voice_pin: hash(voice),
+                duress_pin: hash(duress),
+            });
+        }
+        p
+    }
+
+    #[test]
+    fn enrolment_work_is_the_same_whichever_codes_exist() {
+        let k = ring();
+        let households = [
+            household(
+                &k,
+                (Some("4729"), Some("8361")),
+                (Some("5183"), Some("6052")),
+            ),
+            household(&k, (Some("4729"), Some("8361")), (Some("5183"), None)),
+            household(&k, (Some("4729"), None), (Some("5183"), None)),
+            household(&k, (None, None), (Some("5183"), None)),
+            household(&k, (None, None), (None, None)),
+        ];
+        // Accepted, equal to a code, one digit from a code, one digit from a duress code.
+        let candidates = ["2749", "4729", "4728", "8360"];
+        let mut counts = std::collections::BTreeSet::new();
+        for p in &households {
+            for member in ["alex", "sam"] {
+                for kind in [CodeKind::Normal, CodeKind::Duress] {
+                    for c in candidates {
+                        let (_, n) =
+                            macs_in(|| check_new_code(&k, "h", p, member, kind, &Pin::new(c)));
+                        counts.insert(n);
+                    }
+                }
+            }
+        }
+        // Two slots per member, each the candidate and its 36 neighbours.
+        assert_eq!(counts.into_iter().collect::<Vec<_>>(), vec![2 * 2 * 37]);
+    }
+
+    #[test]
+    fn the_rules_hold_whatever_the_household_holds() {
+        let k = ring();
+        let full = household(&k, (Some("4729"), Some("8361")), (Some("5183"), None));
+        let check = |p: &Profile, member: &str, kind: CodeKind, c: &str| {
+            check_new_code(&k, "h", p, member, kind, &Pin::new(c))
+        };
+        use CodeKind::*;
+        use EnrolError::TooSimilar;
+        assert_eq!(check(&full, "sam", Normal, "4729"), Err(TooSimilar));
+        assert_eq!(check(&full, "sam", Normal, "8361"), Err(TooSimilar));
+        assert_eq!(check(&full, "sam", Normal, "8360"), Err(TooSimilar));
+        assert_eq!(check(&full, "alex", Duress, "4728"), Err(TooSimilar));
+        assert_eq!(check(&full, "alex", Duress, "5184"), Err(TooSimilar));
+        // Normal against normal: only equality conflicts.
+        assert_eq!(check(&full, "sam", Normal, "4728"), Ok(()));
+        // The slot being replaced is not compared, for either kind.
+        assert_eq!(check(&full, "alex", Duress, "8361"), Ok(()));
+        assert_eq!(check(&full, "alex", Duress, "8360"), Ok(()));
+        assert_eq!(check(&full, "sam", Normal, "5183"), Ok(()));
+        // Empty slots never conflict, whatever the stand-in compares against.
+        let empty = household(&k, (None, None), (None, None));
+        for c in ["4729", "8361", "5183", "2749"] {
+            for kind in [Normal, Duress] {
+                assert_eq!(check(&empty, "alex", kind, c), Ok(()), "{c}");
+            }
+        }
+        assert_eq!(
+            check(&full, "sam", Duress, "1234"),
+            Err(EnrolError::TooCommon)
+        );
+        assert_eq!(check(&full, "sam", Duress, "123"), Err(EnrolError::Format));
     }
 
     #[test]

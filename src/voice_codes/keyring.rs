@@ -20,6 +20,21 @@ type HmacSha256 = Hmac<Sha256>;
 
 pub const MAC_LEN: usize = 32;
 
+#[cfg(test)]
+thread_local! {
+    /// HMACs computed on this thread: lets unit tests check that the work done is the same
+    /// whichever codes a household holds.
+    pub(crate) static MACS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// The number of HMACs `f` computes on this thread.
+#[cfg(test)]
+pub(crate) fn macs_in<T>(f: impl FnOnce() -> T) -> (T, u64) {
+    let before = MACS.with(std::cell::Cell::get);
+    let out = f();
+    (out, MACS.with(std::cell::Cell::get) - before)
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KeyringError {
     #[error("the keyring is empty")]
@@ -130,6 +145,8 @@ impl Keyring {
     /// An unknown id computes under the current pepper anyway, keeping the work per code the
     /// same, and reports `None`.
     pub fn mac(&self, id: &str, parts: &[&[u8]]) -> (Option<()>, [u8; MAC_LEN]) {
+        #[cfg(test)]
+        MACS.with(|n| n.set(n.get() + 1));
         let (found, key) = match self.keys.get(id) {
             Some(k) => (Some(()), k),
             None => (None, &self.keys[&self.current]),

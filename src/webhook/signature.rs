@@ -44,7 +44,8 @@ pub fn verify(
     let ts: i64 = timestamp
         .and_then(|t| t.trim().parse().ok())
         .ok_or(SignatureError::BadTimestamp)?;
-    if (now.timestamp() - ts).abs() > TOLERANCE_S {
+    // `abs_diff` can't overflow: a sender may put any i64 here, i64::MIN included.
+    if now.timestamp().abs_diff(ts) > TOLERANCE_S.unsigned_abs() {
         return Err(SignatureError::Stale);
     }
     let given = signature
@@ -89,5 +90,29 @@ mod tests {
             verify(&s, Some(&t), Some("deadbeef"), b"{}", now),
             Err(SignatureError::Malformed)
         );
+    }
+
+    #[test]
+    fn extreme_timestamps_are_stale_not_a_panic() {
+        let s = Secret::new("whsec");
+        let now = Utc::now();
+        for ts in [i64::MIN, i64::MIN + 1, i64::MAX, -1, 0] {
+            let t = ts.to_string();
+            let sig = sign(&s, ts, b"{}");
+            assert_eq!(
+                verify(&s, Some(&t), Some(&sig), b"{}", now),
+                Err(SignatureError::Stale),
+                "{ts}"
+            );
+        }
+        // The window's edges, both ways.
+        let ts = now.timestamp();
+        for edge in [ts - TOLERANCE_S, ts + TOLERANCE_S] {
+            let sig = sign(&s, edge, b"{}");
+            assert_eq!(
+                verify(&s, Some(&edge.to_string()), Some(&sig), b"{}", now),
+                Ok(())
+            );
+        }
     }
 }

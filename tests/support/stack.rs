@@ -68,19 +68,27 @@ impl Harness {
         }
     }
 
+    /// Alexa's account-linking token: drives directives, manages nothing.
     pub async fn token(&self, sub: &str) -> String {
         self.token_for(sub, false).await
     }
 
+    /// A household admin's management-API token (not valid for directives).
     pub async fn admin_token(&self, sub: &str) -> String {
         self.token_for(sub, true).await
     }
 
     async fn token_for(&self, sub: &str, admin: bool) -> String {
+        self.token_with(json!({ "sub": sub, "admin": admin })).await
+    }
+
+    /// A dev-issuer token for any `/dev/token` body, e.g. `{"sub","use":"management"}`: a
+    /// household member's management token without the admin group.
+    pub async fn token_with(&self, body: Value) -> String {
         let r: Value = self
             .http
             .post(format!("{}/dev/token", self.base))
-            .json(&json!({ "sub": sub, "admin": admin }))
+            .json(&body)
             .send()
             .await
             .expect("dev token")
@@ -168,6 +176,20 @@ impl Harness {
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Every event the dev Alexa gateway accepted, once deliveries have stopped arriving.
+    pub async fn settled_gateway_events(&self) -> Vec<Value> {
+        let mut last = usize::MAX;
+        for _ in 0..60 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let n = self.stack.dev_alexa.events().len();
+            if n == last {
+                break;
+            }
+            last = n;
+        }
+        self.stack.dev_alexa.events()
     }
 
     pub async fn monitoring(&self) -> Vec<Value> {
