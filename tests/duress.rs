@@ -707,3 +707,36 @@ async fn re_delivery_passes_never_overlap() {
     assert!(!c.skipped, "{c:?}");
     assert_eq!(count(&h.signals().await, "121/1/1"), 1);
 }
+
+#[tokio::test]
+async fn a_burst_of_wrong_codes_and_duress_codes_raises_every_duress_and_opens_no_way_round() {
+    let h = Harness::start_with(alarm_skill::local::Options {
+        directive_budget: None,
+        ..test_options()
+    })
+    .await;
+    let t = h.token("demo").await;
+    h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
+    h.advance(60).await;
+    let codes: Vec<&str> = (0..16)
+        .map(|i| if i % 2 == 0 { "1357" } else { DURESS })
+        .collect();
+    let directives: Vec<Value> = codes.iter().map(|c| disarm(&t, "home", Some(c))).collect();
+    let replies = futures::future::join_all(directives.iter().map(|d| h.invoke(d))).await;
+    for (r, c) in replies.iter().zip(&codes) {
+        let outcome = error_type(r).unwrap_or("SUCCESS");
+        // A wrong code is never a success, whatever the race; a duress is relayed however
+        // the race ends for it (disarmed, refused as locked, or unrecorded).
+        let allowed: &[&str] = if *c == DURESS {
+            &["SUCCESS", "UNAUTHORIZED", "INTERNAL_ERROR"]
+        } else {
+            &["UNAUTHORIZED", "INTERNAL_ERROR"]
+        };
+        assert!(allowed.contains(&outcome), "{c}: {r}");
+    }
+    assert_eq!(count(&h.signals().await, "121/1/1"), 8);
+    h.advance(60).await;
+    let report = h.stack.redeliver().await.unwrap();
+    assert_eq!(report.retrying, 0, "{report:?}");
+    assert_eq!(count(&h.signals().await, "121/1/1"), 8, "each exactly once");
+}

@@ -20,9 +20,10 @@
 //!
 //! If the panel call fails, the record stays pending and the re-delivery worker (crate::redelivery)
 //! re-sends it as a signal until the cloud acknowledges it. If step 4 can't be written (the store
-//! is unavailable or throttling, or the races don't end before the deadline), a code that was
-//! verified is relayed anyway, for both kinds alike: a duress must not depend on the store
-//! being healthy. The attempt is then written after the panel call, if the store allows.
+//! is unavailable or throttling, or racing attempts outlast the deadline), the throttle can't
+//! vouch for the decision, so the attempt is handled as during a lockout ([`Plan::Unrecorded`]):
+//! nothing is disarmed, every code is answered alike, and a duress still reaches the monitoring
+//! center. A store fault can neither lose a duress nor open a way around the lockout.
 
 use std::time::Duration as StdDuration;
 
@@ -59,30 +60,38 @@ const PANEL_RESERVE: StdDuration = StdDuration::from_millis(800);
 /// The least a write after the panel call gets, even when the deadline is (nearly) spent: it is
 /// what keeps the audit line, and the reply margin is kept on top of the deadline anyway.
 const SETTLE_FLOOR: StdDuration = StdDuration::from_millis(250);
+/// The least a lockout notice gets: more than the panel client's shortest attempt.
+const NOTICE_FLOOR: StdDuration = StdDuration::from_millis(600);
 /// Every UNAUTHORIZED reply carries this same message, lockout or not.
 const NOT_ACCEPTED: &str = "the voice code was not accepted";
+
+/// One voice attempt as the panel cloud hears of it, and the outbox record it leaves.
+struct Attempt {
+    record: OutboxRecord,
+    member: Option<u16>,
+    duress: bool,
+}
 
 /// What the read-decide-write step concluded.
 enum Plan {
     /// Refused (wrong code, or no code where one is required); maybe a lockout just started at
-    /// `at`, the decision's own time (the notice must not read the clock again).
+    /// `at`, the decision's own time (the notice must not read the clock again). `attempt` is
+    /// what a spoken code turns into should the decision not be recorded (none without a code).
     Refused {
         lockout: Option<Lockout>,
         at: DateTime<Utc>,
+        attempt: Option<Attempt>,
     },
     /// Relay a disarm. `who` is the member's name for the audit log.
-    Disarm {
-        record: OutboxRecord,
-        member: Option<u16>,
-        who: String,
-        duress: bool,
-    },
+    Disarm { attempt: Attempt, who: String },
     /// Locked out: refuse, but tell the panel cloud (which raises a duress silently).
-    Locked {
-        record: OutboxRecord,
-        member: Option<u16>,
-        duress: bool,
-    },
+    Locked { attempt: Attempt },
+    /// The decision could not be written (store failing, or racing attempts outlasting the
+    /// deadline), so the throttle can't vouch for it: treated like a lockout. Nothing is
+    /// disarmed, every code (right, wrong, duress) gets the same reply and the same signal to
+    /// the panel cloud, and a duress still raises its silent alarm. A store fault never opens
+    /// a way around the throttle, and never loses a duress.
+    Unrecorded { attempt: Attempt },
 }
 
 /// A plan, and whether its decision was written before the panel call.
@@ -136,6 +145,10 @@ fn unauthorized() -> Fail {
 
 fn store_failure(e: StoreError) -> Fail {
     tracing::error!(error = %e, "store failed during disarm");
+    store_failure_reply()
+}
+
+fn store_failure_reply() -> Fail {
     (
         ErrorType::InternalError,
         "the skill could not record the request".to_string(),
@@ -199,24 +212,29 @@ impl Skill {
             )
             .await?;
         match plan {
-            Plan::Refused { lockout, at } => {
+            Plan::Refused { lockout, at, .. } => {
                 // A lockout that could not be written is not in force: nothing to announce.
                 if let Some(l) = lockout.filter(|_| recorded) {
                     let notice = Notice {
                         kind: "voice_pin_lockout".to_string(),
                         message: lockout_text(&l, at),
                     };
-                    // The refusal stands whether or not the admin could be told right now.
-                    if let Err(e) = self.deps.panels.notify(account, &notice, deadline).await {
+                    // The refusal stands whether or not the admin could be told right now. Racing
+                    // attempts may have used up the deadline: the notice still gets its floor.
+                    let notify_by = Deadline::after(deadline.remaining().max(NOTICE_FLOOR));
+                    if let Err(e) = self.deps.panels.notify(account, &notice, notify_by).await {
                         tracing::warn!(error = %e, "could not notify the household admin of a lockout");
                     }
                 }
                 Err(unauthorized())
             }
             Plan::Locked {
-                record,
-                member,
-                duress,
+                attempt:
+                    Attempt {
+                        record,
+                        member,
+                        duress,
+                    },
             } => {
                 let request = SignalRequest {
                     member,
@@ -233,11 +251,25 @@ impl Skill {
                     .await;
                 Err(unauthorized())
             }
+            Plan::Unrecorded { attempt } => {
+                self.unrecorded_attempt(
+                    account,
+                    &panel_id,
+                    attempt,
+                    deadline.leaving(reserve),
+                    deadline,
+                )
+                .await;
+                Err(store_failure_reply())
+            }
             Plan::Disarm {
-                record,
-                member,
+                attempt:
+                    Attempt {
+                        record,
+                        member,
+                        duress,
+                    },
                 who,
-                duress,
             } => {
                 let request = DisarmRequest {
                     member,
@@ -358,27 +390,29 @@ impl Skill {
     ) -> Decision {
         let policy = &self.settings.throttle;
         let keyring = &self.deps.keyring;
-        let record = |member: Option<u16>, duress: bool| {
+        let attempt = |member: Option<u16>, duress: bool| {
             let request_id = uuid::Uuid::new_v4().to_string();
-            OutboxRecord {
-                seal: seal::seal(keyring, &request_id, Sealed { duress, member }),
-                request_id,
-                household: account.to_string(),
-                panel: panel_id.to_string(),
-                created_at: now,
-                status: OutboxStatus::Pending,
-                attempts: 0,
-                next_attempt_at: now + OUTBOX_GRACE,
+            Attempt {
+                record: OutboxRecord {
+                    seal: seal::seal(keyring, &request_id, Sealed { duress, member }),
+                    request_id,
+                    household: account.to_string(),
+                    panel: panel_id.to_string(),
+                    created_at: now,
+                    status: OutboxStatus::Pending,
+                    attempts: 0,
+                    next_attempt_at: now + OUTBOX_GRACE,
+                },
+                member,
+                duress,
             }
         };
         let Some(auth) = authorization else {
             if snap.profile.pinless_disarm_allowed() {
                 return Decision {
                     plan: Plan::Disarm {
-                        record: record(None, false),
-                        member: None,
+                        attempt: attempt(None, false),
                         who: "Alexa voice PIN".to_string(),
-                        duress: false,
                     },
                     throttle: Some(snap.throttle.clone()),
                     audit: vec![],
@@ -388,6 +422,7 @@ impl Skill {
                 plan: Plan::Refused {
                     lockout: None,
                     at: now,
+                    attempt: None,
                 },
                 throttle: None,
                 audit: vec![audit(
@@ -407,9 +442,7 @@ impl Skill {
         match policy.gate(&snap.throttle, now) {
             Gate::Locked { .. } => Decision {
                 plan: Plan::Locked {
-                    record: record(number, duress),
-                    member: number,
-                    duress,
+                    attempt: attempt(number, duress),
                 },
                 throttle: Some(snap.throttle.clone()),
                 audit: vec![audit(
@@ -430,23 +463,68 @@ impl Skill {
                         entries.push(audit(now, "system", lockout_text(l, now)));
                     }
                     Decision {
-                        plan: Plan::Refused { lockout, at: now },
+                        plan: Plan::Refused {
+                            lockout,
+                            at: now,
+                            attempt: Some(attempt(None, false)),
+                        },
                         throttle: Some(next),
                         audit: entries,
                     }
                 }
                 Some(m) => Decision {
                     plan: Plan::Disarm {
-                        record: record(number, duress),
-                        member: number,
+                        attempt: attempt(number, duress),
                         who: m.name.clone(),
-                        duress,
                     },
                     throttle: Some(policy.after_success(&snap.throttle)),
                     audit: vec![],
                 },
             },
         }
+    }
+
+    /// [`Plan::Unrecorded`]: store the record on its own (no throttle item, so no race to lose),
+    /// signal the panel cloud, settle. The same work for every code.
+    async fn unrecorded_attempt(
+        &self,
+        account: &str,
+        panel_id: &str,
+        attempt: Attempt,
+        until: Deadline,
+        deadline: Deadline,
+    ) {
+        let Attempt {
+            record,
+            member,
+            duress,
+        } = attempt;
+        let entry = audit(
+            self.deps.clock.now(),
+            "voice",
+            "Voice disarm not carried out: it could not be recorded".to_string(),
+        );
+        // Only in the time left before the panel's reserve: the signal is what must not be
+        // late. Not stored now, the record is written after the call instead (settle).
+        let stored = within(
+            until.remaining(),
+            self.deps.store.put_outbox(&record, Some(&entry)),
+        )
+        .await
+        .is_ok();
+        let request = SignalRequest {
+            member,
+            source: Source::Voice,
+            duress,
+            request_id: record.request_id.clone(),
+        };
+        let result = self
+            .deps
+            .panels
+            .signal(account, panel_id, &request, deadline)
+            .await;
+        self.settle(&record, stored, result.as_ref().err(), None, deadline)
+            .await;
     }
 
     /// Step 6. A failure here doesn't change the reply: a pending record is re-sent by the
@@ -551,18 +629,28 @@ impl Skill {
     }
 }
 
-/// Step 4 could not be written: go on with the decision anyway. The marker is the same for every
-/// kind of attempt, and names no code.
+/// Step 4 could not be written: a spoken code becomes [`Plan::Unrecorded`]. The marker is the
+/// same for every kind of attempt, and names no code.
 fn unrecorded(account: &str, d: Decision, e: &StoreError) -> Decided {
     tracing::error!(
         marker = "disarm_attempt_unrecorded",
         household = %account,
         request_id = d.record().map_or("", |r| r.request_id.as_str()),
         error = %e,
-        "could not record the voice disarm attempt; relaying it anyway"
+        "could not record the voice disarm attempt; signalled to the panel cloud, not disarmed"
     );
+    let plan = match d.plan {
+        Plan::Disarm { attempt, .. }
+        | Plan::Locked { attempt }
+        | Plan::Refused {
+            attempt: Some(attempt),
+            ..
+        } => Plan::Unrecorded { attempt },
+        // No code was spoken (a refused PIN-less disarm): nothing to signal.
+        other @ (Plan::Refused { attempt: None, .. } | Plan::Unrecorded { .. }) => other,
+    };
     Decided {
-        plan: d.plan,
+        plan,
         recorded: false,
     }
 }
@@ -575,10 +663,11 @@ struct Decision {
 }
 
 impl Decision {
+    /// The record written with the decision, if it leaves one.
     fn record(&self) -> Option<&OutboxRecord> {
         match &self.plan {
-            Plan::Disarm { record, .. } | Plan::Locked { record, .. } => Some(record),
-            Plan::Refused { .. } => None,
+            Plan::Disarm { attempt, .. } | Plan::Locked { attempt } => Some(&attempt.record),
+            Plan::Refused { .. } | Plan::Unrecorded { .. } => None,
         }
     }
 }
