@@ -16,6 +16,7 @@ use crate::management::{EnrolLimit, ManagementService};
 use crate::panel::PanelCloud;
 use crate::panel::http::HttpPanelCloud;
 use crate::secret::Secret;
+use crate::secrets::SecretName;
 use crate::skill::{Skill, SkillDeps, SkillSettings};
 use crate::store::Store;
 use crate::store::dynamodb::DynamoStore;
@@ -30,22 +31,29 @@ pub enum StartupError {
     Secrets(#[from] crate::secrets::SecretsError),
     #[error("HTTP client: {0}")]
     Http(String),
+    #[error("this function does not load {0}, which that part needs")]
+    NotLoaded(&'static str),
 }
 
 pub struct Production {
     pub config: Config,
+    /// The ports, counted by `metrics`.
     pub store: Arc<dyn Store>,
     pub panels: Arc<dyn PanelCloud>,
     pub tokens: Arc<JwksVerifier>,
-    pub lwa: Arc<LwaClient>,
+    /// Only where the LWA client secret is loaded (directive and HTTP functions).
+    pub lwa: Option<Arc<LwaClient>>,
     pub keyring: Arc<Keyring>,
     pub clock: Arc<dyn Clock>,
-    pub webhook_secret: Secret,
+    /// Only where it is loaded (HTTP function).
+    pub webhook_secret: Option<Secret>,
     pub http: reqwest::Client,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Production {
-    pub async fn from_env() -> Result<Self, StartupError> {
+    /// Wires a function that loads exactly the secrets in `needs` (crate::secrets::needs).
+    pub async fn from_env(needs: &[SecretName]) -> Result<Self, StartupError> {
         crate::account_link::install_crypto_provider();
         let config = Config::from_env()?;
         let sdk = crate::aws::sdk_config().await;
@@ -58,32 +66,35 @@ impl Production {
         .iter()
         .any(|s| matches!(s, SecretRef::Aws(_)));
         let sm = needs_aws.then(|| crate::secrets::secrets_manager_client(&sdk));
-        let secrets = crate::secrets::load(&config.secrets, sm.as_ref()).await?;
+        let secrets = crate::secrets::load_for(&config.secrets, needs, sm.as_ref()).await?;
+        let metrics = Arc::new(crate::metrics::Metrics::stdout());
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(1_500))
             .pool_idle_timeout(Duration::from_secs(90))
             .build()
             .map_err(|e| StartupError::Http(e.to_string()))?;
-        let store: Arc<dyn Store> = Arc::new(DynamoStore::new(
+        let store = metrics.store(Arc::new(DynamoStore::new(
             crate::aws::dynamodb_client(&sdk, config.dynamodb_endpoint.as_deref()),
             config.table_name.clone(),
-        ));
-        let panels: Arc<dyn PanelCloud> = Arc::new(
+        )));
+        let panels = metrics.panels(Arc::new(
             HttpPanelCloud::new(&config.panel_api_url, secrets.panel_api_key)
                 .map_err(|e| StartupError::Http(e.to_string()))?,
-        );
+        ));
         let keyring = Arc::new(secrets.keyring);
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let lwa = Arc::new(LwaClient::new(
-            config.lwa_token_url.clone(),
-            config.lwa_client_id.clone(),
-            secrets.lwa_client_secret,
-            config.alexa_region,
-            store.clone(),
-            keyring.clone(),
-            clock.clone(),
-            http.clone(),
-        ));
+        let lwa = secrets.lwa_client_secret.map(|secret| {
+            Arc::new(LwaClient::new(
+                config.lwa_token_url.clone(),
+                config.lwa_client_id.clone(),
+                secret,
+                config.alexa_region,
+                store.clone(),
+                keyring.clone(),
+                clock.clone(),
+                http.clone(),
+            ))
+        });
         Ok(Production {
             tokens: Arc::new(JwksVerifier::new(&config.oauth, http.clone())),
             store,
@@ -94,6 +105,7 @@ impl Production {
             webhook_secret: secrets.webhook_secret,
             http,
             config,
+            metrics,
         })
     }
 
@@ -113,18 +125,26 @@ impl Production {
         }
     }
 
-    pub fn skill(&self) -> Skill {
-        Skill::new(
+    fn lwa(&self) -> Result<Arc<LwaClient>, StartupError> {
+        self.lwa
+            .clone()
+            .ok_or(StartupError::NotLoaded("LWA_CLIENT_SECRET"))
+    }
+
+    /// The directive handler, writing one metrics line per directive.
+    pub fn skill(&self) -> Result<Skill, StartupError> {
+        Ok(Skill::new(
             SkillDeps {
                 store: self.store.clone(),
                 panels: self.panels.clone(),
                 tokens: self.tokens.clone(),
-                grants: self.lwa.clone(),
+                grants: self.lwa()?,
                 keyring: self.keyring.clone(),
                 clock: self.clock.clone(),
             },
             self.settings(),
         )
+        .with_metrics(self.metrics.clone()))
     }
 
     pub fn management(&self) -> ManagementService {
@@ -135,21 +155,29 @@ impl Production {
             clock: self.clock.clone(),
             throttle: self.settings().throttle,
             enrol_limit: EnrolLimit::default(),
+            provisioning: Some(crate::provisioning::Provisioner {
+                store: self.store.clone(),
+                panels: self.panels.clone(),
+                clock: self.clock.clone(),
+            }),
         }
     }
 
-    pub fn webhook(&self) -> WebhookService {
-        WebhookService {
+    pub fn webhook(&self) -> Result<WebhookService, StartupError> {
+        Ok(WebhookService {
             store: self.store.clone(),
             gateway: Arc::new(HttpEventGateway::new(
                 self.config.event_gateway_url.clone(),
-                self.lwa.clone(),
+                self.lwa()?,
                 self.http.clone(),
             )),
-            secret: self.webhook_secret.clone(),
+            secret: self
+                .webhook_secret
+                .clone()
+                .ok_or(StartupError::NotLoaded("WEBHOOK_SECRET"))?,
             clock: self.clock.clone(),
             manufacturer_name: self.config.manufacturer_name.clone(),
-        }
+        })
     }
 }
 

@@ -6,9 +6,11 @@
 //! - Ports and their adapters: [`store`] (embedded, DynamoDB), [`panel`] (HTTP panel cloud),
 //!   [`account_link`] (JWT/JWKS), [`lwa`] (Login with Amazon), [`event_gateway`] (Alexa events).
 //! - Domain: [`voice_codes`] (codes, verification, throttling), [`redelivery`] (duress outbox).
+//! - [`provisioning`]: household members from the panel cloud's users.
 //! - Edges: [`webhook`] (panel cloud → ChangeReports), [`management`] (household API),
-//!   [`config`] and [`secrets`] (Lambda start-up), [`telemetry`].
-//! - `local` (feature `local`): the local stack, panel simulator and dev token issuer.
+//!   [`config`] and [`secrets`] (Lambda start-up), [`telemetry`], [`metrics`] (EMF lines).
+//! - `local` (feature `local`): the local stack, panel simulator and dev token issuer, and the
+//!   panel-cloud [`conformance`] kit.
 
 pub mod account_link;
 pub mod alexa;
@@ -20,7 +22,9 @@ pub mod event_gateway;
 pub mod lambda;
 pub mod lwa;
 pub mod management;
+pub mod metrics;
 pub mod panel;
+pub mod provisioning;
 pub mod redelivery;
 pub mod secret;
 pub mod secrets;
@@ -30,6 +34,8 @@ pub mod telemetry;
 pub mod voice_codes;
 pub mod webhook;
 
+#[cfg(feature = "local")]
+pub mod conformance;
 #[cfg(feature = "local")]
 pub mod local;
 #[cfg(feature = "local")]

@@ -5,6 +5,8 @@
 //! alarm-skill say discover          # "I found 4 devices: ..."
 //! alarm-skill say arm away
 //! alarm-skill say disarm --pin 4729
+//! alarm-skill conformance --panel-url URL --api-key-file F   # a panel cloud's vendor checklist
+//! alarm-skill import --accounts FILE --panel-url URL --api-key-file F --table T
 //! ```
 
 use std::path::PathBuf;
@@ -65,6 +67,119 @@ enum Command {
         #[command(subcommand)]
         what: SayCommand,
     },
+    /// Run docs/panel-api.md's vendor checklist against a panel cloud (its test environment):
+    /// prints a pass/fail table, exits 1 if a check fails, 2 if it could not start.
+    Conformance {
+        /// Base URL of the panel cloud API (the skill's PANEL_API_URL).
+        #[arg(long)]
+        panel_url: String,
+        /// File holding the panel API key.
+        #[arg(long)]
+        api_key_file: PathBuf,
+        /// The test account and its panel (disarmed, online, zones closed, no alarm or trouble).
+        #[arg(long, default_value = "demo")]
+        account: String,
+        #[arg(long, default_value = "home")]
+        panel: String,
+        /// A panel user number of the test account.
+        #[arg(long, default_value_t = 1)]
+        member: u16,
+        /// A second account and its panel, which the test account must not reach.
+        #[arg(long, default_value = "neighbor")]
+        foreign_account: String,
+        #[arg(long, default_value = "cabin")]
+        foreign_panel: String,
+        /// Address of the kit's webhook receiver.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        webhook_listen: std::net::SocketAddr,
+        /// The receiver's URL as the cloud reaches it, when not http://<listen address>/webhook.
+        #[arg(long)]
+        webhook_url: Option<String>,
+        #[arg(long, default_value_t = 2000)]
+        latency_budget_ms: u64,
+        /// Normal/duress disarm pairs timed for the equal-work check.
+        #[arg(long, default_value_t = 15)]
+        samples: usize,
+        /// Wait after a call for the monitoring feed and webhooks to catch up.
+        #[arg(long, default_value_t = 300)]
+        settle_ms: u64,
+        /// Print the report as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bulk import of existing households: takes each account's members from the panel cloud's
+    /// users into the skill's DynamoDB table.
+    Import {
+        /// One panel-cloud account id per line (blank lines and # comments ignored).
+        #[arg(long)]
+        accounts: PathBuf,
+        #[arg(long)]
+        panel_url: String,
+        #[arg(long)]
+        api_key_file: PathBuf,
+        /// The stack's TableName output.
+        #[arg(long)]
+        table: String,
+        /// A local DynamoDB engine instead of AWS (credentials and region from the environment).
+        #[arg(long)]
+        dynamodb_endpoint: Option<String>,
+    },
+}
+
+fn read_key(path: &std::path::Path) -> Result<alarm_skill::secret::Secret, String> {
+    let key = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(format!("{} is empty", path.display()));
+    }
+    Ok(alarm_skill::secret::Secret::new(key))
+}
+
+async fn import(
+    accounts: &std::path::Path,
+    panel_url: &str,
+    api_key_file: &std::path::Path,
+    table: String,
+    dynamodb_endpoint: Option<String>,
+) -> Result<bool, String> {
+    use std::sync::Arc;
+    let list: Vec<String> = std::fs::read_to_string(accounts)
+        .map_err(|e| format!("cannot read {}: {e}", accounts.display()))?
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect();
+    let panels = alarm_skill::panel::http::HttpPanelCloud::new(panel_url, read_key(api_key_file)?)
+        .map_err(|e| e.to_string())?;
+    let client = match dynamodb_endpoint {
+        Some(e) => alarm_skill::store::dynamodb::local_client(&e),
+        None => {
+            let sdk = alarm_skill::aws::sdk_config().await;
+            alarm_skill::aws::dynamodb_client(&sdk, None)
+        }
+    };
+    let p = alarm_skill::provisioning::Provisioner {
+        store: Arc::new(alarm_skill::store::dynamodb::DynamoStore::new(
+            client, table,
+        )),
+        panels: Arc::new(panels),
+        clock: Arc::new(alarm_skill::clock::SystemClock),
+    };
+    let lines = alarm_skill::provisioning::import(&p, &list).await;
+    let mut ok = true;
+    for line in &lines {
+        ok &= line.error.is_none();
+        println!("{}", serde_json::to_string(line).unwrap_or_default());
+    }
+    let failed = lines.iter().filter(|l| l.error.is_some()).count();
+    eprintln!(
+        "imported {} of {} accounts",
+        lines.len() - failed,
+        lines.len()
+    );
+    Ok(ok)
 }
 
 #[derive(Subcommand)]
@@ -176,6 +291,85 @@ async fn main() -> ExitCode {
             stack.wait().await;
             ExitCode::SUCCESS
         }
+        Command::Conformance {
+            panel_url,
+            api_key_file,
+            account,
+            panel,
+            member,
+            foreign_account,
+            foreign_panel,
+            webhook_listen,
+            webhook_url,
+            latency_budget_ms,
+            samples,
+            settle_ms,
+            json,
+        } => {
+            let api_key = match read_key(&api_key_file) {
+                Ok(k) => k,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let opts = alarm_skill::conformance::KitOptions {
+                account,
+                panel,
+                member,
+                foreign_account,
+                foreign_panel,
+                webhook_listen,
+                webhook_url,
+                latency_budget: std::time::Duration::from_millis(latency_budget_ms),
+                timing_samples: samples,
+                settle: std::time::Duration::from_millis(settle_ms),
+                ..alarm_skill::conformance::KitOptions::new(&panel_url, api_key)
+            };
+            match alarm_skill::conformance::run(opts).await {
+                Ok(report) => {
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&report).unwrap_or_default()
+                        );
+                    } else {
+                        print!("{}", report.table());
+                    }
+                    if report.passed() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("conformance: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Import {
+            accounts,
+            panel_url,
+            api_key_file,
+            table,
+            dynamodb_endpoint,
+        } => match import(
+            &accounts,
+            &panel_url,
+            &api_key_file,
+            table,
+            dynamodb_endpoint,
+        )
+        .await
+        {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("import: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Say {
             url,
             account,

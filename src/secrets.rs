@@ -30,6 +30,12 @@ pub enum SecretsError {
     },
     #[error("secret {name} ({id}) has no SecretString; binary secrets are not supported")]
     NotString { name: &'static str, id: String },
+    #[error("secret {name} is needed but neither {arn_var} nor {value_var} is set")]
+    Unset {
+        name: &'static str,
+        arn_var: &'static str,
+        value_var: &'static str,
+    },
     #[error("secret {name} is empty")]
     Empty { name: &'static str },
     #[error("secret {name} is not a valid pepper keyring: {source}")]
@@ -38,6 +44,95 @@ pub enum SecretsError {
         #[source]
         source: KeyringError,
     },
+}
+
+/// The secrets a function may need. Every function needs the pepper keyring and the panel API
+/// key; the others only where used, so each role is granted only its own (infra/template.yaml; scripts/lint-infra checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretName {
+    Pepper,
+    LwaClientSecret,
+    WebhookSecret,
+    PanelApiKey,
+}
+
+impl SecretName {
+    /// The `…_ARN` variable naming it in Secrets Manager.
+    pub fn arn_var(self) -> &'static str {
+        match self {
+            SecretName::Pepper => "PEPPER_SECRET_ARN",
+            SecretName::LwaClientSecret => "LWA_CLIENT_SECRET_ARN",
+            SecretName::WebhookSecret => "WEBHOOK_SECRET_ARN",
+            SecretName::PanelApiKey => "PANEL_API_KEY_SECRET_ARN",
+        }
+    }
+}
+
+/// What each Lambda loads. The template's roles and environments must match (scripts/lint-infra).
+pub mod needs {
+    use super::SecretName::*;
+    /// `bootstrap`: verifies codes (pepper), exchanges AcceptGrant codes (LWA), calls the panel.
+    pub const DIRECTIVE: &[super::SecretName] = &[Pepper, LwaClientSecret, PanelApiKey];
+    /// `http-api`: enrols codes, checks webhook signatures, sends ChangeReports (LWA), syncs
+    /// members from the panel cloud.
+    pub const HTTP_API: &[super::SecretName] =
+        &[Pepper, LwaClientSecret, WebhookSecret, PanelApiKey];
+    /// `redelivery`: reads outbox seals (pepper) and re-sends signals to the panel cloud.
+    pub const REDELIVERY: &[super::SecretName] = &[Pepper, PanelApiKey];
+}
+
+/// Secrets of one function: the optional ones are `None` unless the function needs them.
+#[derive(Debug)]
+pub struct FunctionSecrets {
+    pub keyring: Keyring,
+    pub lwa_client_secret: Option<Secret>,
+    pub webhook_secret: Option<Secret>,
+    pub panel_api_key: Secret,
+}
+
+/// Loads exactly the secrets in `needs` (the pepper and the panel key always): a secret that is
+/// not needed is neither read nor required to be configured.
+pub async fn load_for(
+    refs: &SecretRefs,
+    needs: &[SecretName],
+    sm: Option<&aws_sdk_secretsmanager::Client>,
+) -> Result<FunctionSecrets, SecretsError> {
+    let optional = |name: &'static str, want: SecretName, r: &SecretRef| {
+        let needed = needs.contains(&want);
+        let r = r.clone();
+        async move {
+            if needed {
+                resolve(name, &r, sm).await.map(Some)
+            } else {
+                Ok(None)
+            }
+        }
+    };
+    let (pepper, lwa_client_secret, webhook_secret, panel_api_key) = tokio::try_join!(
+        resolve("PEPPER", &refs.pepper, sm),
+        optional(
+            "LWA_CLIENT_SECRET",
+            SecretName::LwaClientSecret,
+            &refs.lwa_client_secret
+        ),
+        optional(
+            "WEBHOOK_SECRET",
+            SecretName::WebhookSecret,
+            &refs.webhook_secret
+        ),
+        resolve("PANEL_API_KEY", &refs.panel_api_key, sm),
+    )?;
+    let keyring = Keyring::from_json(&pepper).map_err(|source| SecretsError::Keyring {
+        name: "PEPPER",
+        source,
+    })?;
+    tracing::info!(current_pepper = keyring.current_id(), "secrets loaded");
+    Ok(FunctionSecrets {
+        keyring,
+        lwa_client_secret,
+        webhook_secret,
+        panel_api_key,
+    })
 }
 
 pub fn secrets_manager_client(sdk: &aws_config::SdkConfig) -> aws_sdk_secretsmanager::Client {
@@ -102,6 +197,13 @@ async fn resolve(
                 id: id.clone(),
             })?;
             Secret::new(value)
+        }
+        SecretRef::Unset { arn_var, value_var } => {
+            return Err(SecretsError::Unset {
+                name,
+                arn_var,
+                value_var,
+            });
         }
     };
     if value.expose().is_empty() {

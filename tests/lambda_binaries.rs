@@ -10,10 +10,42 @@ use serde_json::{Value, json};
 use support::lambda::{Function, http_event, world};
 use support::stack::*;
 
+/// The environment without the secrets a function does not load (least privilege: the template
+/// gives each function only its own, and the function must start with just those).
+fn only(
+    env: &[(String, String)],
+    needs: &[alarm_skill::secrets::SecretName],
+) -> Vec<(String, String)> {
+    use alarm_skill::secrets::SecretName;
+    let all = [
+        (SecretName::Pepper, "PEPPER"),
+        (SecretName::LwaClientSecret, "LWA_CLIENT_SECRET"),
+        (SecretName::WebhookSecret, "WEBHOOK_SECRET"),
+        (SecretName::PanelApiKey, "PANEL_API_KEY"),
+    ];
+    env.iter()
+        .filter(|(k, _)| {
+            all.iter()
+                .all(|(name, var)| k != var || needs.contains(name))
+        })
+        .cloned()
+        .collect()
+}
+
+/// The embedded-metric-format lines a function printed.
+fn emf_lines(logs: &str) -> Vec<Value> {
+    logs.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["_aws"]["CloudWatchMetrics"].is_array())
+        .collect()
+}
+
 #[tokio::test]
 async fn bootstrap_answers_directives_from_its_environment() {
     let (h, env) = world().await;
     let t = h.token("demo").await;
+    let env = only(&env, alarm_skill::secrets::needs::DIRECTIVE);
+    assert!(!env.iter().any(|(k, _)| k == "WEBHOOK_SECRET"));
     let mut f = Function::start(env!("CARGO_BIN_EXE_bootstrap"), &env).await;
 
     let (kind, _, r) = f.invoke(discover(&t)).await;
@@ -61,6 +93,20 @@ async fn bootstrap_answers_directives_from_its_environment() {
         })
         .collect();
     assert_eq!(handled.len(), 5, "one JSON line per directive:\n{logs}");
+    // One metrics line per handled directive (the invalid ones never reach the handler's end).
+    let metrics = emf_lines(&logs);
+    let outcomes: Vec<(&Value, &Value)> = metrics
+        .iter()
+        .map(|m| (&m["Directive"], &m["Outcome"]))
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            (&json!("Discover"), &json!("ok")),
+            (&json!("Disarm"), &json!("ok"))
+        ],
+        "{logs}"
+    );
     for l in &handled {
         assert!(l["timestamp"].is_string(), "{l}");
         assert!(
@@ -139,6 +185,7 @@ async fn redelivery_worker_delivers_a_pending_duress_once() {
     h.fault("none", 0).await;
     assert!(!h.signals().await.iter().any(|s| s.starts_with("121/")));
 
+    let env = only(&env, alarm_skill::secrets::needs::REDELIVERY);
     let mut f = Function::start(env!("CARGO_BIN_EXE_redelivery"), &env).await;
     let schedule = json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
     let (kind, _, report) = f.invoke(schedule.clone()).await;
@@ -152,5 +199,26 @@ async fn redelivery_worker_delivers_a_pending_duress_once() {
         1,
         "{signals:?}"
     );
-    assert!(f.logs().await.contains("\"message\":\"redelivery pass\""));
+    let logs = f.logs().await;
+    assert!(logs.contains("\"message\":\"redelivery pass\""));
+    let passes = emf_lines(&logs);
+    assert_eq!(passes.len(), 2, "{logs}");
+    assert_eq!(passes[0]["OutboxExamined"], 1.0);
+    assert_eq!(passes[0]["OutboxBacklog"], 0.0);
+}
+
+#[tokio::test]
+async fn a_function_without_a_secret_it_needs_fails_at_start_and_names_it() {
+    let (_h, env) = world().await;
+    let env = only(
+        &env,
+        &[
+            alarm_skill::secrets::SecretName::Pepper,
+            alarm_skill::secrets::SecretName::PanelApiKey,
+        ],
+    );
+    let f = Function::start(env!("CARGO_BIN_EXE_bootstrap"), &env).await;
+    let (status, text) = f.exit().await;
+    assert!(!status.success());
+    assert!(text.contains("LWA_CLIENT_SECRET"), "{text}");
 }

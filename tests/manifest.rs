@@ -131,7 +131,13 @@ fn skill_manifest_is_a_certifiable_smart_home_manifest() {
             "{locale}: 1 to 3 example phrases"
         );
         for p in phrases {
-            non_empty_str(p, &format!("{locale} example phrase"));
+            // Certification testers say the phrases to the test account's panel: they must
+            // name it, as the testing instructions do.
+            assert!(
+                non_empty_str(p, &format!("{locale} example phrase"))
+                    .contains("{{TEST_PANEL_NAME}}"),
+                "{locale}: example phrase {p} does not name the test panel"
+            );
         }
         assert!(
             non_empty_str(&phrases[0], "first phrase").starts_with("Alexa, "),
@@ -311,6 +317,21 @@ fn fill_manifest_places_each_regions_arn_and_leaves_no_placeholder() {
             .find(|(r, _, _)| r == region)
             .expect("example stack per region");
         assert_eq!(uri, expected, "{region} endpoint");
+        assert!(
+            uri.ends_with(":live"),
+            "{region}: the endpoint is the live alias, so a deploy reaches certified users only once promoted: {uri}"
+        );
+    }
+    for (locale, l) in skill["manifest"]["publishingInformation"]["locales"]
+        .as_object()
+        .unwrap()
+    {
+        for p in l["examplePhrases"].as_array().unwrap() {
+            assert!(
+                p.as_str().unwrap().contains("Home Alarm"),
+                "{locale}: {p} must name the test panel (TEST_PANEL_NAME)"
+            );
+        }
     }
     assert_eq!(
         smart_home["endpoint"]["uri"], smart_home["regions"]["NA"]["endpoint"]["uri"],

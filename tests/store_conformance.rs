@@ -118,6 +118,7 @@ fn profile() -> Profile {
         settings: HouseholdSettings {
             pinless_disarm: PinlessPolicy::Allow,
         },
+        members_synced_at: Some(t0()),
     }
 }
 

@@ -10,9 +10,9 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     alarm_skill::telemetry::init_lambda();
-    let prod = Production::from_env().await?;
+    let prod = Production::from_env(alarm_skill::secrets::needs::DIRECTIVE).await?;
     prod.warm_up().await;
-    let skill = Arc::new(prod.skill());
+    let skill = Arc::new(prod.skill()?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let skill = skill.clone();
         async move {

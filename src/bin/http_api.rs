@@ -9,12 +9,12 @@ use axum::Router;
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     alarm_skill::telemetry::init_lambda();
-    let prod = Production::from_env().await?;
+    let prod = Production::from_env(alarm_skill::secrets::needs::HTTP_API).await?;
     prod.warm_up().await;
     let app = Router::new()
         .merge(alarm_skill::management::routes(Arc::new(prod.management())))
         .merge(alarm_skill::webhook::handler::routes(Arc::new(
-            prod.webhook(),
+            prod.webhook()?,
         )));
     lambda_http::run(app).await
 }

@@ -14,7 +14,7 @@ const BATCH: usize = 100;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     alarm_skill::telemetry::init_lambda();
-    let prod = Arc::new(Production::from_env().await?);
+    let prod = Arc::new(Production::from_env(alarm_skill::secrets::needs::REDELIVERY).await?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let prod = prod.clone();
         async move {
@@ -37,6 +37,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                 skipped = report.skipped,
                 "redelivery pass"
             );
+            prod.metrics
+                .redelivery_pass(report.examined, report.retrying + report.deferred);
             Ok::<Value, lambda_runtime::Error>(serde_json::to_value(report)?)
         }
     }))

@@ -90,6 +90,8 @@ pub struct Options {
     /// The pepper keyring JSON (as `PEPPER`), when another process must verify the same codes;
     /// otherwise the `PEPPER` variable, or a random keyring.
     pub pepper: Option<Secret>,
+    /// Keep the directive handler's metrics lines (crate::metrics) in [`LocalStack::metrics`].
+    pub metrics: bool,
 }
 
 impl Default for Options {
@@ -107,6 +109,7 @@ impl Default for Options {
             manufacturer_name: "Acme Security".to_string(),
             directive_budget: None,
             pepper: None,
+            metrics: false,
         }
     }
 }
@@ -143,6 +146,10 @@ pub struct LocalStack {
     pub keyring: Arc<Keyring>,
     pub issuer: Arc<DevIssuer>,
     pub dev_alexa: Arc<DevAlexa>,
+    /// The secret the simulator signs webhook events with (tests sign their own events).
+    pub webhook_secret: Secret,
+    /// The metrics lines the directive handler wrote, with `Options::metrics`.
+    pub metrics: Option<crate::metrics::Lines>,
     shutdown: Option<oneshot::Sender<()>>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -176,7 +183,12 @@ fn random_secret() -> Secret {
 
 /// Writes the configured members and their (hashed) codes into the store, replacing members
 /// of the same id and keeping anything else the store already holds.
-async fn seed(store: &dyn Store, keyring: &Keyring, config: &DemoConfig) -> Result<(), LocalError> {
+async fn seed(
+    store: &dyn Store,
+    keyring: &Keyring,
+    config: &DemoConfig,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), LocalError> {
     for h in &config.households {
         let mut profile = store.household(&h.account).await?.profile;
         for seed in &h.members {
@@ -196,6 +208,10 @@ async fn seed(store: &dyn Store, keyring: &Keyring, config: &DemoConfig) -> Resu
         }
         if let Some(p) = h.pinless_disarm {
             profile.settings.pinless_disarm = p;
+        }
+        // A seeded household is defined in full by the config, like an imported one.
+        if !h.members.is_empty() {
+            profile.members_synced_at = Some(now);
         }
         store.save_profile(&h.account, &profile).await?;
     }
@@ -268,7 +284,7 @@ impl LocalStack {
                     (m.clone(), Some(m))
                 }
             };
-        seed(store.as_ref(), &keyring, &opts.config).await?;
+        seed(store.as_ref(), &keyring, &opts.config, clock.now()).await?;
 
         let issuer = Arc::new(
             DevIssuer::new(&base_url, AUDIENCE).map_err(|e| LocalError::Issuer(e.to_string()))?,
@@ -346,7 +362,7 @@ impl LocalStack {
         let webhook = Arc::new(WebhookService {
             store: store.clone(),
             gateway,
-            secret: webhook_secret,
+            secret: webhook_secret.clone(),
             clock: dyn_clock.clone(),
             manufacturer_name: opts.manufacturer_name.clone(),
         });
@@ -362,18 +378,38 @@ impl LocalStack {
             clock: dyn_clock.clone(),
             throttle: settings.throttle.clone(),
             enrol_limit: EnrolLimit::default(),
-        });
-        let skill = Arc::new(Skill::new(
-            SkillDeps {
+            provisioning: Some(crate::provisioning::Provisioner {
                 store: store.clone(),
                 panels: panels.clone(),
-                tokens,
-                grants: lwa,
-                keyring: keyring.clone(),
                 clock: dyn_clock.clone(),
+            }),
+        });
+        // The same wiring as production's: the handler's ports counted by its metrics.
+        let (metrics, metric_lines) = match opts.metrics {
+            true => {
+                let (m, lines) = crate::metrics::Metrics::in_memory("AlarmSkill/local");
+                (Some(Arc::new(m)), Some(lines))
+            }
+            false => (None, None),
+        };
+        let deps = SkillDeps {
+            store: match &metrics {
+                Some(m) => m.store(store.clone()),
+                None => store.clone(),
             },
-            settings,
-        ));
+            panels: match &metrics {
+                Some(m) => m.panels(panels.clone()),
+                None => panels.clone(),
+            },
+            tokens,
+            grants: lwa,
+            keyring: keyring.clone(),
+            clock: dyn_clock.clone(),
+        };
+        let skill = Arc::new(match metrics {
+            Some(m) => Skill::new(deps, settings).with_metrics(m),
+            None => Skill::new(deps, settings),
+        });
 
         let app = Router::new()
             .route(
@@ -450,6 +486,8 @@ impl LocalStack {
             keyring,
             issuer,
             dev_alexa,
+            webhook_secret,
+            metrics: metric_lines,
             shutdown: Some(tx),
             tasks,
         })

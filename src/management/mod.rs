@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | `GET /v1/household/members` | admin | members, with whether each has a voice PIN (never a code, and nothing about duress codes) |
 //! | `POST /v1/household/members` | admin | add a member `{"id","name","user_number"}` |
+//! | `POST /v1/household/members/sync` | admin | take the members from the panel cloud's users again |
 //! | `DELETE /v1/household/members/{id}` | admin | remove a member and their codes |
 //! | `PUT /v1/household/members/{id}/voice-pin` | admin | set or replace `{"pin":"4729"}` |
 //! | `DELETE /v1/household/members/{id}/voice-pin` | admin | delete |
@@ -15,6 +16,9 @@
 //! | `POST /v1/household/lockout/reset` | admin | clear failures and any lockout |
 //! | `GET /v1/household/audit?limit=N` | admin | audit log, newest first |
 //! | `GET /v1/household/settings` / `PUT` | admin | `{"pinless_disarm": ...}` |
+//!
+//! Members come from the panel cloud (crate::provisioning): a household never synced is synced
+//! before any route answers.
 //!
 //! Code changes are rate-limited per household (every attempt counts, accepted or not) and
 //! audited without saying which kind of code changed: the household log is visible to anyone
@@ -69,6 +73,9 @@ pub struct ManagementService {
     pub clock: Arc<dyn Clock>,
     pub throttle: ThrottlePolicy,
     pub enrol_limit: EnrolLimit,
+    /// Takes the members from the panel cloud (first use, `POST .../members/sync`); `None`
+    /// leaves members to `POST /v1/household/members` alone.
+    pub provisioning: Option<crate::provisioning::Provisioner>,
 }
 
 #[derive(Debug)]
@@ -186,8 +193,47 @@ impl FromRequestParts<Svc> for Admin {
                 "only the household admin can manage voice codes",
             ));
         }
+        if let Some(p) = &svc.provisioning {
+            p.ensure(&identity.account, sync_deadline())
+                .await
+                .map_err(sync_failure)?;
+        }
         Ok(Admin(identity))
     }
+}
+
+fn sync_deadline() -> crate::deadline::Deadline {
+    crate::deadline::Deadline::after(std::time::Duration::from_secs(3))
+}
+
+fn sync_failure(e: crate::provisioning::SyncError) -> ApiError {
+    match e {
+        crate::provisioning::SyncError::Store(e) => e.into(),
+        crate::provisioning::SyncError::Panel(e) => {
+            tracing::error!(error = %e, "could not load the household's members from the panel cloud");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "panel_unavailable",
+                "the household's members could not be loaded from the panel cloud; retry",
+            )
+        }
+    }
+}
+
+/// `POST /v1/household/members/sync`: takes the members from the panel cloud again now.
+async fn sync_members(State(svc): State<Svc>, Admin(who): Admin) -> Result<Json<Value>, ApiError> {
+    let Some(p) = &svc.provisioning else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "members are not provisioned from the panel cloud here",
+        ));
+    };
+    let outcome = p
+        .sync(&who.account, sync_deadline())
+        .await
+        .map_err(sync_failure)?;
+    Ok(Json(json!(outcome)))
 }
 
 /// Parses a JSON object body. Messages name fields only: a value (a PIN) is never echoed.
@@ -563,6 +609,7 @@ async fn put_settings(
 pub fn routes(svc: Arc<ManagementService>) -> Router {
     Router::new()
         .route("/v1/household/members", get(list_members).post(add_member))
+        .route("/v1/household/members/sync", post(sync_members))
         .route("/v1/household/members/{id}", delete(remove_member))
         .route(
             "/v1/household/members/{id}/{slot}",

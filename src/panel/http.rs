@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::{
     ArmOutcome, ArmRefusal, ArmRequest, DisarmRequest, Notice, Panel, PanelCloud, PanelError,
-    SignalRequest,
+    PanelUser, SignalRequest,
 };
 use crate::deadline::Deadline;
 use crate::secret::Secret;
@@ -213,6 +213,11 @@ impl Ack {
     }
 }
 
+#[derive(serde::Deserialize)]
+struct UserList {
+    users: Vec<PanelUser>,
+}
+
 #[async_trait::async_trait]
 impl PanelCloud for HttpPanelCloud {
     async fn panels(&self, account: &str, deadline: Deadline) -> Result<Vec<Panel>, PanelError> {
@@ -307,6 +312,14 @@ impl PanelCloud for HttpPanelCloud {
             )
             .await?;
         ack.check()
+    }
+
+    async fn users(&self, account: &str, deadline: Deadline) -> Result<Vec<PanelUser>, PanelError> {
+        let url = self.url(&["v1", "accounts", account, "users"]);
+        let list: UserList = self
+            .call::<Empty, _>(Method::GET, url, None, Retry::Idempotent, deadline)
+            .await?;
+        Ok(list.users)
     }
 }
 

@@ -187,6 +187,15 @@ pub struct SignalRequest {
     pub request_id: String,
 }
 
+/// A user of the account's panels (keypad and app users), as the panel cloud lists them. The
+/// skill's household members come from this list (crate::provisioning).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PanelUser {
+    /// The panel user number (Contact ID user field), 1-999.
+    pub number: u16,
+    pub name: String,
+}
+
 /// A message for the household admin, delivered by the panel cloud's own app notifications.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notice {
@@ -290,4 +299,13 @@ pub trait PanelCloud: Send + Sync {
         notice: &Notice,
         deadline: Deadline,
     ) -> Result<(), PanelError>;
+
+    /// The panel users of the account (`GET /v1/accounts/{account}/users`). The default is for
+    /// adapters without the route: provisioning then reports it as a protocol error.
+    async fn users(&self, account: &str, deadline: Deadline) -> Result<Vec<PanelUser>, PanelError> {
+        let _ = (account, deadline);
+        Err(PanelError::Protocol(
+            "this panel cloud adapter cannot list users".into(),
+        ))
+    }
 }

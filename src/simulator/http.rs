@@ -9,7 +9,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -66,7 +66,8 @@ async fn guard(State(sim): State<Arc<Simulator>>, req: Request, next: Next) -> R
         .as_bytes()
         .ct_eq(sim.api_key().expose().as_bytes())
         .into();
-    if !ok {
+    let defects = sim.defects();
+    if !ok && !defects.accept_any_key {
         return (
             StatusCode::UNAUTHORIZED,
             Json(json!({"error":"unauthorized"})),
@@ -97,8 +98,87 @@ async fn guard(State(sim): State<Arc<Simulator>>, req: Request, next: Next) -> R
         FaultMode::NotFound => {
             (StatusCode::NOT_FOUND, Json(json!({"message": "Not Found"}))).into_response()
         }
-        FaultMode::None | FaultMode::Down => next.run(req).await,
+        FaultMode::None | FaultMode::Down => with_defects(defects, req, next).await,
     }
+}
+
+/// The contract violations of [`super::defects::Defects`] that live at the HTTP edge.
+async fn with_defects(d: super::defects::Defects, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
+    if d.no_users_route && path.ends_with("/users") {
+        return (StatusCode::NOT_FOUND, Json(json!({"error":"not_found"}))).into_response();
+    }
+    if d.slow_list_ms > 0 && path.ends_with("/panels") {
+        tokio::time::sleep(d.slow_list()).await;
+    }
+    let one_panel = path.split('/').filter(|s| !s.is_empty()).count() == 5;
+    let resp = next.run(req).await;
+    if d.wrong_not_found && resp.status() == StatusCode::NOT_FOUND {
+        return (StatusCode::NOT_FOUND, Json(json!({"error":"not_found"}))).into_response();
+    }
+    if d.missing_field && one_panel && resp.status() == StatusCode::OK {
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap_or_default();
+        let mut v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if let Some(o) = v.as_object_mut() {
+            o.remove("supported_arm_states");
+        }
+        return (status, Json(v)).into_response();
+    }
+    resp
+}
+
+#[derive(Deserialize)]
+struct TestWebhook {
+    url: String,
+    secret: String,
+}
+
+/// Test mode (docs/panel-api.md, "Test mode"): what the conformance kit observes from outside.
+fn test_mode_routes() -> Router<Arc<Simulator>> {
+    Router::new()
+        .route(
+            "/v1/test/accounts/{account}/monitoring",
+            get(
+                |State(s): State<Arc<Simulator>>, Path(a): Path<String>| async move {
+                    Json(json!({ "events": s.monitoring_for(&a) }))
+                },
+            ),
+        )
+        .route(
+            "/v1/test/accounts/{account}/notifications",
+            get(
+                |State(s): State<Arc<Simulator>>, Path(a): Path<String>| async move {
+                    Json(json!({ "notifications": s.notifications_for(&a) }))
+                },
+            ),
+        )
+        .route(
+            "/v1/test/accounts/{account}/webhook",
+            put(
+                |State(s): State<Arc<Simulator>>,
+                 Path(a): Path<String>,
+                 Json(w): Json<TestWebhook>| async move {
+                    if url::Url::parse(&w.url).is_err() || w.secret.is_empty() {
+                        return (
+                            StatusCode::BAD_REQUEST,
+                            Json(json!({"error":"bad_request"})),
+                        )
+                            .into_response();
+                    }
+                    s.set_test_webhook(&a, w.url, Secret::new(w.secret));
+                    StatusCode::NO_CONTENT.into_response()
+                },
+            )
+            .delete(
+                |State(s): State<Arc<Simulator>>, Path(a): Path<String>| async move {
+                    s.clear_test_webhook(&a);
+                    StatusCode::NO_CONTENT
+                },
+            ),
+        )
 }
 
 /// The panel cloud API (docs/panel-api.md), served by the simulator.
@@ -131,7 +211,14 @@ pub fn panel_api_routes(sim: Arc<Simulator>) -> Router {
             post(
                 |State(s): State<Arc<Simulator>>,
                  Path((a, p)): Path<(String, String)>,
-                 Json(r): Json<DisarmRequest>| async move { result(s.disarm(&a, &p, &r)) },
+                 Json(r): Json<DisarmRequest>| async move {
+                    // Read for every disarm alike, so the clean simulator's work stays equal.
+                    let d = s.defects();
+                    if d.duress_delay_ms > 0 && r.duress {
+                        tokio::time::sleep(d.duress_delay()).await;
+                    }
+                    result(s.disarm(&a, &p, &r))
+                },
             ),
         )
         .route(
@@ -145,6 +232,12 @@ pub fn panel_api_routes(sim: Arc<Simulator>) -> Router {
             ),
         )
         .route(
+            "/v1/accounts/{account}/users",
+            get(|State(s): State<Arc<Simulator>>, Path(a): Path<String>| async move {
+                Json(json!({ "users": s.users(&a) })).into_response()
+            }),
+        )
+        .route(
             "/v1/accounts/{account}/notifications",
             post(
                 |State(s): State<Arc<Simulator>>, Path(a): Path<String>, Json(n): Json<Notice>| async move {
@@ -153,6 +246,7 @@ pub fn panel_api_routes(sim: Arc<Simulator>) -> Router {
                 },
             ),
         )
+        .merge(test_mode_routes())
         .layer(middleware::from_fn_with_state(sim.clone(), guard))
         .with_state(sim)
 }
@@ -445,6 +539,25 @@ pub fn control_routes(sim: Arc<Simulator>, panel_api: Arc<RestartableServer>) ->
             ),
         )
         .route(
+            "/sim/accounts/{account}/users",
+            post(
+                |State(c): State<Control>, Path(a): Path<String>, Json(u): Json<super::UserConfig>| async move {
+                    Json(json!({ "users": c.sim.put_user(&a, u) }))
+                },
+            ),
+        )
+        .route(
+            "/sim/accounts/{account}/users/{number}",
+            delete(
+                |State(c): State<Control>, Path((a, n)): Path<(String, u16)>| async move {
+                    match c.sim.remove_user(&a, n) {
+                        Some(users) => Json(json!({ "users": users })).into_response(),
+                        None => (StatusCode::NOT_FOUND, Json(json!({"error": "no such user"}))).into_response(),
+                    }
+                },
+            ),
+        )
+        .route(
             "/sim/clock/advance",
             post(|State(c): State<Control>, Json(b): Json<Advance>| async move {
                 advance_clock(&c.sim, b.seconds)
@@ -465,6 +578,15 @@ pub fn control_routes(sim: Arc<Simulator>, panel_api: Arc<RestartableServer>) ->
                         Ok(()) => Json(json!({"fault": f, "panel_api_listening": c.panel_api.is_running()})).into_response(),
                         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": e.to_string()}))).into_response(),
                     }
+                },
+            ),
+        )
+        .route(
+            "/sim/defects",
+            get(|State(c): State<Control>| async move { Json(c.sim.defects()) }).post(
+                |State(c): State<Control>, Json(d): Json<super::defects::Defects>| async move {
+                    c.sim.set_defects(d);
+                    Json(d)
                 },
             ),
         )

@@ -9,6 +9,7 @@
 //! - Time comes from an [`AdjustableClock`], so tests jump over exit and entry delays.
 
 pub mod dc09;
+pub mod defects;
 pub mod http;
 pub mod machine;
 pub mod monitoring;
@@ -24,13 +25,14 @@ use tokio::sync::mpsc;
 use crate::clock::{AdjustableClock, Clock};
 use crate::deadline::Deadline;
 use crate::panel::{
-    ArmOutcome, ArmRequest, DisarmRequest, Notice, Panel, PanelCloud, PanelError, SignalRequest,
-    Source,
+    ArmOutcome, ArmRequest, DisarmRequest, Notice, Panel, PanelCloud, PanelError, PanelUser,
+    SignalRequest, Source,
 };
 use crate::secret::Secret;
 use crate::webhook::{EventKind, PanelEvent};
 use dc09::frame::Cid;
 use dc09::transmitter::Transmitter;
+use defects::Defects;
 use machine::{CancelOutcome, Effects, PanelConfig, SimPanel, ZoneConfig};
 use monitoring::{ContactIdEvent, Dispatch, MonitoringCenter, NEW_EVENT, Subscriber, codes};
 
@@ -121,6 +123,9 @@ pub struct Simulator {
     /// In-process only: events not yet handed to `center`. A disarm only pushes here, so a
     /// duress costs the same as before a link existed (one push), off the reply's path.
     inbox: Mutex<Vec<ContactIdEvent>>,
+    /// Test mode: further webhook receivers per account (`PUT /v1/test/accounts/{a}/webhook`).
+    test_hooks: Mutex<HashMap<String, mpsc::UnboundedSender<PanelEvent>>>,
+    defects: Mutex<Defects>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -212,6 +217,8 @@ impl Simulator {
             center,
             link: None,
             inbox: Mutex::new(vec![]),
+            test_hooks: Mutex::new(HashMap::new()),
+            defects: Mutex::new(Defects::default()),
         }
     }
 
@@ -263,6 +270,49 @@ impl Simulator {
 
     pub fn set_fault(&self, f: Fault) {
         *self.fault.lock().unwrap_or_else(|p| p.into_inner()) = f;
+    }
+
+    /// The contract violations switched on (conformance kit tests); none by default.
+    pub fn defects(&self) -> Defects {
+        *self.defects.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn set_defects(&self, d: Defects) {
+        *self.defects.lock().unwrap_or_else(|p| p.into_inner()) = d;
+    }
+
+    /// The account a request is scoped to (none under [`Defects::ignore_account`]).
+    fn scope<'a>(&self, account: &'a str) -> Option<&'a str> {
+        (!self.defects().ignore_account).then_some(account)
+    }
+
+    /// Test mode: also sends the account's events to `url`, signed with `secret`, as the
+    /// conformance kit's receiver. Needs a Tokio runtime.
+    pub fn set_test_webhook(&self, account: &str, url: String, secret: Secret) {
+        let secret = if self.defects().bad_signatures {
+            Secret::new(format!("{}-wrong", secret.expose()))
+        } else {
+            secret
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(http::webhook_sender(
+            rx,
+            url,
+            secret,
+            reqwest::Client::new(),
+            self.clock.clone(),
+        ));
+        self.test_hooks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(account.to_string(), tx);
+    }
+
+    pub fn clear_test_webhook(&self, account: &str) {
+        self.test_hooks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(account);
     }
 
     /// Runs due timed transitions on every panel. Called before every operation, and
@@ -345,7 +395,7 @@ impl Simulator {
     ) {
         // `signalled` holds every request id whose duress question is settled, duress or not:
         // a request id is one attempt, of one kind, forever.
-        let first = st.signalled.insert(request_id.to_string());
+        let first = st.signalled.insert(request_id.to_string()) || self.defects().duress_every_time;
         let event = ContactIdEvent {
             account: st.panels[idx].account.clone(),
             panel: st.panels[idx].id().to_string(),
@@ -393,7 +443,18 @@ impl Simulator {
         }
     }
 
-    fn emit(&self, event: PanelEvent) {
+    fn emit(&self, mut event: PanelEvent) {
+        if self.defects().reused_event_ids {
+            event.event_id = defects::REUSED_EVENT_ID.to_string();
+        }
+        if let Some(tx) = self
+            .test_hooks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&event.account)
+        {
+            let _ = tx.send(event.clone());
+        }
         if let Some(tx) = &self.webhook
             && tx.send(event).is_err()
         {
@@ -468,7 +529,7 @@ impl Simulator {
         self.tick_locked(&mut st);
         let now = self.clock.now();
         Self::log(&mut st, "get", account, Some(panel), now);
-        let i = Self::find(&st, Some(account), panel).ok_or(PanelError::NotFound)?;
+        let i = Self::find(&st, self.scope(account), panel).ok_or(PanelError::NotFound)?;
         Ok(st.panels[i].view(now))
     }
 
@@ -482,8 +543,10 @@ impl Simulator {
         self.tick_locked(&mut st);
         let now = self.clock.now();
         Self::log(&mut st, "arm", account, Some(panel), now);
-        let i = Self::find(&st, Some(account), panel).ok_or(PanelError::NotFound)?;
-        if let Some(Completed::Arm(done)) = st.completed.get(&req.request_id) {
+        let i = Self::find(&st, self.scope(account), panel).ok_or(PanelError::NotFound)?;
+        if let Some(Completed::Arm(done)) = st.completed.get(&req.request_id)
+            && !self.defects().no_idempotency
+        {
             return Ok(done.clone());
         }
         if !st.panels[i].online {
@@ -526,8 +589,10 @@ impl Simulator {
         self.tick_locked(&mut st);
         let now = self.clock.now();
         Self::log(&mut st, "disarm", account, Some(panel), now);
-        let i = Self::find(&st, Some(account), panel).ok_or(PanelError::NotFound)?;
-        if let Some(Completed::Disarm(done)) = st.completed.get(&req.request_id) {
+        let i = Self::find(&st, self.scope(account), panel).ok_or(PanelError::NotFound)?;
+        if let Some(Completed::Disarm(done)) = st.completed.get(&req.request_id)
+            && !self.defects().no_idempotency
+        {
             return Ok(done.clone());
         }
         // The cloud relays a duress to the monitoring center over its own link, before and
@@ -540,17 +605,28 @@ impl Simulator {
         self.apply(&mut st, i, fx, req.source, now);
         let view = st.panels[i].view(now);
         let who = Self::user_name(&st, account, req.member);
+        let defects = self.defects();
+        let under = if req.duress && defects.duress_notice {
+            " under duress"
+        } else {
+            ""
+        };
         Self::notify_household(
             &mut st,
             account,
             "disarm",
             format!(
-                "{} disarmed by {who} ({})",
+                "{} disarmed by {who} ({}){under}",
                 view.name,
                 source_label(req.source)
             ),
             now,
         );
+        if req.duress
+            && let Some(cancel) = defects.cancel_after_duress(account, panel, req.member, now)
+        {
+            self.transmit(&st, i, cancel);
+        }
         st.completed
             .insert(req.request_id.clone(), Completed::Disarm(view.clone()));
         Ok(view)
@@ -565,9 +641,67 @@ impl Simulator {
         let mut st = self.lock();
         let now = self.clock.now();
         Self::log(&mut st, "signal", account, Some(panel), now);
-        let i = Self::find(&st, Some(account), panel).ok_or(PanelError::NotFound)?;
+        let i = Self::find(&st, self.scope(account), panel).ok_or(PanelError::NotFound)?;
         self.decide_duress(&mut st, i, req.member, req.duress, &req.request_id, now);
         Ok(())
+    }
+
+    /// The account's panel users, by number (`GET /v1/accounts/{account}/users`).
+    pub fn users(&self, account: &str) -> Vec<PanelUser> {
+        let mut st = self.lock();
+        let now = self.clock.now();
+        Self::log(&mut st, "users", account, None, now);
+        Self::user_list(&st, account)
+    }
+
+    fn user_list(st: &State, account: &str) -> Vec<PanelUser> {
+        let mut users: Vec<PanelUser> = st
+            .users
+            .get(account)
+            .into_iter()
+            .flatten()
+            .map(|u| PanelUser {
+                number: u.number,
+                name: u.name.clone(),
+            })
+            .collect();
+        users.sort_by_key(|u| u.number);
+        users
+    }
+
+    /// Adds a panel user, or renames the one with that number, and tells the webhook.
+    pub fn put_user(&self, account: &str, user: UserConfig) -> Vec<PanelUser> {
+        let mut st = self.lock();
+        let list = st.users.entry(account.to_string()).or_default();
+        list.retain(|u| u.number != user.number);
+        list.push(user);
+        self.users_changed(&st, account)
+    }
+
+    /// Removes a panel user; `None` if there was none with that number.
+    pub fn remove_user(&self, account: &str, number: u16) -> Option<Vec<PanelUser>> {
+        let mut st = self.lock();
+        let list = st.users.get_mut(account)?;
+        let before = list.len();
+        list.retain(|u| u.number != number);
+        if list.len() == before {
+            return None;
+        }
+        Some(self.users_changed(&st, account))
+    }
+
+    fn users_changed(&self, st: &State, account: &str) -> Vec<PanelUser> {
+        let users = Self::user_list(st, account);
+        self.emit(PanelEvent {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            account: account.to_string(),
+            occurred_at: self.clock.now(),
+            source: Source::App,
+            kind: EventKind::UsersChanged {
+                users: users.clone(),
+            },
+        });
+        users
     }
 
     pub fn notify(&self, account: &str, notice: &Notice) {
@@ -772,6 +906,29 @@ impl Simulator {
         self.center.dispatches()
     }
 
+    /// Test mode: what the monitoring receiver got for one account, oldest first.
+    pub fn monitoring_for(&self, account: &str) -> Vec<ContactIdEvent> {
+        {
+            let mut st = self.lock();
+            let now = self.clock.now();
+            Self::log(&mut st, "test_monitoring", account, None, now);
+        }
+        self.monitoring()
+            .into_iter()
+            .filter(|e| e.account == account)
+            .collect()
+    }
+
+    /// Test mode: what the account's household app shows, oldest first.
+    pub fn notifications_for(&self, account: &str) -> Vec<Notification> {
+        self.lock()
+            .notifications
+            .iter()
+            .filter(|n| n.account == account)
+            .cloned()
+            .collect()
+    }
+
     pub fn notifications(&self) -> Vec<Notification> {
         self.lock().notifications.clone()
     }
@@ -835,5 +992,9 @@ impl PanelCloud for Simulator {
     async fn notify(&self, account: &str, notice: &Notice, _: Deadline) -> Result<(), PanelError> {
         Simulator::notify(self, account, notice);
         Ok(())
+    }
+
+    async fn users(&self, account: &str, _: Deadline) -> Result<Vec<PanelUser>, PanelError> {
+        Ok(Simulator::users(self, account))
     }
 }

@@ -56,6 +56,8 @@ impl Default for SkillSettings {
 pub struct Skill {
     deps: SkillDeps,
     settings: SkillSettings,
+    /// One EMF line per directive (crate::metrics); `None` writes none.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// A handler's failure: the Alexa error type and the (unspoken, logged) message.
@@ -63,7 +65,18 @@ type Fail = (ErrorType, String);
 
 impl Skill {
     pub fn new(deps: SkillDeps, settings: SkillSettings) -> Self {
-        Skill { deps, settings }
+        Skill {
+            deps,
+            settings,
+            metrics: None,
+        }
+    }
+
+    /// Writes one metrics line per directive. Give it ports wrapped by the same `Metrics`
+    /// (`Metrics::panels`, `Metrics::store`) to count their failures too.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     pub fn deps(&self) -> &SkillDeps {
@@ -179,6 +192,10 @@ impl Skill {
             elapsed_us = started.elapsed().as_micros() as u64,
             "directive handled"
         );
+        if let Some(m) = &self.metrics {
+            let outcome = message.event.payload.get("type").and_then(Value::as_str);
+            m.directive(&header.name, outcome.unwrap_or("ok"), started.elapsed());
+        }
         message.to_value()
     }
 

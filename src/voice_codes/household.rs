@@ -103,6 +103,10 @@ pub struct Profile {
     pub members: Vec<Member>,
     #[serde(default)]
     pub settings: HouseholdSettings,
+    /// When the members were last taken from the panel cloud's user list (crate::provisioning);
+    /// `None` until the first sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members_synced_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Profile {

@@ -142,6 +142,7 @@ pub fn plan(event: &PanelEvent, manufacturer_name: &str) -> Result<Vec<Report>, 
                 panel_id, zone_id,
             )])])
         }
+        EventKind::UsersChanged { .. } => Ok(vec![]),
     }
 }
 
@@ -264,6 +265,9 @@ impl WebhookService {
                 );
             }
         };
+        if let EventKind::UsersChanged { users } = &event.kind {
+            return self.users_changed(&event, users).await;
+        }
         // Kept past the signature window on both sides, so a captured request can't come back
         // once the id has expired.
         let claim_until = now + chrono::Duration::seconds(2 * TOLERANCE_S);
@@ -287,6 +291,39 @@ impl WebhookService {
                 StatusCode::ACCEPTED,
                 json!({ "status": "accepted", "sent": sent }),
             ),
+        }
+    }
+
+    /// The household's members follow the panel users. Applied before any claim and only when
+    /// newer than the last sync: applying is idempotent, so a retry after a store failure (503)
+    /// is safe, and a replayed older list is ignored instead of bringing a removed user back.
+    async fn users_changed(
+        &self,
+        event: &PanelEvent,
+        users: &[crate::panel::PanelUser],
+    ) -> (StatusCode, Value) {
+        match crate::provisioning::apply_users(
+            self.store.as_ref(),
+            self.clock.as_ref(),
+            &event.account,
+            users,
+            event.occurred_at,
+            true,
+        )
+        .await
+        {
+            Ok(o) if o.applied => reply(
+                StatusCode::ACCEPTED,
+                json!({ "status": "accepted", "members": o.members }),
+            ),
+            Ok(_) => reply(StatusCode::OK, json!({ "status": "stale" })),
+            Err(e) => {
+                tracing::error!(event_id = %event.event_id, error = %e, "could not apply the panel users");
+                reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({ "error": "unavailable", "reason": "try again later" }),
+                )
+            }
         }
     }
 

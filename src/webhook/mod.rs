@@ -14,7 +14,7 @@ pub mod signature;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::panel::{Panel, Source};
+use crate::panel::{Panel, PanelUser, Source};
 
 pub use handler::{PlanError, Report, WebhookService, plan, routes};
 
@@ -44,6 +44,9 @@ pub enum EventKind {
     ZoneAdded { panel: Panel, zone_id: String },
     /// A zone was removed from the panel (DeleteReport).
     ZoneRemoved { panel_id: String, zone_id: String },
+    /// The account's panel users changed; `users` is the whole list after the change
+    /// (crate::provisioning takes the household's members from it). No Alexa report.
+    UsersChanged { users: Vec<PanelUser> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

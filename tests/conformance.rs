@@ -1,0 +1,330 @@
+//! The conformance kit's own tests: the reference panel cloud passes every check, and each check
+//! fails against a simulator with the one contract violation it exists to catch
+//! (src/simulator/defects.rs). Also the `alarm-skill conformance` command's table and exit codes.
+
+mod support;
+
+use std::time::Duration;
+
+use alarm_skill::conformance::{CHECKS, KitOptions, KitReport, run};
+use alarm_skill::local::Options;
+use alarm_skill::local::demo::DemoConfig;
+use alarm_skill::simulator::defects::Defects;
+use support::stack::*;
+
+const TWO_HOUSEHOLDS: &str = include_str!("../docs/examples/two-households.json");
+
+async fn stack(defects: Defects) -> Harness {
+    let h = Harness::start_with(Options {
+        config: DemoConfig::parse(TWO_HOUSEHOLDS).expect("example config"),
+        ..test_options()
+    })
+    .await;
+    h.stack.sim.set_defects(defects);
+    h
+}
+
+fn options(h: &Harness) -> KitOptions {
+    KitOptions {
+        timing_samples: 10,
+        settle: Duration::from_millis(60),
+        latency_budget: Duration::from_millis(1_500),
+        ..KitOptions::new(
+            &format!("http://{}", h.stack.panel_api.addr()),
+            h.stack.sim.api_key().clone(),
+        )
+    }
+}
+
+async fn kit(defects: Defects) -> KitReport {
+    let h = stack(defects).await;
+    let report = run(options(&h)).await.expect("the kit runs");
+    println!("{}", report.table());
+    report
+}
+
+/// Runs the kit against a simulator with `defects` and asserts that `check` failed.
+async fn fails(check: &str, defects: Defects) -> KitReport {
+    let report = kit(defects).await;
+    let c = report.check(check).expect("check in report");
+    assert!(
+        !c.passed,
+        "{check} passed against {defects:?}:\n{}",
+        report.table()
+    );
+    report
+}
+
+#[tokio::test]
+async fn the_reference_panel_cloud_passes_every_check() {
+    let report = kit(Defects::default()).await;
+    let names: Vec<&str> = report.checks.iter().map(|c| c.check).collect();
+    assert_eq!(names, CHECKS.to_vec());
+    assert!(report.passed(), "{}", report.table());
+}
+
+#[tokio::test]
+async fn account_scoping_fails_when_a_foreign_panel_is_reachable() {
+    let r = fails(
+        "account_scoping",
+        Defects {
+            ignore_account: true,
+            ..Defects::default()
+        },
+    )
+    .await;
+    assert!(
+        r.check("account_scoping")
+            .unwrap()
+            .detail
+            .contains("foreign panel")
+    );
+}
+
+#[tokio::test]
+async fn idempotency_fails_when_request_ids_are_forgotten() {
+    fails(
+        "idempotency",
+        Defects {
+            no_idempotency: true,
+            ..Defects::default()
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn duress_once_fails_when_every_duress_call_raises_a_121() {
+    let r = fails(
+        "duress_once",
+        Defects {
+            duress_every_time: true,
+            ..Defects::default()
+        },
+    )
+    .await;
+    assert!(
+        r.check("duress_not_cancelled").unwrap().passed,
+        "{}",
+        r.table()
+    );
+}
+
+#[tokio::test]
+async fn duress_not_cancelled_fails_when_a_duress_disarm_sends_a_cancel() {
+    let r = fails(
+        "duress_not_cancelled",
+        Defects {
+            cancel_duress: true,
+            ..Defects::default()
+        },
+    )
+    .await;
+    assert!(r.check("duress_once").unwrap().passed, "{}", r.table());
+}
+
+#[tokio::test]
+async fn equal_work_fails_when_a_duress_disarm_takes_longer() {
+    let r = fails(
+        "duress_equal_work",
+        Defects {
+            duress_delay_ms: 40,
+            ..Defects::default()
+        },
+    )
+    .await;
+    assert!(
+        r.check("duress_equal_work")
+            .unwrap()
+            .detail
+            .contains("slower"),
+        "{}",
+        r.table()
+    );
+}
+
+#[tokio::test]
+async fn equal_work_fails_when_the_household_sees_a_difference() {
+    let r = fails(
+        "duress_equal_work",
+        Defects {
+            duress_notice: true,
+            ..Defects::default()
+        },
+    )
+    .await;
+    assert!(
+        r.check("duress_equal_work")
+            .unwrap()
+            .detail
+            .contains("notifications"),
+        "{}",
+        r.table()
+    );
+}
+
+#[tokio::test]
+async fn error_statuses_fail_on_a_404_without_panel_not_found() {
+    fails(
+        "error_statuses",
+        Defects {
+            wrong_not_found: true,
+            ..Defects::default()
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn error_statuses_fail_when_any_api_key_is_accepted() {
+    let r = fails(
+        "error_statuses",
+        Defects {
+            accept_any_key: true,
+            ..Defects::default()
+        },
+    )
+    .await;
+    assert!(
+        r.check("error_statuses").unwrap().detail.contains("401"),
+        "{}",
+        r.table()
+    );
+}
+
+#[tokio::test]
+async fn users_route_fails_when_the_route_is_missing() {
+    fails(
+        "users_route",
+        Defects {
+            no_users_route: true,
+            ..Defects::default()
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn latency_fails_over_the_budget() {
+    let r = fails(
+        "latency",
+        Defects {
+            slow_list_ms: 1_800,
+            ..Defects::default()
+        },
+    )
+    .await;
+    assert!(
+        r.check("latency").unwrap().detail.contains("budget"),
+        "{}",
+        r.table()
+    );
+}
+
+#[tokio::test]
+async fn schema_fails_on_a_reply_off_the_contract() {
+    let r = fails(
+        "schema",
+        Defects {
+            missing_field: true,
+            ..Defects::default()
+        },
+    )
+    .await;
+    assert!(
+        r.check("schema")
+            .unwrap()
+            .detail
+            .contains("supported_arm_states"),
+        "{}",
+        r.table()
+    );
+}
+
+#[tokio::test]
+async fn webhook_signatures_fail_when_signed_with_the_wrong_key() {
+    let r = fails(
+        "webhook_signatures",
+        Defects {
+            bad_signatures: true,
+            ..Defects::default()
+        },
+    )
+    .await;
+    assert!(
+        r.check("webhook_event_ids").unwrap().passed,
+        "{}",
+        r.table()
+    );
+}
+
+#[tokio::test]
+async fn webhook_event_ids_fail_when_ids_repeat() {
+    let r = fails(
+        "webhook_event_ids",
+        Defects {
+            reused_event_ids: true,
+            ..Defects::default()
+        },
+    )
+    .await;
+    assert!(
+        r.check("webhook_signatures").unwrap().passed,
+        "{}",
+        r.table()
+    );
+}
+
+/// The command a vendor runs: the table on stdout, exit 0 when everything passes and 1 when a
+/// check fails.
+#[tokio::test]
+async fn the_command_prints_the_table_and_exits_non_zero_on_a_failure() {
+    for (defects, code) in [
+        (Defects::default(), 0),
+        (
+            Defects {
+                duress_every_time: true,
+                ..Defects::default()
+            },
+            1,
+        ),
+    ] {
+        let h = stack(defects).await;
+        let dir = std::env::temp_dir().join(format!("kit-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("panel-api-key");
+        std::fs::write(&key, format!("{}\n", h.stack.sim.api_key().expose())).unwrap();
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_alarm-skill"))
+            .args(["conformance", "--panel-url"])
+            .arg(format!("http://{}", h.stack.panel_api.addr()))
+            .arg("--api-key-file")
+            .arg(&key)
+            .args(["--samples", "6", "--settle-ms", "60"])
+            .output()
+            .await
+            .expect("run alarm-skill conformance");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for check in CHECKS {
+            assert!(
+                stdout.contains(check),
+                "{check} missing from the table:\n{stdout}"
+            );
+        }
+        let verdict = if code == 0 { "PASS" } else { "FAIL" };
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with("duress_once") && l.contains(verdict)),
+            "{stdout}"
+        );
+        // The key never appears in what the kit prints.
+        assert!(!stdout.contains(h.stack.sim.api_key().expose()));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
