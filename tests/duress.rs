@@ -615,8 +615,8 @@ async fn a_duress_for_a_panel_that_left_the_account_stays_pending_and_raises_the
     assert_eq!(attempts(&shape_d[0]), 5, "{shape_d:?}");
 }
 
-#[tokio::test]
-async fn a_burst_of_parallel_disarms_for_one_household_relays_every_duress() {
+/// Sixteen disarms at once for one armed household, `other` and the duress PIN in turn.
+async fn armed_burst(other: &'static str) -> (Harness, Vec<&'static str>, Vec<Value>) {
     // Alexa's own budget: sixteen racing transactions on a busy 2-core machine need more than the
     // shortened one of the other tests.
     let h = Harness::start_with(alarm_skill::local::Options {
@@ -627,11 +627,17 @@ async fn a_burst_of_parallel_disarms_for_one_household_relays_every_duress() {
     let t = h.token("demo").await;
     h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
     h.advance(60).await;
-    let codes: Vec<&str> = (0..16)
-        .map(|i| if i % 2 == 0 { NORMAL } else { DURESS })
+    let codes: Vec<&'static str> = (0..16)
+        .map(|i| if i % 2 == 0 { other } else { DURESS })
         .collect();
     let directives: Vec<Value> = codes.iter().map(|c| disarm(&t, "home", Some(c))).collect();
     let replies = futures::future::join_all(directives.iter().map(|d| h.invoke(d))).await;
+    (h, codes, replies)
+}
+
+#[tokio::test]
+async fn a_burst_of_parallel_disarms_for_one_household_relays_every_duress() {
+    let (h, codes, replies) = armed_burst(NORMAL).await;
     for (r, c) in replies.iter().zip(&codes) {
         assert_eq!(r["event"]["header"]["name"], "Response", "{c}: {r}");
     }
@@ -710,19 +716,7 @@ async fn re_delivery_passes_never_overlap() {
 
 #[tokio::test]
 async fn a_burst_of_wrong_codes_and_duress_codes_raises_every_duress_and_opens_no_way_round() {
-    let h = Harness::start_with(alarm_skill::local::Options {
-        directive_budget: None,
-        ..test_options()
-    })
-    .await;
-    let t = h.token("demo").await;
-    h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
-    h.advance(60).await;
-    let codes: Vec<&str> = (0..16)
-        .map(|i| if i % 2 == 0 { "1357" } else { DURESS })
-        .collect();
-    let directives: Vec<Value> = codes.iter().map(|c| disarm(&t, "home", Some(c))).collect();
-    let replies = futures::future::join_all(directives.iter().map(|d| h.invoke(d))).await;
+    let (h, codes, replies) = armed_burst("1357").await;
     for (r, c) in replies.iter().zip(&codes) {
         let outcome = error_type(r).unwrap_or("SUCCESS");
         // A wrong code is never a success, whatever the race; a duress is relayed however

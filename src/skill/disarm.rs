@@ -228,26 +228,8 @@ impl Skill {
                 }
                 Err(unauthorized())
             }
-            Plan::Locked {
-                attempt:
-                    Attempt {
-                        record,
-                        member,
-                        duress,
-                    },
-            } => {
-                let request = SignalRequest {
-                    member,
-                    source: Source::Voice,
-                    duress,
-                    request_id: record.request_id.clone(),
-                };
-                let result = self
-                    .deps
-                    .panels
-                    .signal(account, &panel_id, &request, deadline)
-                    .await;
-                self.settle(&record, recorded, result.as_ref().err(), None, deadline)
+            Plan::Locked { attempt } => {
+                self.signal_and_settle(account, &panel_id, &attempt, recorded, deadline)
                     .await;
                 Err(unauthorized())
             }
@@ -494,11 +476,6 @@ impl Skill {
         until: Deadline,
         deadline: Deadline,
     ) {
-        let Attempt {
-            record,
-            member,
-            duress,
-        } = attempt;
         let entry = audit(
             self.deps.clock.now(),
             "voice",
@@ -508,23 +485,43 @@ impl Skill {
         // late. Not stored now, the record is written after the call instead (settle).
         let stored = within(
             until.remaining(),
-            self.deps.store.put_outbox(&record, Some(&entry)),
+            self.deps.store.put_outbox(&attempt.record, Some(&entry)),
         )
         .await
         .is_ok();
+        self.signal_and_settle(account, panel_id, &attempt, stored, deadline)
+            .await;
+    }
+
+    /// Step 5 and 6 for an attempt that disarms nothing: the panel cloud hears of it as a
+    /// signal (raising the silent alarm for a duress), then the record is settled.
+    async fn signal_and_settle(
+        &self,
+        account: &str,
+        panel_id: &str,
+        attempt: &Attempt,
+        recorded: bool,
+        deadline: Deadline,
+    ) {
         let request = SignalRequest {
-            member,
+            member: attempt.member,
             source: Source::Voice,
-            duress,
-            request_id: record.request_id.clone(),
+            duress: attempt.duress,
+            request_id: attempt.record.request_id.clone(),
         };
         let result = self
             .deps
             .panels
             .signal(account, panel_id, &request, deadline)
             .await;
-        self.settle(&record, stored, result.as_ref().err(), None, deadline)
-            .await;
+        self.settle(
+            &attempt.record,
+            recorded,
+            result.as_ref().err(),
+            None,
+            deadline,
+        )
+        .await;
     }
 
     /// Step 6. A failure here doesn't change the reply: a pending record is re-sent by the
