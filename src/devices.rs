@@ -53,4 +53,3 @@ pub fn is_valid_device_id(id: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
-

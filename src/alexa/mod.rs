@@ -19,9 +19,7 @@ pub fn is_valid_endpoint_id(id: &str) -> bool {
 }
 
 // Device ids are the same for every assistant: they live in crate::devices.
-pub use crate::devices::{
-    EndpointRef, is_valid_device_id, panel_endpoint_id, zone_endpoint_id,
-};
+pub use crate::devices::{EndpointRef, is_valid_device_id, panel_endpoint_id, zone_endpoint_id};
 
 #[cfg(test)]
 mod tests {

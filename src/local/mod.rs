@@ -428,7 +428,11 @@ impl LocalStack {
             .merge(monitoring_routes(sim.clone(), receiver.clone()))
             .merge(crate::management::routes(management))
             .merge(crate::webhook::handler::routes(webhook))
-            .merge(alexa_dev::routes(dev_alexa.clone()));
+            .merge(alexa_dev::routes(dev_alexa.clone()))
+            .merge(crate::google::fulfillment::routes(
+                Arc::new(crate::google::Fulfillment::new(skill.clone(), false)),
+                opts.directive_budget,
+            ));
 
         let (tx, rx) = oneshot::channel::<()>();
         let mut tasks = vec![tokio::spawn(async move {
