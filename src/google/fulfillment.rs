@@ -426,7 +426,7 @@ mod tests {
         for e in [
             PanelError::Timeout,
             PanelError::Unreachable("x".into()),
-            PanelError::Server("x".into()),
+            PanelError::Server(503),
             PanelError::Unauthorized,
             PanelError::RateLimited,
         ] {
