@@ -91,8 +91,17 @@ impl Fulfillment {
                 Ok(r) => self.handle_request(&token, r, deadline).await,
             },
         };
+        // A whole-request error, else the (first) command's outcome: "SUCCESS",
+        // "challengeFailedPinNeeded", ...; the same label for a normal and a duress PIN.
         let outcome = reply.body["payload"]["errorCode"]
             .as_str()
+            .or_else(|| {
+                let first = &reply.body["payload"]["commands"][0];
+                first["challengeNeeded"]["type"]
+                    .as_str()
+                    .or(first["errorCode"].as_str())
+                    .or(first["status"].as_str())
+            })
             .unwrap_or("ok")
             .to_string();
         tracing::info!(
