@@ -524,3 +524,182 @@ async fn a_short_budget_still_answers_in_time() {
     h.stack.redeliver().await.unwrap();
     assert_eq!(count(&h.signals().await, "121/1/1"), 1);
 }
+
+/// Every Report State body the fake HomeGraph accepted, once they stop arriving.
+async fn homegraph_reports(h: &Harness) -> Vec<Value> {
+    let (mut last, mut quiet) = (usize::MAX, 0);
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let n = h.stack.dev_google.reports().len();
+        quiet = if n == last { quiet + 1 } else { 0 };
+        if quiet == 6 {
+            break;
+        }
+        last = n;
+    }
+    h.stack.dev_google.reports()
+}
+
+fn without_request_id(reports: &[Value]) -> Vec<Value> {
+    reports.iter().map(g::normalize).collect()
+}
+
+#[tokio::test]
+async fn every_state_change_reaches_homegraph_complete_and_a_duress_reports_like_a_normal_pin() {
+    let (n, d) = (Harness::start().await, Harness::start().await);
+    for (h, code) in [(&n, NORMAL), (&d, DURESS)] {
+        setup(h, "armed_away").await;
+        let r = h.google("demo", &g::disarm("home", Some(code))).await;
+        assert_eq!(outcome(&r), "SUCCESS");
+    }
+    let (rn, rd) = (homegraph_reports(&n).await, homegraph_reports(&d).await);
+    assert!(rn.len() >= 2, "arming, disarmed: {rn:?}");
+    let sync = n.google("demo", &g::sync()).await;
+    let mut all: Vec<String> = sync["payload"]["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap().to_string())
+        .collect();
+    all.sort();
+    assert_eq!(all.len(), 4, "{sync}");
+    assert_eq!(
+        without_request_id(&rn),
+        without_request_id(&rd),
+        "Report State differs"
+    );
+    for r in &rn {
+        assert_eq!(r["agentUserId"], "demo");
+        assert!(r["requestId"].as_str().is_some_and(|id| !id.is_empty()));
+        // The complete state of every device, each time.
+        let states = r["payload"]["devices"]["states"].as_object().unwrap();
+        let mut ids: Vec<String> = states.keys().cloned().collect();
+        ids.sort();
+        assert_eq!(ids, all, "every device SYNC announced: {r}");
+        for key in ["online", "isArmed", "exitAllowance"] {
+            assert!(states["home"].get(key).is_some(), "{key}: {r}");
+        }
+    }
+    let last = &rn.last().unwrap()["payload"]["devices"]["states"];
+    assert_eq!(
+        last["home"],
+        json!({"online": true, "isArmed": false, "exitAllowance": 0})
+    );
+    // QUERY afterwards agrees with the last report, and is the same for both.
+    let qn = n.google("demo", &g::query(&["home"])).await;
+    let qd = d.google("demo", &g::query(&["home"])).await;
+    assert_eq!(g::normalize(&qn), g::normalize(&qd));
+    let mut expected = last["home"].clone();
+    expected["status"] = json!("SUCCESS");
+    assert_eq!(qn["payload"]["devices"]["home"], expected);
+    // One token exchange served every report: the token is cached.
+    assert_eq!(n.stack.dev_google.exchanges(), 1);
+    assert_eq!(count(&d.signals().await, "121/1/1"), 1);
+}
+
+#[tokio::test]
+async fn added_and_removed_zones_request_a_sync_and_unlinked_users_are_skipped() {
+    let h = Harness::start().await;
+    let zone = json!({"id": "patio", "number": 9, "name": "Patio door", "kind": "contact"});
+    h.post("/sim/panels/home/zones", zone).await;
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while h.stack.dev_google.syncs().is_empty() && std::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        h.stack.dev_google.syncs(),
+        [json!({"agentUserId": "demo", "async": true})]
+    );
+    let reports = homegraph_reports(&h).await;
+    let states = &reports.last().unwrap()["payload"]["devices"]["states"];
+    assert_eq!(
+        states["home:patio"],
+        json!({"online": true, "openPercent": 0})
+    );
+    // SYNC now lists the new sensor.
+    let s = h.google("demo", &g::sync()).await;
+    assert!(
+        s["payload"]["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["id"] == "home:patio")
+    );
+
+    // A user HomeGraph does not know: the webhook goes on, Alexa's reports are unaffected.
+    h.stack.dev_google.unlink("demo");
+    let before = homegraph_reports(&h).await.len();
+    let r = h.google("demo", &g::arm("home", "stay")).await;
+    assert_eq!(outcome(&r), "SUCCESS");
+    assert_eq!(homegraph_reports(&h).await.len(), before);
+    assert_eq!(h.panel("home").await["arm_state"], "armed_stay");
+}
+
+#[tokio::test]
+async fn a_household_on_google_may_enrol_codes_of_up_to_8_digits_which_alexa_cannot_say() {
+    let h = Harness::rich().await;
+    let admin = h.admin_token("demo").await;
+    let set = |member: &'static str, slot: &'static str, pin: &'static str| {
+        let (h, admin) = (&h, admin.clone());
+        async move {
+            h.api(
+                "PUT",
+                &format!("/v1/household/members/{member}/{slot}"),
+                Some(&admin),
+                Some(json!({ "pin": pin })),
+            )
+            .await
+        }
+    };
+    // Not yet on Google: 4 digits only.
+    let (s, body) = set("sam", "voice-pin", "50718264").await;
+    assert_eq!(s, 422, "{body}");
+    assert_eq!(body["message"], "a voice code is exactly 4 digits");
+    let (s, body) = h
+        .api(
+            "PUT",
+            "/v1/household/settings",
+            Some(&admin),
+            Some(json!({"google_enabled": true})),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"pinless_disarm": "refuse_when_codes_enrolled", "google_enabled": true})
+    );
+    let (s, body) = set("sam", "voice-pin", "50718264").await;
+    assert_eq!(s.as_u16() / 100, 2, "{body}");
+    // The rules apply per length: a duress one digit from it is refused, a common one too.
+    let (s, body) = set("sam", "duress-pin", "50718265").await;
+    assert_eq!(body["error"], "too_similar", "{s} {body}");
+    let (s, body) = set("sam", "duress-pin", "123456").await;
+    assert_eq!(body["error"], "too_common", "{s} {body}");
+    let (s, body) = set("sam", "duress-pin", "946183").await;
+    assert_eq!(s.as_u16() / 100, 2, "{body}");
+    let (s, body) = set("sam", "duress-pin", "946183051").await;
+    assert_eq!(
+        body["message"], "a voice code is 4 to 8 digits (Alexa matches 4-digit codes only)",
+        "{s}"
+    );
+
+    // Through Google's challenge both work, the duress silently.
+    setup(&h, "armed_away").await;
+    let r = h.google("demo", &g::disarm("home", Some("50718264"))).await;
+    assert_eq!(outcome(&r), "SUCCESS", "{r}");
+    setup(&h, "armed_away").await;
+    let r = h.google("demo", &g::disarm("home", Some("946183"))).await;
+    assert_eq!(outcome(&r), "SUCCESS", "{r}");
+    assert_eq!(count(&h.signals().await, "121/1/2"), 1, "Sam's duress");
+    // Alexa matches 4-digit codes only: neither the code nor its first four digits disarm.
+    setup(&h, "armed_away").await;
+    let t = h.token("demo").await;
+    for pin in ["50718264", "5071"] {
+        let r = h.invoke(&stack::disarm(&t, "home", Some(pin))).await;
+        assert_eq!(stack::error_type(&r), Some("UNAUTHORIZED"), "{pin}");
+    }
+    assert_eq!(h.panel("home").await["arm_state"], "armed_away");
+    // Alex's 4-digit codes still work on both.
+    let r = h.invoke(&stack::disarm(&t, "home", Some(NORMAL))).await;
+    assert_eq!(r["event"]["header"]["name"], "Response");
+}

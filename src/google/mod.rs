@@ -8,6 +8,7 @@
 //! `OccupancySensing`. Device ids are the same as Alexa's endpointIds (crate::devices).
 
 pub mod fulfillment;
+pub mod homegraph;
 pub mod redact;
 pub mod request;
 pub mod response;

@@ -39,7 +39,7 @@ use crate::store::{
     AuditEntry, HouseholdSnapshot, OutboxRecord, OutboxStatus, Settlement, StoreError,
     ThrottleWrite,
 };
-use crate::voice_codes::{CodeKind, Gate, Lockout, Throttle, verify};
+use crate::voice_codes::{ALEXA_CODE_LEN, CodeKind, Gate, Lockout, Throttle, verify};
 
 use super::endpoints::panel_properties;
 use super::{Fail, Skill, no_such_endpoint, panel_failure, panel_target};
@@ -215,9 +215,17 @@ impl Skill {
     ) -> Result<Message, Fail> {
         let identity = self.identify(token).await?;
         let panel_id = panel_target(endpoint_id)?;
-        let pin = authorization.as_ref().map(|a| &a.pin);
+        // Alexa matches 4-digit codes only: anything else it carries is a wrong code, checked
+        // (and counted) like one, so the work is the same.
+        let pin = authorization.as_ref().map(|a| {
+            if a.pin.expose().len() == ALEXA_CODE_LEN {
+                a.pin.clone()
+            } else {
+                Pin::new("")
+            }
+        });
         match self
-            .disarm_panel(&identity.account, &panel_id, pin, deadline)
+            .disarm_panel(&identity.account, &panel_id, pin.as_ref(), deadline)
             .await
         {
             DisarmOutcome::Disarmed(panel) => Ok(Message::response(
