@@ -52,11 +52,12 @@ pub fn is_blocklisted(pin: &str) -> bool {
     let steps: Vec<i8> = d.windows(2).map(|w| w[1] - w[0]).collect();
     let same_step = steps.iter().all(|s| *s == steps[0]);
     let run = same_step && (steps[0].abs() <= 1); // 0000, 1234, 9876, 456789
-    // Repeats of a shorter block: 1212, 4747, 123123, 12341234 (period 2 or half the length).
-    let periodic = |p: usize| n % p == 0 && (p..n).all(|i| d[i] == d[i - p]);
-    let repeated = periodic(2) || (n % 2 == 0 && periodic(n / 2));
+    // Repeats of a shorter block: 1212, 12121, 123123, 12341234 (period 2 or half the length).
+    let periodic = |p: usize| (p..n).all(|i| d[i] == d[i - p]);
+    let even = n.is_multiple_of(2);
+    let repeated = periodic(2) || (even && periodic(n / 2));
     // Doubled digits: 1122, 9900, 112233, 11223344.
-    let doubled = n % 2 == 0 && d.chunks(2).all(|c| c[0] == c[1]);
+    let doubled = even && d.chunks(2).all(|c| c[0] == c[1]);
     let year = n == 4 && matches!(&pin[..2], "19" | "20"); // 1950..2029: birth and anniversary years
     let year_like = year && {
         let v: u16 = pin.parse().unwrap_or(0);
