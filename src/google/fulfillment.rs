@@ -217,7 +217,13 @@ impl Fulfillment {
                         None => response::query_error(code::DEVICE_NOT_FOUND),
                     },
                 },
-                Some(Err(e)) => response::query_error(panel_error(e).label()),
+                Some(Err(e)) => match panel_error(e) {
+                    Outcome::Offline => response::query_entry(Map::from_iter([(
+                        "online".to_string(),
+                        json!(false),
+                    )])),
+                    other => response::query_error(other.label()),
+                },
                 None => response::query_error(code::TRANSIENT_ERROR),
             };
             out.insert(device.clone(), entry);
