@@ -177,6 +177,7 @@ impl Production {
                 .ok_or(StartupError::NotLoaded("WEBHOOK_SECRET"))?,
             clock: self.clock.clone(),
             manufacturer_name: self.config.manufacturer_name.clone(),
+            homegraph: None,
         })
     }
 }

@@ -1,8 +1,12 @@
 //! alarm-skill: an Alexa Smart Home security-panel skill backend with a voice duress PIN.
 //!
 //! Layout (ports and adapters):
-//! - [`alexa`]: the Smart Home API v3 wire format, pure data.
-//! - [`skill`]: directive handling, written against the ports below.
+//! - [`alexa`]: the Alexa Smart Home API v3 wire format, pure data.
+//! - [`google`]: Google Smart Home fulfillment (SYNC, QUERY, EXECUTE, DISCONNECT) and HomeGraph:
+//!   the wire format, and the intents translated onto the same core as Alexa's directives.
+//! - [`skill`]: the assistant-neutral core (disarm with the duress PIN, arm, state) and the
+//!   Alexa directive handler, written against the ports below.
+//! - [`devices`]: device ids, shared by both assistants.
 //! - Ports and their adapters: [`store`] (embedded, DynamoDB), [`panel`] (HTTP panel cloud),
 //!   [`account_link`] (JWT/JWKS), [`lwa`] (Login with Amazon), [`event_gateway`] (Alexa events).
 //! - Domain: [`voice_codes`] (codes, verification, throttling), [`redelivery`] (duress outbox).
@@ -18,7 +22,9 @@ pub mod aws;
 pub mod clock;
 pub mod config;
 pub mod deadline;
+pub mod devices;
 pub mod event_gateway;
+pub mod google;
 pub mod lambda;
 pub mod lwa;
 pub mod management;

@@ -5,6 +5,7 @@
 //! alarm-skill say discover          # "I found 4 devices: ..."
 //! alarm-skill say arm away
 //! alarm-skill say disarm --pin 4729
+//! alarm-skill say --assistant google disarm --pin 4729   # the same through Google's challenge
 //! alarm-skill conformance --panel-url URL --api-key-file F   # a panel cloud's vendor checklist
 //! alarm-skill import --accounts FILE --panel-url URL --api-key-file F --table T
 //! ```
@@ -13,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use alarm_skill::local::demo::DemoConfig;
-use alarm_skill::local::say::{Say, Utterance};
+use alarm_skill::local::say::{Assistant, Say, Utterance};
 use alarm_skill::local::{BANNER, LocalStack, Options};
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -64,6 +65,9 @@ enum Command {
         /// Also print the raw JSON reply.
         #[arg(long, global = true)]
         json: bool,
+        /// Which assistant to play: Alexa (directives) or Google (fulfillment intents).
+        #[arg(long, value_enum, default_value = "alexa", global = true)]
+        assistant: AssistantArg,
         #[command(subcommand)]
         what: SayCommand,
     },
@@ -202,12 +206,19 @@ enum SayCommand {
     },
     /// "Alexa, disarm Home." then the voice PIN.
     Disarm {
-        /// The spoken 4-digit code; omit to disarm as with an Alexa-managed voice PIN.
+        /// The spoken code (4 digits for Alexa; Google's challenge takes it too); omit to
+        /// disarm as with an Alexa-managed voice PIN, or to hear Google ask for the code.
         #[arg(long)]
         pin: Option<String>,
         #[arg(long, default_value = "home")]
         endpoint: String,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AssistantArg {
+    Alexa,
+    Google,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -374,6 +385,7 @@ async fn main() -> ExitCode {
             url,
             account,
             json,
+            assistant,
             what,
         } => {
             let utterance = match what {
@@ -390,9 +402,14 @@ async fn main() -> ExitCode {
                 },
                 SayCommand::Disarm { pin, endpoint } => Utterance::Disarm { endpoint, pin },
             };
-            match Say::new(&url, &account).say(&utterance).await {
+            let assistant = match assistant {
+                AssistantArg::Alexa => Assistant::Alexa,
+                AssistantArg::Google => Assistant::Google,
+            };
+            let say = Say::new(&url, &account).with_assistant(assistant);
+            match say.say(&utterance).await {
                 Ok((words, reply)) => {
-                    println!("Alexa: {words}");
+                    println!("{}: {words}", assistant.name());
                     if json {
                         println!(
                             "{}",

@@ -2,8 +2,9 @@
 //!
 //! In-process: a global TRACE subscriber (JSON, like Lambda's) captures everything while a
 //! session runs through every path a PIN touches: enrolment (accepted and rejected), disarm with
-//! the normal, duress and wrong codes, lockout, ill-typed and malformed directives, and a panel
-//! outage with re-delivery. Only one test here installs that subscriber, since it is
+//! the normal, duress and wrong codes, lockout, ill-typed and malformed directives, a panel
+//! outage with re-delivery, and Google's PIN challenge (`challenge.pin`) with every kind of
+//! code, ill-typed and in a malformed body. Only one test here installs that subscriber, since it is
 //! process-wide.
 //!
 //! As deployed: the `bootstrap` and `http-api` binaries run as processes at
@@ -22,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use alarm_skill::local::Options;
 use alarm_skill::local::demo::DemoConfig;
 use serde_json::json;
+use support::google as g;
 use support::lambda::{Function, http_event, world_with};
 use support::stack::*;
 use tracing_subscriber::fmt::MakeWriter;
@@ -156,6 +158,28 @@ async fn no_pin_or_token_reaches_any_log_line() {
     h.invoke(&disarm(&t, "home", Some("0815"))).await;
     h.fault("none", 0).await;
     h.stack.redeliver().await.unwrap();
+    // Google: the challenge with the normal, duress and wrong codes, an ill-typed PIN, a PIN
+    // where none belongs, and a malformed body.
+    for pin in ["0472", "0815", "0246"] {
+        h.google("demo", &g::arm("home", "away")).await;
+        h.google("demo", &g::disarm("home", None)).await;
+        h.google("demo", &g::disarm("home", Some(pin))).await;
+    }
+    let mut ill = g::disarm("home", None);
+    ill["inputs"][0]["payload"]["commands"][0]["execution"][0]["challenge"] =
+        json!({"pin": ["0591"]});
+    h.google("demo", &ill).await;
+    let mut stray = g::query(&["home"]);
+    stray["inputs"][0]["payload"]["pin"] = json!("0591");
+    h.google("demo", &stray).await;
+    let body = g::disarm("home", Some("0815")).to_string();
+    h.http
+        .post(format!("{}{}", h.base, g::PATH))
+        .bearer_auth(&t)
+        .body(body[..body.len() - 4].to_string())
+        .send()
+        .await
+        .unwrap();
     // Give the webhook sender and the ChangeReports time to be logged too.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
 
@@ -171,6 +195,10 @@ async fn no_pin_or_token_reaches_any_log_line() {
     assert!(
         logs.contains("directive received") && logs.contains("[redacted]"),
         "directives are traced, redacted"
+    );
+    assert!(
+        logs.contains("google request received") && logs.contains("challengeFailedPinNeeded"),
+        "google requests are traced and their outcomes logged"
     );
     assert_clean(&logs, &[signature(&t), signature(&admin)]);
     assert!(h.signals().await.contains(&"121/1/1".to_string()));
@@ -241,7 +269,32 @@ async fn the_deployed_binaries_log_no_pin_token_or_secret_at_trace() {
         ))
         .await;
     assert_eq!(r["statusCode"], 200, "{r}");
+    // Google's fulfillment, in the same function: every kind of code through the challenge.
+    let google =
+        json!({"authorization": format!("Bearer {t}"), "content-type": "application/json"});
+    for pin in ["0472", "0815", "0246", "0591"] {
+        h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
+        let body = g::disarm("home", Some(pin)).to_string();
+        let (kind, _, r) = f
+            .invoke(http_event("POST", g::PATH, google.clone(), Some(&body)))
+            .await;
+        assert_eq!(kind, "response", "{r}");
+        assert_eq!(r["statusCode"], 200, "{r}");
+    }
+    let body = g::disarm("home", Some("0815")).to_string();
+    f.invoke(http_event(
+        "POST",
+        g::PATH,
+        google.clone(),
+        Some(&body[..body.len() - 4]),
+    ))
+    .await;
     let http_logs = f.logs().await;
+    assert!(
+        http_logs.contains("google intent handled")
+            && http_logs.contains("challengeFailedPinNeeded"),
+        "the http-api function ran the Google intents:\n{http_logs}"
+    );
 
     for (name, logs) in [("bootstrap", &bootstrap_logs), ("http-api", &http_logs)] {
         let lines: Vec<serde_json::Value> = logs

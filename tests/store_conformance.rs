@@ -117,6 +117,7 @@ fn profile() -> Profile {
         ],
         settings: HouseholdSettings {
             pinless_disarm: PinlessPolicy::Allow,
+            google_enabled: true,
         },
         members_synced_at: Some(t0()),
     }

@@ -322,3 +322,50 @@ async fn an_unreadable_pending_item_does_not_hold_back_the_duress_behind_it() {
     let report = f.h.stack.redeliver().await.unwrap();
     assert_eq!((report.unreadable, report.delivered), (1, 0), "{report:?}");
 }
+
+/// The same store faults under Google's challenge: one `transientError` for every code (never
+/// an `authFailure`), and the duress still relayed.
+#[tokio::test]
+async fn google_store_faults_answer_every_code_alike_and_still_relay_the_duress() {
+    use support::google as g;
+    let (n, d) = pair("google-faults").await;
+    let mut replies = vec![];
+    for (f, code) in [(&n, NORMAL), (&d, DURESS)] {
+        armed(f).await;
+        f.proxy.set("TransactWriteItems", Fault::Reset);
+        replies.push(g::normalize(
+            &f.h.google(&f.account, &g::disarm("home", Some(code))).await,
+        ));
+        replies.push(g::normalize(
+            &f.h.google(&f.account, &g::disarm("home", Some("1357")))
+                .await,
+        ));
+        f.proxy.clear();
+        // A stopped store: no code can be checked, the same answer again.
+        f.proxy.set("*", Fault::Reset);
+        let t = f.h.token(&f.account).await;
+        let (status, r) =
+            f.h.google_as(Some(&t), &g::disarm("home", Some(code)))
+                .await;
+        assert_eq!(status, 200, "an outage is not an auth failure: {r}");
+        replies.push(g::normalize(&r));
+        f.proxy.clear();
+    }
+    assert_eq!(
+        g::outcome(&replies[0]),
+        "transientError",
+        "{:?}",
+        replies[0]
+    );
+    for r in &replies[1..] {
+        assert_eq!(*r, replies[0]);
+    }
+    for f in [&n, &d] {
+        assert_eq!(f.h.panel("home").await["arm_state"], "armed_away");
+        let ops = f.h.requests_for("home").await;
+        assert!(!ops.contains(&"disarm".to_string()), "{ops:?}");
+    }
+    assert_eq!(count(&n.h.signals().await, "121/"), 0);
+    assert_eq!(count(&d.h.signals().await, "121/1/1"), 1);
+    assert_eq!(audit(&n).await, audit(&d).await);
+}

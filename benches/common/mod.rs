@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 
 pub struct Bench {
     pub rt: tokio::runtime::Runtime,
-    pub skill: Skill,
+    pub skill: Arc<Skill>,
     pub sim: Arc<Simulator>,
     pub clock: Arc<AdjustableClock>,
     pub token: String,
@@ -83,7 +83,7 @@ pub fn setup_with(panels: impl FnOnce(Arc<Simulator>) -> Arc<dyn PanelCloud>) ->
             dyn_clock.clone(),
             http.clone(),
         ));
-        let skill = Skill::new(
+        let skill = Arc::new(Skill::new(
             SkillDeps {
                 store,
                 panels: panels(sim.clone()),
@@ -93,7 +93,7 @@ pub fn setup_with(panels: impl FnOnce(Arc<Simulator>) -> Arc<dyn PanelCloud>) ->
                 clock: dyn_clock,
             },
             SkillSettings::default(),
-        );
+        ));
         (skill, sim, clock, token)
     });
     Bench {

@@ -18,58 +18,8 @@ pub fn is_valid_endpoint_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"_-=#;:?@&".contains(&b))
 }
 
-/// Which device an endpointId names. A panel is `{panel}`, one of its zones `{panel}:{zone}`.
-/// Panel and zone ids from the panel cloud never contain `:` (see [`is_valid_device_id`]), so the
-/// split is unambiguous.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EndpointRef {
-    Panel { panel: String },
-    Zone { panel: String, zone: String },
-}
-
-impl EndpointRef {
-    pub fn parse(endpoint_id: &str) -> Option<Self> {
-        let mut parts = endpoint_id.split(':');
-        let panel = parts.next()?;
-        let zone = parts.next();
-        if parts.next().is_some() || !is_valid_device_id(panel) {
-            return None;
-        }
-        match zone {
-            None => Some(EndpointRef::Panel {
-                panel: panel.to_string(),
-            }),
-            Some(z) if is_valid_device_id(z) => Some(EndpointRef::Zone {
-                panel: panel.to_string(),
-                zone: z.to_string(),
-            }),
-            Some(_) => None,
-        }
-    }
-
-    pub fn panel_id(&self) -> &str {
-        match self {
-            EndpointRef::Panel { panel } | EndpointRef::Zone { panel, .. } => panel,
-        }
-    }
-}
-
-pub fn panel_endpoint_id(panel: &str) -> String {
-    panel.to_string()
-}
-
-pub fn zone_endpoint_id(panel: &str, zone: &str) -> String {
-    format!("{panel}:{zone}")
-}
-
-/// Ids the panel cloud may use for panels and zones: 1–100 of `[A-Za-z0-9_-]`.
-pub fn is_valid_device_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 100
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
+// Device ids are the same for every assistant: they live in crate::devices.
+pub use crate::devices::{EndpointRef, is_valid_device_id, panel_endpoint_id, zone_endpoint_id};
 
 #[cfg(test)]
 mod tests {

@@ -10,10 +10,13 @@
 //! - the embedded store (or DynamoDB at `--dynamodb-endpoint`);
 //! - the management API, the panel webhook, and dev fakes of Login with Amazon and the Alexa
 //!   event gateway, so state changes flow back as ChangeReports;
+//! - the Google fulfillment, and dev fakes of Google's token URL and HomeGraph, so state changes
+//!   flow back as Report State too;
 //! - the duress re-delivery worker, in a loop.
 
 pub mod alexa_dev;
 pub mod demo;
+pub mod google_dev;
 pub mod say;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -37,6 +40,7 @@ use crate::clock::{AdjustableClock, Clock};
 use crate::config::{AlexaRegion, OAuthConfig};
 use crate::deadline::Deadline;
 use crate::event_gateway::HttpEventGateway;
+use crate::google::homegraph::{HomeGraph, ServiceAccount};
 use crate::lwa::client::LwaClient;
 use crate::management::{EnrolLimit, ManagementService};
 use crate::panel::PanelCloud;
@@ -58,6 +62,7 @@ use crate::voice_codes::{Keyring, Member, hash_code};
 use crate::webhook::handler::WebhookService;
 use alexa_dev::DevAlexa;
 use demo::DemoConfig;
+use google_dev::DevGoogle;
 
 /// The Lambda runtime's invoke path, so `aws lambda invoke --endpoint-url` works against it.
 pub const INVOKE_PATH: &str = "/2015-03-31/functions/function/invocations";
@@ -146,6 +151,8 @@ pub struct LocalStack {
     pub keyring: Arc<Keyring>,
     pub issuer: Arc<DevIssuer>,
     pub dev_alexa: Arc<DevAlexa>,
+    /// Google's token URL and HomeGraph, as the webhook reached them.
+    pub dev_google: Arc<DevGoogle>,
     /// The secret the simulator signs webhook events with (tests sign their own events).
     pub webhook_secret: Secret,
     /// The metrics lines the directive handler wrote, with `Options::metrics`.
@@ -359,12 +366,21 @@ impl LocalStack {
             lwa.clone(),
             http.clone(),
         ));
+        let dev_google = Arc::new(DevGoogle::new(&base_url).map_err(LocalError::Issuer)?);
+        let service_account = ServiceAccount::from_json(dev_google.key_file(), None)
+            .map_err(|e| LocalError::Config(e.to_string()))?;
+        let homegraph = Arc::new(HomeGraph::new(
+            service_account,
+            &format!("{base_url}{}", google_dev::HOMEGRAPH_PATH),
+            http.clone(),
+        ));
         let webhook = Arc::new(WebhookService {
             store: store.clone(),
             gateway,
             secret: webhook_secret.clone(),
             clock: dyn_clock.clone(),
             manufacturer_name: opts.manufacturer_name.clone(),
+            homegraph: Some(homegraph),
         });
 
         let settings = SkillSettings {
@@ -428,7 +444,12 @@ impl LocalStack {
             .merge(monitoring_routes(sim.clone(), receiver.clone()))
             .merge(crate::management::routes(management))
             .merge(crate::webhook::handler::routes(webhook))
-            .merge(alexa_dev::routes(dev_alexa.clone()));
+            .merge(alexa_dev::routes(dev_alexa.clone()))
+            .merge(google_dev::routes(dev_google.clone()))
+            .merge(crate::google::fulfillment::routes(
+                Arc::new(crate::google::Fulfillment::new(skill.clone(), true)),
+                opts.directive_budget,
+            ));
 
         let (tx, rx) = oneshot::channel::<()>();
         let mut tasks = vec![tokio::spawn(async move {
@@ -486,6 +507,7 @@ impl LocalStack {
             keyring,
             issuer,
             dev_alexa,
+            dev_google,
             webhook_secret,
             metrics: metric_lines,
             shutdown: Some(tx),

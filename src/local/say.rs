@@ -1,6 +1,7 @@
-//! `alarm-skill say ...`: talks to a running local stack as Alexa would. It gets an
-//! account-linking token from the dev issuer, sends a directive to the Lambda invoke endpoint,
-//! and prints what Alexa would say.
+//! `alarm-skill say ...`: talks to a running local stack as Alexa (or, with `--assistant
+//! google`, Google Assistant) would. It gets an account-linking token from the dev issuer, sends
+//! a directive to the Lambda invoke endpoint (or an intent to the Google fulfillment URL), and
+//! prints what the assistant would say.
 
 use serde_json::{Value, json};
 
@@ -23,6 +24,23 @@ pub enum Utterance {
         endpoint: String,
         pin: Option<String>,
     },
+}
+
+/// Which assistant `say` plays.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Assistant {
+    #[default]
+    Alexa,
+    Google,
+}
+
+impl Assistant {
+    pub fn name(self) -> &'static str {
+        match self {
+            Assistant::Alexa => "Alexa",
+            Assistant::Google => "Google",
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -234,9 +252,143 @@ pub fn speech(u: &Utterance, reply: &Value, name: &str) -> String {
     }
 }
 
+/// Google's ArmDisarm level for an Alexa arm state.
+fn google_level(mode: &str) -> &'static str {
+    match mode {
+        "ARMED_STAY" => "stay",
+        "ARMED_NIGHT" => "night",
+        _ => "away",
+    }
+}
+
+/// The request Google sends for an utterance (QUERY, SYNC, EXECUTE ArmDisarm).
+pub fn google_request(u: &Utterance) -> Value {
+    let input = match u {
+        Utterance::Discover => json!({ "intent": "action.devices.SYNC" }),
+        Utterance::Status { endpoint } => json!({ "intent": "action.devices.QUERY",
+            "payload": { "devices": [{ "id": endpoint }] } }),
+        Utterance::Arm { endpoint, mode, .. } => google_execute(
+            endpoint,
+            json!({ "arm": true, "armLevel": google_level(mode) }),
+            None,
+        ),
+        Utterance::Disarm { endpoint, pin } => {
+            google_execute(endpoint, json!({ "arm": false }), pin.as_deref())
+        }
+    };
+    json!({ "requestId": uuid::Uuid::new_v4().to_string(), "inputs": [input] })
+}
+
+fn google_execute(endpoint: &str, params: Value, pin: Option<&str>) -> Value {
+    let mut execution = json!({ "command": "action.devices.commands.ArmDisarm", "params": params });
+    if let Some(p) = pin {
+        execution["challenge"] = json!({ "pin": p });
+    }
+    json!({ "intent": "action.devices.EXECUTE", "payload": { "commands": [{
+        "devices": [{ "id": endpoint }], "execution": [execution] }] } })
+}
+
+fn google_level_words(level: Option<&str>) -> &'static str {
+    match level {
+        Some("stay") => "armed in home mode",
+        Some("night") => "armed in night mode",
+        Some("away") => "armed in away mode",
+        _ => "armed",
+    }
+}
+
+/// What Google Assistant would say for `reply`. `name` is the device's name.
+pub fn google_speech(u: &Utterance, reply: &Value, name: &str) -> String {
+    let payload = &reply["payload"];
+    let error = |code: &str, challenge: Option<&str>| match (code, challenge) {
+        ("challengeNeeded", Some("pinNeeded")) => {
+            "What's your security code? (repeat with --pin)".to_string()
+        }
+        ("challengeNeeded", _) => "Sorry, that security code isn't right.".to_string(),
+        ("alreadyArmed", _) => format!("{name} is already armed."),
+        ("alreadyDisarmed", _) => format!("{name} is already disarmed."),
+        ("deviceOffline", _) => format!("Sorry, it looks like {name} isn't available right now."),
+        ("deviceNotReady", _) => format!("{name} isn't ready. Close the open doors first."),
+        ("actionNotAvailable", _) => format!("{name} is armed in away mode. Disarm it first."),
+        ("authFailure", _) => "Your account link has expired. Relink it in Google Home.".into(),
+        ("deviceNotFound", _) => "I couldn't find that device.".to_string(),
+        (other, _) => format!("Sorry, something went wrong ({other})."),
+    };
+    if let Some(code) = payload["errorCode"].as_str() {
+        return error(code, None);
+    }
+    match u {
+        Utterance::Discover => {
+            let devices = payload["devices"].as_array().cloned().unwrap_or_default();
+            let names: Vec<String> = devices
+                .iter()
+                .map(|d| {
+                    let kind = match d["type"].as_str().unwrap_or("") {
+                        "action.devices.types.SECURITYSYSTEM" => "security system",
+                        "action.devices.types.SENSOR" => "sensor",
+                        _ => "device",
+                    };
+                    format!("{} ({kind})", d["name"]["name"].as_str().unwrap_or("?"))
+                })
+                .collect();
+            match names.len() {
+                0 => "I didn't find any devices.".to_string(),
+                n => format!("I found {n} devices: {}.", list(&names)),
+            }
+        }
+        Utterance::Status { endpoint } => {
+            let s = &payload["devices"][endpoint.as_str()];
+            if let Some(code) = s["errorCode"].as_str() {
+                return error(code, None);
+            }
+            if let Some(armed) = s["isArmed"].as_bool() {
+                if armed {
+                    format!(
+                        "{name} is {}.",
+                        google_level_words(s["currentArmLevel"].as_str())
+                    )
+                } else {
+                    format!("{name} is disarmed.")
+                }
+            } else if let Some(p) = s["openPercent"].as_u64() {
+                format!("{name} is {}.", if p > 0 { "open" } else { "closed" })
+            } else if let Some(o) = s["occupancy"].as_str() {
+                let seen = if o == "OCCUPIED" {
+                    "detects motion"
+                } else {
+                    "detects no motion"
+                };
+                format!("{name} {seen}.")
+            } else {
+                format!("I couldn't get the state of {name}.")
+            }
+        }
+        Utterance::Arm { .. } | Utterance::Disarm { .. } => {
+            let c = &payload["commands"][0];
+            if let Some(code) = c["errorCode"].as_str() {
+                return error(code, c["challengeNeeded"]["type"].as_str());
+            }
+            let states = &c["states"];
+            if states["isArmed"] == true {
+                let mut words = format!(
+                    "Arming {name}: {}.",
+                    google_level_words(states["currentArmLevel"].as_str())
+                );
+                if let Some(n) = states["exitAllowance"].as_u64().filter(|n| *n > 0) {
+                    words.push_str(&format!(" You have {n} seconds to leave."));
+                }
+                words
+            } else {
+                format!("{name} is disarmed.")
+            }
+        }
+    }
+}
+
 pub struct Say {
     base: String,
     account: String,
+    assistant: Assistant,
     http: reqwest::Client,
 }
 
@@ -245,16 +397,37 @@ impl Say {
         Say {
             base: base_url.trim_end_matches('/').to_string(),
             account: account.to_string(),
+            assistant: Assistant::Alexa,
             http: reqwest::Client::new(),
         }
     }
 
+    /// Plays `assistant` instead of Alexa.
+    pub fn with_assistant(mut self, assistant: Assistant) -> Self {
+        self.assistant = assistant;
+        self
+    }
+
+    pub fn assistant(&self) -> Assistant {
+        self.assistant
+    }
+
     async fn post(&self, path: &str, body: &Value) -> Result<Value, SayError> {
+        self.post_as(path, body, None).await
+    }
+
+    async fn post_as(
+        &self,
+        path: &str,
+        body: &Value,
+        bearer: Option<&str>,
+    ) -> Result<Value, SayError> {
         let url = format!("{}{path}", self.base);
-        let resp = self
-            .http
-            .post(&url)
-            .json(body)
+        let mut req = self.http.post(&url).json(body);
+        if let Some(t) = bearer {
+            req = req.bearer_auth(t);
+        }
+        let resp = req
             .send()
             .await
             .map_err(|e| SayError::Unreachable(self.base.clone(), e.to_string()))?;
@@ -276,6 +449,30 @@ impl Say {
     /// Sends the utterance's directive; returns Alexa's words and the raw reply.
     pub async fn say(&self, u: &Utterance) -> Result<(String, Value), SayError> {
         let token = self.token().await?;
+        if self.assistant == Assistant::Google {
+            let path = crate::google::fulfillment::PATH;
+            let reply = self.post_as(path, &google_request(u), Some(&token)).await?;
+            let name = match u {
+                Utterance::Discover => String::new(),
+                Utterance::Status { endpoint }
+                | Utterance::Arm { endpoint, .. }
+                | Utterance::Disarm { endpoint, .. } => {
+                    let sync = self
+                        .post_as(path, &google_request(&Utterance::Discover), Some(&token))
+                        .await
+                        .ok();
+                    sync.and_then(|s| {
+                        s["payload"]["devices"]
+                            .as_array()?
+                            .iter()
+                            .find(|d| d["id"] == endpoint.as_str())
+                            .and_then(|d| d["name"]["name"].as_str().map(str::to_string))
+                    })
+                    .unwrap_or_else(|| endpoint.clone())
+                }
+            };
+            return Ok((google_speech(u, &reply, &name), reply));
+        }
         let reply = self.post(INVOKE_PATH, &directive(u, &token)).await?;
         let name = match u {
             Utterance::Discover => String::new(),
@@ -321,6 +518,38 @@ mod tests {
         assert_eq!(
             speech(&u, &reply, "Home"),
             "Back door and Hallway are open. Do you want to bypass and arm? (repeat with --bypass)"
+        );
+    }
+
+    #[test]
+    fn google_asks_for_the_code_and_tells_a_wrong_one() {
+        let u = Utterance::Disarm {
+            endpoint: "home".into(),
+            pin: None,
+        };
+        let r = google_request(&u);
+        let e = &r["inputs"][0]["payload"]["commands"][0]["execution"][0];
+        assert_eq!(e["params"], json!({"arm": false}));
+        assert!(e.get("challenge").is_none());
+        let reply = |kind: &str| {
+            json!({"requestId": "r", "payload": {"commands": [{"ids": ["home"], "status": "ERROR",
+                "errorCode": "challengeNeeded", "challengeNeeded": {"type": kind}}]}})
+        };
+        assert_eq!(
+            google_speech(&u, &reply("pinNeeded"), "Home"),
+            "What's your security code? (repeat with --pin)"
+        );
+        assert_eq!(
+            google_speech(&u, &reply("challengeFailedPinNeeded"), "Home"),
+            "Sorry, that security code isn't right."
+        );
+        let with_pin = google_request(&Utterance::Disarm {
+            endpoint: "home".into(),
+            pin: Some("04729183".into()),
+        });
+        assert_eq!(
+            with_pin["inputs"][0]["payload"]["commands"][0]["execution"][0]["challenge"]["pin"],
+            "04729183"
         );
     }
 

@@ -15,7 +15,7 @@
 //! | `GET /v1/household/lockout` | admin | throttle state |
 //! | `POST /v1/household/lockout/reset` | admin | clear failures and any lockout |
 //! | `GET /v1/household/audit?limit=N` | admin | audit log, newest first |
-//! | `GET /v1/household/settings` / `PUT` | admin | `{"pinless_disarm": ...}` |
+//! | `GET /v1/household/settings` / `PUT` | admin | `{"pinless_disarm": ..., "google_enabled": bool}` |
 //!
 //! Members come from the panel cloud (crate::provisioning): a household never synced is synced
 //! before any route answers.
@@ -382,7 +382,7 @@ impl ManagementService {
                 )
                 .await?;
             let code = match e {
-                EnrolError::Format => "invalid_format",
+                EnrolError::Format | EnrolError::FormatLong => "invalid_format",
                 EnrolError::TooCommon => "too_common",
                 EnrolError::TooSimilar => "too_similar",
             };
@@ -576,34 +576,61 @@ async fn get_audit(
     Ok(Json(json!({ "entries": entries })))
 }
 
-async fn get_settings(State(svc): State<Svc>, Admin(who): Admin) -> Result<Json<Value>, ApiError> {
-    let p = svc.store.household(&who.account).await?.profile;
-    Ok(Json(json!({ "pinless_disarm": p.settings.pinless_disarm })))
+fn settings_json(settings: &crate::voice_codes::HouseholdSettings) -> Value {
+    json!({
+        "pinless_disarm": settings.pinless_disarm,
+        "google_enabled": settings.google_enabled,
+    })
 }
 
+async fn get_settings(State(svc): State<Svc>, Admin(who): Admin) -> Result<Json<Value>, ApiError> {
+    let p = svc.store.household(&who.account).await?.profile;
+    Ok(Json(settings_json(&p.settings)))
+}
+
+/// Either setting, or both; one left out stays as it is.
 async fn put_settings(
     State(svc): State<Svc>,
     Admin(who): Admin,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let m = object(&body)?;
-    let policy: PinlessPolicy = m
-        .get("pinless_disarm")
-        .cloned()
-        .and_then(|v| serde_json::from_value(v).ok())
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "pinless_disarm must be refuse_when_codes_enrolled, refuse or allow",
-            )
-        })?;
+    let bad =
+        |message: &'static str| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message);
+    let policy: Option<PinlessPolicy> = match m.get("pinless_disarm") {
+        None => None,
+        Some(v) => Some(serde_json::from_value(v.clone()).map_err(|_| {
+            bad("pinless_disarm must be refuse_when_codes_enrolled, refuse or allow")
+        })?),
+    };
+    let google = match m.get("google_enabled") {
+        None => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(_) => return Err(bad("google_enabled must be true or false")),
+    };
+    if policy.is_none() && google.is_none() {
+        return Err(bad("give pinless_disarm, google_enabled or both"));
+    }
+    let mut after = None;
     svc.update_profile(&who.account, |p| {
-        p.settings.pinless_disarm = policy;
-        Ok("Admin changed the policy for disarming without a voice code".to_string())
+        let mut changed = vec![];
+        if let Some(policy) = policy {
+            p.settings.pinless_disarm = policy;
+            changed.push("the policy for disarming without a voice code");
+        }
+        if let Some(g) = google {
+            p.settings.google_enabled = g;
+            changed.push(if g {
+                "Google Assistant on (voice codes of 4 to 8 digits)"
+            } else {
+                "Google Assistant off (new voice codes are 4 digits)"
+            });
+        }
+        after = Some(p.settings.clone());
+        Ok(format!("Admin changed {}", changed.join(" and ")))
     })
     .await?;
-    Ok(Json(json!({ "pinless_disarm": policy })))
+    Ok(Json(after.as_ref().map(settings_json).unwrap_or_default()))
 }
 
 pub fn routes(svc: Arc<ManagementService>) -> Router {

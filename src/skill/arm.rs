@@ -1,6 +1,6 @@
 use crate::alexa::{ArmTarget, Context, ErrorType, Message};
 use crate::deadline::Deadline;
-use crate::panel::{ArmMode, ArmRequest, ArmState, Panel, Phase, Source};
+use crate::panel::{ArmMode, ArmRequest, ArmState, Panel, PanelError, Phase, Source, ZoneRef};
 use crate::secret::BearerToken;
 
 use super::endpoints::panel_properties;
@@ -14,8 +14,9 @@ fn mode(target: ArmTarget) -> ArmMode {
     }
 }
 
-/// Seconds until the panel is armed: what `exitDelayInSeconds` means.
-fn exit_delay(p: &Panel) -> u32 {
+/// Seconds until the panel is armed: what `exitDelayInSeconds` (Alexa) and `exitAllowance`
+/// (Google) mean.
+pub fn exit_delay(p: &Panel) -> u32 {
     if p.phase == Phase::ExitDelay {
         p.delay_remaining_s
     } else {
@@ -23,12 +24,28 @@ fn exit_delay(p: &Panel) -> u32 {
     }
 }
 
+/// Why an arm request was not carried out, whichever assistant asked.
+#[derive(Debug)]
+pub enum ArmFailure {
+    /// The panel cloud reports the panel offline.
+    Offline,
+    /// Armed away: leaving it for another mode needs a disarm (with a code) first.
+    AwayNeedsDisarm,
+    /// The panel has no such mode.
+    Unsupported(ArmMode),
+    Panel(PanelError),
+}
+
+/// The panel after an arm request: `already` when it was in that mode and nothing was sent.
+#[derive(Debug)]
+pub struct Armed {
+    pub panel: Panel,
+    pub bypassed: Vec<ZoneRef>,
+    pub already: bool,
+}
+
 impl Skill {
-    /// Arm. Rules (alexa-security-panel.md §1.7, gotcha 4):
-    /// - arming into the current state succeeds without touching the panel;
-    /// - ARMED_AWAY → STAY or NIGHT needs a disarm first (AUTHORIZATION_REQUIRED);
-    /// - every other armed → armed change is allowed;
-    /// - open zones, alarms and trouble are refused by the panel and mapped to Alexa's types.
+    /// Alexa's Arm: the assistant-neutral [`Skill::arm_panel`], translated.
     ///
     /// Alexa never sends a PIN with Arm, so none is asked for.
     pub(super) async fn arm(
@@ -42,60 +59,90 @@ impl Skill {
     ) -> Result<Message, Fail> {
         let identity = self.identify(token).await?;
         let panel_id = panel_target(endpoint_id)?;
-        let panels = &self.deps.panels;
-        let fail = |e| panel_failure(endpoint_id, &panel_id, &e);
-        let current = panels
-            .panel(&identity.account, &panel_id, deadline)
+        let armed = self
+            .arm_panel(
+                &identity.account,
+                &panel_id,
+                mode(target),
+                bypass_all,
+                deadline,
+            )
             .await
-            .map_err(fail)?;
+            .map_err(|f| match f {
+                ArmFailure::Offline => (
+                    ErrorType::EndpointUnreachable,
+                    "the panel is offline".to_string(),
+                ),
+                ArmFailure::AwayNeedsDisarm => (
+                    ErrorType::AuthorizationRequired,
+                    "the system is armed away; disarm before arming in another mode".to_string(),
+                ),
+                ArmFailure::Unsupported(_) => (
+                    ErrorType::InvalidValue,
+                    format!("the panel does not support {}", target.alexa_name()),
+                ),
+                ArmFailure::Panel(e) => panel_failure(endpoint_id, &panel_id, &e),
+            })?;
+        Ok(Message::arm_response(
+            correlation,
+            endpoint_id,
+            exit_delay(&armed.panel),
+            &named(&panel_id, &armed.bypassed),
+            Context {
+                properties: panel_properties(&armed.panel),
+            },
+        ))
+    }
+
+    /// Arm, for every assistant. Rules (alexa-security-panel.md §1.7, gotcha 4):
+    /// - arming into the current state succeeds without touching the panel;
+    /// - ARMED_AWAY → STAY or NIGHT needs a disarm first;
+    /// - every other armed → armed change is allowed;
+    /// - open zones, alarms and trouble are refused by the panel (as [`ArmFailure::Panel`]).
+    pub async fn arm_panel(
+        &self,
+        account: &str,
+        panel_id: &str,
+        mode: ArmMode,
+        bypass_open_zones: bool,
+        deadline: Deadline,
+    ) -> Result<Armed, ArmFailure> {
+        let panels = &self.deps.panels;
+        let current = panels
+            .panel(account, panel_id, deadline)
+            .await
+            .map_err(ArmFailure::Panel)?;
         if !current.online {
-            return Err((
-                ErrorType::EndpointUnreachable,
-                "the panel is offline".to_string(),
-            ));
+            return Err(ArmFailure::Offline);
         }
-        let wanted = mode(target).state();
+        let wanted = mode.state();
         if current.arm_state == wanted {
-            return Ok(Message::arm_response(
-                correlation,
-                endpoint_id,
-                exit_delay(&current),
-                &[],
-                Context {
-                    properties: panel_properties(&current),
-                },
-            ));
+            return Ok(Armed {
+                panel: current,
+                bypassed: vec![],
+                already: true,
+            });
         }
         if current.arm_state == ArmState::ArmedAway && wanted != ArmState::ArmedAway {
-            return Err((
-                ErrorType::AuthorizationRequired,
-                "the system is armed away; disarm before arming in another mode".to_string(),
-            ));
+            return Err(ArmFailure::AwayNeedsDisarm);
         }
         if !current.supported_arm_states.contains(&wanted) {
-            return Err((
-                ErrorType::InvalidValue,
-                format!("the panel does not support {}", target.alexa_name()),
-            ));
+            return Err(ArmFailure::Unsupported(mode));
         }
         let request = ArmRequest {
-            mode: mode(target),
-            bypass_open_zones: bypass_all,
+            mode,
+            bypass_open_zones,
             source: Source::Voice,
             request_id: uuid::Uuid::new_v4().to_string(),
         };
         let outcome = panels
-            .arm(&identity.account, &panel_id, &request, deadline)
+            .arm(account, panel_id, &request, deadline)
             .await
-            .map_err(fail)?;
-        Ok(Message::arm_response(
-            correlation,
-            endpoint_id,
-            exit_delay(&outcome.panel),
-            &named(&panel_id, &outcome.bypassed),
-            Context {
-                properties: panel_properties(&outcome.panel),
-            },
-        ))
+            .map_err(ArmFailure::Panel)?;
+        Ok(Armed {
+            panel: outcome.panel,
+            bypassed: outcome.bypassed,
+            already: false,
+        })
     }
 }

@@ -32,14 +32,14 @@ use rand::Rng;
 
 use crate::alexa::{Context, ErrorType, Message, PinAuthorization};
 use crate::deadline::Deadline;
-use crate::panel::{DisarmRequest, Notice, PanelError, SignalRequest, Source};
+use crate::panel::{DisarmRequest, Notice, Panel, PanelError, SignalRequest, Source};
 use crate::redelivery::seal::{self, Sealed};
-use crate::secret::BearerToken;
+use crate::secret::{BearerToken, Pin};
 use crate::store::{
     AuditEntry, HouseholdSnapshot, OutboxRecord, OutboxStatus, Settlement, StoreError,
     ThrottleWrite,
 };
-use crate::voice_codes::{CodeKind, Gate, Lockout, Throttle, verify};
+use crate::voice_codes::{ALEXA_CODE_LEN, CodeKind, Gate, Lockout, Throttle, verify};
 
 use super::endpoints::panel_properties;
 use super::{Fail, Skill, no_such_endpoint, panel_failure, panel_target};
@@ -143,9 +143,12 @@ fn unauthorized() -> Fail {
     (ErrorType::Unauthorized, NOT_ACCEPTED.to_string())
 }
 
-fn store_failure(e: StoreError) -> Fail {
+/// The household's codes could not be read: no PIN can be checked.
+struct NotRead;
+
+fn store_failure(e: StoreError) -> NotRead {
     tracing::error!(error = %e, "store failed during disarm");
-    store_failure_reply()
+    NotRead
 }
 
 fn store_failure_reply() -> Fail {
@@ -183,7 +186,25 @@ fn conflict_backoff(retry: u32) -> StdDuration {
     StdDuration::from_millis(rand::rng().random_range(0..=cap))
 }
 
+/// What a voice disarm came to, whichever assistant carried it. Each assistant only translates
+/// this into its own reply: the work behind it is the same for all of them.
+#[derive(Debug)]
+pub enum DisarmOutcome {
+    /// The panel disarmed; its state afterwards.
+    Disarmed(Panel),
+    /// A wrong code, no code where one is required, or any code during a lockout: one outcome
+    /// for all of them, so no reply can tell them apart.
+    NotAccepted,
+    /// The attempt could not be recorded (or the codes could not be read): nothing disarmed.
+    NotRecorded,
+    /// The panel cloud says the panel is not in this account; no code was evaluated.
+    NoSuchPanel,
+    /// An accepted code, but the panel cloud failed to disarm.
+    PanelFailed(PanelError),
+}
+
 impl Skill {
+    /// Alexa's Disarm: the assistant-neutral [`Skill::disarm_panel`], translated.
     pub(super) async fn disarm(
         &self,
         correlation: Option<&str>,
@@ -194,23 +215,57 @@ impl Skill {
     ) -> Result<Message, Fail> {
         let identity = self.identify(token).await?;
         let panel_id = panel_target(endpoint_id)?;
-        let account = identity.account.as_str();
+        // Alexa matches 4-digit codes only: anything else it carries is a wrong code, checked
+        // (and counted) like one, so the work is the same.
+        let pin = authorization.as_ref().map(|a| {
+            if a.pin.expose().len() == ALEXA_CODE_LEN {
+                a.pin.clone()
+            } else {
+                Pin::new("")
+            }
+        });
+        match self
+            .disarm_panel(&identity.account, &panel_id, pin.as_ref(), deadline)
+            .await
+        {
+            DisarmOutcome::Disarmed(panel) => Ok(Message::response(
+                correlation,
+                endpoint_id,
+                Context {
+                    properties: panel_properties(&panel),
+                },
+            )),
+            DisarmOutcome::NotAccepted => Err(unauthorized()),
+            DisarmOutcome::NotRecorded => Err(store_failure_reply()),
+            DisarmOutcome::NoSuchPanel => Err(no_such_endpoint(endpoint_id)),
+            DisarmOutcome::PanelFailed(e) => Err(panel_failure(endpoint_id, &panel_id, &e)),
+        }
+    }
+
+    /// The one disarm path every assistant runs (module docs: steps 1–6, after the token).
+    /// `pin` is the spoken code, `None` when the assistant sent none.
+    pub async fn disarm_panel(
+        &self,
+        account: &str,
+        panel_id: &str,
+        pin: Option<&Pin>,
+        deadline: Deadline,
+    ) -> DisarmOutcome {
         // Ownership first. Only the cloud's definite "not in this account" stops here: during
         // an outage a duress PIN must still be recorded and relayed, so the check gets only a
         // share of the time.
         let reserve = PANEL_RESERVE.min(deadline.remaining() / 3);
         let check = deadline.capped((deadline.remaining() / OWNERSHIP_SHARE).min(OWNERSHIP_CAP));
-        if let Err(PanelError::NotFound) = self.deps.panels.panel(account, &panel_id, check).await {
-            return Err(no_such_endpoint(endpoint_id));
+        if let Err(PanelError::NotFound) = self.deps.panels.panel(account, panel_id, check).await {
+            return DisarmOutcome::NoSuchPanel;
         }
-        let Decided { plan, recorded } = self
-            .decide_and_record(
-                account,
-                &panel_id,
-                authorization.as_ref(),
-                deadline.leaving(reserve),
-            )
-            .await?;
+        let Decided { plan, recorded } = match self
+            .decide_and_record(account, panel_id, pin, deadline.leaving(reserve))
+            .await
+        {
+            Ok(d) => d,
+            Err(NotRead) => return DisarmOutcome::NotRecorded,
+        };
         match plan {
             Plan::Refused { lockout, at, .. } => {
                 // A lockout that could not be written is not in force: nothing to announce.
@@ -226,23 +281,23 @@ impl Skill {
                         tracing::warn!(error = %e, "could not notify the household admin of a lockout");
                     }
                 }
-                Err(unauthorized())
+                DisarmOutcome::NotAccepted
             }
             Plan::Locked { attempt } => {
-                self.signal_and_settle(account, &panel_id, &attempt, recorded, deadline)
+                self.signal_and_settle(account, panel_id, &attempt, recorded, deadline)
                     .await;
-                Err(unauthorized())
+                DisarmOutcome::NotAccepted
             }
             Plan::Unrecorded { attempt } => {
                 self.unrecorded_attempt(
                     account,
-                    &panel_id,
+                    panel_id,
                     attempt,
                     deadline.leaving(reserve),
                     deadline,
                 )
                 .await;
-                Err(store_failure_reply())
+                DisarmOutcome::NotRecorded
             }
             Plan::Disarm {
                 attempt:
@@ -262,7 +317,7 @@ impl Skill {
                 let result = self
                     .deps
                     .panels
-                    .disarm(account, &panel_id, &request, deadline)
+                    .disarm(account, panel_id, &request, deadline)
                     .await;
                 let now = self.deps.clock.now();
                 match result {
@@ -271,13 +326,7 @@ impl Skill {
                             audit(now, &who, format!("{who} disarmed {} by voice", panel.name));
                         self.settle(&record, recorded, None, Some(entry), deadline)
                             .await;
-                        Ok(Message::response(
-                            correlation,
-                            endpoint_id,
-                            Context {
-                                properties: panel_properties(&panel),
-                            },
-                        ))
+                        DisarmOutcome::Disarmed(panel)
                     }
                     Err(e) => {
                         let entry = audit(
@@ -287,7 +336,7 @@ impl Skill {
                         );
                         self.settle(&record, recorded, Some(&e), Some(entry), deadline)
                             .await;
-                        Err(panel_failure(endpoint_id, &panel_id, &e))
+                        DisarmOutcome::PanelFailed(e)
                     }
                 }
             }
@@ -301,9 +350,9 @@ impl Skill {
         &self,
         account: &str,
         panel_id: &str,
-        authorization: Option<&PinAuthorization>,
+        pin: Option<&Pin>,
         until: Deadline,
-    ) -> Result<Decided, Fail> {
+    ) -> Result<Decided, NotRead> {
         let store = &self.deps.store;
         let mut retries = 0;
         let mut stale: Option<Decision> = None;
@@ -318,7 +367,7 @@ impl Skill {
                 }
             };
             let now = self.deps.clock.now();
-            let d = self.decide(account, panel_id, &snapshot, authorization, now);
+            let d = self.decide(account, panel_id, &snapshot, pin, now);
             let written = before_panel(until, async {
                 match &d.throttle {
                     // Unchanged (a right code with no failures to clear, any attempt during a
@@ -367,7 +416,7 @@ impl Skill {
         account: &str,
         panel_id: &str,
         snap: &HouseholdSnapshot,
-        authorization: Option<&PinAuthorization>,
+        pin: Option<&Pin>,
         now: DateTime<Utc>,
     ) -> Decision {
         let policy = &self.settings.throttle;
@@ -389,7 +438,7 @@ impl Skill {
                 duress,
             }
         };
-        let Some(auth) = authorization else {
+        let Some(pin) = pin else {
             if snap.profile.pinless_disarm_allowed() {
                 return Decision {
                     plan: Plan::Disarm {
@@ -417,7 +466,7 @@ impl Skill {
             };
         };
         // Computed on every path, lockout included, so the work never depends on the state.
-        let verified = verify(keyring, account, &snap.profile, &auth.pin);
+        let verified = verify(keyring, account, &snap.profile, pin);
         let member = verified.map(|v| &snap.profile.members[v.member]);
         let number = member.map(|m| m.user_number);
         let duress = verified.is_some_and(|v| v.kind == CodeKind::Duress);

@@ -24,7 +24,8 @@ use crate::secret::BearerToken;
 use crate::store::Store;
 use crate::voice_codes::{Keyring, ThrottlePolicy};
 
-pub use disarm::OUTBOX_GRACE;
+pub use arm::{ArmFailure, Armed, exit_delay};
+pub use disarm::{DisarmOutcome, OUTBOX_GRACE};
 
 /// Everything the handler talks to, as ports.
 #[derive(Clone)]
@@ -85,6 +86,11 @@ impl Skill {
 
     pub fn settings(&self) -> &SkillSettings {
         &self.settings
+    }
+
+    /// The metrics every assistant's handler writes its line to, if any.
+    pub fn metrics(&self) -> Option<&Arc<crate::metrics::Metrics>> {
+        self.metrics.as_ref()
     }
 
     /// Handles a raw request body (the local stack's invocation endpoint).
@@ -199,8 +205,13 @@ impl Skill {
         message.to_value()
     }
 
+    /// Verifies an assistant's account-linking token: the household it speaks for.
+    pub async fn authenticate(&self, token: &BearerToken) -> Result<Identity, TokenError> {
+        self.deps.tokens.verify(token, TokenUse::Directives).await
+    }
+
     async fn identify(&self, token: &BearerToken) -> Result<Identity, Fail> {
-        let verified = self.deps.tokens.verify(token, TokenUse::Directives).await;
+        let verified = self.authenticate(token).await;
         verified.map_err(|e| match e {
             TokenError::Expired => (
                 ErrorType::ExpiredAuthorizationCredential,

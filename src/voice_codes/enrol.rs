@@ -1,8 +1,9 @@
 //! Enrolment rules for voice codes.
 //!
 //! Stored codes are keyed hashes, so "how close is this candidate to an existing code" is
-//! answered by hashing the candidate and its 36 one-digit neighbours under each stored code's
-//! pepper and member, and comparing.
+//! answered by hashing the candidate and its one-digit neighbours (9 per digit: 36 for a 4-digit
+//! code) under each stored code's pepper and member, and comparing. Codes of different lengths
+//! never match, so every rule applies among codes of one length.
 //!
 //! Every conflict gets the same error, whether the candidate equals another code or is one digit
 //! away, and whichever member holds it, so a rejection names neither a member nor a code. And
@@ -19,6 +20,9 @@ use crate::secret::Pin;
 pub enum EnrolError {
     #[error("a voice code is exactly 4 digits")]
     Format,
+    /// The same mistake in a household that uses Google, where longer codes are allowed.
+    #[error("a voice code is 4 to 8 digits (Alexa matches 4-digit codes only)")]
+    FormatLong,
     #[error("this code is among the most commonly chosen PINs; choose a less predictable one")]
     TooCommon,
     #[error(
@@ -29,35 +33,43 @@ pub enum EnrolError {
 }
 
 /// The most common 4-digit PINs (DataGenetics' PIN frequency study) and patterns derived from
-/// them; the rule-based checks in [`is_blocklisted`] cover the rest of each family.
+/// them, and the most common longer ones; the rule-based checks in [`is_blocklisted`] cover the
+/// rest of each family.
 const COMMON: &[&str] = &[
     "1234", "1111", "0000", "1212", "7777", "1004", "2000", "4444", "2222", "6969", "9999", "3333",
     "5555", "6666", "1122", "1313", "8888", "4321", "2001", "1010", "2580", "0852", "1470", "0741",
     "3690", "0963", "7410", "9630", "1230", "0987", "1357", "2468", "1590", "5683", "0007", "1000",
+    "123456", "654321", "123123", "112233", "159753", "147258", "258369", "123321", "101010",
+    "696969", "121212", "131313", "1234567", "12345678", "87654321", "11223344", "12341234",
 ];
 
 pub fn is_blocklisted(pin: &str) -> bool {
-    let d: Vec<i8> = pin.bytes().map(|b| (b - b'0') as i8).collect();
-    if d.len() != 4 {
+    let d: Vec<i8> = pin.bytes().map(|b| b.wrapping_sub(b'0') as i8).collect();
+    let n = d.len();
+    if !(4..=8).contains(&n) {
         return false;
     }
     let steps: Vec<i8> = d.windows(2).map(|w| w[1] - w[0]).collect();
     let same_step = steps.iter().all(|s| *s == steps[0]);
-    let run = same_step && (steps[0].abs() <= 1); // 0000, 1234, 9876
-    let abab = d[0] == d[2] && d[1] == d[3]; // 1212, 4747
-    let aabb = d[0] == d[1] && d[2] == d[3]; // 1122, 9900
-    let year = matches!(&pin[..2], "19" | "20"); // 1950..2029: birth and anniversary years
+    let run = same_step && (steps[0].abs() <= 1); // 0000, 1234, 9876, 456789
+    // Repeats of a shorter block: 1212, 12121, 123123, 12341234 (period 2 or half the length).
+    let periodic = |p: usize| (p..n).all(|i| d[i] == d[i - p]);
+    let even = n.is_multiple_of(2);
+    let repeated = periodic(2) || (even && periodic(n / 2));
+    // Doubled digits: 1122, 9900, 112233, 11223344.
+    let doubled = even && d.chunks(2).all(|c| c[0] == c[1]);
+    let year = n == 4 && matches!(&pin[..2], "19" | "20"); // 1950..2029: birth and anniversary years
     let year_like = year && {
-        let n: u16 = pin.parse().unwrap_or(0);
-        (1950..=2029).contains(&n)
+        let v: u16 = pin.parse().unwrap_or(0);
+        (1950..=2029).contains(&v)
     };
-    run || abab || aabb || year_like || COMMON.contains(&pin)
+    run || repeated || doubled || year_like || COMMON.contains(&pin)
 }
 
-/// The 36 codes one digit away from `pin` (each position changed to each other digit).
+/// The codes one digit away from `pin` (each position changed to each other digit): 9 per digit.
 fn neighbours(pin: &str) -> Vec<String> {
     let bytes = pin.as_bytes();
-    let mut out = Vec::with_capacity(36);
+    let mut out = Vec::with_capacity(9 * bytes.len());
     for pos in 0..bytes.len() {
         for digit in b'0'..=b'9' {
             if digit != bytes[pos] {
@@ -72,9 +84,9 @@ fn neighbours(pin: &str) -> Vec<String> {
 
 /// Checks `pin` as the new `kind` code of `member_id`. The slot being replaced is not compared.
 ///
-/// The work depends only on the number of members, never on which codes they hold: every slot
-/// of every member, filled or empty, duress or not, the slot being replaced included, costs the
-/// candidate's HMAC and its 36 neighbours' under that slot's pepper (an empty slot under the
+/// The work depends only on the number of members and the candidate's length, never on which
+/// codes they hold: every slot of every member, filled or empty, duress or not, the slot being
+/// replaced included, costs the candidate's HMAC and its neighbours' under that slot's pepper (an empty slot under the
 /// current one, against a stand-in), compared in constant time with no early exit. Which
 /// comparisons count is a mask applied afterwards. Otherwise the time an enrolment takes would
 /// tell whoever holds the admin's phone whether a duress code exists.
@@ -86,7 +98,13 @@ pub fn check_new_code(
     kind: CodeKind,
     pin: &Pin,
 ) -> Result<(), EnrolError> {
-    if !is_well_formed(pin) {
+    // Alexa carries 4 digits only; longer codes are for households that use Google.
+    let long = pin.expose().len() != super::ALEXA_CODE_LEN;
+    if profile.settings.google_enabled {
+        if !is_well_formed(pin) {
+            return Err(EnrolError::FormatLong);
+        }
+    } else if !is_well_formed(pin) || long {
         return Err(EnrolError::Format);
     }
     if is_blocklisted(pin.expose()) {
@@ -238,6 +256,47 @@ mod tests {
             Err(EnrolError::TooCommon)
         );
         assert_eq!(check(&full, "sam", Duress, "123"), Err(EnrolError::Format));
+    }
+
+    #[test]
+    fn longer_codes_need_google_and_follow_the_same_rules_per_length() {
+        let k = ring();
+        let mut p = household(&k, (Some("4729"), Some("8361")), (None, None));
+        let check = |p: &Profile, kind: CodeKind, c: &str| {
+            check_new_code(&k, "h", p, "sam", kind, &Pin::new(c))
+        };
+        use CodeKind::*;
+        // Without Google, 4 digits only.
+        assert_eq!(check(&p, Normal, "507182"), Err(EnrolError::Format));
+        p.settings.google_enabled = true;
+        assert_eq!(check(&p, Normal, "507182"), Ok(()));
+        assert_eq!(check(&p, Normal, "50718264"), Ok(()));
+        for bad in ["507", "507182649", "5071a2", ""] {
+            assert_eq!(check(&p, Normal, bad), Err(EnrolError::FormatLong), "{bad}");
+        }
+        for common in [
+            "123456", "111111", "456789", "987654", "121212", "123123", "11223344",
+        ] {
+            assert_eq!(
+                check(&p, Normal, common),
+                Err(EnrolError::TooCommon),
+                "{common}"
+            );
+        }
+        // One digit from a duress code of the same length is too close; other lengths never
+        // collide (a 6-digit code starting with the 4-digit duress code is fine).
+        let mut q = p.clone();
+        q.members[1].duress_pin = Some(hash_code(&k, "h", "sam", &Pin::new("946183")));
+        let alex = |kind, c: &str| check_new_code(&k, "h", &q, "alex", kind, &Pin::new(c));
+        assert_eq!(alex(Normal, "946184"), Err(EnrolError::TooSimilar));
+        assert_eq!(alex(Normal, "946183"), Err(EnrolError::TooSimilar));
+        assert_eq!(alex(Normal, "836150"), Ok(()));
+        assert_eq!(neighbours("50718264").len(), 72);
+        // The work still depends on nothing but the members and the candidate's length.
+        let (_, with) = macs_in(|| alex(Duress, "50718264"));
+        let (_, without) = macs_in(|| check(&p, Duress, "50718264"));
+        assert_eq!(with, without);
+        assert_eq!(with, 2 * 2 * 73);
     }
 
     #[test]

@@ -92,6 +92,10 @@ pub enum PinlessPolicy {
 pub struct HouseholdSettings {
     #[serde(default)]
     pub pinless_disarm: PinlessPolicy,
+    /// The household uses Google Assistant: codes of 4 to 8 digits may be enrolled. Alexa only
+    /// matches the 4-digit ones. Turning it off keeps longer codes already enrolled.
+    #[serde(default)]
+    pub google_enabled: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,6 +1,10 @@
 //! Household voice codes: keyed-hash storage, constant-time verification, enrolment rules and
-//! throttling. Alexa only ever sends FOUR_DIGIT_PIN, so every voice code is exactly 4 digits;
-//! keypad codes (often 6 digits) stay the panel's own and never pass through this skill.
+//! throttling.
+//!
+//! Which codes work where: Alexa only ever sends FOUR_DIGIT_PIN, so Alexa matches 4-digit codes
+//! only. Google's PIN challenge carries any code, so a household that enables Google
+//! ([`HouseholdSettings::google_enabled`]) may enrol codes of 4 to 8 digits; the longer ones
+//! work through Google only. Keypad codes stay the panel's own and never pass through here.
 
 pub mod enrol;
 pub mod household;
@@ -18,9 +22,15 @@ use crate::secret::Pin;
 
 const CODE_DOMAIN: &[u8] = b"alarm-skill/voice-code/v1";
 
+/// The shortest voice code, and the only length Alexa can carry.
+pub const ALEXA_CODE_LEN: usize = 4;
+/// The longest voice code (Google's challenge only).
+pub const MAX_CODE_LEN: usize = 8;
+
+/// 4 to 8 digits: a code some assistant can carry.
 pub fn is_well_formed(pin: &Pin) -> bool {
     let p = pin.expose().as_bytes();
-    p.len() == 4 && p.iter().all(u8::is_ascii_digit)
+    (ALEXA_CODE_LEN..=MAX_CODE_LEN).contains(&p.len()) && p.iter().all(u8::is_ascii_digit)
 }
 
 /// The keyed hash of a code under pepper `pepper_id`, bound to its household and member so a

@@ -1,5 +1,6 @@
 //! The webhook endpoint: verifies and de-duplicates a panel cloud event, turns it into Alexa
-//! reports and sends them to the event gateway.
+//! reports and sends them to the event gateway, and, when HomeGraph is configured, reports the
+//! panel's complete state to Google (Report State; Request Sync when zones come or go).
 //!
 //! Responses (JSON):
 //! - 401 bad or stale signature; 400 unreadable or inconsistent event; 503 store unavailable
@@ -29,6 +30,7 @@ use crate::alexa::discovery::DiscoveryEndpoint;
 use crate::alexa::{Message, Property, is_valid_device_id, panel_endpoint_id, zone_endpoint_id};
 use crate::clock::Clock;
 use crate::event_gateway::{Delivery, EventGateway, GatewayError};
+use crate::google::homegraph::{HomeGraph, HomeGraphError};
 use crate::panel::Panel;
 use crate::secret::Secret;
 use crate::skill::endpoints::{panel_properties, zone_endpoint, zone_properties};
@@ -46,6 +48,8 @@ pub struct WebhookService {
     /// `manufacturerName` of endpoints announced by AddOrUpdateReport; the same value
     /// discovery uses (`SkillSettings::manufacturer_name`).
     pub manufacturer_name: String,
+    /// Google's HomeGraph, when the Google integration is configured.
+    pub homegraph: Option<Arc<HomeGraph>>,
 }
 
 /// One message to send, before the token is known.
@@ -215,6 +219,51 @@ impl WebhookService {
             secret,
             clock,
             manufacturer_name,
+            homegraph: None,
+        }
+    }
+
+    /// Also reports every state change to Google's HomeGraph.
+    pub fn with_homegraph(mut self, homegraph: Arc<HomeGraph>) -> Self {
+        self.homegraph = Some(homegraph);
+        self
+    }
+
+    /// Report State (and Request Sync when zones came or went) for the event. Best effort, like
+    /// the Alexa reports: logged, never surfaced, the event being claimed already.
+    async fn report_to_google(&self, event: &PanelEvent) {
+        let Some(hg) = &self.homegraph else {
+            return;
+        };
+        let account = event.account.as_str();
+        let (sync, panel) = match &event.kind {
+            EventKind::PanelChanged { panel, .. } => (false, Some(panel)),
+            EventKind::ZoneAdded { panel, .. } => (true, Some(panel)),
+            EventKind::ZoneRemoved { .. } => (true, None),
+            EventKind::UsersChanged { .. } => (false, None),
+        };
+        let mut results = vec![];
+        if sync {
+            results.push(("request_sync", hg.request_sync(account).await));
+        }
+        if let Some(p) = panel {
+            let states = crate::google::homegraph::states_of(p);
+            if !states.is_empty() {
+                results.push(("report_state", hg.report_state(account, states).await));
+            }
+        }
+        for (call, result) in results {
+            match result {
+                Ok(()) => {}
+                // The household never linked Google (or unlinked): nothing to tell it.
+                Err(HomeGraphError::NotLinked) => {
+                    tracing::debug!(%account, call, "household not linked to Google")
+                }
+                Err(e) => tracing::warn!(
+                    event_id = %event.event_id, %account, call, error = %e,
+                    "HomeGraph call failed (best effort; the event stays claimed)"
+                ),
+            }
         }
     }
 
@@ -285,7 +334,11 @@ impl WebhookService {
                 );
             }
         }
-        match self.send_all(&event, reports).await {
+        let (alexa, ()) = tokio::join!(
+            self.send_all(&event, reports),
+            self.report_to_google(&event)
+        );
+        match alexa {
             None => reply(StatusCode::OK, json!({ "status": "no_grant" })),
             Some(sent) => reply(
                 StatusCode::ACCEPTED,

@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 #[cfg(feature = "local")]
+pub mod google;
+#[cfg(feature = "local")]
 pub mod lambda;
 pub mod proxy;
 #[cfg(feature = "local")]

@@ -1,0 +1,261 @@
+//! What the fulfillment sends back, and the device descriptions and states that SYNC, QUERY,
+//! EXECUTE and HomeGraph's Report State share: one place, so they never disagree.
+
+use serde_json::{Map, Value, json};
+
+use crate::devices::{is_valid_device_id, panel_endpoint_id, zone_endpoint_id};
+use crate::panel::{ArmState, Panel, Phase, Zone, ZoneKind};
+
+pub const SECURITY_SYSTEM: &str = "action.devices.types.SECURITYSYSTEM";
+pub const SENSOR: &str = "action.devices.types.SENSOR";
+pub const ARM_DISARM: &str = "action.devices.traits.ArmDisarm";
+pub const OPEN_CLOSE: &str = "action.devices.traits.OpenClose";
+pub const OCCUPANCY: &str = "action.devices.traits.OccupancySensing";
+
+/// Error codes this integration sends (Google's documented names).
+pub mod code {
+    pub const AUTH_FAILURE: &str = "authFailure";
+    pub const PROTOCOL_ERROR: &str = "protocolError";
+    pub const TRANSIENT_ERROR: &str = "transientError";
+    pub const DEVICE_NOT_FOUND: &str = "deviceNotFound";
+    pub const DEVICE_OFFLINE: &str = "deviceOffline";
+    pub const DEVICE_NOT_READY: &str = "deviceNotReady";
+    pub const DEVICE_BUSY: &str = "deviceBusy";
+    pub const FUNCTION_NOT_SUPPORTED: &str = "functionNotSupported";
+    pub const NOT_SUPPORTED: &str = "notSupported";
+    pub const ALREADY_ARMED: &str = "alreadyArmed";
+    pub const ALREADY_DISARMED: &str = "alreadyDisarmed";
+    pub const ARM_FAILURE: &str = "armFailure";
+    pub const ACTION_NOT_AVAILABLE: &str = "actionNotAvailable";
+    pub const CHALLENGE_NEEDED: &str = "challengeNeeded";
+}
+
+/// The `challengeNeeded.type` values of secondary user verification.
+pub mod challenge {
+    pub const PIN_NEEDED: &str = "pinNeeded";
+    pub const FAILED_PIN_NEEDED: &str = "challengeFailedPinNeeded";
+}
+
+/// The ArmDisarm level name of an armed state (`None` for disarmed), and its English synonyms.
+pub fn level(state: ArmState) -> Option<(&'static str, &'static [&'static str])> {
+    match state {
+        ArmState::Disarmed => None,
+        ArmState::ArmedStay => Some(("stay", &["home", "stay", "armed stay"])),
+        ArmState::ArmedNight => Some(("night", &["night", "armed night"])),
+        ArmState::ArmedAway => Some(("away", &["away", "armed away"])),
+    }
+}
+
+/// The armed state a level name stands for.
+pub fn level_state(name: &str) -> Option<ArmState> {
+    [
+        ArmState::ArmedStay,
+        ArmState::ArmedNight,
+        ArmState::ArmedAway,
+    ]
+    .into_iter()
+    .find(|s| level(*s).is_some_and(|(n, _)| n == name))
+}
+
+/// The panel's levels, least to most secure (stay, night, away): `ordered` lets users say
+/// "raise the security level".
+pub fn levels(p: &Panel) -> Vec<ArmState> {
+    [
+        ArmState::ArmedStay,
+        ArmState::ArmedNight,
+        ArmState::ArmedAway,
+    ]
+    .into_iter()
+    .filter(|s| p.supported_arm_states.contains(s))
+    .collect()
+}
+
+fn names(name: &str, manufacturer: &str) -> Value {
+    json!({ "name": name, "defaultNames": [format!("{manufacturer} security system")] })
+}
+
+fn device_info(p: &Panel) -> Value {
+    json!({ "manufacturer": p.manufacturer, "model": p.model })
+}
+
+pub fn panel_device(p: &Panel, manufacturer_name: &str, will_report_state: bool) -> Value {
+    let levels: Vec<Value> = levels(p)
+        .into_iter()
+        .filter_map(level)
+        .map(|(name, synonyms)| {
+            json!({ "level_name": name, "level_values": [{ "level_synonym": synonyms, "lang": "en" }] })
+        })
+        .collect();
+    json!({
+        "id": panel_endpoint_id(&p.id),
+        "type": SECURITY_SYSTEM,
+        "traits": [ARM_DISARM],
+        "name": names(&p.name, manufacturer_name),
+        "willReportState": will_report_state,
+        "attributes": { "availableArmLevels": { "levels": levels, "ordered": true } },
+        "deviceInfo": device_info(p),
+    })
+}
+
+pub fn zone_device(p: &Panel, z: &Zone, will_report_state: bool) -> Value {
+    let (trait_name, attributes) = match z.kind {
+        ZoneKind::Contact => (
+            OPEN_CLOSE,
+            json!({ "discreteOnlyOpenClose": true, "queryOnlyOpenClose": true }),
+        ),
+        ZoneKind::Motion => (
+            OCCUPANCY,
+            json!({ "occupancySensorConfiguration": [{ "occupancySensorType": "PIR" }] }),
+        ),
+    };
+    json!({
+        "id": zone_endpoint_id(&p.id, &z.id),
+        "type": SENSOR,
+        "traits": [trait_name],
+        "name": { "name": z.name },
+        "willReportState": will_report_state,
+        "attributes": attributes,
+        "deviceInfo": device_info(p),
+    })
+}
+
+/// The panel and each of its zones, leaving out (and logging) ids no device id can carry.
+pub fn devices_of(p: &Panel, manufacturer_name: &str, will_report_state: bool) -> Vec<Value> {
+    if !is_valid_device_id(&p.id) {
+        tracing::warn!(panel = %p.id, "panel id not usable as a Google device id; skipped");
+        return vec![];
+    }
+    let mut out = vec![panel_device(p, manufacturer_name, will_report_state)];
+    out.extend(
+        p.zones
+            .iter()
+            .filter(|z| is_valid_device_id(&z.id))
+            .map(|z| zone_device(p, z, will_report_state)),
+    );
+    out
+}
+
+/// Every ArmDisarm state of the panel, and `online`: the complete state, every time.
+pub fn panel_states(p: &Panel) -> Map<String, Value> {
+    let mut s = Map::new();
+    s.insert("online".into(), json!(p.online));
+    s.insert("isArmed".into(), json!(p.arm_state != ArmState::Disarmed));
+    if let Some((name, _)) = level(p.arm_state) {
+        s.insert("currentArmLevel".into(), json!(name));
+    }
+    let exit = if p.phase == Phase::ExitDelay {
+        p.delay_remaining_s
+    } else {
+        0
+    };
+    s.insert("exitAllowance".into(), json!(exit));
+    s
+}
+
+/// The sensor's state and `online`; a zone is reachable exactly when its panel is.
+pub fn zone_states(p: &Panel, z: &Zone) -> Map<String, Value> {
+    let mut s = Map::new();
+    s.insert("online".into(), json!(p.online));
+    match z.kind {
+        ZoneKind::Contact => {
+            s.insert("openPercent".into(), json!(if z.open { 100 } else { 0 }));
+        }
+        ZoneKind::Motion => {
+            let v = if z.open { "OCCUPIED" } else { "UNOCCUPIED" };
+            s.insert("occupancy".into(), json!(v));
+        }
+    }
+    s
+}
+
+/// A QUERY entry: the states, with `status` as the documented shape asks.
+pub fn query_entry(mut states: Map<String, Value>) -> Value {
+    let online = states
+        .get("online")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if online {
+        states.insert("status".into(), json!("SUCCESS"));
+    } else {
+        states.insert("status".into(), json!("OFFLINE"));
+        states.insert("errorCode".into(), json!(code::DEVICE_OFFLINE));
+    }
+    Value::Object(states)
+}
+
+pub fn query_error(error_code: &str) -> Value {
+    json!({ "status": "ERROR", "errorCode": error_code })
+}
+
+/// One EXECUTE result: the devices it is about and how it ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Success(Map<String, Value>),
+    Error {
+        code: &'static str,
+        /// `challengeNeeded.type`, for `challengeNeeded`.
+        challenge: Option<&'static str>,
+    },
+    Offline,
+}
+
+impl Outcome {
+    pub fn error(code: &'static str) -> Self {
+        Outcome::Error {
+            code,
+            challenge: None,
+        }
+    }
+
+    pub fn challenge(kind: &'static str) -> Self {
+        Outcome::Error {
+            code: code::CHALLENGE_NEEDED,
+            challenge: Some(kind),
+        }
+    }
+
+    /// The short label for logs and metrics: "SUCCESS", or the error code (and challenge).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Success(_) => "SUCCESS",
+            Outcome::Offline => code::DEVICE_OFFLINE,
+            Outcome::Error {
+                challenge: Some(c), ..
+            } => c,
+            Outcome::Error { code, .. } => code,
+        }
+    }
+}
+
+pub fn command_result(ids: &[String], outcome: &Outcome) -> Value {
+    match outcome {
+        Outcome::Success(states) => json!({ "ids": ids, "status": "SUCCESS", "states": states }),
+        Outcome::Offline => {
+            json!({ "ids": ids, "status": "OFFLINE", "errorCode": code::DEVICE_OFFLINE })
+        }
+        Outcome::Error { code, challenge } => {
+            let mut v = json!({ "ids": ids, "status": "ERROR", "errorCode": code });
+            if let Some(kind) = challenge {
+                v["challengeNeeded"] = json!({ "type": kind });
+            }
+            v
+        }
+    }
+}
+
+pub fn sync(request_id: &str, agent_user_id: &str, devices: Vec<Value>) -> Value {
+    json!({ "requestId": request_id, "payload": { "agentUserId": agent_user_id, "devices": devices } })
+}
+
+pub fn query(request_id: &str, devices: Map<String, Value>) -> Value {
+    json!({ "requestId": request_id, "payload": { "devices": devices } })
+}
+
+pub fn execute(request_id: &str, commands: Vec<Value>) -> Value {
+    json!({ "requestId": request_id, "payload": { "commands": commands } })
+}
+
+/// A whole-request error (every device alike), e.g. `authFailure` or `protocolError`.
+pub fn error(request_id: &str, error_code: &str) -> Value {
+    json!({ "requestId": request_id, "payload": { "errorCode": error_code } })
+}

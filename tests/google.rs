@@ -1,0 +1,705 @@
+//! Google Smart Home end to end through the local stack: the fulfillment URL, the one disarm
+//! core shared with Alexa, and the voice duress PIN through Google's PIN challenge.
+//!
+//! As in tests/duress.rs, the equivalence tests run one script on two identical stacks, one
+//! saying Alex's voice PIN and one Alex's duress PIN: everything an intruder could observe must
+//! come out identical, and only the monitoring center may differ, by exactly one Contact ID 121.
+//! Every reply is checked against Google's documented response shapes (support::google).
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::google::{self as g, outcome, result};
+use support::stack::{self, Harness, accept_grant, test_options};
+
+const NORMAL: &str = "4729";
+const DURESS: &str = "8361";
+const WRONG: &str = "1357";
+
+/// Two identical stacks, with an Alexa event-gateway grant so ChangeReports flow too.
+async fn pair() -> (Harness, Harness) {
+    let (a, b) = tokio::join!(Harness::start(), Harness::start());
+    for h in [&a, &b] {
+        let t = h.token("demo").await;
+        let r = h.invoke(&accept_grant(&t, "grant-code")).await;
+        assert_eq!(r["event"]["header"]["name"], "AcceptGrant.Response");
+    }
+    (a, b)
+}
+
+/// Puts the panel in one of the states duress must work in, through Google.
+async fn setup(h: &Harness, state: &str) {
+    let arm_away = async {
+        let r = h.google("demo", &g::arm("home", "away")).await;
+        assert_eq!(outcome(&r), "SUCCESS", "{r}");
+    };
+    match state {
+        "disarmed" => {}
+        "exit_delay" => arm_away.await,
+        "armed_away" => {
+            arm_away.await;
+            h.advance(60).await;
+        }
+        "entry_delay" => {
+            arm_away.await;
+            h.advance(60).await;
+            h.post("/sim/panels/home/zones/front-door/open", json!({}))
+                .await;
+        }
+        "alarm" => {
+            arm_away.await;
+            h.advance(60).await;
+            h.post("/sim/panels/home/zones/front-door/open", json!({}))
+                .await;
+            h.advance(31).await;
+        }
+        other => panic!("unknown state {other}"),
+    }
+}
+
+async fn gateway_events(h: &Harness) -> Vec<Value> {
+    let (mut last, mut quiet) = (usize::MAX, 0);
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let n = h.stack.dev_alexa.events().len();
+        quiet = if n == last { quiet + 1 } else { 0 };
+        if quiet == 6 {
+            break;
+        }
+        last = n;
+    }
+    h.stack.dev_alexa.events()
+}
+
+async fn audit(h: &Harness) -> Value {
+    let admin = h.admin_token("demo").await;
+    let (status, body) = h
+        .api("GET", "/v1/household/audit?limit=100", Some(&admin), None)
+        .await;
+    assert_eq!(status, 200);
+    stack::normalize(&body)
+}
+
+async fn lockout(h: &Harness) -> Value {
+    let admin = h.admin_token("demo").await;
+    let (status, mut body) = h
+        .api("GET", "/v1/household/lockout", Some(&admin), None)
+        .await;
+    assert_eq!(status, 200);
+    if let Some(until) = body["locked_until"].as_str() {
+        let until = chrono::DateTime::parse_from_rfc3339(until).unwrap();
+        let now = alarm_skill::clock::Clock::now(h.stack.clock.as_ref());
+        body["locked_until"] = json!((until.with_timezone(&chrono::Utc) - now).num_seconds());
+    }
+    body
+}
+
+async fn notifications(h: &Harness) -> Value {
+    stack::normalize(&h.get("/sim/notifications").await)
+}
+
+fn count(signals: &[String], prefix: &str) -> usize {
+    signals.iter().filter(|s| s.starts_with(prefix)).count()
+}
+
+#[tokio::test]
+async fn sync_describes_the_panel_as_a_security_system_and_its_zones_as_sensors() {
+    let h = Harness::rich().await;
+    let r = h.google("demo", &g::sync()).await;
+    assert_eq!(r["payload"]["agentUserId"], "demo");
+    let devices = r["payload"]["devices"].as_array().unwrap();
+    let by_id = |id: &str| devices.iter().find(|d| d["id"] == id).unwrap().clone();
+    let panel = by_id("home");
+    assert_eq!(panel["type"], "action.devices.types.SECURITYSYSTEM");
+    assert_eq!(panel["traits"], json!(["action.devices.traits.ArmDisarm"]));
+    assert_eq!(panel["name"]["name"], "Home");
+    let levels = &panel["attributes"]["availableArmLevels"];
+    assert_eq!(levels["ordered"], true);
+    let names: Vec<&str> = levels["levels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["level_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["stay", "night", "away"], "least to most secure");
+    assert_eq!(
+        levels["levels"][0]["level_values"][0]["level_synonym"][0],
+        "home"
+    );
+
+    let door = by_id("home:front-door");
+    assert_eq!(door["type"], "action.devices.types.SENSOR");
+    assert_eq!(door["traits"], json!(["action.devices.traits.OpenClose"]));
+    assert_eq!(door["attributes"]["queryOnlyOpenClose"], true);
+    let hall = by_id("home:hallway");
+    assert_eq!(
+        hall["traits"],
+        json!(["action.devices.traits.OccupancySensing"])
+    );
+    assert_eq!(
+        hall["attributes"]["occupancySensorConfiguration"][0]["occupancySensorType"],
+        "PIR"
+    );
+    // Only the account's own devices: the neighbour's cabin is not there.
+    assert_eq!(devices.len(), 5, "{r}");
+    let neighbour = h.google("neighbor", &g::sync()).await;
+    let ids: Vec<&Value> = neighbour["payload"]["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| &d["id"])
+        .collect();
+    assert_eq!(ids, [&json!("cabin"), &json!("cabin:door")]);
+}
+
+#[tokio::test]
+async fn query_reports_the_complete_state_of_panel_and_sensors() {
+    let h = Harness::rich().await;
+    let r = h.google("demo", &g::arm("home", "stay")).await;
+    assert_eq!(outcome(&r), "SUCCESS");
+    let states = &result(&r)["states"];
+    assert_eq!(states["isArmed"], true);
+    assert_eq!(states["currentArmLevel"], "stay");
+    assert_eq!(states["exitAllowance"], 60, "the exit delay");
+    h.post("/sim/panels/home/zones/back-door/open", json!({}))
+        .await;
+    h.post("/sim/panels/home/zones/hallway/open", json!({}))
+        .await;
+
+    let q = h
+        .google(
+            "demo",
+            &g::query(&[
+                "home",
+                "home:back-door",
+                "home:front-door",
+                "home:hallway",
+                "home:nope",
+                "cabin",
+                "bad/id",
+            ]),
+        )
+        .await;
+    let d = &q["payload"]["devices"];
+    assert_eq!(
+        d["home"],
+        json!({"online": true, "status": "SUCCESS", "isArmed": true, "currentArmLevel": "stay", "exitAllowance": 60})
+    );
+    assert_eq!(
+        d["home:back-door"],
+        json!({"online": true, "status": "SUCCESS", "openPercent": 100})
+    );
+    assert_eq!(d["home:front-door"]["openPercent"], 0);
+    assert_eq!(d["home:hallway"]["occupancy"], "OCCUPIED");
+    for unknown in ["home:nope", "cabin", "bad/id"] {
+        assert_eq!(d[unknown]["errorCode"], "deviceNotFound", "{unknown}: {q}");
+    }
+
+    // Offline: the panel and its sensors say so.
+    h.post("/sim/panels/home/connectivity", json!({"online": false}))
+        .await;
+    let q = h
+        .google("demo", &g::query(&["home", "home:back-door"]))
+        .await;
+    for id in ["home", "home:back-door"] {
+        let s = &q["payload"]["devices"][id];
+        assert_eq!(s["online"], false, "{q}");
+        assert_eq!(s["status"], "OFFLINE");
+        assert_eq!(s["errorCode"], "deviceOffline");
+    }
+    let r = h.google("demo", &g::disarm("home", None)).await;
+    assert_eq!(result(&r)["status"], "OFFLINE", "{r}");
+    let r = h.google("demo", &g::arm("home", "away")).await;
+    assert_eq!(outcome(&r), "deviceOffline");
+}
+
+#[tokio::test]
+async fn disarm_asks_for_the_pin_and_asks_again_after_a_wrong_one() {
+    let h = Harness::start().await;
+    // Nothing to disarm: said so, without asking for a PIN.
+    let r = h.google("demo", &g::disarm("home", None)).await;
+    assert_eq!(outcome(&r), "alreadyDisarmed");
+
+    let r = h.google("demo", &g::arm("home", "away")).await;
+    assert_eq!(outcome(&r), "SUCCESS");
+    let r = h.google("demo", &g::arm("home", "away")).await;
+    assert_eq!(outcome(&r), "alreadyArmed");
+    h.advance(60).await;
+    // Away → stay takes a disarm first, as on Alexa; an unknown level is not supported.
+    let r = h.google("demo", &g::arm("home", "stay")).await;
+    assert_eq!(outcome(&r), "actionNotAvailable");
+    let r = h.google("demo", &g::arm("home", "vacation")).await;
+    assert_eq!(outcome(&r), "notSupported");
+
+    let r = h.google("demo", &g::disarm("home", None)).await;
+    assert_eq!(outcome(&r), "challengeNeeded/pinNeeded", "{r}");
+    assert_eq!(result(&r)["ids"], json!(["home"]));
+    let r = h.google("demo", &g::disarm("home", Some(WRONG))).await;
+    assert_eq!(outcome(&r), "challengeNeeded/challengeFailedPinNeeded");
+    assert_eq!(h.panel("home").await["arm_state"], "armed_away");
+    let r = h.google("demo", &g::disarm("home", Some(NORMAL))).await;
+    assert_eq!(outcome(&r), "SUCCESS", "{r}");
+    assert_eq!(
+        result(&r)["states"],
+        json!({"online": true, "isArmed": false, "exitAllowance": 0})
+    );
+    assert_eq!(h.panel("home").await["arm_state"], "disarmed");
+    // Cancelling an arming is a disarm: it takes the PIN too.
+    h.google("demo", &g::arm("home", "away")).await;
+    let cancel = |pin| g::execute("home", json!({"arm": true, "cancel": true}), pin);
+    let r = h.google("demo", &cancel(None)).await;
+    assert_eq!(outcome(&r), "challengeNeeded/pinNeeded");
+    let r = h.google("demo", &cancel(Some(NORMAL))).await;
+    assert_eq!(outcome(&r), "SUCCESS");
+    assert_eq!(h.panel("home").await["arm_state"], "disarmed");
+    let entries = audit(&h).await;
+    assert_eq!(
+        entries["entries"][0]["message"],
+        "Alex disarmed Home by voice"
+    );
+}
+
+#[tokio::test]
+async fn a_duress_pin_looks_exactly_like_the_normal_pin_in_every_state() {
+    for state in [
+        "disarmed",
+        "exit_delay",
+        "armed_away",
+        "entry_delay",
+        "alarm",
+    ] {
+        let (n, d) = pair().await;
+        setup(&n, state).await;
+        setup(&d, state).await;
+        let before_n = gateway_events(&n).await.len();
+        let before_d = gateway_events(&d).await.len();
+        assert_eq!(
+            n.signals().await,
+            d.signals().await,
+            "{state}: same history"
+        );
+
+        // Google's two rounds: the challenge, then the PIN.
+        let mut replies = vec![];
+        for (h, code) in [(&n, NORMAL), (&d, DURESS)] {
+            let first = h.google("demo", &g::disarm("home", None)).await;
+            let second = h.google("demo", &g::disarm("home", Some(code))).await;
+            replies.push((g::normalize(&first), g::normalize(&second)));
+        }
+        assert_eq!(replies[0], replies[1], "{state}: replies differ");
+        assert_eq!(
+            outcome(&replies[0].1),
+            "SUCCESS",
+            "{state}: {:?}",
+            replies[0]
+        );
+        assert_eq!(
+            replies[0].1.to_string().len(),
+            replies[1].1.to_string().len()
+        );
+
+        // QUERY afterwards, and the ChangeReports the webhook sent to Alexa.
+        let qn = n
+            .google("demo", &g::query(&["home", "home:front-door"]))
+            .await;
+        let qd = d
+            .google("demo", &g::query(&["home", "home:front-door"]))
+            .await;
+        assert_eq!(
+            g::normalize(&qn),
+            g::normalize(&qd),
+            "{state}: queries differ"
+        );
+        let cn: Vec<Value> = gateway_events(&n).await[before_n..]
+            .iter()
+            .map(stack::normalize)
+            .collect();
+        let cd: Vec<Value> = gateway_events(&d).await[before_d..]
+            .iter()
+            .map(stack::normalize)
+            .collect();
+        assert_eq!(cn, cd, "{state}: change reports differ");
+
+        // The monitoring center: one 121 for Alex on duress, never on normal.
+        let (sn, sd) = (n.signals().await, d.signals().await);
+        assert_eq!(count(&sn, "121/"), 0, "{state}: {sn:?}");
+        assert_eq!(count(&sd, "121/"), 1, "{state}: {sd:?}");
+        assert!(sd.contains(&"121/1/1".to_string()), "{state}: {sd:?}");
+        if state != "alarm" {
+            let without: Vec<&String> = sd.iter().filter(|s| !s.starts_with("121/")).collect();
+            assert_eq!(sn.iter().collect::<Vec<_>>(), without, "{state}");
+        }
+
+        // The household's own views.
+        assert_eq!(audit(&n).await, audit(&d).await, "{state}: audit differs");
+        assert_eq!(notifications(&n).await, notifications(&d).await, "{state}");
+        assert_eq!(lockout(&n).await, lockout(&d).await, "{state}");
+        assert_eq!(
+            n.requests_for("home").await,
+            d.requests_for("home").await,
+            "{state}: the same panel calls"
+        );
+        assert!(
+            !audit(&d)
+                .await
+                .to_string()
+                .to_lowercase()
+                .contains("duress")
+        );
+        assert_eq!(d.panel("home").await["arm_state"], "disarmed");
+    }
+}
+
+#[tokio::test]
+async fn a_lockout_answers_every_code_alike_and_a_duress_still_raises_the_silent_alarm() {
+    let (n, d) = (Harness::start().await, Harness::start().await);
+    let mut replies = vec![];
+    for (h, code) in [(&n, NORMAL), (&d, DURESS)] {
+        setup(h, "armed_away").await;
+        let mut wrong = vec![];
+        for _ in 0..3 {
+            wrong.push(g::normalize(
+                &h.google("demo", &g::disarm("home", Some(WRONG))).await,
+            ));
+        }
+        assert_eq!(lockout(h).await["locked"], true);
+        assert!(wrong.iter().all(|w| *w == wrong[0]));
+        let during = g::normalize(&h.google("demo", &g::disarm("home", Some(code))).await);
+        // During the lockout the right code gets the wrong code's reply, to the byte.
+        assert_eq!(during, wrong[0]);
+        replies.push(during);
+    }
+    assert_eq!(replies[0], replies[1]);
+    assert_eq!(
+        outcome(&replies[0]),
+        "challengeNeeded/challengeFailedPinNeeded"
+    );
+    assert_eq!(lockout(&n).await, lockout(&d).await);
+    assert_eq!(lockout(&n).await["consecutive_failures"], 3);
+    assert_eq!(audit(&n).await, audit(&d).await);
+    assert_eq!(notifications(&n).await, notifications(&d).await);
+    assert_eq!(n.panel("home").await["arm_state"], "armed_away");
+    assert_eq!(d.panel("home").await["arm_state"], "armed_away");
+    assert_eq!(count(&n.signals().await, "121/"), 0);
+    assert_eq!(d.signals().await, ["401/3/0", "121/1/1"]);
+}
+
+#[tokio::test]
+async fn alexa_and_google_share_one_throttle() {
+    let h = Harness::start().await;
+    let t = h.token("demo").await;
+    setup(&h, "armed_away").await;
+    for _ in 0..2 {
+        let r = h.invoke(&stack::disarm(&t, "home", Some(WRONG))).await;
+        assert_eq!(stack::error_type(&r), Some("UNAUTHORIZED"));
+    }
+    assert_eq!(lockout(&h).await["locked"], false);
+    // The third wrong code, through Google, starts the lockout both assistants then honour.
+    h.google("demo", &g::disarm("home", Some(WRONG))).await;
+    assert_eq!(lockout(&h).await["locked"], true);
+    let r = h.invoke(&stack::disarm(&t, "home", Some(NORMAL))).await;
+    assert_eq!(stack::error_type(&r), Some("UNAUTHORIZED"));
+    let r = h.google("demo", &g::disarm("home", Some(NORMAL))).await;
+    assert_eq!(outcome(&r), "challengeNeeded/challengeFailedPinNeeded");
+    assert_eq!(h.panel("home").await["arm_state"], "armed_away");
+}
+
+#[tokio::test]
+async fn a_duress_during_a_panel_fault_gets_the_normal_reply_and_is_delivered_after_recovery() {
+    for mode in ["down", "error", "timeout"] {
+        let delay_ms = if mode == "timeout" { 4_000 } else { 0 };
+        let (n, d) = (Harness::start().await, Harness::start().await);
+        let mut replies = vec![];
+        for (h, code) in [(&n, NORMAL), (&d, DURESS)] {
+            setup(h, "armed_away").await;
+            h.fault(mode, delay_ms).await;
+            // With the cloud in doubt the PIN is asked for: with it a duress is still relayed.
+            let first = h.google("demo", &g::disarm("home", None)).await;
+            assert_eq!(outcome(&first), "challengeNeeded/pinNeeded", "{mode}");
+            replies.push(g::normalize(
+                &h.google("demo", &g::disarm("home", Some(code))).await,
+            ));
+        }
+        assert_eq!(
+            outcome(&replies[0]),
+            "transientError",
+            "{mode}: {:?}",
+            replies[0]
+        );
+        assert_eq!(replies[0], replies[1], "{mode}: replies differ");
+        assert_eq!(audit(&n).await, audit(&d).await, "{mode}");
+        for h in [&n, &d] {
+            h.fault("none", 0).await;
+            h.stack.redeliver().await.unwrap();
+            h.stack.redeliver().await.unwrap();
+        }
+        assert_eq!(count(&n.signals().await, "121/"), 0, "{mode}");
+        let sig = d.signals().await;
+        assert_eq!(count(&sig, "121/1/1"), 1, "{mode}: {sig:?}");
+        assert_eq!(n.panel("home").await["arm_state"], "armed_away");
+        assert_eq!(d.panel("home").await["arm_state"], "armed_away");
+    }
+}
+
+#[tokio::test]
+async fn bad_tokens_get_401_and_bad_requests_a_google_error_never_a_crash() {
+    let h = Harness::start().await;
+    let sync = g::sync();
+    // No token, a forged one, the management client's: 401 with authFailure.
+    let admin = h.admin_token("demo").await;
+    for token in [None, Some("not-a-jwt"), Some(admin.as_str())] {
+        let (status, r) = h.google_as(token, &sync).await;
+        assert_eq!(status, 401, "{token:?}: {r}");
+        assert_eq!(r["payload"]["errorCode"], "authFailure");
+    }
+    let t = h.token("demo").await;
+    // Malformed requests: a Google-shaped protocolError, with the requestId when there is one.
+    for (body, request_id) in [
+        (
+            json!({"requestId": "r-1", "inputs": [{"intent": "action.devices.REBOOT"}]}),
+            "r-1",
+        ),
+        (json!({"requestId": "r-2", "inputs": []}), "r-2"),
+        (
+            json!({"requestId": "r-3", "inputs": [{"intent": "action.devices.QUERY"}]}),
+            "r-3",
+        ),
+        (json!([1, 2]), ""),
+    ] {
+        let (status, r) = h.google_as(Some(&t), &body).await;
+        assert_eq!(status, 200, "{r}");
+        assert_eq!(r["payload"]["errorCode"], "protocolError", "{r}");
+        assert_eq!(r["requestId"], request_id);
+    }
+    let resp = h
+        .http
+        .post(format!("{}{}", h.base, g::PATH))
+        .bearer_auth(&t)
+        .body("{\"requestId\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let r: Value = resp.json().await.unwrap();
+    assert_eq!(r["payload"]["errorCode"], "protocolError");
+    // A command without a trait here, and ArmDisarm on a sensor.
+    let mut onoff = g::disarm("home", None);
+    onoff["inputs"][0]["payload"]["commands"][0]["execution"][0] =
+        json!({"command": "action.devices.commands.OnOff", "params": {"on": true}});
+    assert_eq!(
+        outcome(&h.google("demo", &onoff).await),
+        "functionNotSupported"
+    );
+    let r = h
+        .google("demo", &g::disarm("home:front-door", Some(NORMAL)))
+        .await;
+    assert_eq!(outcome(&r), "functionNotSupported");
+    let r = h.google("demo", &g::disarm("cabin", Some(NORMAL))).await;
+    assert_eq!(outcome(&r), "deviceNotFound");
+    // DISCONNECT: an empty object.
+    let r = h.google("demo", &g::disconnect()).await;
+    assert_eq!(r, json!({}));
+}
+
+#[tokio::test]
+async fn a_short_budget_still_answers_in_time() {
+    let h = Harness::start_with(alarm_skill::local::Options {
+        directive_budget: Some(Duration::from_millis(1_500)),
+        ..test_options()
+    })
+    .await;
+    setup(&h, "armed_away").await;
+    h.fault("timeout", 10_000).await;
+    let started = std::time::Instant::now();
+    let r = h.google("demo", &g::disarm("home", Some(DURESS))).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(2_500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(outcome(&r), "transientError");
+    h.fault("none", 0).await;
+    h.stack.redeliver().await.unwrap();
+    assert_eq!(count(&h.signals().await, "121/1/1"), 1);
+}
+
+/// Every Report State body the fake HomeGraph accepted, once they stop arriving.
+async fn homegraph_reports(h: &Harness) -> Vec<Value> {
+    let (mut last, mut quiet) = (usize::MAX, 0);
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let n = h.stack.dev_google.reports().len();
+        quiet = if n == last { quiet + 1 } else { 0 };
+        if quiet == 6 {
+            break;
+        }
+        last = n;
+    }
+    h.stack.dev_google.reports()
+}
+
+fn without_request_id(reports: &[Value]) -> Vec<Value> {
+    reports.iter().map(g::normalize).collect()
+}
+
+#[tokio::test]
+async fn every_state_change_reaches_homegraph_complete_and_a_duress_reports_like_a_normal_pin() {
+    let (n, d) = (Harness::start().await, Harness::start().await);
+    for (h, code) in [(&n, NORMAL), (&d, DURESS)] {
+        setup(h, "armed_away").await;
+        let r = h.google("demo", &g::disarm("home", Some(code))).await;
+        assert_eq!(outcome(&r), "SUCCESS");
+    }
+    let (rn, rd) = (homegraph_reports(&n).await, homegraph_reports(&d).await);
+    assert!(rn.len() >= 2, "arming, disarmed: {rn:?}");
+    let sync = n.google("demo", &g::sync()).await;
+    let mut all: Vec<String> = sync["payload"]["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap().to_string())
+        .collect();
+    all.sort();
+    assert_eq!(all.len(), 4, "{sync}");
+    assert_eq!(
+        without_request_id(&rn),
+        without_request_id(&rd),
+        "Report State differs"
+    );
+    for r in &rn {
+        assert_eq!(r["agentUserId"], "demo");
+        assert!(r["requestId"].as_str().is_some_and(|id| !id.is_empty()));
+        // The complete state of every device, each time.
+        let states = r["payload"]["devices"]["states"].as_object().unwrap();
+        let mut ids: Vec<String> = states.keys().cloned().collect();
+        ids.sort();
+        assert_eq!(ids, all, "every device SYNC announced: {r}");
+        for key in ["online", "isArmed", "exitAllowance"] {
+            assert!(states["home"].get(key).is_some(), "{key}: {r}");
+        }
+    }
+    let last = &rn.last().unwrap()["payload"]["devices"]["states"];
+    assert_eq!(
+        last["home"],
+        json!({"online": true, "isArmed": false, "exitAllowance": 0})
+    );
+    // QUERY afterwards agrees with the last report, and is the same for both.
+    let qn = n.google("demo", &g::query(&["home"])).await;
+    let qd = d.google("demo", &g::query(&["home"])).await;
+    assert_eq!(g::normalize(&qn), g::normalize(&qd));
+    let mut expected = last["home"].clone();
+    expected["status"] = json!("SUCCESS");
+    assert_eq!(qn["payload"]["devices"]["home"], expected);
+    // One token exchange served every report: the token is cached.
+    assert_eq!(n.stack.dev_google.exchanges(), 1);
+    assert_eq!(count(&d.signals().await, "121/1/1"), 1);
+}
+
+#[tokio::test]
+async fn added_and_removed_zones_request_a_sync_and_unlinked_users_are_skipped() {
+    let h = Harness::start().await;
+    let zone = json!({"id": "patio", "number": 9, "name": "Patio door", "kind": "contact"});
+    h.post("/sim/panels/home/zones", zone).await;
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while h.stack.dev_google.syncs().is_empty() && std::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        h.stack.dev_google.syncs(),
+        [json!({"agentUserId": "demo", "async": true})]
+    );
+    let reports = homegraph_reports(&h).await;
+    let states = &reports.last().unwrap()["payload"]["devices"]["states"];
+    assert_eq!(
+        states["home:patio"],
+        json!({"online": true, "openPercent": 0})
+    );
+    // SYNC now lists the new sensor.
+    let s = h.google("demo", &g::sync()).await;
+    assert!(
+        s["payload"]["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["id"] == "home:patio")
+    );
+
+    // A user HomeGraph does not know: the webhook goes on, Alexa's reports are unaffected.
+    h.stack.dev_google.unlink("demo");
+    let before = homegraph_reports(&h).await.len();
+    let r = h.google("demo", &g::arm("home", "stay")).await;
+    assert_eq!(outcome(&r), "SUCCESS");
+    assert_eq!(homegraph_reports(&h).await.len(), before);
+    assert_eq!(h.panel("home").await["arm_state"], "armed_stay");
+}
+
+#[tokio::test]
+async fn a_household_on_google_may_enrol_codes_of_up_to_8_digits_which_alexa_cannot_say() {
+    let h = Harness::rich().await;
+    let admin = h.admin_token("demo").await;
+    let set = |member: &'static str, slot: &'static str, pin: &'static str| {
+        let (h, admin) = (&h, admin.clone());
+        async move {
+            h.api(
+                "PUT",
+                &format!("/v1/household/members/{member}/{slot}"),
+                Some(&admin),
+                Some(json!({ "pin": pin })),
+            )
+            .await
+        }
+    };
+    // Not yet on Google: 4 digits only.
+    let (s, body) = set("sam", "voice-pin", "50718264").await;
+    assert_eq!(s, 422, "{body}");
+    assert_eq!(body["message"], "a voice code is exactly 4 digits");
+    let (s, body) = h
+        .api(
+            "PUT",
+            "/v1/household/settings",
+            Some(&admin),
+            Some(json!({"google_enabled": true})),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"pinless_disarm": "refuse_when_codes_enrolled", "google_enabled": true})
+    );
+    let (s, body) = set("sam", "voice-pin", "50718264").await;
+    assert_eq!(s.as_u16() / 100, 2, "{body}");
+    // The rules apply per length: a duress one digit from it is refused, a common one too.
+    let (s, body) = set("sam", "duress-pin", "50718265").await;
+    assert_eq!(body["error"], "too_similar", "{s} {body}");
+    let (s, body) = set("sam", "duress-pin", "123456").await;
+    assert_eq!(body["error"], "too_common", "{s} {body}");
+    let (s, body) = set("sam", "duress-pin", "946183").await;
+    assert_eq!(s.as_u16() / 100, 2, "{body}");
+    let (s, body) = set("sam", "duress-pin", "946183051").await;
+    assert_eq!(
+        body["message"], "a voice code is 4 to 8 digits (Alexa matches 4-digit codes only)",
+        "{s}"
+    );
+
+    // Through Google's challenge both work, the duress silently.
+    setup(&h, "armed_away").await;
+    let r = h.google("demo", &g::disarm("home", Some("50718264"))).await;
+    assert_eq!(outcome(&r), "SUCCESS", "{r}");
+    setup(&h, "armed_away").await;
+    let r = h.google("demo", &g::disarm("home", Some("946183"))).await;
+    assert_eq!(outcome(&r), "SUCCESS", "{r}");
+    assert_eq!(count(&h.signals().await, "121/1/2"), 1, "Sam's duress");
+    // Alexa matches 4-digit codes only: neither the code nor its first four digits disarm.
+    setup(&h, "armed_away").await;
+    let t = h.token("demo").await;
+    for pin in ["50718264", "5071"] {
+        let r = h.invoke(&stack::disarm(&t, "home", Some(pin))).await;
+        assert_eq!(stack::error_type(&r), Some("UNAUTHORIZED"), "{pin}");
+    }
+    assert_eq!(h.panel("home").await["arm_state"], "armed_away");
+    // Alex's 4-digit codes still work on both.
+    let r = h.invoke(&stack::disarm(&t, "home", Some(NORMAL))).await;
+    assert_eq!(r["event"]["header"]["name"], "Response");
+}
