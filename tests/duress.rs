@@ -57,33 +57,6 @@ async fn setup(h: &Harness, state: &str) {
     }
 }
 
-/// Waits until the dev event gateway has stopped receiving events, then returns them.
-/// "Stopped" means no new event for 300 ms (up to 5 s in all): a webhook, its ChangeReport and
-/// the event gateway's reply take a few milliseconds each, but a loaded CI machine can stall one
-/// for far longer than a single poll interval.
-async fn gateway_events(h: &Harness) -> Vec<Value> {
-    let (mut last, mut quiet) = (usize::MAX, 0);
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let n = h.stack.dev_alexa.events().len();
-        quiet = if n == last { quiet + 1 } else { 0 };
-        if quiet == 6 {
-            break;
-        }
-        last = n;
-    }
-    h.stack.dev_alexa.events()
-}
-
-async fn audit(h: &Harness) -> Value {
-    let admin = h.admin_token("demo").await;
-    let (status, body) = h
-        .api("GET", "/v1/household/audit?limit=100", Some(&admin), None)
-        .await;
-    assert_eq!(status, 200);
-    normalize(&body)
-}
-
 /// The lockout state, with `locked_until` as seconds from the stack's own (frozen) now, so two
 /// stacks started moments apart compare equal.
 async fn lockout(h: &Harness) -> Value {
@@ -122,8 +95,8 @@ async fn duress_looks_exactly_like_a_normal_disarm_in_every_state() {
         let (n, d) = pair().await;
         setup(&n, state).await;
         setup(&d, state).await;
-        let before_n = gateway_events(&n).await.len();
-        let before_d = gateway_events(&d).await.len();
+        let before_n = n.settled_gateway_events().await.len();
+        let before_d = d.settled_gateway_events().await.len();
         let signals_before = n.signals().await;
         assert_eq!(
             signals_before,
@@ -151,8 +124,8 @@ async fn duress_looks_exactly_like_a_normal_disarm_in_every_state() {
             normalize(&sd),
             "{state}: state reports differ"
         );
-        let raw_n = gateway_events(&n).await[before_n..].to_vec();
-        let raw_d = gateway_events(&d).await[before_d..].to_vec();
+        let raw_n = n.settled_gateway_events().await[before_n..].to_vec();
+        let raw_d = d.settled_gateway_events().await[before_d..].to_vec();
         for e in raw_n.iter().chain(&raw_d) {
             support::record_message("ChangeReport-after-disarm", e);
         }
@@ -188,14 +161,18 @@ async fn duress_looks_exactly_like_a_normal_disarm_in_every_state() {
         }
 
         // 4. The household's own views: audit log, app notifications, throttle counters.
-        assert_eq!(audit(&n).await, audit(&d).await, "{state}: audit differs");
+        assert_eq!(
+            n.audit_log().await,
+            d.audit_log().await,
+            "{state}: audit differs"
+        );
         assert_eq!(
             notifications(&n).await,
             notifications(&d).await,
             "{state}: notifications differ"
         );
         assert_eq!(lockout(&n).await, lockout(&d).await, "{state}");
-        let entries = audit(&d).await;
+        let entries = d.audit_log().await;
         assert_eq!(
             entries["entries"][0]["message"], "Alex disarmed Home by voice",
             "{state}"
@@ -261,7 +238,7 @@ async fn twenty_wrong_pins_escalate_and_every_refusal_is_identical() {
             "Voice disarm locked after 10 wrong voice codes in a row; the household admin must reset it",
         ]
     );
-    let log = audit(&h).await.to_string();
+    let log = h.audit_log().await.to_string();
     assert!(log.contains("the household admin must reset it"));
     // A hard lock outlasts any wait; only the admin lifts it.
     h.advance(86_400 * 30).await;
@@ -305,7 +282,7 @@ async fn duress_keeps_the_counters_exactly_as_a_normal_pin_would_in_both_orders(
     }
     assert_eq!(lockout(&n).await, lockout(&d).await);
     assert_eq!(lockout(&n).await["consecutive_failures"], 2);
-    assert_eq!(audit(&n).await, audit(&d).await);
+    assert_eq!(n.audit_log().await, d.audit_log().await);
 }
 
 #[tokio::test]
@@ -330,7 +307,7 @@ async fn duress_during_a_lockout_gets_the_lockout_reply_and_still_raises_the_sil
         "counters untouched by either"
     );
     assert_eq!(lockout(&n).await["consecutive_failures"], 3);
-    assert_eq!(audit(&n).await, audit(&d).await);
+    assert_eq!(n.audit_log().await, d.audit_log().await);
     assert_eq!(notifications(&n).await, notifications(&d).await);
     // The panel stays armed in both; the monitoring center got the duress, for Alex.
     assert_eq!(n.panel("home").await["arm_state"], "armed_away");
@@ -378,7 +355,7 @@ async fn a_duress_during_a_panel_fault_is_delivered_exactly_once_after_recovery(
             normalize(&replies[1]),
             "{mode}: replies differ"
         );
-        assert_eq!(audit(&n).await, audit(&d).await, "{mode}");
+        assert_eq!(n.audit_log().await, d.audit_log().await, "{mode}");
 
         // Recovery: let a slow reply finish, clear the fault, run the re-delivery worker twice.
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
@@ -649,7 +626,7 @@ async fn a_burst_of_parallel_disarms_for_one_household_relays_every_duress() {
     assert_eq!(report.retrying, 0, "{report:?}");
     assert_eq!(count(&h.signals().await, "121/1/1"), 8);
     assert_eq!(lockout(&h).await["consecutive_failures"], 0);
-    let log = audit(&h).await;
+    let log = h.audit_log().await;
     let disarmed = log["entries"]
         .as_array()
         .unwrap()

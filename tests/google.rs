@@ -59,29 +59,6 @@ async fn setup(h: &Harness, state: &str) {
     }
 }
 
-async fn gateway_events(h: &Harness) -> Vec<Value> {
-    let (mut last, mut quiet) = (usize::MAX, 0);
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let n = h.stack.dev_alexa.events().len();
-        quiet = if n == last { quiet + 1 } else { 0 };
-        if quiet == 6 {
-            break;
-        }
-        last = n;
-    }
-    h.stack.dev_alexa.events()
-}
-
-async fn audit(h: &Harness) -> Value {
-    let admin = h.admin_token("demo").await;
-    let (status, body) = h
-        .api("GET", "/v1/household/audit?limit=100", Some(&admin), None)
-        .await;
-    assert_eq!(status, 200);
-    stack::normalize(&body)
-}
-
 async fn lockout(h: &Harness) -> Value {
     let admin = h.admin_token("demo").await;
     let (status, mut body) = h
@@ -254,7 +231,7 @@ async fn disarm_asks_for_the_pin_and_asks_again_after_a_wrong_one() {
     let r = h.google("demo", &cancel(Some(NORMAL))).await;
     assert_eq!(outcome(&r), "SUCCESS");
     assert_eq!(h.panel("home").await["arm_state"], "disarmed");
-    let entries = audit(&h).await;
+    let entries = h.audit_log().await;
     assert_eq!(
         entries["entries"][0]["message"],
         "Alex disarmed Home by voice"
@@ -273,8 +250,8 @@ async fn a_duress_pin_looks_exactly_like_the_normal_pin_in_every_state() {
         let (n, d) = pair().await;
         setup(&n, state).await;
         setup(&d, state).await;
-        let before_n = gateway_events(&n).await.len();
-        let before_d = gateway_events(&d).await.len();
+        let before_n = n.settled_gateway_events().await.len();
+        let before_d = d.settled_gateway_events().await.len();
         assert_eq!(
             n.signals().await,
             d.signals().await,
@@ -312,11 +289,11 @@ async fn a_duress_pin_looks_exactly_like_the_normal_pin_in_every_state() {
             g::normalize(&qd),
             "{state}: queries differ"
         );
-        let cn: Vec<Value> = gateway_events(&n).await[before_n..]
+        let cn: Vec<Value> = n.settled_gateway_events().await[before_n..]
             .iter()
             .map(stack::normalize)
             .collect();
-        let cd: Vec<Value> = gateway_events(&d).await[before_d..]
+        let cd: Vec<Value> = d.settled_gateway_events().await[before_d..]
             .iter()
             .map(stack::normalize)
             .collect();
@@ -333,7 +310,11 @@ async fn a_duress_pin_looks_exactly_like_the_normal_pin_in_every_state() {
         }
 
         // The household's own views.
-        assert_eq!(audit(&n).await, audit(&d).await, "{state}: audit differs");
+        assert_eq!(
+            n.audit_log().await,
+            d.audit_log().await,
+            "{state}: audit differs"
+        );
         assert_eq!(notifications(&n).await, notifications(&d).await, "{state}");
         assert_eq!(lockout(&n).await, lockout(&d).await, "{state}");
         assert_eq!(
@@ -342,7 +323,7 @@ async fn a_duress_pin_looks_exactly_like_the_normal_pin_in_every_state() {
             "{state}: the same panel calls"
         );
         assert!(
-            !audit(&d)
+            !d.audit_log()
                 .await
                 .to_string()
                 .to_lowercase()
@@ -378,7 +359,7 @@ async fn a_lockout_answers_every_code_alike_and_a_duress_still_raises_the_silent
     );
     assert_eq!(lockout(&n).await, lockout(&d).await);
     assert_eq!(lockout(&n).await["consecutive_failures"], 3);
-    assert_eq!(audit(&n).await, audit(&d).await);
+    assert_eq!(n.audit_log().await, d.audit_log().await);
     assert_eq!(notifications(&n).await, notifications(&d).await);
     assert_eq!(n.panel("home").await["arm_state"], "armed_away");
     assert_eq!(d.panel("home").await["arm_state"], "armed_away");
@@ -429,7 +410,7 @@ async fn a_duress_during_a_panel_fault_gets_the_normal_reply_and_is_delivered_af
             replies[0]
         );
         assert_eq!(replies[0], replies[1], "{mode}: replies differ");
-        assert_eq!(audit(&n).await, audit(&d).await, "{mode}");
+        assert_eq!(n.audit_log().await, d.audit_log().await, "{mode}");
         for h in [&n, &d] {
             h.fault("none", 0).await;
             h.stack.redeliver().await.unwrap();

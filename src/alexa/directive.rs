@@ -4,7 +4,9 @@
 //! quote the offending value ("invalid type: integer `4729`"), and an ill-typed PIN must never
 //! reach an error message or a log line. Every message here names the field path only.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
+
+use crate::json_fields::Obj;
 
 use crate::secret::{BearerToken, Pin};
 
@@ -104,7 +106,7 @@ pub fn parse(value: &Value) -> Result<Parsed, ParseError> {
         message,
     };
     let best_effort = salvage_header(value);
-    let root = Obj::root(value).map_err(|m| fail(&best_effort, None, m))?;
+    let root = Obj::root(value, "the message").map_err(|m| fail(&best_effort, None, m))?;
     let directive = root
         .obj("directive")
         .map_err(|m| fail(&best_effort, None, m))?;
@@ -249,62 +251,6 @@ fn salvage_endpoint_id(value: &Value) -> Option<String> {
         .as_str()
         .filter(|id| super::is_valid_endpoint_id(id))
         .map(str::to_string)
-}
-
-/// A JSON object with the dotted path that led to it, for messages like
-/// "directive.payload.armState must be a string".
-struct Obj<'a> {
-    path: String,
-    map: &'a Map<String, Value>,
-}
-
-impl<'a> Obj<'a> {
-    fn root(value: &'a Value) -> Result<Self, String> {
-        match value {
-            Value::Object(map) => Ok(Obj {
-                path: String::new(),
-                map,
-            }),
-            _ => Err("the message must be a JSON object".to_string()),
-        }
-    }
-
-    fn path(&self, key: &str) -> String {
-        if self.path.is_empty() {
-            key.to_string()
-        } else {
-            format!("{}.{key}", self.path)
-        }
-    }
-
-    fn obj(&self, key: &str) -> Result<Obj<'a>, String> {
-        self.opt_obj(key)?
-            .ok_or_else(|| format!("missing field {}", self.path(key)))
-    }
-
-    fn opt_obj(&self, key: &str) -> Result<Option<Obj<'a>>, String> {
-        match self.map.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Object(map)) => Ok(Some(Obj {
-                path: self.path(key),
-                map,
-            })),
-            Some(_) => Err(format!("{} must be an object", self.path(key))),
-        }
-    }
-
-    fn string(&self, key: &str) -> Result<String, String> {
-        self.opt_string(key)?
-            .ok_or_else(|| format!("missing field {}", self.path(key)))
-    }
-
-    fn opt_string(&self, key: &str) -> Result<Option<String>, String> {
-        match self.map.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(format!("{} must be a string", self.path(key))),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@
 //! messages quote the offending value, and an ill-typed `challenge.pin` must never reach an error
 //! message or a log line. Every message here names the field path only.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
+
+use crate::json_fields::Obj;
 
 use crate::secret::Pin;
 
@@ -98,16 +100,12 @@ pub fn parse(value: &Value) -> Result<Request, ParseError> {
         request_id: salvaged.clone(),
         message,
     };
-    let root = Obj::root(value).map_err(fail)?;
+    let root = Obj::root(value, "the request").map_err(fail)?;
     let request_id = root.string("requestId").map_err(fail)?;
     let inputs = root.array("inputs").map_err(fail)?;
     // Google sends exactly one input per request.
     let input = match inputs.first() {
-        Some(Value::Object(map)) => Obj {
-            path: "inputs[0]".to_string(),
-            map,
-        },
-        Some(_) => return Err(fail("inputs[0] must be an object".to_string())),
+        Some(first) => Obj::at("inputs[0]".to_string(), first).map_err(fail)?,
         None => return Err(fail("inputs must not be empty".to_string())),
     };
     let intent = match input.string("intent").map_err(fail)?.as_str() {
@@ -166,80 +164,6 @@ fn execution(e: &Obj<'_>) -> Result<Execution, String> {
         level: params.opt_string("armLevel")?,
         pin,
     }))
-}
-
-/// A JSON object with the path that led to it, for messages like
-/// "inputs[0].payload.commands[0].execution[0].params.arm must be a boolean".
-struct Obj<'a> {
-    path: String,
-    map: &'a Map<String, Value>,
-}
-
-impl<'a> Obj<'a> {
-    fn root(value: &'a Value) -> Result<Self, String> {
-        Self::at(String::new(), value).map_err(|_| "the request must be a JSON object".to_string())
-    }
-
-    fn at(path: String, value: &'a Value) -> Result<Self, String> {
-        match value {
-            Value::Object(map) => Ok(Obj { path, map }),
-            _ => Err(format!("{path} must be an object")),
-        }
-    }
-
-    fn path(&self, key: &str) -> String {
-        if self.path.is_empty() {
-            key.to_string()
-        } else {
-            format!("{}.{key}", self.path)
-        }
-    }
-
-    fn obj(&self, key: &str) -> Result<Obj<'a>, String> {
-        self.opt_obj(key)?
-            .ok_or_else(|| format!("missing field {}", self.path(key)))
-    }
-
-    fn opt_obj(&self, key: &str) -> Result<Option<Obj<'a>>, String> {
-        match self.map.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => Self::at(self.path(key), v).map(Some),
-        }
-    }
-
-    fn array(&self, key: &str) -> Result<&'a Vec<Value>, String> {
-        match self.map.get(key) {
-            Some(Value::Array(items)) => Ok(items),
-            None | Some(Value::Null) => Err(format!("missing field {}", self.path(key))),
-            Some(_) => Err(format!("{} must be an array", self.path(key))),
-        }
-    }
-
-    fn string(&self, key: &str) -> Result<String, String> {
-        self.opt_string(key)?
-            .ok_or_else(|| format!("missing field {}", self.path(key)))
-    }
-
-    fn opt_string(&self, key: &str) -> Result<Option<String>, String> {
-        match self.map.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(format!("{} must be a string", self.path(key))),
-        }
-    }
-
-    fn bool(&self, key: &str) -> Result<bool, String> {
-        self.opt_bool(key)?
-            .ok_or_else(|| format!("missing field {}", self.path(key)))
-    }
-
-    fn opt_bool(&self, key: &str) -> Result<Option<bool>, String> {
-        match self.map.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(_) => Err(format!("{} must be a boolean", self.path(key))),
-        }
-    }
 }
 
 #[cfg(test)]

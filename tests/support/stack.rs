@@ -179,17 +179,31 @@ impl Harness {
     }
 
     /// Every event the dev Alexa gateway accepted, once deliveries have stopped arriving.
+    /// "Stopped" means no new event for 300 ms (up to 5 s in all): a webhook, its ChangeReport and
+    /// the event gateway's reply take a few milliseconds each, but a loaded CI machine can stall
+    /// one for far longer than a single poll interval.
     pub async fn settled_gateway_events(&self) -> Vec<Value> {
-        let mut last = usize::MAX;
-        for _ in 0..60 {
+        let (mut last, mut quiet) = (usize::MAX, 0);
+        for _ in 0..100 {
             tokio::time::sleep(Duration::from_millis(50)).await;
             let n = self.stack.dev_alexa.events().len();
-            if n == last {
+            quiet = if n == last { quiet + 1 } else { 0 };
+            if quiet == 6 {
                 break;
             }
             last = n;
         }
         self.stack.dev_alexa.events()
+    }
+
+    /// The household's audit log as the admin sees it, normalized for comparison.
+    pub async fn audit_log(&self) -> Value {
+        let admin = self.admin_token("demo").await;
+        let (status, body) = self
+            .api("GET", "/v1/household/audit?limit=100", Some(&admin), None)
+            .await;
+        assert_eq!(status, 200);
+        normalize(&body)
     }
 
     pub async fn monitoring(&self) -> Vec<Value> {
