@@ -236,6 +236,18 @@ impl WebhookService {
             return;
         };
         let account = event.account.as_str();
+        match self.store.google_linked(account).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!(%account, "household unlinked Google; nothing reported");
+                return;
+            }
+            // Reported anyway: an outage must not silence a linked household, and HomeGraph
+            // refuses (404) one that unlinked.
+            Err(e) => {
+                tracing::warn!(%account, error = %e, "could not read the Google link; reporting")
+            }
+        }
         let (sync, panel) = match &event.kind {
             EventKind::PanelChanged { panel, .. } => (false, Some(panel)),
             EventKind::ZoneAdded { panel, .. } => (true, Some(panel)),
