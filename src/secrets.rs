@@ -1,5 +1,6 @@
-//! The function's secrets (four, and an optional fifth), resolved once per cold start: values from the environment as
-//! they are (local runs), Secrets Manager ids fetched concurrently (production).
+//! The function's secrets (four, and the optional Google key), resolved once per cold start:
+//! values from the environment as they are (local runs), Secrets Manager ids fetched
+//! concurrently (production).
 //!
 //! Errors name the secret (by its environment name) and its id, never its value: start-up
 //! failures end up in CloudWatch.
@@ -120,13 +121,13 @@ pub async fn load_for(
     };
     // Unlike the others, an unset key is no error: HomeGraph is simply off.
     let google = async {
-        match &refs.google_service_account {
-            SecretRef::Unset { .. } => Ok(None),
-            r if needs.contains(&SecretName::GoogleServiceAccount) => {
-                resolve("GOOGLE_SERVICE_ACCOUNT", r, sm).await.map(Some)
-            }
-            _ => Ok(None),
+        let r = &refs.google_service_account;
+        if !needs.contains(&SecretName::GoogleServiceAccount)
+            || matches!(r, SecretRef::Unset { .. })
+        {
+            return Ok(None);
         }
+        resolve("GOOGLE_SERVICE_ACCOUNT", r, sm).await.map(Some)
     };
     let (pepper, lwa_client_secret, webhook_secret, panel_api_key, google_service_account) = tokio::try_join!(
         resolve("PEPPER", &refs.pepper, sm),

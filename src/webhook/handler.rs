@@ -1,6 +1,7 @@
 //! The webhook endpoint: verifies and de-duplicates a panel cloud event, turns it into Alexa
 //! reports and sends them to the event gateway, and, when HomeGraph is configured, reports the
-//! panel's complete state to Google (Report State; Request Sync when zones come or go).
+//! panel's complete state to Google (Report State; Request Sync when zones come or go), unless
+//! the household unlinked Google (DISCONNECT, and no SYNC since).
 //!
 //! Responses (JSON):
 //! - 401 bad or stale signature; 400 unreadable or inconsistent event; 503 store unavailable
