@@ -21,6 +21,8 @@
 //! | `OAUTH_ACCOUNT_CLAIM` | claim naming the household account | `sub` |
 //! | `OAUTH_ADMIN_CLAIM` | claim marking a household admin; a leading `/` makes it a JSON pointer (`/realm_access/roles`) | `cognito:groups` for `cognito`; **required** for `oidc` |
 //! | `OAUTH_ADMIN_GROUP` | value the admin claim must hold: an element of an array claim, the whole of a string claim, or `true` for a boolean claim | `household-admin` |
+//! | `GOOGLE_TOKEN_URL` | token URL the Google service account's assertion is exchanged at (http-api, with the key below) | the key file's `token_uri` |
+//! | `HOMEGRAPH_URL` | base URL of Google's HomeGraph API (http-api, with the key below) | `https://homegraph.googleapis.com` |
 //!
 //! The issuer kinds (only the configured issuer's tokens are accepted, and only by its rules):
 //!
@@ -45,6 +47,7 @@
 //! | Login with Amazon client secret (skill messaging) | `LWA_CLIENT_SECRET_ARN` | `LWA_CLIENT_SECRET` |
 //! | panel webhook HMAC secret | `WEBHOOK_SECRET_ARN` | `WEBHOOK_SECRET` |
 //! | panel cloud API key | `PANEL_API_KEY_SECRET_ARN` | `PANEL_API_KEY` |
+//! | Google service-account key file (JSON), **optional**: without it the http-api function neither sends Report State nor promises it (`willReportState: false`) | `GOOGLE_SERVICE_ACCOUNT_SECRET_ARN` | `GOOGLE_SERVICE_ACCOUNT` |
 
 use std::time::Duration;
 
@@ -116,6 +119,8 @@ pub struct SecretRefs {
     pub lwa_client_secret: SecretRef,
     pub webhook_secret: SecretRef,
     pub panel_api_key: SecretRef,
+    /// Optional: [`SecretRef::Unset`] turns HomeGraph off instead of failing.
+    pub google_service_account: SecretRef,
 }
 
 /// How an issuer's access tokens name their audience and their admins (module docs).
@@ -194,6 +199,9 @@ pub struct Config {
     pub lwa_token_url: String,
     pub lwa_client_id: String,
     pub oauth: OAuthConfig,
+    /// Overrides the service-account key file's `token_uri`.
+    pub google_token_url: Option<String>,
+    pub homegraph_url: String,
     pub secrets: SecretRefs,
 }
 
@@ -262,11 +270,18 @@ impl Config {
             lwa_token_url: get("LWA_TOKEN_URL").unwrap_or_else(|| DEFAULT_LWA_TOKEN_URL.into()),
             lwa_client_id: required("LWA_CLIENT_ID")?,
             oauth,
+            google_token_url: get("GOOGLE_TOKEN_URL"),
+            homegraph_url: get("HOMEGRAPH_URL")
+                .unwrap_or_else(|| crate::google::homegraph::DEFAULT_BASE_URL.into()),
             secrets: SecretRefs {
                 pepper: secret("PEPPER", "PEPPER_SECRET_ARN")?,
                 lwa_client_secret: secret("LWA_CLIENT_SECRET", "LWA_CLIENT_SECRET_ARN")?,
                 webhook_secret: secret("WEBHOOK_SECRET", "WEBHOOK_SECRET_ARN")?,
                 panel_api_key: secret("PANEL_API_KEY", "PANEL_API_KEY_SECRET_ARN")?,
+                google_service_account: secret(
+                    "GOOGLE_SERVICE_ACCOUNT",
+                    "GOOGLE_SERVICE_ACCOUNT_SECRET_ARN",
+                )?,
             },
         })
     }
@@ -459,6 +474,43 @@ mod tests {
         let mut env = base();
         env.insert("OAUTH_TOKEN_USE", "");
         assert_eq!(load(&env).unwrap().oauth.token_use, None);
+    }
+
+    #[test]
+    fn the_google_service_account_is_optional_and_its_urls_overridable() {
+        let c = load(&base()).unwrap();
+        assert_eq!(
+            c.secrets.google_service_account,
+            SecretRef::Unset {
+                arn_var: "GOOGLE_SERVICE_ACCOUNT_SECRET_ARN",
+                value_var: "GOOGLE_SERVICE_ACCOUNT"
+            }
+        );
+        assert_eq!(c.google_token_url, None);
+        assert_eq!(c.homegraph_url, "https://homegraph.googleapis.com");
+        let mut env = base();
+        // The template passes an empty ARN when its parameter is empty: that is unset too.
+        env.insert("GOOGLE_SERVICE_ACCOUNT_SECRET_ARN", "");
+        assert!(matches!(
+            load(&env).unwrap().secrets.google_service_account,
+            SecretRef::Unset { .. }
+        ));
+        env.insert(
+            "GOOGLE_SERVICE_ACCOUNT_SECRET_ARN",
+            "arn:aws:secretsmanager:eu-west-1:1:secret:google",
+        );
+        env.insert("GOOGLE_TOKEN_URL", "http://127.0.0.1:9/token");
+        env.insert("HOMEGRAPH_URL", "http://127.0.0.1:9/hg");
+        let c = load(&env).unwrap();
+        assert!(matches!(
+            c.secrets.google_service_account,
+            SecretRef::Aws(_)
+        ));
+        assert_eq!(
+            c.google_token_url.as_deref(),
+            Some("http://127.0.0.1:9/token")
+        );
+        assert_eq!(c.homegraph_url, "http://127.0.0.1:9/hg");
     }
 
     #[test]

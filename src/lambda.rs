@@ -11,6 +11,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError, SecretRef};
 use crate::deadline::Deadline;
 use crate::event_gateway::HttpEventGateway;
+use crate::google::homegraph::{HomeGraph, HomeGraphError, ServiceAccount};
 use crate::lwa::client::LwaClient;
 use crate::management::{EnrolLimit, ManagementService};
 use crate::panel::PanelCloud;
@@ -33,6 +34,8 @@ pub enum StartupError {
     Http(String),
     #[error("this function does not load {0}, which that part needs")]
     NotLoaded(&'static str),
+    #[error("GOOGLE_SERVICE_ACCOUNT: {0}")]
+    GoogleServiceAccount(#[from] HomeGraphError),
 }
 
 pub struct Production {
@@ -47,6 +50,8 @@ pub struct Production {
     pub clock: Arc<dyn Clock>,
     /// Only where it is loaded (HTTP function).
     pub webhook_secret: Option<Secret>,
+    /// Only where the Google service-account key is loaded and configured (HTTP function).
+    pub homegraph: Option<Arc<HomeGraph>>,
     pub http: reqwest::Client,
     pub metrics: Arc<crate::metrics::Metrics>,
 }
@@ -62,6 +67,7 @@ impl Production {
             &config.secrets.lwa_client_secret,
             &config.secrets.webhook_secret,
             &config.secrets.panel_api_key,
+            &config.secrets.google_service_account,
         ]
         .iter()
         .any(|s| matches!(s, SecretRef::Aws(_)));
@@ -95,7 +101,22 @@ impl Production {
                 http.clone(),
             ))
         });
+        // A key that is configured but unusable fails the start: silently not reporting would
+        // leave Google showing stale states. The error never quotes the key.
+        let homegraph = match &secrets.google_service_account {
+            Some(key) => {
+                let account = ServiceAccount::from_json(key, config.google_token_url.as_deref())?;
+                tracing::info!(service_account = account.email(), "HomeGraph reporting on");
+                Some(Arc::new(HomeGraph::new(
+                    account,
+                    &config.homegraph_url,
+                    http.clone(),
+                )))
+            }
+            None => None,
+        };
         Ok(Production {
+            homegraph,
             tokens: Arc::new(JwksVerifier::new(&config.oauth, http.clone())),
             store,
             panels,
@@ -177,7 +198,7 @@ impl Production {
                 .ok_or(StartupError::NotLoaded("WEBHOOK_SECRET"))?,
             clock: self.clock.clone(),
             manufacturer_name: self.config.manufacturer_name.clone(),
-            homegraph: None,
+            homegraph: self.homegraph.clone(),
         })
     }
 }

@@ -460,6 +460,14 @@ impl Store for MeteredStore {
     ) -> Result<bool, StoreError> {
         self.count(self.inner.claim_event(event_id, expires_at).await)
     }
+
+    async fn set_google_linked(&self, account: &str, linked: bool) -> Result<(), StoreError> {
+        self.count(self.inner.set_google_linked(account, linked).await)
+    }
+
+    async fn google_linked(&self, account: &str) -> Result<bool, StoreError> {
+        self.count(self.inner.google_linked(account).await)
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! The function's four secrets, resolved once per cold start: values from the environment as
-//! they are (local runs), Secrets Manager ids fetched concurrently (production).
+//! The function's secrets (four, and the optional Google key), resolved once per cold start:
+//! values from the environment as they are (local runs), Secrets Manager ids fetched
+//! concurrently (production).
 //!
 //! Errors name the secret (by its environment name) and its id, never its value: start-up
 //! failures end up in CloudWatch.
@@ -54,6 +55,8 @@ pub enum SecretName {
     LwaClientSecret,
     WebhookSecret,
     PanelApiKey,
+    /// Optional: loaded when configured, HomeGraph off when not.
+    GoogleServiceAccount,
 }
 
 impl SecretName {
@@ -64,6 +67,7 @@ impl SecretName {
             SecretName::LwaClientSecret => "LWA_CLIENT_SECRET_ARN",
             SecretName::WebhookSecret => "WEBHOOK_SECRET_ARN",
             SecretName::PanelApiKey => "PANEL_API_KEY_SECRET_ARN",
+            SecretName::GoogleServiceAccount => "GOOGLE_SERVICE_ACCOUNT_SECRET_ARN",
         }
     }
 }
@@ -74,9 +78,14 @@ pub mod needs {
     /// `bootstrap`: verifies codes (pepper), exchanges AcceptGrant codes (LWA), calls the panel.
     pub const DIRECTIVE: &[super::SecretName] = &[Pepper, LwaClientSecret, PanelApiKey];
     /// `http-api`: enrols codes, checks webhook signatures, sends ChangeReports (LWA), syncs
-    /// members from the panel cloud.
-    pub const HTTP_API: &[super::SecretName] =
-        &[Pepper, LwaClientSecret, WebhookSecret, PanelApiKey];
+    /// members from the panel cloud, and, when configured, reports to Google's HomeGraph.
+    pub const HTTP_API: &[super::SecretName] = &[
+        Pepper,
+        LwaClientSecret,
+        WebhookSecret,
+        PanelApiKey,
+        GoogleServiceAccount,
+    ];
     /// `redelivery`: reads outbox seals (pepper) and re-sends signals to the panel cloud.
     pub const REDELIVERY: &[super::SecretName] = &[Pepper, PanelApiKey];
 }
@@ -88,6 +97,8 @@ pub struct FunctionSecrets {
     pub lwa_client_secret: Option<Secret>,
     pub webhook_secret: Option<Secret>,
     pub panel_api_key: Secret,
+    /// Only where needed and configured: optional even for a function that needs it.
+    pub google_service_account: Option<Secret>,
 }
 
 /// Loads exactly the secrets in `needs` (the pepper and the panel key always): a secret that is
@@ -108,7 +119,17 @@ pub async fn load_for(
             }
         }
     };
-    let (pepper, lwa_client_secret, webhook_secret, panel_api_key) = tokio::try_join!(
+    // Unlike the others, an unset key is no error: HomeGraph is simply off.
+    let google = async {
+        let r = &refs.google_service_account;
+        if !needs.contains(&SecretName::GoogleServiceAccount)
+            || matches!(r, SecretRef::Unset { .. })
+        {
+            return Ok(None);
+        }
+        resolve("GOOGLE_SERVICE_ACCOUNT", r, sm).await.map(Some)
+    };
+    let (pepper, lwa_client_secret, webhook_secret, panel_api_key, google_service_account) = tokio::try_join!(
         resolve("PEPPER", &refs.pepper, sm),
         optional(
             "LWA_CLIENT_SECRET",
@@ -121,6 +142,7 @@ pub async fn load_for(
             &refs.webhook_secret
         ),
         resolve("PANEL_API_KEY", &refs.panel_api_key, sm),
+        google,
     )?;
     let keyring = Keyring::from_json(&pepper).map_err(|source| SecretsError::Keyring {
         name: "PEPPER",
@@ -132,6 +154,7 @@ pub async fn load_for(
         lwa_client_secret,
         webhook_secret,
         panel_api_key,
+        google_service_account,
     })
 }
 

@@ -684,3 +684,44 @@ async fn a_household_on_google_may_enrol_codes_of_up_to_8_digits_which_alexa_can
     let r = h.invoke(&stack::disarm(&t, "home", Some(NORMAL))).await;
     assert_eq!(r["event"]["header"]["name"], "Response");
 }
+
+#[tokio::test]
+async fn after_disconnect_homegraph_hears_nothing_until_the_next_sync() {
+    // With an Alexa grant, so the Alexa reports show that each webhook event did arrive. Unlike
+    // the 404 case above, HomeGraph's fake here would accept every report: only the skill's
+    // own record of the DISCONNECT can keep them away.
+    let h = Harness::start().await;
+    let t = h.token("demo").await;
+    let r = h.invoke(&accept_grant(&t, "grant-code")).await;
+    assert_eq!(r["event"]["header"]["name"], "AcceptGrant.Response");
+    h.google("demo", &g::sync()).await;
+    h.post("/sim/panels/home/zones/front-door/open", json!({}))
+        .await;
+    let linked = homegraph_reports(&h).await.len();
+    assert!(linked >= 1, "a linked household is reported");
+
+    let (status, r) = h.google_as(Some(&t), &g::disconnect()).await;
+    assert_eq!((status, &r), (200, &json!({})));
+    let alexa = gateway_events(&h).await.len();
+    h.post("/sim/panels/home/zones/front-door/close", json!({}))
+        .await;
+    assert!(gateway_events(&h).await.len() > alexa, "the event arrived");
+    assert_eq!(
+        homegraph_reports(&h).await.len(),
+        linked,
+        "nothing reported after DISCONNECT"
+    );
+
+    // Relinking starts with a SYNC: reports resume, complete.
+    h.google("demo", &g::sync()).await;
+    h.post("/sim/panels/home/zones/front-door/open", json!({}))
+        .await;
+    let reports = homegraph_reports(&h).await;
+    assert!(reports.len() > linked, "reported again after SYNC");
+    let last = reports.last().unwrap();
+    assert_eq!(last["agentUserId"], "demo");
+    assert_eq!(
+        last["payload"]["devices"]["states"]["home:front-door"],
+        json!({"online": true, "openPercent": 100})
+    );
+}

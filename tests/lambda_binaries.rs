@@ -222,3 +222,178 @@ async fn a_function_without_a_secret_it_needs_fails_at_start_and_names_it() {
     assert!(!status.success());
     assert!(text.contains("LWA_CLIENT_SECRET"), "{text}");
 }
+
+#[tokio::test]
+async fn http_api_with_a_google_key_reports_every_state_change_to_homegraph() {
+    use alarm_skill::local::google_dev::{self, DevGoogle};
+    use alarm_skill::webhook::{Changed, EventKind, PanelEvent};
+    use std::sync::Arc;
+
+    let (h, mut env) = world().await;
+    // Google's side: the local stack's fakes of its token URL and HomeGraph, which verify the
+    // assertion's RS256 signature against the generated key and check every body's shape.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let google = Arc::new(DevGoogle::new(&base).unwrap());
+    let app = google_dev::routes(google.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    // The key file as Google's console downloads it, naming Google's own token URL: only the
+    // override sends the function to the fake.
+    let mut key_file: Value = serde_json::from_str(google.key_file().expose()).unwrap();
+    key_file["token_uri"] = json!("https://oauth2.googleapis.com/token");
+    let key_file = key_file.to_string();
+    let private_key = key_file_pem_body(&key_file);
+    env.retain(|(k, _)| k != "AWS_LAMBDA_LOG_LEVEL");
+    env.extend([
+        ("AWS_LAMBDA_LOG_LEVEL".into(), "TRACE".into()),
+        ("GOOGLE_SERVICE_ACCOUNT".into(), key_file.clone()),
+        ("GOOGLE_TOKEN_URL".into(), google.token_url().to_string()),
+        (
+            "HOMEGRAPH_URL".into(),
+            format!("{base}{}", google_dev::HOMEGRAPH_PATH),
+        ),
+    ]);
+    let mut f = Function::start(env!("CARGO_BIN_EXE_http-api"), &env).await;
+
+    // SYNC promises Report State now.
+    let t = h.token("demo").await;
+    let sync = json!({"requestId": "r1", "inputs": [{"intent": "action.devices.SYNC"}]});
+    let (_, _, r) = f
+        .invoke(http_event(
+            "POST",
+            "/google/fulfillment",
+            json!({"authorization": format!("Bearer {t}"), "content-type": "application/json"}),
+            Some(&sync.to_string()),
+        ))
+        .await;
+    assert_eq!(r["statusCode"], 200, "{r}");
+    let body: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+    let devices = body["payload"]["devices"].as_array().unwrap();
+    assert_eq!(devices.len(), 4, "{body}");
+    assert!(
+        devices.iter().all(|d| d["willReportState"] == true),
+        "{body}"
+    );
+
+    // A keypad opens the front door: the panel cloud's signed webhook.
+    let (_, mut panel) = h
+        .stack
+        .sim
+        .snapshot()
+        .into_iter()
+        .find(|(_, p)| p.id == "home")
+        .unwrap();
+    panel
+        .zones
+        .iter_mut()
+        .find(|z| z.id == "front-door")
+        .unwrap()
+        .open = true;
+    let event = PanelEvent {
+        event_id: "google-e1".into(),
+        account: "demo".into(),
+        occurred_at: chrono::Utc::now(),
+        source: alarm_skill::panel::Source::Sensor,
+        kind: EventKind::PanelChanged {
+            panel: panel.clone(),
+            changed: vec![Changed::ZoneOpen {
+                zone: "front-door".into(),
+            }],
+        },
+    };
+    let event = serde_json::to_string(&event).unwrap();
+    let ts = chrono::Utc::now().timestamp();
+    let sig = alarm_skill::webhook::signature::sign(
+        &Secret::new("test-webhook-secret"),
+        ts,
+        event.as_bytes(),
+    );
+    let (_, _, r) = f
+        .invoke(http_event(
+            "POST",
+            "/webhooks/panel",
+            json!({"content-type": "application/json", "x-alarm-timestamp": ts.to_string(), "x-alarm-signature": sig}),
+            Some(&event),
+        ))
+        .await;
+    assert_eq!(r["statusCode"], 200, "no Alexa grant, so no_grant: {r}");
+
+    // The handler waits for HomeGraph before it answers: the report is there.
+    let reports = google.reports();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert_eq!(reports[0]["agentUserId"], "demo");
+    assert_eq!(
+        reports[0]["payload"]["devices"]["states"],
+        Value::Object(alarm_skill::google::homegraph::states_of(&panel)),
+        "the complete state of the panel and every zone"
+    );
+    assert_eq!(
+        reports[0]["payload"]["devices"]["states"]["home:front-door"],
+        json!({"online": true, "openPercent": 100})
+    );
+    assert_eq!(google.exchanges(), 1);
+    assert!(google.syncs().is_empty());
+
+    let logs = f.logs().await;
+    assert!(logs.contains("HomeGraph reporting on"), "{logs}");
+    assert!(!logs.contains(&private_key), "the key in the logs");
+    for chunk in private_key.as_bytes().chunks(32) {
+        let chunk = std::str::from_utf8(chunk).unwrap();
+        assert!(
+            !logs.contains(chunk),
+            "part of the key in the logs: {chunk}"
+        );
+    }
+}
+
+/// The base64 body of the key file's PEM private key, on one line.
+fn key_file_pem_body(key_file: &str) -> String {
+    let v: Value = serde_json::from_str(key_file).unwrap();
+    v["private_key"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect()
+}
+
+#[tokio::test]
+async fn http_api_without_a_google_key_promises_no_report_state() {
+    let (h, env) = world().await;
+    let mut f = Function::start(env!("CARGO_BIN_EXE_http-api"), &env).await;
+    let t = h.token("demo").await;
+    let sync = json!({"requestId": "r1", "inputs": [{"intent": "action.devices.SYNC"}]});
+    let (_, _, r) = f
+        .invoke(http_event(
+            "POST",
+            "/google/fulfillment",
+            json!({"authorization": format!("Bearer {t}"), "content-type": "application/json"}),
+            Some(&sync.to_string()),
+        ))
+        .await;
+    assert_eq!(r["statusCode"], 200, "{r}");
+    let body: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+    let devices = body["payload"]["devices"].as_array().unwrap();
+    assert!(!devices.is_empty(), "{body}");
+    assert!(
+        devices.iter().all(|d| d["willReportState"] == false),
+        "{body}"
+    );
+    assert!(!f.logs().await.contains("HomeGraph reporting on"));
+}
+
+#[tokio::test]
+async fn http_api_with_an_unusable_google_key_fails_at_start_without_quoting_it() {
+    let (_h, mut env) = world().await;
+    let bad = r#"{"client_email":"sa@p.iam.gserviceaccount.com","private_key":"-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n-----END PRIVATE KEY-----","token_uri":"https://oauth2.googleapis.com/token"}"#;
+    env.push(("GOOGLE_SERVICE_ACCOUNT".into(), bad.into()));
+    let f = Function::start(env!("CARGO_BIN_EXE_http-api"), &env).await;
+    let (status, out) = f.exit().await;
+    assert!(!status.success());
+    // main prints the error's Debug form, as for every start-up error.
+    assert!(out.contains("GoogleServiceAccount"), "names it: {out}");
+    assert!(
+        !out.contains("c2VjcmV0LWtleS1tYXRlcmlhbA"),
+        "quotes it: {out}"
+    );
+}

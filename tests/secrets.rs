@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use alarm_skill::config::{SecretRef, SecretRefs};
 use alarm_skill::secret::Secret;
-use alarm_skill::secrets::{SecretsError, load};
+use alarm_skill::secrets::{SecretName, SecretsError, load, load_for, needs};
 use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
 use axum::Router;
 use axum::body::Bytes;
@@ -153,6 +153,7 @@ async fn loads_mixed_refs_concurrently_and_parses_the_keyring() {
         lwa_client_secret: value("lwa-from-env"),
         webhook_secret: aws("alarm/webhook"),
         panel_api_key: aws("alarm/panel-key"),
+        google_service_account: no_google(),
     };
     let s = load(&refs, Some(&client)).await.unwrap();
     assert_eq!(s.keyring.current_id(), "p2");
@@ -195,6 +196,7 @@ async fn missing_secret_names_which_one() {
         lwa_client_secret: value("lwa"),
         webhook_secret: value("wh"),
         panel_api_key: aws("alarm/does-not-exist"),
+        google_service_account: no_google(),
     };
     let err = load(&refs, Some(&client)).await.unwrap_err();
     match &err {
@@ -230,6 +232,7 @@ async fn bad_keyring_json_is_reported_without_the_value() {
             lwa_client_secret: value("lwa"),
             webhook_secret: value("wh"),
             panel_api_key: value("key"),
+            google_service_account: no_google(),
         };
         let err = load(&refs, Some(&client)).await.unwrap_err();
         assert!(
@@ -249,6 +252,7 @@ async fn aws_ref_without_a_client_is_an_error_and_env_values_need_none() {
         lwa_client_secret: value("lwa"),
         webhook_secret: aws("alarm/webhook"),
         panel_api_key: value("key"),
+        google_service_account: no_google(),
     };
     let err = load(&refs, None).await.unwrap_err();
     assert!(
@@ -280,6 +284,7 @@ async fn binary_or_empty_secrets_are_rejected() {
         lwa_client_secret: value("lwa"),
         webhook_secret: value("wh"),
         panel_api_key: value("key"),
+        google_service_account: no_google(),
     };
     let err = load(
         &SecretRefs {
@@ -314,6 +319,57 @@ async fn binary_or_empty_secrets_are_rejected() {
             err,
             SecretsError::Empty {
                 name: "WEBHOOK_SECRET"
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+fn no_google() -> SecretRef {
+    SecretRef::Unset {
+        arn_var: "GOOGLE_SERVICE_ACCOUNT_SECRET_ARN",
+        value_var: "GOOGLE_SERVICE_ACCOUNT",
+    }
+}
+
+#[tokio::test]
+async fn the_google_key_is_optional_and_only_the_http_function_loads_it() {
+    let refs = SecretRefs {
+        pepper: value(&keyring_json()),
+        lwa_client_secret: value("lwa"),
+        webhook_secret: value("wh"),
+        panel_api_key: value("key"),
+        google_service_account: no_google(),
+    };
+    // Unset: HomeGraph off, not a start-up failure.
+    let s = load_for(&refs, needs::HTTP_API, None).await.unwrap();
+    assert!(s.google_service_account.is_none());
+    assert!(needs::HTTP_API.contains(&SecretName::GoogleServiceAccount));
+    let refs = SecretRefs {
+        google_service_account: value("{\"client_email\":\"sa\"}"),
+        ..refs
+    };
+    let s = load_for(&refs, needs::HTTP_API, None).await.unwrap();
+    assert!(s.google_service_account.is_some());
+    for other in [needs::DIRECTIVE, needs::REDELIVERY] {
+        let s = load_for(&refs, other, None).await.unwrap();
+        assert!(
+            s.google_service_account.is_none(),
+            "loaded where not needed"
+        );
+    }
+    // Configured but unreadable is an error that names it, as for every secret.
+    let refs = SecretRefs {
+        google_service_account: aws("alarm/google"),
+        ..refs
+    };
+    let err = load_for(&refs, needs::HTTP_API, None).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SecretsError::NoClient {
+                name: "GOOGLE_SERVICE_ACCOUNT",
+                ..
             }
         ),
         "{err:?}"

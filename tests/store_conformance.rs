@@ -79,6 +79,7 @@ conformance!(
     lease_is_exclusive_until_released_or_expired,
     concurrent_lease_takers_exactly_one_wins,
     throttle_checks_keep_the_version_and_fail_after_a_change,
+    google_link_is_linked_until_disconnected_and_again_after_sync,
 );
 
 // ---- fixtures ----
@@ -900,6 +901,24 @@ async fn claim_event_first_true_then_false(store: &dyn Store) {
     assert!(!store.claim_event("evt-old", later).await.unwrap());
 }
 
+async fn google_link_is_linked_until_disconnected_and_again_after_sync(store: &dyn Store) {
+    // Never recorded: linked (households linked before DISCONNECT was stored keep reporting).
+    assert!(store.google_linked("acct-g").await.unwrap());
+    // Relinking an account that never unlinked is a no-op.
+    store.set_google_linked("acct-g", true).await.unwrap();
+    assert!(store.google_linked("acct-g").await.unwrap());
+    store.set_google_linked("acct-g", false).await.unwrap();
+    assert!(!store.google_linked("acct-g").await.unwrap());
+    // Idempotent, and per account.
+    store.set_google_linked("acct-g", false).await.unwrap();
+    assert!(!store.google_linked("acct-g").await.unwrap());
+    assert!(store.google_linked("acct-other").await.unwrap());
+    store.set_google_linked("acct-g", true).await.unwrap();
+    assert!(store.google_linked("acct-g").await.unwrap());
+    store.set_google_linked("acct-g", true).await.unwrap();
+    assert!(store.google_linked("acct-g").await.unwrap());
+}
+
 // ---- DynamoDB layout ----
 
 mod dynamodb_layout {
@@ -1063,6 +1082,17 @@ mod dynamodb_layout {
             !raw(&client, &table, "HH#hh", "PROFILE")
                 .await
                 .contains_key("expires_at")
+        );
+
+        // The unlink marker stays until a SYNC deletes it: no TTL.
+        store.set_google_linked("acct", false).await.unwrap();
+        let link = raw(&client, &table, "GOOGLE#acct", "LINK").await;
+        assert!(!link.contains_key("expires_at"), "{link:?}");
+        assert!(
+            link.get("unlinked_at")
+                .and_then(|v| v.as_s().ok())
+                .is_some(),
+            "{link:?}"
         );
     }
 

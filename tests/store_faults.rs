@@ -369,3 +369,52 @@ async fn google_store_faults_answer_every_code_alike_and_still_relay_the_duress(
     assert_eq!(count(&d.h.signals().await, "121/1/1"), 1);
     assert_eq!(audit(&n).await, audit(&d).await);
 }
+
+#[tokio::test]
+async fn google_link_writes_that_fail_are_transient_and_a_failed_read_still_reports() {
+    use support::google as g;
+    let f = faulty("google-link").await;
+    let account = f.account.as_str();
+    let t = f.h.token(account).await;
+    // SYNC can't record the link: transientError, so Google retries; never an authFailure.
+    f.proxy.set("DeleteItem", Fault::Reset);
+    let (status, r) = f.h.google_as(Some(&t), &g::sync()).await;
+    f.proxy.clear();
+    assert!(f.proxy.seen("DeleteItem") > 0);
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["payload"]["errorCode"], "transientError", "{r}");
+    // DISCONNECT likewise, and the household stays linked.
+    f.proxy.set("PutItem", Fault::Reset);
+    let (status, r) = f.h.google_as(Some(&t), &g::disconnect()).await;
+    f.proxy.clear();
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["payload"]["errorCode"], "transientError", "{r}");
+    assert!(f.h.stack.store.google_linked(account).await.unwrap());
+
+    // The link can't be read: the change is reported anyway (an outage must not silence a
+    // linked household).
+    let reads = f.proxy.seen("GetItem");
+    f.proxy.set("GetItem", Fault::Reset);
+    f.h.post(
+        "/sim/panels/home/zones/front-door/open",
+        serde_json::json!({}),
+    )
+    .await;
+    let until = std::time::Instant::now() + Duration::from_secs(15);
+    while f.h.stack.dev_google.reports().is_empty() && std::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    f.proxy.clear();
+    assert!(
+        f.proxy.seen("GetItem") > reads,
+        "the webhook did try to read the link"
+    );
+    let reports = f.h.stack.dev_google.reports();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert_eq!(reports[0]["agentUserId"], account);
+
+    // With the store back, DISCONNECT is recorded.
+    let (_, r) = f.h.google_as(Some(&t), &g::disconnect()).await;
+    assert_eq!(r, serde_json::json!({}));
+    assert!(!f.h.stack.store.google_linked(account).await.unwrap());
+}

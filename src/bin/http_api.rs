@@ -11,7 +11,9 @@ async fn main() -> Result<(), lambda_http::Error> {
     alarm_skill::telemetry::init_lambda();
     let prod = Production::from_env(alarm_skill::secrets::needs::HTTP_API).await?;
     prod.warm_up().await;
-    let google = alarm_skill::google::Fulfillment::new(Arc::new(prod.skill()?), false);
+    // SYNC promises Report State only when this function can send it.
+    let google =
+        alarm_skill::google::Fulfillment::new(Arc::new(prod.skill()?), prod.homegraph.is_some());
     let app = Router::new()
         .merge(alarm_skill::management::routes(Arc::new(prod.management())))
         .merge(alarm_skill::webhook::handler::routes(Arc::new(

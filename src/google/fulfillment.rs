@@ -154,16 +154,43 @@ impl Fulfillment {
                 }
                 Reply::ok(response::execute(id, results))
             }
-            // The user unlinked: Google sends no more intents for this account. Nothing is
-            // stored per link, so there is nothing to undo; Google wants an empty object.
-            Intent::Disconnect => {
-                tracing::info!(household = %account, "google account unlinked");
-                Reply::ok(json!({}))
-            }
+            // The user unlinked: Google sends no more intents for this account, and HomeGraph
+            // must get no more reports for it (the webhook checks this) until a SYNC relinks it.
+            Intent::Disconnect => match self
+                .skill
+                .deps()
+                .store
+                .set_google_linked(&account, false)
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(household = %account, "google account unlinked");
+                    Reply::ok(json!({}))
+                }
+                // Said, so that a retry can record it; reports in the meantime are answered 404
+                // by HomeGraph, which the webhook tolerates.
+                Err(e) => {
+                    tracing::error!(household = %account, error = %e, "google DISCONNECT: could not record the unlink");
+                    Reply::ok(response::error(id, code::TRANSIENT_ERROR))
+                }
+            },
         }
     }
 
     async fn sync(&self, id: &str, account: &str, deadline: Deadline) -> Value {
+        // A (re)link starts with SYNC: reports resume. Failing here, rather than answering the
+        // devices, gets the SYNC retried; otherwise a relinked household would silently get no
+        // Report State until some later SYNC.
+        if let Err(e) = self
+            .skill
+            .deps()
+            .store
+            .set_google_linked(account, true)
+            .await
+        {
+            tracing::error!(error = %e, "google SYNC: could not record the link");
+            return response::error(id, code::TRANSIENT_ERROR);
+        }
         let panels = match self.skill.deps().panels.panels(account, deadline).await {
             Ok(p) => p,
             Err(PanelError::NotFound) => vec![],

@@ -48,6 +48,7 @@ const OUTBOX_SK: &str = "OUTBOX";
 const OUTBOX_PENDING: &str = "OUTBOX#PENDING";
 const EVENT_SK: &str = "EVENT";
 const LEASE_SK: &str = "LEASE";
+const GOOGLE_LINK_SK: &str = "LINK";
 /// Pages of the pending index one `outbox_due` reads at most while skipping unreadable items,
 /// so a pile of them can't make a pass read the whole backlog.
 const MAX_DUE_PAGES: usize = 10;
@@ -777,6 +778,48 @@ impl Store for DynamoStore {
             },
         }
     }
+
+    async fn set_google_linked(&self, account: &str, linked: bool) -> Result<(), StoreError> {
+        // Only the unlinked state is an item: a linked account (the normal case, and every
+        // account from before DISCONNECT was stored) costs nothing.
+        let key = key(google_pk(account), GOOGLE_LINK_SK);
+        if linked {
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .set_key(Some(key))
+                .send()
+                .await
+                .map_err(|e| sdk_error("DeleteItem", e))?;
+        } else {
+            let mut item = key;
+            item.insert("unlinked_at".into(), s(timestamp(Utc::now())));
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .send()
+                .await
+                .map_err(|e| sdk_error("PutItem", e))?;
+        }
+        Ok(())
+    }
+
+    async fn google_linked(&self, account: &str) -> Result<bool, StoreError> {
+        let resp = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(google_pk(account), GOOGLE_LINK_SK)))
+            // A report right after a DISCONNECT must see it.
+            .consistent_read(true)
+            .projection_expression("#pk")
+            .expression_attribute_names("#pk", PK)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        Ok(resp.item.is_none())
+    }
 }
 
 /// A missing item is version 0, so the first save's expected version 0 matches it.
@@ -800,6 +843,10 @@ fn outbox_pk(request_id: &str) -> String {
 
 fn grant_pk(account: &str) -> String {
     format!("GRANT#{account}")
+}
+
+fn google_pk(account: &str) -> String {
+    format!("GOOGLE#{account}")
 }
 
 fn s(v: impl Into<String>) -> AttributeValue {

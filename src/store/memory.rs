@@ -1,7 +1,7 @@
 //! The embedded in-process store: the local stack's default. Same semantics as DynamoDB,
 //! including the conditional writes, behind one mutex.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -24,6 +24,8 @@ struct Inner {
     events: HashMap<String, DateTime<Utc>>,
     /// Lease name → (owner, until).
     leases: HashMap<String, (String, DateTime<Utc>)>,
+    /// Accounts whose Google link is gone (DISCONNECT, no SYNC since).
+    google_unlinked: HashSet<String>,
 }
 
 #[derive(Default)]
@@ -292,5 +294,19 @@ impl Store for MemoryStore {
         }
         inner.events.insert(event_id.to_string(), expires_at);
         Ok(true)
+    }
+
+    async fn set_google_linked(&self, account: &str, linked: bool) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if linked {
+            inner.google_unlinked.remove(account);
+        } else {
+            inner.google_unlinked.insert(account.to_string());
+        }
+        Ok(())
+    }
+
+    async fn google_linked(&self, account: &str) -> Result<bool, StoreError> {
+        Ok(!self.lock().google_unlinked.contains(account))
     }
 }

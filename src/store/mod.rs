@@ -204,6 +204,15 @@ pub trait Store: Send + Sync {
     /// Gives the lease back, if `owner` still holds it.
     async fn release_lease(&self, name: &str, owner: &str) -> Result<(), StoreError>;
 
+    /// Records whether the account's Google link stands: `false` when Google sent DISCONNECT,
+    /// `true` again on its next SYNC (a relink starts with one). Idempotent.
+    async fn set_google_linked(&self, account: &str, linked: bool) -> Result<(), StoreError>;
+
+    /// `false` while the account is recorded as unlinked from Google. An account never recorded
+    /// reads as linked: households linked before this was stored must keep getting reports, and
+    /// HomeGraph itself refuses (404) a user that never linked.
+    async fn google_linked(&self, account: &str) -> Result<bool, StoreError>;
+
     /// Records a webhook event id until `expires_at`. `false` if it was already recorded, which
     /// makes a replayed event a no-op.
     async fn claim_event(

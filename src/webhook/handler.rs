@@ -1,6 +1,7 @@
 //! The webhook endpoint: verifies and de-duplicates a panel cloud event, turns it into Alexa
 //! reports and sends them to the event gateway, and, when HomeGraph is configured, reports the
-//! panel's complete state to Google (Report State; Request Sync when zones come or go).
+//! panel's complete state to Google (Report State; Request Sync when zones come or go), unless
+//! the household unlinked Google (DISCONNECT, and no SYNC since).
 //!
 //! Responses (JSON):
 //! - 401 bad or stale signature; 400 unreadable or inconsistent event; 503 store unavailable
@@ -236,6 +237,18 @@ impl WebhookService {
             return;
         };
         let account = event.account.as_str();
+        match self.store.google_linked(account).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!(%account, "household unlinked Google; nothing reported");
+                return;
+            }
+            // Reported anyway: an outage must not silence a linked household, and HomeGraph
+            // refuses (404) one that unlinked.
+            Err(e) => {
+                tracing::warn!(%account, error = %e, "could not read the Google link; reporting")
+            }
+        }
         let (sync, panel) = match &event.kind {
             EventKind::PanelChanged { panel, .. } => (false, Some(panel)),
             EventKind::ZoneAdded { panel, .. } => (true, Some(panel)),
