@@ -702,10 +702,13 @@ async fn after_disconnect_homegraph_hears_nothing_until_the_next_sync() {
 
     let (status, r) = h.google_as(Some(&t), &g::disconnect()).await;
     assert_eq!((status, &r), (200, &json!({})));
-    let alexa = gateway_events(&h).await.len();
+    let alexa = h.settled_gateway_events().await.len();
     h.post("/sim/panels/home/zones/front-door/close", json!({}))
         .await;
-    assert!(gateway_events(&h).await.len() > alexa, "the event arrived");
+    assert!(
+        h.settled_gateway_events().await.len() > alexa,
+        "the event arrived"
+    );
     assert_eq!(
         homegraph_reports(&h).await.len(),
         linked,
