@@ -257,17 +257,7 @@ async fn http_api_with_a_google_key_reports_every_state_change_to_homegraph() {
 
     // SYNC promises Report State now.
     let t = h.token("demo").await;
-    let sync = json!({"requestId": "r1", "inputs": [{"intent": "action.devices.SYNC"}]});
-    let (_, _, r) = f
-        .invoke(http_event(
-            "POST",
-            "/google/fulfillment",
-            json!({"authorization": format!("Bearer {t}"), "content-type": "application/json"}),
-            Some(&sync.to_string()),
-        ))
-        .await;
-    assert_eq!(r["statusCode"], 200, "{r}");
-    let body: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+    let body = google_sync(&mut f, &t).await;
     let devices = body["payload"]["devices"].as_array().unwrap();
     assert_eq!(devices.len(), 4, "{body}");
     assert!(
@@ -357,22 +347,27 @@ fn key_file_pem_body(key_file: &str) -> String {
         .collect()
 }
 
-#[tokio::test]
-async fn http_api_without_a_google_key_promises_no_report_state() {
-    let (h, env) = world().await;
-    let mut f = Function::start(env!("CARGO_BIN_EXE_http-api"), &env).await;
-    let t = h.token("demo").await;
+/// A Google SYNC through the http-api function; its reply body.
+async fn google_sync(f: &mut Function, token: &str) -> Value {
     let sync = json!({"requestId": "r1", "inputs": [{"intent": "action.devices.SYNC"}]});
     let (_, _, r) = f
         .invoke(http_event(
             "POST",
             "/google/fulfillment",
-            json!({"authorization": format!("Bearer {t}"), "content-type": "application/json"}),
+            json!({"authorization": format!("Bearer {token}"), "content-type": "application/json"}),
             Some(&sync.to_string()),
         ))
         .await;
     assert_eq!(r["statusCode"], 200, "{r}");
-    let body: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+    serde_json::from_str(r["body"].as_str().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn http_api_without_a_google_key_promises_no_report_state() {
+    let (h, env) = world().await;
+    let mut f = Function::start(env!("CARGO_BIN_EXE_http-api"), &env).await;
+    let t = h.token("demo").await;
+    let body = google_sync(&mut f, &t).await;
     let devices = body["payload"]["devices"].as_array().unwrap();
     assert!(!devices.is_empty(), "{body}");
     assert!(
