@@ -23,6 +23,8 @@
 //! | `OAUTH_ADMIN_GROUP` | value the admin claim must hold: an element of an array claim, the whole of a string claim, or `true` for a boolean claim | `household-admin` |
 //! | `GOOGLE_TOKEN_URL` | token URL the Google service account's assertion is exchanged at (http-api, with the key below) | the key file's `token_uri` |
 //! | `HOMEGRAPH_URL` | base URL of Google's HomeGraph API (http-api, with the key below) | `https://homegraph.googleapis.com` |
+//! | `OUTBOX_SHARDS` | shards of the pending outbox index, 1–256; the same for every function, and only ever raised (docs/dynamodb.md) | `8` |
+//! | `OUTBOX_HOUSEHOLD_QUOTA` | a household's failed records in its shard's queue at most, 1–1000; past it they wait in its own queue | `8` |
 //!
 //! The issuer kinds (only the configured issuer's tokens are accepted, and only by its rules):
 //!
@@ -52,6 +54,7 @@
 use std::time::Duration;
 
 use crate::secret::Secret;
+use crate::store::OutboxPolicy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AlexaRegion {
@@ -202,6 +205,7 @@ pub struct Config {
     /// Overrides the service-account key file's `token_uri`.
     pub google_token_url: Option<String>,
     pub homegraph_url: String,
+    pub outbox: OutboxPolicy,
     pub secrets: SecretRefs,
 }
 
@@ -256,6 +260,7 @@ impl Config {
             }
         };
         let oauth = oauth_from(&get, &env)?;
+        let outbox = outbox_policy(&get)?;
         let panel_api_url = required("PANEL_API_URL")?;
         url::Url::parse(&panel_api_url)
             .map_err(|e| ConfigError::Invalid("PANEL_API_URL", e.to_string()))?;
@@ -273,6 +278,7 @@ impl Config {
             google_token_url: get("GOOGLE_TOKEN_URL"),
             homegraph_url: get("HOMEGRAPH_URL")
                 .unwrap_or_else(|| crate::google::homegraph::DEFAULT_BASE_URL.into()),
+            outbox,
             secrets: SecretRefs {
                 pepper: secret("PEPPER", "PEPPER_SECRET_ARN")?,
                 lwa_client_secret: secret("LWA_CLIENT_SECRET", "LWA_CLIENT_SECRET_ARN")?,
@@ -285,6 +291,41 @@ impl Config {
             },
         })
     }
+}
+
+/// `OUTBOX_SHARDS` and `OUTBOX_HOUSEHOLD_QUOTA`, each within its bounds.
+fn outbox_policy(get: &impl Fn(&str) -> Option<String>) -> Result<OutboxPolicy, ConfigError> {
+    fn bounded(
+        var: &'static str,
+        v: Option<String>,
+        max: u32,
+        default: u32,
+    ) -> Result<u32, ConfigError> {
+        let Some(v) = v else { return Ok(default) };
+        match v.parse::<u32>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(ConfigError::Invalid(
+                var,
+                format!("{v:?} is not a whole number from 1 to {max}"),
+            )),
+        }
+    }
+    let default = OutboxPolicy::default();
+    let shards = bounded(
+        "OUTBOX_SHARDS",
+        get("OUTBOX_SHARDS"),
+        u32::from(OutboxPolicy::MAX_SHARDS),
+        u32::from(default.shards),
+    )?;
+    Ok(OutboxPolicy {
+        shards: u16::try_from(shards).unwrap_or(default.shards),
+        household_quota: bounded(
+            "OUTBOX_HOUSEHOLD_QUOTA",
+            get("OUTBOX_HOUSEHOLD_QUOTA"),
+            OutboxPolicy::MAX_QUOTA,
+            default.household_quota,
+        )?,
+    })
 }
 
 fn list(v: &str) -> Vec<String> {
@@ -586,6 +627,30 @@ mod tests {
             .filter(|k| is_name(k))
             .collect();
         assert_eq!(set, documented);
+    }
+
+    #[test]
+    fn outbox_shards_and_quota_are_read_within_bounds() {
+        let mut env = base();
+        assert_eq!(load(&env).unwrap().outbox, OutboxPolicy::default());
+        env.insert("OUTBOX_SHARDS", "32");
+        env.insert("OUTBOX_HOUSEHOLD_QUOTA", "4");
+        let outbox = load(&env).unwrap().outbox;
+        assert_eq!((outbox.shards, outbox.household_quota), (32, 4));
+        for (var, bad) in [
+            ("OUTBOX_SHARDS", "0"),
+            ("OUTBOX_SHARDS", "257"),
+            ("OUTBOX_SHARDS", "-1"),
+            ("OUTBOX_HOUSEHOLD_QUOTA", "1001"),
+            ("OUTBOX_HOUSEHOLD_QUOTA", "many"),
+        ] {
+            let mut env = base();
+            env.insert(var, bad);
+            assert!(
+                matches!(load(&env).unwrap_err(), ConfigError::Invalid(v, _) if v == var),
+                "{var}={bad}"
+            );
+        }
     }
 
     #[test]

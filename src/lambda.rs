@@ -79,10 +79,13 @@ impl Production {
             .pool_idle_timeout(Duration::from_secs(90))
             .build()
             .map_err(|e| StartupError::Http(e.to_string()))?;
-        let store = metrics.store(Arc::new(DynamoStore::new(
-            crate::aws::dynamodb_client(&sdk, config.dynamodb_endpoint.as_deref()),
-            config.table_name.clone(),
-        )));
+        let store = metrics.store(Arc::new(
+            DynamoStore::new(
+                crate::aws::dynamodb_client(&sdk, config.dynamodb_endpoint.as_deref()),
+                config.table_name.clone(),
+            )
+            .with_outbox_policy(config.outbox),
+        ));
         let panels = metrics.panels(Arc::new(
             HttpPanelCloud::new(&config.panel_api_url, secrets.panel_api_key)
                 .map_err(|e| StartupError::Http(e.to_string()))?,

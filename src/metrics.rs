@@ -10,7 +10,9 @@
 //!   (`PanelUnreachable`, `PanelTimeout`, `PanelServerError`, ...) and store calls and failures
 //!   (`StoreUnavailable`, `StoreThrottled`, `StoreConflict`, `StoreCorrupt`), by wrapping the
 //!   `PanelCloud` and `Store` ports ([`Metrics::panels`], [`Metrics::store`]);
-//! - per re-delivery pass: `OutboxExamined` and `OutboxBacklog` (records still pending).
+//! - per re-delivery pass: `OutboxExamined`, `OutboxBacklog` (every record still pending in the
+//!   shards' queues and the households' own queues, counted each pass) and `OutboxPanelGone`
+//!   (records whose panel left the account, on their own slow path and alarm).
 //!
 //! **A metric must never reveal a duress**, to anyone, and least of all to someone who can
 //! read a household's data (support staff, the household itself through a vendor app):
@@ -40,8 +42,8 @@ use crate::panel::{
     SignalRequest,
 };
 use crate::store::{
-    AuditEntry, DueRecords, HouseholdSnapshot, OutboxRecord, Settlement, Store, StoreError,
-    StoredGrant, ThrottleWrite,
+    AuditEntry, DueRecords, HouseholdSnapshot, Lane, OutboxCounts, OutboxPolicy, OutboxRecord,
+    Settlement, Store, StoreError, StoredGrant, ThrottleWrite,
 };
 use crate::voice_codes::Profile;
 
@@ -254,14 +256,17 @@ impl Metrics {
         self.write(line);
     }
 
-    /// The one line per re-delivery pass: records examined and records still pending after it.
-    pub fn redelivery_pass(&self, examined: usize, backlog: usize) {
+    /// The one line per re-delivery pass: records examined, every record still pending in the
+    /// shards' queues and households' own queues (the real backlog, counted each pass), and the
+    /// records whose panel left the account, which have their own alarm.
+    pub fn redelivery_pass(&self, examined: usize, backlog: usize, gone: usize) {
         let groups = vec![
             (
                 vec![vec![]],
                 vec![
                     ("OutboxExamined", "Count", examined as f64),
                     ("OutboxBacklog", "Count", backlog as f64),
+                    ("OutboxPanelGone", "Count", gone as f64),
                 ],
             ),
             self.port_group(),
@@ -396,8 +401,44 @@ impl Store for MeteredStore {
         self.count(self.inner.put_outbox(record, audit).await)
     }
 
-    async fn outbox_due(&self, now: DateTime<Utc>, limit: usize) -> Result<DueRecords, StoreError> {
-        self.count(self.inner.outbox_due(now, limit).await)
+    fn outbox_policy(&self) -> OutboxPolicy {
+        self.inner.outbox_policy()
+    }
+
+    async fn outbox_due(
+        &self,
+        lane: Lane,
+        shard: u16,
+        now: DateTime<Utc>,
+        limit: usize,
+        per_household: usize,
+    ) -> Result<DueRecords, StoreError> {
+        self.count(
+            self.inner
+                .outbox_due(lane, shard, now, limit, per_household)
+                .await,
+        )
+    }
+
+    async fn promote_waiting(&self, shard: u16, max: usize) -> Result<usize, StoreError> {
+        self.count(self.inner.promote_waiting(shard, max).await)
+    }
+
+    async fn outbox_counts(&self, shard: u16) -> Result<OutboxCounts, StoreError> {
+        self.count(self.inner.outbox_counts(shard).await)
+    }
+
+    async fn confirm_panels(
+        &self,
+        household: &str,
+        panels: &[String],
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.count(self.inner.confirm_panels(household, panels, at).await)
+    }
+
+    async fn forget_panel(&self, household: &str, panel: &str) -> Result<(), StoreError> {
+        self.count(self.inner.forget_panel(household, panel).await)
     }
 
     async fn outbox_record(&self, request_id: &str) -> Result<Option<OutboxRecord>, StoreError> {

@@ -127,22 +127,25 @@ async fn a_signal_or_notice_counts_only_when_acknowledged() {
 /// A pending duress, sealed as the disarm flow seals it.
 fn pending(keyring: &Keyring) -> OutboxRecord {
     let request_id = "req-pending".to_string();
+    let sealed = seal::seal(
+        keyring,
+        &request_id,
+        Sealed {
+            duress: true,
+            member: Some(1),
+        },
+    );
+    let a_minute_ago = chrono::Utc::now() - chrono::Duration::minutes(1);
     OutboxRecord {
-        seal: seal::seal(
-            keyring,
-            &request_id,
-            Sealed {
-                duress: true,
-                member: Some(1),
-            },
-        ),
-        request_id,
-        household: "acct".into(),
-        panel: "home".into(),
-        created_at: chrono::Utc::now() - chrono::Duration::minutes(1),
-        status: OutboxStatus::Pending,
         attempts: 1,
-        next_attempt_at: chrono::Utc::now() - chrono::Duration::minutes(1),
+        ..OutboxRecord::pending(
+            request_id,
+            "acct",
+            "home",
+            sealed,
+            a_minute_ago,
+            a_minute_ago,
+        )
     }
 }
 

@@ -7,8 +7,8 @@
 
 use alarm_skill::store::dynamodb::{DynamoStore, create_table, local_client};
 use alarm_skill::store::{
-    AuditEntry, HouseholdSnapshot, OutboxRecord, OutboxStatus, Settlement, Store, StoreError,
-    StoredGrant, ThrottleWrite,
+    AuditEntry, HouseholdSnapshot, Lane, OutboxCounts, OutboxPolicy, OutboxRecord, OutboxStatus,
+    Settlement, Store, StoreError, StoredGrant, ThrottleWrite,
 };
 use alarm_skill::voice_codes::{
     CodeHash, HouseholdSettings, Member, PinlessPolicy, Profile, Throttle,
@@ -33,8 +33,14 @@ async fn dynamo_store(case: &str) -> DynamoStore {
         uuid::Uuid::new_v4().simple()
     );
     create_table(&client, &table).await.expect("create table");
-    DynamoStore::new(client, table)
+    DynamoStore::new(client, table).with_outbox_policy(POLICY)
 }
+
+/// Every case runs with several shards and a small quota, so both are exercised throughout.
+const POLICY: OutboxPolicy = OutboxPolicy {
+    shards: 4,
+    household_quota: 2,
+};
 
 macro_rules! conformance {
     ($($case:ident),+ $(,)?) => {
@@ -42,7 +48,9 @@ macro_rules! conformance {
             $(
                 #[tokio::test]
                 async fn $case() {
-                    super::$case(&alarm_skill::store::memory::MemoryStore::new()).await;
+                    let store =
+                        alarm_skill::store::memory::MemoryStore::with_outbox_policy(super::POLICY);
+                    super::$case(&store).await;
                 }
             )+
         }
@@ -80,6 +88,10 @@ conformance!(
     concurrent_lease_takers_exactly_one_wins,
     throttle_checks_keep_the_version_and_fail_after_a_change,
     google_link_is_linked_until_disconnected_and_again_after_sync,
+    first_failures_count_up_to_the_quota_then_wait_and_move_up_oldest_first,
+    a_pass_takes_at_most_its_share_of_one_household,
+    a_record_whose_panel_left_goes_to_its_own_lane_and_count,
+    confirmed_panels_are_read_with_the_household_and_forgotten,
 );
 
 // ---- fixtures ----
@@ -134,16 +146,14 @@ fn throttle(version: u64, failures: u32) -> Throttle {
 }
 
 fn record(request_id: &str, household: &str, next_attempt_at: DateTime<Utc>) -> OutboxRecord {
-    OutboxRecord {
-        request_id: request_id.into(),
-        household: household.into(),
-        panel: "panel-1".into(),
-        seal: format!("p1.{}", "ab".repeat(32)),
-        created_at: t0(),
-        status: OutboxStatus::Pending,
-        attempts: 0,
+    OutboxRecord::pending(
+        request_id.into(),
+        household,
+        "panel-1",
+        format!("p1.{}", "ab".repeat(32)),
+        t0(),
         next_attempt_at,
-    }
+    )
 }
 
 fn entry(at: DateTime<Utc>, message: &str) -> AuditEntry {
@@ -176,15 +186,32 @@ async fn insert_outbox(store: &dyn Store, rec: &OutboxRecord) {
         .unwrap();
 }
 
+/// The due queue of every shard together, oldest first, as one queue would read.
+async fn due(store: &dyn Store, now: DateTime<Utc>, limit: usize) -> Vec<OutboxRecord> {
+    let mut all = Vec::new();
+    for shard in 0..store.outbox_policy().shards {
+        let got = store
+            .outbox_due(Lane::Due, shard, now, limit, usize::MAX)
+            .await
+            .unwrap();
+        assert!(got.records.len() <= limit);
+        all.extend(got.records);
+    }
+    all.sort_by(|a, b| (a.next_attempt_at, &a.request_id).cmp(&(b.next_attempt_at, &b.request_id)));
+    all.truncate(limit);
+    all
+}
+
 async fn due_ids(store: &dyn Store, now: DateTime<Utc>, limit: usize) -> Vec<String> {
-    store
-        .outbox_due(now, limit)
+    due(store, now, limit)
         .await
-        .unwrap()
-        .records
         .into_iter()
         .map(|r| r.request_id)
         .collect()
+}
+
+async fn counts(store: &dyn Store) -> OutboxCounts {
+    alarm_skill::store::outbox_totals(store).await.unwrap()
 }
 
 async fn messages(store: &dyn Store, household: &str) -> Vec<String> {
@@ -207,7 +234,7 @@ async fn empty_household_reads_as_version_zero(store: &dyn Store) {
     assert!(store.audit("hh-empty", 10).await.unwrap().is_empty());
     assert!(store.grants("acct-empty").await.unwrap().is_empty());
     assert_eq!(store.outbox_record("req-none").await.unwrap(), None);
-    assert!(store.outbox_due(t0(), 10).await.unwrap().records.is_empty());
+    assert!(due(store, t0(), 10).await.is_empty());
 }
 
 async fn save_profile_bumps_version_and_rejects_stale_versions(store: &dyn Store) {
@@ -388,14 +415,7 @@ async fn record_attempt_with_stale_throttle_writes_nothing(store: &dyn Store) {
         assert_eq!(result, Err(StoreError::Conflict));
     }
     assert_eq!(store.outbox_record("req-lost").await.unwrap(), None);
-    assert!(
-        store
-            .outbox_due(t0() + Duration::days(1), 10)
-            .await
-            .unwrap()
-            .records
-            .is_empty()
-    );
+    assert!(due(store, t0() + Duration::days(1), 10).await.is_empty());
     assert_eq!(messages(store, "hh").await, ["one"]);
     assert_eq!(
         store.household("hh").await.unwrap().throttle,
@@ -559,14 +579,7 @@ async fn settle_delivered_then_double_settle_conflicts(store: &dyn Store) {
         .await
         .unwrap();
 
-    assert!(
-        store
-            .outbox_due(t0() + Duration::days(1), 10)
-            .await
-            .unwrap()
-            .records
-            .is_empty()
-    );
+    assert!(due(store, t0() + Duration::days(1), 10).await.is_empty());
 }
 
 async fn settle_retry_keeps_record_pending(store: &dyn Store) {
@@ -585,9 +598,11 @@ async fn settle_retry_keeps_record_pending(store: &dyn Store) {
         )
         .await
         .unwrap();
+    // Its first failure counts it in the household's quota (of 2 here).
     let retried = OutboxRecord {
         attempts: 2,
         next_attempt_at: later,
+        counted: true,
         ..rec.clone()
     };
     assert_eq!(
@@ -607,10 +622,7 @@ async fn settle_retry_keeps_record_pending(store: &dyn Store) {
             .await
             .is_empty()
     );
-    assert_eq!(
-        store.outbox_due(later, 10).await.unwrap().records,
-        vec![retried]
-    );
+    assert_eq!(due(store, later, 10).await, vec![retried]);
 
     // Still pending, so it can be retried again and then settled.
     store
@@ -656,14 +668,7 @@ async fn settle_unknown_record_conflicts_and_writes_nothing(store: &dyn Store) {
     }
     // An update that fails its condition must not have created the record.
     assert_eq!(store.outbox_record("req-missing").await.unwrap(), None);
-    assert!(
-        store
-            .outbox_due(t0() + Duration::days(1), 10)
-            .await
-            .unwrap()
-            .records
-            .is_empty()
-    );
+    assert!(due(store, t0() + Duration::days(1), 10).await.is_empty());
     assert!(store.audit("hh", 10).await.unwrap().is_empty());
 }
 
@@ -712,7 +717,7 @@ async fn outbox_due_is_pending_and_due_oldest_first_with_limit(store: &dyn Store
         ["req-a", "req-b", "req-0", "req-c", "req-now", "req-future"]
     );
     assert_eq!(
-        store.outbox_due(now, 1).await.unwrap().records,
+        due(store, now, 1).await,
         vec![record("req-a", "hh-1", t0() + Duration::seconds(1))]
     );
     assert_eq!(store.outbox_record("req-done").await.unwrap(), Some(done));
@@ -776,6 +781,7 @@ async fn audit_is_newest_first_with_limit(store: &dyn Store) {
                 version: 1,
                 ..Throttle::default()
             },
+            ..HouseholdSnapshot::default()
         }
     );
 }
@@ -925,7 +931,7 @@ mod dynamodb_layout {
     use std::collections::HashMap;
 
     use alarm_skill::store::dynamodb::{DynamoStore, create_table, local_client};
-    use alarm_skill::store::{Settlement, Store, StoreError};
+    use alarm_skill::store::{Lane, OutboxPolicy, Settlement, Store, StoreError};
     use aws_sdk_dynamodb::Client;
     use aws_sdk_dynamodb::types::{
         AttributeValue, BillingMode, KeyType, ProjectionType, TimeToLiveStatus,
@@ -940,7 +946,11 @@ mod dynamodb_layout {
         let client = local_client(&endpoint());
         let table = format!("layout-{case}-{}", uuid::Uuid::new_v4().simple());
         create_table(&client, &table).await.expect("create table");
-        let store = DynamoStore::new(client.clone(), table.clone());
+        let store =
+            DynamoStore::new(client.clone(), table.clone()).with_outbox_policy(OutboxPolicy {
+                shards: 1,
+                household_quota: 2,
+            });
         (client, table, store)
     }
 
@@ -1023,7 +1033,9 @@ mod dynamodb_layout {
         let (client, table, store) = fresh("outbox").await;
         insert_outbox(&store, &record("req-1", "hh", t0())).await;
         let pending = raw(&client, &table, "OUTBOX#req-1", "OUTBOX").await;
-        assert_eq!(pending["GSI1PK"].as_s().unwrap(), "OUTBOX#PENDING");
+        assert_eq!(pending["GSI1PK"].as_s().unwrap(), "OUTBOX#PENDING#000");
+        assert_eq!(pending["lane"].as_s().unwrap(), "due");
+        assert_eq!(pending["counted"].as_bool().unwrap(), &false);
         assert!(pending["GSI1SK"].as_s().unwrap().ends_with("#req-1"));
         assert!(!pending.contains_key("expires_at"));
 
@@ -1041,6 +1053,12 @@ mod dynamodb_layout {
             .unwrap();
         let retried = raw(&client, &table, "OUTBOX#req-1", "OUTBOX").await;
         assert!(retried["GSI1SK"].as_s().unwrap() > pending["GSI1SK"].as_s().unwrap());
+        // Counted in the household's quota, on the counter read along with the household.
+        assert_eq!(retried["counted"].as_bool().unwrap(), &true);
+        assert_eq!(
+            number(&raw(&client, &table, "HH#hh", "QUEUE").await, "counted"),
+            1
+        );
 
         store
             .settle_outbox("req-1", &Settlement::Delivered, None)
@@ -1048,6 +1066,10 @@ mod dynamodb_layout {
             .unwrap();
         let settled = raw(&client, &table, "OUTBOX#req-1", "OUTBOX").await;
         assert!(!settled.contains_key("GSI1PK") && !settled.contains_key("GSI1SK"));
+        assert_eq!(
+            number(&raw(&client, &table, "HH#hh", "QUEUE").await, "counted"),
+            0
+        );
         let expected = (Utc::now() + Duration::days(30)).timestamp();
         assert!((number(&settled, "expires_at") - expected).abs() <= 5);
     }
@@ -1161,7 +1183,12 @@ mod dynamodb_layout {
         for id in ["req-1", "req-2", "req-3"] {
             insert_outbox(&store, &record(id, "hh", t0())).await;
         }
-        let due = store.outbox_due(t0(), 2).await.unwrap();
+        // Records of releases before the lanes, in the one old partition, are still drained
+        // (with shard 0); this store has one shard.
+        let due = store
+            .outbox_due(Lane::Due, 0, t0(), 2, usize::MAX)
+            .await
+            .unwrap();
         let ids: Vec<&str> = due.records.iter().map(|r| r.request_id.as_str()).collect();
         // The limit counts readable records only: bad items can't crowd them out.
         assert_eq!(ids, ["req-1", "req-2"]);
@@ -1371,4 +1398,237 @@ async fn throttle_checks_keep_the_version_and_fail_after_a_change(store: &dyn St
         assert_eq!(store.outbox_record(&late.request_id).await.unwrap(), None);
         assert!(messages(store, &hh).await.is_empty());
     }
+}
+
+// ---- the outbox lanes ----
+
+fn retry_at(attempts: u32, at: DateTime<Utc>) -> Settlement {
+    Settlement::Retry {
+        attempts,
+        next_attempt_at: at,
+    }
+}
+
+async fn first_failures_count_up_to_the_quota_then_wait_and_move_up_oldest_first(
+    store: &dyn Store,
+) {
+    // Four attempts of one household, created a second apart, each failing once.
+    for i in 0..4 {
+        let rec = OutboxRecord {
+            created_at: t0() + Duration::seconds(i),
+            ..record(&format!("req-{i}"), "hh", t0())
+        };
+        insert_outbox(store, &rec).await;
+    }
+    // Another household's, in whatever shard it falls.
+    insert_outbox(store, &record("req-other", "hh-other", t0())).await;
+    for id in ["req-2", "req-0", "req-3", "req-1", "req-other"] {
+        store
+            .settle_outbox(id, &retry_at(1, t0()), None)
+            .await
+            .unwrap();
+    }
+    let lane = |r: Option<OutboxRecord>| {
+        let r = r.unwrap();
+        (r.lane, r.counted, r.attempts)
+    };
+    // The quota is 2: the first two to fail are counted, the others wait. Nothing is dropped.
+    for (id, expected) in [
+        ("req-2", (Lane::Due, true, 1)),
+        ("req-0", (Lane::Due, true, 1)),
+        ("req-3", (Lane::Waiting, false, 1)),
+        ("req-1", (Lane::Waiting, false, 1)),
+        ("req-other", (Lane::Due, true, 1)),
+    ] {
+        assert_eq!(
+            lane(store.outbox_record(id).await.unwrap()),
+            expected,
+            "{id}"
+        );
+    }
+    assert_eq!(
+        due_ids(store, t0(), 10).await,
+        ["req-0", "req-2", "req-other"]
+    );
+    assert_eq!(
+        counts(store).await,
+        OutboxCounts {
+            due: 3,
+            waiting: 2,
+            gone: 0,
+            capped: false
+        }
+    );
+    // A counted record delivered: the household's oldest waiting one (req-1, created before
+    // req-3) takes its place, counted.
+    store
+        .settle_outbox("req-2", &Settlement::Delivered, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        lane(store.outbox_record("req-1").await.unwrap()),
+        (Lane::Due, true, 1)
+    );
+    assert_eq!(
+        due_ids(store, t0(), 10).await,
+        ["req-0", "req-1", "req-other"]
+    );
+    // A waiting record retried keeps its place; a counted one retried stays counted.
+    store
+        .settle_outbox("req-0", &retry_at(2, t0()), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        lane(store.outbox_record("req-0").await.unwrap()),
+        (Lane::Due, true, 2)
+    );
+    // Both counted ones delivered: req-3 moves up, then nothing is left waiting.
+    for id in ["req-0", "req-1"] {
+        store
+            .settle_outbox(id, &Settlement::Delivered, None)
+            .await
+            .unwrap();
+    }
+    assert_eq!(due_ids(store, t0(), 10).await, ["req-3", "req-other"]);
+    assert_eq!(counts(store).await.waiting, 0);
+    // Nothing was waiting to move up: promoting finds nothing.
+    for shard in 0..store.outbox_policy().shards {
+        assert_eq!(store.promote_waiting(shard, 10).await.unwrap(), 0);
+    }
+}
+
+async fn a_pass_takes_at_most_its_share_of_one_household(store: &dyn Store) {
+    let policy = store.outbox_policy();
+    let shard = policy.shard_of("big");
+    let small = (0..1000)
+        .map(|i| format!("small-{i}"))
+        .find(|h| policy.shard_of(h) == shard)
+        .unwrap();
+    // Five records of one household, all due before the other household's one.
+    for i in 0..5 {
+        insert_outbox(store, &record(&format!("big-{i}"), "big", t0())).await;
+    }
+    insert_outbox(store, &record("small", &small, t0() + Duration::seconds(1))).await;
+    let now = t0() + Duration::seconds(1);
+    let due = store
+        .outbox_due(Lane::Due, shard, now, 10, 2)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = due.records.iter().map(|r| r.request_id.as_str()).collect();
+    assert_eq!(ids, ["big-0", "big-1", "small"]);
+    // With a limit of 3, the other household still gets in: the passed-over records of the
+    // first don't take the places.
+    let due = store.outbox_due(Lane::Due, shard, now, 3, 2).await.unwrap();
+    assert_eq!(due.records.len(), 3);
+    assert_eq!(due.records[2].request_id, "small");
+    // Another shard holds none of them.
+    let other = (shard + 1) % policy.shards;
+    assert!(
+        store
+            .outbox_due(Lane::Due, other, now, 10, 2)
+            .await
+            .unwrap()
+            .records
+            .is_empty()
+    );
+}
+
+async fn a_record_whose_panel_left_goes_to_its_own_lane_and_count(store: &dyn Store) {
+    for id in ["req-a", "req-b", "req-c"] {
+        insert_outbox(store, &record(id, "hh", t0())).await;
+        store
+            .settle_outbox(id, &retry_at(1, t0()), None)
+            .await
+            .unwrap();
+    }
+    // a and b are counted (quota 2), c waits. a's panel left the account: it moves to the gone
+    // lane, uncounted, and c moves up in its place.
+    let later = t0() + Duration::hours(1);
+    store
+        .settle_outbox(
+            "req-a",
+            &Settlement::Gone {
+                attempts: 2,
+                next_attempt_at: later,
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let a = store.outbox_record("req-a").await.unwrap().unwrap();
+    assert_eq!(
+        (a.status, a.lane, a.counted, a.attempts, a.next_attempt_at),
+        (OutboxStatus::Pending, Lane::Gone, false, 2, later)
+    );
+    assert_eq!(due_ids(store, later, 10).await, ["req-b", "req-c"]);
+    assert_eq!(
+        counts(store).await,
+        OutboxCounts {
+            due: 2,
+            waiting: 0,
+            gone: 1,
+            capped: false
+        }
+    );
+    let shard = store.outbox_policy().shard_of("hh");
+    let gone_due = |at| store.outbox_due(Lane::Gone, shard, at, 10, 10);
+    assert!(gone_due(t0()).await.unwrap().records.is_empty());
+    assert_eq!(gone_due(later).await.unwrap().records, vec![a.clone()]);
+    // Retried on its own lane, then delivered: it leaves every count.
+    store
+        .settle_outbox(
+            "req-a",
+            &Settlement::Gone {
+                attempts: 3,
+                next_attempt_at: later,
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    store
+        .settle_outbox("req-a", &Settlement::Delivered, None)
+        .await
+        .unwrap();
+    assert_eq!(counts(store).await.gone, 0);
+    assert!(gone_due(later).await.unwrap().records.is_empty());
+}
+
+async fn confirmed_panels_are_read_with_the_household_and_forgotten(store: &dyn Store) {
+    assert!(store.household("hh").await.unwrap().panels_seen.is_empty());
+    store
+        .confirm_panels("hh", &["home".to_string(), "cabin".to_string()], t0())
+        .await
+        .unwrap();
+    let later = t0() + Duration::minutes(5);
+    store
+        .confirm_panels("hh", &["home".to_string()], later)
+        .await
+        .unwrap();
+    store.save_profile("hh", &profile()).await.unwrap();
+    let snapshot = store.household("hh").await.unwrap();
+    assert_eq!(
+        snapshot.panels_seen.into_iter().collect::<Vec<_>>(),
+        [("cabin".to_string(), t0()), ("home".to_string(), later)]
+    );
+    assert_eq!(snapshot.profile.members, profile().members);
+    // Another household sees none of them.
+    assert!(
+        store
+            .household("hh-2")
+            .await
+            .unwrap()
+            .panels_seen
+            .is_empty()
+    );
+    store.forget_panel("hh", "home").await.unwrap();
+    store.forget_panel("hh", "never-seen").await.unwrap();
+    let seen: Vec<String> = store
+        .household("hh")
+        .await
+        .unwrap()
+        .panels_seen
+        .into_keys()
+        .collect();
+    assert_eq!(seen, ["cabin"]);
 }

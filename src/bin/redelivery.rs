@@ -1,5 +1,6 @@
-//! The duress re-delivery worker. A schedule invokes it; each invocation runs one pass over the
-//! due outbox records, under a lease in the table, so passes never overlap.
+//! The duress re-delivery worker. A schedule invokes it; each invocation runs one pass over every
+//! shard of the pending outbox, in parallel, each under a lease of its own in the table, so two
+//! passes never overlap on a shard.
 
 use std::sync::Arc;
 
@@ -8,7 +9,7 @@ use alarm_skill::redelivery;
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 
-/// Records handled per invocation; the schedule runs again soon after.
+/// Records handled per shard per invocation; the schedule runs again soon after.
 const BATCH: usize = 100;
 
 #[tokio::main]
@@ -27,18 +28,26 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                 invocation_deadline(&event.context),
             )
             .await?;
-            // The backlog alarms' metric filters read `retrying` and `unreadable` from this line.
+            // The alarms' metric filters read `retrying`, `unreadable`, `backlog` and `gone`
+            // from this line.
             tracing::info!(
                 examined = report.examined,
                 delivered = report.delivered,
                 retrying = report.retrying,
                 deferred = report.deferred,
                 unreadable = report.unreadable,
+                moved_gone = report.moved_gone,
                 skipped = report.skipped,
+                skipped_shards = report.skipped_shards,
+                failed_shards = report.failed_shards,
+                shards = report.shards,
+                backlog = report.backlog,
+                waiting = report.waiting,
+                gone = report.gone,
                 "redelivery pass"
             );
             prod.metrics
-                .redelivery_pass(report.examined, report.retrying + report.deferred);
+                .redelivery_pass(report.examined, report.backlog, report.gone);
             Ok::<Value, lambda_runtime::Error>(serde_json::to_value(report)?)
         }
     }))

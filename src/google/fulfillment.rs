@@ -36,6 +36,17 @@ use crate::skill::{ArmFailure, DisarmOutcome, Skill};
 
 pub const PATH: &str = "/google/fulfillment";
 
+/// Device × execution pairs one EXECUTE may ask for. A household has a panel or two, and Google
+/// sends one ArmDisarm per panel: more is not a household's request. Past it the whole request
+/// is a `protocolError`, before any work, so no token holder can make one request fan out.
+pub const MAX_EXECUTE_PAIRS: usize = 4;
+/// Devices one QUERY may name (a panel's zones included), and distinct panels it may read.
+pub const MAX_QUERY_DEVICES: usize = 512;
+pub const MAX_QUERY_PANELS: usize = 8;
+/// Under this much of the deadline left, a device still waiting in an EXECUTE is not started:
+/// it answers `transientError` (Google retries), rather than run a disarm that can't finish.
+const EXECUTE_FLOOR: Duration = Duration::from_millis(1_000);
+
 /// A reply: HTTP status and JSON body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
@@ -136,16 +147,33 @@ impl Fulfillment {
         };
         match r.intent {
             Intent::Sync => Reply::ok(self.sync(id, &account, deadline).await),
+            Intent::Query { devices } if devices.len() > MAX_QUERY_DEVICES => {
+                tracing::warn!(
+                    devices = devices.len(),
+                    "google QUERY over the device limit"
+                );
+                Reply::ok(response::error(id, code::PROTOCOL_ERROR))
+            }
             Intent::Query { devices } => {
                 Reply::ok(self.query(id, &account, &devices, deadline).await)
             }
             Intent::Execute { commands } => {
+                let pairs = commands.iter().fold(0usize, |n, c| {
+                    n.saturating_add(c.devices.len().saturating_mul(c.executions.len().max(1)))
+                });
+                if pairs > MAX_EXECUTE_PAIRS {
+                    tracing::warn!(pairs, "google EXECUTE over the device × execution limit");
+                    return Reply::ok(response::error(id, code::PROTOCOL_ERROR));
+                }
                 let mut results = vec![];
                 for c in commands {
                     for device in &c.devices {
-                        let outcome = self
-                            .execute_device(&account, device, &c.executions, deadline)
-                            .await;
+                        let outcome = if deadline.remaining() < EXECUTE_FLOOR {
+                            Outcome::error(code::TRANSIENT_ERROR)
+                        } else {
+                            self.execute_device(&account, device, &c.executions, deadline)
+                                .await
+                        };
                         results.push(response::command_result(
                             std::slice::from_ref(device),
                             &outcome,
@@ -200,6 +228,7 @@ impl Fulfillment {
                 return response::error(id, code::TRANSIENT_ERROR);
             }
         };
+        self.skill.confirm_owned(account, &panels).await;
         let manufacturer = &self.skill.settings().manufacturer_name;
         let devices = panels
             .iter()
@@ -227,6 +256,10 @@ impl Fulfillment {
                 continue;
             };
             let panel_id = target.panel_id().to_string();
+            if !panels.contains_key(&panel_id) && panels.len() >= MAX_QUERY_PANELS {
+                out.insert(device.clone(), response::query_error(code::TRANSIENT_ERROR));
+                continue;
+            }
             if !panels.contains_key(&panel_id) {
                 let read = self
                     .skill

@@ -97,6 +97,8 @@ pub struct Options {
     pub pepper: Option<Secret>,
     /// Keep the directive handler's metrics lines (crate::metrics) in [`LocalStack::metrics`].
     pub metrics: bool,
+    /// Shards and household quota of the pending outbox.
+    pub outbox: crate::store::OutboxPolicy,
 }
 
 impl Default for Options {
@@ -115,6 +117,7 @@ impl Default for Options {
             directive_budget: None,
             pepper: None,
             metrics: false,
+            outbox: crate::store::OutboxPolicy::default(),
         }
     }
 }
@@ -221,6 +224,15 @@ async fn seed(
             profile.members_synced_at = Some(now);
         }
         store.save_profile(&h.account, &profile).await?;
+        // The config is the panel cloud's own account list (the simulator serves it): its
+        // panels are confirmed in the account, as an import from the cloud confirms them.
+        let panels: Vec<String> = config
+            .accounts
+            .iter()
+            .filter(|a| a.id == h.account)
+            .flat_map(|a| a.panels.iter().map(|p| p.id.clone()))
+            .collect();
+        store.confirm_panels(&h.account, &panels, now).await?;
     }
     Ok(())
 }
@@ -279,15 +291,15 @@ impl LocalStack {
                     let client = crate::store::dynamodb::local_client(endpoint);
                     crate::store::dynamodb::create_table(&client, &opts.table).await?;
                     (
-                        Arc::new(crate::store::dynamodb::DynamoStore::new(
-                            client,
-                            opts.table.clone(),
-                        )),
+                        Arc::new(
+                            crate::store::dynamodb::DynamoStore::new(client, opts.table.clone())
+                                .with_outbox_policy(opts.outbox),
+                        ),
                         None,
                     )
                 }
                 None => {
-                    let m = Arc::new(MemoryStore::new());
+                    let m = Arc::new(MemoryStore::with_outbox_policy(opts.outbox));
                     (m.clone(), Some(m))
                 }
             };

@@ -14,20 +14,29 @@
 //!   seal can't be opened, stays pending, backs off to one attempt per 5 minutes, and keeps the
 //!   backlog alarm raised until an operator acts (docs/panel-api.md, "Signals").
 //!
+//! **Shards and fairness** (docs/dynamodb.md, "The outbox lanes"). Pending records live in S
+//! shards of the index, a household's all in one. [`run_once`] drains every shard in parallel,
+//! each under a lease of its own, so passes of two workers never overlap on a shard and a slow
+//! shard holds up no other. Within a shard a household has at most its quota of failed records
+//! in the queue (the rest wait in its own queue, oldest first, never dropped) and a pass takes at
+//! most that many of one household: so one household's records, however many, delay another
+//! household's duress by at most one pass. A record whose panel left the account moves to its
+//! own lane, retried hourly at a bounded rate and counted apart (`OutboxPanelGone`).
+//!
 //! [`run_once`] is the whole worker. The local stack calls it in a loop; on AWS a schedule
-//! invokes the `redelivery` Lambda, which calls it once. A lease in the store keeps two passes
-//! from ever running at once.
+//! invokes the `redelivery` Lambda, which calls it once.
 
 pub mod seal;
 
 use std::time::Duration as StdDuration;
 
 use chrono::Duration;
+use futures_util::StreamExt;
 
 use crate::clock::Clock;
 use crate::deadline::Deadline;
 use crate::panel::{PanelCloud, PanelError, SignalRequest, Source};
-use crate::store::{OutboxRecord, Settlement, Store, StoreError};
+use crate::store::{Lane, OutboxRecord, Settlement, Store, StoreError};
 use crate::voice_codes::Keyring;
 
 /// Each signal attempt gets this long.
@@ -37,7 +46,18 @@ const SETTLE_MARGIN: StdDuration = StdDuration::from_secs(1);
 /// Retry backoff: 5 s doubling, capped at 5 minutes.
 const BACKOFF_BASE_S: i64 = 5;
 const BACKOFF_CAP_S: i64 = 300;
-/// The lease that serialises passes.
+/// A record whose panel left the account is tried again hourly: the cloud must still take a
+/// duress for it (docs/panel-api.md), but it must not cost the live queue anything.
+const GONE_RETRY: Duration = Duration::hours(1);
+/// Records of the gone lane one shard's pass takes at most.
+const GONE_BATCH: usize = 5;
+/// Signals of one shard in flight at once.
+const SHARD_CONCURRENCY: usize = 4;
+/// Shards drained at once by one worker.
+const SHARD_PARALLELISM: usize = 16;
+/// Waiting records one pass looks at to catch up promotions a crash left undone.
+const PROMOTE_SCAN: usize = 25;
+/// The lease of shard `n` is `redelivery#{n}`.
 pub const LEASE: &str = "redelivery";
 /// A pass's lease outlives its deadline by this much, so a pass that overran (or was frozen by
 /// Lambda mid-call) is still covered, and a crashed one frees the lease soon after.
@@ -53,8 +73,38 @@ pub struct Report {
     /// Pending items that could not be decoded: possibly a duress, so each is logged with its
     /// key and counted for the backlog alarm. The rest are delivered regardless.
     pub unreadable: usize,
-    /// Another pass held the lease, so this one did nothing.
+    /// Records moved to the gone lane by this pass (their panel left the account).
+    pub moved_gone: usize,
+    /// Every shard was held by another pass, so this one did nothing.
     pub skipped: bool,
+    /// Shards another pass held.
+    pub skipped_shards: usize,
+    /// Shards whose pass failed on the store (logged each).
+    pub failed_shards: usize,
+    pub shards: usize,
+    /// After the pass: every pending record in the shards' queues and households' own queues.
+    pub backlog: usize,
+    /// Of `backlog`: records waiting in their household's own queue, past its quota.
+    pub waiting: usize,
+    /// Pending records whose panel left the account (not in `backlog`: alarmed apart).
+    pub gone: usize,
+}
+
+impl Report {
+    fn add(&mut self, o: &Report) {
+        self.examined += o.examined;
+        self.delivered += o.delivered;
+        self.retrying += o.retrying;
+        self.deferred += o.deferred;
+        self.unreadable += o.unreadable;
+        self.moved_gone += o.moved_gone;
+        self.skipped_shards += o.skipped_shards;
+        self.failed_shards += o.failed_shards;
+        self.shards += o.shards;
+        self.backlog += o.backlog;
+        self.waiting += o.waiting;
+        self.gone += o.gone;
+    }
 }
 
 pub fn backoff(attempts: u32) -> Duration {
@@ -62,9 +112,10 @@ pub fn backoff(attempts: u32) -> Duration {
     Duration::seconds((BACKOFF_BASE_S << exp).min(BACKOFF_CAP_S))
 }
 
-/// One pass over the due records, at most `batch` of them, stopping early enough to finish
-/// before `until` (the invocation's deadline on Lambda): a record never started is simply
-/// picked up by the next pass, while a pass killed mid-call would leave no report.
+/// One pass over every shard, in parallel: at most `batch` due records per shard, stopping
+/// early enough to finish before `until` (the invocation's deadline on Lambda): a record never
+/// started is simply picked up by the next pass, while a pass killed mid-call would leave no
+/// report. Fails only when every shard failed.
 pub async fn run_once(
     store: &dyn Store,
     panels: &dyn PanelCloud,
@@ -73,21 +124,66 @@ pub async fn run_once(
     batch: usize,
     until: Deadline,
 ) -> Result<Report, StoreError> {
+    let shards = store.outbox_policy().shards.max(1);
+    // Futures made up front, not in a stream closure: the spawned local worker needs the whole
+    // pass to be `Send`, which closures returning borrowing futures can't prove.
+    let passes: Vec<_> = (0..shards)
+        .map(|shard| run_shard(store, panels, keyring, clock, shard, batch, until))
+        .collect();
+    let results: Vec<Result<Report, StoreError>> = futures_util::stream::iter(passes)
+        .buffer_unordered(SHARD_PARALLELISM)
+        .collect()
+        .await;
+    let mut report = Report::default();
+    let mut last_error = None;
+    for (i, r) in results.into_iter().enumerate() {
+        match r {
+            Ok(r) => report.add(&r),
+            Err(e) => {
+                tracing::error!(error = %e, "a shard's re-delivery pass failed");
+                report.failed_shards += 1;
+                report.shards += 1;
+                last_error = Some((i, e));
+            }
+        }
+    }
+    report.skipped = report.skipped_shards == report.shards;
+    match last_error {
+        Some((_, e)) if report.failed_shards == report.shards => Err(e),
+        _ => Ok(report),
+    }
+}
+
+/// One shard's pass under the shard's lease.
+pub async fn run_shard(
+    store: &dyn Store,
+    panels: &dyn PanelCloud,
+    keyring: &Keyring,
+    clock: &dyn Clock,
+    shard: u16,
+    batch: usize,
+    until: Deadline,
+) -> Result<Report, StoreError> {
     let owner = uuid::Uuid::new_v4().to_string();
+    let name = format!("{LEASE}#{shard}");
     let now = clock.now();
     let lease_end =
         now + Duration::from_std(until.remaining() + LEASE_MARGIN).unwrap_or(Duration::seconds(60));
-    if !store.acquire_lease(LEASE, &owner, now, lease_end).await? {
-        tracing::info!("another re-delivery pass holds the lease; skipped");
+    if !store.acquire_lease(&name, &owner, now, lease_end).await? {
+        tracing::debug!(
+            shard,
+            "another re-delivery pass holds the shard's lease; skipped"
+        );
         return Ok(Report {
-            skipped: true,
+            skipped_shards: 1,
+            shards: 1,
             ..Report::default()
         });
     }
-    let result = pass(store, panels, keyring, clock, batch, until).await;
+    let result = pass(store, panels, keyring, clock, shard, batch, until).await;
     // If this fails the lease simply runs out at `lease_end`.
-    if let Err(e) = store.release_lease(LEASE, &owner).await {
-        tracing::warn!(error = %e, "could not release the re-delivery lease");
+    if let Err(e) = store.release_lease(&name, &owner).await {
+        tracing::warn!(error = %e, shard, "could not release a re-delivery lease");
     }
     result
 }
@@ -97,15 +193,26 @@ async fn pass(
     panels: &dyn PanelCloud,
     keyring: &Keyring,
     clock: &dyn Clock,
+    shard: u16,
     batch: usize,
     until: Deadline,
 ) -> Result<Report, StoreError> {
-    let due = store.outbox_due(clock.now(), batch).await?;
+    let quota = usize::try_from(store.outbox_policy().household_quota).unwrap_or(usize::MAX);
     let mut report = Report {
-        unreadable: due.unreadable.len(),
+        shards: 1,
         ..Report::default()
     };
-    for bad in &due.unreadable {
+    // Promotions a crash left undone, before the queue is read, so they count this pass.
+    store.promote_waiting(shard, PROMOTE_SCAN).await?;
+    let now = clock.now();
+    let due = store
+        .outbox_due(Lane::Due, shard, now, batch, quota.max(1))
+        .await?;
+    let gone = store
+        .outbox_due(Lane::Gone, shard, now, GONE_BATCH, 1)
+        .await?;
+    report.unreadable = due.unreadable.len() + gone.unreadable.len();
+    for bad in due.unreadable.iter().chain(&gone.unreadable) {
         tracing::error!(
             marker = "outbox_item_unreadable",
             key = %bad.key,
@@ -113,28 +220,75 @@ async fn pass(
             "pending outbox item cannot be decoded; skipped, left pending for an operator"
         );
     }
-    for (i, record) in due.records.iter().enumerate() {
-        if until.remaining() < CALL_BUDGET + SETTLE_MARGIN {
-            report.deferred = due.records.len() - i;
-            break;
-        }
-        report.examined += 1;
-        let settlement = process(record, panels, keyring, clock).await;
-        match &settlement {
-            Settlement::Delivered => report.delivered += 1,
-            Settlement::Retry { .. } => report.retrying += 1,
-        }
-        match store
-            .settle_outbox(&record.request_id, &settlement, None)
-            .await
-        {
-            // Settled meanwhile (the index lags behind a settle); the cloud's request-id dedup
-            // made the extra signal harmless.
-            Ok(()) | Err(StoreError::Conflict) => {}
-            Err(e) => return Err(e),
+    let records: Vec<&OutboxRecord> = due.records.iter().chain(&gone.records).collect();
+    let total = records.len();
+    let deliveries: Vec<_> = records
+        .into_iter()
+        .map(|record| deliver(record, store, panels, keyring, clock, until))
+        .collect();
+    let outcomes: Vec<Option<Result<Settlement, StoreError>>> =
+        futures_util::stream::iter(deliveries)
+            .buffer_unordered(SHARD_CONCURRENCY)
+            .collect()
+            .await;
+    let mut failure = None;
+    for outcome in outcomes {
+        match outcome {
+            None => report.deferred += 1,
+            Some(Ok(settlement)) => {
+                report.examined += 1;
+                match settlement {
+                    Settlement::Delivered => report.delivered += 1,
+                    Settlement::Retry { .. } => report.retrying += 1,
+                    Settlement::Gone { .. } => report.moved_gone += 1,
+                }
+            }
+            Some(Err(e)) => {
+                report.examined += 1;
+                failure = Some(e);
+            }
         }
     }
+    debug_assert_eq!(report.examined + report.deferred, total);
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let counts = store.outbox_counts(shard).await?;
+    report.backlog = counts.due + counts.waiting;
+    report.waiting = counts.waiting;
+    report.gone = counts.gone;
+    if counts.capped {
+        tracing::warn!(
+            shard,
+            "outbox backlog count stopped at its page budget: a lower bound"
+        );
+    }
     Ok(report)
+}
+
+/// One record: signalled and settled, or `None` when too little time is left to start it (the
+/// next pass picks it up).
+async fn deliver(
+    record: &OutboxRecord,
+    store: &dyn Store,
+    panels: &dyn PanelCloud,
+    keyring: &Keyring,
+    clock: &dyn Clock,
+    until: Deadline,
+) -> Option<Result<Settlement, StoreError>> {
+    if until.remaining() < CALL_BUDGET + SETTLE_MARGIN {
+        return None;
+    }
+    let settlement = process(record, panels, keyring, clock).await;
+    match store
+        .settle_outbox(&record.request_id, &settlement, None)
+        .await
+    {
+        // Settled meanwhile (the index lags behind a settle); the cloud's request-id dedup
+        // made the extra signal harmless.
+        Ok(()) | Err(StoreError::Conflict) => Some(Ok(settlement)),
+        Err(e) => Some(Err(e)),
+    }
 }
 
 async fn process(
@@ -143,9 +297,19 @@ async fn process(
     keyring: &Keyring,
     clock: &dyn Clock,
 ) -> Settlement {
-    let retry = || Settlement::Retry {
-        attempts: record.attempts.saturating_add(1),
-        next_attempt_at: clock.now() + backoff(record.attempts.saturating_add(1)),
+    let attempts = record.attempts.saturating_add(1);
+    let retry = || {
+        if record.lane == Lane::Gone {
+            Settlement::Gone {
+                attempts,
+                next_attempt_at: clock.now() + GONE_RETRY,
+            }
+        } else {
+            Settlement::Retry {
+                attempts,
+                next_attempt_at: clock.now() + backoff(attempts),
+            }
+        }
     };
     let Some(sealed) = seal::open(keyring, &record.request_id, &record.seal) else {
         // Its pepper is gone from the keyring (or the seal was altered). Keep it pending, and
@@ -175,19 +339,22 @@ async fn process(
         Err(PanelError::NotFound) => {
             // The panel left the account after the attempt. A duress still has to reach the
             // monitoring center: the cloud must take it (docs/panel-api.md); until it does, keep
-            // trying and keep the alarm raised.
+            // trying, on the gone lane's own slow cadence and alarm.
             tracing::error!(
                 marker = "outbox_panel_gone",
                 request_id = %record.request_id,
                 household = %record.household,
                 panel = %record.panel,
-                attempts = record.attempts.saturating_add(1),
+                attempts,
                 "pending signal for a panel no longer in the account; kept pending"
             );
-            retry()
+            Settlement::Gone {
+                attempts,
+                next_attempt_at: clock.now() + GONE_RETRY,
+            }
         }
         Err(e) => {
-            tracing::warn!(request_id = %record.request_id, attempts = record.attempts.saturating_add(1), error = %e, "pending signal not delivered yet");
+            tracing::warn!(request_id = %record.request_id, attempts, error = %e, "pending signal not delivered yet");
             retry()
         }
     }

@@ -9,7 +9,11 @@
 //! Order of work:
 //! 1. Verify the account token; resolve the panel within the account (a panel the cloud says is
 //!    not in the account ends here with NO_SUCH_ENDPOINT, before any code is evaluated).
-//! 2. Read the household's codes and throttle state (one store read).
+//! 2. Read the household's codes, throttle state and confirmed panels (one store read). A panel
+//!    that neither the cloud confirmed in this request nor was confirmed within
+//!    [`OWNERSHIP_TTL`] ends here, for every code alike, with nothing written: no outbox record
+//!    is ever made for a panel not positively known to be the account's, so a token holder can't
+//!    fill the outbox with records for other households' (or made-up) panels.
 //! 3. Verify the PIN against every code, in constant time, even during a lockout.
 //! 4. Decide, and write the decision in one conditional transaction: the throttle change, and
 //!    for every attempt that goes to the panel an outbox record of fixed shape. The disarm
@@ -36,8 +40,7 @@ use crate::panel::{DisarmRequest, Notice, Panel, PanelError, SignalRequest, Sour
 use crate::redelivery::seal::{self, Sealed};
 use crate::secret::{BearerToken, Pin};
 use crate::store::{
-    AuditEntry, HouseholdSnapshot, OutboxRecord, OutboxStatus, Settlement, StoreError,
-    ThrottleWrite,
+    AuditEntry, HouseholdSnapshot, OutboxRecord, Settlement, StoreError, ThrottleWrite,
 };
 use crate::voice_codes::{ALEXA_CODE_LEN, CodeKind, Gate, Lockout, Throttle, verify};
 
@@ -47,6 +50,18 @@ use super::{Fail, Skill, no_such_endpoint, panel_failure, panel_target};
 /// How long a pending outbox record belongs to the invocation that wrote it. Longer than any
 /// directive can run, so the worker never races an in-flight panel call.
 pub const OUTBOX_GRACE: Duration = Duration::seconds(10);
+
+/// How long the panel cloud's word that a panel is in the account stands, when the cloud can't
+/// be asked in the request itself (an outage, or a check the deadline cut short). Discovery,
+/// Google's SYNC and every disarm's own check renew it. Long enough that a household that used
+/// its assistant this week keeps its duress PIN through an outage; short enough that a panel
+/// that left the account stops getting records within days.
+pub const OWNERSHIP_TTL: Duration = Duration::days(7);
+/// A confirmation older than this is written again when the cloud confirms the panel: at most
+/// one extra write an hour per panel, whatever the traffic.
+const OWNERSHIP_REFRESH: Duration = Duration::hours(1);
+/// What a confirmation write may take at most, after the reply's work: it is best effort.
+const CONFIRM_BUDGET: StdDuration = StdDuration::from_millis(300);
 
 /// The ownership check gets at most this share of the deadline (and [`OWNERSHIP_CAP`]): a hung
 /// panel cloud must leave the store its time to record the attempt, or a duress would be lost.
@@ -94,10 +109,12 @@ enum Plan {
     Unrecorded { attempt: Attempt },
 }
 
-/// A plan, and whether its decision was written before the panel call.
+/// A plan, whether its decision was written before the panel call, and whether the panel's
+/// confirmation is due to be written again.
 struct Decided {
     plan: Plan,
     recorded: bool,
+    reconfirm: bool,
 }
 
 fn audit(at: DateTime<Utc>, actor: &str, message: String) -> AuditEntry {
@@ -143,12 +160,17 @@ fn unauthorized() -> Fail {
     (ErrorType::Unauthorized, NOT_ACCEPTED.to_string())
 }
 
-/// The household's codes could not be read: no PIN can be checked.
-struct NotRead;
+/// Why no decision was made: nothing is written, and every code gets the same reply.
+enum NotDecided {
+    /// The household's codes could not be read: no PIN can be checked.
+    NotRead,
+    /// The panel is not positively known to be the account's ([`OWNERSHIP_TTL`]).
+    Unconfirmed,
+}
 
-fn store_failure(e: StoreError) -> NotRead {
+fn store_failure(e: StoreError) -> NotDecided {
     tracing::error!(error = %e, "store failed during disarm");
-    NotRead
+    NotDecided::NotRead
 }
 
 fn store_failure_reply() -> Fail {
@@ -256,16 +278,63 @@ impl Skill {
         // share of the time.
         let reserve = PANEL_RESERVE.min(deadline.remaining() / 3);
         let check = deadline.capped((deadline.remaining() / OWNERSHIP_SHARE).min(OWNERSHIP_CAP));
-        if let Err(PanelError::NotFound) = self.deps.panels.panel(account, panel_id, check).await {
-            return DisarmOutcome::NoSuchPanel;
-        }
-        let Decided { plan, recorded } = match self
-            .decide_and_record(account, panel_id, pin, deadline.leaving(reserve))
+        let confirmed = match self.deps.panels.panel(account, panel_id, check).await {
+            Err(PanelError::NotFound) => {
+                // Its confirmation must not outlive the cloud's word that it left.
+                let forget = self.deps.store.forget_panel(account, panel_id);
+                if let Err(e) = within(CONFIRM_BUDGET, forget).await {
+                    tracing::warn!(error = %e, "could not forget a panel that left the account");
+                }
+                return DisarmOutcome::NoSuchPanel;
+            }
+            Ok(_) => true,
+            Err(_) => false,
+        };
+        let Decided {
+            plan,
+            recorded,
+            reconfirm,
+        } = match self
+            .decide_and_record(account, panel_id, pin, confirmed, deadline.leaving(reserve))
             .await
         {
             Ok(d) => d,
-            Err(NotRead) => return DisarmOutcome::NotRecorded,
+            Err(NotDecided::NotRead) => return DisarmOutcome::NotRecorded,
+            Err(NotDecided::Unconfirmed) => {
+                tracing::error!(
+                    marker = "disarm_panel_unconfirmed",
+                    household = %account,
+                    panel = %panel_id,
+                    "the panel cloud could not confirm the panel and no recent confirmation is \
+                     stored: nothing recorded, nothing sent"
+                );
+                return DisarmOutcome::NotRecorded;
+            }
         };
+        let outcome = self
+            .carry_out(account, panel_id, plan, recorded, reserve, deadline)
+            .await;
+        if reconfirm {
+            let now = self.deps.clock.now();
+            let panels = [panel_id.to_string()];
+            let write = self.deps.store.confirm_panels(account, &panels, now);
+            if let Err(e) = within(CONFIRM_BUDGET, write).await {
+                tracing::warn!(error = %e, "could not record the panel's confirmation");
+            }
+        }
+        outcome
+    }
+
+    /// Steps 5 and 6: the decided plan, carried out.
+    async fn carry_out(
+        &self,
+        account: &str,
+        panel_id: &str,
+        plan: Plan,
+        recorded: bool,
+        reserve: StdDuration,
+        deadline: Deadline,
+    ) -> DisarmOutcome {
         match plan {
             Plan::Refused { lockout, at, .. } => {
                 // A lockout that could not be written is not in force: nothing to announce.
@@ -351,8 +420,9 @@ impl Skill {
         account: &str,
         panel_id: &str,
         pin: Option<&Pin>,
+        confirmed: bool,
         until: Deadline,
-    ) -> Result<Decided, NotRead> {
+    ) -> Result<Decided, NotDecided> {
         let store = &self.deps.store;
         let mut retries = 0;
         let mut stale: Option<Decision> = None;
@@ -367,6 +437,12 @@ impl Skill {
                 }
             };
             let now = self.deps.clock.now();
+            let seen = snapshot.panels_seen.get(panel_id).copied();
+            let fresh = |ttl: Duration| seen.is_some_and(|at| now - at < ttl);
+            if !confirmed && !fresh(OWNERSHIP_TTL) {
+                return Err(NotDecided::Unconfirmed);
+            }
+            let reconfirm = confirmed && !fresh(OWNERSHIP_REFRESH);
             let d = self.decide(account, panel_id, &snapshot, pin, now);
             let written = before_panel(until, async {
                 match &d.throttle {
@@ -399,6 +475,7 @@ impl Skill {
                     return Ok(Decided {
                         plan: d.plan,
                         recorded: true,
+                        reconfirm,
                     });
                 }
                 Err(StoreError::Conflict) if retries < CONFLICT_RETRIES && !until.expired() => {
@@ -423,17 +500,16 @@ impl Skill {
         let keyring = &self.deps.keyring;
         let attempt = |member: Option<u16>, duress: bool| {
             let request_id = uuid::Uuid::new_v4().to_string();
+            let sealed = seal::seal(keyring, &request_id, Sealed { duress, member });
             Attempt {
-                record: OutboxRecord {
-                    seal: seal::seal(keyring, &request_id, Sealed { duress, member }),
+                record: OutboxRecord::pending(
                     request_id,
-                    household: account.to_string(),
-                    panel: panel_id.to_string(),
-                    created_at: now,
-                    status: OutboxStatus::Pending,
-                    attempts: 0,
-                    next_attempt_at: now + OUTBOX_GRACE,
-                },
+                    account,
+                    panel_id,
+                    sealed,
+                    now,
+                    now + OUTBOX_GRACE,
+                ),
                 member,
                 duress,
             }
@@ -609,6 +685,10 @@ impl Skill {
                     Settlement::Retry {
                         attempts,
                         next_attempt_at,
+                    }
+                    | Settlement::Gone {
+                        attempts,
+                        next_attempt_at,
                     },
                     false,
                 ) => {
@@ -698,6 +778,7 @@ fn unrecorded(account: &str, d: Decision, e: &StoreError) -> Decided {
     Decided {
         plan,
         recorded: false,
+        reconfirm: false,
     }
 }
 

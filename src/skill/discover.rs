@@ -33,6 +33,7 @@ impl Skill {
                 return Message::error(&kind, &text, None, None);
             }
         };
+        self.confirm_owned(&identity.account, &panels).await;
         let mut endpoints: Vec<_> = panels
             .iter()
             .flat_map(|p| endpoints_of(p, &self.settings.manufacturer_name))

@@ -25,7 +25,7 @@ use crate::store::Store;
 use crate::voice_codes::{Keyring, ThrottlePolicy};
 
 pub use arm::{ArmFailure, Armed, exit_delay};
-pub use disarm::{DisarmOutcome, OUTBOX_GRACE};
+pub use disarm::{DisarmOutcome, OUTBOX_GRACE, OWNERSHIP_TTL};
 
 /// Everything the handler talks to, as ports.
 #[derive(Clone)]
@@ -86,6 +86,26 @@ impl Skill {
 
     pub fn settings(&self) -> &SkillSettings {
         &self.settings
+    }
+
+    /// Records that the panel cloud listed these panels in the account (discovery, SYNC): what
+    /// lets a disarm during a later outage still record a duress ([`OWNERSHIP_TTL`]). Best
+    /// effort, in a bounded time: the listing's reply doesn't wait on it.
+    pub async fn confirm_owned(&self, account: &str, panels: &[Panel]) {
+        const BUDGET: std::time::Duration = std::time::Duration::from_millis(500);
+        let ids: Vec<String> = panels.iter().map(|p| p.id.clone()).collect();
+        if ids.is_empty() {
+            return;
+        }
+        let write = self
+            .deps
+            .store
+            .confirm_panels(account, &ids, self.deps.clock.now());
+        match tokio::time::timeout(BUDGET, write).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not record the confirmed panels"),
+            Err(_) => tracing::warn!("recording the confirmed panels took too long"),
+        }
     }
 
     /// The metrics every assistant's handler writes its line to, if any.

@@ -22,13 +22,14 @@ use aws_sdk_dynamodb::types::builders::UpdateBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, GlobalSecondaryIndex,
     IndexStatus, KeySchemaElement, KeyType, Projection, ProjectionType, Put, ScalarAttributeType,
-    TableStatus, TimeToLiveSpecification, TimeToLiveStatus, TransactWriteItem, Update,
+    Select, TableStatus, TimeToLiveSpecification, TimeToLiveStatus, TransactWriteItem, Update,
 };
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 
 use super::{
-    AuditEntry, DueRecords, HouseholdSnapshot, OutboxRecord, OutboxStatus, Settlement, Store,
-    StoreError, StoredGrant, ThrottleWrite, Unreadable, window_start,
+    AuditEntry, DueRecords, HouseholdSnapshot, Lane, OutboxCounts, OutboxPolicy, OutboxRecord,
+    OutboxStatus, Settlement, Store, StoreError, StoredGrant, ThrottleWrite, Unreadable,
+    window_start,
 };
 use crate::voice_codes::{Profile, Throttle};
 
@@ -45,7 +46,18 @@ const PROFILE_SK: &str = "PROFILE";
 const THROTTLE_SK: &str = "THROTTLE";
 const AUDIT_PREFIX: &str = "AUDIT#";
 const OUTBOX_SK: &str = "OUTBOX";
-const OUTBOX_PENDING: &str = "OUTBOX#PENDING";
+/// The one pending partition of releases before the sharded lanes: still drained (with shard 0),
+/// so records written before an upgrade are delivered. Nothing new is written to it.
+const OUTBOX_PENDING_LEGACY: &str = "OUTBOX#PENDING";
+/// A household's counter of records counted in its quota. Sorts between PROFILE and THROTTLE,
+/// so `household` reads it along (and skips it).
+const QUEUE_SK: &str = "QUEUE";
+/// Panels the cloud confirmed in the account: `SEEN#{panel}`, also inside the `household` range.
+const SEEN_PREFIX: &str = "SEEN#";
+/// Pages one backlog count reads per lane and shard at most; past it the count is a lower bound.
+const MAX_COUNT_PAGES: usize = 16;
+/// Panels recorded per `confirm_panels` call at most: a household has a few.
+const MAX_CONFIRMED_PANELS: usize = 32;
 const EVENT_SK: &str = "EVENT";
 const LEASE_SK: &str = "LEASE";
 const GOOGLE_LINK_SK: &str = "LINK";
@@ -68,6 +80,16 @@ type Item = HashMap<String, AttributeValue>;
 pub struct DynamoStore {
     client: Client,
     table: String,
+    policy: OutboxPolicy,
+}
+
+/// Why a settle's transaction was refused.
+enum TxRefusal {
+    /// The outbox record was not as read: settled or moved meanwhile.
+    Record,
+    /// The household's quota counter refused the increment: it is full.
+    QuotaFull,
+    Other(StoreError),
 }
 
 impl DynamoStore {
@@ -75,7 +97,212 @@ impl DynamoStore {
         Self {
             client,
             table: table.into(),
+            policy: OutboxPolicy::default(),
         }
+    }
+
+    pub fn with_outbox_policy(mut self, policy: OutboxPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    fn shard(&self, household: &str) -> u16 {
+        self.policy.shard_of(household)
+    }
+
+    fn outbox_item(&self, record: &OutboxRecord, now: DateTime<Utc>) -> Item {
+        outbox_item(record, self.shard(&record.household), now)
+    }
+
+    /// An Update of the outbox record, conditional on it being pending in `lane` with `counted`
+    /// as read: a record settled or moved meanwhile fails it.
+    fn record_update(&self, rec: &OutboxRecord) -> UpdateBuilder {
+        // Records from before the lanes have neither attribute: they are uncounted and due.
+        let lane_cond = if rec.lane == Lane::Due {
+            "(#lane = :lane OR attribute_not_exists(#lane))"
+        } else {
+            "#lane = :lane"
+        };
+        let counted_cond = if rec.counted {
+            "#counted = :counted"
+        } else {
+            "(#counted = :counted OR attribute_not_exists(#counted))"
+        };
+        Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(outbox_pk(&rec.request_id), OUTBOX_SK)))
+            .condition_expression(format!(
+                "#status = :pending AND {lane_cond} AND {counted_cond}"
+            ))
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#lane", "lane")
+            .expression_attribute_names("#counted", "counted")
+            .expression_attribute_values(":pending", s(status_str(OutboxStatus::Pending)))
+            .expression_attribute_values(":lane", s(lane_str(rec.lane)))
+            .expression_attribute_values(":counted", AttributeValue::Bool(rec.counted))
+    }
+
+    /// The household's quota counter moved by `delta`; an increment only below the quota.
+    fn counter_update(&self, household: &str, delta: i64) -> Result<TransactWriteItem, StoreError> {
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(hh_pk(household), QUEUE_SK)))
+            .update_expression("ADD #n :delta")
+            .expression_attribute_names("#n", "counted")
+            .expression_attribute_values(":delta", n(delta));
+        if delta > 0 {
+            update = update
+                .condition_expression("attribute_not_exists(#n) OR #n < :quota")
+                .expression_attribute_values(":quota", n(self.policy.household_quota));
+        }
+        Ok(TransactWriteItem::builder()
+            .update(update.build().map_err(build_error)?)
+            .build())
+    }
+
+    /// Sends a settle: one UpdateItem when it is alone, else one transaction.
+    async fn settle_write(
+        &self,
+        update: UpdateBuilder,
+        counter: Option<TransactWriteItem>,
+        audit: Option<(&str, &AuditEntry)>,
+    ) -> Result<(), TxRefusal> {
+        let update = update
+            .build()
+            .map_err(|e| TxRefusal::Other(build_error(e)))?;
+        if counter.is_none() && audit.is_none() {
+            return match self
+                .client
+                .update_item()
+                .table_name(update.table_name)
+                .set_key(Some(update.key))
+                .update_expression(update.update_expression)
+                .set_condition_expression(update.condition_expression)
+                .set_expression_attribute_names(update.expression_attribute_names)
+                .set_expression_attribute_values(update.expression_attribute_values)
+                .send()
+                .await
+                .map_err(|e| sdk_error("UpdateItem", e))
+            {
+                Ok(_) => Ok(()),
+                Err(StoreError::Conflict) => Err(TxRefusal::Record),
+                Err(e) => Err(TxRefusal::Other(e)),
+            };
+        }
+        let mut tx = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(update).build());
+        let counted = counter.is_some();
+        if let Some(c) = counter {
+            tx = tx.transact_items(c);
+        }
+        if let Some((household, entry)) = audit {
+            let put = self.audit_put(household, entry).map_err(TxRefusal::Other)?;
+            tx = tx.transact_items(TransactWriteItem::builder().put(put).build());
+        }
+        match tx.send().await {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                if let Some(TransactWriteItemsError::TransactionCanceledException(e)) =
+                    err.as_service_error()
+                {
+                    let reasons: Vec<&str> = e
+                        .cancellation_reasons()
+                        .iter()
+                        .map(|r| r.code().unwrap_or("None"))
+                        .collect();
+                    if reasons.first() == Some(&"ConditionalCheckFailed") {
+                        return Err(TxRefusal::Record);
+                    }
+                    if counted && reasons.get(1) == Some(&"ConditionalCheckFailed") {
+                        return Err(TxRefusal::QuotaFull);
+                    }
+                }
+                match transact_error(err) {
+                    StoreError::Conflict => Err(TxRefusal::Record),
+                    e => Err(TxRefusal::Other(e)),
+                }
+            }
+        }
+    }
+
+    /// Moves the household's oldest waiting record into its shard's due queue, if the quota
+    /// has room. `false` when nothing moved.
+    async fn promote(&self, household: &str) -> Result<bool, StoreError> {
+        let shard = self.shard(household);
+        let resp = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(GSI1)
+            .key_condition_expression("#gpk = :lane AND begins_with(#gsk, :household)")
+            .expression_attribute_names("#gpk", GSI1PK)
+            .expression_attribute_names("#gsk", GSI1SK)
+            .expression_attribute_values(":lane", s(lane_pk(Lane::Waiting, shard)))
+            .expression_attribute_values(":household", s(waiting_prefix(household)))
+            .limit(1)
+            .send()
+            .await
+            .map_err(|e| sdk_error("Query", e))?;
+        let Some(item) = resp.items.unwrap_or_default().into_iter().next() else {
+            return Ok(false);
+        };
+        let rec = decode_outbox(&item)?;
+        let update = self
+            .record_update(&rec)
+            .update_expression("SET #lane = :due, #counted = :yes, #gpk = :gpk, #gsk = :gsk")
+            .expression_attribute_names("#gpk", GSI1PK)
+            .expression_attribute_names("#gsk", GSI1SK)
+            .expression_attribute_values(":due", s(lane_str(Lane::Due)))
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .expression_attribute_values(":gpk", s(lane_pk(Lane::Due, shard)))
+            .expression_attribute_values(
+                ":gsk",
+                s(pending_sort_key(rec.next_attempt_at, &rec.request_id)),
+            );
+        let counter = self.counter_update(household, 1)?;
+        match self.settle_write(update, Some(counter), None).await {
+            Ok(()) => Ok(true),
+            Err(TxRefusal::Record | TxRefusal::QuotaFull) => Ok(false),
+            Err(TxRefusal::Other(e)) => Err(e),
+        }
+    }
+
+    /// After a counted record left the due queue: its household's next waiting one moves up.
+    /// The settle stands either way; a failure here is caught up by `promote_waiting`.
+    async fn promote_after_settle(&self, household: &str) {
+        if let Err(e) = self.promote(household).await {
+            tracing::warn!(error = %e, household, "could not promote a waiting outbox record");
+        }
+    }
+
+    async fn count_lane(&self, pk: String) -> Result<(usize, bool), StoreError> {
+        let request = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(GSI1)
+            .key_condition_expression("#gpk = :lane")
+            .expression_attribute_names("#gpk", GSI1PK)
+            .expression_attribute_values(":lane", s(pk))
+            .select(Select::Count);
+        let mut total = 0usize;
+        let mut start: Option<Item> = None;
+        for _ in 0..MAX_COUNT_PAGES {
+            let resp = request
+                .clone()
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query", e))?;
+            total += usize::try_from(resp.count).unwrap_or(0);
+            match resp.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok((total, false)),
+            }
+        }
+        Ok((total, true))
     }
 
     pub fn table(&self) -> &str {
@@ -312,7 +539,11 @@ impl Store for DynamoStore {
             match get_s(&item, SK)? {
                 PROFILE_SK => snapshot.profile = decode_profile(&item)?,
                 THROTTLE_SK => snapshot.throttle = decode_throttle(&item)?,
-                // A future item type that happens to sort inside the range is not ours.
+                sk if sk.starts_with(SEEN_PREFIX) => {
+                    let panel = sk.trim_start_matches(SEEN_PREFIX).to_string();
+                    snapshot.panels_seen.insert(panel, get_time(&item, "at")?);
+                }
+                // QUEUE, and a future item type that happens to sort inside the range.
                 _ => {}
             }
         }
@@ -387,7 +618,7 @@ impl Store for DynamoStore {
         if let Some(record) = outbox {
             let put = Put::builder()
                 .table_name(&self.table)
-                .set_item(Some(outbox_item(record, Utc::now())))
+                .set_item(Some(self.outbox_item(record, Utc::now())))
                 .condition_expression("attribute_not_exists(#pk)")
                 .expression_attribute_names("#pk", PK)
                 .build()
@@ -414,68 +645,160 @@ impl Store for DynamoStore {
         settlement: &Settlement,
         audit: Option<(&str, &AuditEntry)>,
     ) -> Result<(), StoreError> {
-        let mut update = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(outbox_pk(request_id), OUTBOX_SK)))
-            // Also false for a missing item: settling an unknown record is a conflict too.
-            .condition_expression("#status = :pending")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":pending", s(status_str(OutboxStatus::Pending)));
+        let refused = |r: TxRefusal| match r {
+            TxRefusal::Record | TxRefusal::QuotaFull => StoreError::Conflict,
+            TxRefusal::Other(e) => e,
+        };
         // Dropping the GSI1 keys takes a settled record out of the sparse pending index.
-        let finish = |update: UpdateBuilder, status| {
+        let delivered = |update: UpdateBuilder| {
             update
                 .update_expression("SET #status = :status, #ttl = :ttl REMOVE #gpk, #gsk")
                 .expression_attribute_names("#ttl", TTL)
                 .expression_attribute_names("#gpk", GSI1PK)
                 .expression_attribute_names("#gsk", GSI1SK)
-                .expression_attribute_values(":status", s(status_str(status)))
+                .expression_attribute_values(":status", s(status_str(OutboxStatus::Delivered)))
                 .expression_attribute_values(":ttl", n(settled_ttl(Utc::now())))
         };
-        update = match settlement {
-            Settlement::Delivered => finish(update, OutboxStatus::Delivered),
+        if let Settlement::Delivered = settlement {
+            // The directive's own path: its record, never counted, settled at once, with one
+            // write and no read. Anything else fails the condition and is read first below.
+            let fresh = OutboxRecord::pending(
+                request_id.to_string(),
+                "",
+                "",
+                String::new(),
+                Utc::now(),
+                Utc::now(),
+            );
+            match self
+                .settle_write(delivered(self.record_update(&fresh)), None, audit)
+                .await
+            {
+                Err(TxRefusal::Record) => {}
+                other => return other.map_err(refused),
+            }
+        }
+        let rec = match self.outbox_record(request_id).await? {
+            Some(r) if r.status == OutboxStatus::Pending => r,
+            _ => return Err(StoreError::Conflict),
+        };
+        let shard = self.shard(&rec.household);
+        match settlement {
+            Settlement::Delivered => {
+                let counter = if rec.counted {
+                    Some(self.counter_update(&rec.household, -1)?)
+                } else {
+                    None
+                };
+                self.settle_write(delivered(self.record_update(&rec)), counter, audit)
+                    .await
+                    .map_err(refused)?;
+                if rec.counted {
+                    self.promote_after_settle(&rec.household).await;
+                }
+                Ok(())
+            }
             Settlement::Retry {
                 attempts,
                 next_attempt_at,
-            } => update
-                .update_expression("SET #attempts = :attempts, #next = :next, #gsk = :gsk")
-                .expression_attribute_names("#attempts", "attempts")
-                .expression_attribute_names("#next", "next_attempt_at")
-                .expression_attribute_names("#gsk", GSI1SK)
-                .expression_attribute_values(":attempts", n(*attempts))
-                .expression_attribute_values(":next", s(timestamp(*next_attempt_at)))
-                .expression_attribute_values(
-                    ":gsk",
-                    s(pending_sort_key(*next_attempt_at, request_id)),
-                ),
-        };
-        let update = update.build().map_err(build_error)?;
-
-        match audit {
-            None => {
-                self.client
-                    .update_item()
-                    .table_name(update.table_name)
-                    .set_key(Some(update.key))
-                    .update_expression(update.update_expression)
-                    .set_condition_expression(update.condition_expression)
-                    .set_expression_attribute_names(update.expression_attribute_names)
-                    .set_expression_attribute_values(update.expression_attribute_values)
-                    .send()
+            } => {
+                let retry = |update: UpdateBuilder| {
+                    update
+                        .expression_attribute_names("#attempts", "attempts")
+                        .expression_attribute_names("#next", "next_attempt_at")
+                        .expression_attribute_values(":attempts", n(*attempts))
+                        .expression_attribute_values(":next", s(timestamp(*next_attempt_at)))
+                };
+                let due_key = s(pending_sort_key(*next_attempt_at, request_id));
+                if rec.lane == Lane::Due && !rec.counted {
+                    // Its first failure: it counts in the household's quota, or past the quota
+                    // it waits in the household's own queue.
+                    let count = retry(self.record_update(&rec))
+                        .update_expression(
+                            "SET #attempts = :attempts, #next = :next, #gpk = :gpk, #gsk = :gsk, \
+                             #lane = :due, #counted = :yes",
+                        )
+                        .expression_attribute_names("#gpk", GSI1PK)
+                        .expression_attribute_names("#gsk", GSI1SK)
+                        .expression_attribute_values(":gpk", s(lane_pk(Lane::Due, shard)))
+                        .expression_attribute_values(":gsk", due_key)
+                        .expression_attribute_values(":due", s(lane_str(Lane::Due)))
+                        .expression_attribute_values(":yes", AttributeValue::Bool(true));
+                    let counter = self.counter_update(&rec.household, 1)?;
+                    match self.settle_write(count, Some(counter), audit).await {
+                        Err(TxRefusal::QuotaFull) => {}
+                        other => return other.map_err(refused),
+                    }
+                    let wait = retry(self.record_update(&rec))
+                        .update_expression(
+                            "SET #attempts = :attempts, #next = :next, #gpk = :gpk, #gsk = :gsk, \
+                             #lane = :waiting",
+                        )
+                        .expression_attribute_names("#gpk", GSI1PK)
+                        .expression_attribute_names("#gsk", GSI1SK)
+                        .expression_attribute_values(":gpk", s(lane_pk(Lane::Waiting, shard)))
+                        .expression_attribute_values(
+                            ":gsk",
+                            s(waiting_sort_key(&rec.household, rec.created_at, request_id)),
+                        )
+                        .expression_attribute_values(":waiting", s(lane_str(Lane::Waiting)));
+                    return self.settle_write(wait, None, audit).await.map_err(refused);
+                }
+                let update = if rec.lane == Lane::Waiting {
+                    // Its place in the household's queue is its creation time: unchanged.
+                    retry(self.record_update(&rec))
+                        .update_expression("SET #attempts = :attempts, #next = :next")
+                } else {
+                    retry(self.record_update(&rec))
+                        .update_expression(
+                            "SET #attempts = :attempts, #next = :next, #gpk = :gpk, #gsk = :gsk",
+                        )
+                        .expression_attribute_names("#gpk", GSI1PK)
+                        .expression_attribute_names("#gsk", GSI1SK)
+                        .expression_attribute_values(":gpk", s(lane_pk(rec.lane, shard)))
+                        .expression_attribute_values(":gsk", due_key)
+                };
+                self.settle_write(update, None, audit)
                     .await
-                    .map_err(|e| sdk_error("UpdateItem", e))?;
+                    .map_err(refused)
             }
-            Some((household, entry)) => {
-                let put = self.audit_put(household, entry)?;
-                self.client
-                    .transact_write_items()
-                    .transact_items(TransactWriteItem::builder().update(update).build())
-                    .transact_items(TransactWriteItem::builder().put(put).build())
-                    .send()
+            Settlement::Gone {
+                attempts,
+                next_attempt_at,
+            } => {
+                let update = self
+                    .record_update(&rec)
+                    .update_expression(
+                        "SET #attempts = :attempts, #next = :next, #gpk = :gpk, #gsk = :gsk, \
+                         #lane = :gone, #counted = :no",
+                    )
+                    .expression_attribute_names("#attempts", "attempts")
+                    .expression_attribute_names("#next", "next_attempt_at")
+                    .expression_attribute_names("#gpk", GSI1PK)
+                    .expression_attribute_names("#gsk", GSI1SK)
+                    .expression_attribute_values(":attempts", n(*attempts))
+                    .expression_attribute_values(":next", s(timestamp(*next_attempt_at)))
+                    .expression_attribute_values(":gpk", s(lane_pk(Lane::Gone, shard)))
+                    .expression_attribute_values(
+                        ":gsk",
+                        s(pending_sort_key(*next_attempt_at, request_id)),
+                    )
+                    .expression_attribute_values(":gone", s(lane_str(Lane::Gone)))
+                    .expression_attribute_values(":no", AttributeValue::Bool(false));
+                let counter = if rec.counted {
+                    Some(self.counter_update(&rec.household, -1)?)
+                } else {
+                    None
+                };
+                self.settle_write(update, counter, audit)
                     .await
-                    .map_err(transact_error)?;
+                    .map_err(refused)?;
+                if rec.counted {
+                    self.promote_after_settle(&rec.household).await;
+                }
+                Ok(())
             }
         }
-        Ok(())
     }
 
     async fn put_outbox(
@@ -485,7 +808,7 @@ impl Store for DynamoStore {
     ) -> Result<(), StoreError> {
         let put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(outbox_item(record, Utc::now())))
+            .set_item(Some(self.outbox_item(record, Utc::now())))
             .condition_expression("attribute_not_exists(#pk)")
             .expression_attribute_names("#pk", PK)
             .build()
@@ -502,54 +825,166 @@ impl Store for DynamoStore {
         Ok(())
     }
 
-    async fn outbox_due(&self, now: DateTime<Utc>, limit: usize) -> Result<DueRecords, StoreError> {
+    fn outbox_policy(&self) -> OutboxPolicy {
+        self.policy
+    }
+
+    async fn outbox_due(
+        &self,
+        lane: Lane,
+        shard: u16,
+        now: DateTime<Utc>,
+        limit: usize,
+        per_household: usize,
+    ) -> Result<DueRecords, StoreError> {
         let mut due = DueRecords::default();
         if limit == 0 {
             return Ok(due);
         }
-        // Sort keys are `{next_attempt_at}#{request_id}` with fixed-width timestamps, so every
-        // record due at or before `now` sorts below `{now}$` ('$' follows '#').
-        let request = self
+        let mut partitions = vec![lane_pk(lane, shard)];
+        if lane == Lane::Due && shard == 0 {
+            partitions.insert(0, OUTBOX_PENDING_LEGACY.to_string());
+        }
+        let mut taken: HashMap<String, usize> = HashMap::new();
+        for partition in partitions {
+            // Sort keys are `{next_attempt_at}#{request_id}` with fixed-width timestamps, so
+            // every record due at or before `now` sorts below `{now}$` ('$' follows '#').
+            let request = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(GSI1)
+                .key_condition_expression("#gpk = :lane AND #gsk < :upper")
+                .expression_attribute_names("#gpk", GSI1PK)
+                .expression_attribute_names("#gsk", GSI1SK)
+                .expression_attribute_values(":lane", s(partition))
+                .expression_attribute_values(":upper", s(format!("{}$", timestamp(now))))
+                .scan_index_forward(true);
+            // The index is eventually consistent: a record settled a moment ago may still be
+            // listed, as it was. Settling it again is a Conflict, which the worker tolerates.
+            // Unreadable items stay in the index (they may be a duress: never dropped) and
+            // don't count toward `limit`, so they can't crowd out the readable records behind
+            // them; neither do a household's records past `per_household`.
+            let mut start: Option<Item> = None;
+            for _ in 0..MAX_DUE_PAGES {
+                let wanted = limit - due.records.len();
+                let resp = request
+                    .clone()
+                    .set_exclusive_start_key(start.take())
+                    .limit(i32::try_from(wanted).unwrap_or(i32::MAX))
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("Query", e))?;
+                for item in resp.items.unwrap_or_default() {
+                    match decode_outbox(&item) {
+                        Ok(r) if due.records.len() < limit => {
+                            let n = taken.entry(r.household.clone()).or_default();
+                            if *n < per_household {
+                                *n += 1;
+                                due.records.push(r);
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => due.unreadable.push(Unreadable {
+                            key: item_key(&item),
+                            error: e.to_string(),
+                        }),
+                    }
+                }
+                match resp.last_evaluated_key {
+                    Some(key) if !key.is_empty() && due.records.len() < limit => {
+                        start = Some(key);
+                    }
+                    _ => break,
+                }
+            }
+            if due.records.len() >= limit {
+                break;
+            }
+        }
+        Ok(due)
+    }
+
+    async fn promote_waiting(&self, shard: u16, max: usize) -> Result<usize, StoreError> {
+        let resp = self
             .client
             .query()
             .table_name(&self.table)
             .index_name(GSI1)
-            .key_condition_expression("#gpk = :pending AND #gsk < :upper")
+            .key_condition_expression("#gpk = :lane")
             .expression_attribute_names("#gpk", GSI1PK)
-            .expression_attribute_names("#gsk", GSI1SK)
-            .expression_attribute_values(":pending", s(OUTBOX_PENDING))
-            .expression_attribute_values(":upper", s(format!("{}$", timestamp(now))))
-            .scan_index_forward(true);
-        // The index is eventually consistent: a record settled a moment ago may still be
-        // listed, as it was. Settling it again is a Conflict, which the worker tolerates.
-        // Unreadable items stay in the index (they may be a duress: never dropped) and don't
-        // count toward `limit`, so they can't crowd out the readable records behind them.
-        let mut start: Option<Item> = None;
-        for _ in 0..MAX_DUE_PAGES {
-            let wanted = limit - due.records.len();
-            let resp = request
-                .clone()
-                .set_exclusive_start_key(start.take())
-                .limit(i32::try_from(wanted).unwrap_or(i32::MAX))
-                .send()
-                .await
-                .map_err(|e| sdk_error("Query", e))?;
-            for item in resp.items.unwrap_or_default() {
-                match decode_outbox(&item) {
-                    Ok(r) if due.records.len() < limit => due.records.push(r),
-                    Ok(_) => {}
-                    Err(e) => due.unreadable.push(Unreadable {
-                        key: item_key(&item),
-                        error: e.to_string(),
-                    }),
-                }
-            }
-            match resp.last_evaluated_key {
-                Some(key) if !key.is_empty() && due.records.len() < limit => start = Some(key),
-                _ => break,
+            .expression_attribute_values(":lane", s(lane_pk(Lane::Waiting, shard)))
+            .limit(i32::try_from(max).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|e| sdk_error("Query", e))?;
+        let mut households: Vec<String> = Vec::new();
+        for item in resp.items.unwrap_or_default() {
+            if let Ok(h) = get_s(&item, "household")
+                && !households.iter().any(|x| x == h)
+            {
+                households.push(h.to_string());
             }
         }
-        Ok(due)
+        let mut moved = 0;
+        for household in households {
+            // Bounded by the quota: each move takes one of its places.
+            for _ in 0..self.policy.household_quota {
+                if !self.promote(&household).await? {
+                    break;
+                }
+                moved += 1;
+            }
+        }
+        Ok(moved)
+    }
+
+    async fn outbox_counts(&self, shard: u16) -> Result<OutboxCounts, StoreError> {
+        let (mut due, mut capped) = self.count_lane(lane_pk(Lane::Due, shard)).await?;
+        if shard == 0 {
+            let (legacy, c) = self.count_lane(OUTBOX_PENDING_LEGACY.to_string()).await?;
+            due += legacy;
+            capped |= c;
+        }
+        let (waiting, c1) = self.count_lane(lane_pk(Lane::Waiting, shard)).await?;
+        let (gone, c2) = self.count_lane(lane_pk(Lane::Gone, shard)).await?;
+        Ok(OutboxCounts {
+            due,
+            waiting,
+            gone,
+            capped: capped || c1 || c2,
+        })
+    }
+
+    async fn confirm_panels(
+        &self,
+        household: &str,
+        panels: &[String],
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        for panel in panels.iter().take(MAX_CONFIRMED_PANELS) {
+            let mut item = key(hh_pk(household), format!("{SEEN_PREFIX}{panel}"));
+            item.insert("at".into(), s(timestamp(at)));
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .send()
+                .await
+                .map_err(|e| sdk_error("PutItem", e))?;
+        }
+        Ok(())
+    }
+
+    async fn forget_panel(&self, household: &str, panel: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(hh_pk(household), format!("{SEEN_PREFIX}{panel}"))))
+            .send()
+            .await
+            .map_err(|e| sdk_error("DeleteItem", e))?;
+        Ok(())
     }
 
     async fn outbox_record(&self, request_id: &str) -> Result<Option<OutboxRecord>, StoreError> {
@@ -879,6 +1314,38 @@ fn pending_sort_key(next_attempt_at: DateTime<Utc>, request_id: &str) -> String 
     format!("{}#{request_id}", timestamp(next_attempt_at))
 }
 
+/// The index partition of a lane's records in a shard.
+fn lane_pk(lane: Lane, shard: u16) -> String {
+    let name = match lane {
+        Lane::Due => "PENDING",
+        Lane::Waiting => "WAIT",
+        Lane::Gone => "GONE",
+    };
+    format!("OUTBOX#{name}#{shard:03}")
+}
+
+fn lane_str(lane: Lane) -> &'static str {
+    match lane {
+        Lane::Due => "due",
+        Lane::Waiting => "waiting",
+        Lane::Gone => "gone",
+    }
+}
+
+/// Waiting records sort by household, then age: a household's queue is one key range. The
+/// unit separator can't end a shorter household id's prefix inside a longer one's.
+fn waiting_prefix(household: &str) -> String {
+    format!("{household}\u{1f}")
+}
+
+fn waiting_sort_key(household: &str, created_at: DateTime<Utc>, request_id: &str) -> String {
+    format!(
+        "{}{}#{request_id}",
+        waiting_prefix(household),
+        timestamp(created_at)
+    )
+}
+
 fn status_str(status: OutboxStatus) -> &'static str {
     match status {
         OutboxStatus::Pending => "pending",
@@ -934,7 +1401,7 @@ fn throttle_item(household: &str, throttle: &Throttle, version: u64) -> Item {
     item
 }
 
-fn outbox_item(record: &OutboxRecord, now: DateTime<Utc>) -> Item {
+fn outbox_item(record: &OutboxRecord, shard: u16, now: DateTime<Utc>) -> Item {
     let mut item = key(outbox_pk(&record.request_id), OUTBOX_SK);
     item.insert("request_id".into(), s(&record.request_id));
     item.insert("household".into(), s(&record.household));
@@ -947,12 +1414,17 @@ fn outbox_item(record: &OutboxRecord, now: DateTime<Utc>) -> Item {
         "next_attempt_at".into(),
         s(timestamp(record.next_attempt_at)),
     );
+    item.insert("lane".into(), s(lane_str(record.lane)));
+    item.insert("counted".into(), AttributeValue::Bool(record.counted));
     if record.status == OutboxStatus::Pending {
-        item.insert(GSI1PK.into(), s(OUTBOX_PENDING));
-        item.insert(
-            GSI1SK.into(),
-            s(pending_sort_key(record.next_attempt_at, &record.request_id)),
-        );
+        item.insert(GSI1PK.into(), s(lane_pk(record.lane, shard)));
+        let sort_key = match record.lane {
+            Lane::Waiting => {
+                waiting_sort_key(&record.household, record.created_at, &record.request_id)
+            }
+            Lane::Due | Lane::Gone => pending_sort_key(record.next_attempt_at, &record.request_id),
+        };
+        item.insert(GSI1SK.into(), s(sort_key));
     } else {
         item.insert(TTL.into(), n(settled_ttl(now)));
     }
@@ -1043,6 +1515,22 @@ fn decode_outbox(item: &Item) -> Result<OutboxRecord, StoreError> {
         status,
         attempts: get_n(item, "attempts")?,
         next_attempt_at: get_time(item, "next_attempt_at")?,
+        // Records from before the lanes have neither: due and uncounted.
+        lane: match item.get("lane") {
+            None => Lane::Due,
+            Some(AttributeValue::S(v)) => match v.as_str() {
+                "due" => Lane::Due,
+                "waiting" => Lane::Waiting,
+                "gone" => Lane::Gone,
+                other => return Err(corrupt(item, format!("unknown outbox lane {other}"))),
+            },
+            Some(_) => return Err(corrupt(item, "lane is not a string".to_string())),
+        },
+        counted: match item.get("counted") {
+            None => false,
+            Some(AttributeValue::Bool(b)) => *b,
+            Some(_) => return Err(corrupt(item, "counted is not a boolean".to_string())),
+        },
     })
 }
 

@@ -1,15 +1,15 @@
 //! The embedded in-process store: the local stack's default. Same semantics as DynamoDB,
 //! including the conditional writes, behind one mutex.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 
 use super::{
-    AuditEntry, DueRecords, HouseholdSnapshot, OutboxRecord, OutboxStatus, Settlement, Store,
-    StoreError, StoredGrant, ThrottleWrite, window_start,
+    AuditEntry, DueRecords, HouseholdSnapshot, Lane, OutboxCounts, OutboxPolicy, OutboxRecord,
+    OutboxStatus, Settlement, Store, StoreError, StoredGrant, ThrottleWrite, window_start,
 };
 use crate::voice_codes::{Profile, Throttle};
 
@@ -26,16 +26,67 @@ struct Inner {
     leases: HashMap<String, (String, DateTime<Utc>)>,
     /// Accounts whose Google link is gone (DISCONNECT, no SYNC since).
     google_unlinked: HashSet<String>,
+    /// Household → panel → when the panel cloud last confirmed it in the account.
+    panels_seen: HashMap<String, BTreeMap<String, DateTime<Utc>>>,
+}
+
+impl Inner {
+    /// The household's records counted in its quota: derived, where DynamoDB keeps a counter.
+    fn counted(&self, household: &str) -> u32 {
+        let n = self
+            .outbox
+            .values()
+            .filter(|r| {
+                r.household == household
+                    && r.status == OutboxStatus::Pending
+                    && r.lane == Lane::Due
+                    && r.counted
+            })
+            .count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    /// Moves the household's oldest waiting record into the due queue, if below its quota.
+    fn promote(&mut self, household: &str, quota: u32) -> bool {
+        if self.counted(household) >= quota {
+            return false;
+        }
+        let next = self
+            .outbox
+            .values_mut()
+            .filter(|r| {
+                r.household == household
+                    && r.status == OutboxStatus::Pending
+                    && r.lane == Lane::Waiting
+            })
+            .min_by(|a, b| (a.created_at, &a.request_id).cmp(&(b.created_at, &b.request_id)));
+        match next {
+            Some(r) => {
+                r.lane = Lane::Due;
+                r.counted = true;
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 #[derive(Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    policy: OutboxPolicy,
 }
 
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    pub fn with_outbox_policy(policy: OutboxPolicy) -> Self {
+        MemoryStore {
+            inner: Mutex::default(),
+            policy,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -74,6 +125,11 @@ impl Store for MemoryStore {
         Ok(HouseholdSnapshot {
             profile: inner.profiles.get(household).cloned().unwrap_or_default(),
             throttle: inner.throttles.get(household).cloned().unwrap_or_default(),
+            panels_seen: inner
+                .panels_seen
+                .get(household)
+                .cloned()
+                .unwrap_or_default(),
         })
     }
 
@@ -125,21 +181,53 @@ impl Store for MemoryStore {
         audit: Option<(&str, &AuditEntry)>,
     ) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        let Some(rec) = inner.outbox.get_mut(request_id) else {
+        let quota = self.policy.household_quota;
+        let Some(rec) = inner.outbox.get(request_id) else {
             return Err(StoreError::Conflict);
         };
         if rec.status != OutboxStatus::Pending {
             return Err(StoreError::Conflict);
         }
+        let household = rec.household.clone();
+        let (was_counted, lane) = (rec.counted, rec.lane);
+        let first_failure = lane == Lane::Due && !was_counted;
+        let room = inner.counted(&household) < quota;
+        let Some(rec) = inner.outbox.get_mut(request_id) else {
+            return Err(StoreError::Conflict);
+        };
+        let mut freed = false;
         match settlement {
-            Settlement::Delivered => rec.status = OutboxStatus::Delivered,
+            Settlement::Delivered => {
+                rec.status = OutboxStatus::Delivered;
+                freed = was_counted;
+            }
             Settlement::Retry {
                 attempts,
                 next_attempt_at,
             } => {
                 rec.attempts = *attempts;
                 rec.next_attempt_at = *next_attempt_at;
+                if first_failure {
+                    if room {
+                        rec.counted = true;
+                    } else {
+                        rec.lane = Lane::Waiting;
+                    }
+                }
             }
+            Settlement::Gone {
+                attempts,
+                next_attempt_at,
+            } => {
+                rec.attempts = *attempts;
+                rec.next_attempt_at = *next_attempt_at;
+                rec.lane = Lane::Gone;
+                rec.counted = false;
+                freed = was_counted;
+            }
+        }
+        if freed {
+            inner.promote(&household, quota);
         }
         if let Some((household, entry)) = audit {
             push_audit(&mut inner, household, std::slice::from_ref(entry));
@@ -165,23 +253,108 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn outbox_due(&self, now: DateTime<Utc>, limit: usize) -> Result<DueRecords, StoreError> {
+    fn outbox_policy(&self) -> OutboxPolicy {
+        self.policy
+    }
+
+    async fn outbox_due(
+        &self,
+        lane: Lane,
+        shard: u16,
+        now: DateTime<Utc>,
+        limit: usize,
+        per_household: usize,
+    ) -> Result<DueRecords, StoreError> {
         let inner = self.lock();
-        let mut due: Vec<OutboxRecord> = inner
+        let mut due: Vec<&OutboxRecord> = inner
             .outbox
             .values()
-            .filter(|r| r.status == OutboxStatus::Pending && r.next_attempt_at <= now)
-            .cloned()
+            .filter(|r| {
+                r.status == OutboxStatus::Pending
+                    && r.lane == lane
+                    && r.next_attempt_at <= now
+                    && self.policy.shard_of(&r.household) == shard
+            })
             .collect();
         due.sort_by(|a, b| {
             (a.next_attempt_at, &a.request_id).cmp(&(b.next_attempt_at, &b.request_id))
         });
-        due.truncate(limit);
+        let mut taken: HashMap<&str, usize> = HashMap::new();
+        let mut records = Vec::new();
+        for r in due {
+            if records.len() >= limit {
+                break;
+            }
+            let n = taken.entry(r.household.as_str()).or_default();
+            if *n < per_household {
+                *n += 1;
+                records.push(r.clone());
+            }
+        }
         // Records are held typed here, so none can be unreadable.
         Ok(DueRecords {
-            records: due,
+            records,
             unreadable: Vec::new(),
         })
+    }
+
+    async fn promote_waiting(&self, shard: u16, max: usize) -> Result<usize, StoreError> {
+        let mut inner = self.lock();
+        let mut waiting: Vec<(DateTime<Utc>, String, String)> = inner
+            .outbox
+            .values()
+            .filter(|r| {
+                r.status == OutboxStatus::Pending
+                    && r.lane == Lane::Waiting
+                    && self.policy.shard_of(&r.household) == shard
+            })
+            .map(|r| (r.created_at, r.request_id.clone(), r.household.clone()))
+            .collect();
+        waiting.sort();
+        waiting.truncate(max);
+        let mut moved = 0;
+        for (_, _, household) in waiting {
+            while inner.promote(&household, self.policy.household_quota) {
+                moved += 1;
+            }
+        }
+        Ok(moved)
+    }
+
+    async fn outbox_counts(&self, shard: u16) -> Result<OutboxCounts, StoreError> {
+        let inner = self.lock();
+        let mut counts = OutboxCounts::default();
+        for r in inner.outbox.values().filter(|r| {
+            r.status == OutboxStatus::Pending && self.policy.shard_of(&r.household) == shard
+        }) {
+            match r.lane {
+                Lane::Due => counts.due += 1,
+                Lane::Waiting => counts.waiting += 1,
+                Lane::Gone => counts.gone += 1,
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn confirm_panels(
+        &self,
+        household: &str,
+        panels: &[String],
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let seen = inner.panels_seen.entry(household.to_string()).or_default();
+        for p in panels {
+            seen.insert(p.clone(), at);
+        }
+        Ok(())
+    }
+
+    async fn forget_panel(&self, household: &str, panel: &str) -> Result<(), StoreError> {
+        if let Some(seen) = self.lock().panels_seen.get_mut(household) {
+            seen.remove(panel);
+        }
+        Ok(())
     }
 
     async fn outbox_record(&self, request_id: &str) -> Result<Option<OutboxRecord>, StoreError> {

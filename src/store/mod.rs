@@ -5,6 +5,8 @@
 pub mod dynamodb;
 pub mod memory;
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -15,6 +17,10 @@ use crate::voice_codes::{Profile, Throttle};
 pub struct HouseholdSnapshot {
     pub profile: Profile,
     pub throttle: Throttle,
+    /// Panels the panel cloud confirmed in this account, with when it last did (panel id →
+    /// time). Only a panel confirmed here, or by the cloud in the same request, may get an
+    /// outbox record: see crate::skill::OWNERSHIP_TTL.
+    pub panels_seen: BTreeMap<String, DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,6 +30,73 @@ pub enum OutboxStatus {
     Pending,
     /// The panel cloud acknowledged the request.
     Delivered,
+}
+
+/// Where a pending record waits (docs/dynamodb.md, "The outbox lanes"). A kind-independent
+/// property of the record: duress and normal records move through the lanes alike.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lane {
+    /// The shard's shared queue, oldest due first: what the worker drains every pass.
+    #[default]
+    Due,
+    /// Past its household's quota: waits, oldest first, in the household's own queue until one
+    /// of the household's records in [`Lane::Due`] settles. Never dropped.
+    Waiting,
+    /// Its panel left the account (the cloud's `panel_not_found`): retried on a slow cadence of
+    /// its own, counted and alarmed apart from the backlog, never dropped.
+    Gone,
+}
+
+/// How the pending outbox is spread and bounded. The same for every function of a deployment
+/// (`OUTBOX_SHARDS`, `OUTBOX_HOUSEHOLD_QUOTA`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxPolicy {
+    /// Partitions of the pending index. A household's records all live in one shard, picked by
+    /// a stable hash of the household. May only ever grow: the worker drains shards
+    /// `0..shards`, so records in a shard past a smaller count would wait for good.
+    pub shards: u16,
+    /// Records of one household that may be in its shard's [`Lane::Due`] queue once they have
+    /// failed once; past it they wait in [`Lane::Waiting`]. This is what keeps one household
+    /// from delaying another's duress by more than one worker pass.
+    pub household_quota: u32,
+}
+
+impl Default for OutboxPolicy {
+    fn default() -> Self {
+        OutboxPolicy {
+            shards: 8,
+            household_quota: 8,
+        }
+    }
+}
+
+impl OutboxPolicy {
+    pub const MAX_SHARDS: u16 = 256;
+    pub const MAX_QUOTA: u32 = 1000;
+
+    /// The shard of a household's records: FNV-1a, so every function and every release of the
+    /// code agrees on it without configuration.
+    pub fn shard_of(&self, household: &str) -> u16 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in household.as_bytes() {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        let shards = u64::from(self.shards.max(1));
+        // The remainder is below `shards`, itself a u16.
+        u16::try_from(h % shards).unwrap_or(0)
+    }
+}
+
+/// Pending records of one shard, by lane: the real backlog, counted every pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct OutboxCounts {
+    pub due: usize,
+    pub waiting: usize,
+    pub gone: usize,
+    /// A count stopped at its page budget: the figures are lower bounds.
+    pub capped: bool,
 }
 
 /// One voice disarm attempt that reached (or tried to reach) the panel cloud.
@@ -43,13 +116,52 @@ pub struct OutboxRecord {
     pub status: OutboxStatus,
     pub attempts: u32,
     pub next_attempt_at: DateTime<Utc>,
+    #[serde(default)]
+    pub lane: Lane,
+    /// Counted in its household's quota: set when it first fails in [`Lane::Due`]. A record
+    /// still in its first panel call is not counted, so the directive's own path (record, call,
+    /// settle delivered) never touches the household's counter.
+    #[serde(default)]
+    pub counted: bool,
+}
+
+impl OutboxRecord {
+    /// A new pending attempt, in its shard's queue, not yet counted.
+    pub fn pending(
+        request_id: String,
+        household: &str,
+        panel: &str,
+        seal: String,
+        created_at: DateTime<Utc>,
+        next_attempt_at: DateTime<Utc>,
+    ) -> Self {
+        OutboxRecord {
+            request_id,
+            household: household.to_string(),
+            panel: panel.to_string(),
+            seal,
+            created_at,
+            status: OutboxStatus::Pending,
+            attempts: 0,
+            next_attempt_at,
+            lane: Lane::Due,
+            counted: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Settlement {
     Delivered,
-    /// Still pending: try again at `next_attempt_at`.
+    /// Still pending: try again at `next_attempt_at`. A first failure in [`Lane::Due`] counts
+    /// the record in its household's quota, or moves it to [`Lane::Waiting`] past it.
     Retry {
+        attempts: u32,
+        next_attempt_at: DateTime<Utc>,
+    },
+    /// The panel cloud says the panel is no longer in the account: still pending, in
+    /// [`Lane::Gone`], next tried at `next_attempt_at`.
+    Gone {
         attempts: u32,
         next_attempt_at: DateTime<Utc>,
     },
@@ -158,9 +270,41 @@ pub trait Store: Send + Sync {
         audit: Option<&AuditEntry>,
     ) -> Result<(), StoreError>;
 
-    /// Pending records due at `now`, oldest first: up to `limit` readable ones, plus every
-    /// unreadable item met on the way.
-    async fn outbox_due(&self, now: DateTime<Utc>, limit: usize) -> Result<DueRecords, StoreError>;
+    /// The shards and quota this store lays the pending outbox out with.
+    fn outbox_policy(&self) -> OutboxPolicy;
+
+    /// Pending records of `lane` ([`Lane::Due`] or [`Lane::Gone`]) in `shard`, due at `now`,
+    /// oldest first: up to `limit` readable ones, at most `per_household` of any one household
+    /// (the rest are passed over, left for the next pass), plus every unreadable item met on
+    /// the way. Reads a bounded number of pages.
+    async fn outbox_due(
+        &self,
+        lane: Lane,
+        shard: u16,
+        now: DateTime<Utc>,
+        limit: usize,
+        per_household: usize,
+    ) -> Result<DueRecords, StoreError>;
+
+    /// Moves waiting records of `shard` into the due queue for households below their quota,
+    /// looking at most at `max` waiting records. Settling a counted record promotes its
+    /// household's next one already; this catches up after a crash between the two steps.
+    /// Returns how many moved.
+    async fn promote_waiting(&self, shard: u16, max: usize) -> Result<usize, StoreError>;
+
+    /// The pending records of `shard`, by lane.
+    async fn outbox_counts(&self, shard: u16) -> Result<OutboxCounts, StoreError>;
+
+    /// Records that the panel cloud confirmed these panels in the account at `at`.
+    async fn confirm_panels(
+        &self,
+        household: &str,
+        panels: &[String],
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Forgets a panel the cloud says is not in the account. Idempotent.
+    async fn forget_panel(&self, household: &str, panel: &str) -> Result<(), StoreError>;
 
     async fn outbox_record(&self, request_id: &str) -> Result<Option<OutboxRecord>, StoreError>;
 
@@ -220,6 +364,19 @@ pub trait Store: Send + Sync {
         event_id: &str,
         expires_at: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+}
+
+/// The pending records of every shard, by lane.
+pub async fn outbox_totals(store: &dyn Store) -> Result<OutboxCounts, StoreError> {
+    let mut total = OutboxCounts::default();
+    for shard in 0..store.outbox_policy().shards {
+        let c = store.outbox_counts(shard).await?;
+        total.due += c.due;
+        total.waiting += c.waiting;
+        total.gone += c.gone;
+        total.capped |= c.capped;
+    }
+    Ok(total)
 }
 
 /// The fixed window `[start, start + window)` that contains `now`.
