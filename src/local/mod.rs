@@ -16,6 +16,7 @@
 
 pub mod alexa_dev;
 pub mod demo;
+pub mod drill;
 pub mod google_dev;
 pub mod say;
 
