@@ -10,8 +10,10 @@ Run by scripts/lint-infra with its venv's python (aws-sam-translator is needed):
 The rules, checked on the template after the real SAM transform (what CloudFormation deploys):
 - every route reached before a bearer token is checked (no authorizer) has a per-route throttle
   (rate and burst) on every stage of its API, so a junk flood on it is refused at its own limit;
+- no stage throttles a route its API doesn't have (CloudFormation would refuse the deploy);
 - the directive, http-api and re-delivery functions each have reserved concurrency whose
-  default is not 0, so a flood on http-api can't starve the directive function or the worker;
+  default is not 0, so a flood on http-api can't starve the directive function or the worker,
+  and the defaults add up to no more than a standard account can reserve (900);
 - every function gets OUTBOX_SHARDS and OUTBOX_HOUSEHOLD_QUOTA from the one parameter each, so
   writers and the worker agree on the shards;
 - OutboxPanelGoneAlarm exists, reads OutboxPanelGone and notifies the alarm topic;
@@ -80,9 +82,9 @@ def as_number(value):
         return None
 
 
-def unauthenticated_routes(resources):
-    """(api resource, route key) for every route no authorizer guards."""
-    routes = []
+def routes(resources):
+    """(api resource, route key, guarded by an authorizer) for every route."""
+    found = []
     for name, r in resources.items():
         props = r.get("Properties", {})
         if r["Type"] == "AWS::ApiGatewayV2::Api" and "Body" in props:
@@ -95,13 +97,11 @@ def unauthenticated_routes(resources):
                     verb = "ANY" if method == "x-amazon-apigateway-any-method" else method.upper()
                     # SAM writes Authorizer: NONE as {"NONE": []}, a scheme that doesn't exist.
                     guarded = any(set(req) & schemes for req in op.get("security") or [])
-                    if not guarded:
-                        routes.append((name, f"{verb} {path}"))
+                    found.append((name, f"{verb} {path}", guarded))
         elif r["Type"] == "AWS::ApiGatewayV2::Route":
-            if props.get("AuthorizationType", "NONE") == "NONE":
-                api = props.get("ApiId", {}).get("Ref")
-                routes.append((api, props.get("RouteKey")))
-    return routes
+            api = props.get("ApiId", {}).get("Ref")
+            found.append((api, props.get("RouteKey"), props.get("AuthorizationType", "NONE") != "NONE"))
+    return found
 
 
 def problems(expanded):
@@ -114,7 +114,10 @@ def problems(expanded):
     for name, r in resources.items():
         if r["Type"] == "AWS::ApiGatewayV2::Stage":
             stages.setdefault(r["Properties"].get("ApiId", {}).get("Ref"), []).append(name)
-    for api, key in unauthenticated_routes(resources):
+    all_routes = routes(resources)
+    for api, key, guarded in all_routes:
+        if guarded:
+            continue
         if not stages.get(api):
             found.append(f"unauthenticated route {key}: API {api} has no stage to throttle it")
         for stage in stages.get(api, []):
@@ -127,6 +130,14 @@ def problems(expanded):
                         "(a flood on it would be held only by the stage default the management routes use)"
                     )
 
+    # A setting for a route the API doesn't have fails the deploy ("Unable to find Route").
+    for api, names in stages.items():
+        keys = {key for a, key, _ in all_routes if a == api}
+        for stage in names:
+            for key in resources[stage]["Properties"].get("RouteSettings", {}):
+                if key not in keys:
+                    found.append(f"stage {stage} throttles route {key}, which API {api} does not have")
+
     # 2. Reserved concurrency, non-zero by default.
     for fn in RESERVED:
         props = resources.get(fn, {}).get("Properties", {})
@@ -138,6 +149,15 @@ def problems(expanded):
             found.append(f"{fn} has no reserved concurrency (a flood elsewhere could starve it)")
         elif not (as_number(default_of(value, parameters)) or 0) > 0:
             found.append(f"{fn}'s reserved concurrency is 0 with the template's defaults")
+    # Lambda keeps 100 executions of the account unreserved: with the standard limit of 1,000
+    # a region, default reservations above 900 in all would fail the deploy.
+    reserved = 0.0
+    for fn in RESERVED:
+        value = resources.get(fn, {}).get("Properties", {}).get("ReservedConcurrentExecutions")
+        reserved += as_number(default_of(value, parameters)) or 0
+    if reserved > 900:
+        found.append(f"the default reservations add up to {reserved:g}, over the 900 a standard account "
+                     "(1,000, less 100 kept unreserved) can give")
 
     # 3. One outbox shape for every writer and the worker.
     for fn, r in resources.items():
@@ -225,6 +245,13 @@ def drop_route_setting(key, limit=None):
     return mutate
 
 
+def rename_route_setting(key, new_key):
+    def mutate(t):
+        settings = res(t, "HttpApi")["Properties"]["RouteSettings"]
+        settings[new_key] = settings.pop(key)
+    return mutate
+
+
 def drop_property(resource, prop):
     def mutate(t):
         del res(t, resource)["Properties"][prop]
@@ -295,6 +322,10 @@ MUTATIONS = [
      "DirectiveFunction has no reserved concurrency"),
     ("directive reservation defaulting to 0", set_default("DirectiveReservedConcurrency", 0),
      "DirectiveFunction's reserved concurrency is 0"),
+    ("reservations over what a standard account has", set_default("HttpApiReservedConcurrency", 800),
+     "the default reservations add up to 902"),
+    ("a throttle for a route that doesn't exist", rename_route_setting("POST /webhooks/panel", "POST /webhooks/panels"),
+     "throttles route POST /webhooks/panels, which API HttpApi does not have"),
     ("re-delivery worker without reserved concurrency", drop_property("RedeliveryFunction", "ReservedConcurrentExecutions"),
      "RedeliveryFunction has no reserved concurrency"),
     ("functions without OUTBOX_SHARDS", drop_global_env("OUTBOX_SHARDS"),
