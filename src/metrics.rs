@@ -393,6 +393,14 @@ impl Store for MeteredStore {
         )
     }
 
+    async fn settle_outbox_read(
+        &self,
+        record: &OutboxRecord,
+        settlement: &Settlement,
+    ) -> Result<(), StoreError> {
+        self.count(self.inner.settle_outbox_read(record, settlement).await)
+    }
+
     async fn put_outbox(
         &self,
         record: &OutboxRecord,

@@ -52,7 +52,7 @@ const GONE_RETRY: Duration = Duration::hours(1);
 /// Records of the gone lane one shard's pass takes at most.
 const GONE_BATCH: usize = 5;
 /// Signals of one shard in flight at once.
-const SHARD_CONCURRENCY: usize = 4;
+const SHARD_CONCURRENCY: usize = 8;
 /// Shards drained at once by one worker.
 const SHARD_PARALLELISM: usize = 16;
 /// Waiting records one pass looks at to catch up promotions a crash left undone.
@@ -280,10 +280,7 @@ async fn deliver(
         return None;
     }
     let settlement = process(record, panels, keyring, clock).await;
-    match store
-        .settle_outbox(&record.request_id, &settlement, None)
-        .await
-    {
+    match store.settle_outbox_read(record, &settlement).await {
         // Settled meanwhile (the index lags behind a settle); the cloud's request-id dedup
         // made the extra signal harmless.
         Ok(()) | Err(StoreError::Conflict) => Some(Ok(settlement)),

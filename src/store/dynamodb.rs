@@ -227,6 +227,135 @@ impl DynamoStore {
         }
     }
 
+    /// Settles `rec`, pending as it was read: each write is conditional on the record still
+    /// being in that lane and count state, so a record settled or moved meanwhile is a
+    /// [`StoreError::Conflict`].
+    async fn settle_known(
+        &self,
+        rec: &OutboxRecord,
+        settlement: &Settlement,
+        audit: Option<(&str, &AuditEntry)>,
+    ) -> Result<(), StoreError> {
+        let shard = self.shard(&rec.household);
+        let request_id = rec.request_id.as_str();
+        match settlement {
+            Settlement::Delivered => {
+                let counter = if rec.counted {
+                    Some(self.counter_update(&rec.household, -1)?)
+                } else {
+                    None
+                };
+                self.settle_write(delivered(self.record_update(rec)), counter, audit)
+                    .await
+                    .map_err(refused)?;
+                if rec.counted {
+                    self.promote_after_settle(&rec.household).await;
+                }
+                Ok(())
+            }
+            Settlement::Retry {
+                attempts,
+                next_attempt_at,
+            } => {
+                let retry = |update: UpdateBuilder| {
+                    update
+                        .expression_attribute_names("#attempts", "attempts")
+                        .expression_attribute_names("#next", "next_attempt_at")
+                        .expression_attribute_values(":attempts", n(*attempts))
+                        .expression_attribute_values(":next", s(timestamp(*next_attempt_at)))
+                };
+                let due_key = s(pending_sort_key(*next_attempt_at, request_id));
+                if rec.lane == Lane::Due && !rec.counted {
+                    // Its first failure: it counts in the household's quota, or past the quota
+                    // it waits in the household's own queue.
+                    let count = retry(self.record_update(rec))
+                        .update_expression(
+                            "SET #attempts = :attempts, #next = :next, #gpk = :gpk, #gsk = :gsk, \
+                             #lane = :due, #counted = :yes",
+                        )
+                        .expression_attribute_names("#gpk", GSI1PK)
+                        .expression_attribute_names("#gsk", GSI1SK)
+                        .expression_attribute_values(":gpk", s(lane_pk(Lane::Due, shard)))
+                        .expression_attribute_values(":gsk", due_key)
+                        .expression_attribute_values(":due", s(lane_str(Lane::Due)))
+                        .expression_attribute_values(":yes", AttributeValue::Bool(true));
+                    let counter = self.counter_update(&rec.household, 1)?;
+                    match self.settle_write(count, Some(counter), audit).await {
+                        Err(TxRefusal::QuotaFull) => {}
+                        other => return other.map_err(refused),
+                    }
+                    let wait = retry(self.record_update(rec))
+                        .update_expression(
+                            "SET #attempts = :attempts, #next = :next, #gpk = :gpk, #gsk = :gsk, \
+                             #lane = :waiting",
+                        )
+                        .expression_attribute_names("#gpk", GSI1PK)
+                        .expression_attribute_names("#gsk", GSI1SK)
+                        .expression_attribute_values(":gpk", s(lane_pk(Lane::Waiting, shard)))
+                        .expression_attribute_values(
+                            ":gsk",
+                            s(waiting_sort_key(&rec.household, rec.created_at, request_id)),
+                        )
+                        .expression_attribute_values(":waiting", s(lane_str(Lane::Waiting)));
+                    return self.settle_write(wait, None, audit).await.map_err(refused);
+                }
+                let update = if rec.lane == Lane::Waiting {
+                    // Its place in the household's queue is its creation time: unchanged.
+                    retry(self.record_update(rec))
+                        .update_expression("SET #attempts = :attempts, #next = :next")
+                } else {
+                    retry(self.record_update(rec))
+                        .update_expression(
+                            "SET #attempts = :attempts, #next = :next, #gpk = :gpk, #gsk = :gsk",
+                        )
+                        .expression_attribute_names("#gpk", GSI1PK)
+                        .expression_attribute_names("#gsk", GSI1SK)
+                        .expression_attribute_values(":gpk", s(lane_pk(rec.lane, shard)))
+                        .expression_attribute_values(":gsk", due_key)
+                };
+                self.settle_write(update, None, audit)
+                    .await
+                    .map_err(refused)
+            }
+            Settlement::Gone {
+                attempts,
+                next_attempt_at,
+            } => {
+                let update = self
+                    .record_update(rec)
+                    .update_expression(
+                        "SET #attempts = :attempts, #next = :next, #gpk = :gpk, #gsk = :gsk, \
+                         #lane = :gone, #counted = :no",
+                    )
+                    .expression_attribute_names("#attempts", "attempts")
+                    .expression_attribute_names("#next", "next_attempt_at")
+                    .expression_attribute_names("#gpk", GSI1PK)
+                    .expression_attribute_names("#gsk", GSI1SK)
+                    .expression_attribute_values(":attempts", n(*attempts))
+                    .expression_attribute_values(":next", s(timestamp(*next_attempt_at)))
+                    .expression_attribute_values(":gpk", s(lane_pk(Lane::Gone, shard)))
+                    .expression_attribute_values(
+                        ":gsk",
+                        s(pending_sort_key(*next_attempt_at, request_id)),
+                    )
+                    .expression_attribute_values(":gone", s(lane_str(Lane::Gone)))
+                    .expression_attribute_values(":no", AttributeValue::Bool(false));
+                let counter = if rec.counted {
+                    Some(self.counter_update(&rec.household, -1)?)
+                } else {
+                    None
+                };
+                self.settle_write(update, counter, audit)
+                    .await
+                    .map_err(refused)?;
+                if rec.counted {
+                    self.promote_after_settle(&rec.household).await;
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Moves the household's oldest waiting record into its shard's due queue, if the quota
     /// has room. `false` when nothing moved.
     async fn promote(&self, household: &str) -> Result<bool, StoreError> {
@@ -645,20 +774,6 @@ impl Store for DynamoStore {
         settlement: &Settlement,
         audit: Option<(&str, &AuditEntry)>,
     ) -> Result<(), StoreError> {
-        let refused = |r: TxRefusal| match r {
-            TxRefusal::Record | TxRefusal::QuotaFull => StoreError::Conflict,
-            TxRefusal::Other(e) => e,
-        };
-        // Dropping the GSI1 keys takes a settled record out of the sparse pending index.
-        let delivered = |update: UpdateBuilder| {
-            update
-                .update_expression("SET #status = :status, #ttl = :ttl REMOVE #gpk, #gsk")
-                .expression_attribute_names("#ttl", TTL)
-                .expression_attribute_names("#gpk", GSI1PK)
-                .expression_attribute_names("#gsk", GSI1SK)
-                .expression_attribute_values(":status", s(status_str(OutboxStatus::Delivered)))
-                .expression_attribute_values(":ttl", n(settled_ttl(Utc::now())))
-        };
         if let Settlement::Delivered = settlement {
             // The directive's own path: its record, never counted, settled at once, with one
             // write and no read. Anything else fails the condition and is read first below.
@@ -682,123 +797,18 @@ impl Store for DynamoStore {
             Some(r) if r.status == OutboxStatus::Pending => r,
             _ => return Err(StoreError::Conflict),
         };
-        let shard = self.shard(&rec.household);
-        match settlement {
-            Settlement::Delivered => {
-                let counter = if rec.counted {
-                    Some(self.counter_update(&rec.household, -1)?)
-                } else {
-                    None
-                };
-                self.settle_write(delivered(self.record_update(&rec)), counter, audit)
-                    .await
-                    .map_err(refused)?;
-                if rec.counted {
-                    self.promote_after_settle(&rec.household).await;
-                }
-                Ok(())
-            }
-            Settlement::Retry {
-                attempts,
-                next_attempt_at,
-            } => {
-                let retry = |update: UpdateBuilder| {
-                    update
-                        .expression_attribute_names("#attempts", "attempts")
-                        .expression_attribute_names("#next", "next_attempt_at")
-                        .expression_attribute_values(":attempts", n(*attempts))
-                        .expression_attribute_values(":next", s(timestamp(*next_attempt_at)))
-                };
-                let due_key = s(pending_sort_key(*next_attempt_at, request_id));
-                if rec.lane == Lane::Due && !rec.counted {
-                    // Its first failure: it counts in the household's quota, or past the quota
-                    // it waits in the household's own queue.
-                    let count = retry(self.record_update(&rec))
-                        .update_expression(
-                            "SET #attempts = :attempts, #next = :next, #gpk = :gpk, #gsk = :gsk, \
-                             #lane = :due, #counted = :yes",
-                        )
-                        .expression_attribute_names("#gpk", GSI1PK)
-                        .expression_attribute_names("#gsk", GSI1SK)
-                        .expression_attribute_values(":gpk", s(lane_pk(Lane::Due, shard)))
-                        .expression_attribute_values(":gsk", due_key)
-                        .expression_attribute_values(":due", s(lane_str(Lane::Due)))
-                        .expression_attribute_values(":yes", AttributeValue::Bool(true));
-                    let counter = self.counter_update(&rec.household, 1)?;
-                    match self.settle_write(count, Some(counter), audit).await {
-                        Err(TxRefusal::QuotaFull) => {}
-                        other => return other.map_err(refused),
-                    }
-                    let wait = retry(self.record_update(&rec))
-                        .update_expression(
-                            "SET #attempts = :attempts, #next = :next, #gpk = :gpk, #gsk = :gsk, \
-                             #lane = :waiting",
-                        )
-                        .expression_attribute_names("#gpk", GSI1PK)
-                        .expression_attribute_names("#gsk", GSI1SK)
-                        .expression_attribute_values(":gpk", s(lane_pk(Lane::Waiting, shard)))
-                        .expression_attribute_values(
-                            ":gsk",
-                            s(waiting_sort_key(&rec.household, rec.created_at, request_id)),
-                        )
-                        .expression_attribute_values(":waiting", s(lane_str(Lane::Waiting)));
-                    return self.settle_write(wait, None, audit).await.map_err(refused);
-                }
-                let update = if rec.lane == Lane::Waiting {
-                    // Its place in the household's queue is its creation time: unchanged.
-                    retry(self.record_update(&rec))
-                        .update_expression("SET #attempts = :attempts, #next = :next")
-                } else {
-                    retry(self.record_update(&rec))
-                        .update_expression(
-                            "SET #attempts = :attempts, #next = :next, #gpk = :gpk, #gsk = :gsk",
-                        )
-                        .expression_attribute_names("#gpk", GSI1PK)
-                        .expression_attribute_names("#gsk", GSI1SK)
-                        .expression_attribute_values(":gpk", s(lane_pk(rec.lane, shard)))
-                        .expression_attribute_values(":gsk", due_key)
-                };
-                self.settle_write(update, None, audit)
-                    .await
-                    .map_err(refused)
-            }
-            Settlement::Gone {
-                attempts,
-                next_attempt_at,
-            } => {
-                let update = self
-                    .record_update(&rec)
-                    .update_expression(
-                        "SET #attempts = :attempts, #next = :next, #gpk = :gpk, #gsk = :gsk, \
-                         #lane = :gone, #counted = :no",
-                    )
-                    .expression_attribute_names("#attempts", "attempts")
-                    .expression_attribute_names("#next", "next_attempt_at")
-                    .expression_attribute_names("#gpk", GSI1PK)
-                    .expression_attribute_names("#gsk", GSI1SK)
-                    .expression_attribute_values(":attempts", n(*attempts))
-                    .expression_attribute_values(":next", s(timestamp(*next_attempt_at)))
-                    .expression_attribute_values(":gpk", s(lane_pk(Lane::Gone, shard)))
-                    .expression_attribute_values(
-                        ":gsk",
-                        s(pending_sort_key(*next_attempt_at, request_id)),
-                    )
-                    .expression_attribute_values(":gone", s(lane_str(Lane::Gone)))
-                    .expression_attribute_values(":no", AttributeValue::Bool(false));
-                let counter = if rec.counted {
-                    Some(self.counter_update(&rec.household, -1)?)
-                } else {
-                    None
-                };
-                self.settle_write(update, counter, audit)
-                    .await
-                    .map_err(refused)?;
-                if rec.counted {
-                    self.promote_after_settle(&rec.household).await;
-                }
-                Ok(())
-            }
+        self.settle_known(&rec, settlement, audit).await
+    }
+
+    async fn settle_outbox_read(
+        &self,
+        record: &OutboxRecord,
+        settlement: &Settlement,
+    ) -> Result<(), StoreError> {
+        if record.status != OutboxStatus::Pending {
+            return Err(StoreError::Conflict);
         }
+        self.settle_known(record, settlement, None).await
     }
 
     async fn put_outbox(
@@ -1315,6 +1325,24 @@ fn pending_sort_key(next_attempt_at: DateTime<Utc>, request_id: &str) -> String 
 }
 
 /// The index partition of a lane's records in a shard.
+fn refused(r: TxRefusal) -> StoreError {
+    match r {
+        TxRefusal::Record | TxRefusal::QuotaFull => StoreError::Conflict,
+        TxRefusal::Other(e) => e,
+    }
+}
+
+/// Dropping the GSI1 keys takes a settled record out of the sparse pending index.
+fn delivered(update: UpdateBuilder) -> UpdateBuilder {
+    update
+        .update_expression("SET #status = :status, #ttl = :ttl REMOVE #gpk, #gsk")
+        .expression_attribute_names("#ttl", TTL)
+        .expression_attribute_names("#gpk", GSI1PK)
+        .expression_attribute_names("#gsk", GSI1SK)
+        .expression_attribute_values(":status", s(status_str(OutboxStatus::Delivered)))
+        .expression_attribute_values(":ttl", n(settled_ttl(Utc::now())))
+}
+
 fn lane_pk(lane: Lane, shard: u16) -> String {
     let name = match lane {
         Lane::Due => "PENDING",

@@ -262,6 +262,17 @@ pub trait Store: Send + Sync {
         audit: Option<(&str, &AuditEntry)>,
     ) -> Result<(), StoreError>;
 
+    /// Settles a record as the worker read it from the pending index, without reading it
+    /// again: [`StoreError::Conflict`] if it was settled or moved since.
+    async fn settle_outbox_read(
+        &self,
+        record: &OutboxRecord,
+        settlement: &Settlement,
+    ) -> Result<(), StoreError> {
+        self.settle_outbox(&record.request_id, settlement, None)
+            .await
+    }
+
     /// Inserts a record that [`Store::record_attempt`] could not write, with `audit`, atomically.
     /// [`StoreError::Conflict`] if a record with its request id already exists.
     async fn put_outbox(

@@ -1,0 +1,322 @@
+//! A customer with a valid token trying to bury other households' duress signals, and the
+//! outbox at scale (issue "No one can delay a duress"): bounded work per request, nothing
+//! recorded for a panel not known to be the account's, per-household fairness in the
+//! re-delivery worker, and the drill with thousands of households on DynamoDB Local.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::google::{self as g, outcome};
+use support::stack::{Harness, disarm, error_type, test_options};
+
+use alarm_skill::local::Options;
+use alarm_skill::local::demo::DemoConfig;
+use alarm_skill::local::drill::{self, DrillOptions};
+use alarm_skill::store::{OutboxCounts, OutboxPolicy, outbox_totals};
+
+const DURESS: &str = "8361";
+const NORMAL: &str = "4729";
+
+/// The demo household and a hostile one with a panel of its own (confirmed, seeded like an
+/// import), on one shard so that every record shares one queue: the worst case for fairness.
+const CONFIG: &str = r#"{
+  "accounts": [
+    {"id": "demo", "users": [{"number": 1, "name": "Alex"}],
+     "panels": [{"id": "home", "name": "Home", "zones": [
+         {"id": "front-door", "number": 1, "name": "Front door", "kind": "contact", "entry": true}]}]},
+    {"id": "mallory", "users": [{"number": 1, "name": "Mal"}],
+     "panels": [{"id": "shed", "name": "Shed", "zones": [
+         {"id": "door", "number": 1, "name": "Door", "kind": "contact", "entry": true}]}]},
+    {"id": "newcomer", "users": [{"number": 1, "name": "Nia"}],
+     "panels": [{"id": "flat", "name": "Flat", "zones": [
+         {"id": "door", "number": 1, "name": "Door", "kind": "contact", "entry": true}]}]}
+  ],
+  "households": [
+    {"account": "demo", "members": [
+      {"id": "alex", "name": "Alex", "user_number": 1, "voice_pin": "4729", "duress_pin": "8361"}]},
+    {"account": "mallory", "members": [
+      {"id": "mal", "name": "Mal", "user_number": 1, "voice_pin": "4729", "duress_pin": "8361"}]}
+  ]
+}"#;
+
+async fn stack(outbox: OutboxPolicy) -> Harness {
+    // The newcomer's account exists at the cloud, but its household was never discovered,
+    // synced or imported here: its panel is not confirmed.
+    let config = DemoConfig::parse(CONFIG).unwrap();
+    Harness::start_with(Options {
+        config,
+        outbox,
+        ..test_options()
+    })
+    .await
+}
+
+fn one_shard(quota: u32) -> OutboxPolicy {
+    OutboxPolicy {
+        shards: 1,
+        household_quota: quota,
+    }
+}
+
+async fn pending(h: &Harness) -> OutboxCounts {
+    outbox_totals(h.stack.store.as_ref()).await.unwrap()
+}
+
+fn count(signals: &[String], prefix: &str) -> usize {
+    signals.iter().filter(|s| s.starts_with(prefix)).count()
+}
+
+/// An EXECUTE naming `n` devices, each with a disarm and the duress PIN.
+fn execute_many(devices: &[&str], executions: usize) -> Value {
+    let devices: Vec<Value> = devices.iter().map(|d| json!({ "id": d })).collect();
+    let execution: Vec<Value> = (0..executions)
+        .map(|_| {
+            json!({"command": g::ARM_DISARM, "params": {"arm": false},
+                   "challenge": {"pin": DURESS}})
+        })
+        .collect();
+    json!({"requestId": "req-many", "inputs": [{"intent": "action.devices.EXECUTE",
+        "payload": {"commands": [{"devices": devices, "execution": execution}]}}]})
+}
+
+#[tokio::test]
+async fn an_execute_past_the_limit_is_a_protocol_error_and_does_no_work() {
+    let h = stack(OutboxPolicy::default()).await;
+    let before = h.requests_for("shed").await.len();
+    let audit_before = h.audit_log().await;
+    // Five devices (the limit is four device × execution pairs), and 3 × 2 pairs.
+    for body in [
+        execute_many(&["shed", "shed", "shed", "shed", "shed"], 1),
+        execute_many(&["shed", "home", "shed"], 2),
+    ] {
+        let (status, r) = h.google_as(Some(&h.token("mallory").await), &body).await;
+        assert_eq!(status, 200);
+        assert_eq!(r["payload"]["errorCode"], "protocolError", "{r}");
+    }
+    assert_eq!(h.requests_for("shed").await.len(), before, "no panel call");
+    assert_eq!(h.requests_for("home").await.len(), 0, "no panel call");
+    assert_eq!(pending(&h).await, OutboxCounts::default(), "no record");
+    assert_eq!(h.audit_log().await, audit_before);
+    assert!(h.signals().await.is_empty());
+    // At the limit it is served: four pairs, the same device twice each.
+    let r = h
+        .google("mallory", &execute_many(&["shed", "shed"], 2))
+        .await;
+    assert_eq!(r["payload"]["commands"].as_array().unwrap().len(), 2, "{r}");
+}
+
+#[tokio::test]
+async fn no_record_is_ever_written_for_a_panel_not_known_to_be_the_accounts() {
+    let h = stack(OutboxPolicy::default()).await;
+    let mallory = h.token("mallory").await;
+    // Another household's panel, while the cloud can't answer the ownership check in time
+    // (the check's share of a short deadline runs out): before, the attempt was written to the
+    // outbox for a panel nobody confirmed, and re-sent forever.
+    h.fault("timeout", 10_000).await;
+    let r = h.invoke(&disarm(&mallory, "home", Some(DURESS))).await;
+    assert_eq!(error_type(&r), Some("INTERNAL_ERROR"), "{r}");
+    let r = h.google("mallory", &g::disarm("home", Some(DURESS))).await;
+    assert_eq!(outcome(&r), "transientError", "{r}");
+    // A made-up panel, through both assistants.
+    let r = h.invoke(&disarm(&mallory, "no-such", Some(DURESS))).await;
+    assert_eq!(error_type(&r), Some("INTERNAL_ERROR"), "{r}");
+    assert_eq!(pending(&h).await, OutboxCounts::default());
+    // With the cloud up, the answer is the cloud's: no such device, and still nothing written.
+    h.fault("none", 0).await;
+    let r = h.invoke(&disarm(&mallory, "home", Some(DURESS))).await;
+    assert_eq!(error_type(&r), Some("NO_SUCH_ENDPOINT"), "{r}");
+    assert_eq!(pending(&h).await, OutboxCounts::default());
+    assert!(h.signals().await.is_empty());
+
+    // A household's own panel that was never confirmed: during an outage nothing can be
+    // recorded (the same reply for every code)...
+    let newcomer = h.token("newcomer").await;
+    h.fault("down", 0).await;
+    let r = h.invoke(&disarm(&newcomer, "flat", Some(DURESS))).await;
+    assert_eq!(error_type(&r), Some("INTERNAL_ERROR"), "{r}");
+    assert_eq!(pending(&h).await, OutboxCounts::default());
+    // ...and once the cloud confirmed it (here through Google's SYNC), an outage keeps the
+    // attempt, which the worker relays after recovery. (The household has no codes: the
+    // attempt is a wrong code, so it is refused and leaves no record either; the confirmation
+    // is what is checked, in the store.)
+    h.fault("none", 0).await;
+    let r = h.google("newcomer", &g::sync()).await;
+    assert!(r["payload"]["devices"].is_array(), "{r}");
+    let seen = h
+        .stack
+        .store
+        .household("newcomer")
+        .await
+        .unwrap()
+        .panels_seen;
+    assert!(seen.contains_key("flat"), "{seen:?}");
+}
+
+/// Mallory, locked out on purpose, floods her own panel while the cloud fails: every attempt
+/// during a lockout leaves a record (it may be a duress). Then one real duress from demo.
+async fn flood_then_duress(h: &Harness, flood: usize) {
+    let mallory = h.token("mallory").await;
+    h.fault("error", 0).await;
+    for i in 0..flood {
+        // Through both assistants; wrong codes first, which start the lockout.
+        if i % 2 == 0 {
+            h.invoke(&disarm(&mallory, "shed", Some("0000"))).await;
+        } else {
+            h.google("mallory", &g::disarm("shed", Some("0000"))).await;
+        }
+    }
+    let demo = h.token("demo").await;
+    let r = h.invoke(&disarm(&demo, "home", Some(DURESS))).await;
+    assert_eq!(error_type(&r), Some("BRIDGE_UNREACHABLE"), "{r}");
+    h.fault("none", 0).await;
+}
+
+#[tokio::test]
+async fn one_households_flood_delays_another_households_duress_by_at_most_one_pass() {
+    // One shard, a quota of 4 and the local worker's 25 records a pass: 40 junk records all
+    // due before the duress. Before, the duress waited behind them for two passes.
+    let h = stack(one_shard(4)).await;
+    flood_then_duress(&h, 43).await;
+    let before = pending(&h).await;
+    // Three wrong codes start the lockout; the other 40 attempts each left a record. Four
+    // are in the shared queue (the quota), the rest wait in Mallory's own queue; demo's one is
+    // in the shared queue. Nothing was dropped.
+    assert_eq!(
+        before,
+        OutboxCounts {
+            due: 5,
+            waiting: 36,
+            gone: 0,
+            capped: false
+        }
+    );
+    h.advance(60).await;
+    let report = h.stack.redeliver().await.unwrap();
+    assert_eq!(
+        count(&h.signals().await, "121/1/1"),
+        1,
+        "the duress went out in the first pass: {report:?}"
+    );
+    assert_eq!(report.backlog, 36, "{report:?}");
+    // Mallory's records keep moving, her quota at a time, and every one is delivered once.
+    for _ in 0..20 {
+        h.advance(60).await;
+        if h.stack.redeliver().await.unwrap().backlog == 0 {
+            break;
+        }
+    }
+    assert_eq!(pending(&h).await, OutboxCounts::default());
+    let signals = h.signals().await;
+    assert_eq!(count(&signals, "121/"), 1, "{signals:?}");
+}
+
+#[tokio::test]
+async fn the_backlog_is_every_pending_record_not_one_batch() {
+    // Before, the worker reported the records it saw in one 100-record batch.
+    let h = stack(one_shard(200)).await;
+    flood_then_duress(&h, 123).await;
+    h.fault("error", 0).await;
+    h.advance(60).await;
+    let report = h.stack.redeliver().await.unwrap();
+    assert_eq!(report.examined, 25, "{report:?}");
+    assert_eq!(
+        (report.backlog, report.waiting, report.gone),
+        (121, 0, 0),
+        "{report:?}"
+    );
+    h.fault("none", 0).await;
+}
+
+#[tokio::test]
+async fn a_duress_kept_for_a_household_over_its_quota_still_gets_through() {
+    // Quota 2: demo's own earlier failed attempts fill it, so its duress waits in its own
+    // queue; it still reaches the monitoring center, exactly once, as the queue moves.
+    let h = stack(one_shard(2)).await;
+    let demo = h.token("demo").await;
+    h.fault("error", 0).await;
+    for code in [NORMAL, NORMAL, NORMAL, DURESS] {
+        let r = h.invoke(&disarm(&demo, "home", Some(code))).await;
+        assert_eq!(error_type(&r), Some("BRIDGE_UNREACHABLE"), "{r}");
+    }
+    assert_eq!((pending(&h).await.due, pending(&h).await.waiting), (2, 2));
+    h.fault("none", 0).await;
+    for _ in 0..4 {
+        h.advance(60).await;
+        h.stack.redeliver().await.unwrap();
+    }
+    assert_eq!(count(&h.signals().await, "121/1/1"), 1);
+    assert_eq!(pending(&h).await, OutboxCounts::default());
+}
+
+/// The drill on the embedded store, with and without the hostile household: the flood costs
+/// the others at most one pass.
+#[tokio::test]
+async fn drill_on_the_embedded_store_the_flood_costs_at_most_one_pass() {
+    let opts = DrillOptions {
+        households: 400,
+        ..Default::default()
+    };
+    let quiet = drill::run(&DrillOptions {
+        hostile: false,
+        ..opts.clone()
+    })
+    .await
+    .unwrap();
+    let hostile = drill::run(&opts).await.unwrap();
+    check(&opts, &quiet);
+    check(&opts, &hostile);
+    assert!(hostile.hostile_requests > 0 && hostile.hostile_pending_at_recovery > 0);
+    assert!(
+        hostile.passes_to_all <= quiet.passes_to_all + 1,
+        "quiet {} passes, hostile {} passes",
+        quiet.passes_to_all,
+        hostile.passes_to_all
+    );
+}
+
+/// The drill at scale, on DynamoDB Local: 2,000 households, the hostile flood through both
+/// assistants, the cloud down and back. `cargo bench --bench outbox_drill` reports its times.
+#[tokio::test]
+async fn drill_with_2000_households_on_dynamodb_local() {
+    let Ok(endpoint) = std::env::var("DYNAMODB_ENDPOINT") else {
+        panic!("DYNAMODB_ENDPOINT is not set: run scripts/test, which starts DynamoDB Local");
+    };
+    let opts = DrillOptions {
+        households: 2_000,
+        dynamodb_endpoint: Some(endpoint),
+        ..Default::default()
+    };
+    let report = drill::run(&opts).await.unwrap();
+    check(&opts, &report);
+    assert!(report.hostile_requests > 0 && report.hostile_pending_at_recovery > 0);
+    // Every household's duress is out within the passes its own shard's load takes, plus at
+    // most one for everyone else's records, the hostile household's included.
+    let mut load = vec![0usize; usize::from(opts.outbox.shards)];
+    for i in 0..opts.households {
+        load[usize::from(opts.outbox.shard_of(&drill::household(i)))] += 1;
+    }
+    let busiest = load.into_iter().max().unwrap_or(0);
+    let bound = busiest.div_ceil(opts.batch) + 1;
+    assert!(
+        report.passes_to_all <= bound,
+        "{} passes, bound {bound}",
+        report.passes_to_all
+    );
+}
+
+fn check(opts: &DrillOptions, r: &drill::DrillReport) {
+    let figures = serde_json::to_string(r).unwrap();
+    eprintln!("drill: {figures}");
+    assert_eq!(r.duress_sent, opts.households, "{figures}");
+    assert_eq!(
+        r.odd_replies, 0,
+        "every duress got the outage reply: {figures}"
+    );
+    assert_eq!(
+        (r.lost, r.duplicated),
+        (0, 0),
+        "exactly once each: {figures}"
+    );
+    assert_eq!(r.pending_at_end, 0, "{figures}");
+    assert!(r.passes_to_all > 0, "{figures}");
+}
