@@ -320,3 +320,144 @@ fn check(opts: &DrillOptions, r: &drill::DrillReport) {
     assert_eq!(r.pending_at_end, 0, "{figures}");
     assert!(r.passes_to_all > 0, "{figures}");
 }
+
+/// What each directive kind and each re-delivered record costs in DynamoDB calls and capacity
+/// units, as DynamoDB Local reports them (ReturnConsumedCapacity): the figures of
+/// docs/capacity.md. Pinned, so a change that adds a round trip or an index write shows up here
+/// and in the doc together.
+#[tokio::test]
+async fn capacity_per_directive_and_per_re_delivered_record_is_pinned() {
+    use alarm_skill::store::capacity::{CapacityMeter, Consumed};
+    use support::stack::{arm, discover, report_state};
+    let Ok(endpoint) = std::env::var("DYNAMODB_ENDPOINT") else {
+        panic!("DYNAMODB_ENDPOINT is not set: run scripts/test, which starts DynamoDB Local");
+    };
+    let meter = CapacityMeter::new();
+    let h = Harness::start_with(Options {
+        config: DemoConfig::parse(CONFIG).unwrap(),
+        dynamodb_endpoint: Some(endpoint),
+        table: format!("capacity-{}", uuid::Uuid::new_v4().simple()),
+        capacity: Some(meter.clone()),
+        ..test_options()
+    })
+    .await;
+    let t = h.token("demo").await;
+    meter.take();
+    let mut rows: Vec<(&str, Consumed)> = vec![];
+    // What a directive's state change sets off (the panel webhook: ChangeReport, Report
+    // State) is the http-api function's work: it is let finish and measured apart, below.
+    let settle = || tokio::time::sleep(std::time::Duration::from_millis(600));
+    let row = |name: &'static str, rows: &mut Vec<(&str, Consumed)>| {
+        rows.push((name, meter.take()));
+    };
+    macro_rules! measure {
+        ($name:expr, $action:expr) => {{
+            settle().await;
+            meter.take();
+            $action;
+            settle().await;
+            row($name, &mut rows);
+        }};
+    }
+    measure!("Alexa Discover", h.invoke(&discover(&t)).await);
+    measure!(
+        "Alexa ReportState",
+        h.invoke(&report_state(&t, "home")).await
+    );
+    measure!("Alexa Arm", h.invoke(&arm(&t, "home", "ARMED_AWAY")).await);
+    measure!(
+        "Alexa Disarm, voice PIN",
+        h.invoke(&disarm(&t, "home", Some(NORMAL))).await
+    );
+    h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
+    measure!(
+        "Alexa Disarm, duress PIN",
+        h.invoke(&disarm(&t, "home", Some(DURESS))).await
+    );
+    h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
+    measure!(
+        "Alexa Disarm, wrong code",
+        h.invoke(&disarm(&t, "home", Some("0000"))).await
+    );
+    measure!("Google SYNC", h.google("demo", &g::sync()).await);
+    measure!("Google QUERY", h.google("demo", &g::query(&["home"])).await);
+    measure!(
+        "Google EXECUTE disarm, voice PIN",
+        h.google("demo", &g::disarm("home", Some(NORMAL))).await
+    );
+    measure!(
+        "panel webhook, one state change (keypad arm)",
+        h.post(
+            "/sim/panels/home/keypad",
+            json!({"state": "armed_away", "user": 1})
+        )
+        .await
+    );
+
+    // The worker: an empty pass over every shard, then a pass delivering records.
+    h.advance(60).await;
+    measure!(
+        "re-delivery pass, nothing pending (8 shards)",
+        h.stack.redeliver().await.unwrap()
+    );
+    h.fault("error", 0).await;
+    measure!("Alexa Disarm during a cloud failure", {
+        h.invoke(&disarm(&t, "home", Some(NORMAL))).await
+    });
+    for _ in 0..7 {
+        h.invoke(&disarm(&t, "home", Some(NORMAL))).await;
+    }
+    h.fault("none", 0).await;
+    h.advance(60).await;
+    let mut report = None;
+    measure!("re-delivery pass delivering 8 records", {
+        report = Some(h.stack.redeliver().await.unwrap())
+    });
+    let report = report.unwrap();
+    assert_eq!((report.delivered, report.raced), (8, 0), "{report:?}");
+
+    for (name, c) in &rows {
+        eprintln!(
+            "capacity: {name:<48} calls {:>3} (failed {}), RCU {:>6.1}, WCU {:>6.1} (GSI1 {:>5.1})",
+            c.calls, c.failed, c.read_units, c.write_units, c.index_write_units
+        );
+    }
+    let get = |name: &str| rows.iter().find(|(n, _)| *n == name).unwrap().1;
+    // A duress disarm costs exactly what a normal one does.
+    assert_eq!(
+        get("Alexa Disarm, duress PIN"),
+        get("Alexa Disarm, voice PIN")
+    );
+    // The pins: (calls, read units, write units), DynamoDB Local's own figures, each with the
+    // webhook its state change sets off. docs/capacity.md explains each and must change with
+    // them.
+    let pinned: &[(&str, (u32, f64, f64))] = &[
+        ("Alexa Discover", (1, 0.0, 1.0)),
+        ("Alexa ReportState", (0, 0.0, 0.0)),
+        ("Alexa Arm", (3, 1.0, 1.0)),
+        ("Alexa Disarm, voice PIN", (6, 2.0, 13.0)),
+        ("Alexa Disarm, duress PIN", (6, 2.0, 13.0)),
+        ("Alexa Disarm, wrong code", (2, 1.0, 2.0)),
+        ("Google SYNC", (2, 0.0, 2.0)),
+        ("Google QUERY", (0, 0.0, 0.0)),
+        ("Google EXECUTE disarm, voice PIN", (6, 2.0, 13.0)),
+        (
+            "panel webhook, one state change (keypad arm)",
+            (3, 1.0, 1.0),
+        ),
+        (
+            "re-delivery pass, nothing pending (8 shards)",
+            (66, 0.0, 16.0),
+        ),
+        ("Alexa Disarm during a cloud failure", (4, 2.0, 14.0)),
+        ("re-delivery pass delivering 8 records", (82, 0.5, 64.0)),
+    ];
+    for (name, (calls, read, write)) in pinned {
+        let c = get(name);
+        assert_eq!(
+            (c.calls, c.read_units, c.write_units, c.failed),
+            (*calls, *read, *write, 0),
+            "{name}"
+        );
+    }
+}

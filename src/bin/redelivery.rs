@@ -37,6 +37,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                 deferred = report.deferred,
                 unreadable = report.unreadable,
                 moved_gone = report.moved_gone,
+                raced = report.raced,
                 skipped = report.skipped,
                 skipped_shards = report.skipped_shards,
                 failed_shards = report.failed_shards,

@@ -100,6 +100,8 @@ pub struct Options {
     pub metrics: bool,
     /// Shards and household quota of the pending outbox.
     pub outbox: crate::store::OutboxPolicy,
+    /// With `dynamodb_endpoint`: every store call reports what it consumed here.
+    pub capacity: Option<crate::store::capacity::CapacityMeter>,
 }
 
 impl Default for Options {
@@ -119,6 +121,7 @@ impl Default for Options {
             pepper: None,
             metrics: false,
             outbox: crate::store::OutboxPolicy::default(),
+            capacity: None,
         }
     }
 }
@@ -289,7 +292,12 @@ impl LocalStack {
         let (store, memory): (Arc<dyn Store>, Option<Arc<MemoryStore>>) =
             match &opts.dynamodb_endpoint {
                 Some(endpoint) => {
-                    let client = crate::store::dynamodb::local_client(endpoint);
+                    let client = match &opts.capacity {
+                        Some(meter) => {
+                            crate::store::dynamodb::local_client_metered(endpoint, meter.clone())
+                        }
+                        None => crate::store::dynamodb::local_client(endpoint),
+                    };
                     crate::store::dynamodb::create_table(&client, &opts.table).await?;
                     (
                         Arc::new(

@@ -75,6 +75,8 @@ pub struct Report {
     pub unreadable: usize,
     /// Records moved to the gone lane by this pass (their panel left the account).
     pub moved_gone: usize,
+    /// Records signalled whose settle found them settled or moved meanwhile.
+    pub raced: usize,
     /// Every shard was held by another pass, so this one did nothing.
     pub skipped: bool,
     /// Shards another pass held.
@@ -98,6 +100,7 @@ impl Report {
         self.deferred += o.deferred;
         self.unreadable += o.unreadable;
         self.moved_gone += o.moved_gone;
+        self.raced += o.raced;
         self.skipped_shards += o.skipped_shards;
         self.failed_shards += o.failed_shards;
         self.shards += o.shards;
@@ -222,20 +225,34 @@ async fn pass(
     }
     let records: Vec<&OutboxRecord> = due.records.iter().chain(&gone.records).collect();
     let total = records.len();
-    let deliveries: Vec<_> = records
-        .into_iter()
-        .map(|record| deliver(record, store, panels, keyring, clock, until))
+    // One household's records one after another (they share its quota counter, and racing
+    // transactions on one item would cancel each other); households side by side.
+    let mut households: Vec<Vec<&OutboxRecord>> = Vec::new();
+    for r in records {
+        match households
+            .iter_mut()
+            .find(|g| g[0].household == r.household)
+        {
+            Some(group) => group.push(r),
+            None => households.push(vec![r]),
+        }
+    }
+    let deliveries: Vec<_> = households
+        .iter()
+        .map(|group| deliver_in_turn(group, store, panels, keyring, clock, until))
         .collect();
-    let outcomes: Vec<Option<Result<Settlement, StoreError>>> =
-        futures_util::stream::iter(deliveries)
-            .buffer_unordered(SHARD_CONCURRENCY)
-            .collect()
-            .await;
+    let outcomes: Vec<Outcome> = futures_util::stream::iter(deliveries)
+        .buffer_unordered(SHARD_CONCURRENCY)
+        .collect::<Vec<Vec<Outcome>>>()
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
     let mut failure = None;
     for outcome in outcomes {
         match outcome {
-            None => report.deferred += 1,
-            Some(Ok(settlement)) => {
+            Outcome::NotStarted => report.deferred += 1,
+            Outcome::Settled(settlement) => {
                 report.examined += 1;
                 match settlement {
                     Settlement::Delivered => report.delivered += 1,
@@ -243,7 +260,11 @@ async fn pass(
                     Settlement::Gone { .. } => report.moved_gone += 1,
                 }
             }
-            Some(Err(e)) => {
+            Outcome::Raced => {
+                report.examined += 1;
+                report.raced += 1;
+            }
+            Outcome::Failed(e) => {
                 report.examined += 1;
                 failure = Some(e);
             }
@@ -266,8 +287,33 @@ async fn pass(
     Ok(report)
 }
 
-/// One record: signalled and settled, or `None` when too little time is left to start it (the
-/// next pass picks it up).
+/// What became of one due record in a pass.
+enum Outcome {
+    /// Too little time was left to start it: the next pass picks it up.
+    NotStarted,
+    Settled(Settlement),
+    /// Signalled, but the record had been settled or moved meanwhile (the index lags behind a
+    /// settle); the cloud's request-id dedup made the extra signal harmless.
+    Raced,
+    Failed(StoreError),
+}
+
+/// A household's due records, one after another.
+async fn deliver_in_turn(
+    records: &[&OutboxRecord],
+    store: &dyn Store,
+    panels: &dyn PanelCloud,
+    keyring: &Keyring,
+    clock: &dyn Clock,
+    until: Deadline,
+) -> Vec<Outcome> {
+    let mut out = Vec::with_capacity(records.len());
+    for record in records {
+        out.push(deliver(record, store, panels, keyring, clock, until).await);
+    }
+    out
+}
+
 async fn deliver(
     record: &OutboxRecord,
     store: &dyn Store,
@@ -275,16 +321,15 @@ async fn deliver(
     keyring: &Keyring,
     clock: &dyn Clock,
     until: Deadline,
-) -> Option<Result<Settlement, StoreError>> {
+) -> Outcome {
     if until.remaining() < CALL_BUDGET + SETTLE_MARGIN {
-        return None;
+        return Outcome::NotStarted;
     }
     let settlement = process(record, panels, keyring, clock).await;
     match store.settle_outbox_read(record, &settlement).await {
-        // Settled meanwhile (the index lags behind a settle); the cloud's request-id dedup
-        // made the extra signal harmless.
-        Ok(()) | Err(StoreError::Conflict) => Some(Ok(settlement)),
-        Err(e) => Some(Err(e)),
+        Ok(()) => Outcome::Settled(settlement),
+        Err(StoreError::Conflict) => Outcome::Raced,
+        Err(e) => Outcome::Failed(e),
     }
 }
 

@@ -518,7 +518,17 @@ pub fn tune(
 /// A client for DynamoDB Local and other local engines: static dummy credentials and a fixed
 /// region, so building it never consults the environment, profiles or a credential endpoint.
 pub fn local_client(endpoint: &str) -> Client {
-    let config = tune(
+    Client::from_conf(local_config(endpoint).build())
+}
+
+/// A local client whose every call reports the capacity it consumed to `meter`.
+#[cfg(feature = "local")]
+pub fn local_client_metered(endpoint: &str, meter: super::capacity::CapacityMeter) -> Client {
+    Client::from_conf(local_config(endpoint).interceptor(meter).build())
+}
+
+fn local_config(endpoint: &str) -> aws_sdk_dynamodb::config::Builder {
+    tune(
         aws_sdk_dynamodb::Config::builder(),
         AttemptTimeout::LOCAL_ENGINE,
     )
@@ -532,8 +542,6 @@ pub fn local_client(endpoint: &str) -> Client {
         "alarm-skill-local",
     ))
     .endpoint_url(endpoint)
-    .build();
-    Client::from_conf(config)
 }
 
 /// Creates the table as the SAM template does (keys, GSI1, TTL), for the local stack and tests.

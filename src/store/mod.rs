@@ -2,6 +2,8 @@
 //! [`dynamodb::DynamoStore`] is production's single-table DynamoDB design (docs/dynamodb.md).
 //! Both pass the same conformance suite (tests/store_conformance.rs).
 
+#[cfg(feature = "local")]
+pub mod capacity;
 pub mod dynamodb;
 pub mod memory;
 
