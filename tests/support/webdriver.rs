@@ -312,8 +312,46 @@ impl Browser {
     /// headers and body, status, response headers and body (bodies as text, when Chromium
     /// still holds them).
     pub async fn network(&self) -> Vec<Exchange> {
+        // Chromium logs a response a moment after the page has it: read until every request
+        // has its answer (5 s at most).
+        let mut entries = vec![];
+        let started = Instant::now();
+        loop {
+            entries.extend(self.log("performance").await);
+            let out = Self::exchanges(&entries);
+            if out.iter().all(|x| x.status != 0) || started.elapsed() > Duration::from_secs(5) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut out = Self::exchanges(&entries);
+        for x in out.iter_mut() {
+            if x.id.ends_with("-redirected") {
+                continue;
+            }
+            let url = format!("{}/session/{}/goog/cdp/execute", self.base, self.session);
+            let body = json!({"cmd": "Network.getResponseBody", "params": {"requestId": x.id}});
+            if let Ok(r) = self.http.post(&url).json(&body).send().await {
+                if r.status().is_success() {
+                    let v: Value = r.json().await.unwrap_or(Value::Null);
+                    let v = &v["value"];
+                    x.response_body = match (v["body"].as_str(), v["base64Encoded"] == true) {
+                        (Some(b), false) => Some(b.to_string()),
+                        (Some(b), true) => base64::engine::general_purpose::STANDARD
+                            .decode(b)
+                            .ok()
+                            .map(|d| String::from_utf8_lossy(&d).into_owned()),
+                        _ => None,
+                    };
+                }
+            }
+        }
+        out
+    }
+
+    fn exchanges(entries: &[Value]) -> Vec<Exchange> {
         let mut out: Vec<Exchange> = vec![];
-        for entry in self.log("performance").await {
+        for entry in entries {
             let Some(msg) = entry["message"]
                 .as_str()
                 .and_then(|m| serde_json::from_str::<Value>(m).ok())
@@ -355,27 +393,6 @@ impl Browser {
         }
         // Chromium's own pages (chrome://, data:) are not the page's requests.
         out.retain(|x| x.url.starts_with("http://") || x.url.starts_with("https://"));
-        for x in out.iter_mut() {
-            if x.id.ends_with("-redirected") {
-                continue;
-            }
-            let url = format!("{}/session/{}/goog/cdp/execute", self.base, self.session);
-            let body = json!({"cmd": "Network.getResponseBody", "params": {"requestId": x.id}});
-            if let Ok(r) = self.http.post(&url).json(&body).send().await {
-                if r.status().is_success() {
-                    let v: Value = r.json().await.unwrap_or(Value::Null);
-                    let v = &v["value"];
-                    x.response_body = match (v["body"].as_str(), v["base64Encoded"] == true) {
-                        (Some(b), false) => Some(b.to_string()),
-                        (Some(b), true) => base64::engine::general_purpose::STANDARD
-                            .decode(b)
-                            .ok()
-                            .map(|d| String::from_utf8_lossy(&d).into_owned()),
-                        _ => None,
-                    };
-                }
-            }
-        }
         out
     }
 

@@ -153,14 +153,24 @@
   async function change(method, m, slot, body, done) {
     fail('');
     say('Saving…');
+    document.querySelectorAll('.form-msg').forEach((e) => { e.textContent = ''; });
     const r = await api(method, '/members/' + encodeURIComponent(m.id) + '/' + slot, body);
+    const text = r.ok ? done.charAt(0).toUpperCase() + done.slice(1) : explain(r);
     if (r.ok) {
-      say(done.charAt(0).toUpperCase() + done.slice(1));
+      say(text);
     } else {
       say('');
-      fail(explain(r));
+      fail(text);
     }
     await refresh();
+    // Also next to the form, where a phone's screen is.
+    const heading = document.getElementById('member-' + m.id);
+    const form = heading && heading.parentElement.querySelector('form[data-slot="' + slot + '"]');
+    if (form) {
+      const msg = form.querySelector('.form-msg');
+      msg.textContent = text;
+      msg.classList.toggle('bad', !r.ok);
+    }
   }
 
   function renderMembers(list) {
