@@ -549,7 +549,7 @@ async fn two_polls(b: &Browser) {
 #[tokio::test]
 async fn the_console_shows_a_duress_disarm_on_both_sides() {
     let h = Harness::start().await;
-    let b = Browser::start(1440, 900).await;
+    let b = Browser::start(1280, 800).await;
     b.goto(&format!("{}/", h.base)).await;
     b.wait_for(
         "the console to poll",
