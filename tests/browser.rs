@@ -178,15 +178,15 @@ fn assert_pins_confined(exchanges: &[Exchange], base: &str, pins: &[&str]) {
         );
         for pin in pins {
             assert!(!x.url.contains(pin), "PIN in a URL: {}", x.url);
-            if let Some(body) = &x.request_body {
-                if body.contains(pin) {
-                    assert!(
-                        x.url.contains("/v1/household/members/") && x.method == "PUT",
-                        "PIN sent to {} {}",
-                        x.method,
-                        x.url
-                    );
-                }
+            if let Some(body) = &x.request_body
+                && body.contains(pin)
+            {
+                assert!(
+                    x.url.contains("/v1/household/members/") && x.method == "PUT",
+                    "PIN sent to {} {}",
+                    x.method,
+                    x.url
+                );
             }
             if let Some(body) = &x.response_body {
                 assert!(
@@ -438,10 +438,10 @@ fn normalized(exchanges: &[Exchange], base: &str) -> Vec<Value> {
                     }
                     Err(_) => json!(scrub(b)),
                 });
-            let header = |name: &str| x.response_headers[name].as_str().map(|v| scrub(v));
+            let header = |name: &str| x.response_headers[name].as_str().map(&scrub);
             json!({
                 "request": format!("{} {}", x.method, scrub(&x.url)),
-                "request_body": x.request_body.as_deref().map(|v| scrub(v)),
+                "request_body": x.request_body.as_deref().map(&scrub),
                 "status": x.status,
                 "content_type": header("content-type"),
                 "content_length": header("content-length"),
@@ -487,7 +487,9 @@ async fn duress_session(with_duress: bool) -> (Vec<String>, Vec<Value>) {
         .await;
     b.wait_for(
         "the delete to answer",
-        "return document.getElementById('status').textContent === 'Duress PIN deleted for Alex.'",
+        // Shown next to the form once the household is reloaded.
+        "const m = document.querySelector('#member-alex ~ form[data-slot=duress-pin] .form-msg');
+         return m && m.textContent === 'Duress PIN deleted for Alex.';",
     )
     .await;
     doms.push(dom(&b, &h.base).await);

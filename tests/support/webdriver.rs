@@ -331,19 +331,19 @@ impl Browser {
             }
             let url = format!("{}/session/{}/goog/cdp/execute", self.base, self.session);
             let body = json!({"cmd": "Network.getResponseBody", "params": {"requestId": x.id}});
-            if let Ok(r) = self.http.post(&url).json(&body).send().await {
-                if r.status().is_success() {
-                    let v: Value = r.json().await.unwrap_or(Value::Null);
-                    let v = &v["value"];
-                    x.response_body = match (v["body"].as_str(), v["base64Encoded"] == true) {
-                        (Some(b), false) => Some(b.to_string()),
-                        (Some(b), true) => base64::engine::general_purpose::STANDARD
-                            .decode(b)
-                            .ok()
-                            .map(|d| String::from_utf8_lossy(&d).into_owned()),
-                        _ => None,
-                    };
-                }
+            if let Ok(r) = self.http.post(&url).json(&body).send().await
+                && r.status().is_success()
+            {
+                let v: Value = r.json().await.unwrap_or(Value::Null);
+                let v = &v["value"];
+                x.response_body = match (v["body"].as_str(), v["base64Encoded"] == true) {
+                    (Some(b), false) => Some(b.to_string()),
+                    (Some(b), true) => base64::engine::general_purpose::STANDARD
+                        .decode(b)
+                        .ok()
+                        .map(|d| String::from_utf8_lossy(&d).into_owned()),
+                    _ => None,
+                };
             }
         }
         out
@@ -364,12 +364,12 @@ impl Browser {
             match m["method"].as_str().unwrap_or_default() {
                 "Network.requestWillBeSent" => {
                     // A redirect re-uses the request id: close the previous hop first.
-                    if let Some(prev) = out.iter_mut().rev().find(|x| x.id == rid) {
-                        if let Some(r) = p.get("redirectResponse") {
-                            prev.status = r["status"].as_u64().unwrap_or(0) as u16;
-                            prev.response_headers = r["headers"].clone();
-                            prev.id = format!("{rid}-redirected");
-                        }
+                    if let Some(prev) = out.iter_mut().rev().find(|x| x.id == rid)
+                        && let Some(r) = p.get("redirectResponse")
+                    {
+                        prev.status = r["status"].as_u64().unwrap_or(0) as u16;
+                        prev.response_headers = r["headers"].clone();
+                        prev.id = format!("{rid}-redirected");
                     }
                     out.push(Exchange {
                         id: rid,
