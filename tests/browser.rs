@@ -23,7 +23,7 @@ const ENTER: &str = "\u{E007}";
 
 /// Signs in from the app's start page with the keyboard only, as a household admin, through
 /// the dev issuer's login page. Returns when the app has loaded the household.
-async fn sign_in(b: &Browser, base: &str) {
+async fn sign_in(b: &Browser, base: &str, shots: bool) {
     b.goto(&format!("{base}/app/")).await;
     b.wait_for(
         "the sign-in button",
@@ -50,6 +50,10 @@ async fn sign_in(b: &Browser, base: &str) {
     assert_eq!(q["code_challenge_method"], "S256");
     assert_eq!(q["code_challenge"].len(), 43, "base64url SHA-256");
     assert_eq!(q["redirect_uri"], format!("{base}/app/"));
+    if shots {
+        b.screenshot("dev-issuer-login", false).await;
+        check_accessible(b, "login page").await;
+    }
     // The account field has the focus order: field, admin box, button. Enter submits.
     b.click("#username").await;
     b.keys(ENTER).await;
@@ -204,7 +208,7 @@ async fn sign_in_enrol_codes_see_a_rule_explained_and_reset_a_lockout() {
     let h = Harness::rich().await;
     // A phone's viewport: the app must work at 390 px.
     let b = Browser::start(390, 844).await;
-    sign_in(&b, &h.base).await;
+    sign_in(&b, &h.base, true).await;
     b.screenshot("app-members-phone", false).await;
     check_accessible(&b, "app").await;
     let names = b
@@ -456,7 +460,7 @@ fn normalized(exchanges: &[Exchange], base: &str) -> Vec<Value> {
 async fn duress_session(with_duress: bool) -> (Vec<String>, Vec<Value>) {
     let h = Harness::start_with(household(with_duress)).await;
     let b = Browser::start(1024, 900).await;
-    sign_in(&b, &h.base).await;
+    sign_in(&b, &h.base, false).await;
     let mut doms = vec![dom(&b, &h.base).await];
     // The two members' cards are the same but for name, id and user number.
     let cards = b
@@ -833,6 +837,30 @@ async fn the_dev_issuer_runs_the_code_flow_with_pkce_and_redirects_only_home() {
         (StatusCode::FORBIDDEN, Some("wrong_token"))
     );
 
+    // `/` is the console for a browser, the stack's banner for curl.
+    let banner: Value = http
+        .get(format!("{}/", h.base))
+        .send()
+        .await
+        .expect("GET /")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(banner["service"], alarm_skill::local::BANNER);
+    let console = http
+        .get(format!("{}/", h.base))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .expect("GET /");
+    assert!(
+        console
+            .text()
+            .await
+            .expect("page")
+            .contains("local console")
+    );
+
     // The app's files carry the strict policy and are never cached.
     for path in [
         "/app/",
@@ -861,4 +889,72 @@ async fn the_dev_issuer_runs_the_code_flow_with_pkce_and_redirects_only_home() {
             "{path}"
         );
     }
+}
+
+#[tokio::test]
+async fn the_http_api_lambda_serves_the_app_with_its_sign_in_settings() {
+    use support::lambda::{Function, http_event, world};
+    let (_h, env) = world().await;
+    let body = |r: &Value| r["body"].as_str().unwrap_or_default().to_string();
+
+    // Configured as the template configures it with Cognito.
+    let mut with_app = env.clone();
+    for (k, v) in [
+        ("APP_OAUTH_CLIENT_ID", "household-management-client"),
+        (
+            "APP_OAUTH_AUTHORIZE_URL",
+            "https://alarm.auth.us-east-1.amazoncognito.com/oauth2/authorize",
+        ),
+        (
+            "APP_OAUTH_TOKEN_URL",
+            "https://alarm.auth.us-east-1.amazoncognito.com/oauth2/token",
+        ),
+        ("APP_OAUTH_REDIRECT_URI", "https://api.example.com/app/"),
+    ] {
+        with_app.push((k.to_string(), v.to_string()));
+    }
+    let mut f = Function::start(env!("CARGO_BIN_EXE_http-api"), &with_app).await;
+    let (_, _, r) = f.invoke(http_event("GET", "/app/", json!({}), None)).await;
+    assert_eq!(r["statusCode"], 200, "{r}");
+    assert!(body(&r).contains("<script src=\"app.js\" defer></script>"));
+    let csp = r["headers"]["content-security-policy"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        csp.contains("connect-src 'self' https://alarm.auth.us-east-1.amazoncognito.com;"),
+        "{csp}"
+    );
+    let (_, _, r) = f
+        .invoke(http_event("GET", "/app/config.json", json!({}), None))
+        .await;
+    assert_eq!(r["statusCode"], 200, "{r}");
+    let config: Value = serde_json::from_str(&body(&r)).expect("json");
+    assert_eq!(config["client_id"], "household-management-client");
+    assert_eq!(config["redirect_uri"], "https://api.example.com/app/");
+    assert_eq!(config["scope"], "openid");
+    for file in ["/app/app.js", "/app/app.css", "/app/icon.svg"] {
+        let (_, _, r) = f.invoke(http_event("GET", file, json!({}), None)).await;
+        assert_eq!(r["statusCode"], 200, "{file}: {r}");
+    }
+    drop(f);
+
+    // Not configured: the page loads and says so.
+    let mut f = Function::start(env!("CARGO_BIN_EXE_http-api"), &env).await;
+    let (_, _, r) = f
+        .invoke(http_event("GET", "/app/config.json", json!({}), None))
+        .await;
+    assert_eq!(r["statusCode"], 404, "{r}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body(&r)).expect("json")["error"],
+        "not_configured"
+    );
+    drop(f);
+
+    // Half configured: refused at start, naming what is missing.
+    let mut partial = env.clone();
+    partial.push(("APP_OAUTH_CLIENT_ID".into(), "x".into()));
+    let f = Function::start(env!("CARGO_BIN_EXE_http-api"), &partial).await;
+    let (status, out) = f.exit().await;
+    assert!(!status.success());
+    assert!(out.contains("APP_OAUTH_AUTHORIZE_URL"), "{out}");
 }
