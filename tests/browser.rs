@@ -586,9 +586,13 @@ async fn the_console_shows_a_duress_disarm_on_both_sides() {
         b.text("#transcript li.reply").await
     }
     async fn household_side(b: &Browser) -> (String, String) {
+        // Two polls that started after the reply: all of it is as new as the disarm.
+        two_polls(b).await;
         b.wait_for(
-            "the panel to show disarmed",
-            "return document.getElementById('panel').dataset.state === 'disarmed'",
+            "the panel and the notification to show the disarm",
+            "const li = document.querySelector('#notifications li');
+             return document.getElementById('panel').dataset.state === 'disarmed'
+                 && li && li.textContent.includes('disarmed');",
         )
         .await;
         let last_note = b

@@ -217,10 +217,21 @@ impl Browser {
             .to_string()
     }
 
-    /// Clicks the element `css` selects (scrolled into view, as a user would).
+    /// Clicks the element `css` selects (scrolled into view, as a user would). A page that
+    /// re-renders between the lookup and the click gets a fresh lookup (3 tries).
     pub async fn click(&self, css: &str) {
-        let id = self.find(css).await;
-        self.post(&format!("/element/{id}/click"), json!({})).await;
+        for attempt in 0.. {
+            let id = self.find(css).await;
+            let url = format!("{}/session/{}/element/{id}/click", self.base, self.session);
+            let resp = self.http.post(&url).json(&json!({})).send().await;
+            let resp = resp.unwrap_or_else(|e| panic!("click {css}: {e}"));
+            if resp.status().is_success() {
+                return;
+            }
+            let v: Value = resp.json().await.unwrap_or(Value::Null);
+            let stale = v["value"]["error"] == "stale element reference";
+            assert!(stale && attempt < 2, "click {css}: {v}");
+        }
     }
 
     /// Types `text` into the element `css` selects, key by key.

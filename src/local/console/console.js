@@ -56,8 +56,14 @@
     const mine = panels.filter((p) => p.account === account).map((p) => p.panel);
     const box = $('panel');
     box.replaceChildren();
+    // Zones are re-drawn only when they change, so a focused button keeps its focus.
+    const zoneKey = account + JSON.stringify(mine.map((p) => [p.id, p.zones]));
     const zones = $('zones');
-    zones.replaceChildren();
+    const redrawZones = zones.dataset.key !== zoneKey;
+    if (redrawZones) {
+      zones.dataset.key = zoneKey;
+      zones.replaceChildren();
+    }
     mine.forEach((p) => {
       const dl = document.createElement('dl');
       const add = (k, v) => {
@@ -75,7 +81,7 @@
       add('Online', p.online ? 'yes' : 'no');
       box.append(dl);
       box.dataset.state = p.arm_state;
-      (p.zones || []).forEach((z) => {
+      (redrawZones ? p.zones || [] : []).forEach((z) => {
         const li = document.createElement('li');
         li.dataset.zone = z.id;
         const label = document.createElement('span');
