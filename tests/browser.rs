@@ -218,6 +218,20 @@ async fn sign_in_enrol_codes_see_a_rule_explained_and_reset_a_lockout() {
         )
         .await;
     assert_eq!(names, json!(["Alex", "Sam"]));
+    // PIN fields: masked, never offered to a password manager, and without a name, so even a
+    // form submitted without JavaScript could not put them in a URL (the CSP forbids that too).
+    let fields = b
+        .js(
+            "return [...document.querySelectorAll('input.pin')].map((e) =>
+               [e.type, e.autocomplete, e.inputMode, e.name]);",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        fields,
+        Value::Array(vec![json!(["password", "one-time-code", "numeric", ""]); 4]),
+        "{fields}"
+    );
     let storage = b.storage().await;
     assert_eq!(
         storage,
