@@ -424,6 +424,7 @@ impl Browser {
             .send()
             .await;
         let _ = self.driver.kill().await;
+        kill_browser(&self.profile);
         let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
@@ -441,10 +442,37 @@ pub struct Exchange {
     pub response_body: Option<String>,
 }
 
+/// Kills the Chromium processes started with `profile` as their `--user-data-dir`: only ours,
+/// found by that unique path. A chromedriver killed by a panicking test leaves them orphaned.
+fn kill_browser(profile: &std::path::Path) {
+    let flag = format!("--user-data-dir={}", profile.display());
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in procs.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if cmdline.split(|b| *b == 0).any(|arg| arg == flag.as_bytes()) {
+            // SAFETY: kill(2) with a pid we just read and a valid signal number.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
 impl Drop for Browser {
     fn drop(&mut self) {
-        // Best effort after a panic: kill_on_drop stops chromedriver, which takes Chromium
-        // down with it; the profile directory goes too.
+        // After a panic too: kill_on_drop stops chromedriver; Chromium goes by its profile.
+        kill_browser(&self.profile);
         let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
