@@ -12,7 +12,8 @@
 //! - Domain: [`voice_codes`] (codes, verification, throttling), [`redelivery`] (duress outbox).
 //! - [`provisioning`]: household members from the panel cloud's users.
 //! - Edges: [`webhook`] (panel cloud → ChangeReports), [`management`] (household API),
-//!   [`config`] and [`secrets`] (Lambda start-up), [`telemetry`], [`metrics`] (EMF lines).
+//!   [`config`] and [`secrets`] (Lambda start-up), [`telemetry`], [`metrics`] (EMF lines),
+//!   [`webapp`] (the household web app at `/app/`).
 //! - `local` (feature `local`): the local stack, panel simulator and dev token issuer, and the
 //!   panel-cloud [`conformance`] kit.
 
@@ -39,6 +40,7 @@ pub mod skill;
 pub mod store;
 pub mod telemetry;
 pub mod voice_codes;
+pub mod webapp;
 pub mod webhook;
 
 #[cfg(feature = "local")]

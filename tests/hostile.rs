@@ -409,11 +409,11 @@ async fn capacity_per_directive_and_per_re_delivered_record_is_pinned() {
     }
     h.fault("none", 0).await;
     h.advance(60).await;
-    let mut report = None;
-    measure!("re-delivery pass delivering 8 records", {
-        report = Some(h.stack.redeliver().await.unwrap())
-    });
-    let report = report.unwrap();
+    settle().await;
+    meter.take();
+    let report = h.stack.redeliver().await.unwrap();
+    settle().await;
+    row("re-delivery pass delivering 8 records", &mut rows);
     assert_eq!((report.delivered, report.raced), (8, 0), "{report:?}");
 
     for (name, c) in &rows {

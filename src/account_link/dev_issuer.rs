@@ -8,6 +8,14 @@
 //!   `aws.cognito.signin.user.admin`, as Cognito's `InitiateAuth` gives, and the
 //!   `household-admin` group in `cognito:groups` for an admin.
 //!
+//! It also runs the OAuth 2.0 authorization-code flow with PKCE (S256), as Cognito's Hosted UI
+//! does for Alexa's account linking and the household app: `GET /oauth2/authorize` shows a
+//! login page, its form redirects back with a single-use code, and `POST /oauth2/token`
+//! redeems the code for a token once the verifier matches the challenge. A request whose
+//! scope holds the directive scope gets Alexa's kind of token, any other a management token.
+//! Redirects go only to the issuer's own origin (the household app at `/app/`): no open
+//! redirect, even locally.
+//!
 //! The RSA key is generated at start-up and lives only in memory: restarting the stack
 //! invalidates every token it minted, and no key file can leak or go stale.
 //!
@@ -59,7 +67,24 @@ pub struct DevIssuer {
     kid: String,
     key: RsaKeyPair,
     jwks: Value,
+    /// Authorization codes not yet redeemed, by code.
+    codes: std::sync::Mutex<std::collections::HashMap<String, PendingCode>>,
 }
+
+/// What an authorization code was issued for; checked again when it is redeemed.
+struct PendingCode {
+    client_id: String,
+    redirect_uri: String,
+    challenge: String,
+    sub: String,
+    admin: bool,
+    purpose: TokenUse,
+    expires: std::time::Instant,
+}
+
+/// Bounds the codes waiting to be redeemed: a flood of logins can't grow memory.
+const MAX_PENDING_CODES: usize = 1000;
+const CODE_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl std::fmt::Debug for DevIssuer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -93,6 +118,7 @@ impl DevIssuer {
             kid,
             key,
             jwks,
+            codes: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -255,13 +281,22 @@ async fn jwks(State(issuer): State<Arc<DevIssuer>>) -> Json<Value> {
     Json(issuer.jwks())
 }
 
-/// `POST /dev/token` and `GET /.well-known/jwks.json`.
+/// `POST /dev/token`, `GET /.well-known/jwks.json`, and the authorization-code flow:
+/// `GET`/`POST /oauth2/authorize` (the login page and its form), `POST /oauth2/token`.
 pub fn routes(issuer: Arc<DevIssuer>) -> Router {
     Router::new()
+        .route(
+            "/oauth2/authorize",
+            get(oauth::login_page).post(oauth::login),
+        )
+        .route("/oauth2/login.css", get(oauth::login_css))
+        .route("/oauth2/token", post(oauth::redeem))
         .route("/dev/token", post(token))
         .route("/.well-known/jwks.json", get(jwks))
         .with_state(issuer)
 }
+
+mod oauth;
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,6 @@
 //! The HTTP Lambda (API Gateway HTTP API or Function URL): the household management API, the
-//! panel cloud's webhook, and the Google Smart Home fulfillment (`POST /google/fulfillment`).
+//! panel cloud's webhook, the Google Smart Home fulfillment (`POST /google/fulfillment`), and the
+//! household web app (`/app/`).
 
 use std::sync::Arc;
 
@@ -14,7 +15,10 @@ async fn main() -> Result<(), lambda_http::Error> {
     // SYNC promises Report State only when this function can send it.
     let google =
         alarm_skill::google::Fulfillment::new(Arc::new(prod.skill()?), prod.homegraph.is_some());
+    // The household web app; without APP_OAUTH_CLIENT_ID it says sign-in is not configured.
+    let app_config = alarm_skill::webapp::AppConfig::from_env()?;
     let app = Router::new()
+        .merge(alarm_skill::webapp::routes(app_config))
         .merge(alarm_skill::management::routes(Arc::new(prod.management())))
         .merge(alarm_skill::webhook::handler::routes(Arc::new(
             prod.webhook()?,

@@ -15,6 +15,7 @@
 //! - the duress re-delivery worker, in a loop.
 
 pub mod alexa_dev;
+pub mod console;
 pub mod demo;
 pub mod drill;
 pub mod google_dev;
@@ -28,9 +29,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::{Json, Router};
-use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -239,6 +239,17 @@ async fn seed(
         store.confirm_panels(&h.account, &panels, now).await?;
     }
     Ok(())
+}
+
+/// The household app signs in with the dev issuer's authorization-code flow.
+fn household_app(base_url: &str) -> crate::webapp::AppConfig {
+    crate::webapp::AppConfig {
+        authorize_url: format!("{base_url}/oauth2/authorize"),
+        token_url: format!("{base_url}/oauth2/token"),
+        client_id: AUDIENCE.to_string(),
+        scope: "openid".to_string(),
+        redirect_uri: None,
+    }
 }
 
 /// One re-delivery pass as the local stack runs it: up to 25 records, 30 s at most.
@@ -456,10 +467,8 @@ impl LocalStack {
                     budget: opts.directive_budget,
                 }),
             )
-            .route(
-                "/",
-                get(|| async { Json(json!({ "service": BANNER, "docs": "README.md" })) }),
-            )
+            .merge(console::routes(base_url.clone()))
+            .merge(crate::webapp::routes(Some(household_app(&base_url))))
             .merge(dev_issuer::routes(issuer.clone()))
             .merge(control_routes(sim.clone(), panel_api.clone()))
             .merge(monitoring_routes(sim.clone(), receiver.clone()))

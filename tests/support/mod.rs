@@ -8,6 +8,8 @@ pub mod lambda;
 pub mod proxy;
 #[cfg(feature = "local")]
 pub mod stack;
+#[cfg(feature = "local")]
+pub mod webdriver;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
