@@ -386,3 +386,38 @@ async fn code_changes_take_effect_for_voice_at_once() {
         Some("UNAUTHORIZED")
     );
 }
+
+#[tokio::test]
+async fn slips_across_lengths_and_prefixes_get_the_same_generic_error() {
+    let h = Harness::rich().await;
+    let admin = h.admin_token("demo").await;
+    let (s, _) = h
+        .api(
+            "PUT",
+            "/v1/household/settings",
+            Some(&admin),
+            Some(json!({"google_enabled": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    // Alex: 4729 (voice), 8361 (duress). Sam: 5183 (voice).
+    let (_, reference) = set(&h, &admin, "sam", "voice-pin", json!("8360")).await;
+    assert_eq!(reference["error"], "too_similar");
+    let (s, _) = set(&h, &admin, "sam", "voice-pin", json!("50718264")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    for (member, slot, pin) in [
+        ("sam", "duress-pin", "47290"),   // an extra digit on Alex's voice PIN
+        ("sam", "duress-pin", "7429"),    // two digits of it swapped
+        ("sam", "voice-pin", "836150"),   // starts with Alex's duress PIN
+        ("alex", "duress-pin", "507182"), // the start of Sam's new voice PIN (kept in the store)
+        ("alex", "voice-pin", "5071"),    // the same, for a voice PIN
+    ] {
+        let (s, body) = set(&h, &admin, member, slot, json!(pin)).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{member} {slot} {pin}");
+        assert_eq!(body, reference, "{member} {slot} {pin}");
+    }
+    h.advance(3_600).await;
+    // Two edits away across lengths, and no prefix: accepted.
+    let (s, _) = set(&h, &admin, "sam", "duress-pin", json!("74290")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+}

@@ -102,10 +102,12 @@ fn profile() -> Profile {
                 voice_pin: Some(CodeHash {
                     pepper_id: "p1".into(),
                     mac: [7; 32],
+                    prefixes: vec![[1; 32], [2; 32], [3; 32], [4; 32]],
                 }),
                 duress_pin: Some(CodeHash {
                     pepper_id: "p2".into(),
                     mac: [9; 32],
+                    prefixes: vec![],
                 }),
             },
             Member {

@@ -19,6 +19,12 @@ pub struct CodeHash {
     pub pepper_id: String,
     #[serde(with = "hex_mac")]
     pub mac: [u8; MAC_LEN],
+    /// The keyed hashes of the code's first 4, 5, 6 and 7 digits, where the code is longer than
+    /// that; random bytes in the other places, so a dump does not tell a code's length. Only
+    /// enrolment reads them: a new code may not be a prefix of a stored one
+    /// (crate::voice_codes::enrol). Empty for codes enrolled before they were kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "hex_macs")]
+    pub prefixes: Vec<[u8; MAC_LEN]>,
 }
 
 impl std::fmt::Debug for CodeHash {
@@ -41,6 +47,27 @@ mod hex_mac {
         bytes
             .try_into()
             .map_err(|_| D::Error::custom("mac must be 32 bytes"))
+    }
+}
+
+mod hex_macs {
+    use super::MAC_LEN;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(macs: &[[u8; MAC_LEN]], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(macs.iter().map(hex::encode))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<[u8; MAC_LEN]>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .into_iter()
+            .map(|s| {
+                hex::decode(s)
+                    .map_err(D::Error::custom)?
+                    .try_into()
+                    .map_err(|_| D::Error::custom("mac must be 32 bytes"))
+            })
+            .collect()
     }
 }
 
