@@ -99,6 +99,7 @@ fn profile() -> Profile {
                 id: "alex".into(),
                 name: "Alex".into(),
                 user_number: 3,
+                panel_user_id: Some("u-7f3a".into()),
                 voice_pin: Some(CodeHash {
                     pepper_id: "p1".into(),
                     mac: [7; 32],
@@ -114,6 +115,7 @@ fn profile() -> Profile {
                 id: "sam".into(),
                 name: "Sam".into(),
                 user_number: 4,
+                panel_user_id: None,
                 voice_pin: None,
                 duress_pin: None,
             },
@@ -123,6 +125,7 @@ fn profile() -> Profile {
             google_enabled: true,
         },
         members_synced_at: Some(t0()),
+        members_revision: Some(41),
     }
 }
 

@@ -207,6 +207,7 @@ async fn seed(
                 id: seed.id.clone(),
                 name: seed.name.clone(),
                 user_number: seed.user_number,
+                panel_user_id: None,
                 voice_pin: hash(&seed.voice_pin),
                 duress_pin: hash(&seed.duress_pin),
             };

@@ -450,6 +450,7 @@ async fn add_member(
             id: id.clone(),
             name: name.clone(),
             user_number: number,
+            panel_user_id: None,
             voice_pin: None,
             duress_pin: None,
         });

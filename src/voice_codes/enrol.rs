@@ -275,6 +275,7 @@ mod tests {
                 id: id.into(),
                 name: id.into(),
                 user_number: n,
+                panel_user_id: None,
                 voice_pin: hash(voice),
                 duress_pin: hash(duress),
             });

@@ -78,6 +78,10 @@ pub struct Member {
     pub name: String,
     /// The member's user number at the panel, reported to the monitoring center (Contact ID CCC).
     pub user_number: u16,
+    /// The panel cloud's stable id of the person (crate::panel::PanelUser::id), when the cloud
+    /// gives one: a different id on the same user number is a different person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub panel_user_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub voice_pin: Option<CodeHash>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -138,6 +142,10 @@ pub struct Profile {
     /// `None` until the first sync.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub members_synced_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The revision, in the panel cloud's own sequence, of the last user list applied
+    /// (crate::panel::UserList::revision). Lists are ordered by it, not by any clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members_revision: Option<u64>,
 }
 
 impl Profile {
