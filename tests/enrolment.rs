@@ -421,3 +421,130 @@ async fn slips_across_lengths_and_prefixes_get_the_same_generic_error() {
     let (s, _) = set(&h, &admin, "sam", "duress-pin", json!("74290")).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
 }
+
+/// A raw management call: (status, content type, body as JSON or Null).
+async fn raw(
+    h: &Harness,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Vec<u8>>,
+) -> (StatusCode, String, Value) {
+    let mut req = h
+        .http
+        .request(method.parse().unwrap(), format!("{}{path}", h.base));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.header("content-type", "application/json").body(b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        ct,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn framework_rejections_answer_in_the_documented_json_error_shape() {
+    let h = Harness::rich().await;
+    let admin = h.admin_token("demo").await;
+    let big = format!("{{\"pin\":\"{}\"}}", "4".repeat(64 * 1024)).into_bytes();
+    let cases: Vec<(&str, &str, Option<Vec<u8>>, StatusCode, &str)> = vec![
+        (
+            "GET",
+            "/v1/household/audit?limit=abc",
+            None,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "GET",
+            "/v1/household/audit?limit=-1",
+            None,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "PUT",
+            "/v1/household/members/sam/voice-pin",
+            Some(big),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        (
+            "PUT",
+            "/v1/household/members/sam/voice-pin",
+            Some(b"{not json".to_vec()),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "PUT",
+            "/v1/household/members/%FF%FE/voice-pin",
+            Some(b"{\"pin\":\"2749\"}".to_vec()),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "GET",
+            "/v1/household/nothing-here",
+            None,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "PUT",
+            "/v1/household/members/sam/voice-pin/extra",
+            Some(b"{}".to_vec()),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "GET",
+            "/v1/household/members/sam",
+            None,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            "PATCH",
+            "/v1/household/settings",
+            None,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            "DELETE",
+            "/v1/household/audit",
+            None,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+    ];
+    for (method, path, body, status, code) in cases {
+        let (s, ct, body) = raw(&h, method, path, Some(&admin), body).await;
+        assert_eq!(
+            (s, body["error"].as_str()),
+            (status, Some(code)),
+            "{method} {path}: {body}"
+        );
+        assert!(ct.starts_with("application/json"), "{method} {path}: {ct}");
+        let keys: Vec<&String> = body.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["error", "message"], "{method} {path}");
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    // The limit still works when it is a number.
+    let (s, _, body) = raw(&h, "GET", "/v1/household/audit?limit=1", Some(&admin), None).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+}

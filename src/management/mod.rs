@@ -30,11 +30,11 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
+use axum::routing::{any, delete, get, post, put};
 use axum::{Json, Router};
 use chrono::Duration;
 use serde::{Deserialize, Serialize};
@@ -42,6 +42,7 @@ use serde_json::{Value, json};
 
 use crate::account_link::{Identity, TokenError, TokenUse, TokenVerifier};
 use crate::clock::Clock;
+use crate::http_errors::{Body, JsonPath, JsonQuery};
 use crate::secret::{BearerToken, Pin};
 use crate::store::ThrottleWrite;
 use crate::store::{AuditEntry, Store, StoreError};
@@ -412,7 +413,7 @@ fn valid_member_id(id: &str) -> bool {
 async fn add_member(
     State(svc): State<Svc>,
     Admin(who): Admin,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Response, ApiError> {
     let m = object(&body)?;
     let id = string_field(&m, "id")?;
@@ -463,7 +464,7 @@ async fn add_member(
 async fn remove_member(
     State(svc): State<Svc>,
     Admin(who): Admin,
-    Path(id): Path<String>,
+    JsonPath(id): JsonPath<String>,
 ) -> Result<StatusCode, ApiError> {
     svc.update_profile(&who.account, |p| {
         let idx = p.members.iter().position(|m| m.id == id).ok_or_else(|| {
@@ -491,8 +492,8 @@ fn kind_of(slot: &str) -> Result<CodeKind, ApiError> {
 async fn put_code(
     State(svc): State<Svc>,
     Admin(who): Admin,
-    Path((id, slot)): Path<(String, String)>,
-    body: Bytes,
+    JsonPath((id, slot)): JsonPath<(String, String)>,
+    Body(body): Body,
 ) -> Result<StatusCode, ApiError> {
     let kind = kind_of(&slot)?;
     let pin = Pin::new(string_field(&object(&body)?, "pin")?);
@@ -503,7 +504,7 @@ async fn put_code(
 async fn delete_code(
     State(svc): State<Svc>,
     Admin(who): Admin,
-    Path((id, slot)): Path<(String, String)>,
+    JsonPath((id, slot)): JsonPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let kind = kind_of(&slot)?;
     svc.update_profile(&who.account, |p| {
@@ -570,7 +571,7 @@ struct AuditQuery {
 async fn get_audit(
     State(svc): State<Svc>,
     Admin(who): Admin,
-    Query(q): Query<AuditQuery>,
+    JsonQuery(q): JsonQuery<AuditQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     let entries = svc.store.audit(&who.account, limit).await?;
@@ -593,7 +594,7 @@ async fn get_settings(State(svc): State<Svc>, Admin(who): Admin) -> Result<Json<
 async fn put_settings(
     State(svc): State<Svc>,
     Admin(who): Admin,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
     let m = object(&body)?;
     let bad =
@@ -650,5 +651,11 @@ pub fn routes(svc: Arc<ManagementService>) -> Router {
             "/v1/household/settings",
             get(get_settings).put(put_settings),
         )
+        // Everything below answers in the API's JSON error shape, never the framework's text.
+        .route("/v1/household/{*rest}", any(crate::http_errors::not_found))
+        .method_not_allowed_fallback(crate::http_errors::method_not_allowed)
+        .layer(DefaultBodyLimit::max(
+            crate::http_errors::MANAGEMENT_BODY_LIMIT,
+        ))
         .with_state(svc)
 }
