@@ -97,6 +97,8 @@ pub struct Options {
     pub pepper: Option<Secret>,
     /// Keep the directive handler's metrics lines (crate::metrics) in [`LocalStack::metrics`].
     pub metrics: bool,
+    /// The management API's step-up for code changes (tests shorten the sign-in age).
+    pub step_up: crate::management::StepUp,
 }
 
 impl Default for Options {
@@ -115,6 +117,7 @@ impl Default for Options {
             directive_budget: None,
             pepper: None,
             metrics: false,
+            step_up: crate::management::StepUp::default(),
         }
     }
 }
@@ -395,6 +398,7 @@ impl LocalStack {
             clock: dyn_clock.clone(),
             throttle: settings.throttle.clone(),
             enrol_limit: EnrolLimit::default(),
+            step_up: opts.step_up,
             provisioning: Some(crate::provisioning::Provisioner {
                 store: store.clone(),
                 panels: panels.clone(),

@@ -52,7 +52,7 @@ use crate::voice_codes::{
 };
 
 /// Default: 10 code changes per household per hour.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EnrolLimit {
     pub max: u32,
     pub window: Duration,
@@ -67,6 +67,36 @@ impl Default for EnrolLimit {
     }
 }
 
+/// What a voice-code change asks of the admin beyond being signed in as the admin: a recent
+/// sign-in, and for deletions a limit of their own. A phone taken from the admin (unlocked, with
+/// the app signed in for days) can then not wipe the household's codes, duress ones included,
+/// without the admin's password; and even with it, only a few deletions a day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepUp {
+    /// The sign-in (`auth_time`) must be at most this old to set, replace or delete a code or
+    /// remove a member. Setting is included: asking only when a code is replaced would tell
+    /// whether a duress code exists.
+    pub max_age: Duration,
+    /// Deletions of a code or a member, per household: tighter than [`EnrolLimit`].
+    pub deletions: EnrolLimit,
+}
+
+impl Default for StepUp {
+    fn default() -> Self {
+        StepUp {
+            max_age: Duration::minutes(10),
+            deletions: EnrolLimit {
+                max: 5,
+                window: Duration::hours(24),
+            },
+        }
+    }
+}
+
+/// The notice the household's app shows after any code change: one text whatever kind of code
+/// changed, so it tells that codes changed, never that a duress code did.
+const CODES_CHANGED_NOTICE: &str = "voice_codes_changed";
+
 pub struct ManagementService {
     pub store: Arc<dyn Store>,
     pub tokens: Arc<dyn TokenVerifier>,
@@ -74,6 +104,7 @@ pub struct ManagementService {
     pub clock: Arc<dyn Clock>,
     pub throttle: ThrottlePolicy,
     pub enrol_limit: EnrolLimit,
+    pub step_up: StepUp,
     /// Takes the members from the panel cloud (first use, `POST .../members/sync`); `None`
     /// leaves members to `POST /v1/household/members` alone.
     pub provisioning: Option<crate::provisioning::Provisioner>,
@@ -84,6 +115,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// For a step-up: the sign-in age the client must ask the issuer for, in seconds.
+    max_age: Option<i64>,
 }
 
 impl ApiError {
@@ -92,6 +125,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            max_age: None,
         }
     }
 }
@@ -103,7 +137,14 @@ impl IntoResponse for ApiError {
             Json(json!({"error": self.code, "message": self.message})),
         )
             .into_response();
+        let step_up = format!(
+            "Bearer error=\"insufficient_user_authentication\", \
+             error_description=\"a more recent sign-in is required\", max_age={}",
+            self.max_age.unwrap_or_default()
+        );
         let challenge = match (self.status, self.code) {
+            // RFC 9470: the client signs the user in again (max_age) and retries.
+            (StatusCode::UNAUTHORIZED, "reauthentication_required") => Some(step_up.as_str()),
             (StatusCode::UNAUTHORIZED, _) => Some("Bearer"),
             (StatusCode::FORBIDDEN, "wrong_token") => Some("Bearer error=\"insufficient_scope\""),
             _ => None,
@@ -284,6 +325,88 @@ impl From<&Member> for MemberView {
 const SAVE_ATTEMPTS: usize = 3;
 
 impl ManagementService {
+    /// A code change needs a sign-in at most [`StepUp::max_age`] old. The token's times are
+    /// checked against the wall clock, as its `exp` is. A token without `auth_time` never
+    /// passes: a change that can't be shown to follow a recent sign-in is refused.
+    fn require_recent_sign_in(&self, who: &Identity) -> Result<(), ApiError> {
+        let max_age = self.step_up.max_age.num_seconds();
+        let now = chrono::Utc::now().timestamp();
+        // A little skew between the issuer's clock and ours is tolerated, no more.
+        let recent = who
+            .auth_time
+            .is_some_and(|t| t <= now + 60 && now - t <= max_age);
+        if recent {
+            return Ok(());
+        }
+        Err(ApiError {
+            max_age: Some(max_age),
+            ..ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "reauthentication_required",
+                format!(
+                    "changing voice codes needs a sign-in within the last {} minutes; sign in \
+                     again and retry",
+                    max_age / 60
+                ),
+            )
+        })
+    }
+
+    /// Takes a token of the household's deletion limit; audited and 429 when none is left.
+    async fn take_deletion(&self, household: &str) -> Result<(), ApiError> {
+        let limit = self.step_up.deletions;
+        let key = format!("delete#{household}");
+        let now = self.clock.now();
+        if self
+            .store
+            .take_rate_token(&key, now, limit.window, limit.max)
+            .await?
+        {
+            return Ok(());
+        }
+        self.store
+            .append_audit(
+                household,
+                &self.entry(
+                    "admin",
+                    "Voice code deletion refused: too many deletions today".into(),
+                ),
+            )
+            .await?;
+        Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many deletions; try again later",
+        ))
+    }
+
+    /// Tells the household, through the panel cloud's app notifications, that voice codes
+    /// changed: the same words for any kind of code, set, replaced or deleted. The change
+    /// stands whether or not the notice gets through.
+    async fn notify_codes_changed(&self, household: &str, name: &str) {
+        let Some(p) = &self.provisioning else {
+            return;
+        };
+        let notice = crate::panel::Notice {
+            kind: CODES_CHANGED_NOTICE.to_string(),
+            message: format!(
+                "The household admin changed {name}'s voice codes. If that wasn't you or \
+                 someone you trust, check the members' codes in the app."
+            ),
+        };
+        if let Err(e) = p
+            .panels
+            .notify(
+                household,
+                &notice,
+                crate::deadline::Deadline::after(std::time::Duration::from_secs(2)),
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "could not notify the household of a voice code change");
+        }
+    }
+
     fn entry(&self, actor: &str, message: String) -> AuditEntry {
         AuditEntry {
             at: self.clock.now(),
@@ -322,7 +445,7 @@ impl ManagementService {
         member_id: &str,
         kind: CodeKind,
         pin: Pin,
-    ) -> Result<(), ApiError> {
+    ) -> Result<String, ApiError> {
         let now = self.clock.now();
         let key = format!("enrol#{household}");
         let allowed = self
@@ -346,6 +469,7 @@ impl ManagementService {
             ));
         }
         let mut rejected: Option<(EnrolError, String)> = None;
+        let mut changed = String::new();
         let result = self
             .update_profile(household, |profile| {
                 let name = profile
@@ -368,7 +492,9 @@ impl ManagementService {
                 if let Some(m) = profile.member_mut(member_id) {
                     *m.code_mut(kind) = Some(hash);
                 }
-                Ok(format!("Admin changed {name}'s voice codes"))
+                let message = format!("Admin changed {name}'s voice codes");
+                changed = name;
+                Ok(message)
             })
             .await;
         if let Some((e, name)) = rejected {
@@ -393,7 +519,7 @@ impl ManagementService {
                 e.to_string(),
             ));
         }
-        result
+        result.map(|()| changed)
     }
 }
 
@@ -466,14 +592,20 @@ async fn remove_member(
     Admin(who): Admin,
     JsonPath(id): JsonPath<String>,
 ) -> Result<StatusCode, ApiError> {
+    // A member goes with their codes: a deletion like any other.
+    svc.require_recent_sign_in(&who)?;
+    svc.take_deletion(&who.account).await?;
+    let mut name = String::new();
     svc.update_profile(&who.account, |p| {
         let idx = p.members.iter().position(|m| m.id == id).ok_or_else(|| {
             ApiError::new(StatusCode::NOT_FOUND, "no_such_member", "no such member")
         })?;
         let gone = p.members.remove(idx);
+        name = gone.name.clone();
         Ok(format!("Admin removed member {}", gone.name))
     })
     .await?;
+    svc.notify_codes_changed(&who.account, &name).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -496,8 +628,10 @@ async fn put_code(
     Body(body): Body,
 ) -> Result<StatusCode, ApiError> {
     let kind = kind_of(&slot)?;
+    svc.require_recent_sign_in(&who)?;
     let pin = Pin::new(string_field(&object(&body)?, "pin")?);
-    svc.set_code(&who.account, &id, kind, pin).await?;
+    let name = svc.set_code(&who.account, &id, kind, pin).await?;
+    svc.notify_codes_changed(&who.account, &name).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -507,14 +641,19 @@ async fn delete_code(
     JsonPath((id, slot)): JsonPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let kind = kind_of(&slot)?;
+    svc.require_recent_sign_in(&who)?;
+    svc.take_deletion(&who.account).await?;
+    let mut name = String::new();
     svc.update_profile(&who.account, |p| {
         let m = p.member_mut(&id).ok_or_else(|| {
             ApiError::new(StatusCode::NOT_FOUND, "no_such_member", "no such member")
         })?;
         *m.code_mut(kind) = None;
+        name = m.name.clone();
         Ok(format!("Admin changed {}'s voice codes", m.name))
     })
     .await?;
+    svc.notify_codes_changed(&who.account, &name).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
