@@ -460,7 +460,15 @@ async fn framework_rejections_answer_in_the_documented_json_error_shape() {
     let h = Harness::rich().await;
     let admin = h.admin_token("demo").await;
     let big = format!("{{\"pin\":\"{}\"}}", "4".repeat(64 * 1024)).into_bytes();
-    let cases: Vec<(&str, &str, Option<Vec<u8>>, StatusCode, &str)> = vec![
+    /// Method, path, body, and the status and error code it must get.
+    type Case = (
+        &'static str,
+        &'static str,
+        Option<Vec<u8>>,
+        StatusCode,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
         (
             "GET",
             "/v1/household/audit?limit=abc",
