@@ -211,6 +211,7 @@ fn replace_duress_with_a_normal_pin(b: &Bench) {
             id: "alix".into(),
             name: "Alix".into(),
             user_number: 2,
+            panel_user_id: None,
             voice_pin: Some(hash_code(&deps.keyring, "demo", "alix", &Pin::new("8361"))),
             duress_pin: None,
         });

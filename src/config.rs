@@ -207,6 +207,9 @@ pub struct Config {
     pub homegraph_url: String,
     pub outbox: OutboxPolicy,
     pub secrets: SecretRefs,
+    /// `STEP_UP_MAX_AGE_S` (60-86400, default 600) and `CODE_DELETIONS_PER_DAY` (1-100,
+    /// default 5): the management API's step-up for code changes.
+    pub step_up: crate::management::StepUp,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -264,7 +267,28 @@ impl Config {
         let panel_api_url = required("PANEL_API_URL")?;
         url::Url::parse(&panel_api_url)
             .map_err(|e| ConfigError::Invalid("PANEL_API_URL", e.to_string()))?;
+        let mut step_up = crate::management::StepUp::default();
+        if let Some(v) = get("STEP_UP_MAX_AGE_S") {
+            let s: i64 = v
+                .parse()
+                .ok()
+                .filter(|s| (60..=86_400).contains(s))
+                .ok_or_else(|| {
+                    ConfigError::Invalid("STEP_UP_MAX_AGE_S", "must be 60 to 86400 seconds".into())
+                })?;
+            step_up.max_age = chrono::Duration::seconds(s);
+        }
+        if let Some(v) = get("CODE_DELETIONS_PER_DAY") {
+            step_up.deletions.max = v
+                .parse()
+                .ok()
+                .filter(|n| (1..=100).contains(n))
+                .ok_or_else(|| {
+                    ConfigError::Invalid("CODE_DELETIONS_PER_DAY", "must be 1 to 100".into())
+                })?;
+        }
         Ok(Config {
+            step_up,
             table_name: required("TABLE_NAME")?,
             dynamodb_endpoint: get("DYNAMODB_ENDPOINT"),
             panel_api_url,
@@ -461,6 +485,32 @@ mod tests {
 
     fn load(env: &HashMap<&str, &str>) -> Result<Config, ConfigError> {
         Config::from_lookup(|k| env.get(k).map(|v| v.to_string()))
+    }
+
+    #[test]
+    fn reads_the_step_up_for_code_changes() {
+        let c = load(&base()).unwrap();
+        assert_eq!(c.step_up, crate::management::StepUp::default());
+        assert_eq!(c.step_up.max_age, chrono::Duration::minutes(10));
+        let mut env = base();
+        env.insert("STEP_UP_MAX_AGE_S", "300");
+        env.insert("CODE_DELETIONS_PER_DAY", "2");
+        let c = load(&env).unwrap();
+        assert_eq!(c.step_up.max_age, chrono::Duration::seconds(300));
+        assert_eq!(c.step_up.deletions.max, 2);
+        assert_eq!(c.step_up.deletions.window, chrono::Duration::hours(24));
+        for (k, v) in [
+            ("STEP_UP_MAX_AGE_S", "5"),
+            ("STEP_UP_MAX_AGE_S", "ten"),
+            ("CODE_DELETIONS_PER_DAY", "0"),
+        ] {
+            let mut env = base();
+            env.insert(k, v);
+            assert!(
+                matches!(load(&env), Err(ConfigError::Invalid(name, _)) if name == k),
+                "{k}={v}"
+            );
+        }
     }
 
     #[test]

@@ -179,6 +179,7 @@ impl Production {
             clock: self.clock.clone(),
             throttle: self.settings().throttle,
             enrol_limit: EnrolLimit::default(),
+            step_up: self.config.step_up,
             provisioning: Some(crate::provisioning::Provisioner {
                 store: self.store.clone(),
                 panels: self.panels.clone(),

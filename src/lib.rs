@@ -26,6 +26,7 @@ pub mod deadline;
 pub mod devices;
 pub mod event_gateway;
 pub mod google;
+pub mod http_errors;
 pub mod json_fields;
 pub mod lambda;
 pub mod lwa;

@@ -38,8 +38,8 @@ use serde_json::{Map, Value, json};
 
 use crate::deadline::Deadline;
 use crate::panel::{
-    ArmOutcome, ArmRequest, DisarmRequest, Notice, Panel, PanelCloud, PanelError, PanelUser,
-    SignalRequest,
+    ArmOutcome, ArmRequest, DisarmRequest, Notice, Panel, PanelCloud, PanelError, SignalRequest,
+    UserList,
 };
 use crate::store::{
     AuditEntry, DueRecords, HouseholdSnapshot, Lane, OutboxCounts, OutboxPolicy, OutboxRecord,
@@ -337,7 +337,7 @@ impl PanelCloud for MeteredPanelCloud {
         r
     }
 
-    async fn users(&self, account: &str, d: Deadline) -> Result<Vec<PanelUser>, PanelError> {
+    async fn users(&self, account: &str, d: Deadline) -> Result<UserList, PanelError> {
         let r = self.inner.users(account, d).await;
         self.counters.panel(&r);
         r

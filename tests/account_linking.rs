@@ -333,7 +333,8 @@ async fn valid_rs256_and_es256_tokens_verify() {
         Identity {
             account: "demo-user".into(),
             subject: "demo-user".into(),
-            admin: false
+            admin: false,
+            auth_time: None,
         }
     );
     let id = verify(
@@ -343,6 +344,20 @@ async fn valid_rs256_and_es256_tokens_verify() {
     .await
     .unwrap();
     assert_eq!(id.subject, "ec-user");
+    // The sign-in time, for the management API's step-up: a number, or a numeric string.
+    for (claim, want) in [
+        (json!(now() - 30), Some(now() - 30)),
+        (json!((now() - 40).to_string()), Some(now() - 40)),
+        (json!("yesterday"), None),
+    ] {
+        let id = verify(
+            &f.v,
+            &rs256(&f.rsa, &with(claims(), json!({"auth_time": claim}))),
+        )
+        .await
+        .unwrap();
+        assert_eq!(id.auth_time, want);
+    }
     // Both keys came from one fetch, and cached keys need no further ones.
     for _ in 0..5 {
         verify(&f.v, &rs256(&f.rsa, &claims())).await.unwrap();
@@ -1170,8 +1185,14 @@ async fn dev_issuer_tokens_verify_end_to_end() {
         Identity {
             account: "demo".into(),
             subject: "demo".into(),
-            admin: true
+            admin: true,
+            auth_time: id.auth_time,
         }
+    );
+    // Minting stands for a sign-in: the management API's step-up reads `auth_time`.
+    assert!(
+        id.auth_time.is_some_and(|t| (now() - t).abs() < 120),
+        "{id:?}"
     );
     assert_wrong_use(&v, &admin, TokenUse::Directives).await;
     // A plain token is a directive token, which can't manage.

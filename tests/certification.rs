@@ -709,7 +709,9 @@ async fn accept_grant_stores_sealed_tokens() {
     assert_eq!(r["event"]["payload"], json!({}));
     let grants = h.stack.store.grants("demo").await.unwrap();
     assert_eq!(grants.len(), 1);
-    assert_eq!(grants[0].0, "NA");
+    // One grant per linked Alexa user: the region and a digest of the linking subject.
+    assert!(grants[0].0.starts_with("NA#"), "{}", grants[0].0);
+    assert!(!grants[0].0.contains("demo"), "no identifier in the key");
     assert!(!grants[0].1.access_token.contains("Atza|"), "stored sealed");
 
     // A code can be used once; a bad grantee token fails too. Both: ACCEPT_GRANT_FAILED.

@@ -126,6 +126,10 @@ catches!(
     "users_route", no_users_route: true
 );
 catches!(
+    users_route_fails_without_stable_user_ids_and_a_revision,
+    "users_route", users_without_ids: true, detail: "revision"
+);
+catches!(
     latency_fails_over_the_budget,
     "latency", slow_list_ms: 1_800, detail: "budget"
 );

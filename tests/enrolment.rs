@@ -386,3 +386,364 @@ async fn code_changes_take_effect_for_voice_at_once() {
         Some("UNAUTHORIZED")
     );
 }
+
+#[tokio::test]
+async fn slips_across_lengths_and_prefixes_get_the_same_generic_error() {
+    let h = Harness::rich().await;
+    let admin = h.admin_token("demo").await;
+    let (s, _) = h
+        .api(
+            "PUT",
+            "/v1/household/settings",
+            Some(&admin),
+            Some(json!({"google_enabled": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    // Alex: 4729 (voice), 8361 (duress). Sam: 5183 (voice).
+    let (_, reference) = set(&h, &admin, "sam", "voice-pin", json!("8360")).await;
+    assert_eq!(reference["error"], "too_similar");
+    let (s, _) = set(&h, &admin, "sam", "voice-pin", json!("50718264")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    for (member, slot, pin) in [
+        ("sam", "duress-pin", "47290"),   // an extra digit on Alex's voice PIN
+        ("sam", "duress-pin", "7429"),    // two digits of it swapped
+        ("sam", "voice-pin", "836150"),   // starts with Alex's duress PIN
+        ("alex", "duress-pin", "507182"), // the start of Sam's new voice PIN (kept in the store)
+        ("alex", "voice-pin", "5071"),    // the same, for a voice PIN
+    ] {
+        let (s, body) = set(&h, &admin, member, slot, json!(pin)).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{member} {slot} {pin}");
+        assert_eq!(body, reference, "{member} {slot} {pin}");
+    }
+    h.advance(3_600).await;
+    // Two edits away across lengths, and no prefix: accepted.
+    let (s, _) = set(&h, &admin, "sam", "duress-pin", json!("74290")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+}
+
+/// A raw management call: (status, content type, body as JSON or Null).
+async fn raw(
+    h: &Harness,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Vec<u8>>,
+) -> (StatusCode, String, Value) {
+    let mut req = h
+        .http
+        .request(method.parse().unwrap(), format!("{}{path}", h.base));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.header("content-type", "application/json").body(b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        ct,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn framework_rejections_answer_in_the_documented_json_error_shape() {
+    let h = Harness::rich().await;
+    let admin = h.admin_token("demo").await;
+    let big = format!("{{\"pin\":\"{}\"}}", "4".repeat(64 * 1024)).into_bytes();
+    /// Method, path, body, and the status and error code it must get.
+    type Case = (
+        &'static str,
+        &'static str,
+        Option<Vec<u8>>,
+        StatusCode,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "GET",
+            "/v1/household/audit?limit=abc",
+            None,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "GET",
+            "/v1/household/audit?limit=-1",
+            None,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "PUT",
+            "/v1/household/members/sam/voice-pin",
+            Some(big),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        (
+            "PUT",
+            "/v1/household/members/sam/voice-pin",
+            Some(b"{not json".to_vec()),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "PUT",
+            "/v1/household/members/%FF%FE/voice-pin",
+            Some(b"{\"pin\":\"2749\"}".to_vec()),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "GET",
+            "/v1/household/nothing-here",
+            None,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "PUT",
+            "/v1/household/members/sam/voice-pin/extra",
+            Some(b"{}".to_vec()),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "GET",
+            "/v1/household/members/sam",
+            None,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            "PATCH",
+            "/v1/household/settings",
+            None,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            "DELETE",
+            "/v1/household/audit",
+            None,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+    ];
+    for (method, path, body, status, code) in cases {
+        let (s, ct, body) = raw(&h, method, path, Some(&admin), body).await;
+        assert_eq!(
+            (s, body["error"].as_str()),
+            (status, Some(code)),
+            "{method} {path}: {body}"
+        );
+        assert!(ct.starts_with("application/json"), "{method} {path}: {ct}");
+        let keys: Vec<&String> = body.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["error", "message"], "{method} {path}");
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    // The limit still works when it is a number.
+    let (s, _, body) = raw(&h, "GET", "/v1/household/audit?limit=1", Some(&admin), None).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+}
+
+/// The rich household, with the management API's step-up as given.
+async fn with_step_up(step_up: alarm_skill::management::StepUp) -> Harness {
+    Harness::start_with(alarm_skill::local::Options {
+        config: alarm_skill::local::demo::DemoConfig::parse(RICH_CONFIG).unwrap(),
+        step_up,
+        ..test_options()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn every_code_change_needs_a_recent_sign_in_and_says_nothing_else() {
+    let h = with_step_up(alarm_skill::management::StepUp {
+        max_age: chrono::Duration::seconds(1),
+        ..Default::default()
+    })
+    .await;
+    let old = h.admin_token("demo").await;
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    // Setting (Sam has no duress PIN), replacing (Alex has one), deleting either, removing a
+    // member: one identical refusal, which tells nothing about the codes there.
+    let mut bodies = vec![];
+    for (method, path, body) in [
+        (
+            "PUT",
+            "/v1/household/members/sam/duress-pin",
+            Some(json!({"pin": "7026"})),
+        ),
+        (
+            "PUT",
+            "/v1/household/members/alex/duress-pin",
+            Some(json!({"pin": "7026"})),
+        ),
+        (
+            "PUT",
+            "/v1/household/members/alex/voice-pin",
+            Some(json!({"pin": "7026"})),
+        ),
+        ("DELETE", "/v1/household/members/alex/duress-pin", None),
+        ("DELETE", "/v1/household/members/sam/duress-pin", None),
+        ("DELETE", "/v1/household/members/sam", None),
+    ] {
+        let mut req = h
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", h.base))
+            .bearer_auth(&old);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{method} {path}");
+        let challenge = resp.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            challenge.contains("insufficient_user_authentication")
+                && challenge.contains("max_age=1"),
+            "{challenge}"
+        );
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(
+            body["error"], "reauthentication_required",
+            "{method} {path}"
+        );
+        bodies.push(body);
+    }
+    assert!(bodies.iter().all(|b| *b == bodies[0]));
+    // Nothing changed, and reading needs no fresh sign-in.
+    let p = h.stack.store.household("demo").await.unwrap().profile;
+    assert!(p.member("alex").unwrap().duress_pin.is_some());
+    assert!(p.member("sam").unwrap().duress_pin.is_none());
+    let (s, _) = h
+        .api("GET", "/v1/household/members", Some(&old), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    // After signing in again, the change goes through.
+    let fresh = h.admin_token("demo").await;
+    let (s, body) = set(&h, &fresh, "sam", "duress-pin", json!("7026")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{body}");
+}
+
+#[tokio::test]
+async fn deletions_have_a_tighter_limit_of_their_own() {
+    let h = Harness::rich().await;
+    let admin = h.admin_token("demo").await;
+    // The default: 5 deletions a day, whether a code was there or not.
+    let mut statuses = vec![];
+    for i in 0..6 {
+        let (member, slot) = [("alex", "duress-pin"), ("sam", "duress-pin")][i % 2];
+        let (s, _) = h
+            .api(
+                "DELETE",
+                &format!("/v1/household/members/{member}/{slot}"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        statuses.push(s);
+    }
+    assert!(
+        statuses[..5].iter().all(|s| *s == StatusCode::NO_CONTENT),
+        "{statuses:?}"
+    );
+    assert_eq!(statuses[5], StatusCode::TOO_MANY_REQUESTS);
+    let (s, body) = h
+        .api("DELETE", "/v1/household/members/sam", Some(&admin), None)
+        .await;
+    assert_eq!(
+        (s, body["error"].clone()),
+        (StatusCode::TOO_MANY_REQUESTS, json!("rate_limited"))
+    );
+    // Setting a code is under the other limit, and still allowed.
+    assert_eq!(
+        set(&h, &admin, "sam", "duress-pin", json!("7026")).await.0,
+        StatusCode::NO_CONTENT
+    );
+    // A new day's window allows deletions again.
+    h.advance(24 * 3_600).await;
+    let (s, _) = h
+        .api(
+            "DELETE",
+            "/v1/household/members/sam/duress-pin",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (_, audit) = h
+        .api("GET", "/v1/household/audit?limit=100", Some(&admin), None)
+        .await;
+    assert!(
+        audit
+            .to_string()
+            .contains("Voice code deletion refused: too many deletions today"),
+        "{audit}"
+    );
+}
+
+#[tokio::test]
+async fn every_code_change_sends_the_household_one_notice_whatever_the_kind() {
+    let h = Harness::rich().await;
+    let admin = h.admin_token("demo").await;
+    let notices = || async {
+        let all = h.get("/sim/notifications").await;
+        all.as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["kind"] == "voice_codes_changed")
+            .map(|n| n["message"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert!(notices().await.is_empty());
+    // Alex: replace the duress PIN, delete it, set the voice PIN, delete it. Sam: set a duress
+    // PIN where there was none, delete one that isn't there.
+    let steps: [(&str, &str, &str, Option<&str>); 6] = [
+        ("PUT", "alex", "duress-pin", Some("7026")),
+        ("DELETE", "alex", "duress-pin", None),
+        ("PUT", "alex", "voice-pin", Some("3916")),
+        ("DELETE", "alex", "voice-pin", None),
+        ("PUT", "sam", "duress-pin", Some("6283")),
+        ("DELETE", "sam", "voice-pin", None),
+    ];
+    for (i, (method, member, slot, pin)) in steps.into_iter().enumerate() {
+        let (s, body) = h
+            .api(
+                method,
+                &format!("/v1/household/members/{member}/{slot}"),
+                Some(&admin),
+                pin.map(|p| json!({ "pin": p })),
+            )
+            .await;
+        assert_eq!(
+            s,
+            StatusCode::NO_CONTENT,
+            "{method} {member} {slot}: {body}"
+        );
+        assert_eq!(notices().await.len(), i + 1, "one notice per change");
+    }
+    let all = notices().await;
+    // The same words for every kind of change of one member.
+    assert!(all[..4].iter().all(|m| *m == all[0]), "{all:?}");
+    assert_eq!(all[4], all[0].replace("Alex", "Sam"));
+    assert_eq!(all[5], all[4]);
+    assert!(!all.join(" ").to_lowercase().contains("duress"));
+    // A rejected change sends none.
+    let (s, _) = set(&h, &admin, "sam", "voice-pin", json!("1234")).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(notices().await.len(), 6);
+}

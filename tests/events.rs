@@ -1606,3 +1606,60 @@ async fn dev_alexa_fakes_work_with_the_real_clients() {
     assert!(lwa.force_refresh(ACCOUNT).await.unwrap().is_none());
     assert!(store.grants(ACCOUNT).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn every_linked_alexa_user_gets_the_report_and_keeps_a_grant_of_their_own() {
+    let h = harness().await;
+    // A grant stored before grants were per user: under the region alone.
+    h.grant(ACCOUNT, "code-old").await.unwrap();
+    let link = |user: &'static str, code: &'static str| {
+        let client = Arc::clone(&h.client);
+        async move {
+            client
+                .accept_for_user(
+                    ACCOUNT,
+                    user,
+                    &BearerToken::new(code),
+                    Deadline::after(Duration::from_secs(5)),
+                )
+                .await
+        }
+    };
+    // Two household members link their own Alexa accounts to the same household.
+    link("alex", "code-alex").await.unwrap();
+    link("sam", "code-sam").await.unwrap();
+    let keys = h.client.grant_keys(ACCOUNT).await.unwrap();
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    assert_eq!(keys[0], "EU");
+    assert!(keys[1..].iter().all(|k| k.starts_with("EU#")), "{keys:?}");
+    // Sam linking again replaces Sam's grant only.
+    link("sam", "code-sam-2").await.unwrap();
+    assert_eq!(h.client.grant_keys(ACCOUNT).await.unwrap(), keys);
+
+    let before = h.gw.hits().len();
+    assert_eq!(h.send_change_report().await.unwrap(), Delivery::Sent);
+    let hits = h.gw.hits()[before..].to_vec();
+    let bearers: HashSet<String> = hits.iter().map(|hit| hit.bearer.clone()).collect();
+    assert_eq!(
+        (hits.len(), bearers.len()),
+        (3, 3),
+        "one report per linked user"
+    );
+    assert!(bearers.iter().all(|b| h.lwa.issued(b)));
+
+    // The member from before disables the skill: their grant goes, the others stay and still
+    // get the report.
+    h.gw.script(&[(403, gateway_error("SKILL_DISABLED_EXCEPTION"))]);
+    let before = h.gw.hits().len();
+    assert_eq!(h.send_change_report().await.unwrap(), Delivery::Sent);
+    assert_eq!(h.gw.hits().len() - before, 3);
+    assert_eq!(
+        h.client.grant_keys(ACCOUNT).await.unwrap(),
+        keys[1..].to_vec()
+    );
+    let before = h.gw.hits().len();
+    assert_eq!(h.send_change_report().await.unwrap(), Delivery::Sent);
+    assert_eq!(h.gw.hits().len() - before, 2);
+    h.gw.assert_clean();
+    h.lwa.assert_clean();
+}

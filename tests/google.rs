@@ -728,3 +728,41 @@ async fn after_disconnect_homegraph_hears_nothing_until_the_next_sync() {
         json!({"online": true, "openPercent": 100})
     );
 }
+
+#[tokio::test]
+async fn the_fulfillment_route_answers_what_it_cannot_take_in_the_json_error_shape() {
+    let h = Harness::start().await;
+    let t = h.token("demo").await;
+    let url = format!("{}{}", h.base, g::PATH);
+    // A method the route doesn't serve.
+    let resp = h.http.get(&url).bearer_auth(&t).send().await.unwrap();
+    assert_eq!(resp.status(), 405);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "method_not_allowed", "{body}");
+    assert!(body["message"].is_string());
+    // A body over the route's limit.
+    let resp = h
+        .http
+        .post(&url)
+        .bearer_auth(&t)
+        .header("content-type", "application/json")
+        .body(vec![b' '; 3 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "payload_too_large", "{body}");
+    // A body that is not JSON at all is still Google's to read: Google's protocolError.
+    let resp = h
+        .http
+        .post(&url)
+        .bearer_auth(&t)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["payload"]["errorCode"], "protocolError", "{body}");
+}

@@ -332,6 +332,7 @@ async fn a_household_from_before_provisioning_keeps_its_members_during_an_outage
             id: "alexandra".into(),
             name: "Alexandra".into(),
             user_number: 1,
+            panel_user_id: None,
             voice_pin: None,
             duress_pin: None,
         }],
@@ -346,7 +347,181 @@ async fn a_household_from_before_provisioning_keeps_its_members_during_an_outage
     assert_eq!(s, StatusCode::OK, "{body}");
     assert_eq!(member_ids(&body), vec!["alexandra"]);
     h.fault("none", 0).await;
-    let body = members_eventually(&h, &admin, &["alexandra", "sam"]).await;
-    // Matched by user number: the id stays, the name follows the panel cloud.
+    // Another name on user 1, and no id on file to say it is the same person: the cloud's
+    // user 1 is taken for someone else, so the hand-made member (and any codes) goes.
+    let body = members_eventually(&h, &admin, &["alex", "sam"]).await;
     assert_eq!(body["members"][0]["name"], "Alex");
+}
+
+/// The codes of `member` in the household, as the store has them: (voice, duress).
+async fn has_codes(h: &Harness, account: &str, member: &str) -> Option<(bool, bool)> {
+    let p = h.stack.store.household(account).await.unwrap().profile;
+    p.member(member)
+        .map(|m| (m.voice_pin.is_some(), m.duress_pin.is_some()))
+}
+
+#[tokio::test]
+async fn a_reused_user_number_does_not_inherit_the_former_members_codes() {
+    let h = fresh().await;
+    let admin = h.admin_token("acct-1042").await;
+    members_eventually(&h, &admin, &["alex", "sam"]).await;
+    for (member, slot, pin) in [
+        ("sam", "voice-pin", "5183"),
+        ("sam", "duress-pin", "6052"),
+        ("alex", "voice-pin", "4729"),
+    ] {
+        let (s, body) = h
+            .api(
+                "PUT",
+                &format!("/v1/household/members/{member}/{slot}"),
+                Some(&admin),
+                Some(json!({ "pin": pin })),
+            )
+            .await;
+        assert_eq!(s, StatusCode::NO_CONTENT, "{body}");
+    }
+    // The reference cloud gives number 2 to Jordan: a new person (a new id) on Sam's slot.
+    h.post(
+        "/sim/accounts/acct-1042/users",
+        json!({"number": 2, "name": "Jordan"}),
+    )
+    .await;
+    members_eventually(&h, &admin, &["alex", "jordan"]).await;
+    assert_eq!(
+        has_codes(&h, "acct-1042", "jordan").await,
+        Some((false, false))
+    );
+    assert_eq!(has_codes(&h, "acct-1042", "sam").await, None);
+    // Sam's voice PIN no longer disarms, and Sam's duress PIN raises no 121 in Jordan's name.
+    let token = h.token("acct-1042").await;
+    for pin in ["5183", "6052"] {
+        h.invoke(&arm(&token, "home", "ARMED_AWAY")).await;
+        let reply = h.invoke(&disarm(&token, "home", Some(pin))).await;
+        assert_eq!(
+            reply["event"]["header"]["name"], "ErrorResponse",
+            "{pin}: {reply}"
+        );
+        assert_eq!(
+            h.panel("home").await["arm_state"],
+            "armed_away",
+            "{pin}: {reply}"
+        );
+    }
+    assert!(
+        !h.signals().await.iter().any(|s| s.starts_with("121/")),
+        "{:?}",
+        h.signals().await
+    );
+    // A rename of the same person (the same id) keeps the member and the codes.
+    let alex = h.stack.sim.users("acct-1042").users[0].clone();
+    assert_eq!(alex.name, "Alex");
+    h.post(
+        "/sim/accounts/acct-1042/users",
+        json!({"id": alex.id, "number": 1, "name": "Alex Q"}),
+    )
+    .await;
+    for _ in 0..100 {
+        let p = h.stack.store.household("acct-1042").await.unwrap().profile;
+        if p.member("alex").is_some_and(|m| m.name == "Alex Q") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    }
+    assert_eq!(
+        has_codes(&h, "acct-1042", "alex").await,
+        Some((true, false))
+    );
+    h.api("POST", "/v1/household/lockout/reset", Some(&admin), None)
+        .await;
+    let reply = h.invoke(&disarm(&token, "home", Some("4729"))).await;
+    assert_eq!(reply["event"]["header"]["name"], "Response", "{reply}");
+    let (_, audit) = h
+        .api("GET", "/v1/household/audit?limit=100", Some(&admin), None)
+        .await;
+    assert!(
+        audit
+            .to_string()
+            .contains("Sam was removed: user 2 of the panel is now someone else"),
+        "{audit}"
+    );
+}
+
+/// A signed `users_changed` at revision `revision`, `minutes` from now by our clock.
+fn users_event(revision: u64, minutes: i64, users: Value, h: &Harness) -> Value {
+    json!({
+        "event_id": uuid::Uuid::new_v4().to_string(),
+        "account": "acct-1042",
+        "occurred_at": (h.stack.clock.now() + chrono::Duration::minutes(minutes)).to_rfc3339(),
+        "source": "app",
+        "type": "users_changed",
+        "revision": revision,
+        "users": users,
+    })
+}
+
+#[tokio::test]
+async fn user_lists_late_and_out_of_order_resolve_by_the_clouds_revision() {
+    let h = fresh().await;
+    let admin = h.admin_token("acct-1042").await;
+    // The first sync (at our clock's now) took the cloud's revision 1.
+    members_eventually(&h, &admin, &["alex", "sam"]).await;
+    let (s, _) = h
+        .api(
+            "PUT",
+            "/v1/household/members/sam/voice-pin",
+            Some(&admin),
+            Some(json!({"pin": "5183"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let alex = json!({"id": "u-alex", "number": 1, "name": "Alex"});
+    let sam = json!({"id": "u-sam", "number": 2, "name": "Sam"});
+    // A removal stamped (by a cloud clock that runs behind ours) before our last sync, and
+    // delivered late: newer by the cloud's sequence, so applied. Sam's code goes.
+    let (status, body) = signed_webhook(&h, &users_event(3, -10, json!([alex]), &h)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    members_eventually(&h, &admin, &["alex"]).await;
+    // Revision 2 (Sam still there, and Jo added) arrives after 3, stamped later: stale.
+    let (status, body) = signed_webhook(
+        &h,
+        &users_event(
+            2,
+            5,
+            json!([alex, sam, {"id": "u-jo", "number": 3, "name": "Jo"}]),
+            &h,
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (StatusCode::OK, json!("stale"))
+    );
+    members_eventually(&h, &admin, &["alex"]).await;
+    // Revision 5 then 4: 5 (Jordan on 2) wins, 4 (Sam back on 2) is stale whatever its time.
+    let jordan = json!({"id": "u-jordan", "number": 2, "name": "Jordan"});
+    let (status, _) = signed_webhook(&h, &users_event(5, -20, json!([alex, jordan]), &h)).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, body) = signed_webhook(&h, &users_event(4, 20, json!([alex, sam]), &h)).await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (StatusCode::OK, json!("stale"))
+    );
+    members_eventually(&h, &admin, &["alex", "jordan"]).await;
+    assert_eq!(
+        has_codes(&h, "acct-1042", "jordan").await,
+        Some((false, false))
+    );
+    let token = h.token("acct-1042").await;
+    h.invoke(&arm(&token, "home", "ARMED_AWAY")).await;
+    let reply = h.invoke(&disarm(&token, "home", Some("5183"))).await;
+    assert_eq!(error_type(&reply), Some("UNAUTHORIZED"), "{reply}");
+    // An admin's re-sync reads the cloud's own list (its revision 1, older than 5): it can't
+    // take the household back either.
+    let (s, body) = h
+        .api("POST", "/v1/household/members/sync", Some(&admin), None)
+        .await;
+    assert!(s.is_success(), "{s} {body}");
+    members_eventually(&h, &admin, &["alex", "jordan"]).await;
+    let p = h.stack.store.household("acct-1042").await.unwrap().profile;
+    assert_eq!(p.members_revision, Some(5));
 }

@@ -82,6 +82,7 @@ conformance!(
     audit_reads_past_a_page,
     rate_tokens_per_window_and_rollover,
     grants_put_replace_list_delete_per_region,
+    grants_per_alexa_user_beside_one_from_before,
     claim_event_first_true_then_false,
     put_outbox_inserts_a_new_record_with_its_audit_line_once,
     lease_is_exclusive_until_released_or_expired,
@@ -111,19 +112,23 @@ fn profile() -> Profile {
                 id: "alex".into(),
                 name: "Alex".into(),
                 user_number: 3,
+                panel_user_id: Some("u-7f3a".into()),
                 voice_pin: Some(CodeHash {
                     pepper_id: "p1".into(),
                     mac: [7; 32],
+                    prefixes: vec![[1; 32], [2; 32], [3; 32], [4; 32]],
                 }),
                 duress_pin: Some(CodeHash {
                     pepper_id: "p2".into(),
                     mac: [9; 32],
+                    prefixes: vec![],
                 }),
             },
             Member {
                 id: "sam".into(),
                 name: "Sam".into(),
                 user_number: 4,
+                panel_user_id: None,
                 voice_pin: None,
                 duress_pin: None,
             },
@@ -133,6 +138,7 @@ fn profile() -> Profile {
             google_enabled: true,
         },
         members_synced_at: Some(t0()),
+        members_revision: Some(41),
     }
 }
 
@@ -884,6 +890,37 @@ async fn grants_put_replace_list_delete_per_region(store: &dyn Store) {
     assert_eq!(
         store.grants("acct-2").await.unwrap(),
         vec![("FE".to_string(), grant("fe-x"))]
+    );
+}
+
+/// One grant per linked Alexa user (`{region}#{user}`, crate::lwa::client), next to a grant
+/// stored before grants were per user (`{region}` alone), which stays readable as it was.
+async fn grants_per_alexa_user_beside_one_from_before(store: &dyn Store) {
+    store
+        .put_grant("acct", "NA", &grant("legacy"))
+        .await
+        .unwrap();
+    for (key, token) in [("NA#u1", "u1"), ("NA#u2", "u2"), ("EU#u1", "eu-u1")] {
+        store.put_grant("acct", key, &grant(token)).await.unwrap();
+    }
+    let keys = |g: Vec<(String, StoredGrant)>| g.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+    assert_eq!(
+        keys(store.grants("acct").await.unwrap()),
+        ["EU#u1", "NA", "NA#u1", "NA#u2"]
+    );
+    // Each user's grant is replaced and deleted on its own.
+    store
+        .put_grant("acct", "NA#u2", &grant("u2-b"))
+        .await
+        .unwrap();
+    store.delete_grant("acct", "NA#u1").await.unwrap();
+    assert_eq!(
+        store.grants("acct").await.unwrap(),
+        vec![
+            ("EU#u1".to_string(), grant("eu-u1")),
+            ("NA".to_string(), grant("legacy")),
+            ("NA#u2".to_string(), grant("u2-b")),
+        ]
     );
 }
 

@@ -69,6 +69,7 @@ pub fn setup_with(panels: impl FnOnce(Arc<Simulator>) -> Arc<dyn PanelCloud>) ->
             id: "alex".into(),
             name: "Alex".into(),
             user_number: 1,
+            panel_user_id: None,
             voice_pin: Some(hash_code(&keyring, "demo", "alex", &Pin::new("4729"))),
             duress_pin: Some(hash_code(&keyring, "demo", "alex", &Pin::new("8361"))),
         });

@@ -181,6 +181,8 @@ impl DevIssuer {
             },
             "iat": issued,
             "nbf": issued,
+            // Minting stands for a sign-in: the management API's step-up reads it.
+            "auth_time": issued,
             "exp": now.saturating_add(ttl.num_seconds()),
         });
         if admin {

@@ -419,6 +419,12 @@ impl JwksVerifier {
             account: account.to_string(),
             subject: subject.to_string(),
             admin: self.is_admin(claims),
+            // Cognito's and OIDC's `auth_time` is a number; some issuers send it as a string.
+            auth_time: match claims.get("auth_time") {
+                Some(Value::Number(n)) => n.as_i64(),
+                Some(Value::String(s)) => s.parse().ok(),
+                _ => None,
+            },
         })
     }
 

@@ -30,6 +30,9 @@ pub struct Identity {
     pub subject: String,
     /// Whether the token carries the configured household-admin claim (management API only).
     pub admin: bool,
+    /// When the user last signed in (the `auth_time` claim, Unix seconds), if the token says.
+    /// The management API asks for a recent one before any voice-code change (step-up).
+    pub auth_time: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -398,7 +398,13 @@ impl Kit {
         ensure!(r.status == 200, "GET users answered {}", r.status);
         self.shape("GET users", "UserList", &r);
         let users = need(r.body["users"].as_array(), "no users array")?;
+        // Without them the skill can't tell a reused slot from a rename, nor order lists.
+        ensure!(
+            r.body["revision"].as_u64().is_some(),
+            "the list has no revision (the cloud's sequence number of the user list)"
+        );
         let mut seen = HashSet::new();
+        let mut ids = HashSet::new();
         for u in users {
             let n = need(u["number"].as_u64(), "a user without a number")?;
             ensure!((1..=999).contains(&n), "user number {n} is outside 1-999");
@@ -407,13 +413,22 @@ impl Kit {
                 u["name"].as_str().is_some_and(|s| !s.trim().is_empty()),
                 "user {n} has no name"
             );
+            let id = u["id"].as_str().unwrap_or("");
+            ensure!(
+                (1..=64).contains(&id.len()),
+                "user {n} has no stable id (1-64 characters)"
+            );
+            ensure!(
+                ids.insert(id.to_string()),
+                "user id of user {n} is listed twice"
+            );
         }
         ensure!(
             seen.contains(&u64::from(self.opts.member)),
             "the member user number {} is not a user of the account",
             self.opts.member
         );
-        Ok(format!("{} users, numbers unique", users.len()))
+        Ok(format!("{} users, numbers and ids unique", users.len()))
     }
 
     async fn error_statuses(&self) -> Outcome {

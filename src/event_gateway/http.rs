@@ -152,15 +152,44 @@ impl HttpEventGateway {
 
 #[async_trait]
 impl EventGateway for HttpEventGateway {
+    /// Sends to every grant of the account in this region: one per household member who linked
+    /// their own Alexa, so each one's Alexa app shows the change. Sent when at least one
+    /// gateway call was accepted; otherwise the first failure.
     async fn send(
         &self,
         account: &str,
         build: &(dyn for<'t> Fn(&'t str) -> Message + Send + Sync),
     ) -> Result<Delivery, GatewayError> {
         let deadline = Deadline::after(self.budget);
-        let token = tokio::time::timeout_at(deadline.instant(), self.lwa.access_token(account))
+        let keys = tokio::time::timeout_at(deadline.instant(), self.lwa.grant_keys(account))
             .await
-            .map_err(|_| GatewayError::Unavailable("timed out getting a token".into()))??;
+            .map_err(|_| GatewayError::Unavailable("timed out reading the grants".into()))??;
+        let mut outcome: Option<Result<Delivery, GatewayError>> = None;
+        for key in &keys {
+            let one = self.send_to(account, key, build, deadline).await;
+            outcome = match (outcome, one) {
+                (Some(Ok(Delivery::Sent)), _) | (_, Ok(Delivery::Sent)) => Some(Ok(Delivery::Sent)),
+                (Some(Err(e)), _) => Some(Err(e)),
+                (_, other) => Some(other),
+            };
+        }
+        outcome.unwrap_or(Ok(Delivery::NoGrant))
+    }
+}
+
+impl HttpEventGateway {
+    /// One grant's delivery, with its refresh and retries, within the shared `deadline`.
+    async fn send_to(
+        &self,
+        account: &str,
+        key: &str,
+        build: &(dyn for<'t> Fn(&'t str) -> Message + Send + Sync),
+        deadline: Deadline,
+    ) -> Result<Delivery, GatewayError> {
+        let token =
+            tokio::time::timeout_at(deadline.instant(), self.lwa.access_token_at(account, key))
+                .await
+                .map_err(|_| GatewayError::Unavailable("timed out getting a token".into()))??;
         let Some(mut token) = token else {
             return Ok(Delivery::NoGrant);
         };
@@ -177,7 +206,7 @@ impl EventGateway for HttpEventGateway {
                 Outcome::Accepted => return Ok(Delivery::Sent),
                 Outcome::SkillDisabled => {
                     tracing::info!(%account, "event gateway: skill disabled; deleting the grant");
-                    self.lwa.revoke(account).await?;
+                    self.lwa.revoke_at(account, key).await?;
                     return Err(GatewayError::Revoked);
                 }
                 Outcome::Unauthorized { status, code } if !refreshed => {
@@ -185,7 +214,7 @@ impl EventGateway for HttpEventGateway {
                     tracing::info!(%account, status, %code, "event gateway refused the token; refreshing it");
                     let fresh = tokio::time::timeout_at(
                         deadline.instant(),
-                        self.lwa.force_refresh(account),
+                        self.lwa.force_refresh_at(account, key),
                     )
                     .await
                     .map_err(|_| {

@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
@@ -451,7 +450,11 @@ struct Route {
     budget: Option<Duration>,
 }
 
-async fn fulfill(State(r): State<Route>, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
+async fn fulfill(
+    State(r): State<Route>,
+    headers: HeaderMap,
+    crate::http_errors::Body(body): crate::http_errors::Body,
+) -> impl IntoResponse {
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
@@ -470,10 +473,14 @@ async fn fulfill(State(r): State<Route>, headers: HeaderMap, body: Bytes) -> imp
 pub fn routes(fulfillment: Arc<Fulfillment>, budget: Option<Duration>) -> Router {
     Router::new().route(
         PATH,
-        post(fulfill).with_state(Route {
-            fulfillment,
-            budget,
-        }),
+        post(fulfill)
+            .with_state(Route {
+                fulfillment,
+                budget,
+            })
+            // Google's own requests get Google's error format; anything else the route can't
+            // take gets the JSON error shape, never the framework's text.
+            .fallback(crate::http_errors::method_not_allowed),
     )
 }
 

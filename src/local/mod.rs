@@ -102,6 +102,8 @@ pub struct Options {
     pub outbox: crate::store::OutboxPolicy,
     /// With `dynamodb_endpoint`: every store call reports what it consumed here.
     pub capacity: Option<crate::store::capacity::CapacityMeter>,
+    /// The management API's step-up for code changes (tests shorten the sign-in age).
+    pub step_up: crate::management::StepUp,
 }
 
 impl Default for Options {
@@ -122,6 +124,7 @@ impl Default for Options {
             metrics: false,
             outbox: crate::store::OutboxPolicy::default(),
             capacity: None,
+            step_up: crate::management::StepUp::default(),
         }
     }
 }
@@ -214,6 +217,7 @@ async fn seed(
                 id: seed.id.clone(),
                 name: seed.name.clone(),
                 user_number: seed.user_number,
+                panel_user_id: None,
                 voice_pin: hash(&seed.voice_pin),
                 duress_pin: hash(&seed.duress_pin),
             };
@@ -426,6 +430,7 @@ impl LocalStack {
             clock: dyn_clock.clone(),
             throttle: settings.throttle.clone(),
             enrol_limit: EnrolLimit::default(),
+            step_up: opts.step_up,
             provisioning: Some(crate::provisioning::Provisioner {
                 store: store.clone(),
                 panels: panels.clone(),

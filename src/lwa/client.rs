@@ -2,8 +2,12 @@
 //! secret, not the account-linking client): AcceptGrant's code exchange, and access tokens for
 //! the event gateway, refreshed shortly before they expire.
 //!
-//! - Tokens are stored per account and per Alexa region, sealed with the keyring; the AAD binds
-//!   each sealed value to its account, region and kind, so a sealed token copied to another row
+//! - Tokens are stored per account, Alexa region and Alexa user (the grant key
+//!   `{region}#{user}`, [`LwaClient::user_key`]): each household member who links their own
+//!   Alexa has a grant, and every report goes to each. A grant stored before grants were kept
+//!   per user has the key `{region}` alone; it is one more user's grant (whoever linked last
+//!   then) and stays in use until Amazon revokes it. Sealed with the keyring; the AAD binds each
+//!   sealed value to its account, region and kind, so a sealed token copied to another account
 //!   does not open.
 //! - `invalid_grant` on refresh means the customer disabled the skill (Alexa sends no directive
 //!   for that): the grant is deleted and callers see "no grant".
@@ -34,6 +38,9 @@ const REFRESH_TIMEOUT: Duration = Duration::from_millis(2_500);
 
 /// Less than this left before the AcceptGrant deadline: don't start a request that can't finish.
 const MIN_ATTEMPT: Duration = Duration::from_millis(100);
+
+/// At most this many grants of one account in one region are used: one per linked member.
+pub const MAX_GRANTS_PER_ACCOUNT: usize = 16;
 
 /// LWA access tokens live an hour; used when a response omits `expires_in`.
 const DEFAULT_EXPIRES_IN_S: i64 = 3_600;
@@ -143,11 +150,49 @@ impl LwaClient {
         self.region
     }
 
-    /// A usable event-gateway access token for `account` in this region, refreshed first if it
-    /// expires within [`REFRESH_MARGIN`]. `None` when there is no grant, or when the refresh
-    /// showed the grant was revoked (the grant is then deleted).
+    /// The grant key of `user` in this region: `{region}#` and a digest of the user's
+    /// account-linking subject (bounded, and no identifier in the table's keys).
+    pub fn user_key(&self, user: &str) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(user.as_bytes());
+        format!("{}#{}", self.region.code(), &hex::encode(digest)[..32])
+    }
+
+    /// The keys of the account's grants in this region, the one from before per-user grants
+    /// first; at most [`MAX_GRANTS_PER_ACCOUNT`].
+    pub async fn grant_keys(&self, account: &str) -> Result<Vec<String>, LwaError> {
+        let region = self.region.code();
+        let prefix = format!("{region}#");
+        let mut keys: Vec<String> = self
+            .store
+            .grants(account)
+            .await?
+            .into_iter()
+            .map(|(k, _)| k)
+            .filter(|k| k == region || k.starts_with(&prefix))
+            .collect();
+        keys.sort();
+        keys.truncate(MAX_GRANTS_PER_ACCOUNT);
+        Ok(keys)
+    }
+
+    /// [`Self::access_token_at`] for the account's first grant in this region.
     pub async fn access_token(&self, account: &str) -> Result<Option<BearerToken>, LwaError> {
-        let Some(grant) = self.grant(account).await? else {
+        match self.grant_keys(account).await?.first() {
+            Some(key) => self.access_token_at(account, key).await,
+            None => Ok(None),
+        }
+    }
+
+    /// A usable event-gateway access token of grant `key`, refreshed first if it expires
+    /// within [`REFRESH_MARGIN`]. `None` when there is no such grant, or when the refresh
+    /// showed the grant was revoked (the grant is then deleted).
+    pub async fn access_token_at(
+        &self,
+        account: &str,
+        key: &str,
+    ) -> Result<Option<BearerToken>, LwaError> {
+        let Some(grant) = self.grant(account, key).await? else {
             return Ok(None);
         };
         let now = self.clock.now();
@@ -156,7 +201,7 @@ impl LwaClient {
                 .open(account, Kind::Access, &grant.access_token)
                 .map(Some);
         }
-        match self.refresh(account, &grant).await {
+        match self.refresh(account, key, &grant).await {
             Err(LwaError::Unavailable(why)) if grant.expires_at > now => {
                 // LWA is down but the current token still works for a few minutes: better a
                 // delivered report now than none; the next call refreshes again.
@@ -168,29 +213,46 @@ impl LwaClient {
         }
     }
 
-    /// Refreshes regardless of the stored expiry: the event gateway said 401, so the token it
-    /// holds is no good. `None` when there is no grant or the refresh showed it was revoked.
+    /// [`Self::force_refresh_at`] for the account's first grant in this region.
     pub async fn force_refresh(&self, account: &str) -> Result<Option<BearerToken>, LwaError> {
-        match self.grant(account).await? {
-            Some(grant) => self.refresh(account, &grant).await,
+        match self.grant_keys(account).await?.first() {
+            Some(key) => self.force_refresh_at(account, key).await,
             None => Ok(None),
         }
     }
 
-    /// Deletes the account's grant for this region (the customer disabled the skill).
+    /// Refreshes regardless of the stored expiry: the event gateway said 401, so the token it
+    /// holds is no good. `None` when there is no grant or the refresh showed it was revoked.
+    pub async fn force_refresh_at(
+        &self,
+        account: &str,
+        key: &str,
+    ) -> Result<Option<BearerToken>, LwaError> {
+        match self.grant(account, key).await? {
+            Some(grant) => self.refresh(account, key, &grant).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Deletes the account's grants in this region (the customer disabled the skill).
     pub async fn revoke(&self, account: &str) -> Result<(), LwaError> {
+        for key in self.grant_keys(account).await? {
+            self.revoke_at(account, &key).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes grant `key` (that Alexa user disabled the skill).
+    pub async fn revoke_at(&self, account: &str, key: &str) -> Result<(), LwaError> {
         self.store
-            .delete_grant(account, self.region.code())
+            .delete_grant(account, key)
             .await
             .map_err(LwaError::from)
     }
 
-    async fn grant(&self, account: &str) -> Result<Option<StoredGrant>, LwaError> {
+    async fn grant(&self, account: &str, key: &str) -> Result<Option<StoredGrant>, LwaError> {
         let grants = self.store.grants(account).await?;
-        Ok(grants
-            .into_iter()
-            .find(|(region, _)| region == self.region.code())
-            .map(|(_, g)| g))
+        Ok(grants.into_iter().find(|(k, _)| k == key).map(|(_, g)| g))
     }
 
     /// Refreshes `grant`, stores the new tokens and returns the new access token; on
@@ -198,6 +260,7 @@ impl LwaClient {
     async fn refresh(
         &self,
         account: &str,
+        key: &str,
         grant: &StoredGrant,
     ) -> Result<Option<BearerToken>, LwaError> {
         let refresh_token = self.open(account, Kind::Refresh, &grant.refresh_token)?;
@@ -216,14 +279,14 @@ impl LwaClient {
                     .refresh_token
                     .map(BearerToken::new)
                     .unwrap_or(refresh_token);
-                self.save(account, &access, &refresh, tokens.expires_in)
+                self.save(account, key, &access, &refresh, tokens.expires_in)
                     .await?;
                 tracing::debug!(%account, region = self.region.code(), "LWA token refreshed");
                 Ok(Some(access))
             }
             Err(CallError::InvalidGrant) => {
                 tracing::info!(%account, region = self.region.code(), "LWA refresh returned invalid_grant; grant revoked, deleting it");
-                self.revoke(account).await?;
+                self.revoke_at(account, key).await?;
                 Ok(None)
             }
             Err(CallError::Unsent) => Err(LwaError::Unavailable("connection failed".into())),
@@ -234,6 +297,7 @@ impl LwaClient {
     async fn save(
         &self,
         account: &str,
+        key: &str,
         access: &BearerToken,
         refresh: &BearerToken,
         expires_in: Option<i64>,
@@ -248,9 +312,7 @@ impl LwaClient {
             refresh_token: self.seal(account, Kind::Refresh, refresh),
             expires_at: self.clock.now() + chrono::Duration::seconds(lifetime),
         };
-        self.store
-            .put_grant(account, self.region.code(), &grant)
-            .await
+        self.store.put_grant(account, key, &grant).await
     }
 
     /// `alarm-skill/lwa/v1|{region}|{kind}|{account}`: region and kind come from fixed sets, so
@@ -357,9 +419,35 @@ fn safe_code(code: &str) -> &str {
 
 #[async_trait]
 impl GrantExchange for LwaClient {
+    /// Kept under the region's key alone, as before grants were per user.
     async fn accept(
         &self,
         account: &str,
+        code: &BearerToken,
+        deadline: Deadline,
+    ) -> Result<(), GrantError> {
+        self.exchange(account, self.region.code(), code, deadline)
+            .await
+    }
+
+    async fn accept_for_user(
+        &self,
+        account: &str,
+        user: &str,
+        code: &BearerToken,
+        deadline: Deadline,
+    ) -> Result<(), GrantError> {
+        let key = self.user_key(user);
+        self.exchange(account, &key, code, deadline).await
+    }
+}
+
+impl LwaClient {
+    /// Exchanges AcceptGrant's code and stores the tokens as grant `key`.
+    async fn exchange(
+        &self,
+        account: &str,
+        key: &str,
         code: &BearerToken,
         deadline: Deadline,
     ) -> Result<(), GrantError> {
@@ -402,7 +490,7 @@ impl GrantExchange for LwaClient {
             ));
         };
         let access = BearerToken::new(tokens.access_token);
-        self.save(account, &access, &refresh, tokens.expires_in)
+        self.save(account, key, &access, &refresh, tokens.expires_in)
             .await
             .map_err(|e| GrantError::Store(e.to_string()))?;
         tracing::info!(%account, region = self.region.code(), "event-gateway grant stored");

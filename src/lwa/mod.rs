@@ -27,4 +27,18 @@ pub trait GrantExchange: Send + Sync {
         code: &BearerToken,
         deadline: Deadline,
     ) -> Result<(), GrantError>;
+
+    /// The same, kept as the grant of `user` (the account-linking subject of the Alexa user
+    /// who linked): every member who links their own Alexa to the household gets their own
+    /// grant, so each one's Alexa gets the ChangeReports.
+    async fn accept_for_user(
+        &self,
+        account: &str,
+        user: &str,
+        code: &BearerToken,
+        deadline: Deadline,
+    ) -> Result<(), GrantError> {
+        let _ = user;
+        self.accept(account, code, deadline).await
+    }
 }

@@ -30,11 +30,11 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
+use axum::routing::{any, delete, get, post, put};
 use axum::{Json, Router};
 use chrono::Duration;
 use serde::{Deserialize, Serialize};
@@ -42,6 +42,7 @@ use serde_json::{Value, json};
 
 use crate::account_link::{Identity, TokenError, TokenUse, TokenVerifier};
 use crate::clock::Clock;
+use crate::http_errors::{Body, JsonPath, JsonQuery};
 use crate::secret::{BearerToken, Pin};
 use crate::store::ThrottleWrite;
 use crate::store::{AuditEntry, Store, StoreError};
@@ -51,7 +52,7 @@ use crate::voice_codes::{
 };
 
 /// Default: 10 code changes per household per hour.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EnrolLimit {
     pub max: u32,
     pub window: Duration,
@@ -66,6 +67,36 @@ impl Default for EnrolLimit {
     }
 }
 
+/// What a voice-code change asks of the admin beyond being signed in as the admin: a recent
+/// sign-in, and for deletions a limit of their own. A phone taken from the admin (unlocked, with
+/// the app signed in for days) can then not wipe the household's codes, duress ones included,
+/// without the admin's password; and even with it, only a few deletions a day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepUp {
+    /// The sign-in (`auth_time`) must be at most this old to set, replace or delete a code or
+    /// remove a member. Setting is included: asking only when a code is replaced would tell
+    /// whether a duress code exists.
+    pub max_age: Duration,
+    /// Deletions of a code or a member, per household: tighter than [`EnrolLimit`].
+    pub deletions: EnrolLimit,
+}
+
+impl Default for StepUp {
+    fn default() -> Self {
+        StepUp {
+            max_age: Duration::minutes(10),
+            deletions: EnrolLimit {
+                max: 5,
+                window: Duration::hours(24),
+            },
+        }
+    }
+}
+
+/// The notice the household's app shows after any code change: one text whatever kind of code
+/// changed, so it tells that codes changed, never that a duress code did.
+const CODES_CHANGED_NOTICE: &str = "voice_codes_changed";
+
 pub struct ManagementService {
     pub store: Arc<dyn Store>,
     pub tokens: Arc<dyn TokenVerifier>,
@@ -73,6 +104,7 @@ pub struct ManagementService {
     pub clock: Arc<dyn Clock>,
     pub throttle: ThrottlePolicy,
     pub enrol_limit: EnrolLimit,
+    pub step_up: StepUp,
     /// Takes the members from the panel cloud (first use, `POST .../members/sync`); `None`
     /// leaves members to `POST /v1/household/members` alone.
     pub provisioning: Option<crate::provisioning::Provisioner>,
@@ -83,6 +115,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// For a step-up: the sign-in age the client must ask the issuer for, in seconds.
+    max_age: Option<i64>,
 }
 
 impl ApiError {
@@ -91,6 +125,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            max_age: None,
         }
     }
 }
@@ -102,7 +137,14 @@ impl IntoResponse for ApiError {
             Json(json!({"error": self.code, "message": self.message})),
         )
             .into_response();
+        let step_up = format!(
+            "Bearer error=\"insufficient_user_authentication\", \
+             error_description=\"a more recent sign-in is required\", max_age={}",
+            self.max_age.unwrap_or_default()
+        );
         let challenge = match (self.status, self.code) {
+            // RFC 9470: the client signs the user in again (max_age) and retries.
+            (StatusCode::UNAUTHORIZED, "reauthentication_required") => Some(step_up.as_str()),
             (StatusCode::UNAUTHORIZED, _) => Some("Bearer"),
             (StatusCode::FORBIDDEN, "wrong_token") => Some("Bearer error=\"insufficient_scope\""),
             _ => None,
@@ -283,6 +325,88 @@ impl From<&Member> for MemberView {
 const SAVE_ATTEMPTS: usize = 3;
 
 impl ManagementService {
+    /// A code change needs a sign-in at most [`StepUp::max_age`] old. The token's times are
+    /// checked against the wall clock, as its `exp` is. A token without `auth_time` never
+    /// passes: a change that can't be shown to follow a recent sign-in is refused.
+    fn require_recent_sign_in(&self, who: &Identity) -> Result<(), ApiError> {
+        let max_age = self.step_up.max_age.num_seconds();
+        let now = chrono::Utc::now().timestamp();
+        // A little skew between the issuer's clock and ours is tolerated, no more.
+        let recent = who
+            .auth_time
+            .is_some_and(|t| t <= now + 60 && now - t <= max_age);
+        if recent {
+            return Ok(());
+        }
+        Err(ApiError {
+            max_age: Some(max_age),
+            ..ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "reauthentication_required",
+                format!(
+                    "changing voice codes needs a sign-in within the last {} minutes; sign in \
+                     again and retry",
+                    max_age / 60
+                ),
+            )
+        })
+    }
+
+    /// Takes a token of the household's deletion limit; audited and 429 when none is left.
+    async fn take_deletion(&self, household: &str) -> Result<(), ApiError> {
+        let limit = self.step_up.deletions;
+        let key = format!("delete#{household}");
+        let now = self.clock.now();
+        if self
+            .store
+            .take_rate_token(&key, now, limit.window, limit.max)
+            .await?
+        {
+            return Ok(());
+        }
+        self.store
+            .append_audit(
+                household,
+                &self.entry(
+                    "admin",
+                    "Voice code deletion refused: too many deletions today".into(),
+                ),
+            )
+            .await?;
+        Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many deletions; try again later",
+        ))
+    }
+
+    /// Tells the household, through the panel cloud's app notifications, that voice codes
+    /// changed: the same words for any kind of code, set, replaced or deleted. The change
+    /// stands whether or not the notice gets through.
+    async fn notify_codes_changed(&self, household: &str, name: &str) {
+        let Some(p) = &self.provisioning else {
+            return;
+        };
+        let notice = crate::panel::Notice {
+            kind: CODES_CHANGED_NOTICE.to_string(),
+            message: format!(
+                "The household admin changed {name}'s voice codes. If that wasn't you or \
+                 someone you trust, check the members' codes in the app."
+            ),
+        };
+        if let Err(e) = p
+            .panels
+            .notify(
+                household,
+                &notice,
+                crate::deadline::Deadline::after(std::time::Duration::from_secs(2)),
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "could not notify the household of a voice code change");
+        }
+    }
+
     fn entry(&self, actor: &str, message: String) -> AuditEntry {
         AuditEntry {
             at: self.clock.now(),
@@ -321,7 +445,7 @@ impl ManagementService {
         member_id: &str,
         kind: CodeKind,
         pin: Pin,
-    ) -> Result<(), ApiError> {
+    ) -> Result<String, ApiError> {
         let now = self.clock.now();
         let key = format!("enrol#{household}");
         let allowed = self
@@ -345,6 +469,7 @@ impl ManagementService {
             ));
         }
         let mut rejected: Option<(EnrolError, String)> = None;
+        let mut changed = String::new();
         let result = self
             .update_profile(household, |profile| {
                 let name = profile
@@ -367,7 +492,9 @@ impl ManagementService {
                 if let Some(m) = profile.member_mut(member_id) {
                     *m.code_mut(kind) = Some(hash);
                 }
-                Ok(format!("Admin changed {name}'s voice codes"))
+                let message = format!("Admin changed {name}'s voice codes");
+                changed = name;
+                Ok(message)
             })
             .await;
         if let Some((e, name)) = rejected {
@@ -392,7 +519,7 @@ impl ManagementService {
                 e.to_string(),
             ));
         }
-        result
+        result.map(|()| changed)
     }
 }
 
@@ -412,7 +539,7 @@ fn valid_member_id(id: &str) -> bool {
 async fn add_member(
     State(svc): State<Svc>,
     Admin(who): Admin,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Response, ApiError> {
     let m = object(&body)?;
     let id = string_field(&m, "id")?;
@@ -450,6 +577,7 @@ async fn add_member(
             id: id.clone(),
             name: name.clone(),
             user_number: number,
+            panel_user_id: None,
             voice_pin: None,
             duress_pin: None,
         });
@@ -462,16 +590,22 @@ async fn add_member(
 async fn remove_member(
     State(svc): State<Svc>,
     Admin(who): Admin,
-    Path(id): Path<String>,
+    JsonPath(id): JsonPath<String>,
 ) -> Result<StatusCode, ApiError> {
+    // A member goes with their codes: a deletion like any other.
+    svc.require_recent_sign_in(&who)?;
+    svc.take_deletion(&who.account).await?;
+    let mut name = String::new();
     svc.update_profile(&who.account, |p| {
         let idx = p.members.iter().position(|m| m.id == id).ok_or_else(|| {
             ApiError::new(StatusCode::NOT_FOUND, "no_such_member", "no such member")
         })?;
         let gone = p.members.remove(idx);
+        name = gone.name.clone();
         Ok(format!("Admin removed member {}", gone.name))
     })
     .await?;
+    svc.notify_codes_changed(&who.account, &name).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -490,29 +624,36 @@ fn kind_of(slot: &str) -> Result<CodeKind, ApiError> {
 async fn put_code(
     State(svc): State<Svc>,
     Admin(who): Admin,
-    Path((id, slot)): Path<(String, String)>,
-    body: Bytes,
+    JsonPath((id, slot)): JsonPath<(String, String)>,
+    Body(body): Body,
 ) -> Result<StatusCode, ApiError> {
     let kind = kind_of(&slot)?;
+    svc.require_recent_sign_in(&who)?;
     let pin = Pin::new(string_field(&object(&body)?, "pin")?);
-    svc.set_code(&who.account, &id, kind, pin).await?;
+    let name = svc.set_code(&who.account, &id, kind, pin).await?;
+    svc.notify_codes_changed(&who.account, &name).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn delete_code(
     State(svc): State<Svc>,
     Admin(who): Admin,
-    Path((id, slot)): Path<(String, String)>,
+    JsonPath((id, slot)): JsonPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let kind = kind_of(&slot)?;
+    svc.require_recent_sign_in(&who)?;
+    svc.take_deletion(&who.account).await?;
+    let mut name = String::new();
     svc.update_profile(&who.account, |p| {
         let m = p.member_mut(&id).ok_or_else(|| {
             ApiError::new(StatusCode::NOT_FOUND, "no_such_member", "no such member")
         })?;
         *m.code_mut(kind) = None;
+        name = m.name.clone();
         Ok(format!("Admin changed {}'s voice codes", m.name))
     })
     .await?;
+    svc.notify_codes_changed(&who.account, &name).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -569,7 +710,7 @@ struct AuditQuery {
 async fn get_audit(
     State(svc): State<Svc>,
     Admin(who): Admin,
-    Query(q): Query<AuditQuery>,
+    JsonQuery(q): JsonQuery<AuditQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     let entries = svc.store.audit(&who.account, limit).await?;
@@ -592,7 +733,7 @@ async fn get_settings(State(svc): State<Svc>, Admin(who): Admin) -> Result<Json<
 async fn put_settings(
     State(svc): State<Svc>,
     Admin(who): Admin,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
     let m = object(&body)?;
     let bad =
@@ -649,5 +790,11 @@ pub fn routes(svc: Arc<ManagementService>) -> Router {
             "/v1/household/settings",
             get(get_settings).put(put_settings),
         )
+        // Everything below answers in the API's JSON error shape, never the framework's text.
+        .route("/v1/household/{*rest}", any(crate::http_errors::not_found))
+        .method_not_allowed_fallback(crate::http_errors::method_not_allowed)
+        .layer(DefaultBodyLimit::max(
+            crate::http_errors::MANAGEMENT_BODY_LIMIT,
+        ))
         .with_state(svc)
 }

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::{
     ArmOutcome, ArmRefusal, ArmRequest, DisarmRequest, Notice, Panel, PanelCloud, PanelError,
-    PanelUser, SignalRequest,
+    SignalRequest, UserList,
 };
 use crate::deadline::Deadline;
 use crate::secret::Secret;
@@ -213,11 +213,6 @@ impl Ack {
     }
 }
 
-#[derive(serde::Deserialize)]
-struct UserList {
-    users: Vec<PanelUser>,
-}
-
 #[async_trait::async_trait]
 impl PanelCloud for HttpPanelCloud {
     async fn panels(&self, account: &str, deadline: Deadline) -> Result<Vec<Panel>, PanelError> {
@@ -314,12 +309,10 @@ impl PanelCloud for HttpPanelCloud {
         ack.check()
     }
 
-    async fn users(&self, account: &str, deadline: Deadline) -> Result<Vec<PanelUser>, PanelError> {
+    async fn users(&self, account: &str, deadline: Deadline) -> Result<UserList, PanelError> {
         let url = self.url(&["v1", "accounts", account, "users"]);
-        let list: UserList = self
-            .call::<Empty, _>(Method::GET, url, None, Retry::Idempotent, deadline)
-            .await?;
-        Ok(list.users)
+        self.call::<Empty, _>(Method::GET, url, None, Retry::Idempotent, deadline)
+            .await
     }
 }
 

@@ -191,9 +191,25 @@ pub struct SignalRequest {
 /// skill's household members come from this list (crate::provisioning).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PanelUser {
+    /// The cloud's stable id of the person: kept across renames, never given to another person,
+    /// even on the same user number. Optional for clouds from before it was in the contract;
+    /// without it a new name on a number is taken for a new person (crate::provisioning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     /// The panel user number (Contact ID user field), 1-999.
     pub number: u16,
     pub name: String,
+}
+
+/// The account's panel users (`GET /v1/accounts/{account}/users`) at one revision.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserList {
+    /// The cloud's own sequence number of the account's user list, raised by every change. The
+    /// skill orders lists by it, never by a clock. Optional for clouds from before it was in the
+    /// contract.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
+    pub users: Vec<PanelUser>,
 }
 
 /// A message for the household admin, delivered by the panel cloud's own app notifications.
@@ -302,7 +318,7 @@ pub trait PanelCloud: Send + Sync {
 
     /// The panel users of the account (`GET /v1/accounts/{account}/users`). The default is for
     /// adapters without the route: provisioning then reports it as a protocol error.
-    async fn users(&self, account: &str, deadline: Deadline) -> Result<Vec<PanelUser>, PanelError> {
+    async fn users(&self, account: &str, deadline: Deadline) -> Result<UserList, PanelError> {
         let _ = (account, deadline);
         Err(PanelError::Protocol(
             "this panel cloud adapter cannot list users".into(),

@@ -8,9 +8,18 @@
 //!   renamed or removed (crate::webhook);
 //! - **bulk import**: `alarm-skill import` syncs many existing households in one go.
 //!
-//! Members are matched by user number, so a rename keeps the member's id and codes. A member
-//! whose user number is no longer a panel user is removed together with their codes: someone
-//! who left the household must not keep a voice code that disarms it.
+//! A member is the person on a user number: the panel cloud's stable user id when it gives one
+//! (a rename keeps the member's id and codes), otherwise the name. When a number is given to
+//! someone else (another id, or another name where the cloud gives no ids), the member who had
+//! it is removed with their codes and the new person added without any: a reused slot must not
+//! inherit the former member's voice PIN, nor have their duress PIN raise a 121 in the new
+//! person's name. A member whose user number is no longer a panel user is removed together
+//! with their codes too: someone who left the household must not keep a voice code that
+//! disarms it.
+//!
+//! Lists are ordered by the cloud's own revision of the user list, never by a clock: a list
+//! older than the last one applied is ignored, whatever its `occurred_at` and whatever our
+//! clock says, and one that is newer is applied however late it arrives.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -20,7 +29,7 @@ use serde::Serialize;
 
 use crate::clock::Clock;
 use crate::deadline::Deadline;
-use crate::panel::{PanelCloud, PanelError, PanelUser};
+use crate::panel::{PanelCloud, PanelError, PanelUser, UserList};
 use crate::store::{AuditEntry, Store, StoreError};
 use crate::voice_codes::{Member, Profile};
 
@@ -61,6 +70,7 @@ fn usable(users: &[PanelUser]) -> Vec<PanelUser> {
             && seen.insert(u.number);
         if ok {
             out.push(PanelUser {
+                id: u.id.clone().filter(|id| !id.is_empty()),
                 number: u.number,
                 name: name.to_string(),
             });
@@ -103,6 +113,15 @@ fn member_id(name: &str, number: u16, taken: &BTreeSet<String>) -> String {
         .unwrap_or_else(|| format!("user-{number}-x"))
 }
 
+/// Whether panel user `u` is the person member `m` stands for: the same stable id where both
+/// have one, else the same name. Only ever asked for the user on `m`'s number.
+fn same_person(m: &Member, u: &PanelUser) -> bool {
+    match (&m.panel_user_id, &u.id) {
+        (Some(a), Some(b)) => a == b,
+        _ => m.name == u.name,
+    }
+}
+
 /// Applies the cloud's user list to the profile; returns what changed and the audit messages.
 pub fn merge(profile: &mut Profile, users: &[PanelUser]) -> (SyncOutcome, Vec<String>) {
     let users = usable(users);
@@ -111,15 +130,18 @@ pub fn merge(profile: &mut Profile, users: &[PanelUser]) -> (SyncOutcome, Vec<St
         ..SyncOutcome::default()
     };
     let mut messages = Vec::new();
-    let wanted: HashSet<u16> = users.iter().map(|u| u.number).collect();
     profile.members.retain(|m| {
-        let keep = wanted.contains(&m.user_number);
+        let on_number = users.iter().find(|u| u.number == m.user_number);
+        let keep = on_number.is_some_and(|u| same_person(m, u));
         if !keep {
             outcome.removed.push(m.id.clone());
-            messages.push(format!(
-                "{} was removed: no longer a user of the panel",
-                m.name
-            ));
+            messages.push(match on_number {
+                Some(_) => format!(
+                    "{} was removed: user {} of the panel is now someone else",
+                    m.name, m.user_number
+                ),
+                None => format!("{} was removed: no longer a user of the panel", m.name),
+            });
         }
         keep
     });
@@ -129,12 +151,17 @@ pub fn merge(profile: &mut Profile, users: &[PanelUser]) -> (SyncOutcome, Vec<St
             .iter_mut()
             .find(|m| m.user_number == u.number)
         {
-            Some(m) if m.name != u.name => {
-                messages.push(format!("{} is now called {}", m.name, u.name));
-                m.name = u.name.clone();
-                outcome.renamed.push(m.id.clone());
+            Some(m) => {
+                // A member from before the cloud gave ids takes the id of the same-named user.
+                if m.panel_user_id.is_none() {
+                    m.panel_user_id = u.id.clone();
+                }
+                if m.name != u.name {
+                    messages.push(format!("{} is now called {}", m.name, u.name));
+                    m.name = u.name.clone();
+                    outcome.renamed.push(m.id.clone());
+                }
             }
-            Some(_) => {}
             None => {
                 let taken: BTreeSet<String> =
                     profile.members.iter().map(|m| m.id.clone()).collect();
@@ -145,6 +172,7 @@ pub fn merge(profile: &mut Profile, users: &[PanelUser]) -> (SyncOutcome, Vec<St
                     id,
                     name: u.name.clone(),
                     user_number: u.number,
+                    panel_user_id: u.id.clone(),
                     voice_pin: None,
                     duress_pin: None,
                 });
@@ -156,28 +184,42 @@ pub fn merge(profile: &mut Profile, users: &[PanelUser]) -> (SyncOutcome, Vec<St
     (outcome, messages)
 }
 
-/// Writes `users` (the cloud's list as of `as_of`) into the household, with optimistic
-/// concurrency. With `only_if_newer`, a list older than the last sync is ignored, so a delayed
-/// or replayed webhook can't bring back a user removed since.
+/// Whether `list` is older than the last list applied to `profile`. By the cloud's revision
+/// when the list has one; a cloud without revisions gets the older rule (its `as_of` against
+/// the last sync, with `only_if_newer`), which can't order a webhook against a pull sync.
+fn is_stale(profile: &Profile, list: &UserList, as_of: DateTime<Utc>, only_if_newer: bool) -> bool {
+    match (list.revision, profile.members_revision) {
+        (Some(r), Some(last)) => r < last,
+        (Some(_), None) => false,
+        (None, _) => only_if_newer && profile.members_synced_at.is_some_and(|last| as_of < last),
+    }
+}
+
+/// Writes `list` (the cloud's user list, as of `as_of`) into the household, with optimistic
+/// concurrency. A list older than the last applied one is ignored ([`is_stale`]), so a delayed
+/// or replayed webhook, or a pull sync that raced a newer webhook, can't bring back a user
+/// removed since; a newer one is applied however late it arrives.
 pub async fn apply_users(
     store: &dyn Store,
     clock: &dyn Clock,
     account: &str,
-    users: &[PanelUser],
+    list: &UserList,
     as_of: DateTime<Utc>,
     only_if_newer: bool,
 ) -> Result<SyncOutcome, StoreError> {
     for _ in 0..SAVE_ATTEMPTS {
         let mut profile = store.household(account).await?.profile;
-        if only_if_newer && profile.members_synced_at.is_some_and(|last| as_of < last) {
+        if is_stale(&profile, list, as_of, only_if_newer) {
             return Ok(SyncOutcome {
                 members: profile.members.len(),
                 ..SyncOutcome::default()
             });
         }
         let before = profile.members.clone();
-        let (outcome, messages) = merge(&mut profile, users);
-        if profile.members == before && profile.members_synced_at.is_some() {
+        let (outcome, messages) = merge(&mut profile, &list.users);
+        let newer = list.revision.is_some() && list.revision != profile.members_revision;
+        profile.members_revision = list.revision.or(profile.members_revision);
+        if profile.members == before && profile.members_synced_at.is_some() && !newer {
             // Nothing changed: no write, no audit line.
             return Ok(outcome);
         }
@@ -292,6 +334,7 @@ mod tests {
 
     fn user(number: u16, name: &str) -> PanelUser {
         PanelUser {
+            id: None,
             number,
             name: name.into(),
         }
@@ -302,10 +345,14 @@ mod tests {
         let mut p = Profile::default();
         let (o, _) = merge(
             &mut p,
-            &[user(1, "Alex"), user(2, "Sam O'Neil"), user(3, "")],
+            &[
+                with_id("u1", 1, "Alex"),
+                with_id("u2", 2, "Sam O'Neil"),
+                user(3, ""),
+            ],
         );
         assert_eq!(o.added, vec!["alex", "sam-o-neil"]);
-        let (o, msgs) = merge(&mut p, &[user(2, "Sam"), user(4, "Alex")]);
+        let (o, msgs) = merge(&mut p, &[with_id("u2", 2, "Sam"), with_id("u4", 4, "Alex")]);
         assert_eq!(o.removed, vec!["alex"]);
         assert_eq!(o.renamed, vec!["sam-o-neil"]);
         // A new Alex may reuse the freed id; the renamed member keeps its old one.
@@ -313,6 +360,103 @@ mod tests {
         assert_eq!(p.members[0].id, "sam-o-neil");
         assert_eq!(p.members[0].name, "Sam");
         assert_eq!(msgs.len(), 3);
+    }
+
+    fn with_id(id: &str, number: u16, name: &str) -> PanelUser {
+        PanelUser {
+            id: Some(id.into()),
+            ..user(number, name)
+        }
+    }
+
+    fn code() -> Option<crate::voice_codes::CodeHash> {
+        Some(crate::voice_codes::CodeHash {
+            pepper_id: "p1".into(),
+            mac: [7; 32],
+            prefixes: vec![],
+        })
+    }
+
+    #[test]
+    fn a_reused_number_is_a_new_member_without_the_former_ones_codes() {
+        // By stable id: a rename keeps the codes, another id on the number does not.
+        let mut p = Profile::default();
+        merge(&mut p, &[with_id("u1", 1, "Alex"), with_id("u2", 2, "Sam")]);
+        for m in &mut p.members {
+            m.voice_pin = code();
+            m.duress_pin = code();
+        }
+        let (o, msgs) = merge(
+            &mut p,
+            &[with_id("u1", 1, "Alex Q"), with_id("u9", 2, "Sam")],
+        );
+        assert_eq!(o.renamed, vec!["alex"]);
+        assert_eq!(
+            (o.removed, o.added),
+            (vec!["sam".into()], vec!["sam".into()])
+        );
+        assert!(p.members[0].voice_pin.is_some() && p.members[0].duress_pin.is_some());
+        assert_eq!(p.members[1].panel_user_id.as_deref(), Some("u9"));
+        assert!(p.members[1].voice_pin.is_none() && p.members[1].duress_pin.is_none());
+        assert!(
+            msgs.contains(&"Sam was removed: user 2 of the panel is now someone else".into()),
+            "{msgs:?}"
+        );
+        // Without ids (an older cloud): a new name on the number is a new person.
+        let mut p = Profile::default();
+        merge(&mut p, &[user(1, "Alex"), user(2, "Sam")]);
+        p.members[1].voice_pin = code();
+        let (o, _) = merge(&mut p, &[user(1, "Alex"), user(2, "Jordan")]);
+        assert_eq!(
+            (o.removed, o.added),
+            (vec!["sam".into()], vec!["jordan".into()])
+        );
+        assert!(o.renamed.is_empty());
+        assert!(p.members[1].voice_pin.is_none());
+        // A member from before ids takes the id of the same-named user and keeps the codes;
+        // from then on the id decides.
+        let (o, _) = merge(
+            &mut p,
+            &[with_id("u1", 1, "Alex"), with_id("u3", 2, "Jordan")],
+        );
+        assert!(o.removed.is_empty() && o.added.is_empty());
+        p.members[0].voice_pin = code();
+        let (o, _) = merge(
+            &mut p,
+            &[with_id("u1", 1, "Alexandra"), with_id("u3", 2, "Jordan")],
+        );
+        assert_eq!(o.renamed, vec!["alex"]);
+        assert!(p.members[0].voice_pin.is_some());
+    }
+
+    #[test]
+    fn lists_are_ordered_by_the_clouds_revision_not_a_clock() {
+        let now = Utc::now();
+        let mut p = Profile {
+            members_revision: Some(5),
+            members_synced_at: Some(now),
+            ..Profile::default()
+        };
+        let list = |revision| UserList {
+            revision,
+            users: vec![],
+        };
+        let long_ago = now - chrono::Duration::hours(1);
+        // A newer revision is applied however old its time, an older one never.
+        assert!(!is_stale(&p, &list(Some(6)), long_ago, true));
+        assert!(!is_stale(&p, &list(Some(5)), long_ago, true));
+        assert!(is_stale(
+            &p,
+            &list(Some(4)),
+            now + chrono::Duration::hours(1),
+            true
+        ));
+        assert!(is_stale(&p, &list(Some(4)), now, false));
+        // Without revisions, the older rule.
+        assert!(is_stale(&p, &list(None), long_ago, true));
+        assert!(!is_stale(&p, &list(None), long_ago, false));
+        p.members_revision = None;
+        assert!(!is_stale(&p, &list(Some(1)), long_ago, true));
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub struct Defects {
     pub accept_any_key: bool,
     /// The users route is missing (404).
     pub no_users_route: bool,
+    /// The users route answers the contract from before stable user ids and revisions.
+    pub users_without_ids: bool,
     /// Answers the panel list this many milliseconds late.
     pub slow_list_ms: u64,
     /// Signs test-mode webhook deliveries with the wrong key.

@@ -234,7 +234,7 @@ pub fn panel_api_routes(sim: Arc<Simulator>) -> Router {
         .route(
             "/v1/accounts/{account}/users",
             get(|State(s): State<Arc<Simulator>>, Path(a): Path<String>| async move {
-                Json(json!({ "users": s.users(&a) })).into_response()
+                Json(s.users(&a)).into_response()
             }),
         )
         .route(
@@ -542,7 +542,7 @@ pub fn control_routes(sim: Arc<Simulator>, panel_api: Arc<RestartableServer>) ->
             "/sim/accounts/{account}/users",
             post(
                 |State(c): State<Control>, Path(a): Path<String>, Json(u): Json<super::UserConfig>| async move {
-                    Json(json!({ "users": c.sim.put_user(&a, u) }))
+                    Json(c.sim.put_user(&a, u))
                 },
             ),
         )
@@ -551,7 +551,7 @@ pub fn control_routes(sim: Arc<Simulator>, panel_api: Arc<RestartableServer>) ->
             delete(
                 |State(c): State<Control>, Path((a, n)): Path<(String, u16)>| async move {
                     match c.sim.remove_user(&a, n) {
-                        Some(users) => Json(json!({ "users": users })).into_response(),
+                        Some(users) => Json(users).into_response(),
                         None => (StatusCode::NOT_FOUND, Json(json!({"error": "no such user"}))).into_response(),
                     }
                 },

@@ -26,7 +26,7 @@ use crate::clock::{AdjustableClock, Clock};
 use crate::deadline::Deadline;
 use crate::panel::{
     ArmOutcome, ArmRequest, DisarmRequest, Notice, Panel, PanelCloud, PanelError, PanelUser,
-    SignalRequest, Source,
+    SignalRequest, Source, UserList,
 };
 use crate::secret::Secret;
 use crate::webhook::{EventKind, PanelEvent};
@@ -38,6 +38,11 @@ use monitoring::{ContactIdEvent, Dispatch, MonitoringCenter, NEW_EVENT, Subscrib
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UserConfig {
+    /// The person's stable id. Given to the control route, it renames that person; without it
+    /// a new name on a taken number is a new person on a reused slot, with a new id. The
+    /// config's users get one each at start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     pub number: u16,
     pub name: String,
 }
@@ -79,6 +84,8 @@ enum Completed {
 struct State {
     panels: Vec<SimPanel>,
     users: HashMap<String, Vec<UserConfig>>,
+    /// Each account's user-list revision: the cloud's own sequence, one up per change.
+    users_revision: HashMap<String, u64>,
     notifications: Vec<Notification>,
     requests: Vec<RequestRecord>,
     completed: HashMap<String, Completed>,
@@ -186,13 +193,27 @@ pub fn subscribers(accounts: &[AccountConfig]) -> Vec<Subscriber> {
     out
 }
 
+/// A fresh, opaque panel user id, as a vendor's cloud would mint one.
+fn new_user_id() -> String {
+    format!("u-{}", uuid::Uuid::new_v4().simple())
+}
+
 impl Simulator {
     pub fn new(accounts: &[AccountConfig], clock: Arc<AdjustableClock>, api_key: Secret) -> Self {
         let now = clock.now();
         let mut state = State::default();
         let numbers = subscribers(accounts);
         for a in accounts {
-            state.users.insert(a.id.clone(), a.users.clone());
+            let users = a
+                .users
+                .iter()
+                .map(|u| UserConfig {
+                    id: Some(u.id.clone().unwrap_or_else(new_user_id)),
+                    ..u.clone()
+                })
+                .collect();
+            state.users.insert(a.id.clone(), users);
+            state.users_revision.insert(a.id.clone(), 1);
             for p in &a.panels {
                 let mut p = p.clone();
                 // Resolved once, so reporting never has to look it up.
@@ -647,39 +668,63 @@ impl Simulator {
     }
 
     /// The account's panel users, by number (`GET /v1/accounts/{account}/users`).
-    pub fn users(&self, account: &str) -> Vec<PanelUser> {
+    pub fn users(&self, account: &str) -> UserList {
         let mut st = self.lock();
         let now = self.clock.now();
         Self::log(&mut st, "users", account, None, now);
-        Self::user_list(&st, account)
+        let mut list = Self::user_list(&st, account);
+        if self.defects().users_without_ids {
+            list.revision = None;
+            for u in &mut list.users {
+                u.id = None;
+            }
+        }
+        list
     }
 
-    fn user_list(st: &State, account: &str) -> Vec<PanelUser> {
+    fn user_list(st: &State, account: &str) -> UserList {
         let mut users: Vec<PanelUser> = st
             .users
             .get(account)
             .into_iter()
             .flatten()
             .map(|u| PanelUser {
+                id: u.id.clone(),
                 number: u.number,
                 name: u.name.clone(),
             })
             .collect();
         users.sort_by_key(|u| u.number);
-        users
+        UserList {
+            revision: Some(st.users_revision.get(account).copied().unwrap_or(0)),
+            users,
+        }
     }
 
-    /// Adds a panel user, or renames the one with that number, and tells the webhook.
-    pub fn put_user(&self, account: &str, user: UserConfig) -> Vec<PanelUser> {
+    /// Puts a panel user on a number and tells the webhook. With the id of the person on that
+    /// number it renames them; otherwise the number is given to a new person (a new id), as a
+    /// vendor's app does when a slot is reused. The same name again without an id is no change.
+    pub fn put_user(&self, account: &str, user: UserConfig) -> UserList {
         let mut st = self.lock();
         let list = st.users.entry(account.to_string()).or_default();
+        let current = list.iter().find(|u| u.number == user.number).cloned();
+        let id = match (&user.id, &current) {
+            (Some(id), _) => id.clone(),
+            (None, Some(c)) if c.name == user.name => {
+                return Self::user_list(&st, account);
+            }
+            (None, _) => new_user_id(),
+        };
         list.retain(|u| u.number != user.number);
-        list.push(user);
-        self.users_changed(&st, account)
+        list.push(UserConfig {
+            id: Some(id),
+            ..user
+        });
+        self.users_changed(&mut st, account)
     }
 
     /// Removes a panel user; `None` if there was none with that number.
-    pub fn remove_user(&self, account: &str, number: u16) -> Option<Vec<PanelUser>> {
+    pub fn remove_user(&self, account: &str, number: u16) -> Option<UserList> {
         let mut st = self.lock();
         let list = st.users.get_mut(account)?;
         let before = list.len();
@@ -687,21 +732,23 @@ impl Simulator {
         if list.len() == before {
             return None;
         }
-        Some(self.users_changed(&st, account))
+        Some(self.users_changed(&mut st, account))
     }
 
-    fn users_changed(&self, st: &State, account: &str) -> Vec<PanelUser> {
-        let users = Self::user_list(st, account);
+    fn users_changed(&self, st: &mut State, account: &str) -> UserList {
+        *st.users_revision.entry(account.to_string()).or_default() += 1;
+        let list = Self::user_list(st, account);
         self.emit(PanelEvent {
             event_id: uuid::Uuid::new_v4().to_string(),
             account: account.to_string(),
             occurred_at: self.clock.now(),
             source: Source::App,
             kind: EventKind::UsersChanged {
-                users: users.clone(),
+                users: list.users.clone(),
+                revision: list.revision,
             },
         });
-        users
+        list
     }
 
     pub fn notify(&self, account: &str, notice: &Notice) {
@@ -994,7 +1041,7 @@ impl PanelCloud for Simulator {
         Ok(())
     }
 
-    async fn users(&self, account: &str, _: Deadline) -> Result<Vec<PanelUser>, PanelError> {
+    async fn users(&self, account: &str, _: Deadline) -> Result<UserList, PanelError> {
         Ok(Simulator::users(self, account))
     }
 }

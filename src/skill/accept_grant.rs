@@ -24,7 +24,7 @@ impl Skill {
         match self
             .deps
             .grants
-            .accept(&identity.account, code, deadline)
+            .accept_for_user(&identity.account, &identity.subject, code, deadline)
             .await
         {
             Ok(()) => Message::accept_grant_response(),

@@ -19,6 +19,12 @@ pub struct CodeHash {
     pub pepper_id: String,
     #[serde(with = "hex_mac")]
     pub mac: [u8; MAC_LEN],
+    /// The keyed hashes of the code's first 4, 5, 6 and 7 digits, where the code is longer than
+    /// that; random bytes in the other places, so a dump does not tell a code's length. Only
+    /// enrolment reads them: a new code may not be a prefix of a stored one
+    /// (crate::voice_codes::enrol). Empty for codes enrolled before they were kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "hex_macs")]
+    pub prefixes: Vec<[u8; MAC_LEN]>,
 }
 
 impl std::fmt::Debug for CodeHash {
@@ -44,6 +50,27 @@ mod hex_mac {
     }
 }
 
+mod hex_macs {
+    use super::MAC_LEN;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(macs: &[[u8; MAC_LEN]], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(macs.iter().map(hex::encode))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<[u8; MAC_LEN]>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .into_iter()
+            .map(|s| {
+                hex::decode(s)
+                    .map_err(D::Error::custom)?
+                    .try_into()
+                    .map_err(|_| D::Error::custom("mac must be 32 bytes"))
+            })
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     /// Stable id used by the management API (e.g. "alex").
@@ -51,6 +78,10 @@ pub struct Member {
     pub name: String,
     /// The member's user number at the panel, reported to the monitoring center (Contact ID CCC).
     pub user_number: u16,
+    /// The panel cloud's stable id of the person (crate::panel::PanelUser::id), when the cloud
+    /// gives one: a different id on the same user number is a different person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub panel_user_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub voice_pin: Option<CodeHash>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -111,6 +142,10 @@ pub struct Profile {
     /// `None` until the first sync.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub members_synced_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The revision, in the panel cloud's own sequence, of the last user list applied
+    /// (crate::panel::UserList::revision). Lists are ordered by it, not by any clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members_revision: Option<u64>,
 }
 
 impl Profile {

@@ -54,9 +54,26 @@ pub(crate) fn code_mac(
     )
 }
 
-/// Hashes a new code under the current pepper.
+/// How many prefix hashes a stored code carries: one per code length shorter than the longest.
+pub const PREFIX_SLOTS: usize = MAX_CODE_LEN - ALEXA_CODE_LEN;
+
+/// Hashes a new code under the current pepper, with the hashes of its prefixes that are codes
+/// themselves (see [`CodeHash::prefixes`]).
 pub fn hash_code(keyring: &Keyring, household: &str, member: &str, pin: &Pin) -> CodeHash {
     let id = keyring.current_id().to_string();
     let (_, mac) = code_mac(keyring, &id, household, member, pin);
-    CodeHash { pepper_id: id, mac }
+    let code = pin.expose();
+    let prefixes = (ALEXA_CODE_LEN..MAX_CODE_LEN)
+        .map(|len| match code.get(..len) {
+            Some(prefix) if len < code.len() => {
+                code_mac(keyring, &id, household, member, &Pin::new(prefix)).1
+            }
+            _ => rand::random(),
+        })
+        .collect();
+    CodeHash {
+        pepper_id: id,
+        mac,
+        prefixes,
+    }
 }

@@ -83,6 +83,7 @@ mod tests {
                 id: id.into(),
                 name: id.into(),
                 user_number: n,
+                panel_user_id: None,
                 voice_pin: Some(hash_code(k, "h", id, &Pin::new(pin))),
                 duress_pin: duress.map(|d| hash_code(k, "h", id, &Pin::new(d))),
             });

@@ -327,8 +327,12 @@ impl WebhookService {
                 );
             }
         };
-        if let EventKind::UsersChanged { users } = &event.kind {
-            return self.users_changed(&event, users).await;
+        if let EventKind::UsersChanged { users, revision } = &event.kind {
+            let list = crate::panel::UserList {
+                revision: *revision,
+                users: users.clone(),
+            };
+            return self.users_changed(&event, &list).await;
         }
         // Kept past the signature window on both sides, so a captured request can't come back
         // once the id has expired.
@@ -366,13 +370,13 @@ impl WebhookService {
     async fn users_changed(
         &self,
         event: &PanelEvent,
-        users: &[crate::panel::PanelUser],
+        list: &crate::panel::UserList,
     ) -> (StatusCode, Value) {
         match crate::provisioning::apply_users(
             self.store.as_ref(),
             self.clock.as_ref(),
             &event.account,
-            users,
+            list,
             event.occurred_at,
             true,
         )

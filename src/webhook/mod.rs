@@ -46,7 +46,12 @@ pub enum EventKind {
     ZoneRemoved { panel_id: String, zone_id: String },
     /// The account's panel users changed; `users` is the whole list after the change
     /// (crate::provisioning takes the household's members from it). No Alexa report.
-    UsersChanged { users: Vec<PanelUser> },
+    UsersChanged {
+        users: Vec<PanelUser>,
+        /// The list's revision in the cloud's own sequence ([`crate::panel::UserList`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        revision: Option<u64>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
