@@ -248,6 +248,29 @@ async fn a_duress_kept_for_a_household_over_its_quota_still_gets_through() {
     assert_eq!(pending(&h).await, OutboxCounts::default());
 }
 
+#[tokio::test]
+async fn one_invocation_drains_a_backlog_larger_than_a_batch() {
+    // The quota past the backlog, one shard: 60 records, 25 a pass. Before, one invocation
+    // handled one batch and the rest waited for the next minute's.
+    let h = stack(one_shard(100)).await;
+    flood_then_duress(&h, 63).await;
+    assert_eq!(pending(&h).await.due, 61);
+    h.advance(60).await;
+    let report = alarm_skill::redelivery::drain(
+        h.stack.store.as_ref(),
+        h.stack.panels.as_ref(),
+        &h.stack.keyring,
+        h.stack.clock.as_ref(),
+        25,
+        alarm_skill::deadline::Deadline::after(std::time::Duration::from_secs(60)),
+        10,
+    )
+    .await
+    .unwrap();
+    assert_eq!((report.delivered, report.backlog), (61, 0), "{report:?}");
+    assert_eq!(count(&h.signals().await, "121/1/1"), 1);
+}
+
 /// The drill on the embedded store, with and without the hostile household: the flood costs
 /// the others at most one pass.
 #[tokio::test]

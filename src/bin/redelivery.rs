@@ -9,8 +9,10 @@ use alarm_skill::redelivery;
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 
-/// Records handled per shard per invocation; the schedule runs again soon after.
+/// Records handled per shard per pass; the schedule runs again soon after.
 const BATCH: usize = 100;
+/// Passes one invocation runs at most while records keep coming due (a backlog after an outage).
+const ROUNDS: usize = 10;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -19,13 +21,14 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let prod = prod.clone();
         async move {
-            let report = redelivery::run_once(
+            let report = redelivery::drain(
                 prod.store.as_ref(),
                 prod.panels.as_ref(),
                 &prod.keyring,
                 prod.clock.as_ref(),
                 BATCH,
                 invocation_deadline(&event.context),
+                ROUNDS,
             )
             .await?;
             // The alarms' metric filters read `retrying`, `unreadable`, `backlog` and `gone`
