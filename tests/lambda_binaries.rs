@@ -207,7 +207,10 @@ async fn redelivery_worker_delivers_a_pending_duress_once() {
     assert_eq!(passes[0]["OutboxBacklog"], 0.0);
     assert_eq!(passes[0]["OutboxPanelGone"], 0.0);
     // The pass line the alarms' metric filters read: every shard, the real backlog, the gone lane.
-    assert!(logs.contains("\"shards\":8") && logs.contains("\"gone\":0"), "{logs}");
+    assert!(
+        logs.contains("\"shards\":8") && logs.contains("\"gone\":0"),
+        "{logs}"
+    );
 }
 
 #[tokio::test]

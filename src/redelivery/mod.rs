@@ -93,6 +93,27 @@ pub struct Report {
 }
 
 impl Report {
+    /// A later pass of the same invocation: its work adds up, its figures of what is left
+    /// replace the earlier ones.
+    fn followed_by(&mut self, next: &Report) {
+        let work = (
+            self.examined + next.examined,
+            self.delivered + next.delivered,
+            self.retrying + next.retrying,
+            self.moved_gone + next.moved_gone,
+            self.raced + next.raced,
+        );
+        *self = *next;
+        (
+            self.examined,
+            self.delivered,
+            self.retrying,
+            self.moved_gone,
+            self.raced,
+        ) = work;
+    }
+
+    /// Another shard's pass, run beside this one.
     fn add(&mut self, o: &Report) {
         self.examined += o.examined;
         self.delivered += o.delivered;
@@ -172,20 +193,7 @@ pub async fn drain(
     let mut total = Report::default();
     for _ in 0..rounds.max(1) {
         let r = run_once(store, panels, keyring, clock, batch, until).await?;
-        total.examined += r.examined;
-        total.delivered += r.delivered;
-        total.retrying += r.retrying;
-        total.unreadable = r.unreadable;
-        total.moved_gone += r.moved_gone;
-        total.raced += r.raced;
-        total.deferred = r.deferred;
-        total.skipped = r.skipped;
-        total.skipped_shards = r.skipped_shards;
-        total.failed_shards = r.failed_shards;
-        total.shards = r.shards;
-        total.backlog = r.backlog;
-        total.waiting = r.waiting;
-        total.gone = r.gone;
+        total.followed_by(&r);
         if r.examined == 0 || r.deferred > 0 || until.remaining() < CALL_BUDGET * 2 {
             break;
         }
@@ -441,6 +449,31 @@ async fn process(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_later_pass_adds_its_work_and_replaces_what_is_left() {
+        let mut total = Report {
+            examined: 100,
+            delivered: 90,
+            retrying: 10,
+            backlog: 500,
+            shards: 8,
+            ..Report::default()
+        };
+        total.followed_by(&Report {
+            examined: 40,
+            delivered: 40,
+            backlog: 460,
+            waiting: 3,
+            shards: 8,
+            ..Report::default()
+        });
+        assert_eq!(
+            (total.examined, total.delivered, total.retrying),
+            (140, 130, 10)
+        );
+        assert_eq!((total.backlog, total.waiting, total.shards), (460, 3, 8));
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {
