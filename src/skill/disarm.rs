@@ -282,7 +282,8 @@ impl Skill {
             Err(PanelError::NotFound) => {
                 // Its confirmation must not outlive the cloud's word that it left.
                 let forget = self.deps.store.forget_panel(account, panel_id);
-                if let Err(e) = within(CONFIRM_BUDGET, forget).await {
+                let budget = CONFIRM_BUDGET.min(deadline.remaining());
+                if let Err(e) = within(budget, forget).await {
                     tracing::warn!(error = %e, "could not forget a panel that left the account");
                 }
                 return DisarmOutcome::NoSuchPanel;
@@ -318,7 +319,9 @@ impl Skill {
             let now = self.deps.clock.now();
             let panels = [panel_id.to_string()];
             let write = self.deps.store.confirm_panels(account, &panels, now);
-            if let Err(e) = within(CONFIRM_BUDGET, write).await {
+            // Never past the directive's deadline: the next confirmation writes it instead.
+            let budget = CONFIRM_BUDGET.min(deadline.remaining());
+            if let Err(e) = within(budget, write).await {
                 tracing::warn!(error = %e, "could not record the panel's confirmation");
             }
         }
