@@ -310,6 +310,9 @@ async fn http_api_with_a_google_key_reports_every_state_change_to_homegraph() {
 
     // The handler waits for HomeGraph before it answers: the report is there.
     let reports = google.reports();
+    for r in &reports {
+        support::record_google_message("report-state", "lambda-report-state", r);
+    }
     assert_eq!(reports.len(), 1, "{reports:?}");
     assert_eq!(reports[0]["agentUserId"], "demo");
     assert_eq!(
@@ -359,7 +362,9 @@ async fn google_sync(f: &mut Function, token: &str) -> Value {
         ))
         .await;
     assert_eq!(r["statusCode"], 200, "{r}");
-    serde_json::from_str(r["body"].as_str().unwrap()).unwrap()
+    let body: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+    support::record_google_message("sync", "lambda-sync", &body);
+    body
 }
 
 #[tokio::test]
