@@ -135,7 +135,8 @@ async fn start() -> LocalStack {
 async fn google_scenario(name: &str, cycles: usize, fault: (&str, u64), every: usize) {
     let mut stack = start().await;
     let c = Client::new(&stack).await;
-    let query = json!({ "intent": "action.devices.QUERY", "payload": { "devices": [{ "id": "home" }] } });
+    let query =
+        json!({ "intent": "action.devices.QUERY", "payload": { "devices": [{ "id": "home" }] } });
     let arm = execute(json!({ "arm": true, "armLevel": "away" }), None);
     let disarm = execute(json!({ "arm": false }), Some(PIN));
     let (mut lat, mut ok, mut n) = (vec![], 0usize, 0usize);
