@@ -721,3 +721,90 @@ async fn accept_grant_stores_sealed_tokens() {
         assert_eq!(error_type(&r), Some("ACCEPT_GRANT_FAILED"));
     }
 }
+
+/// An Alexa skill event as Alexa delivers it to the skill's Lambda.
+fn skill_event(kind: &str, token: Option<&str>) -> Value {
+    let mut user = json!({ "userId": "amzn1.ask.account.TEST" });
+    if let Some(t) = token {
+        user["accessToken"] = json!(t);
+    }
+    json!({
+        "version": "1.0",
+        "context": { "System": {
+            "application": { "applicationId": "amzn1.ask.skill.00000000-0000-0000-0000-000000000000" },
+            "user": user
+        }},
+        "request": {
+            "type": format!("AlexaSkillEvent.{kind}"),
+            "requestId": uuid::Uuid::new_v4().to_string(),
+            "timestamp": "2026-12-06T04:00:00Z",
+            "eventCreationTime": "2026-12-06T04:00:00Z",
+            "eventPublishingTime": "2026-12-06T04:00:00Z",
+            "body": { "userInformationPersistenceStatus": "NOT_PERSISTED" }
+        }
+    })
+}
+
+/// Sends a skill event to the Lambda invoke endpoint. Not a Smart Home message: Alexa ignores
+/// the reply, so it is not recorded for the schema check.
+async fn send_skill_event(h: &Harness, event: &Value) -> Value {
+    let resp = h
+        .http
+        .post(format!("{}{}", h.base, alarm_skill::local::INVOKE_PATH))
+        .body(event.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn disabling_the_skill_deletes_the_grant_at_once_and_its_tokens_stop_being_used() {
+    let h = Harness::rich().await;
+    let (demo, neighbor) = (h.token("demo").await, h.token("neighbor").await);
+    for (t, code) in [(&demo, "code-d"), (&neighbor, "code-n")] {
+        let r = h.invoke(&accept_grant(t, code)).await;
+        assert_eq!(r["event"]["header"]["name"], "AcceptGrant.Response");
+    }
+    let granted = |account: &'static str| {
+        let store = h.stack.store.clone();
+        async move { store.grants(account).await.unwrap().len() }
+    };
+    // Granted: a change on the panel reaches Alexa.
+    let before = h.settled_gateway_events().await.len();
+    h.post("/sim/panels/home/zones/back-door/open", json!({}))
+        .await;
+    let after = h.settled_gateway_events().await.len();
+    assert!(after > before, "a ChangeReport while granted");
+
+    // Events that must not delete anything: enabling, linking, a disable whose token names no
+    // account (forged) or that has none, and a malformed one.
+    for e in [
+        skill_event("SkillEnabled", Some(&demo)),
+        skill_event("SkillAccountLinked", Some(&demo)),
+        skill_event("SkillPermissionChanged", Some(&demo)),
+        skill_event("SkillDisabled", Some("forged")),
+        skill_event("SkillDisabled", None),
+        json!({"request": {"type": "AlexaSkillEvent.SkillDisabled"}, "context": 7}),
+    ] {
+        assert_eq!(send_skill_event(&h, &e).await, json!({}), "{e}");
+        assert_eq!(granted("demo").await, 1, "{e}");
+    }
+
+    // The customer disables the skill: the grant goes at once, the neighbour's stays.
+    let r = send_skill_event(&h, &skill_event("SkillDisabled", Some(&demo))).await;
+    assert_eq!(r, json!({}));
+    assert_eq!(granted("demo").await, 0);
+    assert_eq!(granted("neighbor").await, 1);
+    // Its tokens are not used again: the next change sends nothing to Alexa.
+    h.post("/sim/panels/home/zones/back-door/close", json!({}))
+        .await;
+    assert_eq!(h.settled_gateway_events().await.len(), after);
+    // And a repeated event (Alexa may deliver one twice) is harmless.
+    let r = send_skill_event(&h, &skill_event("SkillDisabled", Some(&demo))).await;
+    assert_eq!(r, json!({}));
+    // Directives still work as before for the linked neighbour.
+    let r = h.invoke(&report_state(&neighbor, "cabin")).await;
+    assert_eq!(r["event"]["header"]["name"], "StateReport");
+}

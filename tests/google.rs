@@ -90,7 +90,13 @@ async fn sync_describes_the_panel_as_a_security_system_and_its_zones_as_sensors(
     let by_id = |id: &str| devices.iter().find(|d| d["id"] == id).unwrap().clone();
     let panel = by_id("home");
     assert_eq!(panel["type"], "action.devices.types.SECURITYSYSTEM");
-    assert_eq!(panel["traits"], json!(["action.devices.traits.ArmDisarm"]));
+    assert_eq!(
+        panel["traits"],
+        json!([
+            "action.devices.traits.ArmDisarm",
+            "action.devices.traits.StatusReport"
+        ])
+    );
     assert_eq!(panel["name"]["name"], "Home");
     let levels = &panel["attributes"]["availableArmLevels"];
     assert_eq!(levels["ordered"], true);
@@ -160,9 +166,14 @@ async fn query_reports_the_complete_state_of_panel_and_sensors() {
         )
         .await;
     let d = &q["payload"]["devices"];
+    // Arming stay with the hallway's motion ignored; both open zones are in the status report.
     assert_eq!(
         d["home"],
-        json!({"online": true, "status": "SUCCESS", "isArmed": true, "currentArmLevel": "stay", "exitAllowance": 60})
+        json!({"online": true, "status": "SUCCESS", "isArmed": true, "currentArmLevel": "stay",
+               "exitAllowance": 60, "currentStatusReport": [
+            {"blocking": true, "deviceTarget": "home:back-door", "priority": 1, "statusCode": "deviceOpen"},
+            {"blocking": true, "deviceTarget": "home:hallway", "priority": 1, "statusCode": "deviceOpen"}
+        ]})
     );
     assert_eq!(
         d["home:back-door"],
@@ -218,9 +229,12 @@ async fn disarm_asks_for_the_pin_and_asks_again_after_a_wrong_one() {
     assert_eq!(h.panel("home").await["arm_state"], "armed_away");
     let r = h.google("demo", &g::disarm("home", Some(NORMAL))).await;
     assert_eq!(outcome(&r), "SUCCESS", "{r}");
+    // currentArmLevel even disarmed, as Google requires with availableArmLevels: the least
+    // secure level, whatever was armed before.
     assert_eq!(
         result(&r)["states"],
-        json!({"online": true, "isArmed": false, "exitAllowance": 0})
+        json!({"online": true, "isArmed": false, "currentArmLevel": "stay", "exitAllowance": 0,
+               "currentStatusReport": []})
     );
     assert_eq!(h.panel("home").await["arm_state"], "disarmed");
     // Cancelling an arming is a disarm: it takes the PIN too.
@@ -557,14 +571,21 @@ async fn every_state_change_reaches_homegraph_complete_and_a_duress_reports_like
         let mut ids: Vec<String> = states.keys().cloned().collect();
         ids.sort();
         assert_eq!(ids, all, "every device SYNC announced: {r}");
-        for key in ["online", "isArmed", "exitAllowance"] {
+        for key in [
+            "online",
+            "isArmed",
+            "currentArmLevel",
+            "exitAllowance",
+            "currentStatusReport",
+        ] {
             assert!(states["home"].get(key).is_some(), "{key}: {r}");
         }
     }
     let last = &rn.last().unwrap()["payload"]["devices"]["states"];
     assert_eq!(
         last["home"],
-        json!({"online": true, "isArmed": false, "exitAllowance": 0})
+        json!({"online": true, "isArmed": false, "currentArmLevel": "stay", "exitAllowance": 0,
+               "currentStatusReport": []})
     );
     // QUERY afterwards agrees with the last report, and is the same for both.
     let qn = n.google("demo", &g::query(&["home"])).await;
@@ -765,4 +786,224 @@ async fn the_fulfillment_route_answers_what_it_cannot_take_in_the_json_error_sha
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["payload"]["errorCode"], "protocolError", "{body}");
+}
+
+/// Report State calls HomeGraph received (refused ones included), once they stop arriving.
+async fn settled_report_calls(h: &Harness) -> usize {
+    let (mut last, mut quiet) = (usize::MAX, 0);
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let n = h.stack.dev_google.report_calls();
+        quiet = if n == last { quiet + 1 } else { 0 };
+        if quiet == 12 {
+            break;
+        }
+        last = n;
+    }
+    h.stack.dev_google.report_calls()
+}
+
+/// Google's Test Suite checks that QUERY answers what Report State last said: after every kind
+/// of change (arming, exit delay over, a zone opened, a trouble, a disarm with the PIN), QUERY of
+/// every device equals the last report's states for it.
+#[tokio::test]
+async fn query_always_equals_the_last_report_state() {
+    let h = Harness::rich().await;
+    let all = [
+        "home",
+        "home:front-door",
+        "home:back-door",
+        "home:hallway",
+        "home:garage",
+    ];
+    let mut seen = 0;
+    for step in [
+        "arm stay",
+        "exit delay over",
+        "back door opened",
+        "low battery",
+        "disarm",
+        "battery replaced",
+        "back door closed",
+    ] {
+        match step {
+            "arm stay" => {
+                let r = h.google("demo", &g::arm("home", "stay")).await;
+                assert_eq!(outcome(&r), "SUCCESS", "{r}");
+            }
+            "exit delay over" => h.advance(60).await,
+            "back door opened" => {
+                h.post("/sim/panels/home/zones/back-door/open", json!({}))
+                    .await;
+            }
+            "low battery" => {
+                h.post(
+                    "/sim/panels/home/trouble",
+                    json!({"condition": "low_battery"}),
+                )
+                .await;
+            }
+            "disarm" => {
+                let r = h.google("demo", &g::disarm("home", Some(NORMAL))).await;
+                assert_eq!(outcome(&r), "SUCCESS", "{r}");
+            }
+            "battery replaced" => {
+                h.post(
+                    "/sim/panels/home/trouble",
+                    json!({"condition": "low_battery", "active": false}),
+                )
+                .await;
+            }
+            "back door closed" => {
+                h.post("/sim/panels/home/zones/back-door/close", json!({}))
+                    .await;
+            }
+            _ => unreachable!(),
+        }
+        let reports = homegraph_reports(&h).await;
+        assert!(reports.len() > seen, "{step}: no Report State");
+        seen = reports.len();
+        let last = &reports.last().unwrap()["payload"]["devices"]["states"];
+        let q = h.google("demo", &g::query(&all)).await;
+        for id in all {
+            let mut queried = q["payload"]["devices"][id].clone();
+            assert_eq!(queried["status"], "SUCCESS", "{step}: {q}");
+            queried.as_object_mut().unwrap().remove("status");
+            assert_eq!(queried, last[id], "{step}: {id} QUERY vs last Report State");
+        }
+    }
+}
+
+#[tokio::test]
+async fn report_state_is_retried_when_homegraph_fails_and_boundedly() {
+    let h = Harness::start().await;
+    // HomeGraph fails twice (503), then recovers: the third attempt carries the armed state.
+    h.stack.dev_google.fail_reports(2, 503);
+    let before = settled_report_calls(&h).await;
+    let r = h.google("demo", &g::arm("home", "away")).await;
+    assert_eq!(outcome(&r), "SUCCESS");
+    assert_eq!(
+        settled_report_calls(&h).await - before,
+        3,
+        "two failures, one retry each"
+    );
+    let reports = homegraph_reports(&h).await;
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    let home = &reports[0]["payload"]["devices"]["states"]["home"];
+    assert_eq!(home["isArmed"], true);
+    assert_eq!(home["currentArmLevel"], "away");
+
+    // A long outage: three attempts per change, then it gives up (the loop is bounded) and the
+    // next change is reported again once HomeGraph is back.
+    h.stack.dev_google.fail_reports(100, 500);
+    let before = settled_report_calls(&h).await;
+    h.advance(60).await;
+    assert_eq!(
+        settled_report_calls(&h).await - before,
+        alarm_skill::google::homegraph::REPORT_ATTEMPTS
+    );
+    assert_eq!(homegraph_reports(&h).await.len(), 1);
+    h.stack.dev_google.fail_reports(0, 500);
+    let r = h.google("demo", &g::disarm("home", Some(NORMAL))).await;
+    assert_eq!(outcome(&r), "SUCCESS");
+    let reports = homegraph_reports(&h).await;
+    assert_eq!(reports.len(), 2, "{reports:?}");
+    assert_eq!(
+        reports[1]["payload"]["devices"]["states"]["home"]["isArmed"],
+        false
+    );
+
+    // A refusal a retry can't mend (400) is not retried.
+    h.stack.dev_google.fail_reports(1, 400);
+    let before = settled_report_calls(&h).await;
+    h.post("/sim/panels/home/zones/front-door/open", json!({}))
+        .await;
+    assert_eq!(settled_report_calls(&h).await - before, 1);
+}
+
+/// A token URL that answers a huge, negative, fractional or non-numeric `expires_in`: no panic,
+/// no overflow, reports still flow; a lifetime it can't use is not cached (a new exchange for
+/// the next report), a huge one is cached for at most an hour.
+#[tokio::test]
+async fn a_hostile_token_lifetime_neither_panics_nor_stops_report_state() {
+    for (expires_in, cached) in [
+        (json!(u64::MAX), true),
+        (json!(1e300), true),
+        (json!(-3_600), false),
+        (json!(i64::MIN), false),
+        (json!("forever"), false),
+    ] {
+        let h = Harness::start().await;
+        h.stack.dev_google.set_token_lifetime(expires_in.clone());
+        let r = h.google("demo", &g::arm("home", "away")).await;
+        assert_eq!(outcome(&r), "SUCCESS");
+        assert_eq!(homegraph_reports(&h).await.len(), 1, "{expires_in}");
+        h.advance(60).await;
+        assert_eq!(homegraph_reports(&h).await.len(), 2, "{expires_in}");
+        let exchanges = h.stack.dev_google.exchanges();
+        assert_eq!(exchanges, if cached { 1 } else { 2 }, "{expires_in}");
+        // The stack still answers.
+        let q = h.google("demo", &g::query(&["home"])).await;
+        assert_eq!(q["payload"]["devices"]["home"]["isArmed"], true);
+    }
+}
+
+/// StatusReport on the security system: "is the alarm ready?" hears of open zones and troubles,
+/// and arming with them gets Google's right error. Report State carries the same status.
+#[tokio::test]
+async fn status_report_names_open_zones_and_troubles_and_arming_gets_the_right_error() {
+    let h = Harness::rich().await;
+    let status = |q: &Value| q["payload"]["devices"]["home"]["currentStatusReport"].clone();
+    let q = h.google("demo", &g::query(&["home"])).await;
+    assert_eq!(status(&q), json!([]), "ready: nothing to report");
+
+    h.post("/sim/panels/home/zones/back-door/open", json!({}))
+        .await;
+    let q = h.google("demo", &g::query(&["home"])).await;
+    assert_eq!(
+        status(&q),
+        json!([{"blocking": true, "deviceTarget": "home:back-door", "priority": 1,
+                "statusCode": "deviceOpen"}])
+    );
+    let r = h.google("demo", &g::arm("home", "away")).await;
+    assert_eq!(outcome(&r), "deviceNotReady", "{r}");
+    assert_eq!(h.panel("home").await["arm_state"], "disarmed");
+    h.post("/sim/panels/home/zones/back-door/close", json!({}))
+        .await;
+
+    h.post(
+        "/sim/panels/home/trouble",
+        json!({"condition": "low_battery"}),
+    )
+    .await;
+    h.post("/sim/panels/home/trouble", json!({"condition": "ac_power"}))
+        .await;
+    let q = h.google("demo", &g::query(&["home"])).await;
+    let codes: Vec<Value> = status(&q)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            json!([
+                s["statusCode"],
+                s["deviceTarget"],
+                s["blocking"],
+                s["priority"]
+            ])
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            json!(["lowBattery", "home", true, 0]),
+            json!(["deviceUnplugged", "home", true, 0])
+        ]
+    );
+    let r = h.google("demo", &g::arm("home", "stay")).await;
+    assert_eq!(outcome(&r), "armFailure", "{r}");
+    let reports = homegraph_reports(&h).await;
+    assert_eq!(
+        reports.last().unwrap()["payload"]["devices"]["states"]["home"]["currentStatusReport"],
+        status(&q)
+    );
 }

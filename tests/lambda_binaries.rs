@@ -122,6 +122,37 @@ async fn bootstrap_answers_directives_from_its_environment() {
     );
 }
 
+/// Alexa delivers skill events to the same Lambda: bootstrap deletes the grant of a customer who
+/// disabled the skill, answers without a function error, and logs no token.
+#[tokio::test]
+async fn bootstrap_handles_the_skill_disabled_event() {
+    let (h, env) = world().await;
+    let t = h.token("demo").await;
+    let r = h.invoke(&accept_grant(&t, "code-b")).await;
+    assert_eq!(r["event"]["header"]["name"], "AcceptGrant.Response");
+    assert_eq!(h.stack.store.grants("demo").await.unwrap().len(), 1);
+    let env = only(&env, alarm_skill::secrets::needs::DIRECTIVE);
+    let mut f = Function::start(env!("CARGO_BIN_EXE_bootstrap"), &env).await;
+    let event = json!({
+        "version": "1.0",
+        "context": {"System": {"application": {"applicationId": "amzn1.ask.skill.1"},
+                               "user": {"userId": "amzn1.ask.account.X", "accessToken": t}}},
+        "request": {"type": "AlexaSkillEvent.SkillDisabled", "requestId": "r-1",
+                    "timestamp": "2026-12-06T04:00:00Z",
+                    "body": {"userInformationPersistenceStatus": "NOT_PERSISTED"}}
+    });
+    let (kind, _, r) = f.invoke(event).await;
+    assert_eq!(kind, "response");
+    assert_eq!(r, json!({}));
+    assert!(h.stack.store.grants("demo").await.unwrap().is_empty());
+    let logs = f.logs().await;
+    assert!(logs.contains("Alexa grant deleted"), "{logs}");
+    assert!(
+        !logs.contains(t.rsplit('.').next().unwrap()),
+        "no token in the logs"
+    );
+}
+
 #[tokio::test]
 async fn bootstrap_fails_at_start_on_missing_configuration() {
     let (_h, env) = world().await;
@@ -316,6 +347,9 @@ async fn http_api_with_a_google_key_reports_every_state_change_to_homegraph() {
 
     // The handler waits for HomeGraph before it answers: the report is there.
     let reports = google.reports();
+    for r in &reports {
+        support::record_google_message("report-state", "lambda-report-state", r);
+    }
     assert_eq!(reports.len(), 1, "{reports:?}");
     assert_eq!(reports[0]["agentUserId"], "demo");
     assert_eq!(
@@ -365,7 +399,9 @@ async fn google_sync(f: &mut Function, token: &str) -> Value {
         ))
         .await;
     assert_eq!(r["statusCode"], 200, "{r}");
-    serde_json::from_str(r["body"].as_str().unwrap()).unwrap()
+    let body: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+    support::record_google_message("sync", "lambda-sync", &body);
+    body
 }
 
 #[tokio::test]

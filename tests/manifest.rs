@@ -87,6 +87,19 @@ fn skill_manifest_is_a_certifiable_smart_home_manifest() {
         );
     }
 
+    // Skill events: disabling the skill (which unlinks) deletes the grant at once.
+    assert_eq!(
+        m["events"]["endpoint"]["uri"], "{{DIRECTIVE_FUNCTION_ARN_NA}}",
+        "skill events reach the directive function"
+    );
+    let events: Vec<&str> = m["events"]["subscriptions"]
+        .as_array()
+        .expect("events.subscriptions")
+        .iter()
+        .map(|s| non_empty_str(&s["eventName"], "eventName"))
+        .collect();
+    assert_eq!(events, ["SKILL_DISABLED", "SKILL_ACCOUNT_LINKED"]);
+
     let permissions: Vec<&str> = m["permissions"]
         .as_array()
         .expect("permissions is an array")
@@ -336,6 +349,10 @@ fn fill_manifest_places_each_regions_arn_and_leaves_no_placeholder() {
     assert_eq!(
         smart_home["endpoint"]["uri"], smart_home["regions"]["NA"]["endpoint"]["uri"],
         "the default endpoint is the NA one"
+    );
+    assert_eq!(
+        skill["manifest"]["events"]["endpoint"]["uri"], smart_home["endpoint"]["uri"],
+        "skill events go to the default endpoint"
     );
     let testing = skill["manifest"]["publishingInformation"]["testingInstructions"]
         .as_str()

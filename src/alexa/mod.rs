@@ -5,6 +5,7 @@ pub mod directive;
 pub mod discovery;
 pub mod message;
 pub mod redact;
+pub mod skill_event;
 
 pub use directive::{ArmTarget, Directive, Header, ParseError, Parsed, PinAuthorization};
 pub use message::{Context, ErrorType, Message, NamedEndpoint, Property};

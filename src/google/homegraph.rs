@@ -32,6 +32,14 @@ const ASSERTION_TTL_S: i64 = 3_600;
 /// A cached token is renewed this long before it expires.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a token is cached, whatever the token URL says: Google's last an hour.
+const MAX_TOKEN_LIFETIME_S: i64 = 3_600;
+/// Report State attempts per state change: a failed one is retried at once, so Google never keeps
+/// a stale arm state for long, but boundedly (the webhook waits for it).
+pub const REPORT_ATTEMPTS: usize = 3;
+/// The pause before the second and third attempts.
+const RETRY_PAUSES: [Duration; REPORT_ATTEMPTS - 1] =
+    [Duration::from_millis(100), Duration::from_millis(300)];
 
 #[derive(Debug, thiserror::Error)]
 pub enum HomeGraphError {
@@ -46,6 +54,19 @@ pub enum HomeGraphError {
     Status(u16),
     #[error("HomeGraph unreachable: {0}")]
     Unreachable(String),
+}
+
+impl HomeGraphError {
+    /// Whether the same call may succeed if made again: outages, throttling, server errors and
+    /// a refused token (forgotten, so the retry gets a new one). A bad key, a bad request or an
+    /// unlinked user stay as they are.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            HomeGraphError::Key(_) | HomeGraphError::NotLinked => false,
+            HomeGraphError::Token(_) | HomeGraphError::Unreachable(_) => true,
+            HomeGraphError::Status(s) => matches!(s, 401 | 408 | 429 | 500..=599),
+        }
+    }
 }
 
 /// The fields of a service-account key file this client uses.
@@ -139,8 +160,26 @@ fn pem_body(pem: &str) -> Option<Vec<u8>> {
 #[derive(Deserialize)]
 struct TokenReply {
     access_token: String,
+    /// Any JSON: a broken or hostile token URL may send a huge, negative, fractional or
+    /// non-numeric lifetime (see [`token_lifetime`]).
     #[serde(default)]
-    expires_in: Option<u64>,
+    expires_in: Option<Value>,
+}
+
+/// How long to cache a token whose reply said `expires_in`: at most an hour (and the renewal
+/// margin off), never negative, so no lifetime a token URL sends can overflow an `Instant` or
+/// panic. Missing or unreadable: the hour Google's tokens last. Zero means: use once, don't cache.
+pub fn token_lifetime(expires_in: Option<&Value>) -> Duration {
+    let secs = match expires_in {
+        None | Some(Value::Null) => MAX_TOKEN_LIFETIME_S,
+        Some(v) => v
+            .as_i64()
+            .or_else(|| v.as_u64().map(|_| i64::MAX))
+            .or_else(|| v.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+            .or_else(|| v.as_str().and_then(|s| s.trim().parse::<i64>().ok()))
+            .unwrap_or(0),
+    };
+    Duration::from_secs(secs.clamp(0, MAX_TOKEN_LIFETIME_S) as u64).saturating_sub(EXPIRY_MARGIN)
 }
 
 pub struct HomeGraph {
@@ -191,12 +230,13 @@ impl HomeGraph {
             .json()
             .await
             .map_err(|_| HomeGraphError::Token("unreadable token reply".into()))?;
-        let ttl = Duration::from_secs(reply.expires_in.unwrap_or(3_600));
         let token = BearerToken::new(reply.access_token);
-        *cached = Some((
-            token.clone(),
-            Instant::now() + ttl.saturating_sub(EXPIRY_MARGIN),
-        ));
+        let now = Instant::now();
+        // checked_add: an `Instant` overflow panics; token_lifetime already bounds it.
+        *cached = now
+            .checked_add(token_lifetime(reply.expires_in.as_ref()))
+            .filter(|until| *until > now)
+            .map(|until| (token.clone(), until));
         Ok(token)
     }
 
@@ -224,6 +264,8 @@ impl HomeGraph {
     }
 
     /// Report State: the complete states of `devices` (device id → states) for one user.
+    /// Retried (at most [`REPORT_ATTEMPTS`] in all) when HomeGraph or the token URL fails in a
+    /// way a retry can mend; one requestId for every attempt, since it is the same report.
     pub async fn report_state(
         &self,
         agent_user_id: &str,
@@ -234,8 +276,20 @@ impl HomeGraph {
             "agentUserId": agent_user_id,
             "payload": { "devices": { "states": devices } },
         });
-        self.post("/v1/devices:reportStateAndNotification", &body)
-            .await
+        let mut attempt = 0;
+        loop {
+            let result = self
+                .post("/v1/devices:reportStateAndNotification", &body)
+                .await;
+            match result {
+                Err(e) if e.is_retryable() && attempt < RETRY_PAUSES.len() => {
+                    tracing::info!(error = %e, attempt = attempt + 1, "Report State failed; retrying");
+                    tokio::time::sleep(RETRY_PAUSES[attempt]).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Request Sync: Google sends a SYNC soon after, to learn added or removed devices.
@@ -316,6 +370,55 @@ mod tests {
             .assertion(1_700_000_000)
             .unwrap();
         assert!(jsonwebtoken::decode::<Value>(&forged, &decoding, &v).is_err());
+    }
+
+    #[test]
+    fn a_token_lifetime_from_a_hostile_token_url_is_bounded_and_never_panics() {
+        let hour = Duration::from_secs(3_600) - EXPIRY_MARGIN;
+        let cases = [
+            (None, hour),
+            (Some(json!(null)), hour),
+            (Some(json!(3_600)), hour),
+            (Some(json!(120)), Duration::from_secs(60)),
+            (Some(json!(30)), Duration::ZERO),
+            (Some(json!(u64::MAX)), hour),
+            (Some(json!(i64::MAX)), hour),
+            (Some(json!(i64::MIN)), Duration::ZERO),
+            (Some(json!(-1)), Duration::ZERO),
+            (Some(json!(1e300)), hour),
+            (Some(json!(-1e300)), Duration::ZERO),
+            (Some(json!(599.9)), Duration::from_secs(539)),
+            (Some(json!("600")), Duration::from_secs(540)),
+            (Some(json!("forever")), Duration::ZERO),
+            (Some(json!({"s": 1})), Duration::ZERO),
+        ];
+        for (expires_in, want) in cases {
+            let got = token_lifetime(expires_in.as_ref());
+            assert_eq!(got, want, "{expires_in:?}");
+            // What access_token does with it: no overflow.
+            assert!(Instant::now().checked_add(got).is_some());
+        }
+    }
+
+    #[test]
+    fn only_failures_a_retry_can_mend_are_retried() {
+        for e in [
+            HomeGraphError::Unreachable("x".into()),
+            HomeGraphError::Token("status 503".into()),
+            HomeGraphError::Status(401),
+            HomeGraphError::Status(429),
+            HomeGraphError::Status(503),
+        ] {
+            assert!(e.is_retryable(), "{e}");
+        }
+        for e in [
+            HomeGraphError::NotLinked,
+            HomeGraphError::Key("x".into()),
+            HomeGraphError::Status(400),
+            HomeGraphError::Status(403),
+        ] {
+            assert!(!e.is_retryable(), "{e}");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub const SENSOR: &str = "action.devices.types.SENSOR";
 pub const ARM_DISARM: &str = "action.devices.traits.ArmDisarm";
 pub const OPEN_CLOSE: &str = "action.devices.traits.OpenClose";
 pub const OCCUPANCY: &str = "action.devices.traits.OccupancySensing";
+pub const STATUS_REPORT: &str = "action.devices.traits.StatusReport";
 
 /// Error codes this integration sends (Google's documented names).
 pub mod code {
@@ -89,7 +90,7 @@ pub fn panel_device(p: &Panel, manufacturer_name: &str, will_report_state: bool)
     json!({
         "id": panel_endpoint_id(&p.id),
         "type": SECURITY_SYSTEM,
-        "traits": [ARM_DISARM],
+        "traits": [ARM_DISARM, STATUS_REPORT],
         "name": names(&p.name, manufacturer_name),
         "willReportState": will_report_state,
         "attributes": { "availableArmLevels": { "levels": levels, "ordered": true } },
@@ -135,21 +136,75 @@ pub fn devices_of(p: &Panel, manufacturer_name: &str, will_report_state: bool) -
     out
 }
 
-/// Every ArmDisarm state of the panel, and `online`: the complete state, every time.
+/// Every ArmDisarm and StatusReport state of the panel, and `online`: the complete state,
+/// every time.
 pub fn panel_states(p: &Panel) -> Map<String, Value> {
     let mut s = Map::new();
     s.insert("online".into(), json!(p.online));
     s.insert("isArmed".into(), json!(p.arm_state != ArmState::Disarmed));
-    if let Some((name, _)) = level(p.arm_state) {
-        s.insert("currentArmLevel".into(), json!(name));
-    }
+    s.insert("currentArmLevel".into(), json!(current_level(p)));
+    // The exit delay the arming gave, not a countdown: a state that changed every second could
+    // never equal the last Report State (Google's Test Suite compares them); the webhook's event
+    // at the end of the delay reports 0.
     let exit = if p.phase == Phase::ExitDelay {
-        p.delay_remaining_s
+        p.exit_delay_s
     } else {
         0
     };
     s.insert("exitAllowance".into(), json!(exit));
+    s.insert("currentStatusReport".into(), Value::Array(status_report(p)));
     s
+}
+
+/// `currentArmLevel`, which Google requires whenever `availableArmLevels` is declared, disarmed
+/// included (with `isArmed: false` saying it is not in force). Disarmed reports the panel's least
+/// secure level: a fixed choice, so it carries no history (not even which level was last used).
+fn current_level(p: &Panel) -> &'static str {
+    level(p.arm_state)
+        .or_else(|| levels(p).into_iter().find_map(level))
+        .map_or("away", |(name, _)| name)
+}
+
+/// StatusReport's `currentStatusReport`: what stands in the way of arming, so "is the alarm
+/// ready?" gets an answer. Open zones (`deviceOpen`, blocking: Google never asks to bypass them),
+/// bypassed zones (`isBypassed`), and each trouble condition, which the panel refuses to arm
+/// with. Only household-visible panel state goes in, so it is the same after a duress PIN.
+pub fn status_report(p: &Panel) -> Vec<Value> {
+    let panel_id = panel_endpoint_id(&p.id);
+    let mut out: Vec<Value> = p
+        .trouble
+        .iter()
+        .map(|t| {
+            json!({ "blocking": true, "deviceTarget": panel_id, "priority": 0,
+                    "statusCode": trouble_code(t) })
+        })
+        .collect();
+    for z in p.zones.iter().filter(|z| is_valid_device_id(&z.id)) {
+        let code = if z.bypassed {
+            "isBypassed"
+        } else if z.open {
+            "deviceOpen"
+        } else {
+            continue;
+        };
+        out.push(json!({
+            "blocking": code == "deviceOpen",
+            "deviceTarget": zone_endpoint_id(&p.id, &z.id),
+            "priority": 1,
+            "statusCode": code,
+        }));
+    }
+    out
+}
+
+/// A panel trouble condition as the nearest of Google's documented exception codes.
+fn trouble_code(condition: &str) -> &'static str {
+    match condition {
+        "low_battery" => "lowBattery",
+        "ac_power" | "ac_loss" => "deviceUnplugged",
+        "tamper" => "deviceTampered",
+        _ => "hardwareFailure",
+    }
 }
 
 /// The sensor's state and `online`; a zone is reachable exactly when its panel is.
@@ -183,8 +238,10 @@ pub fn query_entry(mut states: Map<String, Value>) -> Value {
     Value::Object(states)
 }
 
+/// A device QUERY could not answer for. `online: false` too: Google's schema requires `online` on
+/// every device, and the device is not reachable through us (missing, or the cloud failing).
 pub fn query_error(error_code: &str) -> Value {
-    json!({ "status": "ERROR", "errorCode": error_code })
+    json!({ "status": "ERROR", "online": false, "errorCode": error_code })
 }
 
 /// One EXECUTE result: the devices it is about and how it ended.

@@ -32,6 +32,8 @@ struct Inner {
     access_tokens: HashSet<String>,
     refresh_tokens: HashSet<String>,
     events: Vec<Value>,
+    /// The gateway takes this long to accept an event (a slow gateway, for measurements).
+    delay: std::time::Duration,
 }
 
 pub struct DevAlexa {
@@ -67,6 +69,11 @@ impl DevAlexa {
     /// The messages the gateway accepted, oldest first.
     pub fn events(&self) -> Vec<Value> {
         self.lock().events.clone()
+    }
+
+    /// The event gateway waits `delay` before accepting each event, as a slow gateway would.
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        self.lock().delay = delay;
     }
 
     /// Forgets every refresh token, as LWA does when the customer disables the skill: the next
@@ -192,6 +199,10 @@ async fn gateway_post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let delay = dev.lock().delay;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

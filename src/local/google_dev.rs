@@ -44,6 +44,13 @@ struct Inner {
     reports: Vec<Value>,
     syncs: Vec<Value>,
     unlinked: HashSet<String>,
+    /// Report State calls answered so far, refused ones included.
+    report_calls: usize,
+    /// The next this many Report State calls fail with `failure_status`.
+    failing_reports: usize,
+    failure_status: u16,
+    /// What the token URL answers as `expires_in` (3600 by default).
+    token_lifetime: Option<Value>,
 }
 
 pub struct DevGoogle {
@@ -123,6 +130,23 @@ impl DevGoogle {
         self.lock().exchanges
     }
 
+    /// The next `calls` Report State calls fail with `status` (e.g. 503), as in an outage.
+    pub fn fail_reports(&self, calls: usize, status: u16) {
+        let mut inner = self.lock();
+        inner.failing_reports = calls;
+        inner.failure_status = status;
+    }
+
+    /// Report State calls received, accepted or not.
+    pub fn report_calls(&self) -> usize {
+        self.lock().report_calls
+    }
+
+    /// The token URL answers `expires_in` with this from now on: a broken or hostile one.
+    pub fn set_token_lifetime(&self, expires_in: Value) {
+        self.lock().token_lifetime = Some(expires_in);
+    }
+
     /// HomeGraph answers 404 for this user from now on, as for one who unlinked.
     pub fn unlink(&self, agent_user_id: &str) {
         self.lock().unlinked.insert(agent_user_id.to_string());
@@ -192,7 +216,8 @@ async fn token(State(g): State<Arc<DevGoogle>>, headers: HeaderMap, body: Bytes)
     let mut inner = g.lock();
     inner.exchanges += 1;
     inner.access_tokens.insert(access.clone());
-    Json(json!({ "access_token": access, "expires_in": 3_600, "token_type": "Bearer" }))
+    let expires_in = inner.token_lifetime.clone().unwrap_or(json!(3_600));
+    Json(json!({ "access_token": access, "expires_in": expires_in, "token_type": "Bearer" }))
         .into_response()
 }
 
@@ -205,6 +230,16 @@ async fn report_state(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
+    {
+        let mut inner = g.lock();
+        inner.report_calls += 1;
+        if inner.failing_reports > 0 {
+            inner.failing_reports -= 1;
+            let status = StatusCode::from_u16(inner.failure_status)
+                .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            return refuse(status, "UNAVAILABLE");
+        }
+    }
     if !g.authorised(&headers) {
         return refuse(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED");
     }

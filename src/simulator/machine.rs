@@ -132,6 +132,10 @@ pub struct Signal {
 pub struct Effects {
     pub signals: Vec<Signal>,
     pub changed: Vec<Changed>,
+    /// The panel changed in a way no Alexa property shows (the exit delay ended, a trouble came
+    /// or went): the webhook still hears of it (with `changed` empty), so Google's Report
+    /// State, which carries the phase and the troubles, stays equal to what QUERY answers.
+    pub touched: bool,
 }
 
 impl Effects {
@@ -330,6 +334,7 @@ impl SimPanel {
                     Phase::ExitDelay => {
                         self.phase = Phase::Armed;
                         self.phase_ends_at = None;
+                        fx.touched = true;
                         self.report_closing(end, &mut fx);
                     }
                     Phase::EntryDelay => {
@@ -586,11 +591,14 @@ impl SimPanel {
         Some(fx)
     }
 
-    pub fn set_trouble(&mut self, condition: &str, active: bool) {
+    /// Whether the troubles changed.
+    pub fn set_trouble(&mut self, condition: &str, active: bool) -> bool {
+        let before = self.trouble.clone();
         self.trouble.retain(|c| c != condition);
         if active {
             self.trouble.push(condition.to_string());
         }
+        self.trouble != before
     }
 
     pub fn add_zone(&mut self, z: ZoneConfig) -> bool {

@@ -450,7 +450,7 @@ impl Simulator {
             p.unsent.append(&mut events);
         }
         let p = &st.panels[idx];
-        if !fx.changed.is_empty() {
+        if !fx.changed.is_empty() || fx.touched {
             self.emit(PanelEvent {
                 event_id: uuid::Uuid::new_v4().to_string(),
                 account,
@@ -804,8 +804,10 @@ impl Simulator {
         active: bool,
     ) -> Result<Panel, SimError> {
         self.control(panel, Source::System, |p, _| {
-            p.set_trouble(condition, active);
-            Ok(Effects::default())
+            Ok(Effects {
+                touched: p.set_trouble(condition, active),
+                ..Effects::default()
+            })
         })
     }
 

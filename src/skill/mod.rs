@@ -8,6 +8,7 @@ mod disarm;
 mod discover;
 pub mod endpoints;
 mod report_state;
+mod skill_events;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -115,9 +116,11 @@ impl Skill {
 
     /// Handles a raw request body (the local stack's invocation endpoint).
     pub async fn handle_bytes(&self, raw: &[u8], deadline: Deadline) -> Value {
-        if tracing::enabled!(tracing::Level::TRACE)
-            && let Ok(v) = serde_json::from_slice::<Value>(raw)
-        {
+        // A skill event is told apart first (and never traced: it carries the linking token).
+        if let Ok(v) = serde_json::from_slice::<Value>(raw) {
+            if alexa::skill_event::is_skill_event(&v) {
+                return self.skill_event(&v).await;
+            }
             trace_received(&v);
         }
         match alexa::directive::parse_bytes(raw) {
@@ -128,7 +131,12 @@ impl Skill {
 
     /// Handles a directive as Lambda delivers it. Never fails: every problem becomes a
     /// schema-valid ErrorResponse.
+    /// Skill events (`AlexaSkillEvent.*`), which reach the same Lambda, are handled too.
     pub async fn handle(&self, directive: &Value, deadline: Deadline) -> Value {
+        // Before the trace: an event carries the account-linking token where no directive does.
+        if alexa::skill_event::is_skill_event(directive) {
+            return self.skill_event(directive).await;
+        }
         trace_received(directive);
         match alexa::directive::parse(directive) {
             Ok(parsed) => self.handle_parsed(parsed, deadline).await,

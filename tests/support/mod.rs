@@ -51,6 +51,28 @@ pub fn record_message(name: &str, message: &Value) {
     );
 }
 
+/// Records a message the skill sent to Google (a fulfillment reply, or a HomeGraph body) for CI,
+/// which validates every file in `target/google-messages/{kind}` against Google's schemas
+/// (`../shared/tools/validate-google-json`). `kind` is one of `sync`, `query`, `execute`,
+/// `disconnect`, `report-state`.
+pub fn record_google_message(kind: &str, name: &str, message: &Value) {
+    write(
+        dir("GOOGLE_MESSAGES_DIR", "target/google-messages").join(kind),
+        name,
+        message,
+    );
+}
+
+/// Records a whole-request error reply to Google (`payload.errorCode` only, as Google documents
+/// it), which its SYNC and QUERY schemas don't model: checked by `google::check_shape`.
+pub fn record_google_unschematized(kind: &str, name: &str, message: &Value) {
+    write(
+        dir("GOOGLE_EXTRA_MESSAGES_DIR", "target/google-messages-extra").join(kind),
+        name,
+        message,
+    );
+}
+
 /// Records a message the schema doesn't cover (DeleteReport), checked by hand in its test.
 pub fn record_unschematized(name: &str, message: &Value) {
     write(

@@ -9,12 +9,22 @@ use alarm_skill::local::{INVOKE_PATH, LocalStack, Options};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use super::record_message;
+use super::{record_google_message, record_message};
 
 pub struct Harness {
     pub stack: LocalStack,
     pub http: reqwest::Client,
     pub base: String,
+}
+
+/// Every Report State body the local HomeGraph accepted during the test, for CI's validation
+/// against Google's schemas (a test that panics still leaves what it produced).
+impl Drop for Harness {
+    fn drop(&mut self) {
+        for body in self.stack.dev_google.reports() {
+            record_google_message("report-state", "report-state", &body);
+        }
+    }
 }
 
 /// Extra zones and a neighbouring account, for the tests that need them.
