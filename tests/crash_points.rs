@@ -82,6 +82,8 @@ struct Row {
     signals: usize,
     state_after_crash: String,
     state_after_recovery: String,
+    /// Outbox records pending right after the crash (the crash came before the settle).
+    pending_at_crash: usize,
     /// Outbox records still pending after the worker ran.
     pending: usize,
     /// Worker invocations until nothing was pending, and how many found a shard's lease held.
@@ -199,6 +201,10 @@ async fn scenario(point: Point, kind: Kind) -> Row {
         }
     }
     let state_after_crash = arm_state(&h).await;
+    let pending_at_crash = outbox_records(&store_dump(&h).await)
+        .iter()
+        .filter(|r| r["status"] == "pending")
+        .count();
 
     // A fresh bootstrap: answers, and replays nothing by starting.
     let mut f = Function::start(env!("CARGO_BIN_EXE_bootstrap"), &directive_env).await;
@@ -275,6 +281,7 @@ async fn scenario(point: Point, kind: Kind) -> Row {
         signals: ops.iter().filter(|o| *o == "signal").count(),
         state_after_crash,
         state_after_recovery: arm_state(&h).await,
+        pending_at_crash,
         pending,
         worker_runs,
         skipped_runs,
@@ -285,27 +292,27 @@ async fn scenario(point: Point, kind: Kind) -> Row {
 fn print_matrix(title: &str, rows: &[Row]) {
     eprintln!("crash-point matrix ({title}, DynamoDB Local):");
     eprintln!(
-        "{:<40} {:<7} {:>8} {:>12} {:>8} {:>8} {:>8} {:>11} {:<22}",
+        "{:<40} {:<7} {:>8} {:>12} {:>8} {:>8} {:>16} {:>11} {:<22}",
         "point",
         "kind",
         "121 sent",
         "121 received",
         "disarms",
         "signals",
-        "pending",
+        "pending crash/end",
         "worker runs",
         "panel after crash/now"
     );
     for r in rows {
         eprintln!(
-            "{:<40} {:<7} {:>8} {:>12} {:>8} {:>8} {:>8} {:>11} {:<22}",
+            "{:<40} {:<7} {:>8} {:>12} {:>8} {:>8} {:>16} {:>11} {:<22}",
             r.point.name(),
             format!("{:?}", r.kind),
             r.sent_121,
             r.received_121,
             r.disarms,
             r.signals,
-            r.pending,
+            format!("{}/{}", r.pending_at_crash, r.pending),
             format!("{} ({} held)", r.worker_runs, r.skipped_runs),
             format!("{}/{}", r.state_after_crash, r.state_after_recovery),
         );
@@ -320,6 +327,14 @@ fn check(rows: &[Row]) {
         assert_eq!(r.received_121, want, "121s received, {at}: {r:?}");
         assert_eq!(r.sent_121, want, "121s sent by the cloud, {at}: {r:?}");
         assert_eq!(r.pending, 0, "lost (still pending), {at}: {r:?}");
+        assert_eq!(
+            r.pending_at_crash, 1,
+            "the crash came before the record was settled, {at}: {r:?}"
+        );
+        // The worker signals once; once more where the crashed worker's signal was acknowledged
+        // (the cloud deduplicates it by request id: still one 121).
+        let expected_signals = if r.point == Point::SignalAcked { 2 } else { 1 };
+        assert_eq!(r.signals, expected_signals, "signal calls, {at}: {r:?}");
         assert_eq!(r.outbox.len(), 1, "one outbox record, {at}: {r:?}");
         assert_eq!(
             r.state_after_recovery, r.state_after_crash,
