@@ -1,9 +1,10 @@
 //! Crash points on the deployed binaries (issue 15, item 1). `bootstrap` is killed at each step
 //! of a disarm, `redelivery` at each of its steps, for a normal and a duress code, on DynamoDB
 //! Local; then a fresh `bootstrap` answers and a fresh `redelivery` runs until nothing is
-//! pending. For every point and kind: the monitoring center gets exactly one Contact ID 121 for
-//! a duress and none for a normal code, the panel cloud sent exactly as many, no disarm is
-//! replayed (the worker only ever signals, and the panel's state after recovery is the state the
+//! pending (the disarm points also during a lockout, where every code is refused and a duress
+//! still signalled). For every point and kind: the monitoring center gets exactly one Contact
+//! ID 121 for a duress and none for a normal code, the panel cloud sent exactly as many, no
+//! disarm is replayed (the worker only ever signals, and the panel's state after recovery is the state the
 //! crash left), and the outbox records of the two kinds look the same.
 //!
 //! A crash is the process dying on the spot: a `fail` crate point (src/crash.rs, compiled only
@@ -45,6 +46,11 @@ enum Point {
     DuringPanelCall,
     /// bootstrap: the panel cloud answered, the record is not settled.
     PanelAnswered,
+    /// bootstrap, during a lockout (every code refused, a duress still signalled): decision
+    /// and record written, signal not sent.
+    LockedDecisionWritten,
+    /// bootstrap, during a lockout: the cloud acknowledged the signal, record not settled.
+    LockedSignalAnswered,
     /// redelivery: the cloud acknowledged the signal, the record is not settled.
     SignalAcked,
     /// redelivery: a shard's lease is held.
@@ -57,9 +63,27 @@ impl Point {
             Point::DecisionWritten => crash::DISARM_DECISION_WRITTEN,
             Point::DuringPanelCall => "SIGKILL during the panel call",
             Point::PanelAnswered => crash::DISARM_PANEL_ANSWERED,
+            Point::LockedDecisionWritten => crash::DISARM_DECISION_WRITTEN,
+            Point::LockedSignalAnswered => crash::DISARM_PANEL_ANSWERED,
             Point::SignalAcked => crash::REDELIVERY_SIGNAL_ACKED,
             Point::LeaseHeld => crash::REDELIVERY_LEASE_HELD,
         }
+    }
+
+    fn label(self) -> String {
+        match self {
+            Point::LockedDecisionWritten | Point::LockedSignalAnswered => {
+                format!("{} (locked out)", self.name())
+            }
+            _ => self.name().to_string(),
+        }
+    }
+
+    fn locked(self) -> bool {
+        matches!(
+            self,
+            Point::LockedDecisionWritten | Point::LockedSignalAnswered
+        )
     }
 
     fn in_worker(self) -> bool {
@@ -150,8 +174,21 @@ async fn scenario(point: Point, kind: Kind) -> Row {
     let directive_env = only(&env, alarm_skill::secrets::needs::DIRECTIVE);
     let worker_env = only(&env, alarm_skill::secrets::needs::REDELIVERY);
 
+    if point.locked() {
+        // Three wrong codes lock voice disarm for 90 s (the default policy).
+        let mut f = Function::start(env!("CARGO_BIN_EXE_bootstrap"), &directive_env).await;
+        for _ in 0..3 {
+            let (_, _, r) = f.invoke(disarm(&t, "home", Some("0000"))).await;
+            assert_eq!(error_type(&r), Some("UNAUTHORIZED"), "{r}");
+        }
+        drop(f);
+    }
+
     match point {
-        Point::DecisionWritten | Point::PanelAnswered => {
+        Point::DecisionWritten
+        | Point::PanelAnswered
+        | Point::LockedDecisionWritten
+        | Point::LockedSignalAnswered => {
             let f = Function::start(
                 env!("CARGO_BIN_EXE_bootstrap"),
                 &armed(&directive_env, point.name()),
@@ -292,7 +329,7 @@ async fn scenario(point: Point, kind: Kind) -> Row {
 fn print_matrix(title: &str, rows: &[Row]) {
     eprintln!("crash-point matrix ({title}, DynamoDB Local):");
     eprintln!(
-        "{:<40} {:<7} {:>8} {:>12} {:>8} {:>8} {:>16} {:>11} {:<22}",
+        "{:<52} {:<7} {:>8} {:>12} {:>8} {:>8} {:>16} {:>11} {:<22}",
         "point",
         "kind",
         "121 sent",
@@ -305,8 +342,8 @@ fn print_matrix(title: &str, rows: &[Row]) {
     );
     for r in rows {
         eprintln!(
-            "{:<40} {:<7} {:>8} {:>12} {:>8} {:>8} {:>16} {:>11} {:<22}",
-            r.point.name(),
+            "{:<52} {:<7} {:>8} {:>12} {:>8} {:>8} {:>16} {:>11} {:<22}",
+            r.point.label(),
             format!("{:?}", r.kind),
             r.sent_121,
             r.received_121,
@@ -333,7 +370,11 @@ fn check(rows: &[Row]) {
         );
         // The worker signals once; once more where the crashed worker's signal was acknowledged
         // (the cloud deduplicates it by request id: still one 121).
-        let expected_signals = if r.point == Point::SignalAcked { 2 } else { 1 };
+        // So does a locked-out directive's own signal, acknowledged before the crash.
+        let expected_signals = match r.point {
+            Point::SignalAcked | Point::LockedSignalAnswered => 2,
+            _ => 1,
+        };
         assert_eq!(r.signals, expected_signals, "signal calls, {at}: {r:?}");
         assert_eq!(r.outbox.len(), 1, "one outbox record, {at}: {r:?}");
         assert_eq!(
@@ -342,7 +383,8 @@ fn check(rows: &[Row]) {
         );
         // The disarm call was made once, by the directive, before the crash, or never.
         let expected_disarms = match r.point {
-            Point::DecisionWritten => 0,
+            Point::DecisionWritten | Point::LockedDecisionWritten => 0,
+            Point::LockedSignalAnswered => 0,
             Point::DuringPanelCall | Point::PanelAnswered => 1,
             Point::SignalAcked | Point::LeaseHeld => 0,
         };
@@ -385,6 +427,8 @@ async fn bootstrap_killed_at_each_step_of_a_disarm_loses_and_replays_nothing() {
         Point::DecisionWritten,
         Point::DuringPanelCall,
         Point::PanelAnswered,
+        Point::LockedDecisionWritten,
+        Point::LockedSignalAnswered,
     ];
     assert!(points.iter().all(|p| !p.in_worker()));
     let rows = matrix(&points).await;
