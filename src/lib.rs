@@ -22,6 +22,7 @@ pub mod alexa;
 pub mod aws;
 pub mod clock;
 pub mod config;
+pub mod crash;
 pub mod deadline;
 pub mod devices;
 pub mod event_gateway;

@@ -10,6 +10,7 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     alarm_skill::telemetry::init_lambda();
+    alarm_skill::crash::setup();
     let prod = Production::from_env(alarm_skill::secrets::needs::DIRECTIVE).await?;
     prod.warm_up().await;
     let skill = Arc::new(prod.skill()?);

@@ -17,6 +17,7 @@ const ROUNDS: usize = 10;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     alarm_skill::telemetry::init_lambda();
+    alarm_skill::crash::setup();
     let prod = Arc::new(Production::from_env(alarm_skill::secrets::needs::REDELIVERY).await?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let prod = prod.clone();

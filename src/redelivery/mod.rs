@@ -227,6 +227,7 @@ pub async fn run_shard(
             ..Report::default()
         });
     }
+    crate::crash::crash_point!(crate::crash::REDELIVERY_LEASE_HELD);
     let result = pass(store, panels, keyring, clock, shard, batch, until).await;
     // If this fails the lease simply runs out at `lease_end`.
     if let Err(e) = store.release_lease(&name, &owner).await {
@@ -370,6 +371,10 @@ async fn deliver(
         return Outcome::NotStarted;
     }
     let settlement = process(record, panels, keyring, clock).await;
+    crate::crash::crash_point!(
+        crate::crash::REDELIVERY_SIGNAL_ACKED,
+        if settlement == Settlement::Delivered
+    );
     match store.settle_outbox_read(record, &settlement).await {
         Ok(()) => Outcome::Settled(settlement),
         Err(StoreError::Conflict) => Outcome::Raced,

@@ -312,6 +312,7 @@ impl Skill {
                 return DisarmOutcome::NotRecorded;
             }
         };
+        crate::crash::crash_point!(crate::crash::DISARM_DECISION_WRITTEN, if recorded);
         let outcome = self
             .carry_out(account, panel_id, plan, recorded, reserve, deadline)
             .await;
@@ -391,6 +392,7 @@ impl Skill {
                     .panels
                     .disarm(account, panel_id, &request, deadline)
                     .await;
+                crate::crash::crash_point!(crate::crash::DISARM_PANEL_ANSWERED);
                 let now = self.deps.clock.now();
                 match result {
                     Ok(panel) => {
@@ -642,6 +644,7 @@ impl Skill {
             .panels
             .signal(account, panel_id, &request, deadline)
             .await;
+        crate::crash::crash_point!(crate::crash::DISARM_PANEL_ANSWERED);
         self.settle(
             &attempt.record,
             recorded,

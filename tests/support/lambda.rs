@@ -152,6 +152,15 @@ impl Function {
         out
     }
 
+    /// Hands the function an event without waiting for its answer (it may never come: the
+    /// crash tests kill the process mid-invocation).
+    pub fn enqueue(&self, event: Value) {
+        let id = uuid::Uuid::new_v4().to_string();
+        self.rt.queue.lock().unwrap().push_back((id, event));
+        self.rt.ready.notify_waiters();
+        self.rt.ready.notify_one();
+    }
+
     /// Stops the process and returns everything it wrote (stdout and stderr).
     pub async fn logs(mut self) -> String {
         let _ = self.child.kill().await;

@@ -1,0 +1,446 @@
+//! Crash points on the deployed binaries (issue 15, item 1). `bootstrap` is killed at each step
+//! of a disarm, `redelivery` at each of its steps, for a normal and a duress code, on DynamoDB
+//! Local; then a fresh `bootstrap` answers and a fresh `redelivery` runs until nothing is
+//! pending (the disarm points also during a lockout, where every code is refused and a duress
+//! still signalled). For every point and kind: the monitoring center gets exactly one Contact
+//! ID 121 for a duress and none for a normal code, the panel cloud sent exactly as many, no
+//! disarm is replayed (the worker only ever signals, and the panel's state after recovery is the state the
+//! crash left), and the outbox records of the two kinds look the same.
+//!
+//! A crash is the process dying on the spot: a `fail` crate point (src/crash.rs, compiled only
+//! with the `failpoints` feature) that aborts the process, or, during the panel call, a SIGKILL
+//! from the test while the panel cloud (in slow mode) holds the answer back. Each test prints its
+//! crash-point matrix (run with `--nocapture` to see it).
+
+mod support;
+
+use std::os::unix::process::ExitStatusExt;
+use std::time::Duration;
+
+use alarm_skill::crash;
+use serde_json::{Value, json};
+use support::lambda::{Function, world};
+use support::stack::*;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Normal,
+    Duress,
+}
+
+impl Kind {
+    /// The demo household's first member (user number 1): voice PIN and duress PIN.
+    fn pin(self) -> &'static str {
+        match self {
+            Kind::Normal => "4729",
+            Kind::Duress => "8361",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Point {
+    /// bootstrap: decision and outbox record written, panel not called.
+    DecisionWritten,
+    /// bootstrap: the panel cloud took the disarm and is holding its answer back.
+    DuringPanelCall,
+    /// bootstrap: the panel cloud answered, the record is not settled.
+    PanelAnswered,
+    /// bootstrap, during a lockout (every code refused, a duress still signalled): decision
+    /// and record written, signal not sent.
+    LockedDecisionWritten,
+    /// bootstrap, during a lockout: the cloud acknowledged the signal, record not settled.
+    LockedSignalAnswered,
+    /// redelivery: the cloud acknowledged the signal, the record is not settled.
+    SignalAcked,
+    /// redelivery: a shard's lease is held.
+    LeaseHeld,
+}
+
+impl Point {
+    fn name(self) -> &'static str {
+        match self {
+            Point::DecisionWritten => crash::DISARM_DECISION_WRITTEN,
+            Point::DuringPanelCall => "SIGKILL during the panel call",
+            Point::PanelAnswered => crash::DISARM_PANEL_ANSWERED,
+            Point::LockedDecisionWritten => crash::DISARM_DECISION_WRITTEN,
+            Point::LockedSignalAnswered => crash::DISARM_PANEL_ANSWERED,
+            Point::SignalAcked => crash::REDELIVERY_SIGNAL_ACKED,
+            Point::LeaseHeld => crash::REDELIVERY_LEASE_HELD,
+        }
+    }
+
+    fn label(self) -> String {
+        match self {
+            Point::LockedDecisionWritten | Point::LockedSignalAnswered => {
+                format!("{} (locked out)", self.name())
+            }
+            _ => self.name().to_string(),
+        }
+    }
+
+    fn locked(self) -> bool {
+        matches!(
+            self,
+            Point::LockedDecisionWritten | Point::LockedSignalAnswered
+        )
+    }
+
+    fn in_worker(self) -> bool {
+        matches!(self, Point::SignalAcked | Point::LeaseHeld)
+    }
+}
+
+/// What one crash and its recovery came to.
+#[derive(Debug)]
+struct Row {
+    point: Point,
+    kind: Kind,
+    /// Distinct 121 frames the panel cloud's DC-09 transmitter sent.
+    sent_121: usize,
+    /// 121 events the monitoring center acted on.
+    received_121: usize,
+    /// `disarm` calls the panel cloud received (the worker must never add one).
+    disarms: usize,
+    /// `signal` calls the panel cloud received.
+    signals: usize,
+    state_after_crash: String,
+    state_after_recovery: String,
+    /// Outbox records pending right after the crash (the crash came before the settle).
+    pending_at_crash: usize,
+    /// Outbox records still pending after the worker ran.
+    pending: usize,
+    /// Worker invocations until nothing was pending, and how many found a shard's lease held.
+    worker_runs: usize,
+    skipped_runs: usize,
+    /// The outbox records as an observer of the table sees them, ids and times left out.
+    outbox: Vec<Value>,
+}
+
+/// The environment without the secrets a function does not load (as the template gives it).
+fn only(
+    env: &[(String, String)],
+    needs: &[alarm_skill::secrets::SecretName],
+) -> Vec<(String, String)> {
+    use alarm_skill::secrets::SecretName;
+    let all = [
+        (SecretName::Pepper, "PEPPER"),
+        (SecretName::LwaClientSecret, "LWA_CLIENT_SECRET"),
+        (SecretName::WebhookSecret, "WEBHOOK_SECRET"),
+        (SecretName::PanelApiKey, "PANEL_API_KEY"),
+    ];
+    env.iter()
+        .filter(|(k, _)| {
+            all.iter()
+                .all(|(name, var)| k != var || needs.contains(name))
+        })
+        .cloned()
+        .collect()
+}
+
+fn armed(env: &[(String, String)], point: &str) -> Vec<(String, String)> {
+    let mut env = env.to_vec();
+    env.push(("FAILPOINTS".into(), format!("{point}=return")));
+    env
+}
+
+/// Waits for a process armed at `point` to reach it and die there.
+async fn dies_at(f: Function, point: &str) {
+    let (status, out) = f.exit().await;
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGABRT),
+        "killed at {point}: {status:?}\n{out}"
+    );
+    assert!(out.contains(&format!("{point}: aborting")), "{out}");
+}
+
+async fn arm_state(h: &Harness) -> String {
+    h.panel("home").await["arm_state"]
+        .as_str()
+        .unwrap_or("?")
+        .to_string()
+}
+
+fn schedule() -> Value {
+    json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}})
+}
+
+async fn scenario(point: Point, kind: Kind) -> Row {
+    let (h, env) = world().await;
+    let t = h.token("demo").await;
+    h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
+    h.advance(60).await;
+    let directive_env = only(&env, alarm_skill::secrets::needs::DIRECTIVE);
+    let worker_env = only(&env, alarm_skill::secrets::needs::REDELIVERY);
+
+    if point.locked() {
+        // Three wrong codes lock voice disarm for 90 s (the default policy).
+        let mut f = Function::start(env!("CARGO_BIN_EXE_bootstrap"), &directive_env).await;
+        for _ in 0..3 {
+            let (_, _, r) = f.invoke(disarm(&t, "home", Some("0000"))).await;
+            assert_eq!(error_type(&r), Some("UNAUTHORIZED"), "{r}");
+        }
+        drop(f);
+    }
+
+    match point {
+        Point::DecisionWritten
+        | Point::PanelAnswered
+        | Point::LockedDecisionWritten
+        | Point::LockedSignalAnswered => {
+            let f = Function::start(
+                env!("CARGO_BIN_EXE_bootstrap"),
+                &armed(&directive_env, point.name()),
+            )
+            .await;
+            f.enqueue(disarm(&t, "home", Some(kind.pin())));
+            dies_at(f, point.name()).await;
+        }
+        Point::DuringPanelCall => {
+            // The cloud disarms, then holds its answer back: the process dies with the call
+            // in flight. Short enough for the ownership check (a third of the deadline) to pass.
+            h.fault("slow", 1_500).await;
+            let f = Function::start(env!("CARGO_BIN_EXE_bootstrap"), &directive_env).await;
+            f.enqueue(disarm(&t, "home", Some(kind.pin())));
+            let mut sent = false;
+            for _ in 0..200 {
+                if h.requests_for("home").await.iter().any(|op| op == "disarm") {
+                    sent = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            // SIGKILL (tokio's Child::kill), before the answer is back.
+            let out = f.logs().await;
+            assert!(sent, "the disarm reached the panel cloud:\n{out}");
+            assert!(
+                !out.contains("directive handled"),
+                "killed before it answered:\n{out}"
+            );
+            h.fault("none", 0).await;
+        }
+        Point::SignalAcked | Point::LeaseHeld => {
+            // A disarm whose panel call failed leaves a pending record for the worker.
+            h.fault("down", 0).await;
+            let mut f = Function::start(env!("CARGO_BIN_EXE_bootstrap"), &directive_env).await;
+            let (_, _, r) = f.invoke(disarm(&t, "home", Some(kind.pin()))).await;
+            assert_eq!(error_type(&r), Some("BRIDGE_UNREACHABLE"), "{r}");
+            drop(f);
+            h.fault("none", 0).await;
+            let f = Function::start(
+                env!("CARGO_BIN_EXE_redelivery"),
+                &armed(&worker_env, point.name()),
+            )
+            .await;
+            f.enqueue(schedule());
+            dies_at(f, point.name()).await;
+        }
+    }
+    let state_after_crash = arm_state(&h).await;
+    let pending_at_crash = outbox_records(&store_dump(&h).await)
+        .iter()
+        .filter(|r| r["status"] == "pending")
+        .count();
+
+    // A fresh bootstrap: answers, and replays nothing by starting.
+    let mut f = Function::start(env!("CARGO_BIN_EXE_bootstrap"), &directive_env).await;
+    let (kind_of, _, r) = f.invoke(report_state(&t, "home")).await;
+    assert_eq!(kind_of, "response", "{r}");
+    assert_eq!(
+        property(&r, "armState").as_str().map(str::to_lowercase),
+        Some(state_after_crash.clone()),
+        "{r}"
+    );
+    drop(f);
+
+    // A fresh worker until nothing is pending: a record the crashed directive left is due
+    // after its grace; a lease the crashed worker held must run out first.
+    let mut w = Function::start(env!("CARGO_BIN_EXE_redelivery"), &worker_env).await;
+    let (mut worker_runs, mut skipped_runs) = (0, 0);
+    loop {
+        let (kind_of, _, report) = w.invoke(schedule()).await;
+        assert_eq!(kind_of, "response", "{report}");
+        worker_runs += 1;
+        if report["skipped_shards"].as_u64() > Some(0) {
+            skipped_runs += 1;
+        }
+        let idle = report["examined"] == 0 && report["skipped_shards"] == 0;
+        if idle && report["backlog"] == 0 && report["gone"] == 0 {
+            break;
+        }
+        assert!(worker_runs < 60, "still pending after 60 runs: {report}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    drop(w);
+
+    let link = h.get("/sim/monitoring/link").await;
+    let mut seqs: Vec<u64> = link["sent"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["code"] == "121")
+        .filter_map(|s| s["seq"].as_u64())
+        .collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    let received_121 = h
+        .signals()
+        .await
+        .iter()
+        .filter(|s| s.starts_with("121/"))
+        .count();
+    let ops = h.requests_for("home").await;
+    let dump = store_dump(&h).await;
+    let records = outbox_records(&dump);
+    let pending = records.iter().filter(|r| r["status"] == "pending").count();
+    let outbox = records
+        .iter()
+        .map(|r| {
+            let mut keys: Vec<&String> = r.as_object().unwrap().keys().collect();
+            keys.sort();
+            json!({
+                "attributes": keys,
+                "status": r["status"],
+                "attempts": r["attempts"],
+                "lane": r["lane"],
+                "counted": r["counted"],
+                "seal_len": r["seal"].as_str().map(str::len),
+            })
+        })
+        .collect();
+    Row {
+        point,
+        kind,
+        sent_121: seqs.len(),
+        received_121,
+        disarms: ops.iter().filter(|o| *o == "disarm").count(),
+        signals: ops.iter().filter(|o| *o == "signal").count(),
+        state_after_crash,
+        state_after_recovery: arm_state(&h).await,
+        pending_at_crash,
+        pending,
+        worker_runs,
+        skipped_runs,
+        outbox,
+    }
+}
+
+fn print_matrix(title: &str, rows: &[Row]) {
+    eprintln!("crash-point matrix ({title}, DynamoDB Local):");
+    eprintln!(
+        "{:<52} {:<7} {:>8} {:>12} {:>8} {:>8} {:>16} {:>11} {:<22}",
+        "point",
+        "kind",
+        "121 sent",
+        "121 received",
+        "disarms",
+        "signals",
+        "pending crash/end",
+        "worker runs",
+        "panel after crash/now"
+    );
+    for r in rows {
+        eprintln!(
+            "{:<52} {:<7} {:>8} {:>12} {:>8} {:>8} {:>16} {:>11} {:<22}",
+            r.point.label(),
+            format!("{:?}", r.kind),
+            r.sent_121,
+            r.received_121,
+            r.disarms,
+            r.signals,
+            format!("{}/{}", r.pending_at_crash, r.pending),
+            format!("{} ({} held)", r.worker_runs, r.skipped_runs),
+            format!("{}/{}", r.state_after_crash, r.state_after_recovery),
+        );
+    }
+}
+
+/// Every row's promise, and the two kinds alike at each point.
+fn check(rows: &[Row]) {
+    for r in rows {
+        let want = usize::from(r.kind == Kind::Duress);
+        let at = format!("{:?} at {:?}", r.kind, r.point);
+        assert_eq!(r.received_121, want, "121s received, {at}: {r:?}");
+        assert_eq!(r.sent_121, want, "121s sent by the cloud, {at}: {r:?}");
+        assert_eq!(r.pending, 0, "lost (still pending), {at}: {r:?}");
+        assert_eq!(
+            r.pending_at_crash, 1,
+            "the crash came before the record was settled, {at}: {r:?}"
+        );
+        // The worker signals once; once more where the crashed worker's signal was acknowledged
+        // (the cloud deduplicates it by request id: still one 121).
+        // So does a locked-out directive's own signal, acknowledged before the crash.
+        let expected_signals = match r.point {
+            Point::SignalAcked | Point::LockedSignalAnswered => 2,
+            _ => 1,
+        };
+        assert_eq!(r.signals, expected_signals, "signal calls, {at}: {r:?}");
+        assert_eq!(r.outbox.len(), 1, "one outbox record, {at}: {r:?}");
+        assert_eq!(
+            r.state_after_recovery, r.state_after_crash,
+            "recovery changed the panel (a replayed disarm?), {at}"
+        );
+        // The disarm call was made once, by the directive, before the crash, or never.
+        let expected_disarms = match r.point {
+            Point::DecisionWritten | Point::LockedDecisionWritten => 0,
+            Point::LockedSignalAnswered => 0,
+            Point::DuringPanelCall | Point::PanelAnswered => 1,
+            Point::SignalAcked | Point::LeaseHeld => 0,
+        };
+        assert_eq!(r.disarms, expected_disarms, "disarm calls, {at}: {r:?}");
+        let expected_state = if expected_disarms == 1 {
+            "disarmed"
+        } else {
+            "armed_away"
+        };
+        assert_eq!(r.state_after_crash, expected_state, "{at}: {r:?}");
+        if r.point == Point::LeaseHeld {
+            assert!(r.skipped_runs > 0, "the crashed worker's lease held: {r:?}");
+        }
+    }
+    for pair in rows.chunks(2) {
+        let [a, b] = pair else { continue };
+        assert_eq!(a.point, b.point);
+        assert_ne!(a.kind, b.kind);
+        assert_eq!(
+            a.outbox, b.outbox,
+            "the outbox shows the kind at {:?}",
+            a.point
+        );
+        assert_eq!(a.disarms, b.disarms, "{:?}", a.point);
+        assert_eq!(a.signals, b.signals, "{:?}", a.point);
+    }
+}
+
+async fn matrix(points: &[Point]) -> Vec<Row> {
+    let runs: Vec<_> = points
+        .iter()
+        .flat_map(|p| [Kind::Normal, Kind::Duress].map(|k| scenario(*p, k)))
+        .collect();
+    futures::future::join_all(runs).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_killed_at_each_step_of_a_disarm_loses_and_replays_nothing() {
+    let points = [
+        Point::DecisionWritten,
+        Point::DuringPanelCall,
+        Point::PanelAnswered,
+        Point::LockedDecisionWritten,
+        Point::LockedSignalAnswered,
+    ];
+    assert!(points.iter().all(|p| !p.in_worker()));
+    let rows = matrix(&points).await;
+    print_matrix("bootstrap", &rows);
+    check(&rows);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redelivery_killed_at_each_step_delivers_each_duress_once() {
+    let points = [Point::SignalAcked, Point::LeaseHeld];
+    assert!(points.iter().all(|p| p.in_worker()));
+    let rows = matrix(&points).await;
+    print_matrix("redelivery", &rows);
+    check(&rows);
+}
