@@ -10,7 +10,7 @@
 //! (a receiver that remembers recent sequence numbers never takes a new event for a re-send).
 
 use std::collections::{HashMap, VecDeque};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufRead, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -237,6 +237,7 @@ impl Transmitter {
             .insert(account.to_string(), if seq >= 9999 { 1 } else { seq + 1 });
         st.next_id += 1;
         st.queue.push_back(msg);
+        maybe_compact(&self.inner.config, &mut st);
         drop(st);
         self.inner.wake.notify_one();
         Ok(())
@@ -244,7 +245,10 @@ impl Transmitter {
 
     /// Records a decision that queues nothing, with the same write and sync as [`Self::send`].
     pub fn decided(&self) -> Result<(), QueueError> {
-        append(&mut self.lock(), &Record::Decided)
+        let mut st = self.lock();
+        append(&mut st, &Record::Decided)?;
+        maybe_compact(&self.inner.config, &mut st);
+        Ok(())
     }
 
     /// Events not yet acknowledged.
@@ -305,6 +309,17 @@ fn append(st: &mut State, record: &Record) -> Result<(), QueueError> {
     file.sync_data()?;
     st.journal_records += 1;
     Ok(())
+}
+
+/// Keeps the journal bounded: pending events and sequence numbers only, once it has grown.
+/// A failed rewrite leaves the old journal in use, whole.
+fn maybe_compact(config: &LinkConfig, st: &mut State) {
+    if st.journal_records >= COMPACT_AFTER
+        && let Some(dir) = &config.queue_dir
+        && let Err(e) = compact(dir, st)
+    {
+        tracing::warn!(error = %e, "DC-09 queue journal: rewrite failed");
+    }
 }
 
 /// Reads the journal in `dir` (creating both if missing): the events not yet ACKed, in order,
@@ -387,11 +402,12 @@ fn compact(dir: &Path, st: &mut State) -> Result<(), QueueError> {
         out.write_all(&line)?;
     }
     out.sync_all()?;
-    drop(out);
+    // `out` stays the journal: its handle follows the file through the rename, and until the
+    // rename succeeds the old journal stays in use.
     std::fs::rename(&tmp, dir.join(JOURNAL))?;
-    File::open(dir)?.sync_all()?;
-    st.journal = Some(OpenOptions::new().append(true).open(dir.join(JOURNAL))?);
+    st.journal = Some(out);
     st.journal_records = records.len();
+    File::open(dir)?.sync_all()?;
     Ok(())
 }
 
@@ -465,12 +481,7 @@ async fn run(me: Arc<Inner>) {
                 if let Err(e) = append(&mut st, &Record::Acked { id: msg.id }) {
                     tracing::warn!(error = %e, "DC-09 queue journal: ACK not recorded");
                 }
-                if st.journal_records >= COMPACT_AFTER
-                    && let Some(dir) = &me.config.queue_dir
-                    && let Err(e) = compact(dir, &mut st)
-                {
-                    tracing::warn!(error = %e, "DC-09 queue journal: rewrite failed");
-                }
+                maybe_compact(&me.config, &mut st);
             }
         }
         if acked {
@@ -540,4 +551,96 @@ async fn send_once(
         other => other,
     };
     Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use std::fs::OpenOptions;
+
+    fn cid(number: u16) -> Cid {
+        Cid {
+            qualifier: 1,
+            event: 121,
+            partition: 1,
+            number,
+        }
+    }
+
+    fn seqs(t: &Transmitter) -> Vec<u16> {
+        t.lock().queue.iter().map(|q| q.seq).collect()
+    }
+
+    #[tokio::test]
+    async fn the_queue_survives_a_crash_numbering_goes_on_and_a_failed_write_queues_nothing() {
+        let dir = std::env::temp_dir().join(format!("dc09-q-{}", uuid::Uuid::new_v4().simple()));
+        // A port nobody listens on: every attempt fails, the queue stays as it is.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let cfg = LinkConfig {
+            queue_dir: Some(dir.clone()),
+            ..LinkConfig::new(addr)
+        };
+        let t = Transmitter::start(cfg, Arc::new(SystemClock)).unwrap();
+        for n in 1..=3 {
+            t.send("1234", cid(n), Utc::now()).unwrap();
+        }
+        t.crash_and_restart().unwrap();
+        assert_eq!(seqs(&t), [1, 2, 3]);
+        // A crash in the middle of a write leaves a torn last line: its send never returned Ok.
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.join(JOURNAL))
+            .unwrap();
+        f.write_all(br#"{"op":"queued","id":7,"acc"#).unwrap();
+        drop(f);
+        t.crash_and_restart().unwrap();
+        assert_eq!(seqs(&t), [1, 2, 3]);
+        t.send("1234", cid(4), Utc::now()).unwrap();
+        assert_eq!(seqs(&t), [1, 2, 3, 4], "numbering goes on after restarts");
+
+        // The disk refuses the write (a full device): Err, nothing queued, no number used.
+        t.lock().journal = Some(OpenOptions::new().write(true).open("/dev/full").unwrap());
+        assert!(t.send("1234", cid(5), Utc::now()).is_err());
+        assert!(t.decided().is_err());
+        assert_eq!(seqs(&t), [1, 2, 3, 4]);
+        assert_eq!(t.lock().next_seq.get("1234"), Some(&5));
+        // What is on disk is what a restart finds.
+        t.crash_and_restart().unwrap();
+        assert_eq!(seqs(&t), [1, 2, 3, 4]);
+
+        // The journal stays bounded: rewritten with the pending events and numbers only.
+        for _ in 0..COMPACT_AFTER + 5 {
+            t.decided().unwrap();
+        }
+        let lines = std::fs::read_to_string(dir.join(JOURNAL))
+            .unwrap()
+            .lines()
+            .count();
+        assert!(lines < 20, "{lines} lines");
+        t.crash_and_restart().unwrap();
+        assert_eq!(seqs(&t), [1, 2, 3, 4]);
+        t.send("1234", cid(5), Utc::now()).unwrap();
+        assert_eq!(seqs(&t), [1, 2, 3, 4, 5]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn without_a_queue_directory_a_crash_loses_the_queue() {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let t = Transmitter::start(LinkConfig::new(addr), Arc::new(SystemClock)).unwrap();
+        t.send("1234", cid(1), Utc::now()).unwrap();
+        t.crash_and_restart().unwrap();
+        assert_eq!(
+            t.queued(),
+            0,
+            "the reference transmitter's behaviour, for contrast"
+        );
+    }
 }
