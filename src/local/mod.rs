@@ -174,6 +174,9 @@ pub struct LocalStack {
     pub metrics: Option<crate::metrics::Lines>,
     shutdown: Option<oneshot::Sender<()>>,
     tasks: Vec<JoinHandle<()>>,
+    /// The temporary monitoring directory this stack made itself (no `monitoring_dir` given):
+    /// removed with the stack.
+    temp_monitoring_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone)]
@@ -353,12 +356,17 @@ impl LocalStack {
             .map(Key::from_hex)
             .transpose()
             .map_err(|e| LocalError::Config(format!("DC-09 key: {e}")))?;
-        let monitoring_dir = opts.monitoring_dir.clone().unwrap_or_else(|| {
+        let temp_monitoring_dir = opts.monitoring_dir.is_none().then(|| {
             std::env::temp_dir().join(format!(
                 "alarm-skill-monitoring-{}",
                 uuid::Uuid::new_v4().simple()
             ))
         });
+        let monitoring_dir = opts
+            .monitoring_dir
+            .clone()
+            .or_else(|| temp_monitoring_dir.clone())
+            .unwrap_or_default();
         let center = Arc::new(
             MonitoringCenter::new(
                 subscribers(&opts.config.accounts),
@@ -564,6 +572,7 @@ impl LocalStack {
             metrics: metric_lines,
             shutdown: Some(tx),
             tasks,
+            temp_monitoring_dir,
         })
     }
 
@@ -607,6 +616,9 @@ impl Drop for LocalStack {
         self.receiver.stop();
         for t in &self.tasks {
             t.abort();
+        }
+        if let Some(dir) = &self.temp_monitoring_dir {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }
