@@ -45,6 +45,10 @@ enum Command {
         /// Encrypt the DC-09 link with this AES-128 key (32 hex digits).
         #[arg(long, env = "DC09_KEY", hide_env_values = true)]
         dc09_key: Option<String>,
+        /// Keep the DC-09 queue and the receiver's journal here, across restarts (a new
+        /// temporary directory otherwise).
+        #[arg(long)]
+        monitoring_dir: Option<PathBuf>,
         /// Household and panels to simulate (JSON); the built-in demo household otherwise.
         #[arg(long)]
         config: Option<PathBuf>,
@@ -247,6 +251,7 @@ async fn main() -> ExitCode {
             panel_port,
             receiver_port,
             dc09_key,
+            monitoring_dir,
             config,
             dynamodb_endpoint,
             table,
@@ -269,6 +274,7 @@ async fn main() -> ExitCode {
                 panel_port,
                 receiver_port,
                 dc09_key: dc09_key.map(alarm_skill::secret::Secret::new),
+                monitoring_dir,
                 config,
                 dynamodb_endpoint,
                 table,

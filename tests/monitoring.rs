@@ -7,7 +7,10 @@
 //! - Crash-and-smash: the receiver raises the alarm itself when a pending alarm is never
 //!   resolved, and not when the panel is disarmed in time.
 //! - The link: receiver outages, lost ACKs and NAKs delay delivery but lose nothing, and the
-//!   receiver acts on each event exactly once by sequence number; AES-128 when keyed.
+//!   receiver acts on each event exactly once (sequence number and time of occurrence);
+//!   AES-128 when keyed.
+//! - Restarts: the cloud's transmitter and the receiver crash and start again mid-backlog, from
+//!   their journals; each 121 reaches the operator exactly once.
 
 mod support;
 
@@ -532,4 +535,260 @@ async fn the_receiver_refuses_bad_frames_and_acks_good_ones() {
     assert_eq!(ask(good).await.id, MessageId::Ack);
     assert_eq!(h.signals().await, ["121/1/1"]);
     assert_eq!(reasons(&dispatches(&h).await), ["duress"]);
+}
+
+/// Four households, each with a normal and a duress PIN, each panel on its own DC-09 account.
+fn households() -> DemoConfig {
+    let mut accounts = vec![];
+    let mut households = vec![];
+    for i in 1..=4 {
+        accounts.push(json!({"id": format!("house{i}"), "users": [{"number": 1, "name": "Alex"}],
+          "panels": [{"id": format!("panel{i}"), "name": "Home",
+            "monitoring_account": format!("{}", 1000 + i),
+            "zones": [{"id": "door", "number": 1, "name": "Door", "kind": "contact", "entry": true}]}]}));
+        households.push(json!({"account": format!("house{i}"), "members": [
+          {"id": "alex", "name": "Alex", "user_number": 1, "voice_pin": NORMAL, "duress_pin": DURESS}]}));
+    }
+    DemoConfig::parse(&json!({"accounts": accounts, "households": households}).to_string())
+        .expect("config")
+}
+
+async fn disarm_as(h: &Harness, house: u32, pin: &str) {
+    let t = h.token(&format!("house{house}")).await;
+    let r = h
+        .invoke(&disarm(&t, &format!("panel{house}"), Some(pin)))
+        .await;
+    assert_eq!(r["event"]["header"]["name"], "Response", "{r}");
+}
+
+/// The 121s the operator has, per DC-09 account, by the journal-backed center.
+fn duress_dispatches(h: &Harness) -> Vec<(String, Option<u16>)> {
+    let mut d: Vec<(String, Option<u16>)> = h
+        .stack
+        .receiver
+        .center()
+        .dispatches()
+        .into_iter()
+        .filter(|d| d.reason == alarm_skill::simulator::monitoring::DispatchReason::Duress)
+        .map(|d| (d.account, d.user))
+        .collect();
+    d.sort();
+    d
+}
+
+async fn wait_received(h: &Harness, at_least: usize) {
+    for _ in 0..200 {
+        if h.stack.receiver.center().frames().len() >= at_least {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the receiver got fewer than {at_least} frames");
+}
+
+/// A backlog of several households' 121s while the receiver is down; the cloud's transmitter
+/// crashes and starts again from its queue journal; the receiver comes up, acts on the first
+/// frame but crashes before its ACK leaves, and starts again from its own journal while the
+/// transmitter crashes once more; another household's duress is queued after the restarts (its
+/// sequence number continues, it is not taken for an old one). Every 121 reaches the operator
+/// exactly once, and a further restart of the center rebuilds exactly the same.
+#[tokio::test]
+async fn restarts_of_both_ends_mid_backlog_deliver_each_duress_exactly_once() {
+    let h = Harness::start_with(Options {
+        config: households(),
+        dc09_key: Some(Secret::new(KEY)),
+        ..test_options()
+    })
+    .await;
+    let link = h.stack.sim.link().expect("DC-09 link").clone();
+    receiver(&h, "down").await;
+    // Normal and duress disarms mixed: the backlog holds 121s of houses 1 and 2.
+    disarm_as(&h, 1, DURESS).await;
+    disarm_as(&h, 3, NORMAL).await;
+    disarm_as(&h, 2, DURESS).await;
+    // House 4's duress comes over the panel API's `signals` (a lockout or a re-delivery): the
+    // cloud's acknowledgement means the 121 is on disk, which the crash below checks.
+    let signal = h
+        .http
+        .post(format!(
+            "http://{}/v1/accounts/house4/panels/panel4/signals",
+            h.stack.panel_api.addr()
+        ))
+        .bearer_auth(h.stack.sim.api_key().expose())
+        .json(&json!({"member": 1, "source": "voice", "duress": true,
+            "request_id": "6f1c2b9e-0d4a-4f3e-9b8a-2c7d5e1f0a93"}))
+        .send()
+        .await
+        .expect("signals");
+    assert_eq!(signal.status(), 200);
+    assert_eq!(
+        signal.json::<Value>().await.unwrap(),
+        json!({"acknowledged": true})
+    );
+    let backlog = link.queued();
+    assert!(backlog >= 3, "queued {backlog}");
+
+    // The cloud's transmitter dies with the receiver down: the queue comes back from disk.
+    link.crash_and_restart().expect("transmitter restarts");
+    assert_eq!(
+        link.queued(),
+        backlog,
+        "the durable queue survived the crash"
+    );
+
+    // The receiver comes up but loses its ACKs: it acts on the head of the queue and the
+    // answer never leaves. Then both ends crash and start again.
+    receiver(&h, "drop_ack").await;
+    wait_received(&h, 1).await;
+    receiver(&h, "down").await;
+    let acted_before_crash = h.stack.receiver.center().events().len();
+    assert!(acted_before_crash >= 1);
+    h.stack
+        .receiver
+        .center()
+        .crash_and_restart()
+        .expect("center restarts");
+    assert_eq!(
+        h.stack.receiver.center().events().len(),
+        acted_before_crash,
+        "what the center acted on came back from its journal"
+    );
+    link.crash_and_restart().expect("transmitter restarts");
+    assert_eq!(link.queued(), backlog, "nothing was ACKed");
+
+    // House 3 is coerced after the restarts.
+    disarm_as(&h, 3, DURESS).await;
+    receiver(&h, "none").await;
+    assert!(
+        link.settle(Duration::from_secs(20)).await,
+        "backlog delivered"
+    );
+
+    let expected = vec![
+        ("house1".to_string(), Some(1)),
+        ("house2".to_string(), Some(1)),
+        ("house3".to_string(), Some(1)),
+        ("house4".to_string(), Some(1)),
+    ];
+    assert_eq!(duress_dispatches(&h), expected);
+    let received = h.stack.receiver.center().frames();
+    assert!(
+        received.iter().any(|f| f.duplicate),
+        "the frame acted on before the crash came again and was recognised: {received:?}"
+    );
+    // Each account's sequence numbers continued across the transmitter's restarts.
+    let sent = link.sent();
+    for acct in ["1001", "1002", "1003", "1004"] {
+        let mut seqs: Vec<u16> = sent
+            .iter()
+            .filter(|f| f.account == acct && f.answer == "ACK")
+            .map(|f| f.seq)
+            .collect();
+        let n = seqs.len();
+        seqs.dedup();
+        assert_eq!(seqs.len(), n, "{acct}: one ACK per sequence number");
+        assert_eq!(seqs, (1..=n as u16).collect::<Vec<_>>(), "{acct}");
+    }
+    // The operator's record is the journal: a further restart rebuilds the same 121s.
+    h.stack
+        .receiver
+        .center()
+        .crash_and_restart()
+        .expect("center restarts");
+    assert_eq!(duress_dispatches(&h), expected);
+    capture(&h, "restarts-mid-backlog-encrypted", Some(KEY)).await;
+}
+
+/// The receiver's duplicate rule on its own: a re-send is the same sequence number with the same
+/// time of occurrence; a transmitter that starts numbering again at 0001 has its new events acted
+/// on, not ACKed and dropped; and a frame without a time of occurrence is a re-send only within
+/// the DC-09 time window.
+#[test]
+fn duplicates_are_sequence_number_and_time_of_occurrence_not_a_bare_sequence_number() {
+    use alarm_skill::clock::{AdjustableClock, Clock};
+    use alarm_skill::simulator::dc09::frame::{self, Cid, MessageId, Route};
+    use alarm_skill::simulator::monitoring::{MonitoringCenter, Subscriber};
+    use std::sync::Arc;
+
+    let clock = Arc::new(AdjustableClock::frozen(
+        chrono::DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z")
+            .unwrap()
+            .to_utc(),
+    ));
+    let dir = std::env::temp_dir().join(format!("dc09-dup-{}", uuid::Uuid::new_v4().simple()));
+    let sub = Subscriber {
+        monitoring_account: "1234".into(),
+        account: "demo".into(),
+        panel: "home".into(),
+        entry_delay_s: 30,
+        abort_window_s: 0,
+        supervision_grace_s: 30,
+    };
+    let center = |clock: &Arc<AdjustableClock>| {
+        MonitoringCenter::new(vec![sub.clone()], None, clock.clone())
+            .with_journal(&dir)
+            .expect("journal")
+    };
+    let route = Route {
+        receiver: Some("1".into()),
+        prefix: "1".into(),
+        account: "1234".into(),
+    };
+    let duress = Cid {
+        qualifier: 1,
+        event: 121,
+        partition: 1,
+        number: 1,
+    };
+    let c = center(&clock);
+    let send = |c: &MonitoringCenter, seq: u16, occurred| {
+        let f =
+            frame::encode_event(seq, &route, Some(&duress), occurred, clock.now(), None).unwrap();
+        let a = c.handle_frame(f.as_bytes(), false);
+        assert_eq!(a.id, MessageId::Ack);
+        c.frames().last().unwrap().duplicate
+    };
+    let t0 = clock.now();
+    assert!(!send(&c, 1, t0), "first receipt");
+    clock.advance(chrono::Duration::seconds(5));
+    assert!(send(&c, 1, t0), "re-send: same seq, same occurrence");
+    // The receiver restarts: it still knows the event.
+    let c = center(&clock);
+    clock.advance(chrono::Duration::seconds(600));
+    assert!(
+        send(&c, 1, t0),
+        "re-send after a receiver restart and long outage"
+    );
+    // A transmitter that lost its numbering sends a new duress as 0001: a new event.
+    let t1 = clock.now();
+    assert!(!send(&c, 1, t1), "new event under a reused sequence number");
+    let duress_count = c
+        .dispatches()
+        .iter()
+        .filter(|d| d.reason == alarm_skill::simulator::monitoring::DispatchReason::Duress)
+        .count();
+    assert_eq!(duress_count, 2);
+
+    // Without a time of occurrence: a re-send only inside the time window.
+    let bare = |c: &MonitoringCenter, seq: u16| {
+        let f = frame::encode_event(seq, &route, Some(&duress), t0, clock.now(), None).unwrap();
+        let f = f.replace(&format!("[H{}]", t0.format("%H:%M:%S,%m-%d-%Y")), "");
+        // Re-wrap: the length and CRC cover the body.
+        let body = f.trim_matches(['\n', '\r']);
+        let body = &body[8..];
+        let f = format!(
+            "\n{:04X}0{:03X}{body}\r",
+            frame::crc16_arc(body.as_bytes()),
+            body.len()
+        );
+        let a = c.handle_frame(f.as_bytes(), false);
+        assert_eq!(a.id, MessageId::Ack, "{f}");
+        c.frames().last().unwrap().duplicate
+    };
+    assert!(!bare(&c, 7));
+    clock.advance(chrono::Duration::seconds(30));
+    assert!(bare(&c, 7), "inside the window");
+    clock.advance(chrono::Duration::seconds(61));
+    assert!(!bare(&c, 7), "past the window: a new event");
+    let _ = std::fs::remove_dir_all(&dir);
 }

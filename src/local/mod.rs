@@ -82,6 +82,10 @@ pub struct Options {
     pub receiver_port: u16,
     /// AES-128 key of the DC-09 link (32 hex digits); `None` sends in clear.
     pub dc09_key: Option<Secret>,
+    /// Where the panel cloud's DC-09 queue (`cloud/`) and the monitoring receiver's journal
+    /// (`receiver/`) live, so both survive a restart; None: a fresh directory under the system
+    /// temp dir for this stack.
+    pub monitoring_dir: Option<std::path::PathBuf>,
     pub config: DemoConfig,
     /// Use DynamoDB at this endpoint instead of the embedded store.
     pub dynamodb_endpoint: Option<String>,
@@ -113,6 +117,7 @@ impl Default for Options {
             panel_port: 9001,
             receiver_port: 9002,
             dc09_key: None,
+            monitoring_dir: None,
             config: DemoConfig::demo(),
             dynamodb_endpoint: None,
             table: "alarm-skill-local".to_string(),
@@ -169,6 +174,9 @@ pub struct LocalStack {
     pub metrics: Option<crate::metrics::Lines>,
     shutdown: Option<oneshot::Sender<()>>,
     tasks: Vec<JoinHandle<()>>,
+    /// The temporary monitoring directory this stack made itself (no `monitoring_dir` given):
+    /// removed with the stack.
+    temp_monitoring_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone)]
@@ -348,11 +356,26 @@ impl LocalStack {
             .map(Key::from_hex)
             .transpose()
             .map_err(|e| LocalError::Config(format!("DC-09 key: {e}")))?;
-        let center = Arc::new(MonitoringCenter::new(
-            subscribers(&opts.config.accounts),
-            dc09_key.clone(),
-            dyn_clock.clone(),
-        ));
+        let temp_monitoring_dir = opts.monitoring_dir.is_none().then(|| {
+            std::env::temp_dir().join(format!(
+                "alarm-skill-monitoring-{}",
+                uuid::Uuid::new_v4().simple()
+            ))
+        });
+        let monitoring_dir = opts
+            .monitoring_dir
+            .clone()
+            .or_else(|| temp_monitoring_dir.clone())
+            .unwrap_or_default();
+        let center = Arc::new(
+            MonitoringCenter::new(
+                subscribers(&opts.config.accounts),
+                dc09_key.clone(),
+                dyn_clock.clone(),
+            )
+            .with_journal(&monitoring_dir.join("receiver"))
+            .map_err(|e| LocalError::Config(format!("monitoring journal: {e}")))?,
+        );
         let receiver_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, opts.receiver_port));
         let receiver = Dc09Receiver::start(receiver_addr, center.clone())
             .await
@@ -360,10 +383,12 @@ impl LocalStack {
         let link = Transmitter::start(
             LinkConfig {
                 key: dc09_key,
+                queue_dir: Some(monitoring_dir.join("cloud")),
                 ..LinkConfig::new(receiver.addr())
             },
             dyn_clock.clone(),
-        );
+        )
+        .map_err(|e| LocalError::Config(format!("DC-09 queue: {e}")))?;
         let sim = Arc::new(
             Simulator::new(&opts.config.accounts, clock.clone(), panel_api_key.clone())
                 .with_webhook(
@@ -547,6 +572,7 @@ impl LocalStack {
             metrics: metric_lines,
             shutdown: Some(tx),
             tasks,
+            temp_monitoring_dir,
         })
     }
 
@@ -590,6 +616,9 @@ impl Drop for LocalStack {
         self.receiver.stop();
         for t in &self.tasks {
             t.abort();
+        }
+        if let Some(dir) = &self.temp_monitoring_dir {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }

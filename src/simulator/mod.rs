@@ -364,19 +364,25 @@ impl Simulator {
         }
     }
 
-    /// Hands one event of panel `idx` to the monitoring center: queued on the DC-09 link, or
-    /// for the in-process center.
-    fn transmit(&self, st: &State, idx: usize, event: ContactIdEvent) {
+    /// Hands one event of panel `idx` to the monitoring center: queued on the DC-09 link
+    /// (durably, when the link has a queue directory), or for the in-process center. Err: the
+    /// event is not queued.
+    fn transmit(
+        &self,
+        st: &State,
+        idx: usize,
+        event: ContactIdEvent,
+    ) -> Result<(), dc09::transmitter::QueueError> {
         let Some(link) = &self.link else {
             self.inbox
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push(event);
-            return;
+            return Ok(());
         };
         let Some(acct) = st.panels[idx].config.monitoring_account.as_deref() else {
             tracing::error!(panel = %event.panel, "no monitoring account for panel; event not sent");
-            return;
+            return Ok(());
         };
         let cid = Cid {
             qualifier: event.qualifier,
@@ -384,7 +390,15 @@ impl Simulator {
             partition: event.partition,
             number: event.user.or(event.zone).unwrap_or(0),
         };
-        link.send(acct, cid, event.at);
+        link.send(acct, cid, event.at)
+    }
+
+    /// Sends a panel report; one that cannot be queued is logged (the panel's own reports have
+    /// no caller to refuse).
+    fn report(&self, st: &State, idx: usize, event: ContactIdEvent) {
+        if let Err(e) = self.transmit(st, idx, event) {
+            tracing::error!(error = %e, "panel report not queued for the monitoring center");
+        }
     }
 
     /// Waits (at most `limit`) until the monitoring center has every event sent so far, then
@@ -403,8 +417,11 @@ impl Simulator {
 
     /// Raises the duress signal for a request id at most once. A real cloud must not take
     /// longer for a duress than for a normal disarm (docs/panel-api.md), so the reference one
-    /// does the same work either way: one set insert and one event built; only whether the event
-    /// reaches the monitoring receiver differs.
+    /// does the same work either way: one set insert, one event built and, on a durable link,
+    /// one journal record written and synced; only whether the event reaches the monitoring
+    /// receiver differs. Err: the decision could not be made durable; nothing is settled, and
+    /// the caller must not acknowledge (the same request id is decided again when it comes
+    /// back).
     fn decide_duress(
         &self,
         st: &mut State,
@@ -413,10 +430,10 @@ impl Simulator {
         duress: bool,
         request_id: &str,
         now: DateTime<Utc>,
-    ) {
+    ) -> Result<(), PanelError> {
         // `signalled` holds every request id whose duress question is settled, duress or not:
         // a request id is one attempt, of one kind, forever.
-        let first = st.signalled.insert(request_id.to_string()) || self.defects().duress_every_time;
+        let first = !st.signalled.contains(request_id) || self.defects().duress_every_time;
         let event = ContactIdEvent {
             account: st.panels[idx].account.clone(),
             panel: st.panels[idx].id().to_string(),
@@ -427,11 +444,21 @@ impl Simulator {
             zone: None,
             at: now,
         };
+        if first {
+            let queued = match (&self.link, duress) {
+                (_, true) => self.transmit(st, idx, event),
+                (Some(link), false) => link.decided(),
+                (None, false) => Ok(()),
+            };
+            if let Err(e) = queued {
+                tracing::error!(error = %e, "duress decision not durable; not acknowledged");
+                return Err(PanelError::Server(503));
+            }
+            st.signalled.insert(request_id.to_string());
+        }
         // After a duress the panel aborts nothing and transmits no cancel.
         st.panels[idx].note_duress(duress);
-        if duress && first {
-            self.transmit(st, idx, event);
-        }
+        Ok(())
     }
 
     /// Sends the panel's reports to the monitoring center (held by the panel while it is
@@ -444,7 +471,7 @@ impl Simulator {
             let mut all = std::mem::take(&mut p.unsent);
             all.append(&mut events);
             for e in all {
-                self.transmit(st, idx, e);
+                self.report(st, idx, e);
             }
         } else {
             p.unsent.append(&mut events);
@@ -618,7 +645,7 @@ impl Simulator {
         }
         // The cloud relays a duress to the monitoring center over its own link, before and
         // whatever happens to the panel: an offline panel must not swallow it.
-        self.decide_duress(&mut st, i, req.member, req.duress, &req.request_id, now);
+        self.decide_duress(&mut st, i, req.member, req.duress, &req.request_id, now)?;
         if !st.panels[i].online {
             return Err(PanelError::Offline);
         }
@@ -646,7 +673,7 @@ impl Simulator {
         if req.duress
             && let Some(cancel) = defects.cancel_after_duress(account, panel, req.member, now)
         {
-            self.transmit(&st, i, cancel);
+            self.report(&st, i, cancel);
         }
         st.completed
             .insert(req.request_id.clone(), Completed::Disarm(view.clone()));
@@ -663,8 +690,8 @@ impl Simulator {
         let now = self.clock.now();
         Self::log(&mut st, "signal", account, Some(panel), now);
         let i = Self::find(&st, self.scope(account), panel).ok_or(PanelError::NotFound)?;
-        self.decide_duress(&mut st, i, req.member, req.duress, &req.request_id, now);
-        Ok(())
+        // Acknowledged only once the 121 is durably queued (or the decision recorded).
+        self.decide_duress(&mut st, i, req.member, req.duress, &req.request_id, now)
     }
 
     /// The account's panel users, by number (`GET /v1/accounts/{account}/users`).

@@ -2,17 +2,27 @@
 //! one TCP connection, each re-sent (same sequence number, fresh timestamp) until the receiver
 //! answers ACK. Nothing is dropped: a receiver that is down, refuses (NAK), or loses its answer
 //! only delays delivery, and the order of events is kept.
+//!
+//! With a queue directory ([`LinkConfig::queue_dir`]) the queue and each account's next sequence
+//! number live in an append-only journal, written and fsynced before [`Transmitter::send`]
+//! returns: a transmitter that crashes and starts again re-sends what was not yet ACKed, with
+//! the same sequence number and time of occurrence, and goes on numbering where it stopped
+//! (a receiver that remembers recent sequence numbers never takes a new event for a re-send).
 
 use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io::{BufRead, Write};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 use super::frame::{self, Cid, FrameError, Key, MessageId, Route};
 use crate::clock::Clock;
@@ -30,6 +40,8 @@ pub struct LinkConfig {
     pub ack_timeout: Duration,
     /// The longest pause between re-sends.
     pub max_backoff: Duration,
+    /// Where the durable queue lives (created if missing); None keeps it in memory only.
+    pub queue_dir: Option<PathBuf>,
 }
 
 impl LinkConfig {
@@ -41,12 +53,14 @@ impl LinkConfig {
             key: None,
             ack_timeout: Duration::from_secs(2),
             max_backoff: Duration::from_secs(1),
+            queue_dir: None,
         }
     }
 }
 
 #[derive(Debug, Clone)]
 struct Queued {
+    id: u64,
     account: String,
     seq: u16,
     cid: Cid,
@@ -76,9 +90,49 @@ pub struct SentFrame {
 struct State {
     queue: VecDeque<Queued>,
     next_seq: HashMap<String, u16>,
+    next_id: u64,
     sent: Vec<SentFrame>,
     delivered: u64,
+    /// The open journal, when the queue is durable.
+    journal: Option<File>,
+    /// Records appended since the journal was last rewritten.
+    journal_records: usize,
 }
+
+/// One line of the queue journal (JSON).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Record {
+    /// An event queued under its sequence number.
+    Queued {
+        id: u64,
+        account: String,
+        seq: u16,
+        qualifier: u8,
+        event: u16,
+        partition: u8,
+        number: u16,
+        occurred: DateTime<Utc>,
+    },
+    /// A decision that queued nothing (a disarm or signal that was not a duress): written
+    /// and synced all the same, so that a duress costs the cloud no more time than a normal
+    /// code.
+    Decided,
+    /// The receiver ACKed event `id`.
+    Acked { id: u64 },
+    /// The next sequence number of an account (written when the journal is rewritten).
+    Next { account: String, seq: u16 },
+}
+
+/// The durable queue could not be written: the event is not queued, and whoever asked must
+/// not be told it was.
+#[derive(Debug, thiserror::Error)]
+#[error("DC-09 queue journal: {0}")]
+pub struct QueueError(#[from] std::io::Error);
+
+const JOURNAL: &str = "dc09-queue.jsonl";
+/// Rewrite the journal (pending events and sequence numbers only) after this many records.
+const COMPACT_AFTER: usize = 1_000;
 
 struct Inner {
     config: LinkConfig,
@@ -86,6 +140,7 @@ struct Inner {
     state: Mutex<State>,
     wake: Notify,
     idle: Notify,
+    task: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// Handle to the transmitter; its task runs as long as the Tokio runtime.
@@ -113,17 +168,50 @@ enum SendError {
 const SENT_LOG_MAX: usize = 10_000;
 
 impl Transmitter {
-    /// Starts the sending task. Needs a Tokio runtime.
-    pub fn start(config: LinkConfig, clock: Arc<dyn Clock>) -> Transmitter {
+    /// Starts the sending task, after loading the durable queue if there is one. Needs a
+    /// Tokio runtime.
+    pub fn start(config: LinkConfig, clock: Arc<dyn Clock>) -> Result<Transmitter, QueueError> {
+        let state = match &config.queue_dir {
+            Some(dir) => load(dir)?,
+            None => State::default(),
+        };
         let inner = Arc::new(Inner {
             config,
             clock,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(state),
             wake: Notify::new(),
             idle: Notify::new(),
+            task: Mutex::new(None),
         });
-        tokio::spawn(run(inner.clone()));
-        Transmitter { inner }
+        let task = tokio::spawn(run(inner.clone()));
+        *inner.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+        Ok(Transmitter { inner })
+    }
+
+    /// A crash and a start again: the sending task dies where it is (an attempt in flight is
+    /// abandoned, its ACK unread), everything in memory is forgotten, and the queue and
+    /// sequence numbers are whatever the journal holds. Without a queue directory the queue is
+    /// simply lost, as the reference transmitter's was.
+    pub fn crash_and_restart(&self) -> Result<(), QueueError> {
+        let mut task = self.inner.task.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = task.take() {
+            t.abort();
+        }
+        let fresh = match &self.inner.config.queue_dir {
+            Some(dir) => load(dir)?,
+            None => State::default(),
+        };
+        {
+            let mut st = self.lock();
+            let sent = std::mem::take(&mut st.sent);
+            let delivered = st.delivered;
+            *st = fresh;
+            // The inspection log and counter are not the transmitter's state: kept for tests.
+            st.sent = sent;
+            st.delivered = delivered;
+        }
+        *task = Some(tokio::spawn(run(self.inner.clone())));
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -131,26 +219,36 @@ impl Transmitter {
     }
 
     /// Queues one event for `account` (the DC-09 account number) and gives it the next sequence
-    /// number: 0001–9999, then 0001 again.
-    pub fn send(&self, account: &str, cid: Cid, occurred: DateTime<Utc>) {
+    /// number: 0001–9999, then 0001 again. With a queue directory the event is on disk (written
+    /// and fsynced) when this returns Ok; on Err it is not queued at all.
+    pub fn send(&self, account: &str, cid: Cid, occurred: DateTime<Utc>) -> Result<(), QueueError> {
         let mut st = self.lock();
-        if !st.next_seq.contains_key(account) {
-            st.next_seq.insert(account.to_string(), 1);
-        }
-        let next = st.next_seq.get_mut(account).map_or(1, |n| {
-            let seq = *n;
-            *n = if seq >= 9999 { 1 } else { seq + 1 };
-            seq
-        });
-        let seq = next;
-        st.queue.push_back(Queued {
+        let seq = st.next_seq.get(account).copied().unwrap_or(1);
+        let id = st.next_id;
+        let msg = Queued {
+            id,
             account: account.to_string(),
             seq,
             cid,
             occurred,
-        });
+        };
+        append(&mut st, &queued_record(&msg))?;
+        st.next_seq
+            .insert(account.to_string(), if seq >= 9999 { 1 } else { seq + 1 });
+        st.next_id += 1;
+        st.queue.push_back(msg);
+        maybe_compact(&self.inner.config, &mut st);
         drop(st);
         self.inner.wake.notify_one();
+        Ok(())
+    }
+
+    /// Records a decision that queues nothing, with the same write and sync as [`Self::send`].
+    pub fn decided(&self) -> Result<(), QueueError> {
+        let mut st = self.lock();
+        append(&mut st, &Record::Decided)?;
+        maybe_compact(&self.inner.config, &mut st);
+        Ok(())
     }
 
     /// Events not yet acknowledged.
@@ -185,6 +283,132 @@ impl Inner {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+fn queued_record(m: &Queued) -> Record {
+    Record::Queued {
+        id: m.id,
+        account: m.account.clone(),
+        seq: m.seq,
+        qualifier: m.cid.qualifier,
+        event: m.cid.event,
+        partition: m.cid.partition,
+        number: m.cid.number,
+        occurred: m.occurred,
+    }
+}
+
+/// Appends one record and syncs it to disk (no-op without a journal).
+fn append(st: &mut State, record: &Record) -> Result<(), QueueError> {
+    let Some(file) = st.journal.as_mut() else {
+        return Ok(());
+    };
+    let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    file.write_all(&line)?;
+    file.sync_data()?;
+    st.journal_records += 1;
+    Ok(())
+}
+
+/// Keeps the journal bounded: pending events and sequence numbers only, once it has grown.
+/// A failed rewrite leaves the old journal in use, whole.
+fn maybe_compact(config: &LinkConfig, st: &mut State) {
+    if st.journal_records >= COMPACT_AFTER
+        && let Some(dir) = &config.queue_dir
+        && let Err(e) = compact(dir, st)
+    {
+        tracing::warn!(error = %e, "DC-09 queue journal: rewrite failed");
+    }
+}
+
+/// Reads the journal in `dir` (creating both if missing): the events not yet ACKed, in order,
+/// and each account's next sequence number. A torn last line (a crash mid-write: its `send`
+/// never returned Ok) is skipped.
+fn load(dir: &Path) -> Result<State, QueueError> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(JOURNAL);
+    let mut st = State::default();
+    let mut pending: Vec<Queued> = vec![];
+    if let Ok(file) = File::open(&path) {
+        for line in std::io::BufReader::new(file).lines() {
+            let line = line?;
+            let record = match serde_json::from_str::<Record>(&line) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "DC-09 queue journal: unreadable line skipped");
+                    continue;
+                }
+            };
+            st.journal_records += 1;
+            match record {
+                Record::Queued {
+                    id,
+                    account,
+                    seq,
+                    qualifier,
+                    event,
+                    partition,
+                    number,
+                    occurred,
+                } => {
+                    st.next_seq
+                        .insert(account.clone(), if seq >= 9999 { 1 } else { seq + 1 });
+                    st.next_id = st.next_id.max(id + 1);
+                    pending.push(Queued {
+                        id,
+                        account,
+                        seq,
+                        cid: Cid {
+                            qualifier,
+                            event,
+                            partition,
+                            number,
+                        },
+                        occurred,
+                    });
+                }
+                Record::Acked { id } => pending.retain(|q| q.id != id),
+                Record::Next { account, seq } => {
+                    st.next_seq.insert(account, seq);
+                }
+                Record::Decided => {}
+            }
+        }
+    }
+    st.queue = pending.into();
+    compact(dir, &mut st)?;
+    Ok(st)
+}
+
+/// Rewrites the journal with only what a restart needs (sequence numbers, pending events):
+/// written to a new file, synced, then renamed over the old one, so a crash leaves one or the
+/// other whole.
+fn compact(dir: &Path, st: &mut State) -> Result<(), QueueError> {
+    let tmp = dir.join(format!("{JOURNAL}.new"));
+    let mut out = File::create(&tmp)?;
+    let mut records: Vec<Record> = st
+        .next_seq
+        .iter()
+        .map(|(account, seq)| Record::Next {
+            account: account.clone(),
+            seq: *seq,
+        })
+        .collect();
+    records.extend(st.queue.iter().map(queued_record));
+    for r in &records {
+        let mut line = serde_json::to_vec(r).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        out.write_all(&line)?;
+    }
+    out.sync_all()?;
+    // `out` stays the journal: its handle follows the file through the rename, and until the
+    // rename succeeds the old journal stays in use.
+    std::fs::rename(&tmp, dir.join(JOURNAL))?;
+    st.journal = Some(out);
+    st.journal_records = records.len();
+    File::open(dir)?.sync_all()?;
+    Ok(())
 }
 
 type Connection = (
@@ -251,6 +475,13 @@ async fn run(me: Arc<Inner>) {
             if acked {
                 st.queue.pop_front();
                 st.delivered += 1;
+                // If this record is lost the event is re-sent after a restart with its own
+                // sequence number and time of occurrence, and the receiver takes it for the
+                // re-send it is.
+                if let Err(e) = append(&mut st, &Record::Acked { id: msg.id }) {
+                    tracing::warn!(error = %e, "DC-09 queue journal: ACK not recorded");
+                }
+                maybe_compact(&me.config, &mut st);
             }
         }
         if acked {
@@ -320,4 +551,96 @@ async fn send_once(
         other => other,
     };
     Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use std::fs::OpenOptions;
+
+    fn cid(number: u16) -> Cid {
+        Cid {
+            qualifier: 1,
+            event: 121,
+            partition: 1,
+            number,
+        }
+    }
+
+    fn seqs(t: &Transmitter) -> Vec<u16> {
+        t.lock().queue.iter().map(|q| q.seq).collect()
+    }
+
+    #[tokio::test]
+    async fn the_queue_survives_a_crash_numbering_goes_on_and_a_failed_write_queues_nothing() {
+        let dir = std::env::temp_dir().join(format!("dc09-q-{}", uuid::Uuid::new_v4().simple()));
+        // A port nobody listens on: every attempt fails, the queue stays as it is.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let cfg = LinkConfig {
+            queue_dir: Some(dir.clone()),
+            ..LinkConfig::new(addr)
+        };
+        let t = Transmitter::start(cfg, Arc::new(SystemClock)).unwrap();
+        for n in 1..=3 {
+            t.send("1234", cid(n), Utc::now()).unwrap();
+        }
+        t.crash_and_restart().unwrap();
+        assert_eq!(seqs(&t), [1, 2, 3]);
+        // A crash in the middle of a write leaves a torn last line: its send never returned Ok.
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.join(JOURNAL))
+            .unwrap();
+        f.write_all(br#"{"op":"queued","id":7,"acc"#).unwrap();
+        drop(f);
+        t.crash_and_restart().unwrap();
+        assert_eq!(seqs(&t), [1, 2, 3]);
+        t.send("1234", cid(4), Utc::now()).unwrap();
+        assert_eq!(seqs(&t), [1, 2, 3, 4], "numbering goes on after restarts");
+
+        // The disk refuses the write (a full device): Err, nothing queued, no number used.
+        t.lock().journal = Some(OpenOptions::new().write(true).open("/dev/full").unwrap());
+        assert!(t.send("1234", cid(5), Utc::now()).is_err());
+        assert!(t.decided().is_err());
+        assert_eq!(seqs(&t), [1, 2, 3, 4]);
+        assert_eq!(t.lock().next_seq.get("1234"), Some(&5));
+        // What is on disk is what a restart finds.
+        t.crash_and_restart().unwrap();
+        assert_eq!(seqs(&t), [1, 2, 3, 4]);
+
+        // The journal stays bounded: rewritten with the pending events and numbers only.
+        for _ in 0..COMPACT_AFTER + 5 {
+            t.decided().unwrap();
+        }
+        let lines = std::fs::read_to_string(dir.join(JOURNAL))
+            .unwrap()
+            .lines()
+            .count();
+        assert!(lines < 20, "{lines} lines");
+        t.crash_and_restart().unwrap();
+        assert_eq!(seqs(&t), [1, 2, 3, 4]);
+        t.send("1234", cid(5), Utc::now()).unwrap();
+        assert_eq!(seqs(&t), [1, 2, 3, 4, 5]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn without_a_queue_directory_a_crash_loses_the_queue() {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let t = Transmitter::start(LinkConfig::new(addr), Arc::new(SystemClock)).unwrap();
+        t.send("1234", cid(1), Utc::now()).unwrap();
+        t.crash_and_restart().unwrap();
+        assert_eq!(
+            t.queued(),
+            0,
+            "the reference transmitter's behaviour, for contrast"
+        );
+    }
 }

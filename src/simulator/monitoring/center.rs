@@ -11,14 +11,32 @@
 //! - A closing (401/441 qualifier 3) starts a new arming period: earlier dispatches are no
 //!   longer open for cancels.
 //!
-//! Receipt is exactly once by DC-09 sequence number per account: a re-sent frame (its ACK was
-//! lost) is acknowledged again but not acted on twice.
+//! Receipt is exactly once per event, across restarts of either end. DC-09 keeps two things of
+//! a message on every re-send: its sequence number and (in the `[H...]` extended data) the time
+//! the event occurred; only the message timestamp is new each time, and it must fall inside the
+//! time window (+20/−40 s) or the frame gets a NAK. So:
+//!
+//! - a frame with the sequence number *and* time of occurrence of an event already acted on,
+//!   for the same account, is a re-send: ACKed again, not acted on;
+//! - a frame without a time of occurrence is a re-send only if the same sequence number came
+//!   within one time window before (an older one could be a new event after a transmitter
+//!   restart or a wrap at 9999);
+//! - with a journal ([`MonitoringCenter::with_journal`]) every event is written and synced
+//!   before it is acted on and ACKed, and a restarted center rebuilds what it acted on, and
+//!   what it remembers for de-duplication, from it.
+//!
+//! A bare sequence-number memory is wrong both ways: a transmitter that restarts its numbering
+//! has its new events (a 121 among them) ACKed and dropped, and a receiver that forgets on
+//! restart acts twice on an event whose ACK it never sent.
 
 use std::collections::{HashMap, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Duration, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{ContactIdEvent, codes};
 use crate::clock::Clock;
@@ -28,8 +46,9 @@ use crate::simulator::dc09::frame::{self, Frame, Key, MessageId};
 /// 40 s behind); outside it the frame may be a replay and gets a NAK.
 const WINDOW_AHEAD_S: i64 = 20;
 const WINDOW_BEHIND_S: i64 = 40;
-/// Sequence numbers remembered per account for de-duplication.
+/// Events remembered per account for de-duplication (sequence number, time of occurrence).
 const SEEN_PER_ACCOUNT: usize = 256;
+const JOURNAL: &str = "dc09-received.jsonl";
 const FRAME_LOG_MAX: usize = 10_000;
 
 /// The center's record of one monitored panel (its account database).
@@ -100,9 +119,79 @@ struct PendingEntry {
     zone: Option<u16>,
 }
 
+fn remember(st: &mut State, acct: &str, seen: Seen) {
+    let list = st.seen.entry(acct.to_string()).or_default();
+    list.push_back(seen);
+    if list.len() > SEEN_PER_ACCOUNT {
+        list.pop_front();
+    }
+}
+
+fn journal(
+    st: &mut State,
+    acct: &str,
+    f: &Frame,
+    now: DateTime<Utc>,
+    event: &ContactIdEvent,
+) -> std::io::Result<()> {
+    let Some(file) = st.journal.as_mut() else {
+        return Ok(());
+    };
+    let record = Accepted {
+        monitoring_account: acct.to_string(),
+        seq: f.seq,
+        occurred: f.occurred,
+        received: now,
+        code: event.code.clone(),
+        qualifier: event.qualifier,
+        partition: event.partition,
+        user: event.user,
+        zone: event.zone,
+        at: event.at,
+    };
+    let mut line = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    file.write_all(&line)?;
+    file.sync_data()
+}
+
 /// Past a supervision deadline, in whole seconds: DC-09 carries times to the second.
 fn late(t: DateTime<Utc>, deadline: DateTime<Utc>) -> bool {
     t.timestamp() > deadline.timestamp()
+}
+
+/// What identifies an event on the link: see the module comment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    seq: u16,
+    occurred: Option<DateTime<Utc>>,
+    /// When that sequence number last came (receiver's clock).
+    last: DateTime<Utc>,
+}
+
+impl Seen {
+    fn is_resend_of(&self, seq: u16, occurred: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+        if self.seq != seq || self.occurred != occurred {
+            return false;
+        }
+        occurred.is_some() || (now - self.last).num_seconds() <= WINDOW_AHEAD_S + WINDOW_BEHIND_S
+    }
+}
+
+/// One journal line: an event the center accepted, with what identifies it on the link.
+#[derive(Debug, Serialize, Deserialize)]
+struct Accepted {
+    /// The DC-09 account number.
+    monitoring_account: String,
+    seq: u16,
+    occurred: Option<DateTime<Utc>>,
+    received: DateTime<Utc>,
+    code: String,
+    qualifier: u8,
+    partition: u8,
+    user: Option<u16>,
+    zone: Option<u16>,
+    at: DateTime<Utc>,
 }
 
 #[derive(Default)]
@@ -110,8 +199,9 @@ struct State {
     events: Vec<ContactIdEvent>,
     dispatches: Vec<Dispatch>,
     frames: Vec<ReceivedFrame>,
-    seen: HashMap<String, VecDeque<u16>>,
+    seen: HashMap<String, VecDeque<Seen>>,
     pending: HashMap<String, PendingEntry>,
+    journal: Option<File>,
 }
 
 pub struct MonitoringCenter {
@@ -121,6 +211,7 @@ pub struct MonitoringCenter {
     key: Option<Key>,
     clock: Arc<dyn Clock>,
     state: Mutex<State>,
+    journal_dir: Option<PathBuf>,
 }
 
 /// The answer to a frame.
@@ -151,7 +242,74 @@ impl MonitoringCenter {
             key,
             clock,
             state: Mutex::new(State::default()),
+            journal_dir: None,
         }
+    }
+
+    /// Keeps a journal in `dir` (created if missing) and starts from what it holds: every event
+    /// is synced to it before it is acted on and ACKed.
+    pub fn with_journal(mut self, dir: &Path) -> std::io::Result<Self> {
+        self.journal_dir = Some(dir.to_path_buf());
+        let st = self.load()?;
+        *self.lock() = st;
+        Ok(self)
+    }
+
+    /// A crash and a start again: everything in memory is forgotten and rebuilt from the
+    /// journal (without one, the center starts empty, as the reference one did).
+    pub fn crash_and_restart(&self) -> std::io::Result<()> {
+        let fresh = self.load()?;
+        let mut st = self.lock();
+        let frames = std::mem::take(&mut st.frames);
+        *st = fresh;
+        // The frame log is for inspection, not the center's state: kept for tests.
+        st.frames = frames;
+        Ok(())
+    }
+
+    fn load(&self) -> std::io::Result<State> {
+        let mut st = State::default();
+        let Some(dir) = &self.journal_dir else {
+            return Ok(st);
+        };
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(JOURNAL);
+        if let Ok(file) = File::open(&path) {
+            for line in std::io::BufReader::new(file).lines() {
+                let line = line?;
+                // A torn last line is an event that was never ACKed: it comes again.
+                let Ok(a) = serde_json::from_str::<Accepted>(&line) else {
+                    tracing::warn!("monitoring journal: unreadable line skipped");
+                    continue;
+                };
+                let acct = a.monitoring_account.to_uppercase();
+                let Some(sub) = self.subscribers.get(&acct) else {
+                    continue;
+                };
+                remember(
+                    &mut st,
+                    &acct,
+                    Seen {
+                        seq: a.seq,
+                        occurred: a.occurred,
+                        last: a.received,
+                    },
+                );
+                let event = ContactIdEvent {
+                    account: sub.account.clone(),
+                    panel: sub.panel.clone(),
+                    code: a.code,
+                    qualifier: a.qualifier,
+                    partition: a.partition,
+                    user: a.user,
+                    zone: a.zone,
+                    at: a.at,
+                };
+                self.act(&mut st, &acct, event);
+            }
+        }
+        st.journal = Some(OpenOptions::new().create(true).append(true).open(&path)?);
+        Ok(st)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -276,12 +434,12 @@ impl MonitoringCenter {
                     return (reply(MessageId::Duh), Err("no Contact ID payload".into()));
                 };
                 let seen = st.seen.entry(acct.clone()).or_default();
-                if seen.contains(&f.seq) {
+                if let Some(s) = seen
+                    .iter_mut()
+                    .find(|s| s.is_resend_of(f.seq, f.occurred, now))
+                {
+                    s.last = now;
                     return (reply(MessageId::Ack), Ok((true, f.clone())));
-                }
-                seen.push_back(f.seq);
-                if seen.len() > SEEN_PER_ACCOUNT {
-                    seen.pop_front();
                 }
                 let code = format!("{:03}", cid.event);
                 let user_event = ContactIdEvent::is_user_event(&code);
@@ -296,6 +454,21 @@ impl MonitoringCenter {
                     zone: if user_event { None } else { number },
                     at: f.occurred.or(f.timestamp).unwrap_or(now),
                 };
+                // On disk before it is acted on and ACKed: a NAK (it comes again) rather than
+                // an ACK for an event a restart would forget.
+                if let Err(e) = journal(st, &acct, f, now, &event) {
+                    tracing::error!(error = %e, "monitoring journal write failed; frame refused");
+                    return (self.nak(now), Err(format!("journal: {e}")));
+                }
+                remember(
+                    st,
+                    &acct,
+                    Seen {
+                        seq: f.seq,
+                        occurred: f.occurred,
+                        last: now,
+                    },
+                );
                 self.act(st, &acct, event);
                 (reply(MessageId::Ack), Ok((false, f.clone())))
             }
