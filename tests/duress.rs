@@ -690,9 +690,10 @@ async fn re_delivery_passes_never_overlap() {
     });
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!((a.examined, a.delivered, a.skipped), (1, 1, false), "{a:?}");
-    // Each shard has its own lease: the second pass ran the shards the first had finished and
-    // skipped only the one still busy with the record.
-    assert_eq!((b.examined, b.skipped_shards), (0, 1), "{b:?}");
+    // Each shard has its own lease: the second pass skipped the one still busy with the record
+    // (and any the first had not finished yet, on a slow store), and ran the others.
+    assert_eq!(b.examined, 0, "{b:?}");
+    assert!(b.skipped_shards >= 1, "{b:?}");
     let signals_sent = h.requests_for("home").await[before..]
         .iter()
         .filter(|op| *op == "signal")
