@@ -35,7 +35,7 @@ use futures_util::StreamExt;
 
 use crate::clock::Clock;
 use crate::deadline::Deadline;
-use crate::panel::{PanelCloud, PanelError, SignalRequest, Source};
+use crate::panel::{AttemptKind, PanelCloud, PanelError, SignalRequest, Source};
 use crate::store::{Lane, OutboxRecord, Settlement, Store, StoreError};
 use crate::voice_codes::Keyring;
 
@@ -402,7 +402,7 @@ async fn process(
     let request = SignalRequest {
         member: sealed.member,
         source: Source::Voice,
-        duress: sealed.duress,
+        kind: AttemptKind::of(sealed.duress),
         request_id: record.request_id.clone(),
     };
     let deadline = Deadline::after(CALL_BUDGET);

@@ -36,7 +36,7 @@ use rand::Rng;
 
 use crate::alexa::{Context, ErrorType, Message, PinAuthorization};
 use crate::deadline::Deadline;
-use crate::panel::{DisarmRequest, Notice, Panel, PanelError, SignalRequest, Source};
+use crate::panel::{AttemptKind, DisarmRequest, Notice, Panel, PanelError, SignalRequest, Source};
 use crate::redelivery::seal::{self, Sealed};
 use crate::secret::{BearerToken, Pin};
 use crate::store::{
@@ -380,7 +380,7 @@ impl Skill {
                 let request = DisarmRequest {
                     member,
                     source: Source::Voice,
-                    duress,
+                    kind: AttemptKind::of(duress),
                     request_id: record.request_id.clone(),
                 };
                 let result = self
@@ -631,7 +631,7 @@ impl Skill {
         let request = SignalRequest {
             member: attempt.member,
             source: Source::Voice,
-            duress: attempt.duress,
+            kind: AttemptKind::of(attempt.duress),
             request_id: attempt.record.request_id.clone(),
         };
         let result = self
