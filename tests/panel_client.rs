@@ -129,7 +129,11 @@ fn pending(keyring: &Keyring) -> OutboxRecord {
     let request_id = "req-pending".to_string();
     let sealed = seal::seal(
         keyring,
-        &request_id,
+        seal::Binding {
+            request_id: &request_id,
+            household: "acct",
+            panel: "home",
+        },
         Sealed {
             duress: true,
             member: Some(1),
@@ -347,4 +351,184 @@ async fn a_duress_and_a_normal_attempt_send_the_same_bytes_but_the_kind() {
     assert!(seen[2].starts_with(b"POST /v1/accounts/acct/panels/home/signals "));
     assert_same_but_kind(&seen[0], &seen[1]);
     assert_same_but_kind(&seen[2], &seen[3]);
+}
+
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = Logs;
+    fn make_writer(&'a self) -> Logs {
+        self.clone()
+    }
+}
+
+/// Where a record was moved to by whoever can write the table.
+#[derive(Clone, Copy, Debug)]
+enum Moved {
+    Household,
+    Panel,
+}
+
+impl Moved {
+    /// The attribute edited, and its new value.
+    fn edit(self) -> (&'static str, &'static str) {
+        match self {
+            Moved::Household => ("household", "other"),
+            Moved::Panel => ("panel", "cabin"),
+        }
+    }
+}
+
+/// The worker over a sealed duress of "acct"/"home" that was moved in the store: nothing is sent
+/// anywhere (least of all a 121 for the other premises), the record stays pending with its
+/// attempt counted, and the log names it as an unreadable seal.
+async fn a_moved_duress_stays_pending(
+    store: &dyn Store,
+    keyring: &Keyring,
+    record: &OutboxRecord,
+    moved: Moved,
+) {
+    let (c, client) = cloud().await;
+    set(&c, 200, json!({"acknowledged": true}));
+    let logs = Logs::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(logs.clone())
+        .finish();
+    // The test runtime is single-threaded: the worker's events all reach this subscriber.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let stored = store
+        .outbox_record(&record.request_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let (_, value) = moved.edit();
+    let now_at = match moved {
+        Moved::Household => &stored.household,
+        Moved::Panel => &stored.panel,
+    };
+    assert_eq!(now_at, value, "the record was moved before the worker runs");
+    let report = alarm_skill::redelivery::run_once(
+        store,
+        &client,
+        keyring,
+        &SystemClock,
+        10,
+        Deadline::after(std::time::Duration::from_secs(30)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (report.delivered, report.retrying),
+        (0, 1),
+        "{moved:?}: {report:?}"
+    );
+    assert!(
+        c.signals.lock().unwrap().is_empty(),
+        "{moved:?}: a moved seal was delivered"
+    );
+    let after = store
+        .outbox_record(&record.request_id)
+        .await
+        .unwrap()
+        .expect("the record is never dropped");
+    assert_eq!(
+        (after.status, after.attempts),
+        (OutboxStatus::Pending, 2),
+        "{moved:?}"
+    );
+    let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logged.contains("outbox_seal_unreadable")
+            && logged.contains(&record.request_id)
+            && logged.contains(value),
+        "{moved:?}: {logged}"
+    );
+}
+
+#[tokio::test]
+async fn a_duress_moved_to_another_household_or_panel_is_not_delivered_in_memory() {
+    // The memory store has no table to edit: the record is written there with the moved
+    // household or panel and the original seal, which is what an edit of the table leaves.
+    for moved in [Moved::Household, Moved::Panel] {
+        let store = MemoryStore::new();
+        let keyring = Keyring::random();
+        let genuine = pending(&keyring);
+        let (_, value) = moved.edit();
+        let forged = match moved {
+            Moved::Household => OutboxRecord {
+                household: value.into(),
+                ..genuine
+            },
+            Moved::Panel => OutboxRecord {
+                panel: value.into(),
+                ..genuine
+            },
+        };
+        store.put_outbox(&forged, None).await.unwrap();
+        a_moved_duress_stays_pending(&store, &keyring, &forged, moved).await;
+    }
+}
+
+#[tokio::test]
+async fn a_duress_moved_to_another_household_or_panel_is_not_delivered_on_dynamodb() {
+    let endpoint = std::env::var("DYNAMODB_ENDPOINT")
+        .expect("DYNAMODB_ENDPOINT is not set: run scripts/test, which starts DynamoDB Local");
+    let client = alarm_skill::store::dynamodb::local_client(&endpoint);
+    let table = format!("panel-client-{}", uuid::Uuid::new_v4().simple());
+    alarm_skill::store::dynamodb::create_table(&client, &table)
+        .await
+        .unwrap();
+    let store = alarm_skill::store::dynamodb::DynamoStore::new(client.clone(), table.clone());
+    for moved in [Moved::Household, Moved::Panel] {
+        let keyring = Keyring::random();
+        let record = OutboxRecord {
+            request_id: format!("req-moved-{moved:?}"),
+            ..pending(&keyring)
+        };
+        let record = OutboxRecord {
+            seal: seal::seal(
+                &keyring,
+                seal::Binding {
+                    request_id: &record.request_id,
+                    household: "acct",
+                    panel: "home",
+                },
+                Sealed {
+                    duress: true,
+                    member: Some(1),
+                },
+            ),
+            ..record
+        };
+        store.put_outbox(&record, None).await.unwrap();
+        // Whoever can write the table edits the item's attribute in place.
+        let (field, value) = moved.edit();
+        use alarm_skill::store::dynamodb::{PK, SK};
+        use aws_sdk_dynamodb::types::AttributeValue as AV;
+        client
+            .update_item()
+            .table_name(&table)
+            .key(PK, AV::S(format!("OUTBOX#{}", record.request_id)))
+            .key(SK, AV::S("OUTBOX".into()))
+            .update_expression("SET #f = :v")
+            .expression_attribute_names("#f", field)
+            .expression_attribute_values(":v", AV::S(value.into()))
+            .send()
+            .await
+            .unwrap();
+        a_moved_duress_stays_pending(&store, &keyring, &record, moved).await;
+    }
 }

@@ -389,13 +389,21 @@ async fn process(
             }
         }
     };
-    let Some(sealed) = seal::open(keyring, &record.request_id, &record.seal) else {
-        // Its pepper is gone from the keyring (or the seal was altered). Keep it pending, and
-        // visible in the backlog alarm, rather than drop what may be a duress.
+    let to = seal::Binding {
+        request_id: &record.request_id,
+        household: &record.household,
+        panel: &record.panel,
+    };
+    let Some(sealed) = seal::open(keyring, to, &record.seal) else {
+        // Its pepper is gone from the keyring, or the seal was altered or moved to another
+        // record, household or panel. Keep it pending, and visible in the backlog alarm, rather
+        // than drop what may be a duress, or deliver it for premises it wasn't spoken at.
         tracing::error!(
             marker = "outbox_seal_unreadable",
             request_id = %record.request_id,
-            "outbox seal cannot be opened: pepper missing from the keyring?"
+            household = %record.household,
+            panel = %record.panel,
+            "outbox seal cannot be opened: pepper missing from the keyring, or the record altered?"
         );
         return retry();
     };

@@ -500,7 +500,12 @@ impl Skill {
         let keyring = &self.deps.keyring;
         let attempt = |member: Option<u16>, duress: bool| {
             let request_id = uuid::Uuid::new_v4().to_string();
-            let sealed = seal::seal(keyring, &request_id, Sealed { duress, member });
+            let to = seal::Binding {
+                request_id: &request_id,
+                household: account,
+                panel: panel_id,
+            };
+            let sealed = seal::seal(keyring, to, Sealed { duress, member });
             Attempt {
                 record: OutboxRecord::pending(
                     request_id,
