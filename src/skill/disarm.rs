@@ -73,10 +73,12 @@ const CONFLICT_RETRIES: u32 = 8;
 /// store calls before it stop in time.
 const PANEL_RESERVE: StdDuration = StdDuration::from_millis(800);
 /// The least a write after the panel call gets, even when the deadline is (nearly) spent: it is
-/// what keeps the audit line, and the reply margin is kept on top of the deadline anyway.
+/// what keeps the audit line. Taken from the reply margin, never past the invocation's end
+/// ([`Deadline::grace`]).
 const SETTLE_FLOOR: StdDuration = StdDuration::from_millis(250);
-/// The least a lockout notice gets: more than the panel client's shortest attempt.
-const NOTICE_FLOOR: StdDuration = StdDuration::from_millis(600);
+/// Below this much time left a lockout notice is skipped (and logged): the panel client makes
+/// no attempt in less, and the notice must not push the reply past the function's timeout.
+const NOTICE_MIN: StdDuration = StdDuration::from_millis(250);
 /// Every UNAUTHORIZED reply carries this same message, lockout or not.
 const NOT_ACCEPTED: &str = "the voice code was not accepted";
 
@@ -282,7 +284,11 @@ impl Skill {
             Err(PanelError::NotFound) => {
                 // Its confirmation must not outlive the cloud's word that it left.
                 let forget = self.deps.store.forget_panel(account, panel_id);
-                if let Err(e) = within(CONFIRM_BUDGET, forget).await {
+                let budget = deadline
+                    .grace(CONFIRM_BUDGET)
+                    .remaining()
+                    .min(CONFIRM_BUDGET);
+                if let Err(e) = within(budget, forget).await {
                     tracing::warn!(error = %e, "could not forget a panel that left the account");
                 }
                 return DisarmOutcome::NoSuchPanel;
@@ -318,7 +324,11 @@ impl Skill {
             let now = self.deps.clock.now();
             let panels = [panel_id.to_string()];
             let write = self.deps.store.confirm_panels(account, &panels, now);
-            if let Err(e) = within(CONFIRM_BUDGET, write).await {
+            let budget = deadline
+                .grace(CONFIRM_BUDGET)
+                .remaining()
+                .min(CONFIRM_BUDGET);
+            if let Err(e) = within(budget, write).await {
                 tracing::warn!(error = %e, "could not record the panel's confirmation");
             }
         }
@@ -343,10 +353,17 @@ impl Skill {
                         kind: "voice_pin_lockout".to_string(),
                         message: lockout_text(&l, at),
                     };
-                    // The refusal stands whether or not the admin could be told right now. Racing
-                    // attempts may have used up the deadline: the notice still gets its floor.
-                    let notify_by = Deadline::after(deadline.remaining().max(NOTICE_FLOOR));
-                    if let Err(e) = self.deps.panels.notify(account, &notice, notify_by).await {
+                    // The refusal stands whether or not the admin could be told right now, and
+                    // the reply must arrive: the notice gets only what is left of the deadline.
+                    // (The lockout stays visible in the household's app.)
+                    if deadline.remaining() < NOTICE_MIN {
+                        tracing::warn!(
+                            marker = "lockout_notice_skipped",
+                            household = %account,
+                            "no time left in the directive for the lockout notice"
+                        );
+                    } else if let Err(e) = self.deps.panels.notify(account, &notice, deadline).await
+                    {
                         tracing::warn!(error = %e, "could not notify the household admin of a lockout");
                     }
                 }
@@ -676,7 +693,7 @@ impl Skill {
             },
         };
         let audit = entry.as_ref().map(|e| (record.household.as_str(), e));
-        let budget = deadline.remaining().max(SETTLE_FLOOR);
+        let budget = deadline.grace(SETTLE_FLOOR).remaining();
         let written = within(budget, async {
             match (&settlement, recorded) {
                 (_, true) => {
