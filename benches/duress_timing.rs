@@ -33,8 +33,8 @@ use std::time::{Duration, Instant};
 
 use alarm_skill::deadline::Deadline;
 use alarm_skill::panel::{
-    ArmMode, ArmOutcome, ArmRequest, DisarmRequest, Notice, Panel, PanelCloud, PanelError,
-    SignalRequest, Source,
+    ArmMode, ArmOutcome, ArmRequest, AttemptKind, DisarmRequest, Notice, Panel, PanelCloud,
+    PanelError, SignalRequest, Source,
 };
 use alarm_skill::simulator::Simulator;
 use async_trait::async_trait;
@@ -165,14 +165,14 @@ impl PanelCloud for Planted {
         request: &DisarmRequest,
         deadline: Deadline,
     ) -> Result<Panel, PanelError> {
-        if request.duress {
+        if request.duress() {
             let until = Instant::now() + self.extra;
             while Instant::now() < until {
                 std::hint::spin_loop();
             }
         }
         let blinded = DisarmRequest {
-            duress: request.duress && !self.blind,
+            kind: AttemptKind::of(request.duress() && !self.blind),
             ..request.clone()
         };
         PanelCloud::disarm(self.sim.as_ref(), account, panel, &blinded, deadline).await

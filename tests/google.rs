@@ -520,6 +520,51 @@ async fn a_short_budget_still_answers_in_time() {
     assert_eq!(count(&h.signals().await, "121/1/1"), 1);
 }
 
+#[tokio::test]
+async fn a_lockout_notice_never_pushes_the_reply_past_a_short_budget() {
+    // Lambda gives the directive 600 ms: its deadline is 300 ms, the rest the reply margin. The
+    // notice's former 600 ms floor alone outlasted the whole budget. Through Alexa, which starts
+    // a disarm whatever the time left (Google's EXECUTE needs 1 s: EXECUTE_FLOOR). On the
+    // embedded store whatever the suite's store: what is tested is the disarm flow's own timing,
+    // and DynamoDB Local on a shared test machine can't record an attempt inside 200 ms.
+    const BUDGET: Duration = Duration::from_millis(600);
+    let h = Harness::start_with(alarm_skill::local::Options {
+        directive_budget: Some(BUDGET),
+        dynamodb_endpoint: None,
+        ..test_options()
+    })
+    .await;
+    let t = h.token("demo").await;
+    // Armed at the keypad: arming by voice has too little time in this budget.
+    h.post(
+        "/sim/panels/home/keypad",
+        json!({"state": "armed_away", "user": 1}),
+    )
+    .await;
+    h.advance(60).await;
+    assert_eq!(h.panel("home").await["arm_state"], "armed_away");
+    for _ in 0..2 {
+        let r = h.invoke(&stack::disarm(&t, "home", Some(WRONG))).await;
+        assert_eq!(stack::error_type(&r), Some("UNAUTHORIZED"), "{r}");
+    }
+    assert_eq!(lockout(&h).await["locked"], false);
+    // The third wrong code starts the lockout while the panel cloud hangs: the lockout notice
+    // would take every moment it is given.
+    h.fault("timeout", 10_000).await;
+    let started = std::time::Instant::now();
+    let r = h.invoke(&stack::disarm(&t, "home", Some(WRONG))).await;
+    let took = started.elapsed();
+    h.fault("none", 0).await;
+    assert!(
+        took < BUDGET,
+        "the reply took {took:?}, over the {BUDGET:?} budget"
+    );
+    // The lockout reply: the wrong code's, to the byte.
+    assert_eq!(stack::error_type(&r), Some("UNAUTHORIZED"), "{r}");
+    assert_eq!(lockout(&h).await["locked"], true);
+    assert_eq!(h.panel("home").await["arm_state"], "armed_away");
+}
+
 /// Every Report State body the fake HomeGraph accepted, once they stop arriving.
 async fn homegraph_reports(h: &Harness) -> Vec<Value> {
     let (mut last, mut quiet) = (usize::MAX, 0);

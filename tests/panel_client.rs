@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use alarm_skill::clock::SystemClock;
 use alarm_skill::deadline::Deadline;
 use alarm_skill::panel::http::HttpPanelCloud;
-use alarm_skill::panel::{Notice, PanelCloud, PanelError, SignalRequest, Source};
+use alarm_skill::panel::{AttemptKind, Notice, PanelCloud, PanelError, SignalRequest, Source};
 use alarm_skill::redelivery::seal::{self, Sealed};
 use alarm_skill::secret::Secret;
 use alarm_skill::store::memory::MemoryStore;
@@ -66,7 +66,7 @@ fn signal_request() -> SignalRequest {
     SignalRequest {
         member: Some(1),
         source: Source::Voice,
-        duress: true,
+        kind: AttemptKind::Duress,
         request_id: "req-1".into(),
     }
 }
@@ -129,7 +129,11 @@ fn pending(keyring: &Keyring) -> OutboxRecord {
     let request_id = "req-pending".to_string();
     let sealed = seal::seal(
         keyring,
-        &request_id,
+        seal::Binding {
+            request_id: &request_id,
+            household: "acct",
+            panel: "home",
+        },
         Sealed {
             duress: true,
             member: Some(1),
@@ -177,12 +181,8 @@ async fn worker_keeps_an_unacknowledged_duress_pending(store: &dyn Store) {
     let sent = c.signals.lock().unwrap().clone();
     assert_eq!(sent.len(), 1);
     assert_eq!(
-        (
-            &sent[0]["duress"],
-            &sent[0]["member"],
-            &sent[0]["request_id"]
-        ),
-        (&json!(true), &json!(1), &json!("req-pending"))
+        (&sent[0]["kind"], &sent[0]["member"], &sent[0]["request_id"]),
+        (&json!("duress"), &json!(1), &json!("req-pending"))
     );
 
     // Acknowledged at last (the retry is due at once: the test moves its record's time back).
@@ -224,4 +224,311 @@ async fn the_worker_keeps_an_unacknowledged_duress_pending_on_dynamodb() {
         .unwrap();
     let store = alarm_skill::store::dynamodb::DynamoStore::new(client, table);
     worker_keeps_an_unacknowledged_duress_pending(&store).await;
+}
+
+/// A panel cloud that records every request exactly as it arrived on the socket (head and body)
+/// and answers `disarm` with a panel and `signals` with an acknowledgement.
+async fn raw_cloud() -> (Arc<Mutex<Vec<Vec<u8>>>>, HttpPanelCloud) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let seen: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let log = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    // One request: the head up to the blank line, then Content-Length bytes.
+                    let head_end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        let mut chunk = [0u8; 4096];
+                        let n = sock.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map(|v| v.trim().parse().unwrap())
+                        .unwrap_or(0);
+                    while buf.len() < head_end + len {
+                        let mut chunk = [0u8; 4096];
+                        let n = sock.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    let request: Vec<u8> = buf.drain(..head_end + len).collect();
+                    let reply = if head.contains("/signals ") {
+                        json!({"acknowledged": true})
+                    } else {
+                        json!({
+                            "id": "home", "name": "Home", "manufacturer": "Acme", "model": "AP-100",
+                            "arm_state": "disarmed", "phase": "disarmed", "delay_remaining_s": 0,
+                            "supported_arm_states": ["armed_away"], "exit_delay_s": 60,
+                            "entry_delay_s": 30,
+                            "alarms": {"burglary": false, "fire": false,
+                                       "carbon_monoxide": false, "water": false},
+                            "trouble": [], "online": true, "zones": [],
+                            "as_of": "2026-11-25T10:00:00Z"
+                        })
+                    }
+                    .to_string();
+                    log.lock().unwrap().push(request);
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{reply}",
+                        reply.len()
+                    );
+                    if sock.write_all(response.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let client = HttpPanelCloud::new(&format!("http://{addr}"), Secret::new("key")).unwrap();
+    (seen, client)
+}
+
+/// The normal and the duress request as the cloud received them: the same length, and the same
+/// bytes once the kind's value is swapped. Nothing else (headers, field order, spacing) differs.
+fn assert_same_but_kind(normal: &[u8], duress: &[u8]) {
+    let (n, d) = (
+        String::from_utf8(normal.to_vec()).unwrap(),
+        String::from_utf8(duress.to_vec()).unwrap(),
+    );
+    assert_eq!(n.len(), d.len(), "normal:\n{n}\nduress:\n{d}");
+    assert_eq!(n.matches(r#""kind":"normal""#).count(), 1, "{n}");
+    assert_eq!(d.matches(r#""kind":"duress""#).count(), 1, "{d}");
+    assert_eq!(d.replace(r#""kind":"duress""#, r#""kind":"normal""#), n);
+    let differing: Vec<usize> = (0..n.len()).filter(|&i| normal[i] != duress[i]).collect();
+    let value = n.find(r#""kind":"normal""#).unwrap() + r#""kind":""#.len();
+    assert!(
+        differing.iter().all(|i| (value..value + 6).contains(i)),
+        "bytes differ outside the kind's value: {differing:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_duress_and_a_normal_attempt_send_the_same_bytes_but_the_kind() {
+    use alarm_skill::panel::DisarmRequest;
+    let (seen, client) = raw_cloud().await;
+    for kind in [AttemptKind::Normal, AttemptKind::Duress] {
+        let disarm = DisarmRequest {
+            member: Some(1),
+            source: Source::Voice,
+            kind,
+            request_id: "0b7f2c1e-5d9a-4b8e-a7c3-2f6d1e9b0a44".into(),
+        };
+        client
+            .disarm("acct", "home", &disarm, deadline())
+            .await
+            .unwrap();
+    }
+    for kind in [AttemptKind::Normal, AttemptKind::Duress] {
+        let signal = SignalRequest {
+            kind,
+            request_id: "0b7f2c1e-5d9a-4b8e-a7c3-2f6d1e9b0a44".into(),
+            ..signal_request()
+        };
+        client
+            .signal("acct", "home", &signal, deadline())
+            .await
+            .unwrap();
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 4, "one request per call, no retries");
+    assert!(seen[0].starts_with(b"POST /v1/accounts/acct/panels/home/disarm "));
+    assert!(seen[2].starts_with(b"POST /v1/accounts/acct/panels/home/signals "));
+    assert_same_but_kind(&seen[0], &seen[1]);
+    assert_same_but_kind(&seen[2], &seen[3]);
+}
+
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = Logs;
+    fn make_writer(&'a self) -> Logs {
+        self.clone()
+    }
+}
+
+/// Where a record was moved to by whoever can write the table.
+#[derive(Clone, Copy, Debug)]
+enum Moved {
+    Household,
+    Panel,
+}
+
+impl Moved {
+    /// The attribute edited, and its new value.
+    fn edit(self) -> (&'static str, &'static str) {
+        match self {
+            Moved::Household => ("household", "other"),
+            Moved::Panel => ("panel", "cabin"),
+        }
+    }
+}
+
+/// The worker over a sealed duress of "acct"/"home" that was moved in the store: nothing is sent
+/// anywhere (least of all a 121 for the other premises), the record stays pending with its
+/// attempt counted, and the log names it as an unreadable seal.
+async fn a_moved_duress_stays_pending(
+    store: &dyn Store,
+    keyring: &Keyring,
+    record: &OutboxRecord,
+    moved: Moved,
+) {
+    let (c, client) = cloud().await;
+    set(&c, 200, json!({"acknowledged": true}));
+    let logs = Logs::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(logs.clone())
+        .finish();
+    // The test runtime is single-threaded: the worker's events all reach this subscriber.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let stored = store
+        .outbox_record(&record.request_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let (_, value) = moved.edit();
+    let now_at = match moved {
+        Moved::Household => &stored.household,
+        Moved::Panel => &stored.panel,
+    };
+    assert_eq!(now_at, value, "the record was moved before the worker runs");
+    let report = alarm_skill::redelivery::run_once(
+        store,
+        &client,
+        keyring,
+        &SystemClock,
+        10,
+        Deadline::after(std::time::Duration::from_secs(30)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (report.delivered, report.retrying),
+        (0, 1),
+        "{moved:?}: {report:?}"
+    );
+    assert!(
+        c.signals.lock().unwrap().is_empty(),
+        "{moved:?}: a moved seal was delivered"
+    );
+    let after = store
+        .outbox_record(&record.request_id)
+        .await
+        .unwrap()
+        .expect("the record is never dropped");
+    assert_eq!(
+        (after.status, after.attempts),
+        (OutboxStatus::Pending, 2),
+        "{moved:?}"
+    );
+    let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logged.contains("outbox_seal_unreadable")
+            && logged.contains(&record.request_id)
+            && logged.contains(value),
+        "{moved:?}: {logged}"
+    );
+}
+
+#[tokio::test]
+async fn a_duress_moved_to_another_household_or_panel_is_not_delivered_in_memory() {
+    // The memory store has no table to edit: the record is written there with the moved
+    // household or panel and the original seal, which is what an edit of the table leaves.
+    for moved in [Moved::Household, Moved::Panel] {
+        let store = MemoryStore::new();
+        let keyring = Keyring::random();
+        let genuine = pending(&keyring);
+        let (_, value) = moved.edit();
+        let forged = match moved {
+            Moved::Household => OutboxRecord {
+                household: value.into(),
+                ..genuine
+            },
+            Moved::Panel => OutboxRecord {
+                panel: value.into(),
+                ..genuine
+            },
+        };
+        store.put_outbox(&forged, None).await.unwrap();
+        a_moved_duress_stays_pending(&store, &keyring, &forged, moved).await;
+    }
+}
+
+#[tokio::test]
+async fn a_duress_moved_to_another_household_or_panel_is_not_delivered_on_dynamodb() {
+    let endpoint = std::env::var("DYNAMODB_ENDPOINT")
+        .expect("DYNAMODB_ENDPOINT is not set: run scripts/test, which starts DynamoDB Local");
+    let client = alarm_skill::store::dynamodb::local_client(&endpoint);
+    let table = format!("panel-client-{}", uuid::Uuid::new_v4().simple());
+    alarm_skill::store::dynamodb::create_table(&client, &table)
+        .await
+        .unwrap();
+    let store = alarm_skill::store::dynamodb::DynamoStore::new(client.clone(), table.clone());
+    for moved in [Moved::Household, Moved::Panel] {
+        let keyring = Keyring::random();
+        let record = OutboxRecord {
+            request_id: format!("req-moved-{moved:?}"),
+            ..pending(&keyring)
+        };
+        let record = OutboxRecord {
+            seal: seal::seal(
+                &keyring,
+                seal::Binding {
+                    request_id: &record.request_id,
+                    household: "acct",
+                    panel: "home",
+                },
+                Sealed {
+                    duress: true,
+                    member: Some(1),
+                },
+            ),
+            ..record
+        };
+        store.put_outbox(&record, None).await.unwrap();
+        // Whoever can write the table edits the item's attribute in place.
+        let (field, value) = moved.edit();
+        use alarm_skill::store::dynamodb::{PK, SK};
+        use aws_sdk_dynamodb::types::AttributeValue as AV;
+        client
+            .update_item()
+            .table_name(&table)
+            .key(PK, AV::S(format!("OUTBOX#{}", record.request_id)))
+            .key(SK, AV::S("OUTBOX".into()))
+            .update_expression("SET #f = :v")
+            .expression_attribute_names("#f", field)
+            .expression_attribute_values(":v", AV::S(value.into()))
+            .send()
+            .await
+            .unwrap();
+        a_moved_duress_stays_pending(&store, &keyring, &record, moved).await;
+    }
 }

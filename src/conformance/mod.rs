@@ -193,6 +193,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The contract's `kind` of a disarm or signal (docs/panel-api.md): both values have one length.
+fn kind(duress: bool) -> &'static str {
+    if duress { "duress" } else { "normal" }
+}
+
 fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
@@ -307,7 +312,8 @@ impl Kit {
         member: Option<u16>,
         duress: bool,
     ) -> Result<Reply, String> {
-        let body = json!({"member": member, "source": "voice", "duress": duress, "request_id": id});
+        let body =
+            json!({"member": member, "source": "voice", "kind": kind(duress), "request_id": id});
         self.post(
             &["v1", "accounts", account, "panels", panel, "disarm"],
             body,
@@ -322,7 +328,7 @@ impl Kit {
         id: &str,
         duress: bool,
     ) -> Result<Reply, String> {
-        let body = json!({"member": self.opts.member, "source": "voice", "duress": duress, "request_id": id});
+        let body = json!({"member": self.opts.member, "source": "voice", "kind": kind(duress), "request_id": id});
         self.post(
             &["v1", "accounts", account, "panels", panel, "signals"],
             body,
@@ -465,6 +471,17 @@ impl Kit {
             "an arm with an unknown mode got {} instead of 400 or 422",
             r.status
         );
+        // The boolean `duress` of earlier contract versions in place of `kind`: a cloud that
+        // takes it (or a missing kind) for a normal attempt would drop a duress silently.
+        let old = json!({"member": self.opts.member, "source": "voice", "duress": true, "request_id": new_id()});
+        let r = self
+            .post(&["v1", "accounts", a, "panels", p, "signals"], old)
+            .await?;
+        ensure!(
+            r.status == 400 || r.status == 422,
+            "a signal with the old `duress` flag and no `kind` got {} instead of 400 or 422",
+            r.status
+        );
         let r = self.signal(a, p, &new_id(), false).await?;
         ensure!(
             r.status == 200 && r.body == json!({"acknowledged": true}),
@@ -473,7 +490,7 @@ impl Kit {
             r.body
         );
         self.shape("signals", "Ack", &r);
-        Ok("401 wrong/missing key, 404 panel_not_found, 4xx bad body, signal ack".into())
+        Ok("401 wrong/missing key, 404 panel_not_found, 4xx bad body, 4xx without kind, signal ack".into())
     }
 
     async fn account_scoping(&self) -> Outcome {

@@ -167,24 +167,60 @@ pub struct ArmOutcome {
     pub bypassed: Vec<ZoneRef>,
 }
 
+/// Which of the member's codes was said. Both values are six bytes on the wire, so a request's
+/// length (a TLS record, a request-size log) never tells a duress from a normal attempt: a
+/// boolean would, `true` being one byte shorter than `false`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptKind {
+    Normal,
+    /// Raise a silent duress alarm (Contact ID 121) for the member. Nothing else may differ.
+    Duress,
+}
+
+impl AttemptKind {
+    pub fn of(duress: bool) -> Self {
+        if duress {
+            AttemptKind::Duress
+        } else {
+            AttemptKind::Normal
+        }
+    }
+
+    pub fn is_duress(self) -> bool {
+        self == AttemptKind::Duress
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DisarmRequest {
     /// The panel user number of the member whose voice code matched (Contact ID CCC).
     pub member: Option<u16>,
     pub source: Source,
-    /// Raise a silent duress alarm (Contact ID 121) for `member`. Nothing else may differ.
-    pub duress: bool,
+    pub kind: AttemptKind,
     pub request_id: String,
 }
 
+impl DisarmRequest {
+    pub fn duress(&self) -> bool {
+        self.kind.is_duress()
+    }
+}
+
 /// A voice attempt that must not change the panel (a lockout) or the re-delivery of a duress
-/// flag whose disarm failed. With `duress: false` the cloud acknowledges and does nothing.
+/// flag whose disarm failed. With `kind: normal` the cloud acknowledges and does nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignalRequest {
     pub member: Option<u16>,
     pub source: Source,
-    pub duress: bool,
+    pub kind: AttemptKind,
     pub request_id: String,
+}
+
+impl SignalRequest {
+    pub fn duress(&self) -> bool {
+        self.kind.is_duress()
+    }
 }
 
 /// A user of the account's panels (keypad and app users), as the panel cloud lists them. The
@@ -323,5 +359,40 @@ pub trait PanelCloud: Send + Sync {
         Err(PanelError::Protocol(
             "this panel cloud adapter cannot list users".into(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_kinds_serialize_to_the_same_length() {
+        let [normal, duress] =
+            [AttemptKind::Normal, AttemptKind::Duress].map(|k| serde_json::to_string(&k).unwrap());
+        assert_eq!(
+            (normal.as_str(), duress.as_str()),
+            ("\"normal\"", "\"duress\"")
+        );
+        assert_eq!(normal.len(), duress.len());
+    }
+
+    #[test]
+    fn a_request_without_a_kind_or_with_the_old_flag_is_refused() {
+        // A cloud, or a skill, must never read a missing kind as "normal": that loses a duress.
+        for body in [
+            r#"{"member":1,"source":"voice","request_id":"r"}"#,
+            r#"{"member":1,"source":"voice","duress":true,"request_id":"r"}"#,
+            r#"{"member":1,"source":"voice","kind":"panic","request_id":"r"}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<DisarmRequest>(body).is_err(),
+                "{body}"
+            );
+            assert!(
+                serde_json::from_str::<SignalRequest>(body).is_err(),
+                "{body}"
+            );
+        }
     }
 }

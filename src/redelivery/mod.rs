@@ -35,7 +35,7 @@ use futures_util::StreamExt;
 
 use crate::clock::Clock;
 use crate::deadline::Deadline;
-use crate::panel::{PanelCloud, PanelError, SignalRequest, Source};
+use crate::panel::{AttemptKind, PanelCloud, PanelError, SignalRequest, Source};
 use crate::store::{Lane, OutboxRecord, Settlement, Store, StoreError};
 use crate::voice_codes::Keyring;
 
@@ -402,20 +402,28 @@ async fn process(
             }
         }
     };
-    let Some(sealed) = seal::open(keyring, &record.request_id, &record.seal) else {
-        // Its pepper is gone from the keyring (or the seal was altered). Keep it pending, and
-        // visible in the backlog alarm, rather than drop what may be a duress.
+    let to = seal::Binding {
+        request_id: &record.request_id,
+        household: &record.household,
+        panel: &record.panel,
+    };
+    let Some(sealed) = seal::open(keyring, to, &record.seal) else {
+        // Its pepper is gone from the keyring, or the seal was altered or moved to another
+        // record, household or panel. Keep it pending, and visible in the backlog alarm, rather
+        // than drop what may be a duress, or deliver it for premises it wasn't spoken at.
         tracing::error!(
             marker = "outbox_seal_unreadable",
             request_id = %record.request_id,
-            "outbox seal cannot be opened: pepper missing from the keyring?"
+            household = %record.household,
+            panel = %record.panel,
+            "outbox seal cannot be opened: pepper missing from the keyring, or the record altered?"
         );
         return retry();
     };
     let request = SignalRequest {
         member: sealed.member,
         source: Source::Voice,
-        duress: sealed.duress,
+        kind: AttemptKind::of(sealed.duress),
         request_id: record.request_id.clone(),
     };
     let deadline = Deadline::after(CALL_BUDGET);

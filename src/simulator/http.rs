@@ -214,7 +214,7 @@ pub fn panel_api_routes(sim: Arc<Simulator>) -> Router {
                  Json(r): Json<DisarmRequest>| async move {
                     // Read for every disarm alike, so the clean simulator's work stays equal.
                     let d = s.defects();
-                    if d.duress_delay_ms > 0 && r.duress {
+                    if d.duress_delay_ms > 0 && r.duress() {
                         tokio::time::sleep(d.duress_delay()).await;
                     }
                     result(s.disarm(&a, &p, &r))

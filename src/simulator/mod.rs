@@ -645,16 +645,16 @@ impl Simulator {
         }
         // The cloud relays a duress to the monitoring center over its own link, before and
         // whatever happens to the panel: an offline panel must not swallow it.
-        self.decide_duress(&mut st, i, req.member, req.duress, &req.request_id, now)?;
+        self.decide_duress(&mut st, i, req.member, req.duress(), &req.request_id, now)?;
         if !st.panels[i].online {
             return Err(PanelError::Offline);
         }
-        let fx = st.panels[i].disarm(req.member, req.duress, now);
+        let fx = st.panels[i].disarm(req.member, req.duress(), now);
         self.apply(&mut st, i, fx, req.source, now);
         let view = st.panels[i].view(now);
         let who = Self::user_name(&st, account, req.member);
         let defects = self.defects();
-        let under = if req.duress && defects.duress_notice {
+        let under = if req.duress() && defects.duress_notice {
             " under duress"
         } else {
             ""
@@ -670,7 +670,7 @@ impl Simulator {
             ),
             now,
         );
-        if req.duress
+        if req.duress()
             && let Some(cancel) = defects.cancel_after_duress(account, panel, req.member, now)
         {
             self.report(&st, i, cancel);
@@ -691,7 +691,7 @@ impl Simulator {
         Self::log(&mut st, "signal", account, Some(panel), now);
         let i = Self::find(&st, self.scope(account), panel).ok_or(PanelError::NotFound)?;
         // Acknowledged only once the 121 is durably queued (or the decision recorded).
-        self.decide_duress(&mut st, i, req.member, req.duress, &req.request_id, now)
+        self.decide_duress(&mut st, i, req.member, req.duress(), &req.request_id, now)
     }
 
     /// The account's panel users, by number (`GET /v1/accounts/{account}/users`).

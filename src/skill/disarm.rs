@@ -36,7 +36,7 @@ use rand::Rng;
 
 use crate::alexa::{Context, ErrorType, Message, PinAuthorization};
 use crate::deadline::Deadline;
-use crate::panel::{DisarmRequest, Notice, Panel, PanelError, SignalRequest, Source};
+use crate::panel::{AttemptKind, DisarmRequest, Notice, Panel, PanelError, SignalRequest, Source};
 use crate::redelivery::seal::{self, Sealed};
 use crate::secret::{BearerToken, Pin};
 use crate::store::{
@@ -73,10 +73,12 @@ const CONFLICT_RETRIES: u32 = 8;
 /// store calls before it stop in time.
 const PANEL_RESERVE: StdDuration = StdDuration::from_millis(800);
 /// The least a write after the panel call gets, even when the deadline is (nearly) spent: it is
-/// what keeps the audit line, and the reply margin is kept on top of the deadline anyway.
+/// what keeps the audit line. Taken from the reply margin, never past the invocation's end
+/// ([`Deadline::grace`]).
 const SETTLE_FLOOR: StdDuration = StdDuration::from_millis(250);
-/// The least a lockout notice gets: more than the panel client's shortest attempt.
-const NOTICE_FLOOR: StdDuration = StdDuration::from_millis(600);
+/// Below this much time left a lockout notice is skipped (and logged): the panel client makes
+/// no attempt in less, and the notice must not push the reply past the function's timeout.
+const NOTICE_MIN: StdDuration = StdDuration::from_millis(250);
 /// Every UNAUTHORIZED reply carries this same message, lockout or not.
 const NOT_ACCEPTED: &str = "the voice code was not accepted";
 
@@ -347,10 +349,17 @@ impl Skill {
                         kind: "voice_pin_lockout".to_string(),
                         message: lockout_text(&l, at),
                     };
-                    // The refusal stands whether or not the admin could be told right now. Racing
-                    // attempts may have used up the deadline: the notice still gets its floor.
-                    let notify_by = Deadline::after(deadline.remaining().max(NOTICE_FLOOR));
-                    if let Err(e) = self.deps.panels.notify(account, &notice, notify_by).await {
+                    // The refusal stands whether or not the admin could be told right now, and
+                    // the reply must arrive: the notice gets only what is left of the deadline.
+                    // (The lockout stays visible in the household's app.)
+                    if deadline.remaining() < NOTICE_MIN {
+                        tracing::warn!(
+                            marker = "lockout_notice_skipped",
+                            household = %account,
+                            "no time left in the directive for the lockout notice"
+                        );
+                    } else if let Err(e) = self.deps.panels.notify(account, &notice, deadline).await
+                    {
                         tracing::warn!(error = %e, "could not notify the household admin of a lockout");
                     }
                 }
@@ -384,7 +393,7 @@ impl Skill {
                 let request = DisarmRequest {
                     member,
                     source: Source::Voice,
-                    duress,
+                    kind: AttemptKind::of(duress),
                     request_id: record.request_id.clone(),
                 };
                 let result = self
@@ -505,7 +514,12 @@ impl Skill {
         let keyring = &self.deps.keyring;
         let attempt = |member: Option<u16>, duress: bool| {
             let request_id = uuid::Uuid::new_v4().to_string();
-            let sealed = seal::seal(keyring, &request_id, Sealed { duress, member });
+            let to = seal::Binding {
+                request_id: &request_id,
+                household: account,
+                panel: panel_id,
+            };
+            let sealed = seal::seal(keyring, to, Sealed { duress, member });
             Attempt {
                 record: OutboxRecord::pending(
                     request_id,
@@ -636,7 +650,7 @@ impl Skill {
         let request = SignalRequest {
             member: attempt.member,
             source: Source::Voice,
-            duress: attempt.duress,
+            kind: AttemptKind::of(attempt.duress),
             request_id: attempt.record.request_id.clone(),
         };
         let result = self
@@ -677,7 +691,7 @@ impl Skill {
             },
         };
         let audit = entry.as_ref().map(|e| (record.household.as_str(), e));
-        let budget = deadline.remaining().max(SETTLE_FLOOR);
+        let budget = deadline.grace(SETTLE_FLOOR).remaining();
         let written = within(budget, async {
             match (&settlement, recorded) {
                 (_, true) => {
