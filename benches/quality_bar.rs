@@ -284,7 +284,9 @@ async fn proactive(changes: usize, cold_starts: usize) {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    // `cargo test` runs bench targets without `--bench`: a smoke pass, as criterion does.
+    let quick =
+        std::env::args().any(|a| a == "--quick") || !std::env::args().any(|a| a == "--bench");
     let (cycles, changes, cold) = if quick { (4, 10, 2) } else { (40, 200, 10) };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

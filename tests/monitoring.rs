@@ -615,7 +615,7 @@ async fn restarts_of_both_ends_mid_backlog_deliver_each_duress_exactly_once() {
             h.stack.panel_api.addr()
         ))
         .bearer_auth(h.stack.sim.api_key().expose())
-        .json(&json!({"member": 1, "source": "voice", "duress": true,
+        .json(&json!({"member": 1, "source": "voice", "kind": "duress",
             "request_id": "6f1c2b9e-0d4a-4f3e-9b8a-2c7d5e1f0a93"}))
         .send()
         .await
