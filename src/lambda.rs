@@ -21,7 +21,7 @@ use crate::secrets::SecretName;
 use crate::skill::{Skill, SkillDeps, SkillSettings};
 use crate::store::Store;
 use crate::store::dynamodb::DynamoStore;
-use crate::voice_codes::Keyring;
+use crate::voice_codes::{Keyring, KeyringSource, LoadKeyring};
 use crate::webhook::handler::WebhookService;
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +38,12 @@ pub enum StartupError {
     GoogleServiceAccount(#[from] HomeGraphError),
 }
 
+/// A warm container re-reads the pepper secret at most this often, however many households name
+/// an unknown pepper: bounded Secrets Manager calls, even against a corrupt or hostile row.
+pub const PEPPER_RELOAD_MIN_INTERVAL: Duration = Duration::from_secs(30);
+/// The reload's share of a directive's budget; past it the loaded keyring is used.
+pub const PEPPER_RELOAD_TIMEOUT: Duration = Duration::from_millis(1_000);
+
 pub struct Production {
     pub config: Config,
     /// The ports, counted by `metrics`.
@@ -47,6 +53,9 @@ pub struct Production {
     /// Only where the LWA client secret is loaded (directive and HTTP functions).
     pub lwa: Option<Arc<LwaClient>>,
     pub keyring: Arc<Keyring>,
+    /// Re-reads the pepper secret when a stored code names a pepper `keyring` lacks (a rotation
+    /// after this container started).
+    pub keyring_source: Arc<KeyringSource>,
     pub clock: Arc<dyn Clock>,
     /// Only where it is loaded (HTTP function).
     pub webhook_secret: Option<Secret>,
@@ -91,6 +100,25 @@ impl Production {
                 .map_err(|e| StartupError::Http(e.to_string()))?,
         ));
         let keyring = Arc::new(secrets.keyring);
+        let keyring_source = {
+            let pepper = config.secrets.pepper.clone();
+            let sm = sm.clone();
+            let load: LoadKeyring = Arc::new(move || {
+                let pepper = pepper.clone();
+                let sm = sm.clone();
+                Box::pin(async move {
+                    crate::secrets::load_keyring(&pepper, sm.as_ref())
+                        .await
+                        .map_err(|e| e.to_string())
+                })
+            });
+            Arc::new(KeyringSource::new(
+                keyring.clone(),
+                load,
+                PEPPER_RELOAD_MIN_INTERVAL,
+                PEPPER_RELOAD_TIMEOUT,
+            ))
+        };
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let lwa = secrets.lwa_client_secret.map(|secret| {
             Arc::new(LwaClient::new(
@@ -125,6 +153,7 @@ impl Production {
             panels,
             lwa,
             keyring,
+            keyring_source,
             clock,
             webhook_secret: secrets.webhook_secret,
             http,
@@ -168,7 +197,8 @@ impl Production {
             },
             self.settings(),
         )
-        .with_metrics(self.metrics.clone()))
+        .with_metrics(self.metrics.clone())
+        .with_keyring_source(self.keyring_source.clone()))
     }
 
     pub fn management(&self) -> ManagementService {

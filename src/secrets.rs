@@ -185,6 +185,19 @@ pub async fn load(
     })
 }
 
+/// Reads and parses the pepper keyring alone: the reload of a warm function after a rotation
+/// (crate::voice_codes::reload).
+pub async fn load_keyring(
+    source: &SecretRef,
+    sm: Option<&aws_sdk_secretsmanager::Client>,
+) -> Result<Keyring, SecretsError> {
+    let pepper = resolve("PEPPER", source, sm).await?;
+    Keyring::from_json(&pepper).map_err(|source| SecretsError::Keyring {
+        name: "PEPPER",
+        source,
+    })
+}
+
 async fn resolve(
     name: &'static str,
     source: &SecretRef,

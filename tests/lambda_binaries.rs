@@ -434,3 +434,126 @@ async fn http_api_with_an_unusable_google_key_fails_at_start_without_quoting_it(
         "quotes it: {out}"
     );
 }
+
+/// A Secrets Manager that serves one secret, whose value the test can change (a rotation).
+async fn secrets_manager(value: String) -> (std::sync::Arc<std::sync::Mutex<String>>, String) {
+    use axum::http::HeaderMap;
+    use std::sync::{Arc, Mutex};
+    let secret = Arc::new(Mutex::new(value));
+    let served = secret.clone();
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+            let served = served.clone();
+            async move {
+                let target = headers
+                    .get("x-amz-target")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                assert_eq!(target, "secretsmanager.GetSecretValue");
+                let req: Value = serde_json::from_slice(&body).unwrap();
+                let id = req["SecretId"].as_str().unwrap().to_string();
+                let out = json!({
+                    "ARN": id,
+                    "Name": "alarm/pepper",
+                    "VersionId": "v1",
+                    "VersionStages": ["AWSCURRENT"],
+                    "SecretString": served.lock().unwrap().clone(),
+                });
+                (
+                    [("content-type", "application/x-amz-json-1.1")],
+                    out.to_string(),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (secret, format!("http://{addr}"))
+}
+
+/// Pepper rotation on a warm function (issue 15): `bootstrap` starts knowing pepper t1 only;
+/// then the secret gains t2 as current and the household's codes are re-enrolled under it. The
+/// warm process meets the unknown pepper id in the stored codes, re-reads the secret, and the
+/// re-enrolled duress PIN disarms with the normal PIN's reply and exactly one 121.
+#[tokio::test]
+async fn a_warm_bootstrap_verifies_codes_enrolled_under_a_pepper_added_after_it_started() {
+    use alarm_skill::secret::Pin;
+    use alarm_skill::voice_codes::{Keyring, hash_code};
+    use base64::Engine;
+
+    let (h, env) = world().await;
+    let t = h.token("demo").await;
+    let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:alarm/pepper";
+    let (secret, endpoint) = secrets_manager(support::lambda::pepper().expose().to_string()).await;
+    let mut env: Vec<(String, String)> = only(&env, alarm_skill::secrets::needs::DIRECTIVE)
+        .into_iter()
+        .filter(|(k, _)| k != "PEPPER")
+        .collect();
+    env.push(("PEPPER_SECRET_ARN".into(), arn.into()));
+    env.push(("AWS_ENDPOINT_URL_SECRETS_MANAGER".into(), endpoint));
+    let mut f = Function::start(env!("CARGO_BIN_EXE_bootstrap"), &env).await;
+    let (kind, _, r) = f.invoke(discover(&t)).await;
+    assert_eq!(kind, "response", "{r}");
+
+    // Rotation: t2 joins and becomes current; the codes are re-enrolled under it.
+    let b64 = |b: u8| base64::engine::general_purpose::STANDARD.encode([b; 32]);
+    let rotated = json!({"current": "t2", "peppers": {"t1": b64(42), "t2": b64(43)}}).to_string();
+    *secret.lock().unwrap() = rotated.clone();
+    let ring = Keyring::from_json(&Secret::new(rotated)).unwrap();
+    let demo = alarm_skill::local::demo::DemoConfig::demo();
+    let seed = &demo.households[0];
+    let store = &h.stack.store;
+    let mut profile = store.household(&seed.account).await.unwrap().profile;
+    for m in &mut profile.members {
+        let s = seed.members.iter().find(|s| s.id == m.id).unwrap();
+        let hash = |p: &Option<String>| {
+            p.as_ref()
+                .map(|p| hash_code(&ring, &seed.account, &m.id, &Pin::new(p.clone())))
+        };
+        m.voice_pin = hash(&s.voice_pin);
+        m.duress_pin = hash(&s.duress_pin);
+    }
+    store.save_profile(&seed.account, &profile).await.unwrap();
+    assert_eq!(
+        store
+            .household(&seed.account)
+            .await
+            .unwrap()
+            .profile
+            .members[0]
+            .voice_pin
+            .as_ref()
+            .unwrap()
+            .pepper_id,
+        "t2"
+    );
+
+    let mut replies = Vec::new();
+    for pin in ["8361", "4729"] {
+        h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
+        h.advance(60).await;
+        let (kind, _, r) = f.invoke(disarm(&t, "home", Some(pin))).await;
+        assert_eq!(kind, "response");
+        assert_eq!(r["event"]["header"]["name"], "Response", "{r}");
+        assert_eq!(property(&r, "armState"), "DISARMED");
+        replies.push(normalize(&r));
+    }
+    assert_eq!(replies[0], replies[1], "duress and normal replies differ");
+    let duress: Vec<String> = h
+        .signals()
+        .await
+        .into_iter()
+        .filter(|s| s.starts_with("121/"))
+        .collect();
+    assert_eq!(duress, vec!["121/1/1".to_string()]);
+
+    let logs = f.logs().await;
+    assert_eq!(
+        logs.matches("pepper keyring reloaded").count(),
+        1,
+        "one reload, then the new keyring stays:\n{logs}"
+    );
+    assert!(!logs.contains(&b64(43)), "no pepper in the logs");
+}

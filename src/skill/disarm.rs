@@ -42,7 +42,7 @@ use crate::secret::{BearerToken, Pin};
 use crate::store::{
     AuditEntry, HouseholdSnapshot, OutboxRecord, Settlement, StoreError, ThrottleWrite,
 };
-use crate::voice_codes::{ALEXA_CODE_LEN, CodeKind, Gate, Lockout, Throttle, verify};
+use crate::voice_codes::{ALEXA_CODE_LEN, CodeKind, Gate, Keyring, Lockout, Throttle, verify};
 
 use super::endpoints::panel_properties;
 use super::{Fail, Skill, no_such_endpoint, panel_failure, panel_target};
@@ -457,7 +457,12 @@ impl Skill {
                 return Err(NotDecided::Unconfirmed);
             }
             let reconfirm = confirmed && !fresh(OWNERSHIP_REFRESH);
-            let d = self.decide(account, panel_id, &snapshot, pin, now);
+            // Before any PIN is looked at: the reload depends on the stored codes only.
+            let keyring = match &self.keyring_source {
+                Some(source) => source.for_profile(&snapshot.profile).await,
+                None => self.deps.keyring.clone(),
+            };
+            let d = self.decide(&keyring, account, panel_id, &snapshot, pin, now);
             let written = before_panel(until, async {
                 match &d.throttle {
                     // Unchanged (a right code with no failures to clear, any attempt during a
@@ -504,6 +509,7 @@ impl Skill {
 
     fn decide(
         &self,
+        keyring: &Keyring,
         account: &str,
         panel_id: &str,
         snap: &HouseholdSnapshot,
@@ -511,7 +517,6 @@ impl Skill {
         now: DateTime<Utc>,
     ) -> Decision {
         let policy = &self.settings.throttle;
-        let keyring = &self.deps.keyring;
         let attempt = |member: Option<u16>, duress: bool| {
             let request_id = uuid::Uuid::new_v4().to_string();
             let to = seal::Binding {

@@ -60,6 +60,9 @@ pub struct Skill {
     settings: SkillSettings,
     /// One EMF line per directive (crate::metrics); `None` writes none.
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// Where a newer keyring comes from when a stored code names an unknown pepper (rotation on
+    /// a warm function); `None` keeps `deps.keyring`.
+    keyring_source: Option<Arc<crate::voice_codes::KeyringSource>>,
 }
 
 /// A handler's failure: the Alexa error type and the (unspoken, logged) message.
@@ -71,7 +74,15 @@ impl Skill {
             deps,
             settings,
             metrics: None,
+            keyring_source: None,
         }
+    }
+
+    /// Verifies codes with `source`'s keyring, reloaded when a household's stored codes name a
+    /// pepper it lacks (crate::voice_codes::reload).
+    pub fn with_keyring_source(mut self, source: Arc<crate::voice_codes::KeyringSource>) -> Self {
+        self.keyring_source = Some(source);
+        self
     }
 
     /// Writes one metrics line per directive. Give it ports wrapped by the same `Metrics`

@@ -9,12 +9,14 @@
 pub mod enrol;
 pub mod household;
 pub mod keyring;
+pub mod reload;
 pub mod throttle;
 pub mod verify;
 
 pub use enrol::{EnrolError, check_new_code};
 pub use household::{CodeHash, CodeKind, HouseholdSettings, Member, PinlessPolicy, Profile};
 pub use keyring::{Keyring, KeyringError};
+pub use reload::{KeyringSource, LoadKeyring};
 pub use throttle::{Gate, Lockout, Throttle, ThrottlePolicy};
 pub use verify::{Verified, verify};
 
