@@ -4,13 +4,16 @@
 //! pending (the disarm points also during a lockout, where every code is refused and a duress
 //! still signalled). For every point and kind: the monitoring center gets exactly one Contact
 //! ID 121 for a duress and none for a normal code, the panel cloud sent exactly as many, no
-//! disarm is replayed (the worker only ever signals, and the panel's state after recovery is the state the
-//! crash left), and the outbox records of the two kinds look the same.
+//! disarm is replayed (the worker only ever signals, and the panel's state after recovery is
+//! the state the crash left), and the outbox records of the two kinds look the same.
 //!
 //! A crash is the process dying on the spot: a `fail` crate point (src/crash.rs, compiled only
-//! with the `failpoints` feature) that aborts the process, or, during the panel call, a SIGKILL
-//! from the test while the panel cloud (in slow mode) holds the answer back. Each test prints its
-//! crash-point matrix (run with `--nocapture` to see it).
+//! with the `failpoints` feature) that aborts the process; during the panel call or the worker's
+//! signal call, a SIGKILL from the test while the panel cloud (in slow mode) holds the answer
+//! back; or a function timeout: the process stalls at a point (the point's `sleep` action) and
+//! the fake Lambda runtime kills it at the invocation's deadline and reports the timeout, as
+//! Lambda does. Each point runs at one of the five log levels (each level meets both binaries).
+//! Each test prints its crash-point matrix (run with `--nocapture` to see it).
 
 mod support;
 
@@ -18,8 +21,9 @@ use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
 use alarm_skill::crash;
+use alarm_skill::simulator::defects::Defects;
 use serde_json::{Value, json};
-use support::lambda::{Function, world};
+use support::lambda::{Function, only, world};
 use support::stack::*;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,31 +55,43 @@ enum Point {
     LockedDecisionWritten,
     /// bootstrap, during a lockout: the cloud acknowledged the signal, record not settled.
     LockedSignalAnswered,
+    /// bootstrap stalls once the decision is written, past its timeout: the runtime kills it.
+    TimeoutDecisionWritten,
+    /// bootstrap stalls once the panel answered, past its timeout.
+    TimeoutPanelAnswered,
     /// redelivery: the cloud acknowledged the signal, the record is not settled.
     SignalAcked,
     /// redelivery: a shard's lease is held.
     LeaseHeld,
+    /// redelivery: the cloud took the signal and is holding its answer back.
+    DuringSignalCall,
+    /// redelivery stalls once the cloud acknowledged the signal, past its timeout.
+    TimeoutSignalAcked,
 }
 
 impl Point {
     fn name(self) -> &'static str {
         match self {
-            Point::DecisionWritten => crash::DISARM_DECISION_WRITTEN,
+            Point::DecisionWritten
+            | Point::LockedDecisionWritten
+            | Point::TimeoutDecisionWritten => crash::DISARM_DECISION_WRITTEN,
             Point::DuringPanelCall => "SIGKILL during the panel call",
-            Point::PanelAnswered => crash::DISARM_PANEL_ANSWERED,
-            Point::LockedDecisionWritten => crash::DISARM_DECISION_WRITTEN,
-            Point::LockedSignalAnswered => crash::DISARM_PANEL_ANSWERED,
-            Point::SignalAcked => crash::REDELIVERY_SIGNAL_ACKED,
+            Point::PanelAnswered | Point::LockedSignalAnswered | Point::TimeoutPanelAnswered => {
+                crash::DISARM_PANEL_ANSWERED
+            }
+            Point::SignalAcked | Point::TimeoutSignalAcked => crash::REDELIVERY_SIGNAL_ACKED,
             Point::LeaseHeld => crash::REDELIVERY_LEASE_HELD,
+            Point::DuringSignalCall => "SIGKILL during the signal call",
         }
     }
 
     fn label(self) -> String {
-        match self {
-            Point::LockedDecisionWritten | Point::LockedSignalAnswered => {
-                format!("{} (locked out)", self.name())
-            }
-            _ => self.name().to_string(),
+        if self.locked() {
+            format!("{} (locked out)", self.name())
+        } else if self.timeout() {
+            format!("{} (timeout)", self.name())
+        } else {
+            self.name().to_string()
         }
     }
 
@@ -86,8 +102,44 @@ impl Point {
         )
     }
 
+    /// The process stalls at the point (the fail crate's `sleep`) until the runtime kills it at
+    /// the invocation's deadline, as Lambda does on a function timeout.
+    fn timeout(self) -> bool {
+        matches!(
+            self,
+            Point::TimeoutDecisionWritten | Point::TimeoutPanelAnswered | Point::TimeoutSignalAcked
+        )
+    }
+
     fn in_worker(self) -> bool {
-        matches!(self, Point::SignalAcked | Point::LeaseHeld)
+        matches!(
+            self,
+            Point::SignalAcked
+                | Point::LeaseHeld
+                | Point::DuringSignalCall
+                | Point::TimeoutSignalAcked
+        )
+    }
+
+    /// The failpoint action: abort on the spot, or stall far past the function's timeout.
+    fn action(self) -> &'static str {
+        if self.timeout() {
+            "sleep(120000)"
+        } else {
+            "return"
+        }
+    }
+
+    /// The log level every process of the scenario runs at: the points share the five levels
+    /// between them, so each level meets both binaries and a crash and a timeout.
+    fn log_level(self) -> &'static str {
+        match self {
+            Point::DecisionWritten | Point::TimeoutPanelAnswered | Point::SignalAcked => "TRACE",
+            Point::DuringPanelCall | Point::LeaseHeld => "DEBUG",
+            Point::PanelAnswered | Point::DuringSignalCall => "INFO",
+            Point::LockedDecisionWritten | Point::TimeoutSignalAcked => "WARN",
+            Point::LockedSignalAnswered | Point::TimeoutDecisionWritten => "ERROR",
+        }
     }
 }
 
@@ -117,31 +169,40 @@ struct Row {
     outbox: Vec<Value>,
 }
 
-/// The environment without the secrets a function does not load (as the template gives it).
-fn only(
-    env: &[(String, String)],
-    needs: &[alarm_skill::secrets::SecretName],
-) -> Vec<(String, String)> {
-    use alarm_skill::secrets::SecretName;
-    let all = [
-        (SecretName::Pepper, "PEPPER"),
-        (SecretName::LwaClientSecret, "LWA_CLIENT_SECRET"),
-        (SecretName::WebhookSecret, "WEBHOOK_SECRET"),
-        (SecretName::PanelApiKey, "PANEL_API_KEY"),
-    ];
-    env.iter()
-        .filter(|(k, _)| {
-            all.iter()
-                .all(|(name, var)| k != var || needs.contains(name))
-        })
-        .cloned()
-        .collect()
+fn armed(env: &[(String, String)], point: Point) -> Vec<(String, String)> {
+    let mut env = env.to_vec();
+    env.push((
+        "FAILPOINTS".into(),
+        format!("{}={}", point.name(), point.action()),
+    ));
+    env
 }
 
-fn armed(env: &[(String, String)], point: &str) -> Vec<(String, String)> {
-    let mut env = env.to_vec();
-    env.push(("FAILPOINTS".into(), format!("{point}=return")));
+fn at_level(env: &[(String, String)], level: &str) -> Vec<(String, String)> {
+    let mut env: Vec<_> = env
+        .iter()
+        .filter(|(k, _)| k != "AWS_LAMBDA_LOG_LEVEL")
+        .cloned()
+        .collect();
+    env.push(("AWS_LAMBDA_LOG_LEVEL".into(), level.into()));
     env
+}
+
+/// Waits for a process armed to stall at a point to be killed at its deadline, as Lambda kills
+/// a function that runs past its timeout; the caller got the runtime's timeout error.
+async fn times_out(mut f: Function, point: Point, finished: &str) {
+    let (kind, _, error) = f.outcome().await;
+    assert_eq!(kind, "timeout", "stalled at {}: {error}", point.name());
+    let (status, out) = f.exit().await;
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGKILL),
+        "killed at the deadline: {status:?}\n{out}"
+    );
+    assert!(
+        !out.contains(finished),
+        "killed before {finished:?}:\n{out}"
+    );
 }
 
 /// Waits for a process armed at `point` to reach it and die there.
@@ -162,15 +223,33 @@ async fn arm_state(h: &Harness) -> String {
         .to_string()
 }
 
+/// Whether the panel cloud received an `op` call for the home panel within 4 s.
+async fn wait_for_op(h: &Harness, op: &str) -> bool {
+    for _ in 0..200 {
+        if h.requests_for("home").await.iter().any(|o| o == op) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
 fn schedule() -> Value {
     json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}})
 }
 
 async fn scenario(point: Point, kind: Kind) -> Row {
+    scenario_against(point, kind, Defects::default()).await
+}
+
+/// [`scenario`] against a panel cloud with `defects` (contract violations the matrix must show).
+async fn scenario_against(point: Point, kind: Kind, defects: Defects) -> Row {
     let (h, env) = world().await;
+    h.stack.sim.set_defects(defects);
     let t = h.token("demo").await;
     h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
     h.advance(60).await;
+    let env = at_level(&env, point.log_level());
     let directive_env = only(&env, alarm_skill::secrets::needs::DIRECTIVE);
     let worker_env = only(&env, alarm_skill::secrets::needs::REDELIVERY);
 
@@ -188,14 +267,20 @@ async fn scenario(point: Point, kind: Kind) -> Row {
         Point::DecisionWritten
         | Point::PanelAnswered
         | Point::LockedDecisionWritten
-        | Point::LockedSignalAnswered => {
+        | Point::LockedSignalAnswered
+        | Point::TimeoutDecisionWritten
+        | Point::TimeoutPanelAnswered => {
             let f = Function::start(
                 env!("CARGO_BIN_EXE_bootstrap"),
-                &armed(&directive_env, point.name()),
+                &armed(&directive_env, point),
             )
             .await;
             f.enqueue(disarm(&t, "home", Some(kind.pin())));
-            dies_at(f, point.name()).await;
+            if point.timeout() {
+                times_out(f, point, "directive handled").await;
+            } else {
+                dies_at(f, point.name()).await;
+            }
         }
         Point::DuringPanelCall => {
             // The cloud disarms, then holds its answer back: the process dies with the call
@@ -203,14 +288,7 @@ async fn scenario(point: Point, kind: Kind) -> Row {
             h.fault("slow", 1_500).await;
             let f = Function::start(env!("CARGO_BIN_EXE_bootstrap"), &directive_env).await;
             f.enqueue(disarm(&t, "home", Some(kind.pin())));
-            let mut sent = false;
-            for _ in 0..200 {
-                if h.requests_for("home").await.iter().any(|op| op == "disarm") {
-                    sent = true;
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            let sent = wait_for_op(&h, "disarm").await;
             // SIGKILL (tokio's Child::kill), before the answer is back.
             let out = f.logs().await;
             assert!(sent, "the disarm reached the panel cloud:\n{out}");
@@ -220,21 +298,42 @@ async fn scenario(point: Point, kind: Kind) -> Row {
             );
             h.fault("none", 0).await;
         }
-        Point::SignalAcked | Point::LeaseHeld => {
+        Point::SignalAcked
+        | Point::LeaseHeld
+        | Point::DuringSignalCall
+        | Point::TimeoutSignalAcked => {
             // A disarm whose panel call failed leaves a pending record for the worker.
             h.fault("down", 0).await;
             let mut f = Function::start(env!("CARGO_BIN_EXE_bootstrap"), &directive_env).await;
             let (_, _, r) = f.invoke(disarm(&t, "home", Some(kind.pin()))).await;
             assert_eq!(error_type(&r), Some("BRIDGE_UNREACHABLE"), "{r}");
             drop(f);
-            h.fault("none", 0).await;
-            let f = Function::start(
-                env!("CARGO_BIN_EXE_redelivery"),
-                &armed(&worker_env, point.name()),
-            )
-            .await;
-            f.enqueue(schedule());
-            dies_at(f, point.name()).await;
+            if point == Point::DuringSignalCall {
+                // The cloud queues the 121, then holds its answer back: the worker dies with
+                // the call in flight, and the one after it sends the same signal again.
+                h.fault("slow", 3_000).await;
+                let f = Function::start(env!("CARGO_BIN_EXE_redelivery"), &worker_env).await;
+                f.enqueue(schedule());
+                let sent = wait_for_op(&h, "signal").await;
+                let out = f.logs().await;
+                assert!(sent, "the signal reached the panel cloud:\n{out}");
+                assert!(
+                    !out.contains("pending signal delivered"),
+                    "killed before the answer:\n{out}"
+                );
+                h.fault("none", 0).await;
+            } else {
+                h.fault("none", 0).await;
+                let f =
+                    Function::start(env!("CARGO_BIN_EXE_redelivery"), &armed(&worker_env, point))
+                        .await;
+                f.enqueue(schedule());
+                if point.timeout() {
+                    times_out(f, point, "redelivery pass").await;
+                } else {
+                    dies_at(f, point.name()).await;
+                }
+            }
         }
     }
     let state_after_crash = arm_state(&h).await;
@@ -329,9 +428,10 @@ async fn scenario(point: Point, kind: Kind) -> Row {
 fn print_matrix(title: &str, rows: &[Row]) {
     eprintln!("crash-point matrix ({title}, DynamoDB Local):");
     eprintln!(
-        "{:<52} {:<7} {:>8} {:>12} {:>8} {:>8} {:>16} {:>11} {:<22}",
+        "{:<52} {:<7} {:<5} {:>8} {:>12} {:>8} {:>8} {:>16} {:>11} {:<22}",
         "point",
         "kind",
+        "log",
         "121 sent",
         "121 received",
         "disarms",
@@ -342,9 +442,10 @@ fn print_matrix(title: &str, rows: &[Row]) {
     );
     for r in rows {
         eprintln!(
-            "{:<52} {:<7} {:>8} {:>12} {:>8} {:>8} {:>16} {:>11} {:<22}",
+            "{:<52} {:<7} {:<5} {:>8} {:>12} {:>8} {:>8} {:>16} {:>11} {:<22}",
             r.point.label(),
             format!("{:?}", r.kind),
+            r.point.log_level(),
             r.sent_121,
             r.received_121,
             r.disarms,
@@ -368,11 +469,14 @@ fn check(rows: &[Row]) {
             r.pending_at_crash, 1,
             "the crash came before the record was settled, {at}: {r:?}"
         );
-        // The worker signals once; once more where the crashed worker's signal was acknowledged
-        // (the cloud deduplicates it by request id: still one 121).
+        // The worker signals once; once more where the crashed worker's signal was taken by
+        // the cloud (the cloud deduplicates it by request id: still one 121).
         // So does a locked-out directive's own signal, acknowledged before the crash.
         let expected_signals = match r.point {
-            Point::SignalAcked | Point::LockedSignalAnswered => 2,
+            Point::SignalAcked
+            | Point::LockedSignalAnswered
+            | Point::DuringSignalCall
+            | Point::TimeoutSignalAcked => 2,
             _ => 1,
         };
         assert_eq!(r.signals, expected_signals, "signal calls, {at}: {r:?}");
@@ -383,10 +487,15 @@ fn check(rows: &[Row]) {
         );
         // The disarm call was made once, by the directive, before the crash, or never.
         let expected_disarms = match r.point {
-            Point::DecisionWritten | Point::LockedDecisionWritten => 0,
+            Point::DecisionWritten
+            | Point::LockedDecisionWritten
+            | Point::TimeoutDecisionWritten => 0,
             Point::LockedSignalAnswered => 0,
-            Point::DuringPanelCall | Point::PanelAnswered => 1,
-            Point::SignalAcked | Point::LeaseHeld => 0,
+            Point::DuringPanelCall | Point::PanelAnswered | Point::TimeoutPanelAnswered => 1,
+            Point::SignalAcked
+            | Point::LeaseHeld
+            | Point::DuringSignalCall
+            | Point::TimeoutSignalAcked => 0,
         };
         assert_eq!(r.disarms, expected_disarms, "disarm calls, {at}: {r:?}");
         let expected_state = if expected_disarms == 1 {
@@ -395,7 +504,9 @@ fn check(rows: &[Row]) {
             "armed_away"
         };
         assert_eq!(r.state_after_crash, expected_state, "{at}: {r:?}");
-        if r.point == Point::LeaseHeld {
+        // A worker that died inside its pass left its shard's lease held: the next ones skip
+        // the shard until the lease runs out, then take it over.
+        if r.point.in_worker() {
             assert!(r.skipped_runs > 0, "the crashed worker's lease held: {r:?}");
         }
     }
@@ -429,6 +540,8 @@ async fn bootstrap_killed_at_each_step_of_a_disarm_loses_and_replays_nothing() {
         Point::PanelAnswered,
         Point::LockedDecisionWritten,
         Point::LockedSignalAnswered,
+        Point::TimeoutDecisionWritten,
+        Point::TimeoutPanelAnswered,
     ];
     assert!(points.iter().all(|p| !p.in_worker()));
     let rows = matrix(&points).await;
@@ -438,9 +551,35 @@ async fn bootstrap_killed_at_each_step_of_a_disarm_loses_and_replays_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redelivery_killed_at_each_step_delivers_each_duress_once() {
-    let points = [Point::SignalAcked, Point::LeaseHeld];
+    let points = [
+        Point::SignalAcked,
+        Point::LeaseHeld,
+        Point::DuringSignalCall,
+        Point::TimeoutSignalAcked,
+    ];
     assert!(points.iter().all(|p| p.in_worker()));
     let rows = matrix(&points).await;
     print_matrix("redelivery", &rows);
     check(&rows);
+}
+
+/// The matrix can fail: against a cloud that raises a 121 for every signal call instead of once
+/// per request id, the worker killed during its signal call (and the one killed after the
+/// acknowledgement) leaves the monitoring center two 121s for one duress, where `check` demands
+/// exactly one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_matrix_catches_a_cloud_that_signals_every_re_delivery() {
+    let defects = Defects {
+        duress_every_time: true,
+        ..Defects::default()
+    };
+    let points = [Point::DuringSignalCall, Point::SignalAcked];
+    let rows = futures::future::join_all(
+        points.map(|point| scenario_against(point, Kind::Duress, defects)),
+    )
+    .await;
+    for row in rows {
+        assert_eq!((row.sent_121, row.received_121), (2, 2), "{row:?}");
+        assert_eq!(row.pending, 0, "{row:?}");
+    }
 }

@@ -7,30 +7,8 @@ mod support;
 
 use alarm_skill::secret::Secret;
 use serde_json::{Value, json};
-use support::lambda::{Function, http_event, world};
+use support::lambda::{Function, http_event, only, world};
 use support::stack::*;
-
-/// The environment without the secrets a function does not load (least privilege: the template
-/// gives each function only its own, and the function must start with just those).
-fn only(
-    env: &[(String, String)],
-    needs: &[alarm_skill::secrets::SecretName],
-) -> Vec<(String, String)> {
-    use alarm_skill::secrets::SecretName;
-    let all = [
-        (SecretName::Pepper, "PEPPER"),
-        (SecretName::LwaClientSecret, "LWA_CLIENT_SECRET"),
-        (SecretName::WebhookSecret, "WEBHOOK_SECRET"),
-        (SecretName::PanelApiKey, "PANEL_API_KEY"),
-    ];
-    env.iter()
-        .filter(|(k, _)| {
-            all.iter()
-                .all(|(name, var)| k != var || needs.contains(name))
-        })
-        .cloned()
-        .collect()
-}
 
 /// The embedded-metric-format lines a function printed.
 fn emf_lines(logs: &str) -> Vec<Value> {

@@ -23,14 +23,48 @@ use tokio::sync::{Notify, mpsc};
 
 use super::stack::{Harness, test_options};
 
-/// What the function posted back: ("response" | "error", request id, body).
+/// What the function posted back: ("response" | "error", request id, body), or ("timeout",
+/// request id, the runtime's error) when the runtime killed it at the invocation's deadline.
 pub type Outcome = (String, String, Value);
+
+/// The invocation budget the fake runtime hands out (the directive function's timeout).
+pub const BUDGET: Duration = Duration::from_millis(7_500);
+
+/// The fake runtime's own share of a deadline: its HTTP round trips to the function, which a
+/// real Lambda does not charge to the function. Kept small, so a function that overruns its
+/// deadline is still killed.
+const RUNTIME_SLACK: Duration = Duration::from_millis(150);
 
 #[derive(Clone)]
 struct FakeRuntime {
     queue: Arc<Mutex<VecDeque<(String, Value)>>>,
     ready: Arc<Notify>,
     results: mpsc::UnboundedSender<Outcome>,
+    /// Invocations answered so far: the deadline's watchdog leaves those alone.
+    answered: Arc<Mutex<std::collections::HashSet<String>>>,
+    /// The function's process id, for the watchdog's SIGKILL.
+    pid: Arc<Mutex<Option<u32>>>,
+    budget: Duration,
+}
+
+/// As Lambda does when a function runs past its timeout: the process is killed (SIGKILL; the
+/// execution environment is reset) and the caller gets a timeout error. A timeout is a crash.
+fn enforce_deadline(rt: FakeRuntime, id: String) {
+    tokio::spawn(async move {
+        tokio::time::sleep(rt.budget + RUNTIME_SLACK).await;
+        if rt.answered.lock().unwrap().contains(&id) {
+            return;
+        }
+        if let Some(pid) = *rt.pid.lock().unwrap() {
+            let pid = libc::pid_t::try_from(pid).expect("pid fits");
+            // SAFETY: kill(2) with a pid this runtime spawned and has not reaped yet (the
+            // Child is held by its `Function`).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let error = json!({"errorType": "Sandbox.Timedout",
+            "errorMessage": format!("Task timed out after {:.2} seconds", rt.budget.as_secs_f64())});
+        let _ = rt.results.send(("timeout".into(), id, error));
+    });
 }
 
 async fn next(State(rt): State<FakeRuntime>) -> impl IntoResponse {
@@ -40,7 +74,9 @@ async fn next(State(rt): State<FakeRuntime>) -> impl IntoResponse {
         }
         rt.ready.notified().await;
     };
-    let deadline = chrono::Utc::now().timestamp_millis() + 7_500;
+    let deadline = chrono::Utc::now().timestamp_millis()
+        + i64::try_from(rt.budget.as_millis()).expect("budget fits");
+    enforce_deadline(rt.clone(), id.clone());
     let mut h = HeaderMap::new();
     h.insert(
         "lambda-runtime-aws-request-id",
@@ -67,6 +103,11 @@ async fn posted(
     body: axum::body::Bytes,
 ) -> &'static str {
     let v = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    // A late answer, after the watchdog killed the invocation, is not delivered: Lambda has
+    // already reported the timeout.
+    if !rt.answered.lock().unwrap().insert(id.clone()) {
+        return "accepted";
+    }
     let _ = rt.results.send((kind, id, v));
     "accepted"
 }
@@ -97,13 +138,26 @@ fn drain(
 }
 
 impl Function {
-    /// Starts `binary` with `env`, fed by a fresh fake runtime API.
+    /// Starts `binary` with `env`, fed by a fresh fake runtime API that kills it when an
+    /// invocation runs past [`BUDGET`].
     pub async fn start(binary: &str, env: &[(String, String)]) -> Function {
+        Function::start_with_budget(binary, env, BUDGET).await
+    }
+
+    /// [`Function::start`] with another invocation budget (the function's timeout).
+    pub async fn start_with_budget(
+        binary: &str,
+        env: &[(String, String)],
+        budget: Duration,
+    ) -> Function {
         let (tx, results) = mpsc::unbounded_channel();
         let rt = FakeRuntime {
             queue: Arc::default(),
             ready: Arc::default(),
             results: tx,
+            answered: Arc::default(),
+            pid: Arc::default(),
+            budget,
         };
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -125,6 +179,7 @@ impl Function {
             .spawn()
             .expect("spawn the Lambda binary");
         let mut child = child;
+        *rt.pid.lock().unwrap() = child.id();
         let output = Arc::new(Mutex::new(Vec::new()));
         let drains = vec![
             drain(child.stdout.take().expect("piped stdout"), output.clone()),
@@ -150,6 +205,14 @@ impl Function {
             .expect("runtime channel open");
         assert_eq!(out.1, id, "the answer is for this invocation");
         out
+    }
+
+    /// The next outcome, in whatever order: after [`Function::enqueue`] (up to 20 s).
+    pub async fn outcome(&mut self) -> Outcome {
+        tokio::time::timeout(Duration::from_secs(20), self.results.recv())
+            .await
+            .expect("an outcome")
+            .expect("runtime channel open")
     }
 
     /// Hands the function an event without waiting for its answer (it may never come: the
@@ -182,6 +245,28 @@ impl Function {
         }
         String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
     }
+}
+
+/// The environment without the secrets a function does not load (least privilege: the template
+/// gives each function only its own, and the function must start with just those).
+pub fn only(
+    env: &[(String, String)],
+    needs: &[alarm_skill::secrets::SecretName],
+) -> Vec<(String, String)> {
+    use alarm_skill::secrets::SecretName;
+    let all = [
+        (SecretName::Pepper, "PEPPER"),
+        (SecretName::LwaClientSecret, "LWA_CLIENT_SECRET"),
+        (SecretName::WebhookSecret, "WEBHOOK_SECRET"),
+        (SecretName::PanelApiKey, "PANEL_API_KEY"),
+    ];
+    env.iter()
+        .filter(|(k, _)| {
+            all.iter()
+                .all(|(name, var)| k != var || needs.contains(name))
+        })
+        .cloned()
+        .collect()
 }
 
 pub fn pepper() -> Secret {
