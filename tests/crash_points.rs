@@ -55,6 +55,11 @@ enum Point {
     LockedDecisionWritten,
     /// bootstrap, during a lockout: the cloud acknowledged the signal, record not settled.
     LockedSignalAnswered,
+    /// bootstrap: the panel cloud failed the disarm (HTTP 500), the record is not settled.
+    PanelFailed,
+    /// bootstrap: the disarm call timed out (the cloud never answered in time), the record is
+    /// not settled.
+    PanelTimedOut,
     /// bootstrap stalls once the decision is written, past its timeout: the runtime kills it.
     TimeoutDecisionWritten,
     /// bootstrap stalls once the panel answered, past its timeout.
@@ -76,9 +81,11 @@ impl Point {
             | Point::LockedDecisionWritten
             | Point::TimeoutDecisionWritten => crash::DISARM_DECISION_WRITTEN,
             Point::DuringPanelCall => "SIGKILL during the panel call",
-            Point::PanelAnswered | Point::LockedSignalAnswered | Point::TimeoutPanelAnswered => {
-                crash::DISARM_PANEL_ANSWERED
-            }
+            Point::PanelAnswered
+            | Point::LockedSignalAnswered
+            | Point::TimeoutPanelAnswered
+            | Point::PanelFailed
+            | Point::PanelTimedOut => crash::DISARM_PANEL_ANSWERED,
             Point::SignalAcked | Point::TimeoutSignalAcked => crash::REDELIVERY_SIGNAL_ACKED,
             Point::LeaseHeld => crash::REDELIVERY_LEASE_HELD,
             Point::DuringSignalCall => "SIGKILL during the signal call",
@@ -90,6 +97,8 @@ impl Point {
             format!("{} (locked out)", self.name())
         } else if self.timeout() {
             format!("{} (timeout)", self.name())
+        } else if let Some((mode, _)) = self.panel_fault() {
+            format!("{} (panel {mode})", self.name())
         } else {
             self.name().to_string()
         }
@@ -121,6 +130,16 @@ impl Point {
         )
     }
 
+    /// The panel cloud's fault while the directive runs to its crash.
+    fn panel_fault(self) -> Option<(&'static str, u64)> {
+        match self {
+            Point::PanelFailed => Some(("error", 0)),
+            // Longer than the whole directive: the call runs out of its budget.
+            Point::PanelTimedOut => Some(("timeout", 15_000)),
+            _ => None,
+        }
+    }
+
     /// The failpoint action: abort on the spot, or stall far past the function's timeout.
     fn action(self) -> &'static str {
         if self.timeout() {
@@ -135,9 +154,11 @@ impl Point {
     fn log_level(self) -> &'static str {
         match self {
             Point::DecisionWritten | Point::TimeoutPanelAnswered | Point::SignalAcked => "TRACE",
-            Point::DuringPanelCall | Point::LeaseHeld => "DEBUG",
+            Point::DuringPanelCall | Point::LeaseHeld | Point::PanelFailed => "DEBUG",
             Point::PanelAnswered | Point::DuringSignalCall => "INFO",
-            Point::LockedDecisionWritten | Point::TimeoutSignalAcked => "WARN",
+            Point::LockedDecisionWritten | Point::TimeoutSignalAcked | Point::PanelTimedOut => {
+                "WARN"
+            }
             Point::LockedSignalAnswered | Point::TimeoutDecisionWritten => "ERROR",
         }
     }
@@ -269,7 +290,12 @@ async fn scenario_against(point: Point, kind: Kind, defects: Defects) -> Row {
         | Point::LockedDecisionWritten
         | Point::LockedSignalAnswered
         | Point::TimeoutDecisionWritten
-        | Point::TimeoutPanelAnswered => {
+        | Point::TimeoutPanelAnswered
+        | Point::PanelFailed
+        | Point::PanelTimedOut => {
+            if let Some((mode, delay_ms)) = point.panel_fault() {
+                h.fault(mode, delay_ms).await;
+            }
             let f = Function::start(
                 env!("CARGO_BIN_EXE_bootstrap"),
                 &armed(&directive_env, point),
@@ -281,6 +307,7 @@ async fn scenario_against(point: Point, kind: Kind, defects: Defects) -> Row {
             } else {
                 dies_at(f, point.name()).await;
             }
+            h.fault("none", 0).await;
         }
         Point::DuringPanelCall => {
             // The cloud disarms, then holds its answer back: the process dies with the call
@@ -490,7 +517,8 @@ fn check(rows: &[Row]) {
             Point::DecisionWritten
             | Point::LockedDecisionWritten
             | Point::TimeoutDecisionWritten => 0,
-            Point::LockedSignalAnswered => 0,
+            // The cloud failed or never answered: it did not disarm.
+            Point::LockedSignalAnswered | Point::PanelFailed | Point::PanelTimedOut => 0,
             Point::DuringPanelCall | Point::PanelAnswered | Point::TimeoutPanelAnswered => 1,
             Point::SignalAcked
             | Point::LeaseHeld
@@ -540,6 +568,8 @@ async fn bootstrap_killed_at_each_step_of_a_disarm_loses_and_replays_nothing() {
         Point::PanelAnswered,
         Point::LockedDecisionWritten,
         Point::LockedSignalAnswered,
+        Point::PanelFailed,
+        Point::PanelTimedOut,
         Point::TimeoutDecisionWritten,
         Point::TimeoutPanelAnswered,
     ];
