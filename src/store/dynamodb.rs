@@ -438,6 +438,18 @@ impl DynamoStore {
         &self.table
     }
 
+    /// Writes `item` whole, with no condition: for items only their own writer ever changes.
+    async fn put(&self, item: Item) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| sdk_error("PutItem", e))?;
+        Ok(())
+    }
+
     async fn query_all(
         &self,
         request: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
@@ -983,13 +995,7 @@ impl Store for DynamoStore {
         for panel in panels.iter().take(MAX_CONFIRMED_PANELS) {
             let mut item = key(hh_pk(household), format!("{SEEN_PREFIX}{panel}"));
             item.insert("at".into(), s(timestamp(at)));
-            self.client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .send()
-                .await
-                .map_err(|e| sdk_error("PutItem", e))?;
+            self.put(item).await?;
         }
         Ok(())
     }
@@ -1019,14 +1025,7 @@ impl Store for DynamoStore {
     }
 
     async fn append_audit(&self, household: &str, entry: &AuditEntry) -> Result<(), StoreError> {
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(audit_item(household, entry)))
-            .send()
-            .await
-            .map_err(|e| sdk_error("PutItem", e))?;
-        Ok(())
+        self.put(audit_item(household, entry)).await
     }
 
     async fn audit(&self, household: &str, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
@@ -1100,14 +1099,7 @@ impl Store for DynamoStore {
         // Not `expires_at`: that is the table's TTL attribute, and DynamoDB would delete the
         // grant (refresh token included) when its access token expires.
         item.insert("token_expires_at".into(), s(timestamp(grant.expires_at)));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| sdk_error("PutItem", e))?;
-        Ok(())
+        self.put(item).await
     }
 
     async fn grants(&self, account: &str) -> Result<Vec<(String, StoredGrant)>, StoreError> {
@@ -1247,13 +1239,7 @@ impl Store for DynamoStore {
         } else {
             let mut item = key;
             item.insert("unlinked_at".into(), s(timestamp(Utc::now())));
-            self.client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .send()
-                .await
-                .map_err(|e| sdk_error("PutItem", e))?;
+            self.put(item).await?;
         }
         Ok(())
     }
