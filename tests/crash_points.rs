@@ -613,3 +613,58 @@ async fn the_matrix_catches_a_cloud_that_signals_every_re_delivery() {
         assert_eq!(row.pending, 0, "{row:?}");
     }
 }
+
+/// A function timeout is a crash, so no step may push a directive past it: with the panel cloud
+/// answering each call only after 2 s and a 3 s function timeout, `bootstrap` answers every
+/// disarm itself (never killed by the runtime): the normal and the duress PIN with one and the
+/// same reply, the wrong code that locks voice disarm with the lockout reply (its household
+/// notice is sent inside the deadline, or left). Then the cloud recovers and the worker runs:
+/// exactly one 121, for the duress.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_step_of_a_disarm_runs_past_a_short_function_timeout_under_a_slow_cloud() {
+    const BUDGET: Duration = Duration::from_secs(3);
+    let (h, env) = world().await;
+    let t = h.token("demo").await;
+    h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
+    h.advance(60).await;
+    let directive_env = only(&env, alarm_skill::secrets::needs::DIRECTIVE);
+    h.fault("slow", 2_000).await;
+    let mut f =
+        Function::start_with_budget(env!("CARGO_BIN_EXE_bootstrap"), &directive_env, BUDGET).await;
+    let mut replies = Vec::new();
+    for pin in [
+        Kind::Normal.pin(),
+        Kind::Duress.pin(),
+        "0000",
+        "0000",
+        "0000",
+    ] {
+        // The runtime kills the process and answers "timeout" at the invocation's deadline.
+        let (kind, _, r) = f.invoke(disarm(&t, "home", Some(pin))).await;
+        assert_eq!(kind, "response", "{pin:?} ran past the timeout: {r}");
+        replies.push(error_type(&r).map(str::to_string));
+    }
+    eprintln!("replies, cloud slow by 2 s a call, {BUDGET:?} timeout: {replies:?}");
+    assert_eq!(replies[0], replies[1], "normal and duress answered alike");
+    assert_eq!(replies[4].as_deref(), Some("UNAUTHORIZED"), "{replies:?}");
+    drop(f);
+    h.fault("none", 0).await;
+
+    let worker_env = only(&env, alarm_skill::secrets::needs::REDELIVERY);
+    let mut w = Function::start(env!("CARGO_BIN_EXE_redelivery"), &worker_env).await;
+    for _ in 0..60 {
+        let (kind, _, report) = w.invoke(schedule()).await;
+        assert_eq!(kind, "response", "{report}");
+        if report["examined"] == 0 && report["backlog"] == 0 && report["skipped_shards"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let received: Vec<String> = h
+        .signals()
+        .await
+        .into_iter()
+        .filter(|s| s.starts_with("121/"))
+        .collect();
+    assert_eq!(received, ["121/1/1"], "one 121, for the duress");
+}

@@ -30,17 +30,12 @@ pub type Outcome = (String, String, Value);
 /// The invocation budget the fake runtime hands out (the directive function's timeout).
 pub const BUDGET: Duration = Duration::from_millis(7_500);
 
-/// The fake runtime's own share of a deadline: its HTTP round trips to the function, which a
-/// real Lambda does not charge to the function. Kept small, so a function that overruns its
-/// deadline is still killed.
-const RUNTIME_SLACK: Duration = Duration::from_millis(150);
-
 #[derive(Clone)]
 struct FakeRuntime {
     queue: Arc<Mutex<VecDeque<(String, Value)>>>,
     ready: Arc<Notify>,
     results: mpsc::UnboundedSender<Outcome>,
-    /// Invocations answered so far: the deadline's watchdog leaves those alone.
+    /// Invocations answered, or ended by the deadline's watchdog: whichever comes first wins.
     answered: Arc<Mutex<std::collections::HashSet<String>>>,
     /// The function's process id, for the watchdog's SIGKILL.
     pid: Arc<Mutex<Option<u32>>>,
@@ -51,8 +46,10 @@ struct FakeRuntime {
 /// execution environment is reset) and the caller gets a timeout error. A timeout is a crash.
 fn enforce_deadline(rt: FakeRuntime, id: String) {
     tokio::spawn(async move {
-        tokio::time::sleep(rt.budget + RUNTIME_SLACK).await;
-        if rt.answered.lock().unwrap().contains(&id) {
+        tokio::time::sleep(rt.budget).await;
+        // Checked and marked under one lock with `posted`: an answer either came in time or
+        // is refused as late, never both.
+        if !rt.answered.lock().unwrap().insert(id.clone()) {
             return;
         }
         if let Some(pid) = *rt.pid.lock().unwrap() {
