@@ -16,6 +16,7 @@ use std::process::ExitCode;
 use alarm_skill::local::demo::DemoConfig;
 use alarm_skill::local::say::{Assistant, Say, Utterance};
 use alarm_skill::local::{BANNER, LocalStack, Options};
+use alarm_skill::simulator::monitoring::receiver::ReceiverMode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
@@ -49,6 +50,10 @@ enum Command {
         /// temporary directory otherwise).
         #[arg(long)]
         monitoring_dir: Option<PathBuf>,
+        /// Start the monitoring receiver in this fault mode (down, drop_ack, nak), as
+        /// `POST /sim/monitoring/receiver` sets it: the restart tests keep a backlog queued.
+        #[arg(long, hide = true, value_parser = parse_receiver_mode)]
+        receiver_mode: Option<ReceiverMode>,
         /// Household and panels to simulate (JSON); the built-in demo household otherwise.
         #[arg(long)]
         config: Option<PathBuf>,
@@ -132,6 +137,11 @@ enum Command {
         #[arg(long)]
         dynamodb_endpoint: Option<String>,
     },
+}
+
+fn parse_receiver_mode(s: &str) -> Result<ReceiverMode, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map_err(|_| format!("{s}: one of none, down, drop_ack, nak"))
 }
 
 fn read_key(path: &std::path::Path) -> Result<alarm_skill::secret::Secret, String> {
@@ -245,6 +255,8 @@ impl Mode {
 #[tokio::main]
 async fn main() -> ExitCode {
     alarm_skill::telemetry::init_local();
+    // Crash points (FAILPOINTS) for the restart tests; nothing without the `failpoints` feature.
+    alarm_skill::crash::setup();
     match Cli::parse().command {
         Command::Serve {
             port,
@@ -252,6 +264,7 @@ async fn main() -> ExitCode {
             receiver_port,
             dc09_key,
             monitoring_dir,
+            receiver_mode,
             config,
             dynamodb_endpoint,
             table,
@@ -275,6 +288,7 @@ async fn main() -> ExitCode {
                 receiver_port,
                 dc09_key: dc09_key.map(alarm_skill::secret::Secret::new),
                 monitoring_dir,
+                receiver_mode: receiver_mode.unwrap_or_default(),
                 config,
                 dynamodb_endpoint,
                 table,

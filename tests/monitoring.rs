@@ -10,7 +10,9 @@
 //!   receiver acts on each event exactly once (sequence number and time of occurrence);
 //!   AES-128 when keyed.
 //! - Restarts: the cloud's transmitter and the receiver crash and start again mid-backlog, from
-//!   their journals; each 121 reaches the operator exactly once.
+//!   their journals; each 121 reaches the operator exactly once. And the same with the whole
+//!   local stack as its own process, SIGKILLed mid-backlog (once between the cloud's durable
+//!   decision and its acknowledgement) while the skill's worker re-sends the same request ids.
 
 mod support;
 
@@ -539,6 +541,10 @@ async fn the_receiver_refuses_bad_frames_and_acks_good_ones() {
 
 /// Four households, each with a normal and a duress PIN, each panel on its own DC-09 account.
 fn households() -> DemoConfig {
+    DemoConfig::parse(&households_json().to_string()).expect("config")
+}
+
+fn households_json() -> Value {
     let mut accounts = vec![];
     let mut households = vec![];
     for i in 1..=4 {
@@ -549,8 +555,7 @@ fn households() -> DemoConfig {
         households.push(json!({"account": format!("house{i}"), "members": [
           {"id": "alex", "name": "Alex", "user_number": 1, "voice_pin": NORMAL, "duress_pin": DURESS}]}));
     }
-    DemoConfig::parse(&json!({"accounts": accounts, "households": households}).to_string())
-        .expect("config")
+    json!({"accounts": accounts, "households": households})
 }
 
 async fn disarm_as(h: &Harness, house: u32, pin: &str) {
@@ -634,6 +639,26 @@ async fn restarts_of_both_ends_mid_backlog_deliver_each_duress_exactly_once() {
         link.queued(),
         backlog,
         "the durable queue survived the crash"
+    );
+    // The worker sends house 4's request id again (it crashed before settling its record):
+    // acknowledged, and the journal knows the 121 is already queued.
+    let again = h
+        .http
+        .post(format!(
+            "http://{}/v1/accounts/house4/panels/panel4/signals",
+            h.stack.panel_api.addr()
+        ))
+        .bearer_auth(h.stack.sim.api_key().expose())
+        .json(&json!({"member": 1, "source": "voice", "kind": "duress",
+            "request_id": "6f1c2b9e-0d4a-4f3e-9b8a-2c7d5e1f0a93"}))
+        .send()
+        .await
+        .expect("signals");
+    assert_eq!(again.status(), 200);
+    assert_eq!(
+        link.queued(),
+        backlog,
+        "no second 121 for the same request id"
     );
 
     // The receiver comes up but loses its ACKs: it acts on the head of the queue and the
@@ -791,4 +816,339 @@ fn duplicates_are_sequence_number_and_time_of_occurrence_not_a_bare_sequence_num
     clock.advance(chrono::Duration::seconds(61));
     assert!(!bare(&c, 7), "past the window: a new event");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The local stack as its own process (`alarm-skill serve`), so a test can SIGKILL it.
+struct Served {
+    child: tokio::process::Child,
+    base: String,
+    panel_api: String,
+}
+
+/// What a test needs to start the stack again and again on the same directory.
+struct Killable {
+    dir: std::path::PathBuf,
+    api_key: String,
+    http: reqwest::Client,
+}
+
+const WAIT: Duration = Duration::from_secs(30);
+
+impl Killable {
+    fn new() -> Killable {
+        let dir =
+            std::env::temp_dir().join(format!("stack-kill-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("config.json"), households_json().to_string()).unwrap();
+        Killable {
+            dir,
+            api_key: uuid::Uuid::new_v4().simple().to_string(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// Starts `alarm-skill serve` on free ports and this directory's `--monitoring-dir`, and
+    /// waits (bounded) for it to print its addresses.
+    async fn serve(&self, receiver_mode: Option<&str>, failpoints: Option<&str>) -> Served {
+        use std::process::Stdio;
+        use tokio::process::Command;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("stderr.log"))
+            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_alarm-skill"));
+        cmd.args([
+            "serve",
+            "--port",
+            "0",
+            "--panel-port",
+            "0",
+            "--receiver-port",
+            "0",
+        ])
+        .arg("--monitoring-dir")
+        .arg(self.dir.join("monitoring"))
+        .arg("--config")
+        .arg(self.dir.join("config.json"))
+        .args(["--dc09-key", KEY])
+        .env("PANEL_API_KEY", &self.api_key)
+        .env("RUST_LOG", "warn")
+        .env_remove("FAILPOINTS")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .kill_on_drop(true);
+        if let Some(mode) = receiver_mode {
+            cmd.args(["--receiver-mode", mode]);
+        }
+        if let Some(f) = failpoints {
+            cmd.env("FAILPOINTS", f);
+        }
+        let mut child = cmd.spawn().expect("alarm-skill serve starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let (mut base, mut panel_api) = (None, None);
+        let read = async {
+            while base.is_none() || panel_api.is_none() {
+                let Some(line) = lines.next_line().await.unwrap() else {
+                    break;
+                };
+                if let Some(url) = line.split(" listening on ").nth(1) {
+                    base = Some(url.trim().to_string());
+                }
+                if let Some(url) = line.split("panel cloud API:").nth(1) {
+                    panel_api = Some(url.trim().to_string());
+                }
+            }
+        };
+        let printed = tokio::time::timeout(WAIT, read).await.is_ok();
+        let (Some(base), Some(panel_api)) = (base, panel_api) else {
+            panic!(
+                "the stack printed no addresses (in time: {printed}); {}",
+                self.stderr()
+            );
+        };
+        // Read to the end: a closed pipe would kill the stack at its next line of output.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Served {
+            child,
+            base,
+            panel_api,
+        }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL, and the process is gone.
+    async fn kill(&self, mut p: Served) {
+        use std::os::unix::process::ExitStatusExt;
+        p.child.start_kill().expect("SIGKILL");
+        let status = tokio::time::timeout(WAIT, p.child.wait())
+            .await
+            .expect("the stack died in time")
+            .unwrap();
+        assert_eq!(status.signal(), Some(9), "{status:?}");
+    }
+
+    /// `POST .../signals` as the skill (or its re-delivery worker) sends it: true if the cloud
+    /// gave exactly the acknowledgement.
+    async fn signal(&self, p: &Served, house: u32, kind: &str, request_id: &str) -> bool {
+        signal_call(
+            self.http.clone(),
+            p.panel_api.clone(),
+            self.api_key.clone(),
+            house,
+            kind,
+            request_id,
+        )
+        .await
+    }
+
+    async fn get(&self, p: &Served, path: &str) -> Value {
+        let r = self
+            .http
+            .get(format!("{}{path}", p.base))
+            .send()
+            .await
+            .expect(path);
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        r.json().await.unwrap()
+    }
+
+    async fn queued(&self, p: &Served) -> u64 {
+        self.get(p, "/sim/monitoring/link").await["queued"]
+            .as_u64()
+            .unwrap()
+    }
+
+    /// Polls `check` until it holds, at most [`WAIT`].
+    async fn wait_for<F: AsyncFn() -> bool>(&self, what: &str, check: F) {
+        let until = tokio::time::Instant::now() + WAIT;
+        while !check().await {
+            assert!(
+                tokio::time::Instant::now() < until,
+                "timed out waiting for {what}; {}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Killable {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn signal_call(
+    http: reqwest::Client,
+    panel_api: String,
+    api_key: String,
+    house: u32,
+    kind: &str,
+    request_id: &str,
+) -> bool {
+    let sent = http
+        .post(format!(
+            "{panel_api}/v1/accounts/house{house}/panels/panel{house}/signals"
+        ))
+        .bearer_auth(api_key)
+        .json(&json!({"member": 1, "source": "voice", "kind": kind, "request_id": request_id}))
+        .send()
+        .await;
+    match sent {
+        Ok(r) if r.status() == 200 => {
+            r.json::<Value>().await.ok() == Some(json!({"acknowledged": true}))
+        }
+        _ => false,
+    }
+}
+
+/// The 121s in the cloud's queue journal (`cloud/dc09-queue.jsonl`): read from disk, because
+/// the process is held at a crash point and may not answer.
+fn duress_lines_on_disk(dir: &std::path::Path) -> usize {
+    std::fs::read_to_string(dir.join("monitoring/cloud/dc09-queue.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(r#""op":"queued""#) && l.contains(r#""event":121"#))
+        .count()
+}
+
+/// The whole local stack, as its own process, is SIGKILLed twice mid-backlog and started again
+/// on the same `--monitoring-dir`: once held between the cloud's durable decision on a duress
+/// signal and its acknowledgement, once while its receiver (same process) has acted on a frame
+/// whose ACK never left. After each restart the skill's worker re-sends every request id, as it
+/// does for a signal it never saw acknowledged and for one whose record it could not settle
+/// (a crash between the cloud's acknowledgement and its own settle), including a disarm's id
+/// re-sent as a signal. Each 121 reaches the operator exactly once; a normal code's id none.
+#[tokio::test]
+async fn a_killed_stack_process_restarted_on_its_monitoring_dir_raises_each_duress_once() {
+    const R1: &str = "0d6c3a52-1e7b-4c2a-9a0e-5b8f1d2c3e41";
+    const R2: &str = "1f2e3d4c-5b6a-4978-8a6b-5c4d3e2f1a02";
+    const R3: &str = "2a3b4c5d-6e7f-4a8b-9c0d-1e2f3a4b5c63";
+    const R4: &str = "3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e74";
+    let all = [
+        (1, "duress", R1),
+        (2, "normal", R2),
+        (3, "duress", R3),
+        (4, "duress", R4),
+    ];
+    let k = Killable::new();
+
+    // Process 1, receiver down: the cloud acknowledges two signals and a duress disarm; the
+    // third signal is held after its decision is on disk, before any acknowledgement leaves.
+    let point = alarm_skill::simulator::SIGNAL_DECIDED;
+    let p1 = k
+        .serve(Some("down"), Some(&format!("{point}=2*off->pause")))
+        .await;
+    assert!(k.signal(&p1, 1, "duress", R1).await);
+    assert!(k.signal(&p1, 2, "normal", R2).await);
+    let disarm = k
+        .http
+        .post(format!(
+            "{}/v1/accounts/house3/panels/panel3/disarm",
+            p1.panel_api
+        ))
+        .bearer_auth(&k.api_key)
+        .json(&json!({"member": 1, "source": "voice", "kind": "duress", "request_id": R3}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(disarm.status(), 200);
+    let backlog = k.queued(&p1).await;
+    assert_eq!(duress_lines_on_disk(&k.dir), 2);
+    let held = tokio::spawn(signal_call(
+        k.http.clone(),
+        p1.panel_api.clone(),
+        k.api_key.clone(),
+        4,
+        "duress",
+        R4,
+    ));
+    k.wait_for("house 4's 121 on disk", async || {
+        duress_lines_on_disk(&k.dir) == 3
+    })
+    .await;
+    assert!(
+        !held.is_finished(),
+        "held at the crash point, not acknowledged"
+    );
+    k.kill(p1).await;
+    assert!(
+        !held.await.unwrap(),
+        "the kill came before the acknowledgement"
+    );
+    let backlog = backlog + 1;
+
+    // Process 2 on the same directory, receiver still down: the backlog is back from disk, and
+    // the worker re-sends all four ids (R4 was never acknowledged; the others as after its own
+    // crash before settling). Then the receiver acts on the head of the backlog, its ACK is
+    // lost, and the process is killed again.
+    let p2 = k.serve(Some("down"), None).await;
+    assert_eq!(
+        k.queued(&p2).await,
+        backlog,
+        "the backlog came back from disk"
+    );
+    for (house, kind, id) in all {
+        assert!(k.signal(&p2, house, kind, id).await, "{id} acknowledged");
+    }
+    let queued_after_resend = k.queued(&p2).await;
+    k.http
+        .post(format!("{}/sim/monitoring/receiver", p2.base))
+        .json(&json!({"mode": "drop_ack"}))
+        .send()
+        .await
+        .unwrap();
+    k.wait_for("the receiver to act on a frame", async || {
+        let l = k.get(&p2, "/sim/monitoring/link").await;
+        !l["received"].as_array().unwrap().is_empty()
+    })
+    .await;
+    k.kill(p2).await;
+
+    // Process 3, receiver up: the worker re-sends once more; the backlog drains.
+    let p3 = k.serve(None, None).await;
+    for (house, kind, id) in all {
+        assert!(k.signal(&p3, house, kind, id).await, "{id} acknowledged");
+    }
+    k.wait_for("the backlog to drain", async || k.queued(&p3).await == 0)
+        .await;
+    let dispatches = k.get(&p3, "/sim/monitoring/dispatches").await;
+    let mut duress: Vec<(String, u64)> = dispatches
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["reason"] == "duress")
+        .map(|d| {
+            (
+                d["account"].as_str().unwrap().to_string(),
+                d["user"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    duress.sort();
+    let once = |h: &str| (h.to_string(), 1);
+    assert_eq!(
+        duress,
+        [once("house1"), once("house3"), once("house4")],
+        "each duress exactly once at the operator, across two kills and three processes"
+    );
+    assert_eq!(
+        queued_after_resend, backlog,
+        "re-sent request ids queued nothing new"
+    );
+    let link = k.get(&p3, "/sim/monitoring/link").await;
+    let received = link["received"].as_array().unwrap();
+    assert!(
+        received.iter().any(|f| f["duplicate"] == true),
+        "the frame acted on before the second kill came again and was recognised: {received:?}"
+    );
+    k.kill(p3).await;
 }

@@ -54,7 +54,7 @@ use crate::simulator::http::{
     RestartableServer, control_routes, monitoring_routes, panel_api_routes,
 };
 use crate::simulator::monitoring::MonitoringCenter;
-use crate::simulator::monitoring::receiver::Dc09Receiver;
+use crate::simulator::monitoring::receiver::{Dc09Receiver, ReceiverMode};
 use crate::simulator::{Simulator, subscribers};
 use crate::skill::{Skill, SkillDeps, SkillSettings};
 use crate::store::memory::MemoryStore;
@@ -86,6 +86,9 @@ pub struct Options {
     /// (`receiver/`) live, so both survive a restart; None: a fresh directory under the system
     /// temp dir for this stack.
     pub monitoring_dir: Option<std::path::PathBuf>,
+    /// The receiver's fault mode at start (`/sim/monitoring/receiver` changes it later): a
+    /// restart with the receiver down keeps the cloud's queued backlog queued.
+    pub receiver_mode: ReceiverMode,
     pub config: DemoConfig,
     /// Use DynamoDB at this endpoint instead of the embedded store.
     pub dynamodb_endpoint: Option<String>,
@@ -118,6 +121,7 @@ impl Default for Options {
             receiver_port: 9002,
             dc09_key: None,
             monitoring_dir: None,
+            receiver_mode: ReceiverMode::None,
             config: DemoConfig::demo(),
             dynamodb_endpoint: None,
             table: "alarm-skill-local".to_string(),
@@ -380,6 +384,13 @@ impl LocalStack {
         let receiver = Dc09Receiver::start(receiver_addr, center.clone())
             .await
             .map_err(|e| LocalError::Bind(receiver_addr, e))?;
+        // Before the link starts, so not one queued frame gets through.
+        if opts.receiver_mode != ReceiverMode::None {
+            receiver
+                .set_mode(opts.receiver_mode)
+                .await
+                .map_err(|e| LocalError::Bind(receiver_addr, e))?;
+        }
         let link = Transmitter::start(
             LinkConfig {
                 key: dc09_key,

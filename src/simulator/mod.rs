@@ -36,6 +36,9 @@ use defects::Defects;
 use machine::{CancelOutcome, Effects, PanelConfig, SimPanel, ZoneConfig};
 use monitoring::{ContactIdEvent, Dispatch, MonitoringCenter, NEW_EVENT, Subscriber, codes};
 
+/// Crash point (src/crash.rs): `signals` decided durably, not yet acknowledged.
+pub const SIGNAL_DECIDED: &str = "crashpoint:sim-signal-decided";
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UserConfig {
     /// The person's stable id. Given to the control route, it renames that person; without it
@@ -89,6 +92,8 @@ struct State {
     notifications: Vec<Notification>,
     requests: Vec<RequestRecord>,
     completed: HashMap<String, Completed>,
+    /// Without a DC-09 link only: request ids whose duress question is settled. With a link the
+    /// link's journal holds them ([`Transmitter::handled`]), written with the 121 itself.
     signalled: HashSet<String>,
 }
 
@@ -365,13 +370,15 @@ impl Simulator {
     }
 
     /// Hands one event of panel `idx` to the monitoring center: queued on the DC-09 link
-    /// (durably, when the link has a queue directory), or for the in-process center. Err: the
-    /// event is not queued.
+    /// (durably, when the link has a queue directory), or for the in-process center. With
+    /// `request`, the decision on that request id is recorded with the event, in one step.
+    /// Err: neither the event nor the decision is recorded.
     fn transmit(
         &self,
         st: &State,
         idx: usize,
         event: ContactIdEvent,
+        request: Option<&str>,
     ) -> Result<(), dc09::transmitter::QueueError> {
         let Some(link) = &self.link else {
             self.inbox
@@ -382,7 +389,7 @@ impl Simulator {
         };
         let Some(acct) = st.panels[idx].config.monitoring_account.as_deref() else {
             tracing::error!(panel = %event.panel, "no monitoring account for panel; event not sent");
-            return Ok(());
+            return request.map_or(Ok(()), |r| link.decided(r));
         };
         let cid = Cid {
             qualifier: event.qualifier,
@@ -390,13 +397,16 @@ impl Simulator {
             partition: event.partition,
             number: event.user.or(event.zone).unwrap_or(0),
         };
-        link.send(acct, cid, event.at)
+        match request {
+            Some(r) => link.send_decision(r, acct, cid, event.at),
+            None => link.send(acct, cid, event.at),
+        }
     }
 
     /// Sends a panel report; one that cannot be queued is logged (the panel's own reports have
     /// no caller to refuse).
     fn report(&self, st: &State, idx: usize, event: ContactIdEvent) {
-        if let Err(e) = self.transmit(st, idx, event) {
+        if let Err(e) = self.transmit(st, idx, event, None) {
             tracing::error!(error = %e, "panel report not queued for the monitoring center");
         }
     }
@@ -417,11 +427,13 @@ impl Simulator {
 
     /// Raises the duress signal for a request id at most once. A real cloud must not take
     /// longer for a duress than for a normal disarm (docs/panel-api.md), so the reference one
-    /// does the same work either way: one set insert, one event built and, on a durable link,
-    /// one journal record written and synced; only whether the event reaches the monitoring
-    /// receiver differs. Err: the decision could not be made durable; nothing is settled, and
-    /// the caller must not acknowledge (the same request id is decided again when it comes
-    /// back).
+    /// does the same work either way: one event built and one record of the request id (on a
+    /// durable link, one journal record written and synced); only whether the event reaches the
+    /// monitoring receiver differs. On a link the 121 and its request id are that one record,
+    /// so a crash of the whole cloud at any point leaves both or neither, and a request id sent
+    /// again after a restart (the skill's worker is at-least-once) finds its decision made.
+    /// Err: the decision could not be made durable; nothing is settled, and the caller must
+    /// not acknowledge (the same request id is decided again when it comes back).
     fn decide_duress(
         &self,
         st: &mut State,
@@ -431,9 +443,13 @@ impl Simulator {
         request_id: &str,
         now: DateTime<Utc>,
     ) -> Result<(), PanelError> {
-        // `signalled` holds every request id whose duress question is settled, duress or not:
-        // a request id is one attempt, of one kind, forever.
-        let first = !st.signalled.contains(request_id) || self.defects().duress_every_time;
+        // Every request id whose duress question is settled, duress or not, is recorded: a
+        // request id is one attempt, of one kind, for the link's window (HANDLED_WINDOW_DAYS).
+        let seen = match &self.link {
+            Some(link) => link.handled(request_id),
+            None => st.signalled.contains(request_id),
+        };
+        let first = !seen || self.defects().duress_every_time;
         let event = ContactIdEvent {
             account: st.panels[idx].account.clone(),
             panel: st.panels[idx].id().to_string(),
@@ -446,15 +462,17 @@ impl Simulator {
         };
         if first {
             let queued = match (&self.link, duress) {
-                (_, true) => self.transmit(st, idx, event),
-                (Some(link), false) => link.decided(),
+                (_, true) => self.transmit(st, idx, event, Some(request_id)),
+                (Some(link), false) => link.decided(request_id),
                 (None, false) => Ok(()),
             };
             if let Err(e) = queued {
                 tracing::error!(error = %e, "duress decision not durable; not acknowledged");
                 return Err(PanelError::Server(503));
             }
-            st.signalled.insert(request_id.to_string());
+            if self.link.is_none() {
+                st.signalled.insert(request_id.to_string());
+            }
         }
         // After a duress the panel aborts nothing and transmits no cancel.
         st.panels[idx].note_duress(duress);
@@ -686,12 +704,18 @@ impl Simulator {
         panel: &str,
         req: &SignalRequest,
     ) -> Result<(), PanelError> {
-        let mut st = self.lock();
-        let now = self.clock.now();
-        Self::log(&mut st, "signal", account, Some(panel), now);
-        let i = Self::find(&st, self.scope(account), panel).ok_or(PanelError::NotFound)?;
-        // Acknowledged only once the 121 is durably queued (or the decision recorded).
-        self.decide_duress(&mut st, i, req.member, req.duress(), &req.request_id, now)
+        let decided = {
+            let mut st = self.lock();
+            let now = self.clock.now();
+            Self::log(&mut st, "signal", account, Some(panel), now);
+            let i = Self::find(&st, self.scope(account), panel).ok_or(PanelError::NotFound)?;
+            // Acknowledged only once the 121 is durably queued (or the decision recorded).
+            self.decide_duress(&mut st, i, req.member, req.duress(), &req.request_id, now)
+        };
+        // The decision is on disk, the acknowledgement not sent: the restart tests kill the
+        // whole cloud here, so the skill's worker sends the same request id again.
+        crate::crash::crash_point!(SIGNAL_DECIDED, if decided.is_ok());
+        decided
     }
 
     /// The account's panel users, by number (`GET /v1/accounts/{account}/users`).

@@ -8,6 +8,13 @@
 //! returns: a transmitter that crashes and starts again re-sends what was not yet ACKed, with
 //! the same sequence number and time of occurrence, and goes on numbering where it stopped
 //! (a receiver that remembers recent sequence numbers never takes a new event for a re-send).
+//!
+//! The journal is also the cloud's record of the `disarm`/`signals` request ids whose duress
+//! question it has settled ([`Transmitter::send_decision`], [`Transmitter::decided`]): the 121
+//! and its request id are one record, written and synced in one step, so after a crash at any
+//! point "121 queued" and "request id handled" never disagree, and a re-sent request id (the
+//! skill's worker is at-least-once) never queues a second 121. Ids are kept for
+//! [`HANDLED_WINDOW_DAYS`].
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
@@ -65,7 +72,16 @@ struct Queued {
     seq: u16,
     cid: Cid,
     occurred: DateTime<Utc>,
+    /// The request id whose decision queued it (a duress), if any.
+    request: Option<String>,
 }
+
+/// How long the cloud remembers a handled request id. The skill re-sends an id the cloud has
+/// already acknowledged only when its worker could not settle the record: at its next pass,
+/// minutes later (retries back off to 5 minutes, a gone panel's to an hour), or once the store
+/// or the worker is back from an outage. A week covers that with room; an id re-sent later
+/// still would raise a second 121, a duplicate alarm and never a lost one.
+pub const HANDLED_WINDOW_DAYS: i64 = 7;
 
 /// One send attempt, for inspection (`GET /sim/monitoring/link`) and for the CI's independent
 /// decoding of captured frames.
@@ -97,6 +113,10 @@ struct State {
     journal: Option<File>,
     /// Records appended since the journal was last rewritten.
     journal_records: usize,
+    /// Request ids whose decision is recorded, with when: pruned to [`HANDLED_WINDOW_DAYS`].
+    handled: HashMap<String, DateTime<Utc>>,
+    /// Prune `handled` once it has this many entries (doubling, so pruning is amortised).
+    prune_at: usize,
 }
 
 /// One line of the queue journal (JSON).
@@ -113,11 +133,21 @@ enum Record {
         partition: u8,
         number: u16,
         occurred: DateTime<Utc>,
+        /// The request id of the decision that queued it: handled from this record on.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request: Option<String>,
     },
     /// A decision that queued nothing (a disarm or signal that was not a duress): written
     /// and synced all the same, so that a duress costs the cloud no more time than a normal
-    /// code.
-    Decided,
+    /// code, and so that its request id stays handled.
+    Decided {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at: Option<DateTime<Utc>>,
+    },
+    /// A request id handled at `at` (written when the journal is rewritten).
+    Handled { request: String, at: DateTime<Utc> },
     /// The receiver ACKed event `id`.
     Acked { id: u64 },
     /// The next sequence number of an account (written when the journal is rewritten).
@@ -172,7 +202,7 @@ impl Transmitter {
     /// Tokio runtime.
     pub fn start(config: LinkConfig, clock: Arc<dyn Clock>) -> Result<Transmitter, QueueError> {
         let state = match &config.queue_dir {
-            Some(dir) => load(dir)?,
+            Some(dir) => load(dir, clock.now())?,
             None => State::default(),
         };
         let inner = Arc::new(Inner {
@@ -198,7 +228,7 @@ impl Transmitter {
             t.abort();
         }
         let fresh = match &self.inner.config.queue_dir {
-            Some(dir) => load(dir)?,
+            Some(dir) => load(dir, self.inner.clock.now())?,
             None => State::default(),
         };
         {
@@ -222,6 +252,29 @@ impl Transmitter {
     /// number: 0001–9999, then 0001 again. With a queue directory the event is on disk (written
     /// and fsynced) when this returns Ok; on Err it is not queued at all.
     pub fn send(&self, account: &str, cid: Cid, occurred: DateTime<Utc>) -> Result<(), QueueError> {
+        self.enqueue(account, cid, occurred, None)
+    }
+
+    /// [`Self::send`] for the decision on `request_id` (a duress): the event and the request
+    /// id are one journal record, so both are on disk or neither. From Ok on, and after any
+    /// restart, [`Self::handled`] is true for `request_id`.
+    pub fn send_decision(
+        &self,
+        request_id: &str,
+        account: &str,
+        cid: Cid,
+        occurred: DateTime<Utc>,
+    ) -> Result<(), QueueError> {
+        self.enqueue(account, cid, occurred, Some(request_id))
+    }
+
+    fn enqueue(
+        &self,
+        account: &str,
+        cid: Cid,
+        occurred: DateTime<Utc>,
+        request: Option<&str>,
+    ) -> Result<(), QueueError> {
         let mut st = self.lock();
         let seq = st.next_seq.get(account).copied().unwrap_or(1);
         let id = st.next_id;
@@ -231,24 +284,53 @@ impl Transmitter {
             seq,
             cid,
             occurred,
+            request: request.map(str::to_string),
         };
         append(&mut st, &queued_record(&msg))?;
         st.next_seq
             .insert(account.to_string(), if seq >= 9999 { 1 } else { seq + 1 });
         st.next_id += 1;
+        if let Some(r) = request {
+            remember(&mut st, r, occurred);
+        }
         st.queue.push_back(msg);
-        maybe_compact(&self.inner.config, &mut st);
+        self.housekeep(&mut st);
         drop(st);
         self.inner.wake.notify_one();
         Ok(())
     }
 
-    /// Records a decision that queues nothing, with the same write and sync as [`Self::send`].
-    pub fn decided(&self) -> Result<(), QueueError> {
+    /// Records the decision on `request_id` that queues nothing (not a duress), with the same
+    /// write and sync as [`Self::send_decision`]; from Ok on [`Self::handled`] is true for it.
+    pub fn decided(&self, request_id: &str) -> Result<(), QueueError> {
         let mut st = self.lock();
-        append(&mut st, &Record::Decided)?;
-        maybe_compact(&self.inner.config, &mut st);
+        let at = self.inner.clock.now();
+        append(
+            &mut st,
+            &Record::Decided {
+                request: Some(request_id.to_string()),
+                at: Some(at),
+            },
+        )?;
+        remember(&mut st, request_id, at);
+        self.housekeep(&mut st);
         Ok(())
+    }
+
+    /// Whether the decision on `request_id` is recorded (in the journal, when there is one),
+    /// within [`HANDLED_WINDOW_DAYS`].
+    pub fn handled(&self, request_id: &str) -> bool {
+        self.lock().handled.contains_key(request_id)
+    }
+
+    /// Keeps the journal and the handled ids bounded.
+    fn housekeep(&self, st: &mut State) {
+        let now = self.inner.clock.now();
+        if st.handled.len() >= st.prune_at {
+            prune(st, now);
+            st.prune_at = (st.handled.len() * 2).max(PRUNE_MIN);
+        }
+        maybe_compact(&self.inner.config, st, now);
     }
 
     /// Events not yet acknowledged.
@@ -295,7 +377,20 @@ fn queued_record(m: &Queued) -> Record {
         partition: m.cid.partition,
         number: m.cid.number,
         occurred: m.occurred,
+        request: m.request.clone(),
     }
+}
+
+const PRUNE_MIN: usize = 1_000;
+
+fn remember(st: &mut State, request: &str, at: DateTime<Utc>) {
+    st.handled.insert(request.to_string(), at);
+}
+
+/// Forgets request ids handled before the window.
+fn prune(st: &mut State, now: DateTime<Utc>) {
+    let since = now - chrono::Duration::days(HANDLED_WINDOW_DAYS);
+    st.handled.retain(|_, at| *at >= since);
 }
 
 /// Appends one record and syncs it to disk (no-op without a journal).
@@ -313,19 +408,20 @@ fn append(st: &mut State, record: &Record) -> Result<(), QueueError> {
 
 /// Keeps the journal bounded: pending events and sequence numbers only, once it has grown.
 /// A failed rewrite leaves the old journal in use, whole.
-fn maybe_compact(config: &LinkConfig, st: &mut State) {
+fn maybe_compact(config: &LinkConfig, st: &mut State, now: DateTime<Utc>) {
     if st.journal_records >= COMPACT_AFTER
         && let Some(dir) = &config.queue_dir
-        && let Err(e) = compact(dir, st)
+        && let Err(e) = compact(dir, st, now)
     {
         tracing::warn!(error = %e, "DC-09 queue journal: rewrite failed");
     }
 }
 
 /// Reads the journal in `dir` (creating both if missing): the events not yet ACKed, in order,
-/// and each account's next sequence number. A torn last line (a crash mid-write: its `send`
-/// never returned Ok) is skipped.
-fn load(dir: &Path) -> Result<State, QueueError> {
+/// each account's next sequence number, and the request ids handled within the window. A torn
+/// last line (a crash mid-write: its `send` never returned Ok) is skipped: neither its event
+/// nor its request id counts.
+fn load(dir: &Path, now: DateTime<Utc>) -> Result<State, QueueError> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join(JOURNAL);
     let mut st = State::default();
@@ -351,7 +447,11 @@ fn load(dir: &Path) -> Result<State, QueueError> {
                     partition,
                     number,
                     occurred,
+                    request,
                 } => {
+                    if let Some(r) = &request {
+                        remember(&mut st, r, occurred);
+                    }
                     st.next_seq
                         .insert(account.clone(), if seq >= 9999 { 1 } else { seq + 1 });
                     st.next_id = st.next_id.max(id + 1);
@@ -366,25 +466,33 @@ fn load(dir: &Path) -> Result<State, QueueError> {
                             number,
                         },
                         occurred,
+                        request,
                     });
                 }
                 Record::Acked { id } => pending.retain(|q| q.id != id),
                 Record::Next { account, seq } => {
                     st.next_seq.insert(account, seq);
                 }
-                Record::Decided => {}
+                Record::Decided {
+                    request: Some(r),
+                    at,
+                } => remember(&mut st, &r, at.unwrap_or(now)),
+                Record::Decided { request: None, .. } => {}
+                Record::Handled { request, at } => remember(&mut st, &request, at),
             }
         }
     }
     st.queue = pending.into();
-    compact(dir, &mut st)?;
+    compact(dir, &mut st, now)?;
     Ok(st)
 }
 
-/// Rewrites the journal with only what a restart needs (sequence numbers, pending events):
-/// written to a new file, synced, then renamed over the old one, so a crash leaves one or the
-/// other whole.
-fn compact(dir: &Path, st: &mut State) -> Result<(), QueueError> {
+/// Rewrites the journal with only what a restart needs (sequence numbers, request ids handled
+/// within the window, pending events): written to a new file, synced, then renamed over the
+/// old one, so a crash leaves one or the other whole.
+fn compact(dir: &Path, st: &mut State, now: DateTime<Utc>) -> Result<(), QueueError> {
+    prune(st, now);
+    st.prune_at = (st.handled.len() * 2).max(PRUNE_MIN);
     let tmp = dir.join(format!("{JOURNAL}.new"));
     let mut out = File::create(&tmp)?;
     let mut records: Vec<Record> = st
@@ -395,6 +503,21 @@ fn compact(dir: &Path, st: &mut State) -> Result<(), QueueError> {
             seq: *seq,
         })
         .collect();
+    // A pending event's own record names its request id.
+    let pending: std::collections::HashSet<&str> = st
+        .queue
+        .iter()
+        .filter_map(|q| q.request.as_deref())
+        .collect();
+    records.extend(
+        st.handled
+            .iter()
+            .filter(|(r, _)| !pending.contains(r.as_str()))
+            .map(|(r, at)| Record::Handled {
+                request: r.clone(),
+                at: *at,
+            }),
+    );
     records.extend(st.queue.iter().map(queued_record));
     for r in &records {
         let mut line = serde_json::to_vec(r).map_err(std::io::Error::other)?;
@@ -481,7 +604,7 @@ async fn run(me: Arc<Inner>) {
                 if let Err(e) = append(&mut st, &Record::Acked { id: msg.id }) {
                     tracing::warn!(error = %e, "DC-09 queue journal: ACK not recorded");
                 }
-                maybe_compact(&me.config, &mut st);
+                maybe_compact(&me.config, &mut st, me.clock.now());
             }
         }
         if acked {
@@ -605,7 +728,8 @@ mod tests {
         // The disk refuses the write (a full device): Err, nothing queued, no number used.
         t.lock().journal = Some(OpenOptions::new().write(true).open("/dev/full").unwrap());
         assert!(t.send("1234", cid(5), Utc::now()).is_err());
-        assert!(t.decided().is_err());
+        assert!(t.decided("r-full").is_err());
+        assert!(!t.handled("r-full"), "not written: not handled");
         assert_eq!(seqs(&t), [1, 2, 3, 4]);
         assert_eq!(t.lock().next_seq.get("1234"), Some(&5));
         // What is on disk is what a restart finds.
@@ -614,7 +738,7 @@ mod tests {
 
         // The journal stays bounded: rewritten with the pending events and numbers only.
         for _ in 0..COMPACT_AFTER + 5 {
-            t.decided().unwrap();
+            t.decided("r-again").unwrap();
         }
         let lines = std::fs::read_to_string(dir.join(JOURNAL))
             .unwrap()
@@ -625,6 +749,76 @@ mod tests {
         assert_eq!(seqs(&t), [1, 2, 3, 4]);
         t.send("1234", cid(5), Utc::now()).unwrap();
         assert_eq!(seqs(&t), [1, 2, 3, 4, 5]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The cloud's record of handled request ids is the queue journal: a 121 and its request id
+    /// are one record, so after a crash both are there or neither; an ACK takes the event off
+    /// the queue but not the id; the window bounds what is kept.
+    #[tokio::test]
+    async fn a_121_and_its_request_id_are_recorded_together_and_kept_for_the_window() {
+        use crate::clock::AdjustableClock;
+        let dir = std::env::temp_dir().join(format!("dc09-h-{}", uuid::Uuid::new_v4().simple()));
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let cfg = LinkConfig {
+            queue_dir: Some(dir.clone()),
+            ..LinkConfig::new(addr)
+        };
+        let clock = Arc::new(AdjustableClock::frozen(Utc::now()));
+        let t = Transmitter::start(cfg, clock.clone()).unwrap();
+        t.send_decision("duress-1", "1234", cid(1), clock.now())
+            .unwrap();
+        t.decided("normal-1").unwrap();
+        assert!(t.handled("duress-1") && t.handled("normal-1"));
+        assert!(!t.handled("unknown"));
+        t.crash_and_restart().unwrap();
+        assert!(t.handled("duress-1") && t.handled("normal-1"), "from disk");
+        assert_eq!(seqs(&t), [1]);
+
+        // Killed mid-write: the torn line holds the 121 and its id, and neither counts.
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.join(JOURNAL))
+            .unwrap();
+        f.write_all(br#"{"op":"queued","id":1,"account":"1234","seq":2,"qualifier":1,"event":121,"partition":1,"number":1,"occurred":"2026-01-01T00:00:00Z","request":"duress-2""#)
+            .unwrap();
+        drop(f);
+        t.crash_and_restart().unwrap();
+        assert!(!t.handled("duress-2"));
+        assert_eq!(seqs(&t), [1]);
+
+        // The disk refuses the write: not queued, not handled, before or after a restart.
+        t.lock().journal = Some(OpenOptions::new().write(true).open("/dev/full").unwrap());
+        assert!(
+            t.send_decision("duress-3", "1234", cid(1), clock.now())
+                .is_err()
+        );
+        assert!(!t.handled("duress-3"));
+        t.crash_and_restart().unwrap();
+        assert!(!t.handled("duress-3"));
+        assert_eq!(seqs(&t), [1]);
+
+        // The receiver ACKed the 121: off the queue, and its id still handled after a restart.
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.join(JOURNAL))
+            .unwrap();
+        f.write_all(b"{\"op\":\"acked\",\"id\":0}\n").unwrap();
+        drop(f);
+        t.crash_and_restart().unwrap();
+        assert_eq!(seqs(&t), [0u16; 0]);
+        assert!(t.handled("duress-1") && t.handled("normal-1"));
+
+        // Inside the window they stay; past it the next rewrite forgets them.
+        clock.advance(chrono::Duration::days(HANDLED_WINDOW_DAYS) - chrono::Duration::minutes(1));
+        t.crash_and_restart().unwrap();
+        assert!(t.handled("duress-1") && t.handled("normal-1"));
+        clock.advance(chrono::Duration::minutes(2));
+        t.crash_and_restart().unwrap();
+        assert!(!t.handled("duress-1") && !t.handled("normal-1"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
