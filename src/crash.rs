@@ -20,12 +20,17 @@ pub const REDELIVERY_SIGNAL_ACKED: &str = "crashpoint:redelivery-signal-acked";
 /// The worker holds a shard's lease and has not released it.
 pub const REDELIVERY_LEASE_HELD: &str = "crashpoint:redelivery-lease-held";
 
+/// The reference panel cloud (local stack only): a `signals` call decided durably (its 121
+/// and request id journalled together), not yet acknowledged.
+pub const SIM_SIGNAL_DECIDED: &str = "crashpoint:sim-signal-decided";
+
 /// Every crash point, for the tests and the release check.
-pub const ALL: [&str; 4] = [
+pub const ALL: [&str; 5] = [
     DISARM_DECISION_WRITTEN,
     DISARM_PANEL_ANSWERED,
     REDELIVERY_SIGNAL_ACKED,
     REDELIVERY_LEASE_HELD,
+    SIM_SIGNAL_DECIDED,
 ];
 
 /// Arms the points named in `FAILPOINTS`. Call once at start; without the feature, nothing.

@@ -36,8 +36,8 @@ use defects::Defects;
 use machine::{CancelOutcome, Effects, PanelConfig, SimPanel, ZoneConfig};
 use monitoring::{ContactIdEvent, Dispatch, MonitoringCenter, NEW_EVENT, Subscriber, codes};
 
-/// Crash point (src/crash.rs): `signals` decided durably, not yet acknowledged.
-pub const SIGNAL_DECIDED: &str = "crashpoint:sim-signal-decided";
+/// Crash point: `signals` decided durably, not yet acknowledged.
+pub use crate::crash::SIM_SIGNAL_DECIDED as SIGNAL_DECIDED;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UserConfig {
