@@ -11,6 +11,9 @@
 //! process on the spot (no destructor, no flush, no reply: like SIGKILL), and the fail crate's
 //! other actions (`sleep(ms)`, `pause`) hold it there for the test to kill.
 
+/// The spoken code is checked, nothing is written yet: a death here must leave no trace and
+/// no disarm.
+pub const DISARM_CODE_VERIFIED: &str = "crashpoint:disarm-code-verified";
 /// After the decision and its outbox record are written, before the panel call.
 pub const DISARM_DECISION_WRITTEN: &str = "crashpoint:disarm-decision-written";
 /// After the panel cloud answered, before the outbox record is settled.
@@ -25,7 +28,8 @@ pub const REDELIVERY_LEASE_HELD: &str = "crashpoint:redelivery-lease-held";
 pub const SIM_SIGNAL_DECIDED: &str = "crashpoint:sim-signal-decided";
 
 /// Every crash point, for the tests and the release check.
-pub const ALL: [&str; 5] = [
+pub const ALL: [&str; 6] = [
+    DISARM_CODE_VERIFIED,
     DISARM_DECISION_WRITTEN,
     DISARM_PANEL_ANSWERED,
     REDELIVERY_SIGNAL_ACKED,

@@ -23,7 +23,7 @@ use std::time::Duration;
 use alarm_skill::crash;
 use alarm_skill::simulator::defects::Defects;
 use serde_json::{Value, json};
-use support::lambda::{Function, only, world};
+use support::lambda::{Function, http_event, only, world};
 use support::stack::*;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +44,8 @@ impl Kind {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Point {
+    /// bootstrap: the code checked, nothing written yet.
+    CodeVerified,
     /// bootstrap: decision and outbox record written, panel not called.
     DecisionWritten,
     /// bootstrap: the panel cloud took the disarm and is holding its answer back.
@@ -77,6 +79,7 @@ enum Point {
 impl Point {
     fn name(self) -> &'static str {
         match self {
+            Point::CodeVerified => crash::DISARM_CODE_VERIFIED,
             Point::DecisionWritten
             | Point::LockedDecisionWritten
             | Point::TimeoutDecisionWritten => crash::DISARM_DECISION_WRITTEN,
@@ -154,7 +157,10 @@ impl Point {
     fn log_level(self) -> &'static str {
         match self {
             Point::DecisionWritten | Point::TimeoutPanelAnswered | Point::SignalAcked => "TRACE",
-            Point::DuringPanelCall | Point::LeaseHeld | Point::PanelFailed => "DEBUG",
+            Point::DuringPanelCall
+            | Point::LeaseHeld
+            | Point::PanelFailed
+            | Point::CodeVerified => "DEBUG",
             Point::PanelAnswered | Point::DuringSignalCall => "INFO",
             Point::LockedDecisionWritten | Point::TimeoutSignalAcked | Point::PanelTimedOut => {
                 "WARN"
@@ -164,11 +170,50 @@ impl Point {
     }
 }
 
+/// Which assistant's path the disarm takes, hence which deployed binary dies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Via {
+    /// A Disarm directive to `bootstrap`.
+    Alexa,
+    /// A Google EXECUTE (ArmDisarm with the PIN challenge) to `http-api`.
+    Google,
+}
+
+impl Via {
+    fn binary(self) -> &'static str {
+        match self {
+            Via::Alexa => env!("CARGO_BIN_EXE_bootstrap"),
+            Via::Google => env!("CARGO_BIN_EXE_http-api"),
+        }
+    }
+
+    fn env(self, env: &[(String, String)]) -> Vec<(String, String)> {
+        match self {
+            Via::Alexa => only(env, alarm_skill::secrets::needs::DIRECTIVE),
+            Via::Google => only(env, alarm_skill::secrets::needs::HTTP_API),
+        }
+    }
+
+    fn disarm(self, token: &str, pin: &str) -> Value {
+        match self {
+            Via::Alexa => disarm(token, "home", Some(pin)),
+            Via::Google => http_event(
+                "POST",
+                support::google::PATH,
+                json!({"authorization": format!("Bearer {token}"),
+                       "content-type": "application/json"}),
+                Some(&support::google::disarm("home", Some(pin)).to_string()),
+            ),
+        }
+    }
+}
+
 /// What one crash and its recovery came to.
 #[derive(Debug)]
 struct Row {
     point: Point,
     kind: Kind,
+    via: Via,
     /// Distinct 121 frames the panel cloud's DC-09 transmitter sent.
     sent_121: usize,
     /// 121 events the monitoring center acted on.
@@ -259,12 +304,12 @@ fn schedule() -> Value {
     json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}})
 }
 
-async fn scenario(point: Point, kind: Kind) -> Row {
-    scenario_against(point, kind, Defects::default()).await
+async fn scenario(point: Point, kind: Kind, via: Via) -> Row {
+    scenario_against(point, kind, via, Defects::default()).await
 }
 
 /// [`scenario`] against a panel cloud with `defects` (contract violations the matrix must show).
-async fn scenario_against(point: Point, kind: Kind, defects: Defects) -> Row {
+async fn scenario_against(point: Point, kind: Kind, via: Via, defects: Defects) -> Row {
     let (h, env) = world().await;
     h.stack.sim.set_defects(defects);
     let t = h.token("demo").await;
@@ -285,7 +330,8 @@ async fn scenario_against(point: Point, kind: Kind, defects: Defects) -> Row {
     }
 
     match point {
-        Point::DecisionWritten
+        Point::CodeVerified
+        | Point::DecisionWritten
         | Point::PanelAnswered
         | Point::LockedDecisionWritten
         | Point::LockedSignalAnswered
@@ -296,12 +342,8 @@ async fn scenario_against(point: Point, kind: Kind, defects: Defects) -> Row {
             if let Some((mode, delay_ms)) = point.panel_fault() {
                 h.fault(mode, delay_ms).await;
             }
-            let f = Function::start(
-                env!("CARGO_BIN_EXE_bootstrap"),
-                &armed(&directive_env, point),
-            )
-            .await;
-            f.enqueue(disarm(&t, "home", Some(kind.pin())));
+            let f = Function::start(via.binary(), &armed(&via.env(&env), point)).await;
+            f.enqueue(via.disarm(&t, kind.pin()));
             if point.timeout() {
                 times_out(f, point, "directive handled").await;
             } else {
@@ -313,15 +355,16 @@ async fn scenario_against(point: Point, kind: Kind, defects: Defects) -> Row {
             // The cloud disarms, then holds its answer back: the process dies with the call
             // in flight. Short enough for the ownership check (a third of the deadline) to pass.
             h.fault("slow", 1_500).await;
-            let f = Function::start(env!("CARGO_BIN_EXE_bootstrap"), &directive_env).await;
-            f.enqueue(disarm(&t, "home", Some(kind.pin())));
+            let mut f = Function::start(via.binary(), &via.env(&env)).await;
+            f.enqueue(via.disarm(&t, kind.pin()));
             let sent = wait_for_op(&h, "disarm").await;
+            let answered = f.try_outcome();
             // SIGKILL (tokio's Child::kill), before the answer is back.
             let out = f.logs().await;
             assert!(sent, "the disarm reached the panel cloud:\n{out}");
             assert!(
-                !out.contains("directive handled"),
-                "killed before it answered:\n{out}"
+                answered.is_none(),
+                "killed before it answered: {answered:?}"
             );
             h.fault("none", 0).await;
         }
@@ -438,6 +481,7 @@ async fn scenario_against(point: Point, kind: Kind, defects: Defects) -> Row {
     Row {
         point,
         kind,
+        via,
         sent_121: seqs.len(),
         received_121,
         disarms: ops.iter().filter(|o| *o == "disarm").count(),
@@ -487,13 +531,17 @@ fn print_matrix(title: &str, rows: &[Row]) {
 /// Every row's promise, and the two kinds alike at each point.
 fn check(rows: &[Row]) {
     for r in rows {
-        let want = usize::from(r.kind == Kind::Duress);
+        // A death before anything is written ends the attempt as a whole: no record, no
+        // disarm, no reply (the assistant reports an error and the person is asked again).
+        // From the decision on, a duress is never lost.
+        let written = usize::from(r.point != Point::CodeVerified);
+        let want = usize::from(r.kind == Kind::Duress) * written;
         let at = format!("{:?} at {:?}", r.kind, r.point);
         assert_eq!(r.received_121, want, "121s received, {at}: {r:?}");
         assert_eq!(r.sent_121, want, "121s sent by the cloud, {at}: {r:?}");
         assert_eq!(r.pending, 0, "lost (still pending), {at}: {r:?}");
         assert_eq!(
-            r.pending_at_crash, 1,
+            r.pending_at_crash, written,
             "the crash came before the record was settled, {at}: {r:?}"
         );
         // The worker signals once; once more where the crashed worker's signal was taken by
@@ -504,17 +552,19 @@ fn check(rows: &[Row]) {
             | Point::LockedSignalAnswered
             | Point::DuringSignalCall
             | Point::TimeoutSignalAcked => 2,
+            Point::CodeVerified => 0,
             _ => 1,
         };
         assert_eq!(r.signals, expected_signals, "signal calls, {at}: {r:?}");
-        assert_eq!(r.outbox.len(), 1, "one outbox record, {at}: {r:?}");
+        assert_eq!(r.outbox.len(), written, "outbox records, {at}: {r:?}");
         assert_eq!(
             r.state_after_recovery, r.state_after_crash,
             "recovery changed the panel (a replayed disarm?), {at}"
         );
         // The disarm call was made once, by the directive, before the crash, or never.
         let expected_disarms = match r.point {
-            Point::DecisionWritten
+            Point::CodeVerified
+            | Point::DecisionWritten
             | Point::LockedDecisionWritten
             | Point::TimeoutDecisionWritten => 0,
             // The cloud failed or never answered: it did not disarm.
@@ -552,10 +602,10 @@ fn check(rows: &[Row]) {
     }
 }
 
-async fn matrix(points: &[Point]) -> Vec<Row> {
+async fn matrix(points: &[Point], via: Via) -> Vec<Row> {
     let runs: Vec<_> = points
         .iter()
-        .flat_map(|p| [Kind::Normal, Kind::Duress].map(|k| scenario(*p, k)))
+        .flat_map(|p| [Kind::Normal, Kind::Duress].map(|k| scenario(*p, k, via)))
         .collect();
     futures::future::join_all(runs).await
 }
@@ -563,6 +613,7 @@ async fn matrix(points: &[Point]) -> Vec<Row> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bootstrap_killed_at_each_step_of_a_disarm_loses_and_replays_nothing() {
     let points = [
+        Point::CodeVerified,
         Point::DecisionWritten,
         Point::DuringPanelCall,
         Point::PanelAnswered,
@@ -574,7 +625,7 @@ async fn bootstrap_killed_at_each_step_of_a_disarm_loses_and_replays_nothing() {
         Point::TimeoutPanelAnswered,
     ];
     assert!(points.iter().all(|p| !p.in_worker()));
-    let rows = matrix(&points).await;
+    let rows = matrix(&points, Via::Alexa).await;
     print_matrix("bootstrap", &rows);
     check(&rows);
 }
@@ -588,8 +639,24 @@ async fn redelivery_killed_at_each_step_delivers_each_duress_once() {
         Point::TimeoutSignalAcked,
     ];
     assert!(points.iter().all(|p| p.in_worker()));
-    let rows = matrix(&points).await;
+    let rows = matrix(&points, Via::Alexa).await;
     print_matrix("redelivery", &rows);
+    check(&rows);
+}
+
+/// Google's disarm runs the same steps in `http-api`: killed at each, stalled past its
+/// timeout, the same promise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_api_killed_at_each_step_of_a_google_disarm_loses_and_replays_nothing() {
+    let points = [
+        Point::CodeVerified,
+        Point::DecisionWritten,
+        Point::DuringPanelCall,
+        Point::PanelAnswered,
+        Point::TimeoutPanelAnswered,
+    ];
+    let rows = matrix(&points, Via::Google).await;
+    print_matrix("http-api, Google EXECUTE", &rows);
     check(&rows);
 }
 
@@ -605,7 +672,7 @@ async fn the_matrix_catches_a_cloud_that_signals_every_re_delivery() {
     };
     let points = [Point::DuringSignalCall, Point::SignalAcked];
     let rows = futures::future::join_all(
-        points.map(|point| scenario_against(point, Kind::Duress, defects)),
+        points.map(|point| scenario_against(point, Kind::Duress, Via::Alexa, defects)),
     )
     .await;
     for row in rows {

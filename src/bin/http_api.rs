@@ -10,6 +10,8 @@ use axum::Router;
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     alarm_skill::telemetry::init_lambda();
+    // Google's EXECUTE runs the same disarm as `bootstrap`, through the same crash points.
+    alarm_skill::crash::setup();
     let prod = Production::from_env(alarm_skill::secrets::needs::HTTP_API).await?;
     prod.warm_up().await;
     // SYNC promises Report State only when this function can send it.

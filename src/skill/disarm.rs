@@ -463,6 +463,7 @@ impl Skill {
                 None => self.deps.keyring.clone(),
             };
             let d = self.decide(&keyring, account, panel_id, &snapshot, pin, now);
+            crate::crash::crash_point!(crate::crash::DISARM_CODE_VERIFIED);
             let written = before_panel(until, async {
                 match &d.throttle {
                     // Unchanged (a right code with no failures to clear, any attempt during a

@@ -212,6 +212,11 @@ impl Function {
             .expect("runtime channel open")
     }
 
+    /// An outcome already posted, if any (without waiting).
+    pub fn try_outcome(&mut self) -> Option<Outcome> {
+        self.results.try_recv().ok()
+    }
+
     /// Hands the function an event without waiting for its answer (it may never come: the
     /// crash tests kill the process mid-invocation).
     pub fn enqueue(&self, event: Value) {
