@@ -536,7 +536,7 @@ fn check(rows: &[Row]) {
         // From the decision on, a duress is never lost.
         let written = usize::from(r.point != Point::CodeVerified);
         let want = usize::from(r.kind == Kind::Duress) * written;
-        let at = format!("{:?} at {:?}", r.kind, r.point);
+        let at = format!("{:?} at {:?} via {:?}", r.kind, r.point, r.via);
         assert_eq!(r.received_121, want, "121s received, {at}: {r:?}");
         assert_eq!(r.sent_121, want, "121s sent by the cloud, {at}: {r:?}");
         assert_eq!(r.pending, 0, "lost (still pending), {at}: {r:?}");
