@@ -1,11 +1,13 @@
-//! Crash points on the deployed binaries (issue 15, item 1). `bootstrap` is killed at each step
-//! of a disarm, `redelivery` at each of its steps, for a normal and a duress code, on DynamoDB
-//! Local; then a fresh `bootstrap` answers and a fresh `redelivery` runs until nothing is
+//! Crash points on the deployed binaries (issue 15, item 1). `bootstrap` (an Alexa Disarm) and
+//! `http-api` (a Google EXECUTE) are killed at each step of a disarm, `redelivery` at each of
+//! its steps, for a normal and a duress code, on DynamoDB Local (the deployed binaries' only
+//! store); then a fresh `bootstrap` answers and a fresh `redelivery` runs until nothing is
 //! pending (the disarm points also during a lockout, where every code is refused and a duress
-//! still signalled). For every point and kind: the monitoring center gets exactly one Contact
-//! ID 121 for a duress and none for a normal code, the panel cloud sent exactly as many, no
-//! disarm is replayed (the worker only ever signals, and the panel's state after recovery is
-//! the state the crash left), and the outbox records of the two kinds look the same.
+//! still signalled, and under panel faults). For every point and kind: the monitoring center
+//! gets exactly one Contact ID 121 for a duress and none for a normal code, the panel cloud sent
+//! exactly as many, no disarm is replayed (the worker only ever signals, and the panel's state
+//! after recovery is the state the crash left), and the outbox records of the two kinds look the
+//! same. A death before the decision is written leaves nothing at all: no record, no disarm.
 //!
 //! A crash is the process dying on the spot: a `fail` crate point (src/crash.rs, compiled only
 //! with the `failpoints` feature) that aborts the process; during the panel call or the worker's
