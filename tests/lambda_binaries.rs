@@ -683,10 +683,11 @@ async fn set_code(f: &mut Function, admin: &str, slot: &str, pin: &str) -> u16 {
 /// - after phase 2 (t2 current), one whose keyring is past its max age (`PEPPER_MAX_AGE_S=1`)
 ///   re-reads the secret on the next code change and hashes the new code under t2, though no
 ///   stored code names t2 yet;
-/// - another, well within its max age, is asked to set a duress code one edit from that normal
-///   code, stored under t2, which it lacks: it re-reads the secret because a stored code names
-///   an unknown pepper, and the slip rule rejects the code (before, it computed the variants
-///   under t1 and accepted it). Its next code is hashed under t2 as well.
+/// - a function started after the rotation sets a new normal code (under t2); another warm one,
+///   well within its max age, is asked to set a duress code one edit from it, stored under t2,
+///   which it lacks: it re-reads the secret because a stored code names an unknown pepper, and
+///   the slip rule rejects the code (before, it computed the variants under t1 and accepted
+///   it). Its next code is hashed under t2 as well.
 ///
 /// A fresh `bootstrap` then verifies the codes the warm functions enrolled: the duress code
 /// disarms with the normal code's reply and exactly one 121.
@@ -721,13 +722,19 @@ async fn warm_http_api_functions_enrol_under_a_new_current_pepper_and_keep_the_s
     *secret.lock().unwrap() = rotated_keyring();
     tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
 
-    // Past its max age: the new normal code is hashed under t2.
-    assert_eq!(set_code(&mut aging, &admin, "voice-pin", "2958").await, 204);
+    // Past its max age: the new normal code is hashed under t2, though no stored code names t2.
+    assert_eq!(set_code(&mut aging, &admin, "voice-pin", "5174").await, 204);
     let profile = store.household("demo").await.unwrap().profile;
     assert_eq!(pepper_of(&profile, Normal), "t2");
     assert_eq!(pepper_of(&profile, Duress), "t1");
 
-    // Within its max age, lacking t2: one edit from the normal code is still too similar.
+    // A container started after the rotation replaces it (under t2, as any new one would).
+    let mut fresh = Function::start(env!("CARGO_BIN_EXE_http-api"), &api_env).await;
+    assert_eq!(set_code(&mut fresh, &admin, "voice-pin", "2958").await, 204);
+    let profile = store.household("demo").await.unwrap().profile;
+    assert_eq!(pepper_of(&profile, Normal), "t2");
+
+    // Within its max age, lacking t2: one edit from that normal code is still too similar.
     assert_eq!(set_code(&mut warm, &admin, "duress-pin", "2957").await, 422);
     let after = store.household("demo").await.unwrap().profile;
     assert_eq!(after.members[0].duress_pin, profile.members[0].duress_pin);
@@ -735,6 +742,12 @@ async fn warm_http_api_functions_enrol_under_a_new_current_pepper_and_keep_the_s
     let profile = store.household("demo").await.unwrap().profile;
     assert_eq!(pepper_of(&profile, Duress), "t2");
 
+    let logs = fresh.logs().await;
+    assert_eq!(
+        logs.matches("pepper keyring reloaded").count(),
+        0,
+        "it knew t2 from the start: {logs}"
+    );
     let logs = aging.logs().await;
     assert_eq!(
         logs.matches("pepper keyring reloaded").count(),
@@ -750,7 +763,7 @@ async fn warm_http_api_functions_enrol_under_a_new_current_pepper_and_keep_the_s
     );
     assert!(logs.contains("unknown pepper id"), "{logs}");
     assert!(!logs.contains(&pepper_b64(43)), "no pepper in the logs");
-    for pin in ["2958", "2957", "7316"] {
+    for pin in ["5174", "2958", "2957", "7316"] {
         let tokens: Vec<&str> = logs.split(|c: char| !c.is_ascii_alphanumeric()).collect();
         assert!(!tokens.contains(&pin), "no code in the logs");
     }
