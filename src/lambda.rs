@@ -135,7 +135,8 @@ impl Production {
                 keyring.clone(),
                 clock.clone(),
                 http.clone(),
-            ))
+            )
+            .with_keyring_source(keyring_source.clone()))
         });
         // A key that is configured but unusable fails the start: silently not reporting would
         // leave Google showing stale states. The error never quotes the key.
