@@ -533,7 +533,10 @@ mod tests {
 
     #[test]
     fn reads_the_pepper_max_age() {
-        assert_eq!(load(&base()).unwrap().pepper_max_age, Duration::from_secs(300));
+        assert_eq!(
+            load(&base()).unwrap().pepper_max_age,
+            Duration::from_secs(300)
+        );
         let mut env = base();
         env.insert("PEPPER_MAX_AGE_S", "60");
         assert_eq!(load(&env).unwrap().pepper_max_age, Duration::from_secs(60));

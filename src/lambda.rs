@@ -126,17 +126,19 @@ impl Production {
         };
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let lwa = secrets.lwa_client_secret.map(|secret| {
-            Arc::new(LwaClient::new(
-                config.lwa_token_url.clone(),
-                config.lwa_client_id.clone(),
-                secret,
-                config.alexa_region,
-                store.clone(),
-                keyring.clone(),
-                clock.clone(),
-                http.clone(),
+            Arc::new(
+                LwaClient::new(
+                    config.lwa_token_url.clone(),
+                    config.lwa_client_id.clone(),
+                    secret,
+                    config.alexa_region,
+                    store.clone(),
+                    keyring.clone(),
+                    clock.clone(),
+                    http.clone(),
+                )
+                .with_keyring_source(keyring_source.clone()),
             )
-            .with_keyring_source(keyring_source.clone()))
         });
         // A key that is configured but unusable fails the start: silently not reporting would
         // leave Google showing stale states. The error never quotes the key.

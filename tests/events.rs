@@ -532,8 +532,12 @@ async fn a_warm_lwa_client_opens_and_reseals_grants_across_a_pepper_rotation() {
         )
     };
     let sealed_under = |g: &StoredGrant| {
-        let a = Keyring::sealed_pepper_id(&g.access_token).unwrap().to_string();
-        let r = Keyring::sealed_pepper_id(&g.refresh_token).unwrap().to_string();
+        let a = Keyring::sealed_pepper_id(&g.access_token)
+            .unwrap()
+            .to_string();
+        let r = Keyring::sealed_pepper_id(&g.refresh_token)
+            .unwrap()
+            .to_string();
         (a, r)
     };
 

@@ -593,8 +593,7 @@ async fn a_warm_bootstrap_verifies_codes_enrolled_under_a_pepper_added_after_it_
 /// duress: exactly one 121, nothing left pending. Before the worker reloaded, the record stayed
 /// pending as `outbox_seal_unreadable` until someone recycled the worker.
 #[tokio::test]
-async fn a_warm_redelivery_worker_delivers_a_duress_sealed_under_a_pepper_added_after_it_started()
-{
+async fn a_warm_redelivery_worker_delivers_a_duress_sealed_under_a_pepper_added_after_it_started() {
     let (h, env) = world().await;
     let t = h.token("demo").await;
     let (secret, endpoint) = secrets_manager(support::lambda::pepper().expose().to_string()).await;
@@ -629,7 +628,11 @@ async fn a_warm_redelivery_worker_delivers_a_duress_sealed_under_a_pepper_added_
     let (kind, _, report) = worker.invoke(schedule.clone()).await;
     assert_eq!(kind, "response", "{report}");
     assert_eq!(
-        (&report["delivered"], &report["unreadable"], &report["retrying"]),
+        (
+            &report["delivered"],
+            &report["unreadable"],
+            &report["retrying"]
+        ),
         (&json!(1), &json!(0), &json!(0)),
         "{report}"
     );
@@ -696,7 +699,8 @@ async fn warm_http_api_functions_enrol_under_a_new_current_pepper_and_keep_the_s
     let (h, env) = world().await;
     let admin = h.admin_token("demo").await;
     let (secret, endpoint) = secrets_manager(support::lambda::pepper().expose().to_string()).await;
-    let api_env = pepper_from_secrets_manager(&env, alarm_skill::secrets::needs::HTTP_API, &endpoint);
+    let api_env =
+        pepper_from_secrets_manager(&env, alarm_skill::secrets::needs::HTTP_API, &endpoint);
     let mut aging_env = api_env.clone();
     aging_env.push(("PEPPER_MAX_AGE_S".into(), "1".into()));
     let mut aging = Function::start(env!("CARGO_BIN_EXE_http-api"), &aging_env).await;
@@ -749,18 +753,10 @@ async fn warm_http_api_functions_enrol_under_a_new_current_pepper_and_keep_the_s
         "it knew t2 from the start: {logs}"
     );
     let logs = aging.logs().await;
-    assert_eq!(
-        logs.matches("pepper keyring reloaded").count(),
-        1,
-        "{logs}"
-    );
+    assert_eq!(logs.matches("pepper keyring reloaded").count(), 1, "{logs}");
     assert!(logs.contains("max age"), "{logs}");
     let logs = warm.logs().await;
-    assert_eq!(
-        logs.matches("pepper keyring reloaded").count(),
-        1,
-        "{logs}"
-    );
+    assert_eq!(logs.matches("pepper keyring reloaded").count(), 1, "{logs}");
     assert!(logs.contains("unknown pepper id"), "{logs}");
     assert!(!logs.contains(&pepper_b64(43)), "no pepper in the logs");
     for pin in ["5174", "2958", "2957", "7316"] {

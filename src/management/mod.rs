@@ -502,9 +502,7 @@ impl ManagementService {
                     .ok_or_else(|| {
                         ApiError::new(StatusCode::NOT_FOUND, "no_such_member", "no such member")
                     })?;
-                if let Err(e) =
-                    check_new_code(keyring, household, profile, member_id, kind, &pin)
-                {
+                if let Err(e) = check_new_code(keyring, household, profile, member_id, kind, &pin) {
                     rejected = Some((e, name));
                     return Err(ApiError::new(
                         StatusCode::UNPROCESSABLE_ENTITY,

@@ -610,9 +610,8 @@ mod tests {
             StdDuration::from_secs(1),
         );
         let now = chrono::Utc::now();
-        let record = |seal: String| {
-            OutboxRecord::pending("req-1".into(), "h1", "home", seal, now, now)
-        };
+        let record =
+            |seal: String| OutboxRecord::pending("req-1".into(), "h1", "home", seal, now, now);
         let to = seal::Binding {
             request_id: "req-1",
             household: "h1",
@@ -624,7 +623,10 @@ mod tests {
         };
         // Sealed under p1, known: opened without a read.
         let known = record(seal::seal(&ring("p1", &[("p1", 1)]), to, duress));
-        assert_eq!(open_seal(&known, Keys::Reloading(&source)).await, Some(duress));
+        assert_eq!(
+            open_seal(&known, Keys::Reloading(&source)).await,
+            Some(duress)
+        );
         assert_eq!(loads.load(Ordering::SeqCst), 0);
         // Altered, naming the known p1: no keyring would open it, so no read.
         let mut altered = known.clone();
@@ -636,9 +638,15 @@ mod tests {
         let newer = record(seal::seal(&ring("p2", &[("p2", 2)]), to, duress));
         let fixed = ring("p1", &[("p1", 1)]);
         assert_eq!(open_seal(&newer, Keys::Fixed(&fixed)).await, None);
-        assert_eq!(open_seal(&newer, Keys::Reloading(&source)).await, Some(duress));
+        assert_eq!(
+            open_seal(&newer, Keys::Reloading(&source)).await,
+            Some(duress)
+        );
         assert_eq!(loads.load(Ordering::SeqCst), 1);
-        assert_eq!(open_seal(&newer, Keys::Reloading(&source)).await, Some(duress));
+        assert_eq!(
+            open_seal(&newer, Keys::Reloading(&source)).await,
+            Some(duress)
+        );
         assert_eq!(loads.load(Ordering::SeqCst), 1);
     }
 }

@@ -100,7 +100,12 @@ impl KeyringSource {
     }
 
     /// Why `keyring`, read at `at`, should be re-read for `ids`, if it should.
-    fn reason<S: AsRef<str>>(&self, keyring: &Keyring, at: Instant, ids: &[S]) -> Option<&'static str> {
+    fn reason<S: AsRef<str>>(
+        &self,
+        keyring: &Keyring,
+        at: Instant,
+        ids: &[S],
+    ) -> Option<&'static str> {
         if !ids.iter().all(|id| keyring.contains(id.as_ref())) {
             Some("unknown pepper id")
         } else if self.max_age.is_some_and(|m| at.elapsed() >= m) {
@@ -166,7 +171,10 @@ impl KeyringSource {
                 current
             }
             Err(_) => {
-                tracing::warn!(reason, "pepper keyring reload timed out; keeping the loaded one");
+                tracing::warn!(
+                    reason,
+                    "pepper keyring reload timed out; keeping the loaded one"
+                );
                 current
             }
         }
