@@ -499,9 +499,10 @@ async fn process(
         }
     };
     let Some(sealed) = open_seal(record, keys).await else {
-        // Its pepper is gone from the keyring (even after a re-read), or the seal was altered or moved to another
-        // record, household or panel. Keep it pending, and visible in the backlog alarm, rather
-        // than drop what may be a duress, or deliver it for premises it wasn't spoken at.
+        // Its pepper is gone from the keyring (even after a re-read), or the seal was altered or
+        // moved to another record, household or panel. Keep it pending, and visible in the
+        // backlog alarm, rather than drop what may be a duress, or deliver it for premises it
+        // wasn't spoken at.
         tracing::error!(
             marker = "outbox_seal_unreadable",
             request_id = %record.request_id,
