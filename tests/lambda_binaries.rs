@@ -642,6 +642,9 @@ async fn a_warm_redelivery_worker_delivers_a_duress_sealed_under_a_pepper_added_
         (&json!(0), &json!(0)),
         "nothing left pending: {report}"
     );
+    let records = outbox_records(&store_dump(&h).await);
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["status"], "delivered", "{records:?}");
     let duress: Vec<String> = h
         .signals()
         .await
