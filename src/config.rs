@@ -25,6 +25,7 @@
 //! | `HOMEGRAPH_URL` | base URL of Google's HomeGraph API (http-api, with the key below) | `https://homegraph.googleapis.com` |
 //! | `OUTBOX_SHARDS` | shards of the pending outbox index, 1–256; the same for every function, and only ever raised (docs/dynamodb.md) | `8` |
 //! | `OUTBOX_HOUSEHOLD_QUOTA` | a household's failed records in its shard's queue at most, 1–1000; past it they wait in its own queue | `8` |
+//! | `PEPPER_MAX_AGE_S` | a warm function re-reads the pepper secret once its loaded keyring is this old, 1–3600 s, so it adopts a new current pepper without a recycle (docs/deploy.md, "Pepper rotation"); never more often than every 30 s | `300` |
 //!
 //! The issuer kinds (only the configured issuer's tokens are accepted, and only by its rules):
 //!
@@ -210,7 +211,12 @@ pub struct Config {
     /// `STEP_UP_MAX_AGE_S` (60-86400, default 600) and `CODE_DELETIONS_PER_DAY` (1-100,
     /// default 5): the management API's step-up for code changes.
     pub step_up: crate::management::StepUp,
+    /// `PEPPER_MAX_AGE_S`: the age past which a warm function re-reads the pepper keyring.
+    pub pepper_max_age: Duration,
 }
+
+/// A warm function adopts a new current pepper within this long by default.
+pub const DEFAULT_PEPPER_MAX_AGE: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -287,7 +293,19 @@ impl Config {
                     ConfigError::Invalid("CODE_DELETIONS_PER_DAY", "must be 1 to 100".into())
                 })?;
         }
+        let pepper_max_age = match get("PEPPER_MAX_AGE_S") {
+            None => DEFAULT_PEPPER_MAX_AGE,
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|s| (1..=3_600).contains(s))
+                .map(Duration::from_secs)
+                .ok_or_else(|| {
+                    ConfigError::Invalid("PEPPER_MAX_AGE_S", "must be 1 to 3600 seconds".into())
+                })?,
+        };
         Ok(Config {
+            pepper_max_age,
             step_up,
             table_name: required("TABLE_NAME")?,
             dynamodb_endpoint: get("DYNAMODB_ENDPOINT"),
@@ -509,6 +527,24 @@ mod tests {
             assert!(
                 matches!(load(&env), Err(ConfigError::Invalid(name, _)) if name == k),
                 "{k}={v}"
+            );
+        }
+    }
+
+    #[test]
+    fn reads_the_pepper_max_age() {
+        assert_eq!(
+            load(&base()).unwrap().pepper_max_age,
+            Duration::from_secs(300)
+        );
+        let mut env = base();
+        env.insert("PEPPER_MAX_AGE_S", "60");
+        assert_eq!(load(&env).unwrap().pepper_max_age, Duration::from_secs(60));
+        for v in ["0", "3601", "5m"] {
+            env.insert("PEPPER_MAX_AGE_S", v);
+            assert!(
+                matches!(load(&env), Err(ConfigError::Invalid("PEPPER_MAX_AGE_S", _))),
+                "{v}"
             );
         }
     }

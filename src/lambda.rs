@@ -53,8 +53,10 @@ pub struct Production {
     /// Only where the LWA client secret is loaded (directive and HTTP functions).
     pub lwa: Option<Arc<LwaClient>>,
     pub keyring: Arc<Keyring>,
-    /// Re-reads the pepper secret when a stored code names a pepper `keyring` lacks (a rotation
-    /// after this container started).
+    /// Re-reads the pepper secret when a stored code or an outbox seal names a pepper `keyring`
+    /// lacks (a rotation after this container started), or when the loaded keyring is older
+    /// than `PEPPER_MAX_AGE_S` (a new current pepper). The directive function verifies with it,
+    /// the HTTP function enrols with it, the re-delivery worker opens seals with it.
     pub keyring_source: Arc<KeyringSource>,
     pub clock: Arc<dyn Clock>,
     /// Only where it is loaded (HTTP function).
@@ -112,25 +114,31 @@ impl Production {
                         .map_err(|e| e.to_string())
                 })
             });
-            Arc::new(KeyringSource::new(
-                keyring.clone(),
-                load,
-                PEPPER_RELOAD_MIN_INTERVAL,
-                PEPPER_RELOAD_TIMEOUT,
-            ))
+            Arc::new(
+                KeyringSource::new(
+                    keyring.clone(),
+                    load,
+                    PEPPER_RELOAD_MIN_INTERVAL,
+                    PEPPER_RELOAD_TIMEOUT,
+                )
+                .with_max_age(config.pepper_max_age),
+            )
         };
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let lwa = secrets.lwa_client_secret.map(|secret| {
-            Arc::new(LwaClient::new(
-                config.lwa_token_url.clone(),
-                config.lwa_client_id.clone(),
-                secret,
-                config.alexa_region,
-                store.clone(),
-                keyring.clone(),
-                clock.clone(),
-                http.clone(),
-            ))
+            Arc::new(
+                LwaClient::new(
+                    config.lwa_token_url.clone(),
+                    config.lwa_client_id.clone(),
+                    secret,
+                    config.alexa_region,
+                    store.clone(),
+                    keyring.clone(),
+                    clock.clone(),
+                    http.clone(),
+                )
+                .with_keyring_source(keyring_source.clone()),
+            )
         });
         // A key that is configured but unusable fails the start: silently not reporting would
         // leave Google showing stale states. The error never quotes the key.
@@ -206,6 +214,7 @@ impl Production {
             store: self.store.clone(),
             tokens: self.tokens.clone(),
             keyring: self.keyring.clone(),
+            keyring_source: Some(self.keyring_source.clone()),
             clock: self.clock.clone(),
             throttle: self.settings().throttle,
             enrol_limit: EnrolLimit::default(),

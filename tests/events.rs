@@ -489,6 +489,107 @@ impl Harness {
 // AcceptGrant and tokens
 // ---------------------------------------------------------------------------------------------
 
+/// Pepper rotation on a warm function (issue 15): a grant sealed under a pepper added after the
+/// client started (by a function that knows it) opens after one re-read of the keyring, where a
+/// client without a source can't open it; and once the loaded keyring is past its max age, a
+/// refresh re-seals the grant under the new current pepper.
+#[tokio::test]
+async fn a_warm_lwa_client_opens_and_reseals_grants_across_a_pepper_rotation() {
+    use alarm_skill::voice_codes::{KeyringSource, LoadKeyring};
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    fn ring(current: &str, ids: &[(&str, u8)]) -> Keyring {
+        let peppers: BTreeMap<String, Vec<u8>> = ids
+            .iter()
+            .map(|(id, b)| (id.to_string(), vec![*b; 32]))
+            .collect();
+        Keyring::new(current, peppers).unwrap()
+    }
+    let old = || Arc::new(ring("p1", &[("p1", 1)]));
+    let rotated = || Arc::new(ring("p2", &[("p1", 1), ("p2", 2)]));
+    let h = harness().await;
+    let client = |k: &Arc<Keyring>| {
+        lwa_client(
+            &h.lwa_url,
+            CLIENT_SECRET,
+            AlexaRegion::Eu,
+            &h.store,
+            k,
+            &h.clock,
+            &h.http,
+        )
+    };
+    let loads = Arc::new(AtomicUsize::new(0));
+    let source = |max_age: Duration| {
+        let loads = loads.clone();
+        let load: LoadKeyring = Arc::new(move || {
+            loads.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move { Ok(ring("p2", &[("p1", 1), ("p2", 2)])) })
+        });
+        Arc::new(
+            KeyringSource::new(old(), load, Duration::ZERO, Duration::from_secs(1))
+                .with_max_age(max_age),
+        )
+    };
+    let sealed_under = |g: &StoredGrant| {
+        let a = Keyring::sealed_pepper_id(&g.access_token)
+            .unwrap()
+            .to_string();
+        let r = Keyring::sealed_pepper_id(&g.refresh_token)
+            .unwrap()
+            .to_string();
+        (a, r)
+    };
+
+    // A function started after the rotation takes the grant: sealed under p2.
+    client(&rotated())
+        .accept(
+            ACCOUNT,
+            &BearerToken::new("code-1"),
+            Deadline::after(Duration::from_secs(5)),
+        )
+        .await
+        .unwrap();
+    let issued = h.lwa.last_access();
+    assert_eq!(
+        sealed_under(&h.stored(ACCOUNT).await[0].1),
+        ("p2".into(), "p2".into())
+    );
+
+    // A warm one that knows p1 only: unreadable without a source, read after one re-read with.
+    assert!(matches!(
+        client(&old()).access_token(ACCOUNT).await,
+        Err(LwaError::Unreadable)
+    ));
+    let warm = client(&old()).with_keyring_source(source(Duration::from_secs(3600)));
+    let token = warm.access_token(ACCOUNT).await.unwrap().unwrap();
+    assert_eq!(token.expose(), issued);
+    assert_eq!(loads.load(Ordering::SeqCst), 1);
+
+    // A grant sealed under p1 by a function that doesn't know p2 yet...
+    client(&old())
+        .accept(
+            ACCOUNT,
+            &BearerToken::new("code-2"),
+            Deadline::after(Duration::from_secs(5)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        sealed_under(&h.stored(ACCOUNT).await[0].1),
+        ("p1".into(), "p1".into())
+    );
+    // ...is re-sealed under p2 at the next refresh by a warm function past its max age.
+    let aging = client(&old()).with_keyring_source(source(Duration::ZERO));
+    let refreshed = aging.force_refresh(ACCOUNT).await.unwrap().unwrap();
+    assert_eq!(refreshed.expose(), h.lwa.last_access());
+    assert_eq!(loads.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        sealed_under(&h.stored(ACCOUNT).await[0].1),
+        ("p2".into(), "p2".into())
+    );
+}
+
 #[tokio::test]
 async fn accept_grant_exchanges_the_code_form_encoded_and_stores_sealed_tokens() {
     let h = harness().await;

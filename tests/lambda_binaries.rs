@@ -451,6 +451,42 @@ async fn secrets_manager(value: String) -> (std::sync::Arc<std::sync::Mutex<Stri
     (secret, format!("http://{addr}"))
 }
 
+/// Where the local Secrets Manager's pepper secret is found: the template gives each function
+/// `PEPPER_SECRET_ARN`.
+const PEPPER_ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:alarm/pepper";
+
+/// The environment of a function with `needs` that reads its pepper from the local Secrets
+/// Manager at `endpoint` (so a rotation there reaches it), not from `PEPPER`.
+fn pepper_from_secrets_manager(
+    env: &[(String, String)],
+    needs: &[alarm_skill::secrets::SecretName],
+    endpoint: &str,
+) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = only(env, needs)
+        .into_iter()
+        .filter(|(k, _)| k != "PEPPER")
+        .collect();
+    env.push(("PEPPER_SECRET_ARN".into(), PEPPER_ARN.into()));
+    env.push(("AWS_ENDPOINT_URL_SECRETS_MANAGER".into(), endpoint.into()));
+    env
+}
+
+fn pepper_b64(b: u8) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode([b; 32])
+}
+
+/// The pepper secret after a rotation from `support::lambda::pepper()` (t1, bytes 42): t2 added
+/// and made current.
+fn rotated_keyring() -> String {
+    json!({"current": "t2", "peppers": {"t1": pepper_b64(42), "t2": pepper_b64(43)}}).to_string()
+}
+
+/// Phase 1 of a rotation: t2 added, t1 still current.
+fn keyring_with_t2_added() -> String {
+    json!({"current": "t1", "peppers": {"t1": pepper_b64(42), "t2": pepper_b64(43)}}).to_string()
+}
+
 /// Pepper rotation on a warm function (issue 15): `bootstrap` starts knowing pepper t1 only;
 /// then the secret gains t2 as current and the household's codes are re-enrolled under it. The
 /// warm process meets the unknown pepper id in the stored codes, re-reads the secret, and the
@@ -459,25 +495,17 @@ async fn secrets_manager(value: String) -> (std::sync::Arc<std::sync::Mutex<Stri
 async fn a_warm_bootstrap_verifies_codes_enrolled_under_a_pepper_added_after_it_started() {
     use alarm_skill::secret::Pin;
     use alarm_skill::voice_codes::{Keyring, hash_code};
-    use base64::Engine;
 
     let (h, env) = world().await;
     let t = h.token("demo").await;
-    let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:alarm/pepper";
     let (secret, endpoint) = secrets_manager(support::lambda::pepper().expose().to_string()).await;
-    let mut env: Vec<(String, String)> = only(&env, alarm_skill::secrets::needs::DIRECTIVE)
-        .into_iter()
-        .filter(|(k, _)| k != "PEPPER")
-        .collect();
-    env.push(("PEPPER_SECRET_ARN".into(), arn.into()));
-    env.push(("AWS_ENDPOINT_URL_SECRETS_MANAGER".into(), endpoint));
+    let env = pepper_from_secrets_manager(&env, alarm_skill::secrets::needs::DIRECTIVE, &endpoint);
     let mut f = Function::start(env!("CARGO_BIN_EXE_bootstrap"), &env).await;
     let (kind, _, r) = f.invoke(discover(&t)).await;
     assert_eq!(kind, "response", "{r}");
 
     // Rotation: t2 joins and becomes current; the codes are re-enrolled under it.
-    let b64 = |b: u8| base64::engine::general_purpose::STANDARD.encode([b; 32]);
-    let rotated = json!({"current": "t2", "peppers": {"t1": b64(42), "t2": b64(43)}}).to_string();
+    let rotated = rotated_keyring();
     *secret.lock().unwrap() = rotated.clone();
     let ring = Keyring::from_json(&Secret::new(rotated)).unwrap();
     let demo = alarm_skill::local::demo::DemoConfig::demo();
@@ -533,5 +561,210 @@ async fn a_warm_bootstrap_verifies_codes_enrolled_under_a_pepper_added_after_it_
         1,
         "one reload, then the new keyring stays:\n{logs}"
     );
-    assert!(!logs.contains(&b64(43)), "no pepper in the logs");
+    assert!(!logs.contains(&pepper_b64(43)), "no pepper in the logs");
+}
+
+/// Pepper rotation on a warm re-delivery worker (issue 15). The worker starts knowing t1 only;
+/// the secret gains t2 (phase 1) and makes it current (phase 2); a `bootstrap` started after
+/// that seals the outbox record of a duress said while the panel cloud is down under t2. The warm
+/// worker meets a seal naming a pepper it lacks, re-reads the secret once, and delivers the
+/// duress: exactly one 121, nothing left pending. Before the worker reloaded, the record stayed
+/// pending as `outbox_seal_unreadable` until someone recycled the worker.
+#[tokio::test]
+async fn a_warm_redelivery_worker_delivers_a_duress_sealed_under_a_pepper_added_after_it_started() {
+    let (h, env) = world().await;
+    let t = h.token("demo").await;
+    let (secret, endpoint) = secrets_manager(support::lambda::pepper().expose().to_string()).await;
+    let worker_env =
+        pepper_from_secrets_manager(&env, alarm_skill::secrets::needs::REDELIVERY, &endpoint);
+    let mut worker = Function::start(env!("CARGO_BIN_EXE_redelivery"), &worker_env).await;
+    let schedule = json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
+    let (kind, _, report) = worker.invoke(schedule.clone()).await;
+    assert_eq!(kind, "response", "{report}");
+    assert_eq!(report["examined"], 0, "warm, nothing pending: {report}");
+
+    // Both phases of the rotation; a directive function started after them seals under t2.
+    *secret.lock().unwrap() = keyring_with_t2_added();
+    *secret.lock().unwrap() = rotated_keyring();
+    let directive_env =
+        pepper_from_secrets_manager(&env, alarm_skill::secrets::needs::DIRECTIVE, &endpoint);
+    let mut bootstrap = Function::start(env!("CARGO_BIN_EXE_bootstrap"), &directive_env).await;
+    h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
+    h.advance(60).await;
+    h.fault("down", 0).await;
+    let (_, _, r) = bootstrap.invoke(disarm(&t, "home", Some("8361"))).await;
+    assert_eq!(error_type(&r), Some("BRIDGE_UNREACHABLE"), "{r}");
+    h.fault("none", 0).await;
+    assert!(!h.signals().await.iter().any(|s| s.starts_with("121/")));
+    let pending = outbox_records(&store_dump(&h).await);
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert!(
+        pending[0]["seal"].as_str().unwrap().starts_with("t2."),
+        "sealed under the pepper the worker lacks: {pending:?}"
+    );
+
+    let (kind, _, report) = worker.invoke(schedule.clone()).await;
+    assert_eq!(kind, "response", "{report}");
+    assert_eq!(
+        (
+            &report["delivered"],
+            &report["unreadable"],
+            &report["retrying"]
+        ),
+        (&json!(1), &json!(0), &json!(0)),
+        "{report}"
+    );
+    let (_, _, report) = worker.invoke(schedule).await;
+    assert_eq!(
+        (&report["examined"], &report["backlog"]),
+        (&json!(0), &json!(0)),
+        "nothing left pending: {report}"
+    );
+    let records = outbox_records(&store_dump(&h).await);
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["status"], "delivered", "{records:?}");
+    let duress: Vec<String> = h
+        .signals()
+        .await
+        .into_iter()
+        .filter(|s| s.starts_with("121/"))
+        .collect();
+    assert_eq!(duress, vec!["121/1/1".to_string()]);
+
+    let logs = worker.logs().await;
+    assert_eq!(
+        logs.matches("pepper keyring reloaded").count(),
+        1,
+        "one reload:\n{logs}"
+    );
+    assert!(logs.contains("unknown pepper id"), "{logs}");
+    assert!(!logs.contains("outbox_seal_unreadable"), "{logs}");
+    assert!(!logs.contains(&pepper_b64(43)), "no pepper in the logs");
+    drop(bootstrap);
+}
+
+/// A change of alex's code through the http-api function: its status (a 422 must be the slip
+/// rule's).
+async fn set_code(f: &mut Function, admin: &str, slot: &str, pin: &str) -> u16 {
+    let (kind, _, r) = f
+        .invoke(http_event(
+            "PUT",
+            &format!("/v1/household/members/alex/{slot}"),
+            json!({"authorization": format!("Bearer {admin}"), "content-type": "application/json"}),
+            Some(&json!({ "pin": pin }).to_string()),
+        ))
+        .await;
+    assert_eq!(kind, "response", "{r}");
+    let status = r["statusCode"].as_u64().unwrap() as u16;
+    if status == 422 {
+        let body: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+        assert_eq!(body["error"], "too_similar", "{r}");
+    }
+    status
+}
+
+/// Pepper rotation on warm http-api functions (issue 15), both started knowing t1 only:
+/// - after phase 2 (t2 current), one whose keyring is past its max age (`PEPPER_MAX_AGE_S=1`)
+///   re-reads the secret on the next code change and hashes the new code under t2, though no
+///   stored code names t2 yet;
+/// - a function started after the rotation sets a new normal code (under t2); another warm one,
+///   well within its max age, is asked to set a duress code one edit from it, stored under t2,
+///   which it lacks: it re-reads the secret because a stored code names an unknown pepper, and
+///   the slip rule rejects the code (before, it computed the variants under t1 and accepted
+///   it). Its next code is hashed under t2 as well.
+///
+/// A fresh `bootstrap` then verifies the codes the warm functions enrolled: the duress code
+/// disarms with the normal code's reply and exactly one 121.
+#[tokio::test]
+async fn warm_http_api_functions_enrol_under_a_new_current_pepper_and_keep_the_slip_rule() {
+    let (h, env) = world().await;
+    let admin = h.admin_token("demo").await;
+    let (secret, endpoint) = secrets_manager(support::lambda::pepper().expose().to_string()).await;
+    let api_env =
+        pepper_from_secrets_manager(&env, alarm_skill::secrets::needs::HTTP_API, &endpoint);
+    let mut aging_env = api_env.clone();
+    aging_env.push(("PEPPER_MAX_AGE_S".into(), "1".into()));
+    let mut aging = Function::start(env!("CARGO_BIN_EXE_http-api"), &aging_env).await;
+    let mut warm = Function::start(env!("CARGO_BIN_EXE_http-api"), &api_env).await;
+    for f in [&mut aging, &mut warm] {
+        let (_, _, r) = f
+            .invoke(http_event(
+                "GET",
+                "/v1/household/members",
+                json!({"authorization": format!("Bearer {admin}")}),
+                None,
+            ))
+            .await;
+        assert_eq!(r["statusCode"], 200, "{r}");
+    }
+    let store = &h.stack.store;
+    let pepper_of = |p: &alarm_skill::voice_codes::Profile, kind| {
+        p.members[0].code(kind).unwrap().pepper_id.clone()
+    };
+    use alarm_skill::voice_codes::CodeKind::{Duress, Normal};
+
+    *secret.lock().unwrap() = keyring_with_t2_added();
+    *secret.lock().unwrap() = rotated_keyring();
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+
+    // Past its max age: the new normal code is hashed under t2, though no stored code names t2.
+    assert_eq!(set_code(&mut aging, &admin, "voice-pin", "5174").await, 204);
+    let profile = store.household("demo").await.unwrap().profile;
+    assert_eq!(pepper_of(&profile, Normal), "t2");
+    assert_eq!(pepper_of(&profile, Duress), "t1");
+
+    // A container started after the rotation replaces it (under t2, as any new one would).
+    let mut fresh = Function::start(env!("CARGO_BIN_EXE_http-api"), &api_env).await;
+    assert_eq!(set_code(&mut fresh, &admin, "voice-pin", "2958").await, 204);
+    let profile = store.household("demo").await.unwrap().profile;
+    assert_eq!(pepper_of(&profile, Normal), "t2");
+
+    // Within its max age, lacking t2: one edit from that normal code is still too similar.
+    assert_eq!(set_code(&mut warm, &admin, "duress-pin", "2957").await, 422);
+    let after = store.household("demo").await.unwrap().profile;
+    assert_eq!(after.members[0].duress_pin, profile.members[0].duress_pin);
+    assert_eq!(set_code(&mut warm, &admin, "duress-pin", "7316").await, 204);
+    let profile = store.household("demo").await.unwrap().profile;
+    assert_eq!(pepper_of(&profile, Duress), "t2");
+
+    let logs = fresh.logs().await;
+    assert_eq!(
+        logs.matches("pepper keyring reloaded").count(),
+        0,
+        "it knew t2 from the start: {logs}"
+    );
+    let logs = aging.logs().await;
+    assert_eq!(logs.matches("pepper keyring reloaded").count(), 1, "{logs}");
+    assert!(logs.contains("max age"), "{logs}");
+    let logs = warm.logs().await;
+    assert_eq!(logs.matches("pepper keyring reloaded").count(), 1, "{logs}");
+    assert!(logs.contains("unknown pepper id"), "{logs}");
+    assert!(!logs.contains(&pepper_b64(43)), "no pepper in the logs");
+    for pin in ["5174", "2958", "2957", "7316"] {
+        let tokens: Vec<&str> = logs.split(|c: char| !c.is_ascii_alphanumeric()).collect();
+        assert!(!tokens.contains(&pin), "no code in the logs");
+    }
+
+    // The codes work: a directive function that knows t2 verifies both.
+    let t = h.token("demo").await;
+    let directive_env =
+        pepper_from_secrets_manager(&env, alarm_skill::secrets::needs::DIRECTIVE, &endpoint);
+    let mut f = Function::start(env!("CARGO_BIN_EXE_bootstrap"), &directive_env).await;
+    let mut replies = Vec::new();
+    for pin in ["2958", "7316"] {
+        h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
+        h.advance(60).await;
+        let (_, _, r) = f.invoke(disarm(&t, "home", Some(pin))).await;
+        assert_eq!(r["event"]["header"]["name"], "Response", "{r}");
+        assert_eq!(property(&r, "armState"), "DISARMED");
+        replies.push(normalize(&r));
+    }
+    assert_eq!(replies[0], replies[1], "duress and normal replies differ");
+    let duress: Vec<String> = h
+        .signals()
+        .await
+        .into_iter()
+        .filter(|s| s.starts_with("121/"))
+        .collect();
+    assert_eq!(duress, vec!["121/1/1".to_string()]);
 }

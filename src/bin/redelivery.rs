@@ -22,10 +22,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let prod = prod.clone();
         async move {
-            let report = redelivery::drain(
+            // Seals naming a pepper this container doesn't know yet make it re-read the secret.
+            let report = redelivery::drain_with(
                 prod.store.as_ref(),
                 prod.panels.as_ref(),
-                &prod.keyring,
+                redelivery::Keys::Reloading(&prod.keyring_source),
                 prod.clock.as_ref(),
                 BATCH,
                 invocation_deadline(&event.context),

@@ -463,6 +463,7 @@ impl LocalStack {
             store: store.clone(),
             tokens: tokens.clone(),
             keyring: keyring.clone(),
+            keyring_source: None,
             clock: dyn_clock.clone(),
             throttle: settings.throttle.clone(),
             enrol_limit: EnrolLimit::default(),

@@ -26,7 +26,7 @@ use crate::config::AlexaRegion;
 use crate::deadline::Deadline;
 use crate::secret::{BearerToken, Secret};
 use crate::store::{Store, StoreError, StoredGrant};
-use crate::voice_codes::Keyring;
+use crate::voice_codes::{Keyring, KeyringSource};
 
 /// Refresh when the access token has this little life left. Amazon's sample uses 300 s; it
 /// leaves room for the event-gateway request that follows and for clock skew.
@@ -108,6 +108,10 @@ pub struct LwaClient {
     region: AlexaRegion,
     store: Arc<dyn Store>,
     keyring: Arc<Keyring>,
+    /// Where a newer keyring comes from (the deployed functions): grants sealed under a pepper
+    /// `keyring` lacks are opened after a re-read, and new seals use the current pepper of a
+    /// keyring no older than its max age. `None` keeps `keyring`.
+    keyring_source: Option<Arc<KeyringSource>>,
     clock: Arc<dyn Clock>,
     http: reqwest::Client,
 }
@@ -141,9 +145,16 @@ impl LwaClient {
             region,
             store,
             keyring,
+            keyring_source: None,
             clock,
             http,
         }
+    }
+
+    /// Seals and opens grants with `source`'s keyring (pepper rotation on a warm function).
+    pub fn with_keyring_source(mut self, source: Arc<KeyringSource>) -> Self {
+        self.keyring_source = Some(source);
+        self
     }
 
     pub fn region(&self) -> AlexaRegion {
@@ -199,6 +210,7 @@ impl LwaClient {
         if grant.expires_at - now > REFRESH_MARGIN {
             return self
                 .open(account, Kind::Access, &grant.access_token)
+                .await
                 .map(Some);
         }
         match self.refresh(account, key, &grant).await {
@@ -207,6 +219,7 @@ impl LwaClient {
                 // delivered report now than none; the next call refreshes again.
                 tracing::warn!(%account, %why, "LWA refresh failed; using the current token until it expires");
                 self.open(account, Kind::Access, &grant.access_token)
+                    .await
                     .map(Some)
             }
             other => other,
@@ -263,7 +276,9 @@ impl LwaClient {
         key: &str,
         grant: &StoredGrant,
     ) -> Result<Option<BearerToken>, LwaError> {
-        let refresh_token = self.open(account, Kind::Refresh, &grant.refresh_token)?;
+        let refresh_token = self
+            .open(account, Kind::Refresh, &grant.refresh_token)
+            .await?;
         let form = [
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh_token.expose()),
@@ -307,9 +322,15 @@ impl LwaClient {
         let lifetime = expires_in
             .unwrap_or(DEFAULT_EXPIRES_IN_S)
             .clamp(60, 366 * 24 * 3_600);
+        // Under the current pepper of a keyring no older than its max age: a grant re-sealed at
+        // each refresh moves to the new pepper after a rotation.
+        let keyring = match &self.keyring_source {
+            Some(source) => source.fresh().await,
+            None => self.keyring.clone(),
+        };
         let grant = StoredGrant {
-            access_token: self.seal(account, Kind::Access, access),
-            refresh_token: self.seal(account, Kind::Refresh, refresh),
+            access_token: self.seal(&keyring, account, Kind::Access, access),
+            refresh_token: self.seal(&keyring, account, Kind::Refresh, refresh),
             expires_at: self.clock.now() + chrono::Duration::seconds(lifetime),
         };
         self.store.put_grant(account, key, &grant).await
@@ -327,16 +348,30 @@ impl LwaClient {
         .into_bytes()
     }
 
-    fn seal(&self, account: &str, kind: Kind, token: &BearerToken) -> String {
-        self.keyring
-            .seal(token.expose().as_bytes(), &self.aad(account, kind))
+    fn seal(&self, keyring: &Keyring, account: &str, kind: Kind, token: &BearerToken) -> String {
+        keyring.seal(token.expose().as_bytes(), &self.aad(account, kind))
     }
 
-    fn open(&self, account: &str, kind: Kind, sealed: &str) -> Result<BearerToken, LwaError> {
-        let plain = self
-            .keyring
-            .open(sealed, &self.aad(account, kind))
-            .ok_or(LwaError::Unreadable)?;
+    async fn open(&self, account: &str, kind: Kind, sealed: &str) -> Result<BearerToken, LwaError> {
+        let aad = self.aad(account, kind);
+        let plain = match &self.keyring_source {
+            None => self.keyring.open(sealed, &aad),
+            Some(source) => {
+                let keyring = source.current();
+                match keyring.open(sealed, &aad) {
+                    Some(plain) => Some(plain),
+                    // Sealed by a function that knows a newer pepper: re-read, then try again.
+                    // A seal under a known pepper that doesn't open was altered: no re-read.
+                    None => match Keyring::sealed_pepper_id(sealed) {
+                        Some(id) if !keyring.contains(id) => {
+                            source.for_ids(&[id]).await.open(sealed, &aad)
+                        }
+                        _ => None,
+                    },
+                }
+            }
+        };
+        let plain = plain.ok_or(LwaError::Unreadable)?;
         String::from_utf8(plain)
             .map(BearerToken::new)
             .map_err(|_| LwaError::Unreadable)

@@ -101,6 +101,11 @@ pub struct ManagementService {
     pub store: Arc<dyn Store>,
     pub tokens: Arc<dyn TokenVerifier>,
     pub keyring: Arc<Keyring>,
+    /// Where a newer keyring comes from (the deployed http-api function): re-read when a
+    /// household's stored codes name a pepper `keyring` lacks, or when the loaded one is older
+    /// than its max age, so a warm function checks the slip rule under every stored code's own
+    /// pepper and hashes new codes under the current one. `None` keeps `keyring`.
+    pub keyring_source: Option<Arc<crate::voice_codes::KeyringSource>>,
     pub clock: Arc<dyn Clock>,
     pub throttle: ThrottlePolicy,
     pub enrol_limit: EnrolLimit,
@@ -422,9 +427,28 @@ impl ManagementService {
         household: &str,
         mut change: impl FnMut(&mut Profile) -> Result<String, ApiError>,
     ) -> Result<(), ApiError> {
+        self.update_profile_keyed(household, false, |profile, _| change(profile))
+            .await
+    }
+
+    /// [`Self::update_profile`] for a change that computes HMACs (`hashes`): it gets, for each
+    /// read of the profile, the keyring for that profile's stored codes
+    /// ([`crate::voice_codes::KeyringSource::for_profile`]), before any code is looked at. The
+    /// re-read depends on the stored codes and the keyring's age only, never on the code being
+    /// enrolled or its kind.
+    async fn update_profile_keyed(
+        &self,
+        household: &str,
+        hashes: bool,
+        mut change: impl FnMut(&mut Profile, &Keyring) -> Result<String, ApiError>,
+    ) -> Result<(), ApiError> {
         for _ in 0..SAVE_ATTEMPTS {
             let mut profile = self.store.household(household).await?.profile;
-            let message = change(&mut profile)?;
+            let keyring = match &self.keyring_source {
+                Some(source) if hashes => source.for_profile(&profile).await,
+                _ => self.keyring.clone(),
+            };
+            let message = change(&mut profile, &keyring)?;
             match self.store.save_profile(household, &profile).await {
                 Ok(_) => {
                     self.store
@@ -471,16 +495,14 @@ impl ManagementService {
         let mut rejected: Option<(EnrolError, String)> = None;
         let mut changed = String::new();
         let result = self
-            .update_profile(household, |profile| {
+            .update_profile_keyed(household, true, |profile, keyring| {
                 let name = profile
                     .member(member_id)
                     .map(|m| m.name.clone())
                     .ok_or_else(|| {
                         ApiError::new(StatusCode::NOT_FOUND, "no_such_member", "no such member")
                     })?;
-                if let Err(e) =
-                    check_new_code(&self.keyring, household, profile, member_id, kind, &pin)
-                {
+                if let Err(e) = check_new_code(keyring, household, profile, member_id, kind, &pin) {
                     rejected = Some((e, name));
                     return Err(ApiError::new(
                         StatusCode::UNPROCESSABLE_ENTITY,
@@ -488,7 +510,7 @@ impl ManagementService {
                         e.to_string(),
                     ));
                 }
-                let hash = hash_code(&self.keyring, household, member_id, &pin);
+                let hash = hash_code(keyring, household, member_id, &pin);
                 if let Some(m) = profile.member_mut(member_id) {
                     *m.code_mut(kind) = Some(hash);
                 }

@@ -23,6 +23,12 @@
 //! household's duress by at most one pass. A record whose panel left the account moves to its
 //! own lane, retried hourly at a bounded rate and counted apart (`OutboxPanelGone`).
 //!
+//! **Pepper rotation.** A directive function that knows a newer pepper seals under it. The
+//! deployed worker gets the keyring through a [`KeyringSource`] ([`Keys::Reloading`]): a seal
+//! naming a pepper id its keyring lacks makes it re-read the pepper secret (rate-limited and
+//! time-boxed by the source) before the record counts as unreadable, so a warm worker never
+//! holds back a duress sealed under a pepper added after it started.
+//!
 //! [`run_once`] is the whole worker. The local stack calls it in a loop; on AWS a schedule
 //! invokes the `redelivery` Lambda, which calls it once.
 
@@ -37,7 +43,7 @@ use crate::clock::Clock;
 use crate::deadline::Deadline;
 use crate::panel::{AttemptKind, PanelCloud, PanelError, SignalRequest, Source};
 use crate::store::{Lane, OutboxRecord, Settlement, Store, StoreError};
-use crate::voice_codes::Keyring;
+use crate::voice_codes::{Keyring, KeyringSource};
 
 /// Each signal attempt gets this long.
 const CALL_BUDGET: StdDuration = StdDuration::from_secs(5);
@@ -136,6 +142,15 @@ pub fn backoff(attempts: u32) -> Duration {
     Duration::seconds((BACKOFF_BASE_S << exp).min(BACKOFF_CAP_S))
 }
 
+/// The keys a pass opens seals with.
+#[derive(Debug, Clone, Copy)]
+pub enum Keys<'a> {
+    /// One keyring for the process's life (the local stack, which holds every pepper it uses).
+    Fixed(&'a Keyring),
+    /// Re-read when a seal names a pepper id the loaded keyring lacks (the deployed worker).
+    Reloading(&'a KeyringSource),
+}
+
 /// One pass over every shard, in parallel: at most `batch` due records per shard, stopping
 /// early enough to finish before `until` (the invocation's deadline on Lambda): a record never
 /// started is simply picked up by the next pass, while a pass killed mid-call would leave no
@@ -148,11 +163,23 @@ pub async fn run_once(
     batch: usize,
     until: Deadline,
 ) -> Result<Report, StoreError> {
+    run_once_with(store, panels, Keys::Fixed(keyring), clock, batch, until).await
+}
+
+/// [`run_once`] with the keys given as [`Keys`].
+pub async fn run_once_with(
+    store: &dyn Store,
+    panels: &dyn PanelCloud,
+    keys: Keys<'_>,
+    clock: &dyn Clock,
+    batch: usize,
+    until: Deadline,
+) -> Result<Report, StoreError> {
     let shards = store.outbox_policy().shards.max(1);
     // Futures made up front, not in a stream closure: the spawned local worker needs the whole
     // pass to be `Send`, which closures returning borrowing futures can't prove.
     let passes: Vec<_> = (0..shards)
-        .map(|shard| run_shard(store, panels, keyring, clock, shard, batch, until))
+        .map(|shard| run_shard_with(store, panels, keys, clock, shard, batch, until))
         .collect();
     let results: Vec<Result<Report, StoreError>> = futures_util::stream::iter(passes)
         .buffer_unordered(SHARD_PARALLELISM)
@@ -190,9 +217,31 @@ pub async fn drain(
     until: Deadline,
     rounds: usize,
 ) -> Result<Report, StoreError> {
+    drain_with(
+        store,
+        panels,
+        Keys::Fixed(keyring),
+        clock,
+        batch,
+        until,
+        rounds,
+    )
+    .await
+}
+
+/// [`drain`] with the keys given as [`Keys`]: the deployed worker's, with a reloading source.
+pub async fn drain_with(
+    store: &dyn Store,
+    panels: &dyn PanelCloud,
+    keys: Keys<'_>,
+    clock: &dyn Clock,
+    batch: usize,
+    until: Deadline,
+    rounds: usize,
+) -> Result<Report, StoreError> {
     let mut total = Report::default();
     for _ in 0..rounds.max(1) {
-        let r = run_once(store, panels, keyring, clock, batch, until).await?;
+        let r = run_once_with(store, panels, keys, clock, batch, until).await?;
         total.followed_by(&r);
         if r.examined == 0 || r.deferred > 0 || until.remaining() < CALL_BUDGET * 2 {
             break;
@@ -206,6 +255,27 @@ pub async fn run_shard(
     store: &dyn Store,
     panels: &dyn PanelCloud,
     keyring: &Keyring,
+    clock: &dyn Clock,
+    shard: u16,
+    batch: usize,
+    until: Deadline,
+) -> Result<Report, StoreError> {
+    run_shard_with(
+        store,
+        panels,
+        Keys::Fixed(keyring),
+        clock,
+        shard,
+        batch,
+        until,
+    )
+    .await
+}
+
+async fn run_shard_with(
+    store: &dyn Store,
+    panels: &dyn PanelCloud,
+    keys: Keys<'_>,
     clock: &dyn Clock,
     shard: u16,
     batch: usize,
@@ -228,7 +298,7 @@ pub async fn run_shard(
         });
     }
     crate::crash::crash_point!(crate::crash::REDELIVERY_LEASE_HELD);
-    let result = pass(store, panels, keyring, clock, shard, batch, until).await;
+    let result = pass(store, panels, keys, clock, shard, batch, until).await;
     // If this fails the lease simply runs out at `lease_end`.
     if let Err(e) = store.release_lease(&name, &owner).await {
         tracing::warn!(error = %e, shard, "could not release a re-delivery lease");
@@ -239,7 +309,7 @@ pub async fn run_shard(
 async fn pass(
     store: &dyn Store,
     panels: &dyn PanelCloud,
-    keyring: &Keyring,
+    keys: Keys<'_>,
     clock: &dyn Clock,
     shard: u16,
     batch: usize,
@@ -284,7 +354,7 @@ async fn pass(
     }
     let deliveries: Vec<_> = households
         .iter()
-        .map(|group| deliver_in_turn(group, store, panels, keyring, clock, until))
+        .map(|group| deliver_in_turn(group, store, panels, keys, clock, until))
         .collect();
     let outcomes: Vec<Outcome> = futures_util::stream::iter(deliveries)
         .buffer_unordered(SHARD_CONCURRENCY)
@@ -348,13 +418,13 @@ async fn deliver_in_turn(
     records: &[&OutboxRecord],
     store: &dyn Store,
     panels: &dyn PanelCloud,
-    keyring: &Keyring,
+    keys: Keys<'_>,
     clock: &dyn Clock,
     until: Deadline,
 ) -> Vec<Outcome> {
     let mut out = Vec::with_capacity(records.len());
     for record in records {
-        out.push(deliver(record, store, panels, keyring, clock, until).await);
+        out.push(deliver(record, store, panels, keys, clock, until).await);
     }
     out
 }
@@ -363,14 +433,14 @@ async fn deliver(
     record: &OutboxRecord,
     store: &dyn Store,
     panels: &dyn PanelCloud,
-    keyring: &Keyring,
+    keys: Keys<'_>,
     clock: &dyn Clock,
     until: Deadline,
 ) -> Outcome {
     if until.remaining() < CALL_BUDGET + SETTLE_MARGIN {
         return Outcome::NotStarted;
     }
-    let settlement = process(record, panels, keyring, clock).await;
+    let settlement = process(record, panels, keys, clock).await;
     crate::crash::crash_point!(
         crate::crash::REDELIVERY_SIGNAL_ACKED,
         if settlement == Settlement::Delivered
@@ -382,10 +452,36 @@ async fn deliver(
     }
 }
 
+/// Opens `record`'s seal. With a reloading source, a seal naming a pepper id the loaded keyring
+/// lacks makes it re-read the pepper secret first (a pepper added after this worker started);
+/// a seal naming a known pepper that doesn't open was altered or moved, and no keyring helps.
+async fn open_seal(record: &OutboxRecord, keys: Keys<'_>) -> Option<seal::Sealed> {
+    let to = seal::Binding {
+        request_id: &record.request_id,
+        household: &record.household,
+        panel: &record.panel,
+    };
+    match keys {
+        Keys::Fixed(keyring) => seal::open(keyring, to, &record.seal),
+        Keys::Reloading(source) => {
+            let keyring = source.current();
+            if let Some(sealed) = seal::open(&keyring, to, &record.seal) {
+                return Some(sealed);
+            }
+            let id = Keyring::sealed_pepper_id(&record.seal)?;
+            if keyring.contains(id) {
+                return None;
+            }
+            let keyring = source.for_ids(&[id]).await;
+            seal::open(&keyring, to, &record.seal)
+        }
+    }
+}
+
 async fn process(
     record: &OutboxRecord,
     panels: &dyn PanelCloud,
-    keyring: &Keyring,
+    keys: Keys<'_>,
     clock: &dyn Clock,
 ) -> Settlement {
     let attempts = record.attempts.saturating_add(1);
@@ -402,15 +498,11 @@ async fn process(
             }
         }
     };
-    let to = seal::Binding {
-        request_id: &record.request_id,
-        household: &record.household,
-        panel: &record.panel,
-    };
-    let Some(sealed) = seal::open(keyring, to, &record.seal) else {
-        // Its pepper is gone from the keyring, or the seal was altered or moved to another
-        // record, household or panel. Keep it pending, and visible in the backlog alarm, rather
-        // than drop what may be a duress, or deliver it for premises it wasn't spoken at.
+    let Some(sealed) = open_seal(record, keys).await else {
+        // Its pepper is gone from the keyring (even after a re-read), or the seal was altered or
+        // moved to another record, household or panel. Keep it pending, and visible in the
+        // backlog alarm, rather than drop what may be a duress, or deliver it for premises it
+        // wasn't spoken at.
         tracing::error!(
             marker = "outbox_seal_unreadable",
             request_id = %record.request_id,
@@ -492,5 +584,70 @@ mod tests {
     fn backoff_doubles_and_caps() {
         let secs: Vec<i64> = (1..=9).map(|a| backoff(a).num_seconds()).collect();
         assert_eq!(secs, vec![5, 10, 20, 40, 80, 160, 300, 300, 300]);
+    }
+
+    #[tokio::test]
+    async fn a_seal_under_an_unknown_pepper_rereads_the_keyring_and_an_altered_one_does_not() {
+        use std::collections::BTreeMap;
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let ring = |current: &str, ids: &[(&str, u8)]| {
+            let peppers: BTreeMap<String, Vec<u8>> = ids
+                .iter()
+                .map(|(id, b)| (id.to_string(), vec![*b; 32]))
+                .collect();
+            Keyring::new(current, peppers).unwrap()
+        };
+        let loads = Arc::new(AtomicUsize::new(0));
+        let counted = loads.clone();
+        let load: crate::voice_codes::LoadKeyring = Arc::new(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move { Ok(ring("p2", &[("p1", 1), ("p2", 2)])) })
+        });
+        let source = KeyringSource::new(
+            Arc::new(ring("p1", &[("p1", 1)])),
+            load,
+            StdDuration::ZERO,
+            StdDuration::from_secs(1),
+        );
+        let now = chrono::Utc::now();
+        let record =
+            |seal: String| OutboxRecord::pending("req-1".into(), "h1", "home", seal, now, now);
+        let to = seal::Binding {
+            request_id: "req-1",
+            household: "h1",
+            panel: "home",
+        };
+        let duress = seal::Sealed {
+            duress: true,
+            member: Some(1),
+        };
+        // Sealed under p1, known: opened without a read.
+        let known = record(seal::seal(&ring("p1", &[("p1", 1)]), to, duress));
+        assert_eq!(
+            open_seal(&known, Keys::Reloading(&source)).await,
+            Some(duress)
+        );
+        assert_eq!(loads.load(Ordering::SeqCst), 0);
+        // Altered, naming the known p1: no keyring would open it, so no read.
+        let mut altered = known.clone();
+        altered.seal.push('A');
+        assert_eq!(open_seal(&altered, Keys::Reloading(&source)).await, None);
+        assert_eq!(loads.load(Ordering::SeqCst), 0);
+        // Sealed under p2 by a function that knows more: a fixed keyring can't open it, the
+        // source re-reads once and opens it.
+        let newer = record(seal::seal(&ring("p2", &[("p2", 2)]), to, duress));
+        let fixed = ring("p1", &[("p1", 1)]);
+        assert_eq!(open_seal(&newer, Keys::Fixed(&fixed)).await, None);
+        assert_eq!(
+            open_seal(&newer, Keys::Reloading(&source)).await,
+            Some(duress)
+        );
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            open_seal(&newer, Keys::Reloading(&source)).await,
+            Some(duress)
+        );
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
     }
 }

@@ -197,6 +197,13 @@ impl Keyring {
         format!("{}.{}", self.current, B64.encode(out))
     }
 
+    /// The id of the pepper `sealed` (an output of [`Keyring::seal`]) was sealed under, as it
+    /// claims: lets a holder tell a seal it can't open because it lacks the pepper (reload the
+    /// keyring) from one that was altered.
+    pub fn sealed_pepper_id(sealed: &str) -> Option<&str> {
+        sealed.split_once('.').map(|(id, _)| id)
+    }
+
     pub fn open(&self, sealed: &str, aad: &[u8]) -> Option<Vec<u8>> {
         let (id, b64) = sealed.split_once('.')?;
         let key = self.aead_key(id)?;
@@ -260,5 +267,11 @@ mod tests {
         assert_eq!(rotated.open(&sealed, b"acct-1").unwrap(), b"Atzr|refresh");
         assert!(rotated.open(&sealed, b"acct-2").is_none());
         assert!(ring("p2", &[("p2", 2)]).open(&sealed, b"acct-1").is_none());
+        assert_eq!(Keyring::sealed_pepper_id(&sealed), Some("p1"));
+        assert_eq!(
+            Keyring::sealed_pepper_id(&rotated.seal(b"x", b"acct-1")),
+            Some("p2")
+        );
+        assert_eq!(Keyring::sealed_pepper_id("no-dot"), None);
     }
 }
