@@ -8,6 +8,7 @@
 //! alarm-skill say --assistant google disarm --pin 4729   # the same through Google's challenge
 //! alarm-skill conformance --panel-url URL --api-key-file F   # a panel cloud's vendor checklist
 //! alarm-skill import --accounts FILE --panel-url URL --api-key-file F --table T
+//! alarm-skill pepper-usage --table T [--retire p1]   # may pepper p1 leave the keyring?
 //! ```
 
 use std::path::PathBuf;
@@ -137,6 +138,89 @@ enum Command {
         #[arg(long)]
         dynamodb_endpoint: Option<String>,
     },
+    /// Counts, per pepper id, the stored voice codes, pending outbox records and Alexa grants
+    /// that still name it (docs/deploy.md section 15, "Pepper rotation"). Prints pepper ids and
+    /// counts only. With --retire: exit 0 only if the whole table was read and nothing names
+    /// that pepper; 1 if something names it or is unreadable; 2 on errors or an incomplete scan.
+    PepperUsage {
+        /// The stack's TableName output.
+        #[arg(long)]
+        table: String,
+        /// A local DynamoDB engine instead of AWS (credentials and region from the environment
+        /// otherwise).
+        #[arg(long)]
+        dynamodb_endpoint: Option<String>,
+        /// The pepper id to be removed from the keyring.
+        #[arg(long)]
+        retire: Option<String>,
+        /// Print the report as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Scan pages read at most (a page reads up to 1 MB); past it the report is incomplete.
+        #[arg(long, default_value_t = alarm_skill::store::pepper_usage::DEFAULT_MAX_PAGES)]
+        max_pages: usize,
+        /// Items per Scan page (DynamoDB's Limit); DynamoDB's 1 MB pages otherwise.
+        #[arg(long, hide = true)]
+        page_size: Option<i32>,
+    },
+}
+
+/// A DynamoDB client: a local engine at `endpoint`, or AWS with the environment's credentials.
+async fn dynamodb_client(endpoint: Option<String>) -> aws_sdk_dynamodb::Client {
+    match endpoint {
+        Some(e) => alarm_skill::store::dynamodb::local_client(&e),
+        None => {
+            let sdk = alarm_skill::aws::sdk_config().await;
+            alarm_skill::aws::dynamodb_client(&sdk, None)
+        }
+    }
+}
+
+async fn pepper_usage(
+    table: &str,
+    dynamodb_endpoint: Option<String>,
+    retire: Option<&str>,
+    json: bool,
+    limits: alarm_skill::store::pepper_usage::ScanLimits,
+) -> ExitCode {
+    use alarm_skill::store::pepper_usage::{Retirement, scan};
+    if let Some(id) = retire
+        && !alarm_skill::voice_codes::Keyring::is_valid_id(id)
+    {
+        eprintln!("pepper-usage: --retire takes a pepper id (1-32 of [A-Za-z0-9_-])");
+        return ExitCode::from(2);
+    }
+    let client = dynamodb_client(dynamodb_endpoint).await;
+    let usage = match scan(&client, table, limits).await {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("pepper-usage: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&usage.json(retire)).unwrap_or_default()
+        );
+    } else {
+        print!("{}", usage.table());
+        if let Some(id) = retire {
+            println!("{}", usage.retirement_line(id));
+        }
+    }
+    match retire.map(|id| usage.retirement(id)) {
+        Some(Retirement::Blocked { .. }) => ExitCode::FAILURE,
+        // Without a verdict asked for, an incomplete scan is still a failed check.
+        Some(Retirement::Incomplete) | None if !usage.complete => {
+            eprintln!(
+                "pepper-usage: incomplete: the scan stopped after {} pages",
+                usage.pages
+            );
+            ExitCode::from(2)
+        }
+        _ => ExitCode::SUCCESS,
+    }
 }
 
 fn parse_receiver_mode(s: &str) -> Result<ReceiverMode, String> {
@@ -171,13 +255,7 @@ async fn import(
         .collect();
     let panels = alarm_skill::panel::http::HttpPanelCloud::new(panel_url, read_key(api_key_file)?)
         .map_err(|e| e.to_string())?;
-    let client = match dynamodb_endpoint {
-        Some(e) => alarm_skill::store::dynamodb::local_client(&e),
-        None => {
-            let sdk = alarm_skill::aws::sdk_config().await;
-            alarm_skill::aws::dynamodb_client(&sdk, None)
-        }
-    };
+    let client = dynamodb_client(dynamodb_endpoint).await;
     let p = alarm_skill::provisioning::Provisioner {
         store: Arc::new(alarm_skill::store::dynamodb::DynamoStore::new(
             client, table,
@@ -401,6 +479,20 @@ async fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::PepperUsage {
+            table,
+            dynamodb_endpoint,
+            retire,
+            json,
+            max_pages,
+            page_size,
+        } => {
+            let limits = alarm_skill::store::pepper_usage::ScanLimits {
+                page_size,
+                max_pages,
+            };
+            pepper_usage(&table, dynamodb_endpoint, retire.as_deref(), json, limits).await
+        }
         Command::Say {
             url,
             account,

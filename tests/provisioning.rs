@@ -525,3 +525,336 @@ async fn user_lists_late_and_out_of_order_resolve_by_the_clouds_revision() {
     let p = h.stack.store.household("acct-1042").await.unwrap().profile;
     assert_eq!(p.members_revision, Some(5));
 }
+
+/// `alarm-skill pepper-usage --retire p1` (docs/deploy.md section 15, "Pepper rotation"), run as
+/// the operator runs it against a table on DynamoDB Local: it refuses while a code, a pending
+/// outbox record or a grant still names p1, says by how many, and clears p1 once every household
+/// re-enrolled, the record was delivered and the grant re-sealed. Its output names pepper ids and
+/// counts only.
+#[tokio::test]
+async fn pepper_usage_blocks_retiring_a_pepper_until_nothing_stored_names_it() {
+    use alarm_skill::redelivery::seal::{Binding, Sealed, seal};
+    use alarm_skill::secret::{Pin, Secret};
+    use alarm_skill::store::dynamodb::{DynamoStore, create_table, local_client};
+    use alarm_skill::store::{OutboxRecord, OutboxStatus, Settlement, Store, StoredGrant};
+    use alarm_skill::voice_codes::{Keyring, Member, Profile, hash_code};
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD as B64;
+
+    let endpoint = std::env::var("DYNAMODB_ENDPOINT")
+        .expect("DYNAMODB_ENDPOINT is not set: run scripts/test, which starts DynamoDB Local");
+    let table = format!("peppers-{}", uuid::Uuid::new_v4().simple());
+    create_table(&local_client(&endpoint), &table)
+        .await
+        .expect("table");
+    let store = DynamoStore::new(local_client(&endpoint), table.clone());
+
+    // Phase 2 of a rotation: p2 joined the ring and became current; p1 is still in it.
+    let (pepper1, pepper2) = ([0x11u8; 32], [0x22u8; 32]);
+    let spec = |current: &str| {
+        Secret::new(
+            json!({"current": current,
+                   "peppers": {"p1": B64.encode(pepper1), "p2": B64.encode(pepper2)}})
+            .to_string(),
+        )
+    };
+    let ring1 = Keyring::from_json(&spec("p1")).unwrap();
+    let ring2 = Keyring::from_json(&spec("p2")).unwrap();
+
+    // Two households: three codes under p1 (a duress PIN among them) and two under p2.
+    let member =
+        |h: &str, id: &str, n: u16, voice: (&Keyring, &str), duress: Option<(&Keyring, &str)>| {
+            Member {
+                id: id.into(),
+                name: id.into(),
+                user_number: n,
+                panel_user_id: None,
+                voice_pin: Some(hash_code(voice.0, h, id, &Pin::new(voice.1))),
+                duress_pin: duress.map(|(r, p)| hash_code(r, h, id, &Pin::new(p))),
+            }
+        };
+    let (hh_a, hh_b) = ("acct-7001", "acct-7002");
+    let profile_a = Profile {
+        members: vec![
+            member(hh_a, "alex", 1, (&ring1, "4729"), Some((&ring1, "8361"))),
+            member(hh_a, "sam", 2, (&ring2, "5150"), None),
+        ],
+        ..Profile::default()
+    };
+    let profile_b = Profile {
+        members: vec![member(
+            hh_b,
+            "nia",
+            1,
+            (&ring2, "2468"),
+            Some((&ring1, "1357")),
+        )],
+        ..Profile::default()
+    };
+    store.save_profile(hh_a, &profile_a).await.unwrap();
+    store.save_profile(hh_b, &profile_b).await.unwrap();
+
+    // Outbox: pending under p1 and p2, a delivered one under p1 (it no longer matters), and a
+    // pending one whose seal names no pepper.
+    let now = chrono::Utc::now();
+    let record = |ring: &Keyring, request_id: &str| {
+        let to = Binding {
+            request_id,
+            household: hh_a,
+            panel: "home",
+        };
+        let sealed = seal(
+            ring,
+            to,
+            Sealed {
+                duress: true,
+                member: Some(1),
+            },
+        );
+        OutboxRecord::pending(request_id.into(), hh_a, "home", sealed, now, now)
+    };
+    let pending_p1 = record(&ring1, "req-p1-pending");
+    let pending_p2 = record(&ring2, "req-p2-pending");
+    let delivered_p1 = OutboxRecord {
+        status: OutboxStatus::Delivered,
+        ..record(&ring1, "req-p1-delivered")
+    };
+    let unreadable = OutboxRecord {
+        seal: "no-pepper-id-here".into(),
+        ..record(&ring1, "req-unreadable")
+    };
+    for r in [&pending_p1, &pending_p2, &delivered_p1, &unreadable] {
+        store.put_outbox(r, None).await.unwrap();
+    }
+
+    // Grants: one sealed under p1 (NA), one under p2 (EU).
+    let account = "acct-7003";
+    let grant = |ring: &Keyring, token: &str| StoredGrant {
+        access_token: ring.seal(format!("Atza|access-{token}").as_bytes(), b"aad"),
+        refresh_token: ring.seal(format!("Atzr|refresh-{token}").as_bytes(), b"aad"),
+        expires_at: now,
+    };
+    let grant_p1 = grant(&ring1, "na");
+    store.put_grant(account, "NA", &grant_p1).await.unwrap();
+    store
+        .put_grant(account, "EU", &grant(&ring2, "eu"))
+        .await
+        .unwrap();
+
+    let run = |args: Vec<String>| {
+        let (endpoint, table) = (endpoint.clone(), table.clone());
+        async move {
+            let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_alarm-skill"))
+                .arg("pepper-usage")
+                .args(["--table", &table, "--dynamodb-endpoint", &endpoint])
+                .args(&args)
+                .output()
+                .await
+                .expect("run alarm-skill pepper-usage");
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).to_string(),
+                text,
+            )
+        }
+    };
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let counts = |stdout: &str, id: &str| -> Value {
+        let v: Value = serde_json::from_str(stdout).expect(stdout);
+        v["usage"]["peppers"][id].clone()
+    };
+
+    // Everything that must never appear in the output: peppers, code hashes, seal bodies,
+    // tokens, account ids and request ids.
+    let mut secrets: Vec<String> = vec![
+        B64.encode(pepper1),
+        B64.encode(pepper2),
+        hex::encode(pepper1),
+        hex::encode(pepper2),
+        "Atz".into(),
+        "acct-".into(),
+        "req-".into(),
+        "no-pepper-id-here".into(),
+    ];
+    for p in [&profile_a, &profile_b] {
+        for m in &p.members {
+            for c in [&m.voice_pin, &m.duress_pin].into_iter().flatten() {
+                secrets.push(hex::encode(c.mac));
+            }
+        }
+    }
+    for sealed in [
+        &pending_p1.seal,
+        &pending_p2.seal,
+        &grant_p1.access_token,
+        &grant_p1.refresh_token,
+    ] {
+        secrets.push(sealed.split_once('.').unwrap().1.to_string());
+    }
+    let assert_clean = |text: &str| {
+        for s in &secrets {
+            assert!(!text.contains(s.as_str()), "output leaks {s:?}:\n{text}");
+        }
+    };
+
+    // Blocked: p1 still holds 3 codes in 2 households, 1 pending record, 1 grant; the
+    // unreadable record blocks too.
+    let (code, stdout, text) = run(args(&["--retire", "p1", "--json"])).await;
+    assert_eq!(code, Some(1), "{text}");
+    assert_clean(&text);
+    assert_eq!(
+        counts(&stdout, "p1"),
+        json!({"codes": 3, "households": 2, "pending_outbox": 1, "grants": 1}),
+        "{stdout}"
+    );
+    assert_eq!(
+        counts(&stdout, "p2"),
+        json!({"codes": 2, "households": 2, "pending_outbox": 1, "grants": 1}),
+        "{stdout}"
+    );
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        report["usage"]["unreadable"],
+        json!({"profiles": 0, "pending_outbox": 1, "grants": 0})
+    );
+    assert_eq!(report["usage"]["complete"], json!(true));
+    assert_eq!(report["retire"]["result"]["verdict"], "blocked", "{stdout}");
+
+    // The table form says the same, for a human.
+    let (code, stdout, text) = run(args(&["--retire", "p1"])).await;
+    assert_eq!(code, Some(1), "{text}");
+    assert_clean(&text);
+    let row = |id: &str| {
+        stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(id))
+            .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>())
+    };
+    assert_eq!(row("p1"), Some(vec!["3", "2", "1", "1"]), "{stdout}");
+    assert!(
+        stdout.contains(
+            "retire p1: BLOCKED: 3 codes in 2 households, 1 pending outbox records, 1 grants"
+        ),
+        "{stdout}"
+    );
+
+    // Paged one item at a time to the end, it counts what one big page counts.
+    let (code, stdout, text) = run(args(&["--json", "--page-size", "1"])).await;
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(
+        counts(&stdout, "p1"),
+        json!({"codes": 3, "households": 2, "pending_outbox": 1, "grants": 1}),
+        "{stdout}"
+    );
+
+    // Each blocker alone keeps p1: first the households re-enrol under p2 (and the unreadable
+    // record is delivered), leaving the pending record and the grant...
+    for (h, pins) in [
+        (
+            hh_a,
+            [("alex", "4729", Some("8361")), ("sam", "5150", None)].as_slice(),
+        ),
+        (hh_b, [("nia", "2468", Some("1357"))].as_slice()),
+    ] {
+        let mut profile = store.household(h).await.unwrap().profile;
+        for (id, voice, duress) in pins {
+            let m = profile.member_mut(id).unwrap();
+            m.voice_pin = Some(hash_code(&ring2, h, id, &Pin::new(*voice)));
+            m.duress_pin = duress.map(|p| hash_code(&ring2, h, id, &Pin::new(p)));
+        }
+        store.save_profile(h, &profile).await.unwrap();
+    }
+    store
+        .settle_outbox(&unreadable.request_id, &Settlement::Delivered, None)
+        .await
+        .unwrap();
+    let (code, stdout, text) = run(args(&["--retire", "p1", "--json"])).await;
+    assert_eq!(code, Some(1), "{text}");
+    assert_eq!(
+        counts(&stdout, "p1"),
+        json!({"codes": 0, "households": 0, "pending_outbox": 1, "grants": 1}),
+        "{stdout}"
+    );
+    // ...then the grant is re-sealed on a token refresh, leaving the pending record alone...
+    store
+        .put_grant(account, "NA", &grant(&ring2, "na2"))
+        .await
+        .unwrap();
+    let (code, stdout, text) = run(args(&["--retire", "p1", "--json"])).await;
+    assert_eq!(code, Some(1), "{text}");
+    assert_eq!(
+        counts(&stdout, "p1"),
+        json!({"codes": 0, "households": 0, "pending_outbox": 1, "grants": 0}),
+        "{stdout}"
+    );
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        report["usage"]["unreadable"],
+        json!({"profiles": 0, "pending_outbox": 0, "grants": 0})
+    );
+    // ...and once it is delivered, nothing names p1.
+    store
+        .settle_outbox(&pending_p1.request_id, &Settlement::Delivered, None)
+        .await
+        .unwrap();
+
+    let (code, stdout, text) = run(args(&["--retire", "p1", "--json"])).await;
+    assert_eq!(code, Some(0), "{text}");
+    assert_clean(&text);
+    assert_eq!(counts(&stdout, "p1"), Value::Null, "{stdout}");
+    assert_eq!(
+        counts(&stdout, "p2"),
+        json!({"codes": 5, "households": 2, "pending_outbox": 1, "grants": 2}),
+        "{stdout}"
+    );
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["retire"]["result"]["verdict"], "clear", "{stdout}");
+    let (code, stdout, _) = run(args(&["--retire", "p1"])).await;
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("retire p1: clear"), "{stdout}");
+    // One item per page and a cap of two pages: the scan can't finish, and a pepper nothing
+    // names (in what it read) is not cleared.
+    let (code, _, text) = run(args(&[
+        "--retire",
+        "p9",
+        "--page-size",
+        "1",
+        "--max-pages",
+        "2",
+    ]))
+    .await;
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("unknown: the scan is incomplete"), "{text}");
+    let (code, _, text) = run(args(&["--retire", "p9"])).await;
+    assert_eq!(code, Some(0), "{text}");
+    // A grant alone keeps p1 too (say, one sealed by a container that had not yet read phase 2).
+    store
+        .put_grant("acct-7004", "NA", &grant(&ring1, "late"))
+        .await
+        .unwrap();
+    let (code, stdout, text) = run(args(&["--retire", "p1", "--json"])).await;
+    assert_eq!(code, Some(1), "{text}");
+    assert_eq!(
+        counts(&stdout, "p1"),
+        json!({"codes": 0, "households": 0, "pending_outbox": 0, "grants": 1}),
+        "{stdout}"
+    );
+    // p2 is what everything needs now.
+    let (code, _, text) = run(args(&["--retire", "p2"])).await;
+    assert_eq!(code, Some(1), "{text}");
+
+    // A table that can't be reached is an error, not a verdict.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_alarm-skill"))
+        .args(["pepper-usage", "--table", &table, "--retire", "p1"])
+        .args(["--dynamodb-endpoint", "http://127.0.0.1:9"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+}

@@ -42,10 +42,10 @@ pub const GSI1SK: &str = "GSI1SK";
 /// The table's TTL attribute, epoch seconds.
 pub const TTL: &str = "expires_at";
 
-const PROFILE_SK: &str = "PROFILE";
+pub(crate) const PROFILE_SK: &str = "PROFILE";
 const THROTTLE_SK: &str = "THROTTLE";
 const AUDIT_PREFIX: &str = "AUDIT#";
-const OUTBOX_SK: &str = "OUTBOX";
+pub(crate) const OUTBOX_SK: &str = "OUTBOX";
 /// The one pending partition of releases before the sharded lanes: still drained (with shard 0),
 /// so records written before an upgrade are delivered. Nothing new is written to it.
 const OUTBOX_PENDING_LEGACY: &str = "OUTBOX#PENDING";
@@ -1272,16 +1272,21 @@ fn next_version(version: u64) -> Result<u64, StoreError> {
 
 // ---- keys and encoding ----
 
+/// Partition-key prefixes, shared with crate::store::pepper_usage, which scans for them.
+pub(crate) const HH_PREFIX: &str = "HH#";
+pub(crate) const OUTBOX_PREFIX: &str = "OUTBOX#";
+pub(crate) const GRANT_PREFIX: &str = "GRANT#";
+
 fn hh_pk(household: &str) -> String {
-    format!("HH#{household}")
+    format!("{HH_PREFIX}{household}")
 }
 
 fn outbox_pk(request_id: &str) -> String {
-    format!("OUTBOX#{request_id}")
+    format!("{OUTBOX_PREFIX}{request_id}")
 }
 
 fn grant_pk(account: &str) -> String {
-    format!("GRANT#{account}")
+    format!("{GRANT_PREFIX}{account}")
 }
 
 fn google_pk(account: &str) -> String {

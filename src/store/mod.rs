@@ -6,6 +6,7 @@
 pub mod capacity;
 pub mod dynamodb;
 pub mod memory;
+pub mod pepper_usage;
 
 use std::collections::BTreeMap;
 

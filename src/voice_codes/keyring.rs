@@ -79,12 +79,7 @@ impl Keyring {
         }
         let mut keys = BTreeMap::new();
         for (id, bytes) in peppers {
-            let id_ok = !id.is_empty()
-                && id.len() <= 32
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-            if !id_ok {
+            if !Keyring::is_valid_id(&id) {
                 return Err(KeyringError::BadId(id));
             }
             if bytes.len() < 32 {
@@ -101,6 +96,16 @@ impl Keyring {
             current: current.to_string(),
             keys,
         })
+    }
+
+    /// Pepper ids are 1-32 of `[A-Za-z0-9_-]`: short, printable labels that are safe to log and
+    /// to split a seal at (`{id}.{base64}`).
+    pub fn is_valid_id(id: &str) -> bool {
+        !id.is_empty()
+            && id.len() <= 32
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     }
 
     /// Parses the secret's JSON form: `{"current":"p2","peppers":{"p1":"<base64>","p2":"<base64>"}}`.
