@@ -11,7 +11,7 @@
 //!
 //! A crash is the process dying on the spot: a `fail` crate point (src/crash.rs, compiled only
 //! with the `failpoints` feature) that aborts the process; during the panel call or the worker's
-//! signal call, a SIGKILL from the test while the panel cloud (in slow mode) holds the answer
+//! signal call, a SIGKILL from the test while the panel cloud (in hold mode) holds the answer
 //! back; or a function timeout: the process stalls at a point (the point's `sleep` action) and
 //! the fake Lambda runtime kills it at the invocation's deadline and reports the timeout, as
 //! Lambda does. Each point runs at one of the five log levels (each level meets both binaries).
@@ -354,9 +354,9 @@ async fn scenario_against(point: Point, kind: Kind, via: Via, defects: Defects) 
             h.fault("none", 0).await;
         }
         Point::DuringPanelCall => {
-            // The cloud disarms, then holds its answer back: the process dies with the call
-            // in flight. Short enough for the ownership check (a third of the deadline) to pass.
-            h.fault("slow", 1_500).await;
+            // The cloud disarms, then holds its answer back until the fault is lifted (reads
+            // pass, so the ownership check does): the process dies with the call in flight.
+            h.fault("hold", 60_000).await;
             let mut f = Function::start(via.binary(), &via.env(&env)).await;
             f.enqueue(via.disarm(&t, kind.pin()));
             let sent = wait_for_op(&h, "disarm").await;
@@ -383,7 +383,7 @@ async fn scenario_against(point: Point, kind: Kind, via: Via, defects: Defects) 
             if point == Point::DuringSignalCall {
                 // The cloud queues the 121, then holds its answer back: the worker dies with
                 // the call in flight, and the one after it sends the same signal again.
-                h.fault("slow", 3_000).await;
+                h.fault("hold", 60_000).await;
                 let f = Function::start(env!("CARGO_BIN_EXE_redelivery"), &worker_env).await;
                 f.enqueue(schedule());
                 let sent = wait_for_op(&h, "signal").await;

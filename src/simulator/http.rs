@@ -95,6 +95,16 @@ async fn guard(State(sim): State<Arc<Simulator>>, req: Request, next: Next) -> R
             tokio::time::sleep(delay).await;
             resp
         }
+        FaultMode::Hold if req.method() == axum::http::Method::POST => {
+            let resp = next.run(req).await;
+            let since = std::time::Instant::now();
+            // Polled, not signalled: the fault is a plain value the control API overwrites.
+            while sim.fault().mode == FaultMode::Hold && since.elapsed() < delay {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            resp
+        }
+        FaultMode::Hold => with_defects(defects, req, next).await,
         FaultMode::NotFound => {
             (StatusCode::NOT_FOUND, Json(json!({"message": "Not Found"}))).into_response()
         }

@@ -109,6 +109,10 @@ pub enum FaultMode {
     Timeout,
     /// Process, then wait `delay_ms` before replying.
     Slow,
+    /// Process a request that changes something (POST: arm, disarm, signals), then hold its
+    /// reply until the fault is changed, `delay_ms` at most; reads pass. A test can kill a
+    /// process while its call is in flight without racing a timer.
+    Hold,
     /// Stop listening: connections are refused.
     Down,
     /// Reply 404 without processing, without the contract's `panel_not_found` body: what a
