@@ -93,6 +93,7 @@ conformance!(
     a_pass_takes_at_most_its_share_of_one_household,
     a_record_whose_panel_left_goes_to_its_own_lane_and_count,
     confirmed_panels_are_read_with_the_household_and_forgotten,
+    a_stale_read_settles_nothing,
 );
 
 // ---- fixtures ----
@@ -1668,4 +1669,76 @@ async fn confirmed_panels_are_read_with_the_household_and_forgotten(store: &dyn 
         .into_keys()
         .collect();
     assert_eq!(seen, ["cabin"]);
+}
+
+/// The worker settles a record as it read it from the index (no second read): if the record
+/// was settled, counted or moved to another lane since, settling the stale copy is a conflict
+/// and changes nothing, on every store (the embedded one used to settle it anyway).
+async fn a_stale_read_settles_nothing(store: &dyn Store) {
+    let later = t0() + Duration::minutes(1);
+    let attempt = |r: Option<OutboxRecord>| {
+        let r = r.unwrap();
+        (r.status, r.lane, r.counted, r.attempts, r.next_attempt_at)
+    };
+    insert_outbox(store, &record("req-a", "hh", t0())).await;
+    insert_outbox(store, &record("req-b", "hh", t0())).await;
+    let stale = due(store, t0(), 10).await;
+    assert_eq!(stale.len(), 2);
+    // req-a failed once elsewhere (now counted), req-b's panel left the account (gone lane).
+    store
+        .settle_outbox("req-a", &retry_at(1, t0()), None)
+        .await
+        .unwrap();
+    let gone = Settlement::Gone {
+        attempts: 1,
+        next_attempt_at: later,
+    };
+    store.settle_outbox("req-b", &gone, None).await.unwrap();
+    let before = (
+        attempt(store.outbox_record("req-a").await.unwrap()),
+        attempt(store.outbox_record("req-b").await.unwrap()),
+    );
+    assert_eq!(before.0, (OutboxStatus::Pending, Lane::Due, true, 1, t0()));
+    assert_eq!(
+        before.1,
+        (OutboxStatus::Pending, Lane::Gone, false, 1, later)
+    );
+    for rec in &stale {
+        for settlement in [Settlement::Delivered, retry_at(2, later)] {
+            assert!(
+                matches!(
+                    store.settle_outbox_read(rec, &settlement).await,
+                    Err(StoreError::Conflict)
+                ),
+                "{} settled from a stale read: {settlement:?}",
+                rec.request_id
+            );
+        }
+    }
+    let after = (
+        attempt(store.outbox_record("req-a").await.unwrap()),
+        attempt(store.outbox_record("req-b").await.unwrap()),
+    );
+    assert_eq!(after, before);
+    assert_eq!(
+        counts(store).await,
+        OutboxCounts {
+            due: 1,
+            waiting: 0,
+            gone: 1,
+            capped: false
+        }
+    );
+    // Read again, the same settlement goes through: the quota slot is freed with it.
+    let fresh = due(store, t0(), 10).await;
+    assert_eq!(fresh.len(), 1);
+    store
+        .settle_outbox_read(&fresh[0], &Settlement::Delivered)
+        .await
+        .unwrap();
+    assert_eq!(
+        attempt(store.outbox_record("req-a").await.unwrap()).0,
+        OutboxStatus::Delivered
+    );
+    assert_eq!(counts(store).await.due, 0);
 }

@@ -95,6 +95,78 @@ impl MemoryStore {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Settles a pending record. With `as_read`, only if it is still as the worker read it
+    /// (pending, same lane, same counted flag), as DynamoDB's conditional update: a stale copy
+    /// settles nothing. One lock for the check and the change.
+    fn settle(
+        &self,
+        request_id: &str,
+        settlement: &Settlement,
+        audit: Option<(&str, &AuditEntry)>,
+        as_read: Option<&OutboxRecord>,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let quota = self.policy.household_quota;
+        let Some(rec) = inner.outbox.get(request_id) else {
+            return Err(StoreError::Conflict);
+        };
+        if rec.status != OutboxStatus::Pending {
+            return Err(StoreError::Conflict);
+        }
+        if as_read.is_some_and(|read| {
+            read.status != OutboxStatus::Pending
+                || read.lane != rec.lane
+                || read.counted != rec.counted
+        }) {
+            return Err(StoreError::Conflict);
+        }
+        let household = rec.household.clone();
+        let (was_counted, lane) = (rec.counted, rec.lane);
+        let first_failure = lane == Lane::Due && !was_counted;
+        let room = inner.counted(&household) < quota;
+        let Some(rec) = inner.outbox.get_mut(request_id) else {
+            return Err(StoreError::Conflict);
+        };
+        let mut freed = false;
+        match settlement {
+            Settlement::Delivered => {
+                rec.status = OutboxStatus::Delivered;
+                freed = was_counted;
+            }
+            Settlement::Retry {
+                attempts,
+                next_attempt_at,
+            } => {
+                rec.attempts = *attempts;
+                rec.next_attempt_at = *next_attempt_at;
+                if first_failure {
+                    if room {
+                        rec.counted = true;
+                    } else {
+                        rec.lane = Lane::Waiting;
+                    }
+                }
+            }
+            Settlement::Gone {
+                attempts,
+                next_attempt_at,
+            } => {
+                rec.attempts = *attempts;
+                rec.next_attempt_at = *next_attempt_at;
+                rec.lane = Lane::Gone;
+                rec.counted = false;
+                freed = was_counted;
+            }
+        }
+        if freed {
+            inner.promote(&household, quota);
+        }
+        if let Some((household, entry)) = audit {
+            push_audit(&mut inner, household, std::slice::from_ref(entry));
+        }
+        Ok(())
+    }
+
     /// Everything stored, as JSON: what an attacker with a full dump would hold.
     pub fn dump(&self) -> serde_json::Value {
         let inner = self.lock();
@@ -180,59 +252,15 @@ impl Store for MemoryStore {
         settlement: &Settlement,
         audit: Option<(&str, &AuditEntry)>,
     ) -> Result<(), StoreError> {
-        let mut inner = self.lock();
-        let quota = self.policy.household_quota;
-        let Some(rec) = inner.outbox.get(request_id) else {
-            return Err(StoreError::Conflict);
-        };
-        if rec.status != OutboxStatus::Pending {
-            return Err(StoreError::Conflict);
-        }
-        let household = rec.household.clone();
-        let (was_counted, lane) = (rec.counted, rec.lane);
-        let first_failure = lane == Lane::Due && !was_counted;
-        let room = inner.counted(&household) < quota;
-        let Some(rec) = inner.outbox.get_mut(request_id) else {
-            return Err(StoreError::Conflict);
-        };
-        let mut freed = false;
-        match settlement {
-            Settlement::Delivered => {
-                rec.status = OutboxStatus::Delivered;
-                freed = was_counted;
-            }
-            Settlement::Retry {
-                attempts,
-                next_attempt_at,
-            } => {
-                rec.attempts = *attempts;
-                rec.next_attempt_at = *next_attempt_at;
-                if first_failure {
-                    if room {
-                        rec.counted = true;
-                    } else {
-                        rec.lane = Lane::Waiting;
-                    }
-                }
-            }
-            Settlement::Gone {
-                attempts,
-                next_attempt_at,
-            } => {
-                rec.attempts = *attempts;
-                rec.next_attempt_at = *next_attempt_at;
-                rec.lane = Lane::Gone;
-                rec.counted = false;
-                freed = was_counted;
-            }
-        }
-        if freed {
-            inner.promote(&household, quota);
-        }
-        if let Some((household, entry)) = audit {
-            push_audit(&mut inner, household, std::slice::from_ref(entry));
-        }
-        Ok(())
+        self.settle(request_id, settlement, audit, None)
+    }
+
+    async fn settle_outbox_read(
+        &self,
+        record: &OutboxRecord,
+        settlement: &Settlement,
+    ) -> Result<(), StoreError> {
+        self.settle(&record.request_id, settlement, None, Some(record))
     }
 
     async fn put_outbox(
