@@ -369,7 +369,27 @@ async fn capacity_per_directive_and_per_re_delivered_record_is_pinned() {
     let mut rows: Vec<(&str, Consumed)> = vec![];
     // What a directive's state change sets off (the panel webhook: ChangeReport, Report
     // State) is the http-api function's work: it is let finish and measured apart, below.
-    let settle = || tokio::time::sleep(std::time::Duration::from_millis(600));
+    // That work lands within milliseconds on an idle machine; a loaded one can stall it far
+    // longer, and a call landing in the next row would break its pin. So: at least 600 ms,
+    // then until no call has been answered for 300 ms (10 s at most).
+    let quiet_meter = meter.clone();
+    let settle = move || {
+        let meter = quiet_meter.clone();
+        async move {
+            let poll = std::time::Duration::from_millis(50);
+            tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+            let (mut last, mut quiet) = (meter.calls(), 0);
+            for _ in 0..200 {
+                tokio::time::sleep(poll).await;
+                let now = meter.calls();
+                quiet = if now == last { quiet + 1 } else { 0 };
+                if quiet == 6 {
+                    break;
+                }
+                last = now;
+            }
+        }
+    };
     let row = |name: &'static str, rows: &mut Vec<(&str, Consumed)>| {
         rows.push((name, meter.take()));
     };

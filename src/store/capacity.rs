@@ -72,6 +72,12 @@ impl CapacityMeter {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
+    /// Calls answered since the last `take`, without starting again: for waiting until the
+    /// calls a request set off in the background have stopped.
+    pub fn calls(&self) -> u32 {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).calls
+    }
+
     fn record(&self, f: impl FnOnce(&mut Consumed)) {
         f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()));
     }
