@@ -7,8 +7,8 @@
 //! `local`, hence in `cargo test` builds). Without it [`crash_point!`] expands to nothing: the
 //! Lambda zips, built `--no-default-features`, hold neither the points nor their names, which
 //! `scripts/release-zips` checks. With it, a binary reads the `FAILPOINTS` variable at start
-//! ([`setup`]), e.g. `FAILPOINTS=crashpoint:disarm-panel-answered=return`: `return` aborts the
-//! process on the spot (no destructor, no flush, no reply: like SIGKILL), and the fail crate's
+//! ([`setup`]), e.g. `FAILPOINTS=crashpoint:disarm-panel-answered=return`: `return` kills the
+//! process on the spot with SIGKILL (no destructor, no flush, no reply), and the fail crate's
 //! other actions (`sleep(ms)`, `pause`) hold it there for the test to kill.
 
 /// The spoken code is checked, nothing is written yet: a death here must leave no trace and
@@ -46,11 +46,18 @@ pub fn setup() {
     }
 }
 
-/// Where the `return` action of a point leads: the process dies at once, as under SIGKILL.
+/// Where the `return` action of a point leads: the process sends itself SIGKILL, the signal a
+/// lost sandbox or an operator's kill delivers, which nothing in the process can catch or
+/// delay.
 #[cfg(feature = "failpoints")]
 pub fn hit(name: &'static str) {
     fail::eval(name, |_| {
-        eprintln!("{name}: aborting");
+        eprintln!("{name}: SIGKILL");
+        // SAFETY: getpid and kill take no pointers and touch no memory of this process.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+        // SIGKILL to oneself is delivered before kill returns; should it ever not be, die anyway.
         std::process::abort()
     });
 }

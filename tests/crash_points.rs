@@ -10,7 +10,7 @@
 //! same. A death before the decision is written leaves nothing at all: no record, no disarm.
 //!
 //! A crash is the process dying on the spot: a `fail` crate point (src/crash.rs, compiled only
-//! with the `failpoints` feature) that aborts the process; during the panel call or the worker's
+//! with the `failpoints` feature) where the process sends itself SIGKILL; during the panel call or the worker's
 //! signal call, a SIGKILL from the test while the panel cloud (in hold mode) holds the answer
 //! back; or a function timeout: the process stalls at a point (the point's `sleep` action) and
 //! the fake Lambda runtime kills it at the invocation's deadline and reports the timeout, as
@@ -145,7 +145,7 @@ impl Point {
         }
     }
 
-    /// The failpoint action: abort on the spot, or stall far past the function's timeout.
+    /// The failpoint action: SIGKILL on the spot, or stall far past the function's timeout.
     fn action(self) -> &'static str {
         if self.timeout() {
             "sleep(120000)"
@@ -278,10 +278,10 @@ async fn dies_at(f: Function, point: &str) {
     let (status, out) = f.exit().await;
     assert_eq!(
         status.signal(),
-        Some(libc::SIGABRT),
+        Some(libc::SIGKILL),
         "killed at {point}: {status:?}\n{out}"
     );
-    assert!(out.contains(&format!("{point}: aborting")), "{out}");
+    assert!(out.contains(&format!("{point}: SIGKILL")), "{out}");
 }
 
 async fn arm_state(h: &Harness) -> String {
