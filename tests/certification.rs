@@ -415,7 +415,10 @@ async fn a_wrong_pin_is_unauthorized() {
             "Alexa.SecurityPanelController"
         );
         assert_eq!(error_type(&r), Some("UNAUTHORIZED"), "{pin}");
-        assert!(!r.to_string().contains(pin), "the PIN is never echoed");
+        assert!(
+            !support::holds_pin(&r.to_string(), pin),
+            "the PIN is never echoed"
+        );
         // Reset the throttle so every guess is evaluated.
         let admin = h.admin_token("demo").await;
         h.api("POST", "/v1/household/lockout/reset", Some(&admin), None)
@@ -524,7 +527,7 @@ async fn malformed_and_unknown_directives_get_invalid_directive() {
     pin_typed["directive"]["payload"]["authorization"]["value"] = json!(4729);
     let r = h.invoke(&pin_typed).await;
     assert_eq!(error_type(&r), Some("INVALID_DIRECTIVE"));
-    assert!(!r.to_string().contains("4729"));
+    assert!(!support::holds_pin(&r.to_string(), "4729"));
 
     let zone_arm = h.invoke(&arm(&t, "home:front-door", "ARMED_AWAY")).await;
     assert_eq!(error_type(&zone_arm), Some("INVALID_DIRECTIVE"));

@@ -100,3 +100,37 @@ pub fn record_dc09_frames(name: &str, sent: &[Value], key: Option<&str>) {
         &Value::Array(frames),
     );
 }
+
+/// Replaces every 8-4-4-4-12 hex UUID with a placeholder.
+pub fn blank_uuids(text: &str) -> String {
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    'outer: while i < b.len() {
+        if i + 36 <= b.len() {
+            let cand = &b[i..i + 36];
+            let shape_ok = cand.iter().enumerate().all(|(j, c)| match j {
+                8 | 13 | 18 | 23 => *c == b'-',
+                _ => c.is_ascii_hexdigit(),
+            });
+            if shape_ok {
+                out.push_str("<uuid>");
+                i += 36;
+                continue 'outer;
+            }
+        }
+        out.push(b[i] as char);
+        i += 1;
+    }
+    out
+}
+
+/// Whether `pin` occurs in `text` as a token of its own (a run of letters and digits), UUIDs
+/// left out. A plain substring test is wrong both ways round: a millisecond timestamp, a
+/// duration or a request id holds any four digits now and then (a test then fails at random),
+/// while a PIN that leaks is always a token: `"pin":"4729"`, `pin=4729`, `4729 rejected`.
+pub fn holds_pin(text: &str, pin: &str) -> bool {
+    blank_uuids(text)
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|t| t == pin)
+}
