@@ -5,7 +5,8 @@
 //!   lines below it (JSON may elide fields and elements with `...`);
 //! - every command of a ```sh block is one CI runs (`.ci/run`), or this test fails until it is;
 //! - every link and image of README.md, ARCHITECTURE.md and docs/*.md leads to a file, and an
-//!   anchor to a heading of that file.
+//!   anchor to a heading of that file; every repository path README.md and docs/*.md name in
+//!   code exists.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -523,6 +524,68 @@ fn every_link_of_the_readme_architecture_and_docs_leads_somewhere() {
     );
 }
 
+/// The repository paths a page names in code spans (`src/...`, `tests/...`, ...), with their
+/// lines; paths with placeholders (`{panel}`, `*`, `...`) and `path::item` suffixes trimmed.
+fn named_paths(markdown: &str) -> Vec<(usize, String)> {
+    const ROOTS: [&str; 7] = [
+        "src/",
+        "tests/",
+        "scripts/",
+        "benches/",
+        "infra/",
+        "docs/",
+        "skill-manifest/",
+    ];
+    let mut out = Vec::new();
+    for (n, line) in markdown.lines().enumerate() {
+        for (i, span) in line.split('`').enumerate() {
+            if i % 2 == 0 || !ROOTS.iter().any(|r| span.starts_with(r)) || span.contains(' ') {
+                continue;
+            }
+            if span.contains(['{', '*', '<']) || span.contains("...") {
+                continue;
+            }
+            let path = span.split("::").next().unwrap_or(span);
+            let path = path.split('#').next().unwrap_or(path);
+            out.push((n + 1, path.trim_end_matches('/').to_string()));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_path_the_readme_and_docs_name_exists() {
+    // ARCHITECTURE.md joins this list once its code map and the tree agree (the layout and the
+    // one-binary tests land in the same wave).
+    let mut pages = vec![PathBuf::from("README.md")];
+    let docs = std::fs::read_dir(Path::new(ROOT).join("docs")).expect("docs/");
+    pages.extend(
+        docs.filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "md"))
+            .filter_map(|p| p.strip_prefix(ROOT).ok().map(Path::to_path_buf)),
+    );
+    let mut missing = Vec::new();
+    let mut checked = 0;
+    for page in &pages {
+        for (line, path) in named_paths(&read(&page.to_string_lossy())) {
+            checked += 1;
+            if !Path::new(ROOT).join(&path).exists() {
+                missing.push(format!("{}:{line}: `{path}`", page.display()));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "paths named in the docs that don't exist (moved? renamed?):\n{}",
+        missing.join("\n")
+    );
+    assert!(
+        checked > 50,
+        "only {checked} paths found: is the parser still right?"
+    );
+}
+
 #[test]
 fn the_checkers_own_rules() {
     assert_eq!(
@@ -554,6 +617,15 @@ fn the_checkers_own_rules() {
     assert_eq!(
         anchor(" Webhook: the cloud calls the skill on every state change"),
         "webhook-the-cloud-calls-the-skill-on-every-state-change"
+    );
+    assert_eq!(
+        named_paths("`src/a.rs` `tests/b.rs::f` `src/{x}/y` `docs/c.md#d` `not/this` `src/d/`"),
+        [
+            (1, "src/a.rs".to_string()),
+            (1, "tests/b.rs".to_string()),
+            (1, "docs/c.md".to_string()),
+            (1, "src/d".to_string())
+        ]
     );
     assert_eq!(
         links(r#"see [x](a.md#b) and `[not](this)` <img src="i.png">"#),
