@@ -187,6 +187,7 @@ async fn one_households_flood_delays_another_households_duress_by_at_most_one_pa
             due: 5,
             waiting: 36,
             gone: 0,
+            held: 0,
             capped: false
         }
     );

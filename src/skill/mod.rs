@@ -10,8 +10,11 @@ pub mod endpoints;
 mod report_state;
 mod skill_events;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+use chrono::{DateTime, Utc};
 
 use serde_json::Value;
 
@@ -63,7 +66,18 @@ pub struct Skill {
     /// Where a newer keyring comes from when a stored code names an unknown pepper (rotation on
     /// a warm function); `None` keeps `deps.keyring`.
     keyring_source: Option<Arc<crate::voice_codes::KeyringSource>>,
+    /// Panels this instance wrote a confirmation for lately (`{account}\u{1f}{panel}` → when):
+    /// a read the cloud answers renews the confirmation at most once per [`RENEW_EVERY`] here,
+    /// not on every ReportState. Bounded by [`RENEWED_MAX`].
+    renewed: Mutex<HashMap<String, DateTime<Utc>>>,
 }
+
+/// How often one instance renews a panel's confirmation from the reads the cloud answers.
+const RENEW_EVERY: chrono::Duration = chrono::Duration::hours(1);
+/// Entries of [`Skill::renewed`] at most; past it the memo starts over (a few extra writes).
+const RENEWED_MAX: usize = 4096;
+/// What a renewal write may take at most: never past the directive's deadline either.
+const RENEW_BUDGET: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// A handler's failure: the Alexa error type and the (unspoken, logged) message.
 type Fail = (ErrorType, String);
@@ -75,6 +89,7 @@ impl Skill {
             settings,
             metrics: None,
             keyring_source: None,
+            renewed: Mutex::default(),
         }
     }
 
@@ -118,6 +133,62 @@ impl Skill {
             Ok(Err(e)) => tracing::warn!(error = %e, "could not record the confirmed panels"),
             Err(_) => tracing::warn!("recording the confirmed panels took too long"),
         }
+    }
+
+    /// Reads a panel from the cloud. An answer proves the account holds the panel, so the
+    /// panel's confirmation is renewed ([`OWNERSHIP_TTL`]): a household that arms and asks its
+    /// state by voice keeps its duress PIN through an outage without discovering again. Arm,
+    /// ReportState and Google's QUERY read through here.
+    pub async fn read_panel(
+        &self,
+        account: &str,
+        panel_id: &str,
+        deadline: Deadline,
+    ) -> Result<Panel, PanelError> {
+        let read = self.deps.panels.panel(account, panel_id, deadline).await;
+        match &read {
+            Ok(_) => self.renew(account, panel_id, deadline).await,
+            Err(PanelError::NotFound) => self.forget_renewal(account, panel_id),
+            Err(_) => {}
+        }
+        read
+    }
+
+    /// Writes the panel's confirmation, unless this instance did within [`RENEW_EVERY`]. Best
+    /// effort, within [`RENEW_BUDGET`] and the deadline.
+    async fn renew(&self, account: &str, panel_id: &str, deadline: Deadline) {
+        let now = self.deps.clock.now();
+        let key = format!("{account}\u{1f}{panel_id}");
+        {
+            let mut memo = self.renewed.lock().unwrap_or_else(|p| p.into_inner());
+            if memo
+                .get(&key)
+                .is_some_and(|at| now - *at < RENEW_EVERY && *at <= now)
+            {
+                return;
+            }
+            if memo.len() >= RENEWED_MAX {
+                memo.clear();
+            }
+        }
+        let panels = [panel_id.to_string()];
+        let write = self.deps.store.confirm_panels(account, &panels, now);
+        let budget = RENEW_BUDGET.min(deadline.remaining());
+        match tokio::time::timeout(budget, write).await {
+            Ok(Ok(())) => {
+                let mut memo = self.renewed.lock().unwrap_or_else(|p| p.into_inner());
+                memo.insert(key, now);
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not renew the panel's confirmation"),
+            Err(_) => tracing::warn!("renewing the panel's confirmation took too long"),
+        }
+    }
+
+    /// The cloud said the panel is not the account's: the next answer renews it again at once.
+    fn forget_renewal(&self, account: &str, panel_id: &str) {
+        let key = format!("{account}\u{1f}{panel_id}");
+        let mut memo = self.renewed.lock().unwrap_or_else(|p| p.into_inner());
+        memo.remove(&key);
     }
 
     /// The metrics every assistant's handler writes its line to, if any.

@@ -202,6 +202,9 @@ fn change_reports(panel: &Panel, changed: &[Changed], cause: &'static str) -> Ve
     reports
 }
 
+/// What renewing a panel's confirmation may add to a webhook's handling at most.
+const CONFIRM_BUDGET: std::time::Duration = std::time::Duration::from_millis(500);
+
 fn reply(status: StatusCode, body: Value) -> (StatusCode, Value) {
     (status, body)
 }
@@ -280,6 +283,28 @@ impl WebhookService {
         }
     }
 
+    /// A signed event about a panel is the cloud's word that the account holds it: the panel's
+    /// confirmation is renewed (crate::skill::OWNERSHIP_TTL), so a household whose panel is used
+    /// only at the keypad or by schedule keeps its duress PIN through an outage. Best effort.
+    async fn confirm_panel(&self, event: &PanelEvent) {
+        let panel = match &event.kind {
+            EventKind::PanelChanged { panel, .. } | EventKind::ZoneAdded { panel, .. } => {
+                panel.id.clone()
+            }
+            EventKind::ZoneRemoved { panel_id, .. } => panel_id.clone(),
+            EventKind::UsersChanged { .. } => return,
+        };
+        let panels = [panel];
+        let write = self
+            .store
+            .confirm_panels(&event.account, &panels, self.clock.now());
+        match tokio::time::timeout(CONFIRM_BUDGET, write).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not renew the panel's confirmation"),
+            Err(_) => tracing::warn!("renewing the panel's confirmation took too long"),
+        }
+    }
+
     pub async fn handle(&self, headers: &HeaderMap, body: &[u8]) -> (StatusCode, Value) {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let now = self.clock.now();
@@ -351,9 +376,10 @@ impl WebhookService {
                 );
             }
         }
-        let (alexa, ()) = tokio::join!(
+        let (alexa, (), ()) = tokio::join!(
             self.send_all(&event, reports),
-            self.report_to_google(&event)
+            self.report_to_google(&event),
+            self.confirm_panel(&event)
         );
         match alexa {
             None => reply(StatusCode::OK, json!({ "status": "no_grant" })),
