@@ -563,8 +563,8 @@ async fn capacity_per_directive_and_per_re_delivered_record_is_pinned() {
     // them.
     let pinned: &[(&str, (u32, f64, f64))] = &[
         ("Alexa Discover", (1, 0.0, 1.0)),
-        ("Alexa ReportState", (0, 0.0, 0.0)),
-        ("Alexa Arm", (3, 1.0, 1.0)),
+        ("Alexa ReportState", (1, 0.0, 1.0)),
+        ("Alexa Arm", (4, 1.0, 2.0)),
         ("Alexa Disarm, voice PIN", (6, 2.0, 13.0)),
         ("Alexa Disarm, duress PIN", (6, 2.0, 13.0)),
         ("Alexa Disarm, wrong code", (2, 1.0, 2.0)),
@@ -577,10 +577,10 @@ async fn capacity_per_directive_and_per_re_delivered_record_is_pinned() {
         ),
         (
             "re-delivery pass, nothing pending (8 shards)",
-            (66, 0.0, 16.0),
+            (82, 0.0, 16.0),
         ),
         ("Alexa Disarm during a cloud failure", (4, 2.0, 14.0)),
-        ("re-delivery pass delivering 8 records", (82, 0.5, 64.0)),
+        ("re-delivery pass delivering 8 records", (98, 0.5, 64.0)),
     ];
     for (name, (calls, read, write)) in pinned {
         let c = get(name);

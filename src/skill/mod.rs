@@ -66,10 +66,65 @@ pub struct Skill {
     /// Where a newer keyring comes from when a stored code names an unknown pepper (rotation on
     /// a warm function); `None` keeps `deps.keyring`.
     keyring_source: Option<Arc<crate::voice_codes::KeyringSource>>,
-    /// Panels this instance wrote a confirmation for lately (`{account}\u{1f}{panel}` → when):
-    /// a read the cloud answers renews the confirmation at most once per [`RENEW_EVERY`] here,
-    /// not on every ReportState. Bounded by [`RENEWED_MAX`].
-    renewed: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// Panels this instance renewed the confirmation of lately: not on every ReportState.
+    renewed: Renewals,
+}
+
+/// Panels an instance wrote a confirmation for lately (`{account}\u{1f}{panel}` → when), so an
+/// answer of the cloud renews a panel's confirmation ([`OWNERSHIP_TTL`]) at most once per
+/// [`RENEW_EVERY`] per instance, whatever the traffic. Bounded by [`RENEWED_MAX`].
+#[derive(Default)]
+pub struct Renewals(Mutex<HashMap<String, DateTime<Utc>>>);
+
+impl Renewals {
+    fn key(account: &str, panel: &str) -> String {
+        format!("{account}\u{1f}{panel}")
+    }
+
+    fn memo(&self) -> std::sync::MutexGuard<'_, HashMap<String, DateTime<Utc>>> {
+        // A map of timestamps stays consistent whatever panicked while holding it.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes the panel's confirmation at `now`, unless this instance did within
+    /// [`RENEW_EVERY`]. Best effort, within [`RENEW_BUDGET`] and `deadline`.
+    pub async fn renew(
+        &self,
+        store: &dyn Store,
+        account: &str,
+        panel: &str,
+        now: DateTime<Utc>,
+        deadline: Deadline,
+    ) {
+        let key = Self::key(account, panel);
+        {
+            let mut memo = self.memo();
+            if memo
+                .get(&key)
+                .is_some_and(|at| *at <= now && now - *at < RENEW_EVERY)
+            {
+                return;
+            }
+            if memo.len() >= RENEWED_MAX {
+                memo.clear();
+            }
+        }
+        let panels = [panel.to_string()];
+        let write = store.confirm_panels(account, &panels, now);
+        let budget = RENEW_BUDGET.min(deadline.remaining());
+        match tokio::time::timeout(budget, write).await {
+            Ok(Ok(())) => {
+                self.memo().insert(key, now);
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not renew the panel's confirmation"),
+            Err(_) => tracing::warn!("renewing the panel's confirmation took too long"),
+        }
+    }
+
+    /// The cloud said the panel is not the account's: its next answer renews at once.
+    pub fn forget(&self, account: &str, panel: &str) {
+        self.memo().remove(&Self::key(account, panel));
+    }
 }
 
 /// How often one instance renews a panel's confirmation from the reads the cloud answers.
@@ -89,7 +144,7 @@ impl Skill {
             settings,
             metrics: None,
             keyring_source: None,
-            renewed: Mutex::default(),
+            renewed: Renewals::default(),
         }
     }
 
@@ -154,41 +209,16 @@ impl Skill {
         read
     }
 
-    /// Writes the panel's confirmation, unless this instance did within [`RENEW_EVERY`]. Best
-    /// effort, within [`RENEW_BUDGET`] and the deadline.
     async fn renew(&self, account: &str, panel_id: &str, deadline: Deadline) {
         let now = self.deps.clock.now();
-        let key = format!("{account}\u{1f}{panel_id}");
-        {
-            let mut memo = self.renewed.lock().unwrap_or_else(|p| p.into_inner());
-            if memo
-                .get(&key)
-                .is_some_and(|at| now - *at < RENEW_EVERY && *at <= now)
-            {
-                return;
-            }
-            if memo.len() >= RENEWED_MAX {
-                memo.clear();
-            }
-        }
-        let panels = [panel_id.to_string()];
-        let write = self.deps.store.confirm_panels(account, &panels, now);
-        let budget = RENEW_BUDGET.min(deadline.remaining());
-        match tokio::time::timeout(budget, write).await {
-            Ok(Ok(())) => {
-                let mut memo = self.renewed.lock().unwrap_or_else(|p| p.into_inner());
-                memo.insert(key, now);
-            }
-            Ok(Err(e)) => tracing::warn!(error = %e, "could not renew the panel's confirmation"),
-            Err(_) => tracing::warn!("renewing the panel's confirmation took too long"),
-        }
+        self.renewed
+            .renew(self.deps.store.as_ref(), account, panel_id, now, deadline)
+            .await;
     }
 
     /// The cloud said the panel is not the account's: the next answer renews it again at once.
     fn forget_renewal(&self, account: &str, panel_id: &str) {
-        let key = format!("{account}\u{1f}{panel_id}");
-        let mut memo = self.renewed.lock().unwrap_or_else(|p| p.into_inner());
-        memo.remove(&key);
+        self.renewed.forget(account, panel_id);
     }
 
     /// The metrics every assistant's handler writes its line to, if any.

@@ -51,6 +51,8 @@ pub struct WebhookService {
     pub manufacturer_name: String,
     /// Google's HomeGraph, when the Google integration is configured.
     pub homegraph: Option<Arc<HomeGraph>>,
+    /// Panels this instance renewed the confirmation of lately, from the events about them.
+    pub renewals: crate::skill::Renewals,
 }
 
 /// One message to send, before the token is known.
@@ -224,6 +226,7 @@ impl WebhookService {
             clock,
             manufacturer_name,
             homegraph: None,
+            renewals: crate::skill::Renewals::default(),
         }
     }
 
@@ -294,15 +297,17 @@ impl WebhookService {
             EventKind::ZoneRemoved { panel_id, .. } => panel_id.clone(),
             EventKind::UsersChanged { .. } => return,
         };
-        let panels = [panel];
-        let write = self
-            .store
-            .confirm_panels(&event.account, &panels, self.clock.now());
-        match tokio::time::timeout(CONFIRM_BUDGET, write).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "could not renew the panel's confirmation"),
-            Err(_) => tracing::warn!("renewing the panel's confirmation took too long"),
-        }
+        // Within the signature window: no deadline of its own beyond the renewal's budget.
+        let deadline = crate::deadline::Deadline::after(CONFIRM_BUDGET);
+        self.renewals
+            .renew(
+                self.store.as_ref(),
+                &event.account,
+                &panel,
+                self.clock.now(),
+                deadline,
+            )
+            .await;
     }
 
     pub async fn handle(&self, headers: &HeaderMap, body: &[u8]) -> (StatusCode, Value) {
