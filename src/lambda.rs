@@ -241,6 +241,7 @@ impl Production {
                 .ok_or(StartupError::NotLoaded("WEBHOOK_SECRET"))?,
             clock: self.clock.clone(),
             manufacturer_name: self.config.manufacturer_name.clone(),
+            renewals: Default::default(),
             homegraph: self.homegraph.clone(),
         })
     }

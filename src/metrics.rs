@@ -380,6 +380,20 @@ impl Store for MeteredStore {
         )
     }
 
+    async fn hold_attempt(
+        &self,
+        household: &str,
+        throttle: ThrottleWrite<'_>,
+        outbox: &OutboxRecord,
+        audit: &[AuditEntry],
+    ) -> Result<bool, StoreError> {
+        self.count(
+            self.inner
+                .hold_attempt(household, throttle, outbox, audit)
+                .await,
+        )
+    }
+
     async fn settle_outbox(
         &self,
         request_id: &str,

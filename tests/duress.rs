@@ -725,3 +725,159 @@ async fn a_burst_of_wrong_codes_and_duress_codes_raises_every_duress_and_opens_n
     assert_eq!(report.retrying, 0, "{report:?}");
     assert_eq!(count(&h.signals().await, "121/1/1"), 8, "each exactly once");
 }
+
+/// Issue 24, regression 1: a household that armed by voice and asked its state, but had not
+/// discovered or disarmed by voice for 8 days, said its duress PIN while the panel cloud was
+/// down, and got INTERNAL_ERROR, no outbox record, no 121 ever: the panel's confirmation had
+/// run out. Arm and ReportState are the cloud's word that the account holds the panel, so they
+/// renew it; the attempt is recorded as on any outage and the worker delivers it.
+#[tokio::test]
+async fn a_duress_said_in_an_outage_a_week_after_the_last_discovery_still_reaches_the_center() {
+    let (n, d) = pair().await;
+    let mut replies = vec![];
+    for (h, code) in [(&n, NORMAL), (&d, DURESS)] {
+        let t = h.token("demo").await;
+        h.advance(691_200).await;
+        h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
+        let state = h.invoke(&report_state(&t, "home")).await;
+        assert_eq!(state["event"]["header"]["name"], "StateReport", "{state}");
+        h.fault("down", 0).await;
+        replies.push(h.invoke(&disarm(&t, "home", Some(code))).await);
+        h.fault("none", 0).await;
+        h.stack.redeliver().await.unwrap();
+    }
+    assert_eq!(
+        error_type(&replies[0]),
+        Some("BRIDGE_UNREACHABLE"),
+        "{}",
+        replies[0]
+    );
+    assert_eq!(normalize(&replies[0]), normalize(&replies[1]));
+    assert_eq!(count(&n.signals().await, "121/"), 0);
+    let sig = d.signals().await;
+    assert_eq!(count(&sig, "121/"), 1, "{sig:?}");
+    assert!(sig.contains(&"121/1/1".to_string()), "{sig:?}");
+    assert_eq!(n.audit_log().await, d.audit_log().await);
+    for h in [&n, &d] {
+        let pending = alarm_skill::store::outbox_totals(h.stack.store.as_ref())
+            .await
+            .unwrap();
+        assert_eq!(pending, alarm_skill::store::OutboxCounts::default());
+    }
+}
+
+/// The panel cloud's calls for `panel` other than reads: what could carry an attempt.
+async fn sent_for(h: &Harness, panel: &str) -> Vec<String> {
+    h.requests_for(panel)
+        .await
+        .into_iter()
+        .filter(|op| op != "get" && op != "list")
+        .collect()
+}
+
+/// The directive's metrics line, without what differs between any two directives.
+fn last_metrics_line(h: &Harness) -> Value {
+    let lines = h
+        .stack
+        .metrics
+        .as_ref()
+        .expect("metrics on")
+        .lock()
+        .unwrap();
+    let mut v: Value = serde_json::from_str(lines.last().expect("a line")).unwrap();
+    v["_aws"]["Timestamp"] = Value::Null;
+    v["DirectiveDuration"] = Value::Null;
+    v
+}
+
+/// When nothing renewed the confirmation for a week (no discovery, no arm, no state asked) and
+/// the cloud can't be asked, the attempt is held instead of dropped: the same reply, writes,
+/// audit, counters and metrics for both codes, nothing sent to the cloud; once the cloud
+/// answers, the worker confirms the panel and signals, and the duress raises its one 121.
+#[tokio::test]
+async fn a_duress_held_for_a_stale_confirmation_looks_like_a_normal_code_and_is_delivered_once() {
+    let opts = || alarm_skill::local::Options {
+        config: alarm_skill::local::demo::DemoConfig::demo(),
+        metrics: true,
+        ..test_options()
+    };
+    let (n, d) = tokio::join!(Harness::start_with(opts()), Harness::start_with(opts()));
+    let mut replies = vec![];
+    let mut metrics = vec![];
+    for (h, code) in [(&n, NORMAL), (&d, DURESS)] {
+        let t = h.token("demo").await;
+        h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
+        h.advance(60).await;
+        // The last word of the cloud about the panel is 8 days old (the webhooks about the
+        // exit delay renewed it just now: set it back).
+        h.fault("down", 0).await;
+        let now = alarm_skill::clock::Clock::now(h.stack.clock.as_ref());
+        let panels = ["home".to_string()];
+        let week_ago = now - chrono::Duration::seconds(691_200);
+        h.stack
+            .store
+            .confirm_panels("demo", &panels, week_ago)
+            .await
+            .unwrap();
+        replies.push(h.invoke(&disarm(&t, "home", Some(code))).await);
+        metrics.push(last_metrics_line(h));
+    }
+    // 1. The reply: the outage's, not a credential error, the same for both.
+    assert_eq!(
+        error_type(&replies[0]),
+        Some("BRIDGE_UNREACHABLE"),
+        "{}",
+        replies[0]
+    );
+    assert_eq!(normalize(&replies[0]), normalize(&replies[1]));
+    assert_eq!(metrics[0], metrics[1]);
+    assert_eq!(metrics[0]["Outcome"], "BRIDGE_UNREACHABLE");
+    // 2. The writes: one held record each, of the same shape and size; the same audit and
+    // counters.
+    let (dn, dd) = (store_dump(&n).await, store_dump(&d).await);
+    let (on, od) = (outbox_records(&dn), outbox_records(&dd));
+    assert_eq!((on.len(), od.len()), (1, 1));
+    let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&on[0]), keys(&od[0]));
+    for field in ["lane", "status", "attempts", "counted"] {
+        assert_eq!(on[0][field], od[0][field], "{field}");
+    }
+    assert_eq!(on[0]["lane"], "held");
+    assert_eq!(
+        on[0]["seal"].as_str().unwrap().len(),
+        od[0]["seal"].as_str().unwrap().len()
+    );
+    assert_eq!(on[0].to_string().len(), od[0].to_string().len());
+    assert_eq!(n.audit_log().await, d.audit_log().await);
+    assert_eq!(lockout(&n).await, lockout(&d).await);
+    // Nothing went to the cloud for a panel it has not confirmed lately.
+    assert!(sent_for(&n, "home").await.iter().all(|op| op == "arm"));
+    assert!(sent_for(&d, "home").await.iter().all(|op| op == "arm"));
+
+    // 3. The cloud answers again: the worker confirms the panel, then signals.
+    for h in [&n, &d] {
+        h.fault("none", 0).await;
+        h.advance(60).await;
+        h.stack.redeliver().await.unwrap();
+        h.stack.redeliver().await.unwrap();
+    }
+    assert_eq!(count(&n.signals().await, "121/"), 0);
+    let sig = d.signals().await;
+    assert_eq!(count(&sig, "121/"), 1, "{sig:?}");
+    assert!(sig.contains(&"121/1/1".to_string()), "{sig:?}");
+    assert_eq!(sent_for(&n, "home").await, sent_for(&d, "home").await);
+    assert_eq!(sent_for(&d, "home").await, ["arm", "signal"]);
+    // A held right code is never replayed as a disarm: both panels stay armed.
+    assert_eq!(n.panel("home").await["arm_state"], "armed_away");
+    assert_eq!(d.panel("home").await["arm_state"], "armed_away");
+    assert_eq!(n.audit_log().await, d.audit_log().await);
+    for h in [&n, &d] {
+        let pending = alarm_skill::store::outbox_totals(h.stack.store.as_ref())
+            .await
+            .unwrap();
+        assert_eq!(pending, alarm_skill::store::OutboxCounts::default());
+        let seen = h.stack.store.household("demo").await.unwrap().panels_seen;
+        let now = alarm_skill::clock::Clock::now(h.stack.clock.as_ref());
+        assert!(seen.get("home").is_some_and(|at| *at == now), "{seen:?}");
+    }
+}

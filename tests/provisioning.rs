@@ -308,6 +308,16 @@ async fn bulk_import_takes_the_members_of_every_listed_account() {
         .map(|m| m.name.clone())
         .collect();
     assert_eq!(names, vec!["Nia"]);
+    // The cloud listed each account's panels: they are confirmed as the account's, so a
+    // duress spoken in an outage before any discovery is recorded (issue 24).
+    for (account, panel) in [("acct-1042", "home"), ("acct-2001", "cabin")] {
+        let seen = store.household(account).await.unwrap().panels_seen;
+        assert_eq!(
+            seen.keys().collect::<Vec<_>>(),
+            vec![panel],
+            "{account}: {seen:?}"
+        );
+    }
 
     // A panel cloud that can't be reached: every account reported, exit status 1.
     let out = run("http://127.0.0.1:9".to_string()).await;

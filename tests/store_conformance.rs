@@ -7,8 +7,8 @@
 
 use alarm_skill::store::dynamodb::{DynamoStore, create_table, local_client};
 use alarm_skill::store::{
-    AuditEntry, HouseholdSnapshot, Lane, OutboxCounts, OutboxPolicy, OutboxRecord, OutboxStatus,
-    Settlement, Store, StoreError, StoredGrant, ThrottleWrite,
+    AuditEntry, HELD_PER_HOUSEHOLD, HouseholdSnapshot, Lane, OutboxCounts, OutboxPolicy,
+    OutboxRecord, OutboxStatus, Settlement, Store, StoreError, StoredGrant, ThrottleWrite,
 };
 use alarm_skill::voice_codes::{
     CodeHash, HouseholdSettings, Member, PinlessPolicy, Profile, Throttle,
@@ -94,6 +94,8 @@ conformance!(
     a_record_whose_panel_left_goes_to_its_own_lane_and_count,
     confirmed_panels_are_read_with_the_household_and_forgotten,
     a_stale_read_settles_nothing,
+    held_attempts_are_capped_per_household_and_leave_the_lane_when_settled,
+    racing_held_attempts_never_pass_the_cap,
 );
 
 // ---- fixtures ----
@@ -1494,6 +1496,7 @@ async fn first_failures_count_up_to_the_quota_then_wait_and_move_up_oldest_first
             due: 3,
             waiting: 2,
             gone: 0,
+            held: 0,
             capped: false
         }
     );
@@ -1605,6 +1608,7 @@ async fn a_record_whose_panel_left_goes_to_its_own_lane_and_count(store: &dyn St
             due: 2,
             waiting: 0,
             gone: 1,
+            held: 0,
             capped: false
         }
     );
@@ -1726,6 +1730,7 @@ async fn a_stale_read_settles_nothing(store: &dyn Store) {
             due: 1,
             waiting: 0,
             gone: 1,
+            held: 0,
             capped: false
         }
     );
@@ -1741,4 +1746,171 @@ async fn a_stale_read_settles_nothing(store: &dyn Store) {
         OutboxStatus::Delivered
     );
     assert_eq!(counts(store).await.due, 0);
+}
+
+/// Holds `id` for `household` with the throttle as stored (a right code: nothing to change).
+async fn hold(store: &dyn Store, id: &str, household: &str, message: &str) -> bool {
+    let version = store.household(household).await.unwrap().throttle.version;
+    store
+        .hold_attempt(
+            household,
+            ThrottleWrite::Check(version),
+            &record(id, household, t0()),
+            &[entry(t0(), message)],
+        )
+        .await
+        .unwrap()
+}
+
+async fn held(store: &dyn Store, household: &str, now: DateTime<Utc>) -> Vec<String> {
+    let shard = store.outbox_policy().shard_of(household);
+    let mut ids: Vec<String> = store
+        .outbox_due(Lane::Held, shard, now, 1000, 1000)
+        .await
+        .unwrap()
+        .records
+        .into_iter()
+        .filter(|r| r.household == household)
+        .map(|r| r.request_id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+async fn held_attempts_are_capped_per_household_and_leave_the_lane_when_settled(store: &dyn Store) {
+    let cap = usize::try_from(HELD_PER_HOUSEHOLD).unwrap();
+    for i in 0..cap {
+        assert!(
+            hold(store, &format!("req-{i:02}"), "hh", "held").await,
+            "{i}"
+        );
+    }
+    // Held, whatever lane the record named: pending, uncounted, never in the due queue.
+    let r = store.outbox_record("req-00").await.unwrap().unwrap();
+    assert_eq!(
+        (r.status, r.lane, r.counted),
+        (OutboxStatus::Pending, Lane::Held, false)
+    );
+    assert!(due_ids(store, t0(), 100).await.is_empty());
+    assert_eq!(held(store, "hh", t0()).await.len(), cap);
+    // Past the cap: the decision (throttle, audit) is written, the record is not.
+    let snapshot = store.household("hh").await.unwrap();
+    let next = Throttle {
+        version: snapshot.throttle.version,
+        consecutive_failures: 1,
+        locked_until: None,
+        hard_locked: false,
+    };
+    let kept = store
+        .hold_attempt(
+            "hh",
+            ThrottleWrite::Set(&next),
+            &record("req-over", "hh", t0()),
+            &[entry(t0(), "over the cap")],
+        )
+        .await
+        .unwrap();
+    assert!(!kept);
+    assert!(store.outbox_record("req-over").await.unwrap().is_none());
+    let after = store.household("hh").await.unwrap().throttle;
+    assert_eq!(
+        (after.version, after.consecutive_failures),
+        (snapshot.throttle.version + 1, 1)
+    );
+    assert_eq!(messages(store, "hh").await[0], "over the cap");
+    // Another household's places are its own.
+    assert!(hold(store, "req-other", "other", "held").await);
+    assert_eq!(counts(store).await.held, cap + 1);
+
+    // Retried: still held, due later.
+    let later = t0() + Duration::minutes(5);
+    store
+        .settle_outbox("req-00", &retry_at(1, later), None)
+        .await
+        .unwrap();
+    let r = store.outbox_record("req-00").await.unwrap().unwrap();
+    assert_eq!((r.lane, r.attempts), (Lane::Held, 1));
+    assert!(
+        !held(store, "hh", t0())
+            .await
+            .contains(&"req-00".to_string())
+    );
+    assert!(
+        held(store, "hh", later)
+            .await
+            .contains(&"req-00".to_string())
+    );
+    // Dropped (the panel is not the account's), with its audit line: out of every count and
+    // index, and its place is free again.
+    let dropped = entry(later, "not sent");
+    store
+        .settle_outbox("req-01", &Settlement::Dropped, Some(("hh", &dropped)))
+        .await
+        .unwrap();
+    let r = store.outbox_record("req-01").await.unwrap().unwrap();
+    assert_eq!(r.status, OutboxStatus::Dropped);
+    assert_eq!(messages(store, "hh").await[0], "not sent");
+    assert!(
+        !held(store, "hh", later)
+            .await
+            .contains(&"req-01".to_string())
+    );
+    assert!(hold(store, "req-new", "hh", "held").await);
+    assert!(!hold(store, "req-new2", "hh", "held").await);
+    // Delivered (the cloud confirmed the panel): a place is freed too.
+    store
+        .settle_outbox("req-02", &Settlement::Delivered, None)
+        .await
+        .unwrap();
+    assert!(hold(store, "req-new3", "hh", "held").await);
+    assert_eq!(counts(store).await.held, cap + 1);
+    // Only a held record can be dropped.
+    insert_outbox(store, &record("req-due", "hh", t0())).await;
+    assert_eq!(
+        store
+            .settle_outbox("req-due", &Settlement::Dropped, None)
+            .await,
+        Err(StoreError::Conflict)
+    );
+    assert_eq!(
+        store
+            .outbox_record("req-due")
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        OutboxStatus::Pending
+    );
+}
+
+async fn racing_held_attempts_never_pass_the_cap(store: &dyn Store) {
+    let cap = usize::try_from(HELD_PER_HOUSEHOLD).unwrap();
+    let mut kept = 0;
+    // Waves of racing attempts: a lost race is a Conflict (the directive re-reads and tries
+    // again), never a place past the cap.
+    for wave in 0..4 {
+        let attempts: Vec<_> = (0..cap / 2)
+            .map(|i| async move {
+                let id = format!("req-{wave}-{i:02}");
+                store
+                    .hold_attempt("hh", ThrottleWrite::Check(0), &record(&id, "hh", t0()), &[])
+                    .await
+            })
+            .collect();
+        for r in futures_util::future::join_all(attempts).await {
+            match r {
+                Ok(true) => kept += 1,
+                Ok(false) | Err(StoreError::Conflict) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+    assert!(kept > 0 && kept <= cap, "{kept}");
+    assert_eq!(counts(store).await.held, kept);
+    assert_eq!(held(store, "hh", t0()).await.len(), kept);
+    // Sequentially, the rest of the places fill and no more.
+    for i in 0..2 * cap {
+        hold(store, &format!("req-seq-{i:02}"), "hh", "held").await;
+    }
+    assert_eq!(counts(store).await.held, cap);
 }

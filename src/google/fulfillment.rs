@@ -260,12 +260,7 @@ impl Fulfillment {
                 continue;
             }
             if !panels.contains_key(&panel_id) {
-                let read = self
-                    .skill
-                    .deps()
-                    .panels
-                    .panel(account, &panel_id, deadline)
-                    .await;
+                let read = self.skill.read_panel(account, &panel_id, deadline).await;
                 panels.insert(panel_id.clone(), read);
             }
             let entry = match panels.get(&panel_id) {

@@ -341,7 +341,7 @@ pub async fn run(opts: &DrillOptions) -> Result<DrillReport, LocalError> {
         ..DrillReport::default()
     };
     let pending = outbox_totals(stack.store.as_ref()).await?;
-    report.pending_at_recovery = pending.due + pending.waiting + pending.gone;
+    report.pending_at_recovery = pending.due + pending.waiting + pending.gone + pending.held;
     report.hostile_pending_at_recovery = report.pending_at_recovery.saturating_sub(opts.households);
 
     // Recovery: the worker runs pass after pass, a minute apart on the simulated clock.
@@ -390,7 +390,7 @@ pub async fn run(opts: &DrillOptions) -> Result<DrillReport, LocalError> {
     report.lost = names.iter().filter(|n| !done.contains_key(*n)).count();
     report.duplicated = done.values().filter(|n| **n > 1).count();
     let left = outbox_totals(stack.store.as_ref()).await?;
-    report.pending_at_end = left.due + left.waiting + left.gone;
+    report.pending_at_end = left.due + left.waiting + left.gone + left.held;
     let secs = delivered_time.as_secs_f64();
     if secs > 0.0 {
         report.records_per_s_per_shard =

@@ -452,6 +452,7 @@ impl LocalStack {
             secret: webhook_secret.clone(),
             clock: dyn_clock.clone(),
             manufacturer_name: opts.manufacturer_name.clone(),
+            renewals: Default::default(),
             homegraph: Some(homegraph),
         });
 

@@ -253,7 +253,36 @@ pub async fn sync_from_cloud(
 ) -> Result<SyncOutcome, SyncError> {
     let as_of = clock.now();
     let users = panels.users(account, deadline).await?;
-    Ok(apply_users(store, clock, account, &users, as_of, false).await?)
+    let outcome = apply_users(store, clock, account, &users, as_of, false).await?;
+    confirm_listed(store, panels, clock, account, deadline).await;
+    Ok(outcome)
+}
+
+/// The account's panels as the cloud lists them now, confirmed in the store: a household set
+/// up (or imported) and then used only by schedule or keypad must not have its first spoken
+/// duress held for want of a discovery (crate::skill::OWNERSHIP_TTL). Best effort: the sync
+/// stands without it.
+async fn confirm_listed(
+    store: &dyn Store,
+    panels: &dyn PanelCloud,
+    clock: &dyn Clock,
+    account: &str,
+    deadline: Deadline,
+) {
+    let listed = match panels.panels(account, deadline).await {
+        Ok(listed) => listed,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not list the account's panels to confirm them");
+            return;
+        }
+    };
+    let ids: Vec<String> = listed.into_iter().map(|p| p.id).collect();
+    if ids.is_empty() {
+        return;
+    }
+    if let Err(e) = store.confirm_panels(account, &ids, clock.now()).await {
+        tracing::warn!(error = %e, "could not record the confirmed panels");
+    }
 }
 
 /// The ports a sync needs, bundled for the management API and the import command.

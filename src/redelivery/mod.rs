@@ -29,6 +29,12 @@
 //! time-boxed by the source) before the record counts as unreadable, so a warm worker never
 //! holds back a duress sealed under a pepper added after it started.
 //!
+//! **Held attempts.** An attempt spoken while the panel's confirmation had run out and the cloud
+//! could not be asked waits in its household's held lane ([`Lane::Held`]). Before anything is
+//! sent for it the worker asks the cloud whether the panel is the account's: yes renews the
+//! confirmation and signals it like any other record; "not in this account" drops it unsent,
+//! with a neutral audit line; anything else leaves it held, backing off.
+//!
 //! [`run_once`] is the whole worker. The local stack calls it in a loop; on AWS a schedule
 //! invokes the `redelivery` Lambda, which calls it once.
 
@@ -42,7 +48,7 @@ use futures_util::StreamExt;
 use crate::clock::Clock;
 use crate::deadline::Deadline;
 use crate::panel::{AttemptKind, PanelCloud, PanelError, SignalRequest, Source};
-use crate::store::{Lane, OutboxRecord, Settlement, Store, StoreError};
+use crate::store::{AuditEntry, Lane, OutboxRecord, Settlement, Store, StoreError};
 use crate::voice_codes::{Keyring, KeyringSource};
 
 /// Each signal attempt gets this long.
@@ -57,6 +63,9 @@ const BACKOFF_CAP_S: i64 = 300;
 const GONE_RETRY: Duration = Duration::hours(1);
 /// Records of the gone lane one shard's pass takes at most.
 const GONE_BATCH: usize = 5;
+/// Records of the held lane one shard's pass takes at most, and of one household.
+const HELD_BATCH: usize = 10;
+const HELD_PER_PASS: usize = 4;
 /// Signals of one shard in flight at once.
 const SHARD_CONCURRENCY: usize = 8;
 /// Shards drained at once by one worker.
@@ -96,6 +105,10 @@ pub struct Report {
     pub waiting: usize,
     /// Pending records whose panel left the account (not in `backlog`: alarmed apart).
     pub gone: usize,
+    /// Held records dropped unsent by this pass: the cloud said their panel is not the account's.
+    pub dropped: usize,
+    /// Pending records held until the cloud confirms their panel (in `backlog`).
+    pub held: usize,
 }
 
 impl Report {
@@ -108,6 +121,7 @@ impl Report {
             self.retrying + next.retrying,
             self.moved_gone + next.moved_gone,
             self.raced + next.raced,
+            self.dropped + next.dropped,
         );
         *self = *next;
         (
@@ -116,6 +130,7 @@ impl Report {
             self.retrying,
             self.moved_gone,
             self.raced,
+            self.dropped,
         ) = work;
     }
 
@@ -134,6 +149,8 @@ impl Report {
         self.backlog += o.backlog;
         self.waiting += o.waiting;
         self.gone += o.gone;
+        self.dropped += o.dropped;
+        self.held += o.held;
     }
 }
 
@@ -329,8 +346,16 @@ async fn pass(
     let gone = store
         .outbox_due(Lane::Gone, shard, now, GONE_BATCH, 1)
         .await?;
-    report.unreadable = due.unreadable.len() + gone.unreadable.len();
-    for bad in due.unreadable.iter().chain(&gone.unreadable) {
+    let held = store
+        .outbox_due(Lane::Held, shard, now, HELD_BATCH, HELD_PER_PASS)
+        .await?;
+    report.unreadable = due.unreadable.len() + gone.unreadable.len() + held.unreadable.len();
+    for bad in due
+        .unreadable
+        .iter()
+        .chain(&gone.unreadable)
+        .chain(&held.unreadable)
+    {
         tracing::error!(
             marker = "outbox_item_unreadable",
             key = %bad.key,
@@ -338,7 +363,12 @@ async fn pass(
             "pending outbox item cannot be decoded; skipped, left pending for an operator"
         );
     }
-    let records: Vec<&OutboxRecord> = due.records.iter().chain(&gone.records).collect();
+    let records: Vec<&OutboxRecord> = due
+        .records
+        .iter()
+        .chain(&gone.records)
+        .chain(&held.records)
+        .collect();
     let total = records.len();
     // One household's records one after another (they share its quota counter, and racing
     // transactions on one item would cancel each other); households side by side.
@@ -373,6 +403,7 @@ async fn pass(
                     Settlement::Delivered => report.delivered += 1,
                     Settlement::Retry { .. } => report.retrying += 1,
                     Settlement::Gone { .. } => report.moved_gone += 1,
+                    Settlement::Dropped => report.dropped += 1,
                 }
             }
             Outcome::Raced => {
@@ -390,9 +421,10 @@ async fn pass(
         return Err(e);
     }
     let counts = store.outbox_counts(shard).await?;
-    report.backlog = counts.due + counts.waiting;
+    report.backlog = counts.due + counts.waiting + counts.held;
     report.waiting = counts.waiting;
     report.gone = counts.gone;
+    report.held = counts.held;
     if counts.capped {
         tracing::warn!(
             shard,
@@ -437,8 +469,39 @@ async fn deliver(
     clock: &dyn Clock,
     until: Deadline,
 ) -> Outcome {
-    if until.remaining() < CALL_BUDGET + SETTLE_MARGIN {
+    let calls = if record.lane == Lane::Held { 2 } else { 1 };
+    if until.remaining() < CALL_BUDGET * calls + SETTLE_MARGIN {
         return Outcome::NotStarted;
+    }
+    if record.lane == Lane::Held
+        && let Some(settlement) = check_held(record, store, panels, clock).await
+    {
+        let audit = (settlement == Settlement::Dropped).then(|| AuditEntry {
+            at: clock.now(),
+            actor: "system".to_string(),
+            message: format!(
+                "A voice disarm attempt for {} was not sent: the panel cloud says it is not in \
+                 this account",
+                record.panel
+            ),
+        });
+        let written = match &audit {
+            Some(entry) => {
+                store
+                    .settle_outbox(
+                        &record.request_id,
+                        &settlement,
+                        Some((record.household.as_str(), entry)),
+                    )
+                    .await
+            }
+            None => store.settle_outbox_read(record, &settlement).await,
+        };
+        return match written {
+            Ok(()) => Outcome::Settled(settlement),
+            Err(StoreError::Conflict) => Outcome::Raced,
+            Err(e) => Outcome::Failed(e),
+        };
     }
     let settlement = process(record, panels, keys, clock).await;
     crate::crash::crash_point!(
@@ -449,6 +512,51 @@ async fn deliver(
         Ok(()) => Outcome::Settled(settlement),
         Err(StoreError::Conflict) => Outcome::Raced,
         Err(e) => Outcome::Failed(e),
+    }
+}
+
+/// Asks the cloud whether a held record's panel is the account's, before anything is sent for
+/// it. `None` when it is (the confirmation is renewed, and the record may be signalled); else how
+/// the record settles: dropped unsent, or held a while longer.
+async fn check_held(
+    record: &OutboxRecord,
+    store: &dyn Store,
+    panels: &dyn PanelCloud,
+    clock: &dyn Clock,
+) -> Option<Settlement> {
+    let deadline = Deadline::after(CALL_BUDGET);
+    match panels
+        .panel(&record.household, &record.panel, deadline)
+        .await
+    {
+        Ok(_) => {
+            let panel = [record.panel.clone()];
+            if let Err(e) = store
+                .confirm_panels(&record.household, &panel, clock.now())
+                .await
+            {
+                tracing::warn!(error = %e, "could not record the panel's confirmation");
+            }
+            None
+        }
+        Err(PanelError::NotFound) => {
+            tracing::warn!(
+                marker = "held_attempt_dropped",
+                request_id = %record.request_id,
+                household = %record.household,
+                panel = %record.panel,
+                "held attempt for a panel the cloud says is not in the account: dropped unsent"
+            );
+            Some(Settlement::Dropped)
+        }
+        Err(e) => {
+            let attempts = record.attempts.saturating_add(1);
+            tracing::warn!(request_id = %record.request_id, attempts, error = %e, "held attempt's panel not confirmed yet");
+            Some(Settlement::Retry {
+                attempts,
+                next_attempt_at: clock.now() + backoff(attempts),
+            })
+        }
     }
 }
 

@@ -108,8 +108,8 @@ impl Skill {
         deadline: Deadline,
     ) -> Result<Armed, ArmFailure> {
         let panels = &self.deps.panels;
-        let current = panels
-            .panel(account, panel_id, deadline)
+        let current = self
+            .read_panel(account, panel_id, deadline)
             .await
             .map_err(ArmFailure::Panel)?;
         if !current.online {

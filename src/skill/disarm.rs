@@ -11,9 +11,13 @@
 //!    not in the account ends here with NO_SUCH_ENDPOINT, before any code is evaluated).
 //! 2. Read the household's codes, throttle state and confirmed panels (one store read). A panel
 //!    that neither the cloud confirmed in this request nor was confirmed within
-//!    [`OWNERSHIP_TTL`] ends here, for every code alike, with nothing written: no outbox record
-//!    is ever made for a panel not positively known to be the account's, so a token holder can't
-//!    fill the outbox with records for other households' (or made-up) panels.
+//!    [`OWNERSHIP_TTL`] is *held*: the attempt is decided and written like any other, but its
+//!    record goes to the household's held lane ([`Lane::Held`], at most
+//!    [`crate::store::HELD_PER_HOUSEHOLD`]) and the panel cloud is not called. The re-delivery
+//!    worker signals it once the cloud confirms the panel is the account's, and drops it if the
+//!    cloud says it is not: nothing reaches the cloud for a panel not proven the account's, a
+//!    token holder naming other households' (or made-up) panels fills nothing but its own few
+//!    places, and a duress spoken after a week without discovery still reaches the center.
 //! 3. Verify the PIN against every code, in constant time, even during a lockout.
 //! 4. Decide, and write the decision in one conditional transaction: the throttle change, and
 //!    for every attempt that goes to the panel an outbox record of fixed shape. The disarm
@@ -40,7 +44,7 @@ use crate::panel::{AttemptKind, DisarmRequest, Notice, Panel, PanelError, Signal
 use crate::redelivery::seal::{self, Sealed};
 use crate::secret::{BearerToken, Pin};
 use crate::store::{
-    AuditEntry, HouseholdSnapshot, OutboxRecord, Settlement, StoreError, ThrottleWrite,
+    AuditEntry, HouseholdSnapshot, Lane, OutboxRecord, Settlement, StoreError, ThrottleWrite,
 };
 use crate::voice_codes::{ALEXA_CODE_LEN, CodeKind, Gate, Keyring, Lockout, Throttle, verify};
 
@@ -111,12 +115,14 @@ enum Plan {
     Unrecorded { attempt: Attempt },
 }
 
-/// A plan, whether its decision was written before the panel call, and whether the panel's
-/// confirmation is due to be written again.
+/// A plan, whether its decision was written before the panel call, whether the panel's
+/// confirmation is due to be written again, and whether the attempt was held (module docs,
+/// step 2): then the panel cloud is not called.
 struct Decided {
     plan: Plan,
     recorded: bool,
     reconfirm: bool,
+    held: bool,
 }
 
 fn audit(at: DateTime<Utc>, actor: &str, message: String) -> AuditEntry {
@@ -166,7 +172,8 @@ fn unauthorized() -> Fail {
 enum NotDecided {
     /// The household's codes could not be read: no PIN can be checked.
     NotRead,
-    /// The panel is not positively known to be the account's ([`OWNERSHIP_TTL`]).
+    /// The panel is not positively known to be the account's ([`OWNERSHIP_TTL`]) and the store
+    /// could not hold the attempt either.
     Unconfirmed,
 }
 
@@ -280,9 +287,11 @@ impl Skill {
         // share of the time.
         let reserve = PANEL_RESERVE.min(deadline.remaining() / 3);
         let check = deadline.capped((deadline.remaining() / OWNERSHIP_SHARE).min(OWNERSHIP_CAP));
-        let confirmed = match self.deps.panels.panel(account, panel_id, check).await {
+        let (confirmed, check_error) = match self.deps.panels.panel(account, panel_id, check).await
+        {
             Err(PanelError::NotFound) => {
                 // Its confirmation must not outlive the cloud's word that it left.
+                self.forget_renewal(account, panel_id);
                 let forget = self.deps.store.forget_panel(account, panel_id);
                 let budget = CONFIRM_BUDGET.min(deadline.remaining());
                 if let Err(e) = within(budget, forget).await {
@@ -290,13 +299,14 @@ impl Skill {
                 }
                 return DisarmOutcome::NoSuchPanel;
             }
-            Ok(_) => true,
-            Err(_) => false,
+            Ok(_) => (true, None),
+            Err(e) => (false, Some(e)),
         };
         let Decided {
             plan,
             recorded,
             reconfirm,
+            held,
         } = match self
             .decide_and_record(account, panel_id, pin, confirmed, deadline.leaving(reserve))
             .await
@@ -308,12 +318,29 @@ impl Skill {
                     marker = "disarm_panel_unconfirmed",
                     household = %account,
                     panel = %panel_id,
-                    "the panel cloud could not confirm the panel and no recent confirmation is \
-                     stored: nothing recorded, nothing sent"
+                    "the panel cloud could not confirm the panel, no recent confirmation is \
+                     stored, and the attempt could not be held: nothing sent"
                 );
                 return DisarmOutcome::NotRecorded;
             }
         };
+        if held {
+            // Nothing goes to the panel cloud for a panel it has not confirmed lately: the
+            // worker signals the held record once it does. The reply is the cloud's failure,
+            // the same for every code that would have reached it.
+            return match plan {
+                Plan::Disarm { .. } => {
+                    DisarmOutcome::PanelFailed(check_error.unwrap_or(PanelError::Timeout))
+                }
+                // A refusal calls no panel (a lockout notice goes to the account's admin).
+                Plan::Refused { .. } => {
+                    self.carry_out(account, panel_id, plan, recorded, reserve, deadline)
+                        .await
+                }
+                Plan::Locked { .. } => DisarmOutcome::NotAccepted,
+                Plan::Unrecorded { .. } => DisarmOutcome::NotRecorded,
+            };
+        }
         crate::crash::crash_point!(crate::crash::DISARM_DECISION_WRITTEN, if recorded);
         let outcome = self
             .carry_out(account, panel_id, plan, recorded, reserve, deadline)
@@ -439,13 +466,14 @@ impl Skill {
     ) -> Result<Decided, NotDecided> {
         let store = &self.deps.store;
         let mut retries = 0;
-        let mut stale: Option<Decision> = None;
+        let mut stale: Option<(Decision, bool)> = None;
         loop {
             let snapshot = match before_panel(until, store.household(account)).await {
                 Ok(s) => s,
                 Err(e) => {
                     return match stale {
-                        Some(d) => Ok(unrecorded(account, d, &e)),
+                        Some((d, true)) => Err(unheld(account, &d, &e)),
+                        Some((d, false)) => Ok(unrecorded(account, d, &e)),
                         None => Err(store_failure(e)),
                     };
                 }
@@ -453,9 +481,7 @@ impl Skill {
             let now = self.deps.clock.now();
             let seen = snapshot.panels_seen.get(panel_id).copied();
             let fresh = |ttl: Duration| seen.is_some_and(|at| now - at < ttl);
-            if !confirmed && !fresh(OWNERSHIP_TTL) {
-                return Err(NotDecided::Unconfirmed);
-            }
+            let held = !confirmed && !fresh(OWNERSHIP_TTL);
             let reconfirm = confirmed && !fresh(OWNERSHIP_REFRESH);
             // Before any PIN is looked at: the reload depends on the stored codes only.
             let keyring = match &self.keyring_source {
@@ -466,20 +492,33 @@ impl Skill {
             crate::crash::crash_point!(crate::crash::DISARM_CODE_VERIFIED);
             let written = before_panel(until, async {
                 match &d.throttle {
-                    // Unchanged (a right code with no failures to clear, any attempt during a
-                    // lockout): check the version instead of bumping it, so parallel attempts
-                    // don't all collide on it. Both kinds of code take the same branch.
-                    Some(t) if *t == snapshot.throttle => {
-                        let check = ThrottleWrite::Check(t.version);
-                        store
-                            .record_attempt(account, check, d.record(), &d.audit)
-                            .await
-                    }
                     Some(t) => {
-                        let set = ThrottleWrite::Set(t);
-                        store
-                            .record_attempt(account, set, d.record(), &d.audit)
-                            .await
+                        // Unchanged (a right code with no failures to clear, any attempt during
+                        // a lockout): check the version instead of bumping it, so parallel
+                        // attempts don't all collide on it. Both kinds of code take the same
+                        // branch, held or not.
+                        let write = if *t == snapshot.throttle {
+                            ThrottleWrite::Check(t.version)
+                        } else {
+                            ThrottleWrite::Set(t)
+                        };
+                        match d.record() {
+                            Some(record) if held => {
+                                let kept =
+                                    store.hold_attempt(account, write, record, &d.audit).await?;
+                                if !kept {
+                                    tracing::error!(
+                                        marker = "held_lane_full",
+                                        household = %account,
+                                        panel = %panel_id,
+                                        "the household's held attempts are at their limit: \
+                                         this one is not kept"
+                                    );
+                                }
+                                Ok(())
+                            }
+                            record => store.record_attempt(account, write, record, &d.audit).await,
+                        }
                     }
                     None => {
                         for entry in &d.audit {
@@ -492,17 +531,29 @@ impl Skill {
             .await;
             match written {
                 Ok(()) => {
+                    if held {
+                        tracing::warn!(
+                            marker = "disarm_attempt_held",
+                            household = %account,
+                            panel = %panel_id,
+                            "the panel cloud could not confirm the panel and no recent \
+                             confirmation is stored: the attempt is held until it does"
+                        );
+                    }
                     return Ok(Decided {
                         plan: d.plan,
                         recorded: true,
                         reconfirm,
+                        held,
                     });
                 }
                 Err(StoreError::Conflict) if retries < CONFLICT_RETRIES && !until.expired() => {
                     retries += 1;
                     tokio::time::sleep(conflict_backoff(retries)).await;
-                    stale = Some(d);
+                    stale = Some((d, held));
                 }
+                // Unheld, it must not go to a cloud that has not confirmed the panel.
+                Err(e) if held => return Err(unheld(account, &d, &e)),
                 Err(e) => return Ok(unrecorded(account, d, &e)),
             }
         }
@@ -700,6 +751,8 @@ impl Skill {
         let budget = deadline.grace(SETTLE_FLOOR).remaining();
         let written = within(budget, async {
             match (&settlement, recorded) {
+                // Never made by a directive: only the worker drops a held record.
+                (Settlement::Dropped, _) => Ok(()),
                 (_, true) => {
                     store
                         .settle_outbox(&record.request_id, &settlement, audit)
@@ -805,7 +858,29 @@ fn unrecorded(account: &str, d: Decision, e: &StoreError) -> Decided {
         plan,
         recorded: false,
         reconfirm: false,
+        held: false,
     }
+}
+
+/// A held attempt the store could not take. Its record goes to the log, sealed as in the store
+/// (no code, no kind in clear), so an operator can restore it into the table; the marker is the
+/// same for every kind of attempt.
+fn unheld(account: &str, d: &Decision, e: &StoreError) -> NotDecided {
+    let record = d.record().map(|r| OutboxRecord {
+        lane: Lane::Held,
+        ..r.clone()
+    });
+    tracing::error!(
+        marker = "held_attempt_unsaved",
+        household = %account,
+        error = %e,
+        record = %record
+            .map(|r| serde_json::to_string(&r).unwrap_or_default())
+            .unwrap_or_default(),
+        "could not hold the voice disarm attempt for a panel not confirmed lately: restore \
+         this record"
+    );
+    NotDecided::Unconfirmed
 }
 
 struct Decision {

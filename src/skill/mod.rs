@@ -10,8 +10,11 @@ pub mod endpoints;
 mod report_state;
 mod skill_events;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+use chrono::{DateTime, Utc};
 
 use serde_json::Value;
 
@@ -63,7 +66,73 @@ pub struct Skill {
     /// Where a newer keyring comes from when a stored code names an unknown pepper (rotation on
     /// a warm function); `None` keeps `deps.keyring`.
     keyring_source: Option<Arc<crate::voice_codes::KeyringSource>>,
+    /// Panels this instance renewed the confirmation of lately: not on every ReportState.
+    renewed: Renewals,
 }
+
+/// Panels an instance wrote a confirmation for lately (`{account}\u{1f}{panel}` → when), so an
+/// answer of the cloud renews a panel's confirmation ([`OWNERSHIP_TTL`]) at most once per
+/// [`RENEW_EVERY`] per instance, whatever the traffic. Bounded by [`RENEWED_MAX`].
+#[derive(Default)]
+pub struct Renewals(Mutex<HashMap<String, DateTime<Utc>>>);
+
+impl Renewals {
+    fn key(account: &str, panel: &str) -> String {
+        format!("{account}\u{1f}{panel}")
+    }
+
+    fn memo(&self) -> std::sync::MutexGuard<'_, HashMap<String, DateTime<Utc>>> {
+        // A map of timestamps stays consistent whatever panicked while holding it.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes the panel's confirmation at `now`, unless this instance did within
+    /// [`RENEW_EVERY`]. Best effort, within [`RENEW_BUDGET`] and `deadline`.
+    pub async fn renew(
+        &self,
+        store: &dyn Store,
+        account: &str,
+        panel: &str,
+        now: DateTime<Utc>,
+        deadline: Deadline,
+    ) {
+        let key = Self::key(account, panel);
+        {
+            let mut memo = self.memo();
+            if memo
+                .get(&key)
+                .is_some_and(|at| *at <= now && now - *at < RENEW_EVERY)
+            {
+                return;
+            }
+            if memo.len() >= RENEWED_MAX {
+                memo.clear();
+            }
+        }
+        let panels = [panel.to_string()];
+        let write = store.confirm_panels(account, &panels, now);
+        let budget = RENEW_BUDGET.min(deadline.remaining());
+        match tokio::time::timeout(budget, write).await {
+            Ok(Ok(())) => {
+                self.memo().insert(key, now);
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not renew the panel's confirmation"),
+            Err(_) => tracing::warn!("renewing the panel's confirmation took too long"),
+        }
+    }
+
+    /// The cloud said the panel is not the account's: its next answer renews at once.
+    pub fn forget(&self, account: &str, panel: &str) {
+        self.memo().remove(&Self::key(account, panel));
+    }
+}
+
+/// How often one instance renews a panel's confirmation from the reads the cloud answers.
+const RENEW_EVERY: chrono::Duration = chrono::Duration::hours(1);
+/// Entries of [`Skill::renewed`] at most; past it the memo starts over (a few extra writes).
+const RENEWED_MAX: usize = 4096;
+/// What a renewal write may take at most: never past the directive's deadline either.
+const RENEW_BUDGET: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// A handler's failure: the Alexa error type and the (unspoken, logged) message.
 type Fail = (ErrorType, String);
@@ -75,6 +144,7 @@ impl Skill {
             settings,
             metrics: None,
             keyring_source: None,
+            renewed: Renewals::default(),
         }
     }
 
@@ -118,6 +188,37 @@ impl Skill {
             Ok(Err(e)) => tracing::warn!(error = %e, "could not record the confirmed panels"),
             Err(_) => tracing::warn!("recording the confirmed panels took too long"),
         }
+    }
+
+    /// Reads a panel from the cloud. An answer proves the account holds the panel, so the
+    /// panel's confirmation is renewed ([`OWNERSHIP_TTL`]): a household that arms and asks its
+    /// state by voice keeps its duress PIN through an outage without discovering again. Arm,
+    /// ReportState and Google's QUERY read through here.
+    pub async fn read_panel(
+        &self,
+        account: &str,
+        panel_id: &str,
+        deadline: Deadline,
+    ) -> Result<Panel, PanelError> {
+        let read = self.deps.panels.panel(account, panel_id, deadline).await;
+        match &read {
+            Ok(_) => self.renew(account, panel_id, deadline).await,
+            Err(PanelError::NotFound) => self.forget_renewal(account, panel_id),
+            Err(_) => {}
+        }
+        read
+    }
+
+    async fn renew(&self, account: &str, panel_id: &str, deadline: Deadline) {
+        let now = self.deps.clock.now();
+        self.renewed
+            .renew(self.deps.store.as_ref(), account, panel_id, now, deadline)
+            .await;
+    }
+
+    /// The cloud said the panel is not the account's: the next answer renews it again at once.
+    fn forget_renewal(&self, account: &str, panel_id: &str) {
+        self.renewed.forget(account, panel_id);
     }
 
     /// The metrics every assistant's handler writes its line to, if any.

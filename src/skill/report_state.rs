@@ -19,9 +19,7 @@ impl Skill {
         let target =
             EndpointRef::parse(endpoint_id).ok_or_else(|| no_such_endpoint(endpoint_id))?;
         let panel = self
-            .deps
-            .panels
-            .panel(&identity.account, target.panel_id(), deadline)
+            .read_panel(&identity.account, target.panel_id(), deadline)
             .await
             .map_err(|e| panel_failure(endpoint_id, target.panel_id(), &e))?;
         let properties = match &target {

@@ -27,9 +27,9 @@ use aws_sdk_dynamodb::types::{
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 
 use super::{
-    AuditEntry, DueRecords, HouseholdSnapshot, Lane, OutboxCounts, OutboxPolicy, OutboxRecord,
-    OutboxStatus, Settlement, Store, StoreError, StoredGrant, ThrottleWrite, Unreadable,
-    window_start,
+    AuditEntry, DueRecords, HELD_PER_HOUSEHOLD, HouseholdSnapshot, Lane, OutboxCounts,
+    OutboxPolicy, OutboxRecord, OutboxStatus, Settlement, Store, StoreError, StoredGrant,
+    ThrottleWrite, Unreadable, window_start,
 };
 use crate::voice_codes::{Profile, Throttle};
 
@@ -52,6 +52,9 @@ const OUTBOX_PENDING_LEGACY: &str = "OUTBOX#PENDING";
 /// A household's counter of records counted in its quota. Sorts between PROFILE and THROTTLE,
 /// so `household` reads it along (and skips it).
 const QUEUE_SK: &str = "QUEUE";
+/// The household's count of pending [`Lane::Held`] records (`held`), kept below
+/// [`HELD_PER_HOUSEHOLD`] by a conditional increment in the attempt's own transaction.
+const HELD_SK: &str = "HELD";
 /// Panels the cloud confirmed in the account: `SEEN#{panel}`, also inside the `household` range.
 const SEEN_PREFIX: &str = "SEEN#";
 /// Pages one backlog count reads per lane and shard at most; past it the count is a lower bound.
@@ -160,6 +163,25 @@ impl DynamoStore {
             .build())
     }
 
+    /// The household's held count moved by `delta`; an increment only below
+    /// [`HELD_PER_HOUSEHOLD`].
+    fn held_update(&self, household: &str, delta: i64) -> Result<TransactWriteItem, StoreError> {
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(hh_pk(household), HELD_SK)))
+            .update_expression("ADD #n :delta")
+            .expression_attribute_names("#n", "held")
+            .expression_attribute_values(":delta", n(delta));
+        if delta > 0 {
+            update = update
+                .condition_expression("attribute_not_exists(#n) OR #n < :cap")
+                .expression_attribute_values(":cap", n(HELD_PER_HOUSEHOLD));
+        }
+        Ok(TransactWriteItem::builder()
+            .update(update.build().map_err(build_error)?)
+            .build())
+    }
+
     /// Sends a settle: one UpdateItem when it is alone, else one transaction.
     async fn settle_write(
         &self,
@@ -242,6 +264,8 @@ impl DynamoStore {
             Settlement::Delivered => {
                 let counter = if rec.counted {
                     Some(self.counter_update(&rec.household, -1)?)
+                } else if rec.lane == Lane::Held {
+                    Some(self.held_update(&rec.household, -1)?)
                 } else {
                     None
                 };
@@ -342,6 +366,8 @@ impl DynamoStore {
                     .expression_attribute_values(":no", AttributeValue::Bool(false));
                 let counter = if rec.counted {
                     Some(self.counter_update(&rec.household, -1)?)
+                } else if rec.lane == Lane::Held {
+                    Some(self.held_update(&rec.household, -1)?)
                 } else {
                     None
                 };
@@ -353,6 +379,22 @@ impl DynamoStore {
                 }
                 Ok(())
             }
+            // Only a held record can be dropped: anything else was proven the account's.
+            Settlement::Dropped if rec.lane == Lane::Held => {
+                let update = self
+                    .record_update(rec)
+                    .update_expression("SET #status = :status, #ttl = :ttl REMOVE #gpk, #gsk")
+                    .expression_attribute_names("#ttl", TTL)
+                    .expression_attribute_names("#gpk", GSI1PK)
+                    .expression_attribute_names("#gsk", GSI1SK)
+                    .expression_attribute_values(":status", s(status_str(OutboxStatus::Dropped)))
+                    .expression_attribute_values(":ttl", n(settled_ttl(Utc::now())));
+                let counter = self.held_update(&rec.household, -1)?;
+                self.settle_write(update, Some(counter), audit)
+                    .await
+                    .map_err(refused)
+            }
+            Settlement::Dropped => Err(StoreError::Conflict),
         }
     }
 
@@ -737,32 +779,7 @@ impl Store for DynamoStore {
         }
         let mut items = Vec::with_capacity(actions);
 
-        items.push(match throttle {
-            ThrottleWrite::Set(t) => {
-                let put = Put::builder()
-                    .table_name(&self.table)
-                    .set_item(Some(throttle_item(household, t, next_version(t.version)?)))
-                    .condition_expression(VERSION_CONDITION)
-                    .expression_attribute_names("#pk", PK)
-                    .expression_attribute_names("#v", "version")
-                    .expression_attribute_values(":v", n(t.version))
-                    .build()
-                    .map_err(build_error)?;
-                TransactWriteItem::builder().put(put).build()
-            }
-            ThrottleWrite::Check(version) => {
-                let check = ConditionCheck::builder()
-                    .table_name(&self.table)
-                    .set_key(Some(key(hh_pk(household), THROTTLE_SK)))
-                    .condition_expression(VERSION_CONDITION)
-                    .expression_attribute_names("#pk", PK)
-                    .expression_attribute_names("#v", "version")
-                    .expression_attribute_values(":v", n(version))
-                    .build()
-                    .map_err(build_error)?;
-                TransactWriteItem::builder().condition_check(check).build()
-            }
-        });
+        items.push(throttle_write(&self.table, household, throttle)?);
 
         if let Some(record) = outbox {
             let put = Put::builder()
@@ -786,6 +803,72 @@ impl Store for DynamoStore {
             .await
             .map_err(transact_error)?;
         Ok(())
+    }
+
+    async fn hold_attempt(
+        &self,
+        household: &str,
+        throttle: ThrottleWrite<'_>,
+        outbox: &OutboxRecord,
+        audit: &[AuditEntry],
+    ) -> Result<bool, StoreError> {
+        let actions = 3 + audit.len();
+        if actions > MAX_TRANSACT_ITEMS {
+            return Err(StoreError::Unavailable(format!(
+                "hold_attempt needs {actions} writes; one transaction takes {MAX_TRANSACT_ITEMS}"
+            )));
+        }
+        let held = OutboxRecord {
+            lane: Lane::Held,
+            counted: false,
+            ..outbox.clone()
+        };
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(self.outbox_item(&held, Utc::now())))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .build()
+            .map_err(build_error)?;
+        let mut items = vec![
+            throttle_write(&self.table, household, throttle)?,
+            TransactWriteItem::builder().put(put).build(),
+            self.held_update(household, 1)?,
+        ];
+        for entry in audit {
+            let put = self.audit_put(household, entry)?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(err) => {
+                // Only the count refused: the household's held lane is full. The decision
+                // stands without the record.
+                if let Some(TransactWriteItemsError::TransactionCanceledException(e)) =
+                    err.as_service_error()
+                {
+                    let reasons: Vec<&str> = e
+                        .cancellation_reasons()
+                        .iter()
+                        .map(|r| r.code().unwrap_or("None"))
+                        .collect();
+                    if reasons.get(2) == Some(&"ConditionalCheckFailed")
+                        && reasons.iter().take(2).all(|r| *r == "None")
+                    {
+                        self.record_attempt(household, throttle, None, audit)
+                            .await?;
+                        return Ok(false);
+                    }
+                }
+                Err(transact_error(err))
+            }
+        }
     }
 
     async fn settle_outbox(
@@ -978,11 +1061,13 @@ impl Store for DynamoStore {
         }
         let (waiting, c1) = self.count_lane(lane_pk(Lane::Waiting, shard)).await?;
         let (gone, c2) = self.count_lane(lane_pk(Lane::Gone, shard)).await?;
+        let (held, c3) = self.count_lane(lane_pk(Lane::Held, shard)).await?;
         Ok(OutboxCounts {
             due,
             waiting,
             gone,
-            capped: capped || c1 || c2,
+            held,
+            capped: capped || c1 || c2 || c3,
         })
     }
 
@@ -1347,6 +1432,7 @@ fn lane_pk(lane: Lane, shard: u16) -> String {
         Lane::Due => "PENDING",
         Lane::Waiting => "WAIT",
         Lane::Gone => "GONE",
+        Lane::Held => "HELD",
     };
     format!("OUTBOX#{name}#{shard:03}")
 }
@@ -1356,6 +1442,7 @@ fn lane_str(lane: Lane) -> &'static str {
         Lane::Due => "due",
         Lane::Waiting => "waiting",
         Lane::Gone => "gone",
+        Lane::Held => "held",
     }
 }
 
@@ -1377,6 +1464,7 @@ fn status_str(status: OutboxStatus) -> &'static str {
     match status {
         OutboxStatus::Pending => "pending",
         OutboxStatus::Delivered => "delivered",
+        OutboxStatus::Dropped => "dropped",
     }
 }
 
@@ -1409,6 +1497,40 @@ fn audit_item(household: &str, entry: &AuditEntry) -> Item {
     item.insert("actor".into(), s(&entry.actor));
     item.insert("message".into(), s(&entry.message));
     item
+}
+
+/// The throttle part of an attempt's transaction (see [`ThrottleWrite`]).
+fn throttle_write(
+    table: &str,
+    household: &str,
+    throttle: ThrottleWrite<'_>,
+) -> Result<TransactWriteItem, StoreError> {
+    Ok(match throttle {
+        ThrottleWrite::Set(t) => {
+            let put = Put::builder()
+                .table_name(table)
+                .set_item(Some(throttle_item(household, t, next_version(t.version)?)))
+                .condition_expression(VERSION_CONDITION)
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_values(":v", n(t.version))
+                .build()
+                .map_err(build_error)?;
+            TransactWriteItem::builder().put(put).build()
+        }
+        ThrottleWrite::Check(version) => {
+            let check = ConditionCheck::builder()
+                .table_name(table)
+                .set_key(Some(key(hh_pk(household), THROTTLE_SK)))
+                .condition_expression(VERSION_CONDITION)
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_values(":v", n(version))
+                .build()
+                .map_err(build_error)?;
+            TransactWriteItem::builder().condition_check(check).build()
+        }
+    })
 }
 
 fn throttle_item(household: &str, throttle: &Throttle, version: u64) -> Item {
@@ -1449,7 +1571,9 @@ fn outbox_item(record: &OutboxRecord, shard: u16, now: DateTime<Utc>) -> Item {
             Lane::Waiting => {
                 waiting_sort_key(&record.household, record.created_at, &record.request_id)
             }
-            Lane::Due | Lane::Gone => pending_sort_key(record.next_attempt_at, &record.request_id),
+            Lane::Due | Lane::Gone | Lane::Held => {
+                pending_sort_key(record.next_attempt_at, &record.request_id)
+            }
         };
         item.insert(GSI1SK.into(), s(sort_key));
     } else {
@@ -1531,6 +1655,7 @@ fn decode_outbox(item: &Item) -> Result<OutboxRecord, StoreError> {
     let status = match get_s(item, "status")? {
         "pending" => OutboxStatus::Pending,
         "delivered" => OutboxStatus::Delivered,
+        "dropped" => OutboxStatus::Dropped,
         other => return Err(corrupt(item, format!("unknown outbox status {other}"))),
     };
     Ok(OutboxRecord {
@@ -1549,6 +1674,7 @@ fn decode_outbox(item: &Item) -> Result<OutboxRecord, StoreError> {
                 "due" => Lane::Due,
                 "waiting" => Lane::Waiting,
                 "gone" => Lane::Gone,
+                "held" => Lane::Held,
                 other => return Err(corrupt(item, format!("unknown outbox lane {other}"))),
             },
             Some(_) => return Err(corrupt(item, "lane is not a string".to_string())),

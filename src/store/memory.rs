@@ -8,8 +8,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 
 use super::{
-    AuditEntry, DueRecords, HouseholdSnapshot, Lane, OutboxCounts, OutboxPolicy, OutboxRecord,
-    OutboxStatus, Settlement, Store, StoreError, StoredGrant, ThrottleWrite, window_start,
+    AuditEntry, DueRecords, HELD_PER_HOUSEHOLD, HouseholdSnapshot, Lane, OutboxCounts,
+    OutboxPolicy, OutboxRecord, OutboxStatus, Settlement, Store, StoreError, StoredGrant,
+    ThrottleWrite, window_start,
 };
 use crate::voice_codes::{Profile, Throttle};
 
@@ -41,6 +42,20 @@ impl Inner {
                     && r.status == OutboxStatus::Pending
                     && r.lane == Lane::Due
                     && r.counted
+            })
+            .count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    /// The household's pending records in [`Lane::Held`].
+    fn held(&self, household: &str) -> u32 {
+        let n = self
+            .outbox
+            .values()
+            .filter(|r| {
+                r.household == household
+                    && r.status == OutboxStatus::Pending
+                    && r.lane == Lane::Held
             })
             .count();
         u32::try_from(n).unwrap_or(u32::MAX)
@@ -157,6 +172,9 @@ impl MemoryStore {
                 rec.counted = false;
                 freed = was_counted;
             }
+            // Only a held record can be dropped: anything else was proven the account's.
+            Settlement::Dropped if lane == Lane::Held => rec.status = OutboxStatus::Dropped,
+            Settlement::Dropped => return Err(StoreError::Conflict),
         }
         if freed {
             inner.promote(&household, quota);
@@ -180,6 +198,35 @@ impl MemoryStore {
             "grants": grants,
         })
     }
+}
+
+/// [`Store::record_attempt`], under the caller's lock.
+fn record(
+    inner: &mut Inner,
+    household: &str,
+    throttle: ThrottleWrite<'_>,
+    outbox: Option<&OutboxRecord>,
+    audit: &[AuditEntry],
+) -> Result<(), StoreError> {
+    let stored = inner.throttles.get(household).map_or(0, |t| t.version);
+    if stored != throttle.expected_version() {
+        return Err(StoreError::Conflict);
+    }
+    if let Some(o) = outbox
+        && inner.outbox.contains_key(&o.request_id)
+    {
+        return Err(StoreError::Conflict);
+    }
+    if let ThrottleWrite::Set(t) = throttle {
+        let mut saved = t.clone();
+        saved.version = stored + 1;
+        inner.throttles.insert(household.to_string(), saved);
+    }
+    if let Some(o) = outbox {
+        inner.outbox.insert(o.request_id.clone(), o.clone());
+    }
+    push_audit(inner, household, audit);
+    Ok(())
 }
 
 fn push_audit(inner: &mut Inner, household: &str, entries: &[AuditEntry]) {
@@ -224,26 +271,7 @@ impl Store for MemoryStore {
         outbox: Option<&OutboxRecord>,
         audit: &[AuditEntry],
     ) -> Result<(), StoreError> {
-        let mut inner = self.lock();
-        let stored = inner.throttles.get(household).map_or(0, |t| t.version);
-        if stored != throttle.expected_version() {
-            return Err(StoreError::Conflict);
-        }
-        if let Some(o) = outbox
-            && inner.outbox.contains_key(&o.request_id)
-        {
-            return Err(StoreError::Conflict);
-        }
-        if let ThrottleWrite::Set(t) = throttle {
-            let mut saved = t.clone();
-            saved.version = stored + 1;
-            inner.throttles.insert(household.to_string(), saved);
-        }
-        if let Some(o) = outbox {
-            inner.outbox.insert(o.request_id.clone(), o.clone());
-        }
-        push_audit(&mut inner, household, audit);
-        Ok(())
+        record(&mut self.lock(), household, throttle, outbox, audit)
     }
 
     async fn settle_outbox(
@@ -261,6 +289,28 @@ impl Store for MemoryStore {
         settlement: &Settlement,
     ) -> Result<(), StoreError> {
         self.settle(&record.request_id, settlement, None, Some(record))
+    }
+
+    async fn hold_attempt(
+        &self,
+        household: &str,
+        throttle: ThrottleWrite<'_>,
+        outbox: &OutboxRecord,
+        audit: &[AuditEntry],
+    ) -> Result<bool, StoreError> {
+        let held = OutboxRecord {
+            lane: Lane::Held,
+            counted: false,
+            ..outbox.clone()
+        };
+        // Counted and written under one lock: two attempts can't both take the last place.
+        let mut inner = self.lock();
+        if inner.held(household) >= HELD_PER_HOUSEHOLD {
+            record(&mut inner, household, throttle, None, audit)?;
+            return Ok(false);
+        }
+        record(&mut inner, household, throttle, Some(&held), audit)?;
+        Ok(true)
     }
 
     async fn put_outbox(
@@ -359,6 +409,7 @@ impl Store for MemoryStore {
                 Lane::Due => counts.due += 1,
                 Lane::Waiting => counts.waiting += 1,
                 Lane::Gone => counts.gone += 1,
+                Lane::Held => counts.held += 1,
             }
         }
         Ok(counts)

@@ -33,6 +33,9 @@ pub enum OutboxStatus {
     Pending,
     /// The panel cloud acknowledged the request.
     Delivered,
+    /// Held for a panel the cloud then said is not in the account: never sent (see
+    /// [`Lane::Held`]).
+    Dropped,
 }
 
 /// Where a pending record waits (docs/dynamodb.md, "The outbox lanes"). A kind-independent
@@ -49,7 +52,17 @@ pub enum Lane {
     /// Its panel left the account (the cloud's `panel_not_found`): retried on a slow cadence of
     /// its own, counted and alarmed apart from the backlog, never dropped.
     Gone,
+    /// Spoken for a panel whose confirmation had run out ([`crate::skill::OWNERSHIP_TTL`]) while
+    /// the cloud could not be asked: nothing goes to the cloud for it until the cloud confirms
+    /// the panel is the account's, then it is signalled like any other record; if the cloud
+    /// says the panel is not the account's it is [`OutboxStatus::Dropped`], never sent. At most
+    /// [`HELD_PER_HOUSEHOLD`] per household, so no account can fill the store through it.
+    Held,
 }
+
+/// Pending [`Lane::Held`] records one household may have. A household says a few codes during
+/// one outage; a token holder naming panels that are not its own gets no more than this.
+pub const HELD_PER_HOUSEHOLD: u32 = 16;
 
 /// How the pending outbox is spread and bounded. The same for every function of a deployment
 /// (`OUTBOX_SHARDS`, `OUTBOX_HOUSEHOLD_QUOTA`).
@@ -98,6 +111,7 @@ pub struct OutboxCounts {
     pub due: usize,
     pub waiting: usize,
     pub gone: usize,
+    pub held: usize,
     /// A count stopped at its page budget: the figures are lower bounds.
     pub capped: bool,
 }
@@ -168,6 +182,9 @@ pub enum Settlement {
         attempts: u32,
         next_attempt_at: DateTime<Utc>,
     },
+    /// A [`Lane::Held`] record whose panel the cloud says is not the account's: never sent,
+    /// out of the pending index, its place in the household's held lane freed.
+    Dropped,
 }
 
 /// A line of the household's audit log, as the household sees it.
@@ -276,6 +293,18 @@ pub trait Store: Send + Sync {
             .await
     }
 
+    /// [`Store::record_attempt`] for an attempt on a panel not confirmed lately: `outbox` goes
+    /// to [`Lane::Held`] (whatever its `lane` says) if the household has fewer than
+    /// [`HELD_PER_HOUSEHOLD`] pending there. Past that, the throttle and `audit` are written
+    /// without it and the result is `Ok(false)`. The same errors as `record_attempt`.
+    async fn hold_attempt(
+        &self,
+        household: &str,
+        throttle: ThrottleWrite<'_>,
+        outbox: &OutboxRecord,
+        audit: &[AuditEntry],
+    ) -> Result<bool, StoreError>;
+
     /// Inserts a record that [`Store::record_attempt`] could not write, with `audit`, atomically.
     /// [`StoreError::Conflict`] if a record with its request id already exists.
     async fn put_outbox(
@@ -287,7 +316,7 @@ pub trait Store: Send + Sync {
     /// The shards and quota this store lays the pending outbox out with.
     fn outbox_policy(&self) -> OutboxPolicy;
 
-    /// Pending records of `lane` ([`Lane::Due`] or [`Lane::Gone`]) in `shard`, due at `now`,
+    /// Pending records of `lane` ([`Lane::Due`], [`Lane::Gone`] or [`Lane::Held`]) in `shard`, due at `now`,
     /// oldest first: up to `limit` readable ones, at most `per_household` of any one household
     /// (the rest are passed over, left for the next pass), plus every unreadable item met on
     /// the way. Reads a bounded number of pages.
@@ -388,6 +417,7 @@ pub async fn outbox_totals(store: &dyn Store) -> Result<OutboxCounts, StoreError
         total.due += c.due;
         total.waiting += c.waiting;
         total.gone += c.gone;
+        total.held += c.held;
         total.capped |= c.capped;
     }
     Ok(total)

@@ -51,6 +51,8 @@ pub struct WebhookService {
     pub manufacturer_name: String,
     /// Google's HomeGraph, when the Google integration is configured.
     pub homegraph: Option<Arc<HomeGraph>>,
+    /// Panels this instance renewed the confirmation of lately, from the events about them.
+    pub renewals: crate::skill::Renewals,
 }
 
 /// One message to send, before the token is known.
@@ -202,6 +204,9 @@ fn change_reports(panel: &Panel, changed: &[Changed], cause: &'static str) -> Ve
     reports
 }
 
+/// What renewing a panel's confirmation may add to a webhook's handling at most.
+const CONFIRM_BUDGET: std::time::Duration = std::time::Duration::from_millis(500);
+
 fn reply(status: StatusCode, body: Value) -> (StatusCode, Value) {
     (status, body)
 }
@@ -221,6 +226,7 @@ impl WebhookService {
             clock,
             manufacturer_name,
             homegraph: None,
+            renewals: crate::skill::Renewals::default(),
         }
     }
 
@@ -278,6 +284,30 @@ impl WebhookService {
                 ),
             }
         }
+    }
+
+    /// A signed event about a panel is the cloud's word that the account holds it: the panel's
+    /// confirmation is renewed (crate::skill::OWNERSHIP_TTL), so a household whose panel is used
+    /// only at the keypad or by schedule keeps its duress PIN through an outage. Best effort.
+    async fn confirm_panel(&self, event: &PanelEvent) {
+        let panel = match &event.kind {
+            EventKind::PanelChanged { panel, .. } | EventKind::ZoneAdded { panel, .. } => {
+                panel.id.clone()
+            }
+            EventKind::ZoneRemoved { panel_id, .. } => panel_id.clone(),
+            EventKind::UsersChanged { .. } => return,
+        };
+        // Within the signature window: no deadline of its own beyond the renewal's budget.
+        let deadline = crate::deadline::Deadline::after(CONFIRM_BUDGET);
+        self.renewals
+            .renew(
+                self.store.as_ref(),
+                &event.account,
+                &panel,
+                self.clock.now(),
+                deadline,
+            )
+            .await;
     }
 
     pub async fn handle(&self, headers: &HeaderMap, body: &[u8]) -> (StatusCode, Value) {
@@ -351,9 +381,10 @@ impl WebhookService {
                 );
             }
         }
-        let (alexa, ()) = tokio::join!(
+        let (alexa, (), ()) = tokio::join!(
             self.send_all(&event, reports),
-            self.report_to_google(&event)
+            self.report_to_google(&event),
+            self.confirm_panel(&event)
         );
         match alexa {
             None => reply(StatusCode::OK, json!({ "status": "no_grant" })),
