@@ -110,8 +110,16 @@ impl Stack {
         assert_eq!(name, Some(json!("Arm.Response")), "{r:?}");
     }
 
-    fn fault(&self, mode: FaultMode, delay_ms: u64) {
-        self.stack.sim.set_fault(Fault { mode, delay_ms });
+    /// Through the stack's own endpoint, as a user sets it: `down` also closes the listener.
+    async fn fault(&self, mode: FaultMode, delay_ms: u64) {
+        let resp = self
+            .http
+            .post(format!("{}/sim/faults", self.stack.base_url))
+            .json(&Fault { mode, delay_ms })
+            .send()
+            .await
+            .expect("POST /sim/faults");
+        assert!(resp.status().is_success(), "{}", resp.status());
     }
 
     async fn disarm(&self) -> Option<Value> {
@@ -169,26 +177,30 @@ async fn sample(s: &Stack, row: Row) -> Option<Duration> {
             s.entry_after(before, t).await
         }
         Row::Fault(mode, delay) => {
-            s.fault(mode, delay);
+            s.fault(mode, delay).await;
             let t = Instant::now();
             let reply = s.disarm().await;
             // A held reply is released by changing the fault; the others simply end.
-            s.fault(FaultMode::None, 0);
+            s.fault(FaultMode::None, 0).await;
             reply?;
             s.entry_after(before, t).await
         }
         Row::Outage => {
-            s.fault(FaultMode::Down, 0);
+            s.fault(FaultMode::Down, 0).await;
             s.disarm().await?;
             // 30 minutes of simulated time, a worker pass every 10 s of it.
             for _ in 0..180 {
                 s.stack.clock.advance(chrono::Duration::seconds(10));
-                s.stack.redeliver().await.ok()?;
+                if let Err(e) = s.stack.redeliver().await {
+                    eprintln!("outage: a worker pass failed: {e}");
+                    return None;
+                }
             }
             if s.duress_entries() != before {
+                eprintln!("outage: a 121 arrived while the cloud was down");
                 return None;
             }
-            s.fault(FaultMode::None, 0);
+            s.fault(FaultMode::None, 0).await;
             let t = Instant::now();
             s.entry_after(before, t).await
         }
@@ -219,6 +231,7 @@ async fn main() {
     let samples: usize = arg("--samples")
         .and_then(|v| v.parse().ok())
         .unwrap_or(if full { 3 } else { 1 });
+    let only = arg("--row");
     let rows = [
         (Row::Healthy, samples * 7),
         (Row::Fault(FaultMode::Error, 0), samples),
@@ -227,7 +240,7 @@ async fn main() {
         (Row::Fault(FaultMode::Hold, 2_000), samples),
         (Row::Fault(FaultMode::Down, 0), samples),
         (Row::Fault(FaultMode::NotFound, 0), samples),
-        (Row::Outage, samples),
+        (Row::Outage, samples.div_ceil(3)),
         (Row::Crash, samples.div_ceil(2)),
     ];
     let started = Instant::now();
@@ -235,13 +248,22 @@ async fn main() {
     println!("| path | samples | p50 | p99 |");
     println!("|---|---|---|---|");
     for (row, n) in rows {
+        if only
+            .as_ref()
+            .is_some_and(|o| !row.label().contains(o.as_str()))
+        {
+            continue;
+        }
         // A stack per row: one row's backlog or open breaker never waits on another's.
         let mut s = Stack::start().await;
         let mut times = Vec::with_capacity(n);
         for _ in 0..n {
             match sample(&s, row).await {
                 Some(t) => times.push(t),
-                None => lost += 1,
+                None => {
+                    eprintln!("{}: a sample never reached the receiver", row.label());
+                    lost += 1;
+                }
             }
             // Every sample starts with the panel armed and the exit delay over.
             s.stack.clock.advance(chrono::Duration::seconds(61));
