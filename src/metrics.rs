@@ -42,8 +42,8 @@ use crate::panel::{
     UserList,
 };
 use crate::store::{
-    AuditEntry, DueRecords, HouseholdSnapshot, Lane, OutboxCounts, OutboxPolicy, OutboxRecord,
-    Settlement, Store, StoreError, StoredGrant, ThrottleWrite,
+    AuditEntry, Breaker, DueRecords, HouseholdSnapshot, Lane, OutboxCounts, OutboxPolicy,
+    OutboxRecord, Settlement, Store, StoreError, StoredGrant, ThrottleWrite,
 };
 use crate::voice_codes::Profile;
 
@@ -342,6 +342,10 @@ impl PanelCloud for MeteredPanelCloud {
         self.counters.panel(&r);
         r
     }
+
+    fn breaker_key(&self) -> String {
+        self.inner.breaker_key()
+    }
 }
 
 struct MeteredStore {
@@ -522,6 +526,14 @@ impl Store for MeteredStore {
         expires_at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         self.count(self.inner.claim_event(event_id, expires_at).await)
+    }
+
+    async fn breaker(&self, cloud: &str) -> Result<Breaker, StoreError> {
+        self.count(self.inner.breaker(cloud).await)
+    }
+
+    async fn save_breaker(&self, cloud: &str, breaker: &Breaker) -> Result<u64, StoreError> {
+        self.count(self.inner.save_breaker(cloud, breaker).await)
     }
 
     async fn set_google_linked(&self, account: &str, linked: bool) -> Result<(), StoreError> {

@@ -305,7 +305,9 @@ async fn the_backlog_is_every_pending_record_not_one_batch() {
     h.fault("error", 0).await;
     h.advance(60).await;
     let report = h.stack.redeliver().await.unwrap();
-    assert_eq!(report.examined, 25, "{report:?}");
+    // One batch taken: the cloud's first failures trip the breaker, the rest of it is held.
+    assert_eq!(report.examined + report.held, 25, "{report:?}");
+    assert!(report.held > 0, "{report:?}");
     assert_eq!(
         (report.backlog, report.waiting, report.gone),
         (121, 0, 0),
@@ -577,10 +579,10 @@ async fn capacity_per_directive_and_per_re_delivered_record_is_pinned() {
         ),
         (
             "re-delivery pass, nothing pending (8 shards)",
-            (82, 0.0, 16.0),
+            (83, 1.0, 16.0),
         ),
         ("Alexa Disarm during a cloud failure", (4, 2.0, 14.0)),
-        ("re-delivery pass delivering 8 records", (98, 0.5, 64.0)),
+        ("re-delivery pass delivering 8 records", (99, 1.5, 64.0)),
     ];
     for (name, (calls, read, write)) in pinned {
         let c = get(name);

@@ -183,6 +183,95 @@ async fn http_api_serves_the_management_api_and_the_webhook() {
     }
 }
 
+/// The attempts of every pending record, oldest first, read straight from the store.
+async fn pending_attempts(h: &Harness) -> Vec<u32> {
+    let store = h.stack.store.as_ref();
+    let later = chrono::Utc::now() + chrono::Duration::days(1);
+    let mut attempts = vec![];
+    for shard in 0..store.outbox_policy().shards {
+        let due = store
+            .outbox_due(alarm_skill::store::Lane::Due, shard, later, 100, 100)
+            .await
+            .unwrap();
+        attempts.extend(due.records.iter().map(|r| r.attempts));
+    }
+    attempts
+}
+
+/// Issue 24: on AWS the worker ran once a minute, so a cloud that came back waited for the next
+/// invocation. With `REDELIVERY_POLL_SECONDS` (the template sets it) one invocation keeps
+/// polling while anything is pending: the cloud fails its first try, comes back while the
+/// invocation runs, and the same invocation delivers the duress, then returns.
+#[tokio::test]
+async fn a_polling_redelivery_invocation_delivers_once_the_cloud_is_back() {
+    use alarm_skill::redelivery::seal;
+    let (h, env) = world().await;
+    let t = h.token("demo").await;
+    h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
+    h.fault("down", 0).await;
+    // The pending duress a disarm leaves when its panel call fails (written as the directive
+    // does, sealed under the deployment's pepper; the directive itself is tested elsewhere).
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let sealed = seal::seal(
+        &h.stack.keyring,
+        seal::Binding {
+            request_id: &request_id,
+            household: "demo",
+            panel: "home",
+        },
+        seal::Sealed {
+            duress: true,
+            member: Some(1),
+        },
+    );
+    let now = chrono::Utc::now();
+    let mut record =
+        alarm_skill::store::OutboxRecord::pending(request_id, "demo", "home", sealed, now, now);
+    record.attempts = 1;
+    h.stack.store.put_outbox(&record, None).await.unwrap();
+    assert_eq!(pending_attempts(&h).await, vec![1]);
+
+    let mut env = only(&env, alarm_skill::secrets::needs::REDELIVERY);
+    env.push(("REDELIVERY_POLL_SECONDS".into(), "1".into()));
+    let mut f = Function::start_with_budget(
+        env!("CARGO_BIN_EXE_redelivery"),
+        &env,
+        std::time::Duration::from_secs(60),
+    )
+    .await;
+    f.enqueue(json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}));
+    // The invocation's first pass fails on the down cloud (the record's attempts go up); only
+    // then does the cloud come back.
+    let mut waited = 0;
+    while pending_attempts(&h).await != vec![2] {
+        waited += 1;
+        assert!(
+            waited < 1_200,
+            "the worker never tried: {:?}",
+            f.try_outcome()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    h.fault("none", 0).await;
+    let (kind, _, report) = f.outcome().await;
+    assert_eq!(kind, "response", "{report}");
+    assert_eq!(
+        (
+            &report["retrying"],
+            &report["delivered"],
+            &report["backlog"]
+        ),
+        (&json!(1), &json!(1), &json!(0)),
+        "one invocation: the failed try, then the delivery: {report}"
+    );
+    let signals = h.signals().await;
+    assert_eq!(
+        signals.iter().filter(|s| s.starts_with("121/")).count(),
+        1,
+        "{signals:?}"
+    );
+}
+
 #[tokio::test]
 async fn redelivery_worker_delivers_a_pending_duress_once() {
     let (h, env) = world().await;

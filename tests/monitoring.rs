@@ -539,6 +539,96 @@ async fn the_receiver_refuses_bad_frames_and_acks_good_ones() {
     assert_eq!(reasons(&dispatches(&h).await), ["duress"]);
 }
 
+/// A duress said while the panel cloud is down, then `ticks` worker passes 10 s of simulated
+/// time apart with the cloud still down: the reports of those passes.
+async fn duress_through_an_outage(
+    h: &Harness,
+    ticks: usize,
+) -> Vec<alarm_skill::redelivery::Report> {
+    let t = h.token("demo").await;
+    let r = h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
+    assert_eq!(r["event"]["header"]["name"], "Arm.Response", "{r}");
+    h.advance(60).await;
+    h.fault("down", 0).await;
+    let r = voice_disarm(h, DURESS).await;
+    assert_eq!(r["event"]["header"]["name"], "ErrorResponse", "{r}");
+    let mut reports = Vec::with_capacity(ticks);
+    for _ in 0..ticks {
+        h.advance(10).await;
+        let report = h.stack.redeliver().await.unwrap();
+        assert_eq!(report.backlog, 1, "the duress stays pending: {report:?}");
+        reports.push(report);
+    }
+    assert_eq!(count(&h.signals().await, "121/"), 0);
+    reports
+}
+
+/// Issue 24, regression 2: after a 30-minute panel cloud outage the pending duress reached the
+/// cloud 240 s after it answered again, its backoff grown to the 5-minute cap. Now the 121 is
+/// there within a few worker ticks of recovery. Simulated time throughout: the outage ticks
+/// every 10 s (on the old worker the backoff reached its cap all the same), recovery every 2 s,
+/// the local worker's interval.
+#[tokio::test]
+async fn after_a_30_minute_outage_the_121_arrives_within_a_few_worker_ticks_of_recovery() {
+    let h = Harness::start().await;
+    duress_through_an_outage(&h, 180).await;
+    h.fault("none", 0).await;
+    let mut ticks = 0;
+    while count(&h.signals().await, "121/") == 0 {
+        ticks += 1;
+        assert!(ticks <= 200, "no 121 within {ticks} ticks of recovery");
+        h.advance(2).await;
+        h.stack.redeliver().await.unwrap();
+    }
+    assert!(
+        ticks <= 3,
+        "the 121 arrived {ticks} worker ticks ({} s) after the cloud came back",
+        ticks * 2
+    );
+    assert_eq!(count(&h.signals().await, "121/"), 1);
+    let report = h.stack.redeliver().await.unwrap();
+    assert_eq!(report.backlog, 0, "{report:?}");
+}
+
+/// While the cloud is down the worker's breaker opens after a few failed passes; from then on
+/// the cloud gets one probe per pass at most (each 10 s tick is past the 5 s probe interval) and
+/// nothing else; once a probe is answered the breaker closes.
+#[tokio::test]
+async fn an_outage_opens_the_breaker_and_the_cloud_gets_only_probes_until_it_answers() {
+    let h = Harness::start().await;
+    let reports = duress_through_an_outage(&h, 30).await;
+    let opened = reports
+        .iter()
+        .position(|r| r.breaker_open)
+        .expect("the breaker opened during the outage");
+    assert!(opened < 5, "opened after {} ticks", opened + 1);
+    assert!(reports[opened..].iter().all(|r| r.breaker_open));
+    let after: Vec<(usize, usize)> = reports[opened + 1..]
+        .iter()
+        .map(|r| (r.probes, r.examined))
+        .collect();
+    assert!(
+        after.iter().all(|&(p, e)| p == 1 && e == 1),
+        "one probe, one signal per pass while open: {after:?}"
+    );
+    // Two probes in one interval: the second pass holds.
+    h.advance(2).await;
+    let held = h.stack.redeliver().await.unwrap();
+    assert_eq!(
+        (held.probes, held.examined, held.breaker_open),
+        (0, 0, true)
+    );
+    h.fault("none", 0).await;
+    h.advance(5).await;
+    let back = h.stack.redeliver().await.unwrap();
+    assert_eq!(
+        (back.probes, back.delivered, back.breaker_open, back.backlog),
+        (1, 1, false, 0),
+        "{back:?}"
+    );
+    assert_eq!(count(&h.signals().await, "121/"), 1);
+}
+
 /// Four households, each with a normal and a duress PIN, each panel on its own DC-09 account.
 fn households() -> DemoConfig {
     DemoConfig::parse(&households_json().to_string()).expect("config")

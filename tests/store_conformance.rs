@@ -7,7 +7,7 @@
 
 use alarm_skill::store::dynamodb::{DynamoStore, create_table, local_client};
 use alarm_skill::store::{
-    AuditEntry, HELD_PER_HOUSEHOLD, HouseholdSnapshot, Lane, OutboxCounts, OutboxPolicy,
+    AuditEntry, Breaker, HELD_PER_HOUSEHOLD, HouseholdSnapshot, Lane, OutboxCounts, OutboxPolicy,
     OutboxRecord, OutboxStatus, Settlement, Store, StoreError, StoredGrant, ThrottleWrite,
 };
 use alarm_skill::voice_codes::{
@@ -96,6 +96,8 @@ conformance!(
     a_stale_read_settles_nothing,
     held_attempts_are_capped_per_household_and_leave_the_lane_when_settled,
     racing_held_attempts_never_pass_the_cap,
+    breaker_reads_closed_until_saved_and_a_stale_save_changes_nothing,
+    concurrent_probe_claims_exactly_one_wins,
 );
 
 // ---- fixtures ----
@@ -1913,4 +1915,105 @@ async fn racing_held_attempts_never_pass_the_cap(store: &dyn Store) {
         hold(store, &format!("req-seq-{i:02}"), "hh", "held").await;
     }
     assert_eq!(counts(store).await.held, cap);
+}
+
+/// The re-delivery worker's breaker (crate::redelivery, "Breaker"): one item per panel cloud,
+/// closed until saved, guarded by its version like a profile.
+async fn breaker_reads_closed_until_saved_and_a_stale_save_changes_nothing(store: &dyn Store) {
+    let closed = store.breaker("https://cloud-a.example").await.unwrap();
+    assert_eq!(closed, Breaker::default());
+    assert!(!closed.open);
+    let open = Breaker {
+        open: true,
+        failures: 3,
+        probe_at: t0() + Duration::seconds(5),
+        since: t0(),
+        version: 0,
+    };
+    assert_eq!(
+        store
+            .save_breaker("https://cloud-a.example", &open)
+            .await
+            .unwrap(),
+        1
+    );
+    let read = store.breaker("https://cloud-a.example").await.unwrap();
+    assert_eq!(
+        read,
+        Breaker {
+            version: 1,
+            ..open.clone()
+        }
+    );
+    // Another cloud has its own.
+    assert_eq!(
+        store.breaker("https://cloud-b.example").await.unwrap(),
+        Breaker::default()
+    );
+    // A save at a version another worker already moved past changes nothing.
+    let stale = Breaker {
+        open: false,
+        ..open.clone()
+    };
+    assert_eq!(
+        store.save_breaker("https://cloud-a.example", &stale).await,
+        Err(StoreError::Conflict)
+    );
+    assert_eq!(
+        store.breaker("https://cloud-a.example").await.unwrap(),
+        read
+    );
+    let closed_again = Breaker {
+        open: false,
+        failures: 0,
+        since: t0() + Duration::seconds(7),
+        ..read
+    };
+    assert_eq!(
+        store
+            .save_breaker("https://cloud-a.example", &closed_again)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store.breaker("https://cloud-a.example").await.unwrap(),
+        Breaker {
+            version: 2,
+            ..closed_again
+        }
+    );
+}
+
+/// Workers claim the interval's probe by saving the breaker at the version they read: of many
+/// at once, one sends the probe.
+async fn concurrent_probe_claims_exactly_one_wins(store: &dyn Store) {
+    let open = Breaker {
+        open: true,
+        failures: 3,
+        probe_at: t0(),
+        since: t0(),
+        version: 0,
+    };
+    let v = store.save_breaker("cloud", &open).await.unwrap();
+    let read = store.breaker("cloud").await.unwrap();
+    assert_eq!(read.version, v);
+    let claim = Breaker {
+        probe_at: t0() + Duration::seconds(5),
+        ..read
+    };
+    let claims =
+        futures::future::join_all((0..8).map(|_| store.save_breaker("cloud", &claim))).await;
+    let won = claims.iter().filter(|c| c.is_ok()).count();
+    assert_eq!(won, 1, "{claims:?}");
+    assert!(
+        claims
+            .iter()
+            .all(|c| c.is_ok() || *c == Err(StoreError::Conflict)),
+        "{claims:?}"
+    );
+    assert_eq!(
+        store.breaker("cloud").await.unwrap().probe_at,
+        t0() + Duration::seconds(5)
+    );
 }

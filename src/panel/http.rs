@@ -314,6 +314,11 @@ impl PanelCloud for HttpPanelCloud {
         self.call::<Empty, _>(Method::GET, url, None, Retry::Idempotent, deadline)
             .await
     }
+
+    /// The cloud's origin: two deployments' clouds never share a breaker.
+    fn breaker_key(&self) -> String {
+        self.base.origin().ascii_serialization()
+    }
 }
 
 #[cfg(test)]

@@ -360,6 +360,12 @@ pub trait PanelCloud: Send + Sync {
             "this panel cloud adapter cannot list users".into(),
         ))
     }
+
+    /// Which panel cloud this is, for the re-delivery worker's breaker (one per cloud): a
+    /// deployment talks to one cloud, so the default names just that one.
+    fn breaker_key(&self) -> String {
+        "panel-cloud".to_string()
+    }
 }
 
 #[cfg(test)]

@@ -35,29 +35,55 @@
 //! confirmation and signals it like any other record; "not in this account" drops it unsent,
 //! with a neutral audit line; anything else leaves it held, backing off.
 //!
-//! [`run_once`] is the whole worker. The local stack calls it in a loop; on AWS a schedule
-//! invokes the `redelivery` Lambda, which calls it once.
+//! **Breaker** (one per panel cloud, docs/capacity.md "Recovery after an outage"). A failure
+//! of the cloud itself (unreachable, timeout, 5xx, 429, a foreign 404, a reply it can't have
+//! meant) is not the record's fault, so it doesn't back the record off: the record is retried
+//! [`CLOUD_RETRY`] later, and the cloud is protected by the breaker instead. After
+//! [`BREAKER_THRESHOLD`] cloud failures in a row with no success the breaker opens: passes send
+//! the cloud nothing but one probe (a real pending record) per [`PROBE_INTERVAL`], claimed by a
+//! conditional write so that concurrent workers send one between them. When a probe is
+//! answered the breaker closes and that pass takes every pending record of the due lane as due,
+//! whatever its backoff: the whole backlog goes at once, with the usual bounded concurrency and
+//! per-household quota (a household's records, however many, don't hold up another's). The
+//! state is a store item per cloud ([`crate::store::Breaker`]): each Lambda invocation may be a
+//! fresh process, and all of them must agree on who probes. Answers about one panel (offline,
+//! busy, not in the account) prove the cloud is up and back off only that record.
+//!
+//! [`run_once`] is one pass. The local stack calls it every 2 s; on AWS a schedule invokes the
+//! `redelivery` Lambda once a minute, which [`poll_with`]s: passes every few seconds while
+//! anything is pending, until near its timeout, so recovery is noticed within seconds.
 
 pub mod seal;
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration as StdDuration;
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use futures_util::StreamExt;
 
 use crate::clock::Clock;
 use crate::deadline::Deadline;
 use crate::panel::{AttemptKind, PanelCloud, PanelError, SignalRequest, Source};
-use crate::store::{AuditEntry, Lane, OutboxRecord, Settlement, Store, StoreError};
+use crate::store::{AuditEntry, Breaker, Lane, OutboxRecord, Settlement, Store, StoreError};
 use crate::voice_codes::{Keyring, KeyringSource};
 
 /// Each signal attempt gets this long.
 const CALL_BUDGET: StdDuration = StdDuration::from_secs(5);
 /// Time kept after a call to settle the record and write the report.
 const SETTLE_MARGIN: StdDuration = StdDuration::from_secs(1);
-/// Retry backoff: 5 s doubling, capped at 5 minutes.
+/// Retry backoff: 5 s doubling, capped at 5 minutes. Only for answers about the record's own
+/// panel (offline, busy) and unreadable seals: a failing cloud is the breaker's.
 const BACKOFF_BASE_S: i64 = 5;
 const BACKOFF_CAP_S: i64 = 300;
+/// A record whose signal failed because the cloud did is due again this soon: it never backs
+/// off while the cloud is out, so it goes as soon as the cloud answers again.
+pub const CLOUD_RETRY: Duration = Duration::seconds(5);
+/// Cloud failures in a row, with no success, that open the breaker.
+pub const BREAKER_THRESHOLD: u32 = 3;
+/// While the breaker is open, one probe per this interval, across all workers.
+pub const PROBE_INTERVAL: Duration = Duration::seconds(5);
+/// Pending records a probe looks at per shard and lane for one it can send.
+const PROBE_CANDIDATES: usize = 3;
 /// A record whose panel left the account is tried again hourly: the cloud must still take a
 /// duress for it (docs/panel-api.md), but it must not cost the live queue anything.
 const GONE_RETRY: Duration = Duration::hours(1);
@@ -109,6 +135,13 @@ pub struct Report {
     pub dropped: usize,
     /// Pending records held until the cloud confirms their panel (in `backlog`).
     pub held: usize,
+    /// Due records not sent because the cloud's breaker is open (or tripped during the pass):
+    /// left as they were, for the probe that finds the cloud back.
+    pub breaker_held: usize,
+    /// Probes sent to the cloud while its breaker was open (0 or 1 per pass).
+    pub probes: usize,
+    /// The cloud's breaker is open after the pass.
+    pub breaker_open: bool,
 }
 
 impl Report {
@@ -122,6 +155,7 @@ impl Report {
             self.moved_gone + next.moved_gone,
             self.raced + next.raced,
             self.dropped + next.dropped,
+            self.probes + next.probes,
         );
         *self = *next;
         (
@@ -131,6 +165,7 @@ impl Report {
             self.moved_gone,
             self.raced,
             self.dropped,
+            self.probes,
         ) = work;
     }
 
@@ -151,6 +186,7 @@ impl Report {
         self.gone += o.gone;
         self.dropped += o.dropped;
         self.held += o.held;
+        self.breaker_held += o.breaker_held;
     }
 }
 
@@ -192,11 +228,53 @@ pub async fn run_once_with(
     batch: usize,
     until: Deadline,
 ) -> Result<Report, StoreError> {
+    let cloud = panels.breaker_key();
+    let now = clock.now();
+    // Unreadable breaker: pass as if closed. The cloud then gets at most one pass's failures
+    // more, which beats holding every duress on a store hiccup.
+    let breaker = match store.breaker(&cloud).await {
+        Ok(b) => Some(b),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the panel cloud's breaker; passing as if closed");
+            None
+        }
+    };
+    let mut mode = Mode {
+        horizon: now,
+        hold: false,
+    };
+    let mut probe_report = Report::default();
+    let mut state = breaker.clone();
+    if let Some(b) = breaker.as_ref().filter(|b| b.open) {
+        mode.hold = true;
+        if now >= b.probe_at {
+            let claim = Breaker {
+                probe_at: now + PROBE_INTERVAL,
+                ..b.clone()
+            };
+            // The conditional write is the claim: of the workers that saw the probe due, one
+            // wins it and the others hold, so the cloud gets one probe per interval.
+            if let Ok(version) = store.save_breaker(&cloud, &claim).await {
+                probe_report.probes = 1;
+                let claimed = Breaker { version, ..claim };
+                let verdict = probe(store, panels, keys, clock, until, &mut probe_report).await;
+                state = breaker_after_probe(store, &cloud, claimed, verdict, clock).await;
+                if verdict == Verdict::Answered {
+                    // Everything pending is due at once, whatever its backoff.
+                    mode = Mode {
+                        horizon: now + Duration::seconds(BACKOFF_CAP_S),
+                        hold: false,
+                    };
+                }
+            }
+        }
+    }
+    let gate = Gate::new(state.as_ref().map_or(0, |b| b.failures));
     let shards = store.outbox_policy().shards.max(1);
     // Futures made up front, not in a stream closure: the spawned local worker needs the whole
     // pass to be `Send`, which closures returning borrowing futures can't prove.
     let passes: Vec<_> = (0..shards)
-        .map(|shard| run_shard_with(store, panels, keys, clock, shard, batch, until))
+        .map(|shard| run_shard_with(store, panels, keys, clock, shard, batch, until, mode, &gate))
         .collect();
     let results: Vec<Result<Report, StoreError>> = futures_util::stream::iter(passes)
         .buffer_unordered(SHARD_PARALLELISM)
@@ -216,10 +294,234 @@ pub async fn run_once_with(
         }
     }
     report.skipped = report.skipped_shards == report.shards;
+    report.examined += probe_report.examined;
+    report.delivered += probe_report.delivered;
+    report.retrying += probe_report.retrying;
+    report.moved_gone += probe_report.moved_gone;
+    report.raced += probe_report.raced;
+    report.probes = probe_report.probes;
+    let state = match state {
+        Some(b) if !mode.hold => breaker_after_pass(store, &cloud, b, &gate, clock).await,
+        other => other,
+    };
+    report.breaker_open = state.is_some_and(|b| b.open);
     match last_error {
         Some((_, e)) if report.failed_shards == report.shards => Err(e),
         _ => Ok(report),
     }
+}
+
+/// How a pass treats the due lane.
+#[derive(Debug, Clone, Copy)]
+struct Mode {
+    /// Records due at or before this are taken: now, or (right after the breaker closed) far
+    /// enough ahead to take every pending record whatever its backoff.
+    horizon: DateTime<Utc>,
+    /// The breaker is open: send nothing, only count the backlog.
+    hold: bool,
+}
+
+/// What a call told about the cloud itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// It answered (even "offline" or "not in the account"): the cloud is up.
+    Answered,
+    /// It failed as a whole: unreachable, timeout, 5xx, 429, credentials, a reply it can't
+    /// have meant.
+    Failed,
+    /// No call was made (an unreadable seal, or nothing to send).
+    NoCall,
+}
+
+impl Verdict {
+    fn of(e: &PanelError) -> Verdict {
+        match e {
+            PanelError::NotFound
+            | PanelError::Offline
+            | PanelError::Busy
+            | PanelError::Refused(_) => Verdict::Answered,
+            PanelError::Unreachable(_)
+            | PanelError::Timeout
+            | PanelError::Server(_)
+            | PanelError::RateLimited
+            | PanelError::Unauthorized
+            | PanelError::Protocol(_) => Verdict::Failed,
+        }
+    }
+}
+
+/// The breaker as one invocation sees it during a closed pass: once the cloud has failed
+/// [`BREAKER_THRESHOLD`] times in a row (counting the stored failures) with no success, the
+/// rest of the pass holds its records instead of waiting out a call budget on each.
+struct Gate {
+    prior: u32,
+    failures: AtomicU32,
+    successes: AtomicU32,
+}
+
+impl Gate {
+    fn new(prior: u32) -> Gate {
+        Gate {
+            prior,
+            failures: AtomicU32::new(0),
+            successes: AtomicU32::new(0),
+        }
+    }
+
+    fn tripped(&self) -> bool {
+        self.successes.load(Ordering::SeqCst) == 0
+            && self
+                .prior
+                .saturating_add(self.failures.load(Ordering::SeqCst))
+                >= BREAKER_THRESHOLD
+    }
+
+    fn note(&self, verdict: Verdict) {
+        match verdict {
+            Verdict::Answered => self.successes.fetch_add(1, Ordering::SeqCst),
+            Verdict::Failed => self.failures.fetch_add(1, Ordering::SeqCst),
+            Verdict::NoCall => 0,
+        };
+    }
+}
+
+/// Saves what a closed pass learnt: a success clears the failures, failures with no success
+/// add up and open the breaker at the threshold. A lost race leaves the other worker's word.
+async fn breaker_after_pass(
+    store: &dyn Store,
+    cloud: &str,
+    b: Breaker,
+    gate: &Gate,
+    clock: &dyn Clock,
+) -> Option<Breaker> {
+    let (successes, failures) = (
+        gate.successes.load(Ordering::SeqCst),
+        gate.failures.load(Ordering::SeqCst),
+    );
+    let now = clock.now();
+    let next = if successes > 0 {
+        if b.failures == 0 {
+            return Some(b);
+        }
+        Breaker { failures: 0, ..b }
+    } else if failures > 0 {
+        let failures = b.failures.saturating_add(failures);
+        if failures >= BREAKER_THRESHOLD {
+            tracing::warn!(
+                marker = "panel_cloud_breaker_open",
+                cloud,
+                failures,
+                "panel cloud failing: re-delivery holds its records and probes it"
+            );
+            Breaker {
+                open: true,
+                failures,
+                probe_at: now + PROBE_INTERVAL,
+                since: now,
+                ..b
+            }
+        } else {
+            Breaker { failures, ..b }
+        }
+    } else {
+        return Some(b);
+    };
+    save(store, cloud, next).await
+}
+
+/// Saves what the probe found: answered closes the breaker, failed counts it.
+async fn breaker_after_probe(
+    store: &dyn Store,
+    cloud: &str,
+    claimed: Breaker,
+    verdict: Verdict,
+    clock: &dyn Clock,
+) -> Option<Breaker> {
+    let now = clock.now();
+    let next = match verdict {
+        Verdict::Answered => {
+            tracing::info!(
+                marker = "panel_cloud_breaker_closed",
+                cloud,
+                "panel cloud answered a probe: every pending record is due"
+            );
+            Breaker {
+                open: false,
+                failures: 0,
+                since: now,
+                ..claimed
+            }
+        }
+        Verdict::Failed => Breaker {
+            failures: claimed.failures.saturating_add(1),
+            ..claimed
+        },
+        Verdict::NoCall => return Some(claimed),
+    };
+    save(store, cloud, next).await
+}
+
+async fn save(store: &dyn Store, cloud: &str, b: Breaker) -> Option<Breaker> {
+    match store.save_breaker(cloud, &b).await {
+        Ok(version) => Some(Breaker { version, ..b }),
+        Err(StoreError::Conflict) => store.breaker(cloud).await.ok(),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not save the panel cloud's breaker");
+            None
+        }
+    }
+}
+
+/// One probe: the oldest pending record found (due lane first, whatever its backoff, then the
+/// gone lane's due ones), sent and settled like any other. A store error skips a shard.
+async fn probe(
+    store: &dyn Store,
+    panels: &dyn PanelCloud,
+    keys: Keys<'_>,
+    clock: &dyn Clock,
+    until: Deadline,
+    report: &mut Report,
+) -> Verdict {
+    let now = clock.now();
+    let shards = store.outbox_policy().shards.max(1);
+    for (lane, horizon) in [
+        (Lane::Due, now + Duration::seconds(BACKOFF_CAP_S)),
+        (Lane::Gone, now),
+    ] {
+        for shard in 0..shards {
+            let found = match store
+                .outbox_due(lane, shard, horizon, PROBE_CANDIDATES, 1)
+                .await
+            {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::warn!(error = %e, shard, "probe could not read a shard");
+                    continue;
+                }
+            };
+            for record in &found.records {
+                if until.remaining() < CALL_BUDGET + SETTLE_MARGIN {
+                    return Verdict::NoCall;
+                }
+                let (settlement, verdict) = process(record, panels, keys, clock).await;
+                report.examined += 1;
+                match store.settle_outbox_read(record, &settlement).await {
+                    Ok(()) => match settlement {
+                        Settlement::Delivered => report.delivered += 1,
+                        Settlement::Retry { .. } => report.retrying += 1,
+                        Settlement::Gone { .. } => report.moved_gone += 1,
+                        Settlement::Dropped => report.dropped += 1,
+                    },
+                    Err(StoreError::Conflict) => report.raced += 1,
+                    Err(e) => tracing::warn!(error = %e, "could not settle a probe's record"),
+                }
+                if verdict != Verdict::NoCall {
+                    return verdict;
+                }
+            }
+        }
+    }
+    Verdict::NoCall
 }
 
 /// Passes one after another, while the last one found records due and time is left: how one
@@ -260,9 +562,52 @@ pub async fn drain_with(
     for _ in 0..rounds.max(1) {
         let r = run_once_with(store, panels, keys, clock, batch, until).await?;
         total.followed_by(&r);
-        if r.examined == 0 || r.deferred > 0 || until.remaining() < CALL_BUDGET * 2 {
+        if r.examined == 0
+            || r.deferred > 0
+            || r.breaker_held > 0
+            || until.remaining() < CALL_BUDGET * 2
+        {
             break;
         }
+    }
+    Ok(total)
+}
+
+/// Drains, then keeps polling every `every` while anything is pending, until `until` is near or
+/// `max_polls` drains have run: how one scheduled invocation a minute notices within seconds
+/// that the cloud is back (docs/capacity.md, "Recovery after an outage"). Returns at once when
+/// nothing is pending, so an idle minute costs one short invocation. The work figures add up
+/// over the polls; what is left is the last one's.
+#[allow(clippy::too_many_arguments)]
+pub async fn poll_with(
+    store: &dyn Store,
+    panels: &dyn PanelCloud,
+    keys: Keys<'_>,
+    clock: &dyn Clock,
+    batch: usize,
+    until: Deadline,
+    rounds: usize,
+    every: StdDuration,
+    max_polls: usize,
+) -> Result<Report, StoreError> {
+    let mut total = Report::default();
+    for poll in 0..max_polls.max(1) {
+        let r = match drain_with(store, panels, keys, clock, batch, until, rounds).await {
+            Ok(r) => r,
+            // A later poll's failure leaves the earlier polls' work reported; the schedule's
+            // next invocation carries on.
+            Err(e) if poll > 0 => {
+                tracing::warn!(error = %e, "a re-delivery poll failed; stopping early");
+                break;
+            }
+            Err(e) => return Err(e),
+        };
+        total.followed_by(&r);
+        let pending = r.backlog > 0 || r.breaker_open || r.deferred > 0;
+        if !pending || until.remaining() < every + CALL_BUDGET * 2 {
+            break;
+        }
+        tokio::time::sleep(every).await;
     }
     Ok(total)
 }
@@ -277,6 +622,10 @@ pub async fn run_shard(
     batch: usize,
     until: Deadline,
 ) -> Result<Report, StoreError> {
+    let mode = Mode {
+        horizon: clock.now(),
+        hold: false,
+    };
     run_shard_with(
         store,
         panels,
@@ -285,10 +634,13 @@ pub async fn run_shard(
         shard,
         batch,
         until,
+        mode,
+        &Gate::new(0),
     )
     .await
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_shard_with(
     store: &dyn Store,
     panels: &dyn PanelCloud,
@@ -297,6 +649,8 @@ async fn run_shard_with(
     shard: u16,
     batch: usize,
     until: Deadline,
+    mode: Mode,
+    gate: &Gate,
 ) -> Result<Report, StoreError> {
     let owner = uuid::Uuid::new_v4().to_string();
     let name = format!("{LEASE}#{shard}");
@@ -315,7 +669,7 @@ async fn run_shard_with(
         });
     }
     crate::crash::crash_point!(crate::crash::REDELIVERY_LEASE_HELD);
-    let result = pass(store, panels, keys, clock, shard, batch, until).await;
+    let result = pass(store, panels, keys, clock, shard, batch, until, mode, gate).await;
     // If this fails the lease simply runs out at `lease_end`.
     if let Err(e) = store.release_lease(&name, &owner).await {
         tracing::warn!(error = %e, shard, "could not release a re-delivery lease");
@@ -323,6 +677,7 @@ async fn run_shard_with(
     result
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn pass(
     store: &dyn Store,
     panels: &dyn PanelCloud,
@@ -331,6 +686,8 @@ async fn pass(
     shard: u16,
     batch: usize,
     until: Deadline,
+    mode: Mode,
+    gate: &Gate,
 ) -> Result<Report, StoreError> {
     let quota = usize::try_from(store.outbox_policy().household_quota).unwrap_or(usize::MAX);
     let mut report = Report {
@@ -339,9 +696,14 @@ async fn pass(
     };
     // Promotions a crash left undone, before the queue is read, so they count this pass.
     store.promote_waiting(shard, PROMOTE_SCAN).await?;
+    if mode.hold {
+        // The breaker is open: nothing is read or sent, only the backlog counted (its alarm
+        // must stay raised through the outage).
+        return count_backlog(store, shard, report).await;
+    }
     let now = clock.now();
     let due = store
-        .outbox_due(Lane::Due, shard, now, batch, quota.max(1))
+        .outbox_due(Lane::Due, shard, mode.horizon, batch, quota.max(1))
         .await?;
     let gone = store
         .outbox_due(Lane::Gone, shard, now, GONE_BATCH, 1)
@@ -384,7 +746,7 @@ async fn pass(
     }
     let deliveries: Vec<_> = households
         .iter()
-        .map(|group| deliver_in_turn(group, store, panels, keys, clock, until))
+        .map(|group| deliver_in_turn(group, store, panels, keys, clock, until, gate))
         .collect();
     let outcomes: Vec<Outcome> = futures_util::stream::iter(deliveries)
         .buffer_unordered(SHARD_CONCURRENCY)
@@ -397,6 +759,7 @@ async fn pass(
     for outcome in outcomes {
         match outcome {
             Outcome::NotStarted => report.deferred += 1,
+            Outcome::Held => report.breaker_held += 1,
             Outcome::Settled(settlement) => {
                 report.examined += 1;
                 match settlement {
@@ -416,10 +779,21 @@ async fn pass(
             }
         }
     }
-    debug_assert_eq!(report.examined + report.deferred, total);
+    debug_assert_eq!(
+        report.examined + report.deferred + report.breaker_held,
+        total
+    );
     if let Some(e) = failure {
         return Err(e);
     }
+    count_backlog(store, shard, report).await
+}
+
+async fn count_backlog(
+    store: &dyn Store,
+    shard: u16,
+    mut report: Report,
+) -> Result<Report, StoreError> {
     let counts = store.outbox_counts(shard).await?;
     report.backlog = counts.due + counts.waiting + counts.held;
     report.waiting = counts.waiting;
@@ -438,6 +812,8 @@ async fn pass(
 enum Outcome {
     /// Too little time was left to start it: the next pass picks it up.
     NotStarted,
+    /// The cloud failed enough in this pass to trip the breaker: left untouched.
+    Held,
     Settled(Settlement),
     /// Signalled, but the record had been settled or moved meanwhile (the index lags behind a
     /// settle); the cloud's request-id dedup made the extra signal harmless.
@@ -453,10 +829,11 @@ async fn deliver_in_turn(
     keys: Keys<'_>,
     clock: &dyn Clock,
     until: Deadline,
+    gate: &Gate,
 ) -> Vec<Outcome> {
     let mut out = Vec::with_capacity(records.len());
     for record in records {
-        out.push(deliver(record, store, panels, keys, clock, until).await);
+        out.push(deliver(record, store, panels, keys, clock, until, gate).await);
     }
     out
 }
@@ -468,13 +845,17 @@ async fn deliver(
     keys: Keys<'_>,
     clock: &dyn Clock,
     until: Deadline,
+    gate: &Gate,
 ) -> Outcome {
     let calls = if record.lane == Lane::Held { 2 } else { 1 };
     if until.remaining() < CALL_BUDGET * calls + SETTLE_MARGIN {
         return Outcome::NotStarted;
     }
+    if gate.tripped() {
+        return Outcome::Held;
+    }
     if record.lane == Lane::Held
-        && let Some(settlement) = check_held(record, store, panels, clock).await
+        && let Some(settlement) = check_held(record, store, panels, clock, gate).await
     {
         let audit = (settlement == Settlement::Dropped).then(|| AuditEntry {
             at: clock.now(),
@@ -503,7 +884,8 @@ async fn deliver(
             Err(e) => Outcome::Failed(e),
         };
     }
-    let settlement = process(record, panels, keys, clock).await;
+    let (settlement, verdict) = process(record, panels, keys, clock).await;
+    gate.note(verdict);
     crate::crash::crash_point!(
         crate::crash::REDELIVERY_SIGNAL_ACKED,
         if settlement == Settlement::Delivered
@@ -523,6 +905,7 @@ async fn check_held(
     store: &dyn Store,
     panels: &dyn PanelCloud,
     clock: &dyn Clock,
+    gate: &Gate,
 ) -> Option<Settlement> {
     let deadline = Deadline::after(CALL_BUDGET);
     match panels
@@ -540,6 +923,7 @@ async fn check_held(
             None
         }
         Err(PanelError::NotFound) => {
+            gate.note(Verdict::Answered);
             tracing::warn!(
                 marker = "held_attempt_dropped",
                 request_id = %record.request_id,
@@ -552,9 +936,18 @@ async fn check_held(
         Err(e) => {
             let attempts = record.attempts.saturating_add(1);
             tracing::warn!(request_id = %record.request_id, attempts, error = %e, "held attempt's panel not confirmed yet");
+            let verdict = Verdict::of(&e);
+            gate.note(verdict);
+            // A failure of the whole cloud is the breaker's to pace, as for the due lane: the
+            // held attempt goes within seconds of the cloud's return, not after a backoff.
+            let wait = if verdict == Verdict::Failed {
+                CLOUD_RETRY
+            } else {
+                backoff(attempts)
+            };
             Some(Settlement::Retry {
                 attempts,
-                next_attempt_at: clock.now() + backoff(attempts),
+                next_attempt_at: clock.now() + wait,
             })
         }
     }
@@ -591,7 +984,7 @@ async fn process(
     panels: &dyn PanelCloud,
     keys: Keys<'_>,
     clock: &dyn Clock,
-) -> Settlement {
+) -> (Settlement, Verdict) {
     let attempts = record.attempts.saturating_add(1);
     let retry = || {
         if record.lane == Lane::Gone {
@@ -618,7 +1011,7 @@ async fn process(
             panel = %record.panel,
             "outbox seal cannot be opened: pepper missing from the keyring, or the record altered?"
         );
-        return retry();
+        return (retry(), Verdict::NoCall);
     };
     let request = SignalRequest {
         member: sealed.member,
@@ -633,7 +1026,7 @@ async fn process(
     {
         Ok(()) => {
             tracing::info!(request_id = %record.request_id, "pending signal delivered");
-            Settlement::Delivered
+            (Settlement::Delivered, Verdict::Answered)
         }
         Err(PanelError::NotFound) => {
             // The panel left the account after the attempt. A duress still has to reach the
@@ -647,14 +1040,27 @@ async fn process(
                 attempts,
                 "pending signal for a panel no longer in the account; kept pending"
             );
-            Settlement::Gone {
-                attempts,
-                next_attempt_at: clock.now() + GONE_RETRY,
-            }
+            (
+                Settlement::Gone {
+                    attempts,
+                    next_attempt_at: clock.now() + GONE_RETRY,
+                },
+                Verdict::Answered,
+            )
         }
         Err(e) => {
             tracing::warn!(request_id = %record.request_id, attempts, error = %e, "pending signal not delivered yet");
-            retry()
+            let verdict = Verdict::of(&e);
+            let settlement = match (verdict, record.lane) {
+                // The cloud's failure, not the record's: no backoff (the breaker guards the
+                // cloud), so it goes as soon as the cloud is back.
+                (Verdict::Failed, Lane::Due | Lane::Waiting) => Settlement::Retry {
+                    attempts,
+                    next_attempt_at: clock.now() + CLOUD_RETRY,
+                },
+                _ => retry(),
+            };
+            (settlement, verdict)
         }
     }
 }

@@ -27,7 +27,7 @@ use aws_sdk_dynamodb::types::{
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 
 use super::{
-    AuditEntry, DueRecords, HELD_PER_HOUSEHOLD, HouseholdSnapshot, Lane, OutboxCounts,
+    AuditEntry, Breaker, DueRecords, HELD_PER_HOUSEHOLD, HouseholdSnapshot, Lane, OutboxCounts,
     OutboxPolicy, OutboxRecord, OutboxStatus, Settlement, Store, StoreError, StoredGrant,
     ThrottleWrite, Unreadable, window_start,
 };
@@ -64,6 +64,8 @@ const MAX_CONFIRMED_PANELS: usize = 32;
 const EVENT_SK: &str = "EVENT";
 const LEASE_SK: &str = "LEASE";
 const GOOGLE_LINK_SK: &str = "LINK";
+/// A panel cloud's re-delivery breaker: `BREAKER#{cloud}` / `BREAKER`, one small item per cloud.
+const BREAKER_SK: &str = "BREAKER";
 /// Pages of the pending index one `outbox_due` reads at most while skipping unreadable items,
 /// so a pile of them can't make a pass read the whole backlog.
 const MAX_DUE_PAGES: usize = 10;
@@ -1344,6 +1346,51 @@ impl Store for DynamoStore {
             .map_err(|e| sdk_error("GetItem", e))?;
         Ok(resp.item.is_none())
     }
+
+    async fn breaker(&self, cloud: &str) -> Result<Breaker, StoreError> {
+        let resp = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(breaker_pk(cloud), BREAKER_SK)))
+            // The worker that probes must see the probe another one claimed a moment ago.
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        let Some(item) = resp.item else {
+            return Ok(Breaker::default());
+        };
+        Ok(Breaker {
+            open: get_bool(&item, "open")?,
+            failures: get_n(&item, "failures")?,
+            probe_at: get_time(&item, "probe_at")?,
+            since: get_time(&item, "since")?,
+            version: get_n(&item, "version")?,
+        })
+    }
+
+    async fn save_breaker(&self, cloud: &str, breaker: &Breaker) -> Result<u64, StoreError> {
+        let version = next_version(breaker.version)?;
+        let mut item = key(breaker_pk(cloud), BREAKER_SK);
+        item.insert("open".into(), AttributeValue::Bool(breaker.open));
+        item.insert("failures".into(), n(breaker.failures));
+        item.insert("probe_at".into(), s(timestamp(breaker.probe_at)));
+        item.insert("since".into(), s(timestamp(breaker.since)));
+        item.insert("version".into(), n(version));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(VERSION_CONDITION)
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_values(":v", n(breaker.version))
+            .send()
+            .await
+            .map_err(|e| sdk_error("PutItem", e))?;
+        Ok(version)
+    }
 }
 
 /// A missing item is version 0, so the first save's expected version 0 matches it.
@@ -1372,6 +1419,10 @@ fn outbox_pk(request_id: &str) -> String {
 
 fn grant_pk(account: &str) -> String {
     format!("{GRANT_PREFIX}{account}")
+}
+
+fn breaker_pk(cloud: &str) -> String {
+    format!("BREAKER#{cloud}")
 }
 
 fn google_pk(account: &str) -> String {

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 
 use super::{
-    AuditEntry, DueRecords, HELD_PER_HOUSEHOLD, HouseholdSnapshot, Lane, OutboxCounts,
+    AuditEntry, Breaker, DueRecords, HELD_PER_HOUSEHOLD, HouseholdSnapshot, Lane, OutboxCounts,
     OutboxPolicy, OutboxRecord, OutboxStatus, Settlement, Store, StoreError, StoredGrant,
     ThrottleWrite, window_start,
 };
@@ -29,6 +29,8 @@ struct Inner {
     google_unlinked: HashSet<String>,
     /// Household → panel → when the panel cloud last confirmed it in the account.
     panels_seen: HashMap<String, BTreeMap<String, DateTime<Utc>>>,
+    /// Panel cloud → its re-delivery breaker.
+    breakers: HashMap<String, Breaker>,
 }
 
 impl Inner {
@@ -560,5 +562,28 @@ impl Store for MemoryStore {
 
     async fn google_linked(&self, account: &str) -> Result<bool, StoreError> {
         Ok(!self.lock().google_unlinked.contains(account))
+    }
+
+    async fn breaker(&self, cloud: &str) -> Result<Breaker, StoreError> {
+        Ok(self.lock().breakers.get(cloud).cloned().unwrap_or_default())
+    }
+
+    async fn save_breaker(&self, cloud: &str, breaker: &Breaker) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let stored = inner.breakers.get(cloud).map_or(0, |b| b.version);
+        if stored != breaker.version {
+            return Err(StoreError::Conflict);
+        }
+        let version = stored
+            .checked_add(1)
+            .ok_or_else(|| StoreError::Corrupt("version overflow".into()))?;
+        inner.breakers.insert(
+            cloud.to_string(),
+            Breaker {
+                version,
+                ..breaker.clone()
+            },
+        );
+        Ok(version)
     }
 }

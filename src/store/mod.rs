@@ -187,6 +187,36 @@ pub enum Settlement {
     Dropped,
 }
 
+/// The re-delivery worker's circuit breaker for one panel cloud (crate::redelivery, "Breaker"):
+/// one store item per cloud, so every worker invocation (a fresh process on Lambda) sees the same
+/// state, and one conditional write decides which worker sends the interval's probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Breaker {
+    /// Open: the cloud is failing; the worker sends it one probe per interval and holds the rest.
+    pub open: bool,
+    /// Cloud-wide failures in a row (closed), or failed probes since it opened.
+    pub failures: u32,
+    /// Open: when the next probe may go.
+    pub probe_at: DateTime<Utc>,
+    /// When it last opened or closed.
+    pub since: DateTime<Utc>,
+    /// Stored version: a save must name the version it was read at. A cloud never written
+    /// reads as closed, at version 0.
+    pub version: u64,
+}
+
+impl Default for Breaker {
+    fn default() -> Self {
+        Breaker {
+            open: false,
+            failures: 0,
+            probe_at: DateTime::<Utc>::UNIX_EPOCH,
+            since: DateTime::<Utc>::UNIX_EPOCH,
+            version: 0,
+        }
+    }
+}
+
 /// A line of the household's audit log, as the household sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
@@ -407,6 +437,13 @@ pub trait Store: Send + Sync {
         event_id: &str,
         expires_at: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+
+    /// The re-delivery breaker of panel cloud `cloud`, read consistently.
+    async fn breaker(&self, cloud: &str) -> Result<Breaker, StoreError>;
+
+    /// Saves the breaker if its stored version still equals `breaker.version`; returns the new
+    /// version. [`StoreError::Conflict`] otherwise (another worker changed it first).
+    async fn save_breaker(&self, cloud: &str, breaker: &Breaker) -> Result<u64, StoreError>;
 }
 
 /// The pending records of every shard, by lane.
