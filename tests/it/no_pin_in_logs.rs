@@ -1,11 +1,10 @@
 //! No PIN and no bearer token in any log line, at any level, from any crate.
 //!
-//! In-process: a global TRACE subscriber (JSON, like Lambda's) captures everything while a
-//! session runs through every path a PIN touches: enrolment (accepted and rejected), disarm with
-//! the normal, duress and wrong codes, lockout, ill-typed and malformed directives, a panel
-//! outage with re-delivery, and Google's PIN challenge (`challenge.pin`) with every kind of
-//! code, ill-typed and in a malformed body. Only one test here installs that subscriber, since it is
-//! process-wide.
+//! In-process: a TRACE subscriber (JSON, like Lambda's) on every thread of the test's own runtime
+//! (support::logs) captures everything while a session runs through every path a PIN touches:
+//! enrolment (accepted and rejected), disarm with the normal, duress and wrong codes, lockout,
+//! ill-typed and malformed directives, a panel outage with re-delivery, and Google's PIN
+//! challenge (`challenge.pin`) with every kind of code, ill-typed and in a malformed body.
 //!
 //! As deployed: the `bootstrap` and `http-api` binaries run as processes at
 //! `AWS_LAMBDA_LOG_LEVEL=TRACE` (and `RUST_LOG` asking for every crate's TRACE), and everything
@@ -15,38 +14,15 @@
 //! prints with a leading zero, so a match can only be a leak. UUIDs are blanked before
 //! matching, since one of their 4-hex-digit groups could spell a PIN by chance.
 
-mod support;
-
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use crate::support;
 
 use alarm_skill::local::Options;
 use alarm_skill::local::demo::DemoConfig;
 use serde_json::json;
 use support::google as g;
 use support::lambda::{Function, http_event, world_with};
+use support::logs::Capture;
 use support::stack::*;
-use tracing_subscriber::fmt::MakeWriter;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Capture {
-        self.clone()
-    }
-}
 
 const CONFIG: &str = r#"{
   "accounts": [{"id": "demo", "users": [{"number": 1, "name": "Alex"}, {"number": 2, "name": "Sam"}],
@@ -81,8 +57,8 @@ fn signature(token: &str) -> &str {
     token.rsplit('.').next().unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_pin_or_token_reaches_any_log_line() {
+#[test]
+fn no_pin_or_token_reaches_any_log_line() {
     let capture = Capture::default();
     let subscriber = tracing_subscriber::fmt()
         .json()
@@ -90,8 +66,10 @@ async fn no_pin_or_token_reaches_any_log_line() {
         .with_current_span(true)
         .with_writer(capture.clone())
         .finish();
-    tracing::subscriber::set_global_default(subscriber).expect("first subscriber");
+    support::logs::run(subscriber.into(), 2, every_pin_path(capture));
+}
 
+async fn every_pin_path(capture: Capture) {
     let h = Harness::start_with(Options {
         config: DemoConfig::parse(CONFIG).unwrap(),
         ..test_options()
@@ -103,13 +81,7 @@ async fn no_pin_or_token_reaches_any_log_line() {
 
     // Enrolment: accepted, too common, too similar, ill-typed.
     for pin in [json!("0913"), json!("0123"), json!("0814"), json!(913)] {
-        h.api(
-            "PUT",
-            "/v1/household/members/sam/voice-pin",
-            Some(&admin),
-            Some(json!({"pin": pin})),
-        )
-        .await;
+        h.set_pin(&admin, "sam", "voice-pin", json!(pin)).await;
     }
     // Disarms: normal, duress, wrong, through a lockout.
     for pin in ["0472", "0815", "0246", "0591", "0246", "0472", "0815"] {
@@ -155,7 +127,7 @@ async fn no_pin_or_token_reaches_any_log_line() {
     // Give the webhook sender and the ChangeReports time to be logged too.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     let lines = logs.lines().count();
     assert!(lines > 200, "the capture works ({lines} lines)");
     assert!(
