@@ -3,8 +3,9 @@
 //!
 //! One binary links the crate and the AWS SDK once instead of once per suite. Tests run in
 //! parallel threads of one process, so nothing here may rely on process-wide state: logs are
-//! captured per test runtime (support::logs), never by a global subscriber; no test sets an
-//! environment variable or changes the working directory.
+//! captured per test runtime (support::logs), never by a global subscriber (the one test that
+//! needs one, no_pin_in_logs, is a binary of its own); no test sets an environment variable or
+//! changes the working directory.
 //!
 //! Run one suite with its module path as a filter: `scripts/test --test it duress::`.
 
@@ -26,7 +27,6 @@ mod lambda_binaries;
 mod manifest;
 mod metrics;
 mod monitoring;
-mod no_pin_in_logs;
 mod openapi;
 mod panel_client;
 mod provisioning;

@@ -4,7 +4,10 @@
 //! would catch every other test's lines too, and a second suite installing one would fail. So a
 //! test that reads logs runs on a runtime of its own whose every thread (the caller, the workers,
 //! the blocking pool) has the capture as its thread's default subscriber: it sees its own lines
-//! and nothing else's, however many tests run beside it.
+//! and nothing else's, however many tests run beside it. Enough for a test that looks for its
+//! own lines (store_faults, panel_client); not for one that must see every line of every crate
+//! (no_pin_in_logs, a binary of its own with a global subscriber): beside other tests this
+//! capture missed most other crates' lines.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
