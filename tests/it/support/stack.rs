@@ -164,6 +164,54 @@ impl Harness {
         resp.json().await.unwrap_or(Value::Null)
     }
 
+    /// The stack of `RICH_CONFIG`, and its household admin's token.
+    pub async fn rich_admin() -> (Harness, String) {
+        let h = Harness::rich().await;
+        let admin = h.admin_token("demo").await;
+        (h, admin)
+    }
+
+    /// The demo stack, and a token of the demo household.
+    pub async fn demo() -> (Harness, String) {
+        let h = Harness::start().await;
+        let t = h.token("demo").await;
+        (h, t)
+    }
+
+    /// The demo stack armed by voice in `mode` (`ARMED_AWAY`, ...), the exit delay over.
+    pub async fn armed(mode: &str) -> (Harness, String) {
+        let (h, t) = Harness::demo().await;
+        h.invoke(&arm(&t, "home", mode)).await;
+        h.advance(60).await;
+        (h, t)
+    }
+
+    /// `PUT /v1/household/members/{member}/{slot}` (`voice-pin` or `duress-pin`) with `pin`.
+    pub async fn set_pin(
+        &self,
+        token: &str,
+        member: &str,
+        slot: &str,
+        pin: Value,
+    ) -> (StatusCode, Value) {
+        self.api(
+            "PUT",
+            &format!("/v1/household/members/{member}/{slot}"),
+            Some(token),
+            Some(json!({ "pin": pin })),
+        )
+        .await
+    }
+
+    /// The 121s (duress) the monitoring center received, as `121/<user>/<partition>`.
+    pub async fn duress_signals(&self) -> Vec<String> {
+        self.signals()
+            .await
+            .into_iter()
+            .filter(|s| s.starts_with("121/"))
+            .collect()
+    }
+
     /// Management API call: (status, JSON body or Null).
     pub async fn api(
         &self,
@@ -468,6 +516,44 @@ pub fn normalize(v: &Value) -> Value {
     }
     walk(&mut v);
     v
+}
+
+/// Two identical demo stacks, each with an Alexa event-gateway grant so ChangeReports flow: one
+/// for a normal code, one for the duress code, compared.
+pub async fn pair() -> (Harness, Harness) {
+    let (a, b) = tokio::join!(Harness::start(), Harness::start());
+    for h in [&a, &b] {
+        let t = h.token("demo").await;
+        let r = h.invoke(&accept_grant(&t, "grant-code")).await;
+        assert_eq!(r["event"]["header"]["name"], "AcceptGrant.Response");
+    }
+    (a, b)
+}
+
+/// How many of the signals the monitoring center received start with `prefix` (`"121/"`).
+pub fn count(signals: &[String], prefix: &str) -> usize {
+    signals.iter().filter(|s| s.starts_with(prefix)).count()
+}
+
+/// The lockout state of the demo household, with `locked_until` as seconds from the stack's own
+/// (frozen) now, so two stacks started moments apart compare equal.
+pub async fn lockout(h: &Harness) -> Value {
+    let admin = h.admin_token("demo").await;
+    let (status, mut body) = h
+        .api("GET", "/v1/household/lockout", Some(&admin), None)
+        .await;
+    assert_eq!(status, 200);
+    if let Some(until) = body["locked_until"].as_str() {
+        let until = chrono::DateTime::parse_from_rfc3339(until).unwrap();
+        let now = alarm_skill::clock::Clock::now(h.stack.clock.as_ref());
+        body["locked_until"] = json!((until.with_timezone(&chrono::Utc) - now).num_seconds());
+    }
+    body
+}
+
+/// The household notifications the panel cloud sent, normalised.
+pub async fn notifications(h: &Harness) -> Value {
+    normalize(&h.get("/sim/notifications").await)
 }
 
 pub fn error_type(reply: &Value) -> Option<&str> {

@@ -1,10 +1,11 @@
-//! Shared helpers for integration tests. Include with `mod support;`.
+//! Shared helpers for the integration tests (`crate::support` in every suite of tests/it).
 #![allow(dead_code)]
 
 #[cfg(feature = "local")]
 pub mod google;
 #[cfg(feature = "local")]
 pub mod lambda;
+pub mod logs;
 pub mod proxy;
 #[cfg(feature = "local")]
 pub mod stack;

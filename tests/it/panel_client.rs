@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::support::logs::Capture;
 use alarm_skill::clock::SystemClock;
 use alarm_skill::deadline::Deadline;
 use alarm_skill::panel::http::HttpPanelCloud;
@@ -353,26 +354,6 @@ async fn a_duress_and_a_normal_attempt_send_the_same_bytes_but_the_kind() {
     assert_same_but_kind(&seen[2], &seen[3]);
 }
 
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
-    type Writer = Logs;
-    fn make_writer(&'a self) -> Logs {
-        self.clone()
-    }
-}
-
 /// Where a record was moved to by whoever can write the table.
 #[derive(Clone, Copy, Debug)]
 enum Moved {
@@ -401,7 +382,7 @@ async fn a_moved_duress_stays_pending(
 ) {
     let (c, client) = cloud().await;
     set(&c, 200, json!({"acknowledged": true}));
-    let logs = Logs::default();
+    let logs = Capture::default();
     let subscriber = tracing_subscriber::fmt()
         .with_ansi(false)
         .with_max_level(tracing::Level::INFO)
@@ -449,7 +430,7 @@ async fn a_moved_duress_stays_pending(
         (OutboxStatus::Pending, 2),
         "{moved:?}"
     );
-    let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logged = logs.text();
     assert!(
         logged.contains("outbox_seal_unreadable")
             && logged.contains(&record.request_id)

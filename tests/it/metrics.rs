@@ -2,7 +2,7 @@
 //! line per directive, outcomes and port failures counted, and nothing that could tell a duress
 //! disarm from a normal one or name a household.
 
-mod support;
+use crate::support;
 
 use alarm_skill::local::Options;
 use alarm_skill::local::demo::DemoConfig;

@@ -4,7 +4,7 @@
 //! the other Alex's duress PIN (8361). Everything an intruder could observe must come out
 //! identical; only the monitoring receiver may differ, by exactly one Contact ID 121.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -15,17 +15,6 @@ use support::stack::*;
 
 const NORMAL: &str = "4729";
 const DURESS: &str = "8361";
-
-/// Two identical stacks, with an Alexa event-gateway grant so ChangeReports flow.
-async fn pair() -> (Harness, Harness) {
-    let (a, b) = tokio::join!(Harness::start(), Harness::start());
-    for h in [&a, &b] {
-        let t = h.token("demo").await;
-        let r = h.invoke(&accept_grant(&t, "grant-code")).await;
-        assert_eq!(r["event"]["header"]["name"], "AcceptGrant.Response");
-    }
-    (a, b)
-}
 
 /// Puts the panel in one of the states duress must work in.
 async fn setup(h: &Harness, state: &str) {
@@ -55,30 +44,6 @@ async fn setup(h: &Harness, state: &str) {
         }
         other => panic!("unknown state {other}"),
     }
-}
-
-/// The lockout state, with `locked_until` as seconds from the stack's own (frozen) now, so two
-/// stacks started moments apart compare equal.
-async fn lockout(h: &Harness) -> Value {
-    let admin = h.admin_token("demo").await;
-    let (status, mut body) = h
-        .api("GET", "/v1/household/lockout", Some(&admin), None)
-        .await;
-    assert_eq!(status, 200);
-    if let Some(until) = body["locked_until"].as_str() {
-        let until = chrono::DateTime::parse_from_rfc3339(until).unwrap();
-        let now = alarm_skill::clock::Clock::now(h.stack.clock.as_ref());
-        body["locked_until"] = json!((until.with_timezone(&chrono::Utc) - now).num_seconds());
-    }
-    body
-}
-
-async fn notifications(h: &Harness) -> Value {
-    normalize(&h.get("/sim/notifications").await)
-}
-
-fn count(signals: &[String], prefix: &str) -> usize {
-    signals.iter().filter(|s| s.starts_with(prefix)).count()
 }
 
 #[tokio::test]
@@ -187,8 +152,7 @@ async fn duress_looks_exactly_like_a_normal_disarm_in_every_state() {
 
 #[tokio::test]
 async fn twenty_wrong_pins_escalate_and_every_refusal_is_identical() {
-    let h = Harness::start().await;
-    let t = h.token("demo").await;
+    let (h, t) = Harness::demo().await;
     h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
     let mut replies = vec![];
     let mut lockouts_seen = vec![];
@@ -386,8 +350,7 @@ async fn a_duress_during_a_panel_fault_is_delivered_exactly_once_after_recovery(
 
 #[tokio::test]
 async fn a_store_dump_holds_no_pin_and_cannot_be_checked_without_the_pepper() {
-    let h = Harness::start().await;
-    let t = h.token("demo").await;
+    let (h, t) = Harness::demo().await;
     h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
     h.invoke(&disarm(&t, "home", Some(NORMAL))).await;
     h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
@@ -428,8 +391,7 @@ async fn a_store_dump_holds_no_pin_and_cannot_be_checked_without_the_pepper() {
 
 #[tokio::test]
 async fn disarm_without_a_pin_follows_the_household_policy() {
-    let h = Harness::start().await;
-    let t = h.token("demo").await;
+    let (h, t) = Harness::demo().await;
     let admin = h.admin_token("demo").await;
     h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
     // Default: voice codes are enrolled, so a PIN-less disarm (Alexa-managed PIN) is refused.
@@ -676,8 +638,7 @@ async fn the_lockout_notice_reads_the_clock_once() {
 
 #[tokio::test]
 async fn re_delivery_passes_never_overlap() {
-    let h = Harness::start().await;
-    let t = h.token("demo").await;
+    let (h, t) = Harness::demo().await;
     h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
     h.fault("error", 0).await;
     h.invoke(&disarm(&t, "home", Some(DURESS))).await;

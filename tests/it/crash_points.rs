@@ -17,7 +17,7 @@
 //! Lambda does. Each point runs at one of the five log levels (each level meets both binaries).
 //! Each test prints its crash-point matrix (run with `--nocapture` to see it).
 
-mod support;
+use crate::support;
 
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
@@ -729,11 +729,6 @@ async fn no_step_of_a_disarm_runs_past_a_short_function_timeout_under_a_slow_clo
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    let received: Vec<String> = h
-        .signals()
-        .await
-        .into_iter()
-        .filter(|s| s.starts_with("121/"))
-        .collect();
+    let received = h.duress_signals().await;
     assert_eq!(received, ["121/1/1"], "one 121, for the duress");
 }

@@ -3,7 +3,7 @@
 //! SAM template configures them, against real local dependencies: DynamoDB Local, and the local
 //! stack for the account-linking JWKS and the panel cloud.
 
-mod support;
+use crate::support;
 
 use alarm_skill::secret::Secret;
 use serde_json::{Value, json};
@@ -636,12 +636,7 @@ async fn a_warm_bootstrap_verifies_codes_enrolled_under_a_pepper_added_after_it_
         replies.push(normalize(&r));
     }
     assert_eq!(replies[0], replies[1], "duress and normal replies differ");
-    let duress: Vec<String> = h
-        .signals()
-        .await
-        .into_iter()
-        .filter(|s| s.starts_with("121/"))
-        .collect();
+    let duress = h.duress_signals().await;
     assert_eq!(duress, vec!["121/1/1".to_string()]);
 
     let logs = f.logs().await;
@@ -712,12 +707,7 @@ async fn a_warm_redelivery_worker_delivers_a_duress_sealed_under_a_pepper_added_
     let records = outbox_records(&store_dump(&h).await);
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0]["status"], "delivered", "{records:?}");
-    let duress: Vec<String> = h
-        .signals()
-        .await
-        .into_iter()
-        .filter(|s| s.starts_with("121/"))
-        .collect();
+    let duress = h.duress_signals().await;
     assert_eq!(duress, vec!["121/1/1".to_string()]);
 
     let logs = worker.logs().await;
@@ -849,11 +839,6 @@ async fn warm_http_api_functions_enrol_under_a_new_current_pepper_and_keep_the_s
         replies.push(normalize(&r));
     }
     assert_eq!(replies[0], replies[1], "duress and normal replies differ");
-    let duress: Vec<String> = h
-        .signals()
-        .await
-        .into_iter()
-        .filter(|s| s.starts_with("121/"))
-        .collect();
+    let duress = h.duress_signals().await;
     assert_eq!(duress, vec!["121/1/1".to_string()]);
 }

@@ -3,11 +3,11 @@
 //! recorded for a panel not known to be the account's, per-household fairness in the
 //! re-delivery worker, and the drill with thousands of households on DynamoDB Local.
 
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 use support::google::{self as g, outcome};
-use support::stack::{Harness, disarm, error_type, test_options};
+use support::stack::{Harness, count, disarm, error_type, test_options};
 
 use alarm_skill::local::Options;
 use alarm_skill::local::demo::DemoConfig;
@@ -60,10 +60,6 @@ fn one_shard(quota: u32) -> OutboxPolicy {
 
 async fn pending(h: &Harness) -> OutboxCounts {
     outbox_totals(h.stack.store.as_ref()).await.unwrap()
-}
-
-fn count(signals: &[String], prefix: &str) -> usize {
-    signals.iter().filter(|s| s.starts_with(prefix)).count()
 }
 
 /// An EXECUTE naming `n` devices, each with a disarm and the duress PIN.

@@ -1,27 +1,11 @@
 //! Voice-code enrolment through the management API: every rule, who may enrol, the rate limit,
 //! the audit, and that no rejection reveals another member's code.
 
-mod support;
+use crate::support;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::stack::*;
-
-async fn set(
-    h: &Harness,
-    token: &str,
-    member: &str,
-    slot: &str,
-    pin: Value,
-) -> (StatusCode, Value) {
-    h.api(
-        "PUT",
-        &format!("/v1/household/members/{member}/{slot}"),
-        Some(token),
-        Some(json!({ "pin": pin })),
-    )
-    .await
-}
 
 #[tokio::test]
 async fn only_the_household_admin_can_manage_codes() {
@@ -78,14 +62,15 @@ async fn only_the_household_admin_can_manage_codes() {
     }
     // An admin of another household manages only their own: "sam" is not theirs.
     let neighbor = h.admin_token("neighbor").await;
-    let (s, _) = set(&h, &neighbor, "sam", "voice-pin", json!("2749")).await;
+    let (s, _) = h
+        .set_pin(&neighbor, "sam", "voice-pin", json!("2749"))
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn members_are_listed_without_their_codes() {
-    let h = Harness::rich().await;
-    let admin = h.admin_token("demo").await;
+    let (h, admin) = Harness::rich_admin().await;
     let (s, body) = h
         .api("GET", "/v1/household/members", Some(&admin), None)
         .await;
@@ -126,8 +111,7 @@ async fn observable(h: &Harness, admin: &str, member: &str, name: &str) -> Vec<V
 
 #[tokio::test]
 async fn setting_replacing_and_deleting_a_duress_pin_look_the_same_with_or_without_one() {
-    let h = Harness::rich().await;
-    let admin = h.admin_token("demo").await;
+    let (h, admin) = Harness::rich_admin().await;
     let profile = || {
         let store = h.stack.store.clone();
         async move { store.household("demo").await.unwrap().profile }
@@ -177,8 +161,7 @@ async fn setting_replacing_and_deleting_a_duress_pin_look_the_same_with_or_witho
 
 #[tokio::test]
 async fn every_enrolment_rule_has_its_own_clear_error() {
-    let h = Harness::rich().await;
-    let admin = h.admin_token("demo").await;
+    let (h, admin) = Harness::rich_admin().await;
     for pin in [
         json!("123"),
         json!("12345"),
@@ -186,39 +169,33 @@ async fn every_enrolment_rule_has_its_own_clear_error() {
         json!(""),
         json!(" 274"),
     ] {
-        let (s, body) = set(&h, &admin, "sam", "voice-pin", pin.clone()).await;
+        let (s, body) = h.set_pin(&admin, "sam", "voice-pin", pin.clone()).await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{pin}");
         assert_eq!(body["error"], "invalid_format");
         assert_eq!(body["message"], "a voice code is exactly 4 digits");
     }
-    let (s, body) = set(&h, &admin, "sam", "voice-pin", json!(2749)).await;
+    let (s, body) = h.set_pin(&admin, "sam", "voice-pin", json!(2749)).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_eq!(body["message"], "field pin must be a string");
     // Every attempt counts against the hourly enrolment limit (10): start a new window.
     h.advance(3_600).await;
     for pin in ["1234", "0000", "2580", "1111", "9876", "1212", "1990"] {
-        let (s, body) = set(&h, &admin, "sam", "voice-pin", json!(pin)).await;
+        let (s, body) = h.set_pin(&admin, "sam", "voice-pin", json!(pin)).await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{pin}");
         assert_eq!(body["error"], "too_common", "{pin}");
         assert!(!support::holds_pin(&body.to_string(), pin));
     }
-    let (s, _) = set(&h, &admin, "sam", "voice-pin", json!("2749")).await;
+    let (s, _) = h.set_pin(&admin, "sam", "voice-pin", json!("2749")).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (s, _) = h
-        .api(
-            "PUT",
-            "/v1/household/members/nobody/voice-pin",
-            Some(&admin),
-            Some(json!({"pin":"2749"})),
-        )
+        .set_pin(&admin, "nobody", "voice-pin", json!("2749"))
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn conflicts_never_reveal_whose_code_or_how_close() {
-    let h = Harness::rich().await;
-    let admin = h.admin_token("demo").await;
+    let (h, admin) = Harness::rich_admin().await;
     // Alex: 4729 (voice), 8361 (duress). Sam: 5183 (voice).
     let cases = [
         ("sam", "voice-pin", "4729"),   // equals Alex's voice PIN
@@ -231,7 +208,7 @@ async fn conflicts_never_reveal_whose_code_or_how_close() {
     ];
     let mut bodies = vec![];
     for (member, slot, pin) in cases {
-        let (s, body) = set(&h, &admin, member, slot, json!(pin)).await;
+        let (s, body) = h.set_pin(&admin, member, slot, json!(pin)).await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{member} {slot} {pin}");
         assert_eq!(body["error"], "too_similar");
         let text = body.to_string();
@@ -247,27 +224,26 @@ async fn conflicts_never_reveal_whose_code_or_how_close() {
     // Every attempt counted against the hourly limit; start a new window.
     h.advance(3_600).await;
     // Two digits away from every code is fine, for either kind.
-    let (s, _) = set(&h, &admin, "sam", "duress-pin", json!("5218")).await;
+    let (s, _) = h.set_pin(&admin, "sam", "duress-pin", json!("5218")).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     // The slot being replaced is not compared: re-setting a code to itself is fine.
-    let (s, _) = set(&h, &admin, "sam", "voice-pin", json!("5183")).await;
+    let (s, _) = h.set_pin(&admin, "sam", "voice-pin", json!("5183")).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     // A voice PIN one digit from the new duress PIN is not.
-    let (s, _) = set(&h, &admin, "sam", "voice-pin", json!("5219")).await;
+    let (s, _) = h.set_pin(&admin, "sam", "voice-pin", json!("5219")).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    let (s, _) = set(&h, &admin, "sam", "voice-pin", json!("6283")).await;
+    let (s, _) = h.set_pin(&admin, "sam", "voice-pin", json!("6283")).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
 }
 
 #[tokio::test]
 async fn enrolment_is_rate_limited_and_audited_without_codes() {
-    let h = Harness::rich().await;
-    let admin = h.admin_token("demo").await;
+    let (h, admin) = Harness::rich_admin().await;
     let mut statuses = vec![];
     for i in 0..12 {
         // Alternate valid and rejected attempts: both count.
         let pin = if i % 2 == 0 { "2749" } else { "1234" };
-        statuses.push(set(&h, &admin, "sam", "voice-pin", json!(pin)).await.0);
+        statuses.push(h.set_pin(&admin, "sam", "voice-pin", json!(pin)).await.0);
     }
     assert!(
         statuses[..10]
@@ -278,7 +254,7 @@ async fn enrolment_is_rate_limited_and_audited_without_codes() {
     assert_eq!(statuses[11], StatusCode::TOO_MANY_REQUESTS);
     h.advance(3_600).await;
     assert_eq!(
-        set(&h, &admin, "sam", "voice-pin", json!("2749")).await.0,
+        h.set_pin(&admin, "sam", "voice-pin", json!("2749")).await.0,
         StatusCode::NO_CONTENT
     );
 
@@ -320,10 +296,9 @@ async fn enrolment_is_rate_limited_and_audited_without_codes() {
 
 #[tokio::test]
 async fn code_changes_take_effect_for_voice_at_once() {
-    let h = Harness::rich().await;
-    let admin = h.admin_token("demo").await;
+    let (h, admin) = Harness::rich_admin().await;
     let t = h.token("demo").await;
-    let (s, _) = set(&h, &admin, "sam", "duress-pin", json!("7026")).await;
+    let (s, _) = h.set_pin(&admin, "sam", "duress-pin", json!("7026")).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     h.invoke(&arm(&t, "home", "ARMED_STAY")).await;
     let r = h.invoke(&disarm(&t, "home", Some("7026"))).await;
@@ -369,7 +344,7 @@ async fn code_changes_take_effect_for_voice_at_once() {
         (StatusCode::CONFLICT, json!("member_exists"))
     );
     assert_eq!(
-        set(&h, &admin, "kim", "voice-pin", json!("3916")).await.0,
+        h.set_pin(&admin, "kim", "voice-pin", json!("3916")).await.0,
         StatusCode::NO_CONTENT
     );
     h.api("POST", "/v1/household/lockout/reset", Some(&admin), None)
@@ -389,8 +364,7 @@ async fn code_changes_take_effect_for_voice_at_once() {
 
 #[tokio::test]
 async fn slips_across_lengths_and_prefixes_get_the_same_generic_error() {
-    let h = Harness::rich().await;
-    let admin = h.admin_token("demo").await;
+    let (h, admin) = Harness::rich_admin().await;
     let (s, _) = h
         .api(
             "PUT",
@@ -401,9 +375,11 @@ async fn slips_across_lengths_and_prefixes_get_the_same_generic_error() {
         .await;
     assert_eq!(s, StatusCode::OK);
     // Alex: 4729 (voice), 8361 (duress). Sam: 5183 (voice).
-    let (_, reference) = set(&h, &admin, "sam", "voice-pin", json!("8360")).await;
+    let (_, reference) = h.set_pin(&admin, "sam", "voice-pin", json!("8360")).await;
     assert_eq!(reference["error"], "too_similar");
-    let (s, _) = set(&h, &admin, "sam", "voice-pin", json!("50718264")).await;
+    let (s, _) = h
+        .set_pin(&admin, "sam", "voice-pin", json!("50718264"))
+        .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     for (member, slot, pin) in [
         ("sam", "duress-pin", "47290"),   // an extra digit on Alex's voice PIN
@@ -412,13 +388,13 @@ async fn slips_across_lengths_and_prefixes_get_the_same_generic_error() {
         ("alex", "duress-pin", "507182"), // the start of Sam's new voice PIN (kept in the store)
         ("alex", "voice-pin", "5071"),    // the same, for a voice PIN
     ] {
-        let (s, body) = set(&h, &admin, member, slot, json!(pin)).await;
+        let (s, body) = h.set_pin(&admin, member, slot, json!(pin)).await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{member} {slot} {pin}");
         assert_eq!(body, reference, "{member} {slot} {pin}");
     }
     h.advance(3_600).await;
     // Two edits away across lengths, and no prefix: accepted.
-    let (s, _) = set(&h, &admin, "sam", "duress-pin", json!("74290")).await;
+    let (s, _) = h.set_pin(&admin, "sam", "duress-pin", json!("74290")).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
 }
 
@@ -457,8 +433,7 @@ async fn raw(
 
 #[tokio::test]
 async fn framework_rejections_answer_in_the_documented_json_error_shape() {
-    let h = Harness::rich().await;
-    let admin = h.admin_token("demo").await;
+    let (h, admin) = Harness::rich_admin().await;
     let big = format!("{{\"pin\":\"{}\"}}", "4".repeat(64 * 1024)).into_bytes();
     /// Method, path, body, and the status and error code it must get.
     type Case = (
@@ -635,14 +610,13 @@ async fn every_code_change_needs_a_recent_sign_in_and_says_nothing_else() {
     assert_eq!(s, StatusCode::OK);
     // After signing in again, the change goes through.
     let fresh = h.admin_token("demo").await;
-    let (s, body) = set(&h, &fresh, "sam", "duress-pin", json!("7026")).await;
+    let (s, body) = h.set_pin(&fresh, "sam", "duress-pin", json!("7026")).await;
     assert_eq!(s, StatusCode::NO_CONTENT, "{body}");
 }
 
 #[tokio::test]
 async fn deletions_have_a_tighter_limit_of_their_own() {
-    let h = Harness::rich().await;
-    let admin = h.admin_token("demo").await;
+    let (h, admin) = Harness::rich_admin().await;
     // The default: 5 deletions a day, whether a code was there or not.
     let mut statuses = vec![];
     for i in 0..6 {
@@ -671,7 +645,9 @@ async fn deletions_have_a_tighter_limit_of_their_own() {
     );
     // Setting a code is under the other limit, and still allowed.
     assert_eq!(
-        set(&h, &admin, "sam", "duress-pin", json!("7026")).await.0,
+        h.set_pin(&admin, "sam", "duress-pin", json!("7026"))
+            .await
+            .0,
         StatusCode::NO_CONTENT
     );
     // A new day's window allows deletions again.
@@ -698,8 +674,7 @@ async fn deletions_have_a_tighter_limit_of_their_own() {
 
 #[tokio::test]
 async fn every_code_change_sends_the_household_one_notice_whatever_the_kind() {
-    let h = Harness::rich().await;
-    let admin = h.admin_token("demo").await;
+    let (h, admin) = Harness::rich_admin().await;
     let notices = || async {
         let all = h.get("/sim/notifications").await;
         all.as_array()
@@ -743,7 +718,7 @@ async fn every_code_change_sends_the_household_one_notice_whatever_the_kind() {
     assert_eq!(all[5], all[4]);
     assert!(!all.join(" ").to_lowercase().contains("duress"));
     // A rejected change sends none.
-    let (s, _) = set(&h, &admin, "sam", "voice-pin", json!("1234")).await;
+    let (s, _) = h.set_pin(&admin, "sam", "voice-pin", json!("1234")).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(notices().await.len(), 6);
 }

@@ -5,7 +5,7 @@
 //! Also, without a browser: the dev issuer's authorization-code flow with PKCE, which the app
 //! signs in with (and which Alexa's account linking uses).
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 

@@ -2,7 +2,7 @@
 //! fails against a simulator with the one contract violation it exists to catch
 //! (src/simulator/defects.rs). Also the `alarm-skill conformance` command's table and exit codes.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use alarm_skill::local::demo::DemoConfig;
 use alarm_skill::simulator::defects::Defects;
 use support::stack::*;
 
-const TWO_HOUSEHOLDS: &str = include_str!("../docs/examples/two-households.json");
+const TWO_HOUSEHOLDS: &str = include_str!("../../docs/examples/two-households.json");
 
 async fn stack(defects: Defects) -> Harness {
     let h = Harness::start_with(Options {

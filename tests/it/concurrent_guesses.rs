@@ -4,7 +4,7 @@
 //! embedded store and, in scripts/test's second pass, on DynamoDB Local, whose conditional
 //! writes are what keeps concurrent attempts from all reading "2 failures so far".
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use support::stack::*;
@@ -96,8 +96,7 @@ fn all_refused(replies: &[Value]) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_wrong_pins_never_outrun_the_lockout() {
-    let h = Harness::start().await;
-    let t = h.token("demo").await;
+    let (h, t) = Harness::demo().await;
     let admin = h.admin_token("demo").await;
     let r = h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
     assert_eq!(r["event"]["header"]["name"], "Arm.Response");

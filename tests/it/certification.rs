@@ -2,7 +2,7 @@
 //! stack (dev tokens, JWKS verification, the panel simulator over HTTP, the embedded store),
 //! asserting exact reply content.
 
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 use support::stack::*;
@@ -182,8 +182,7 @@ async fn report_state_reports_every_panel_property() {
 
 #[tokio::test]
 async fn report_state_of_a_zone_and_of_an_offline_panel() {
-    let h = Harness::start().await;
-    let t = h.token("demo").await;
+    let (h, t) = Harness::demo().await;
     h.post("/sim/panels/home/zones/front-door/open", json!({}))
         .await;
     let r = h.invoke(&report_state(&t, "home:front-door")).await;
@@ -236,10 +235,7 @@ async fn arm_away_reports_exit_delay_and_the_panel_closes_after_it() {
 
 #[tokio::test]
 async fn arming_into_the_current_state_succeeds_without_touching_the_panel() {
-    let h = Harness::start().await;
-    let t = h.token("demo").await;
-    h.invoke(&arm(&t, "home", "ARMED_STAY")).await;
-    h.advance(60).await;
+    let (h, t) = Harness::armed("ARMED_STAY").await;
     let r = h.invoke(&arm(&t, "home", "ARMED_STAY")).await;
     assert_eq!(r["event"]["header"]["name"], "Arm.Response");
     assert_eq!(r["event"]["payload"], json!({"exitDelayInSeconds": 0}));
@@ -256,8 +252,7 @@ async fn arming_into_the_current_state_succeeds_without_touching_the_panel() {
 
 #[tokio::test]
 async fn away_to_stay_or_night_needs_a_disarm_but_other_changes_are_allowed() {
-    let h = Harness::start().await;
-    let t = h.token("demo").await;
+    let (h, t) = Harness::demo().await;
     h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
     for target in ["ARMED_STAY", "ARMED_NIGHT"] {
         let d = arm(&t, "home", target);
@@ -298,8 +293,7 @@ async fn away_to_stay_or_night_needs_a_disarm_but_other_changes_are_allowed() {
 
 #[tokio::test]
 async fn open_zones_need_a_voice_bypass() {
-    let h = Harness::start().await;
-    let t = h.token("demo").await;
+    let (h, t) = Harness::demo().await;
     h.post("/sim/panels/home/zones/back-door/open", json!({}))
         .await;
     h.post("/sim/panels/home/zones/hallway/open", json!({}))
@@ -372,10 +366,7 @@ async fn unbypassable_zones_alarms_and_trouble_refuse_arming() {
 
 #[tokio::test]
 async fn disarm_with_the_voice_pin() {
-    let h = Harness::start().await;
-    let t = h.token("demo").await;
-    h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
-    h.advance(60).await;
+    let (h, t) = Harness::armed("ARMED_AWAY").await;
     let d = disarm(&t, "home", Some("4729"));
     let r = h.invoke(&d).await;
     assert_envelope(&d, &r);
@@ -403,8 +394,7 @@ async fn disarm_when_already_disarmed_succeeds() {
 
 #[tokio::test]
 async fn a_wrong_pin_is_unauthorized() {
-    let h = Harness::start().await;
-    let t = h.token("demo").await;
+    let (h, t) = Harness::demo().await;
     h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
     for pin in ["4728", "0000", "47290", "abcd"] {
         let d = disarm(&t, "home", Some(pin));
@@ -477,8 +467,7 @@ async fn another_accounts_endpoint_does_not_exist_and_is_never_touched() {
 
 #[tokio::test]
 async fn malformed_and_unknown_directives_get_invalid_directive() {
-    let h = Harness::start().await;
-    let t = h.token("demo").await;
+    let (h, t) = Harness::demo().await;
     let r = h.invoke_raw("{\"directive\": ").await;
     assert_eq!(error_type(&r), Some("INVALID_DIRECTIVE"));
     assert_eq!(r["event"]["header"]["namespace"], "Alexa");
@@ -544,8 +533,7 @@ async fn malformed_and_unknown_directives_get_invalid_directive() {
 
 #[tokio::test]
 async fn no_input_makes_the_handler_fail_at_lambda_level() {
-    let h = Harness::start().await;
-    let t = h.token("demo").await;
+    let (h, t) = Harness::demo().await;
     let huge = "x".repeat(300_000);
     let bodies = [
         "".to_string(),
@@ -607,10 +595,7 @@ async fn credential_errors_only_for_bad_tokens() {
 
 #[tokio::test]
 async fn a_management_token_drives_no_directive() {
-    let h = Harness::start().await;
-    let t = h.token("demo").await;
-    h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
-    h.advance(60).await;
+    let (h, t) = Harness::armed("ARMED_AWAY").await;
     let before = h.panel("home").await;
     let ops_before = h.requests_for("home").await.len();
     // The household admin's token, and a member's: genuine, current, from our issuer, but
@@ -659,8 +644,7 @@ async fn a_management_token_drives_no_directive() {
 
 #[tokio::test]
 async fn panel_outages_are_unreachable_errors_never_credential_errors() {
-    let h = Harness::start().await;
-    let t = h.token("demo").await;
+    let (h, t) = Harness::demo().await;
     h.post("/sim/panels/home/connectivity", json!({"online": false}))
         .await;
     let r = h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
@@ -670,7 +654,7 @@ async fn panel_outages_are_unreachable_errors_never_credential_errors() {
     h.post("/sim/panels/home/connectivity", json!({"online": true}))
         .await;
 
-    for (mode, delay) in [("error", 0), ("down", 0), ("timeout", 5_000)] {
+    for (mode, delay) in [("error", 0), ("down", 0), ("timeout", 30_000)] {
         h.fault(mode, delay).await;
         let started = std::time::Instant::now();
         for d in [
@@ -685,9 +669,10 @@ async fn panel_outages_are_unreachable_errors_never_credential_errors() {
                 d["directive"]["header"]["correlationToken"]
             );
         }
-        // Each directive is cut off by its 1.5 s budget, not by the 5 s hang.
+        // Each directive is cut off by its 1.5 s budget (4.5 s for the three), not by the 30 s
+        // hang: a margin machine load can't eat.
         assert!(
-            started.elapsed() < std::time::Duration::from_secs(6),
+            started.elapsed() < std::time::Duration::from_secs(30),
             "{mode}: {:?}",
             started.elapsed()
         );
@@ -703,8 +688,7 @@ async fn panel_outages_are_unreachable_errors_never_credential_errors() {
 
 #[tokio::test]
 async fn accept_grant_stores_sealed_tokens() {
-    let h = Harness::start().await;
-    let t = h.token("demo").await;
+    let (h, t) = Harness::demo().await;
     let d = accept_grant(&t, "code-1");
     let r = h.invoke(&d).await;
     assert_eq!(r["event"]["header"]["namespace"], "Alexa.Authorization");

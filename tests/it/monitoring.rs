@@ -14,7 +14,7 @@
 //!   local stack as its own process, SIGKILLed mid-backlog (once between the cloud's durable
 //!   decision and its acknowledgement) while the skill's worker re-sends the same request ids.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -57,10 +57,6 @@ async fn stack(cfg: DemoConfig, key: Option<&str>) -> Harness {
         ..test_options()
     })
     .await
-}
-
-fn count(signals: &[String], prefix: &str) -> usize {
-    signals.iter().filter(|s| s.starts_with(prefix)).count()
 }
 
 async fn dispatches(h: &Harness) -> Vec<Value> {
@@ -687,6 +683,22 @@ async fn wait_received(h: &Harness, at_least: usize) {
 /// transmitter crashes once more; another household's duress is queued after the restarts (its
 /// sequence number continues, it is not taken for an old one). Every 121 reaches the operator
 /// exactly once, and a further restart of the center rebuilds exactly the same.
+/// House 4's duress over the panel API's `signals`, as a lockout or a re-delivery sends it,
+/// always with the same request id.
+async fn house4_duress_signal(h: &Harness) -> reqwest::Response {
+    h.http
+        .post(format!(
+            "http://{}/v1/accounts/house4/panels/panel4/signals",
+            h.stack.panel_api.addr()
+        ))
+        .bearer_auth(h.stack.sim.api_key().expose())
+        .json(&json!({"member": 1, "source": "voice", "kind": "duress",
+            "request_id": "6f1c2b9e-0d4a-4f3e-9b8a-2c7d5e1f0a93"}))
+        .send()
+        .await
+        .expect("signals")
+}
+
 #[tokio::test]
 async fn restarts_of_both_ends_mid_backlog_deliver_each_duress_exactly_once() {
     let h = Harness::start_with(Options {
@@ -703,18 +715,7 @@ async fn restarts_of_both_ends_mid_backlog_deliver_each_duress_exactly_once() {
     disarm_as(&h, 2, DURESS).await;
     // House 4's duress comes over the panel API's `signals` (a lockout or a re-delivery): the
     // cloud's acknowledgement means the 121 is on disk, which the crash below checks.
-    let signal = h
-        .http
-        .post(format!(
-            "http://{}/v1/accounts/house4/panels/panel4/signals",
-            h.stack.panel_api.addr()
-        ))
-        .bearer_auth(h.stack.sim.api_key().expose())
-        .json(&json!({"member": 1, "source": "voice", "kind": "duress",
-            "request_id": "6f1c2b9e-0d4a-4f3e-9b8a-2c7d5e1f0a93"}))
-        .send()
-        .await
-        .expect("signals");
+    let signal = house4_duress_signal(&h).await;
     assert_eq!(signal.status(), 200);
     assert_eq!(
         signal.json::<Value>().await.unwrap(),
@@ -732,18 +733,7 @@ async fn restarts_of_both_ends_mid_backlog_deliver_each_duress_exactly_once() {
     );
     // The worker sends house 4's request id again (it crashed before settling its record):
     // acknowledged, and the journal knows the 121 is already queued.
-    let again = h
-        .http
-        .post(format!(
-            "http://{}/v1/accounts/house4/panels/panel4/signals",
-            h.stack.panel_api.addr()
-        ))
-        .bearer_auth(h.stack.sim.api_key().expose())
-        .json(&json!({"member": 1, "source": "voice", "kind": "duress",
-            "request_id": "6f1c2b9e-0d4a-4f3e-9b8a-2c7d5e1f0a93"}))
-        .send()
-        .await
-        .expect("signals");
+    let again = house4_duress_signal(&h).await;
     assert_eq!(again.status(), 200);
     assert_eq!(
         link.queued(),

@@ -6,7 +6,7 @@
 //! - every example in the files matches its schema; every `$ref` resolves;
 //! - docs/panel-api.md has a heading for exactly the panel API's operations.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::path::Path;

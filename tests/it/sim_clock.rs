@@ -2,7 +2,7 @@
 //! with values chrono can't hold, webhook timestamps at the ends of i64, and webhooks after the
 //! simulated clock has moved far past the webhook's tolerance.
 
-mod support;
+use crate::support;
 
 use alarm_skill::clock::MAX_OFFSET;
 use alarm_skill::webhook::{SIGNATURE_HEADER, TIMESTAMP_HEADER, TOLERANCE_S};
@@ -28,8 +28,7 @@ async fn sim_now(h: &Harness) -> Value {
 
 #[tokio::test]
 async fn clock_advance_refuses_values_out_of_range_and_the_stack_keeps_working() {
-    let h = Harness::start().await;
-    let t = h.token("demo").await;
+    let (h, t) = Harness::demo().await;
     let before = sim_now(&h).await;
     let max = MAX_OFFSET.num_seconds();
     for seconds in [
@@ -101,8 +100,7 @@ async fn webhook_timestamps_at_the_ends_of_i64_are_stale_not_a_crash() {
 
 #[tokio::test]
 async fn webhooks_still_verify_after_the_clock_moves_past_the_tolerance() {
-    let h = Harness::start().await;
-    let t = h.token("demo").await;
+    let (h, t) = Harness::demo().await;
     let r = h.invoke(&accept_grant(&t, "grant-code")).await;
     assert_eq!(r["event"]["header"]["name"], "AcceptGrant.Response");
     let sent_before = h.settled_gateway_events().await.len();

@@ -2,7 +2,7 @@
 //! a working enrolment, members follow the panel cloud's users by webhook, and the first sync
 //! fails cleanly while the panel cloud is down. Runs on both stores (scripts/test).
 
-mod support;
+use crate::support;
 
 use alarm_skill::clock::Clock;
 use alarm_skill::local::Options;
@@ -99,14 +99,7 @@ async fn the_guides_enrolment_steps_work_on_a_fresh_stack_with_an_empty_store() 
 
     // The member's voice code, then their duress code.
     for (slot, pin) in [("voice-pin", "4729"), ("duress-pin", "8361")] {
-        let (s, body) = h
-            .api(
-                "PUT",
-                &format!("/v1/household/members/alex/{slot}"),
-                Some(&admin),
-                Some(json!({ "pin": pin })),
-            )
-            .await;
+        let (s, body) = h.set_pin(&admin, "alex", slot, json!(pin)).await;
         assert_eq!(s, StatusCode::NO_CONTENT, "{slot}: {body}");
     }
 
@@ -149,14 +142,7 @@ async fn members_follow_the_panel_users_by_webhook() {
     // The webhook only reaches a household that granted events; provisioning doesn't need it.
     let admin = h.admin_token("acct-1042").await;
     members_eventually(&h, &admin, &["alex", "sam"]).await;
-    let (s, _) = h
-        .api(
-            "PUT",
-            "/v1/household/members/sam/voice-pin",
-            Some(&admin),
-            Some(json!({"pin": "5183"})),
-        )
-        .await;
+    let (s, _) = h.set_pin(&admin, "sam", "voice-pin", json!("5183")).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
 
     h.post(
@@ -380,14 +366,7 @@ async fn a_reused_user_number_does_not_inherit_the_former_members_codes() {
         ("sam", "duress-pin", "6052"),
         ("alex", "voice-pin", "4729"),
     ] {
-        let (s, body) = h
-            .api(
-                "PUT",
-                &format!("/v1/household/members/{member}/{slot}"),
-                Some(&admin),
-                Some(json!({ "pin": pin })),
-            )
-            .await;
+        let (s, body) = h.set_pin(&admin, member, slot, json!(pin)).await;
         assert_eq!(s, StatusCode::NO_CONTENT, "{body}");
     }
     // The reference cloud gives number 2 to Jordan: a new person (a new id) on Sam's slot.
@@ -475,14 +454,7 @@ async fn user_lists_late_and_out_of_order_resolve_by_the_clouds_revision() {
     let admin = h.admin_token("acct-1042").await;
     // The first sync (at our clock's now) took the cloud's revision 1.
     members_eventually(&h, &admin, &["alex", "sam"]).await;
-    let (s, _) = h
-        .api(
-            "PUT",
-            "/v1/household/members/sam/voice-pin",
-            Some(&admin),
-            Some(json!({"pin": "5183"})),
-        )
-        .await;
+    let (s, _) = h.set_pin(&admin, "sam", "voice-pin", json!("5183")).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let alex = json!({"id": "u-alex", "number": 1, "name": "Alex"});
     let sam = json!({"id": "u-sam", "number": 2, "name": "Sam"});
