@@ -269,7 +269,7 @@ async fn curl(args: &[String], base: &str, http: &reqwest::Client) -> String {
             "-d" | "--data" => body = it.next().cloned(),
             "-H" | "--header" => headers.extend(it.next().cloned()),
             a if a.starts_with('-') => {
-                panic!("curl option {a} is new to the README test: teach tests/readme.rs")
+                panic!("curl option {a} is new to the README test: teach tests/it/readme.rs")
             }
             a => url = Some(local_url(a, base)),
         }
