@@ -702,15 +702,13 @@ async fn pass(
         return count_backlog(store, shard, report).await;
     }
     let now = clock.now();
-    let due = store
-        .outbox_due(Lane::Due, shard, mode.horizon, batch, quota.max(1))
-        .await?;
-    let gone = store
-        .outbox_due(Lane::Gone, shard, now, GONE_BATCH, 1)
-        .await?;
-    let held = store
-        .outbox_due(Lane::Held, shard, now, HELD_BATCH, HELD_PER_PASS)
-        .await?;
+    // The lanes side by side: each query is a round trip the pass's deadline pays once.
+    let (due, gone, held) = futures_util::future::try_join3(
+        store.outbox_due(Lane::Due, shard, mode.horizon, batch, quota.max(1)),
+        store.outbox_due(Lane::Gone, shard, now, GONE_BATCH, 1),
+        store.outbox_due(Lane::Held, shard, now, HELD_BATCH, HELD_PER_PASS),
+    )
+    .await?;
     report.unreadable = due.unreadable.len() + gone.unreadable.len() + held.unreadable.len();
     for bad in due
         .unreadable

@@ -1055,15 +1055,20 @@ impl Store for DynamoStore {
     }
 
     async fn outbox_counts(&self, shard: u16) -> Result<OutboxCounts, StoreError> {
-        let (mut due, mut capped) = self.count_lane(lane_pk(Lane::Due, shard)).await?;
+        // Side by side: a pass's report waits for one round trip, not one per lane.
+        let ((mut due, mut capped), (waiting, c1), (gone, c2), (held, c3)) =
+            futures_util::future::try_join4(
+                self.count_lane(lane_pk(Lane::Due, shard)),
+                self.count_lane(lane_pk(Lane::Waiting, shard)),
+                self.count_lane(lane_pk(Lane::Gone, shard)),
+                self.count_lane(lane_pk(Lane::Held, shard)),
+            )
+            .await?;
         if shard == 0 {
             let (legacy, c) = self.count_lane(OUTBOX_PENDING_LEGACY.to_string()).await?;
             due += legacy;
             capped |= c;
         }
-        let (waiting, c1) = self.count_lane(lane_pk(Lane::Waiting, shard)).await?;
-        let (gone, c2) = self.count_lane(lane_pk(Lane::Gone, shard)).await?;
-        let (held, c3) = self.count_lane(lane_pk(Lane::Held, shard)).await?;
         Ok(OutboxCounts {
             due,
             waiting,
