@@ -666,18 +666,15 @@ impl Simulator {
         panel: &str,
         req: &DisarmRequest,
     ) -> Result<Panel, PanelError> {
-        let answer = self.disarm_answer(account, panel, req);
-        self.wake_link();
-        answer
+        let _sent_after = self.hold_link();
+        self.disarm_answer(account, panel, req)
     }
 
-    /// The link's sending task looks at its queue only once the answer is ready, whatever the
-    /// request's kind: a duress's 121 travels after the answer, from the durable queue, so it
-    /// cannot slow the request it came from (Transmitter::decide).
-    fn wake_link(&self) {
-        if let Some(link) = &self.link {
-            link.wake();
-        }
+    /// Holds the link's sending task back until the guard is dropped, once the answer is ready,
+    /// whatever the request's kind: a duress's 121 (and the panel's reports) travel after the
+    /// answer, from the durable queue, so they cannot slow the request they came from.
+    pub fn hold_link(&self) -> Option<dc09::transmitter::Hold> {
+        self.link.as_ref().map(Transmitter::hold)
     }
 
     fn disarm_answer(
@@ -739,6 +736,7 @@ impl Simulator {
         panel: &str,
         req: &SignalRequest,
     ) -> Result<(), PanelError> {
+        let sent_after = self.hold_link();
         let decided = {
             let mut st = self.lock();
             let now = self.clock.now();
@@ -747,7 +745,7 @@ impl Simulator {
             // Acknowledged only once the 121 is durably queued (or the decision recorded).
             self.decide_duress(&mut st, i, req.member, req.duress(), &req.request_id, now)
         };
-        self.wake_link();
+        drop(sent_after);
         // The decision is on disk, the acknowledgement not sent: the restart tests kill the
         // whole cloud here, so the skill's worker sends the same request id again.
         crate::crash::crash_point!(SIGNAL_DECIDED, if decided.is_ok());

@@ -17,9 +17,9 @@
 //! kept for [`HANDLED_WINDOW_DAYS`].
 //!
 //! Equal work: a normal and a duress decision write one record each, of one length (the kind is
-//! a field inside, and request-path lines are padded to [`RECORD_LEN`]), with one sync, and
-//! neither wakes the sending task: the caller does with [`Transmitter::wake`] once its answer is
-//! ready, so the 121 travels after the answer, from the durable queue. ACK records are not
+//! a field inside, and request-path lines are padded to [`RECORD_LEN`]), with one sync; and a
+//! request holds the sending task back ([`Transmitter::hold`]) until its answer is ready, so
+//! the 121 travels after the answer, from the durable queue. ACK records are not
 //! synced (losing one only re-sends an event the receiver takes for a re-send), so delivering a
 //! 121 holds no request up behind a sync.
 //!
@@ -229,12 +229,29 @@ pub const COMPACT_AFTER: usize = 1_000;
 pub const RECORD_LEN: usize = 512;
 
 struct Inner {
+    /// Open [`Hold`]s: while any is open, queuing an event does not wake the sending task.
+    holds: std::sync::atomic::AtomicUsize,
     config: LinkConfig,
     clock: Arc<dyn Clock>,
     state: Mutex<State>,
     wake: Notify,
     idle: Notify,
     task: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// See [`Transmitter::hold`].
+pub struct Hold {
+    inner: Arc<Inner>,
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.inner
+            .holds
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        // Whether or not anything was queued meanwhile: the same work for every request.
+        self.inner.wake.notify_one();
+    }
 }
 
 /// Handle to the transmitter; its task runs as long as the Tokio runtime.
@@ -270,6 +287,7 @@ impl Transmitter {
             None => State::default(),
         };
         let inner = Arc::new(Inner {
+            holds: std::sync::atomic::AtomicUsize::new(0),
             config,
             clock,
             state: Mutex::new(state),
@@ -323,8 +341,8 @@ impl Transmitter {
     /// both kinds, written and synced. A duress's record is also its 121, queued for `account`
     /// under the next sequence number; a normal one queues nothing. From Ok on, and after any
     /// restart, [`Self::handled`] is true for `request_id`; on Err nothing is recorded or
-    /// queued. The sending task is not woken: the caller calls [`Self::wake`] once its answer
-    /// is ready, whatever the kind, so a 121 costs the request nothing more.
+    /// queued. Callers answering a request hold [`Self::hold`] around it, so the 121 travels
+    /// after the answer and costs the request nothing more.
     pub fn decide(
         &self,
         request_id: &str,
@@ -366,7 +384,15 @@ impl Transmitter {
         }
         remember(&mut st, request_id, occurred);
         self.housekeep(&mut st);
+        drop(st);
+        self.wake_unless_held();
         Ok(())
+    }
+
+    fn wake_unless_held(&self) {
+        if self.inner.holds.load(std::sync::atomic::Ordering::Acquire) == 0 {
+            self.inner.wake.notify_one();
+        }
     }
 
     /// A defect only (`Defects::duress_extra_syncs`): one more record, written and synced, that
@@ -381,12 +407,6 @@ impl Transmitter {
             },
             Purpose::Request,
         )
-    }
-
-    /// Lets the sending task look at the queue: after [`Self::decide`], once the answer is
-    /// ready (a no-op when nothing is queued).
-    pub fn wake(&self) {
-        self.inner.wake.notify_one();
     }
 
     fn enqueue(
@@ -415,8 +435,20 @@ impl Transmitter {
         st.queue.push_back(msg);
         self.housekeep(&mut st);
         drop(st);
-        self.inner.wake.notify_one();
+        self.wake_unless_held();
         Ok(())
+    }
+
+    /// Holds the sending task back until the returned guard is dropped (which wakes it): a
+    /// request's answer is produced first, and its events (a duress's 121, the panel's
+    /// reports) travel after it, from the durable queue, whatever its kind.
+    pub fn hold(&self) -> Hold {
+        self.inner
+            .holds
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Hold {
+            inner: self.inner.clone(),
+        }
     }
 
     /// What the journal has written so far.
@@ -730,6 +762,9 @@ async fn run(me: Arc<Inner>) {
         let Some(msg) = front else {
             me.idle.notify_waiters();
             wake.await;
+            // Let the I/O driver run first: the reply of the request that queued the event goes
+            // out before its frame does, on a single-threaded runtime too.
+            tokio::task::yield_now().await;
             continue;
         };
         attempt += 1;
