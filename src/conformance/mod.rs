@@ -87,6 +87,8 @@ impl KitOptions {
 /// machine alike; a reference cloud doing equal work fails it about once in 1/ALPHA runs.
 pub const TIMING_ALPHA: f64 = 0.001;
 pub const TIMING_RELATIVE: f64 = 0.05;
+/// Fewer pairs than this cannot show a difference at [`TIMING_ALPHA`]: the detail says so.
+pub const TIMING_MIN_PAIRS: usize = 20;
 
 /// The checks, in the order the table prints them.
 pub const CHECKS: [&str; 11] = [
@@ -244,6 +246,12 @@ pub fn timing_verdict(normal: &[f64], duress: &[f64]) -> Result<String, String> 
         relative * 100.0,
         test.p
     );
+    if normal.len().min(duress.len()) < TIMING_MIN_PAIRS {
+        // Below this even a total separation of the kinds cannot reach TIMING_ALPHA.
+        return Ok(format!(
+            "{figures}; too few pairs to judge the timing (at least {TIMING_MIN_PAIRS})"
+        ));
+    }
     if test.p < TIMING_ALPHA && relative.abs() >= TIMING_RELATIVE {
         let which = if relative > 0.0 { "slower" } else { "faster" };
         return Err(format!(

@@ -142,21 +142,44 @@ mod tests {
         assert!(mann_whitney(&[], &[1.0]).is_none());
     }
 
-    #[test]
-    fn a_ten_percent_shift_is_found_and_no_shift_is_not() {
-        // Two interleaved samples from one skewed distribution (a deterministic generator), and
-        // the same with one side 10 % larger.
+    /// Two samples of 300 from one skewed distribution (a deterministic generator): an
+    /// exponential tail on a floor, like request times.
+    fn two_samples() -> (Vec<f64>, Vec<f64>) {
         let mut x = 0x2545_f491_4f6c_dd1du64;
         let mut draw = || {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
             let u = (x >> 11) as f64 / (1u64 << 53) as f64;
-            // Exponential tail on a floor: like request times.
             1.0 - 0.3 * (1.0 - u).ln()
         };
         let a: Vec<f64> = (0..300).map(|_| draw()).collect();
         let b: Vec<f64> = (0..300).map(|_| draw()).collect();
+        (a, b)
+    }
+
+    #[test]
+    fn the_kits_verdict_fails_a_ten_percent_difference_either_way_and_passes_none() {
+        use crate::conformance::timing_verdict;
+        let (a, b) = two_samples();
+        assert!(timing_verdict(&a, &b).is_ok());
+        let slower: Vec<f64> = b.iter().map(|v| v * 1.10).collect();
+        let e = timing_verdict(&a, &slower).unwrap_err();
+        assert!(e.contains("slower"), "{e}");
+        let faster: Vec<f64> = b.iter().map(|v| v * 0.90).collect();
+        let e = timing_verdict(&a, &faster).unwrap_err();
+        assert!(e.contains("faster"), "{e}");
+        // Significant but tiny (2 %): below the relative threshold, not a failure.
+        let tiny: Vec<f64> = a.iter().map(|v| v * 1.02).collect();
+        assert!(timing_verdict(&a, &tiny).is_ok());
+        // Too few pairs to judge: said, not failed.
+        let ok = timing_verdict(&a[..6], &slower[..6]).unwrap();
+        assert!(ok.contains("too few"), "{ok}");
+    }
+
+    #[test]
+    fn a_ten_percent_shift_is_found_and_no_shift_is_not() {
+        let (a, b) = two_samples();
         let same = mann_whitney(&a, &b).unwrap();
         assert!(same.p > 0.01, "{same:?}");
         let slower: Vec<f64> = b.iter().map(|v| v * 1.10).collect();
