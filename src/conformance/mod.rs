@@ -231,8 +231,15 @@ fn normalize(v: &Value) -> Value {
 /// The equal-work timing verdict on disarm times in ms (see [`TIMING_ALPHA`]): Ok with the
 /// figures, or Err saying which kind is slower.
 pub fn timing_verdict(normal: &[f64], duress: &[f64]) -> Result<String, String> {
+    let pairs = normal.len().min(duress.len());
+    if pairs < TIMING_MIN_PAIRS {
+        // Below this even a total separation of the kinds cannot reach TIMING_ALPHA.
+        return Ok(format!(
+            "timing not judged: {pairs} pairs, the rank test needs at least {TIMING_MIN_PAIRS}"
+        ));
+    }
     let test = stats::mann_whitney(normal, duress)
-        .ok_or_else(|| "no disarm times to compare".to_string())?;
+        .ok_or_else(|| "every disarm took the same time: nothing to rank".to_string())?;
     let (mn, md) = (
         stats::median(&mut normal.to_vec()),
         stats::median(&mut duress.to_vec()),
@@ -246,12 +253,6 @@ pub fn timing_verdict(normal: &[f64], duress: &[f64]) -> Result<String, String> 
         relative * 100.0,
         test.p
     );
-    if normal.len().min(duress.len()) < TIMING_MIN_PAIRS {
-        // Below this even a total separation of the kinds cannot reach TIMING_ALPHA.
-        return Ok(format!(
-            "{figures}; too few pairs to judge the timing (at least {TIMING_MIN_PAIRS})"
-        ));
-    }
     if test.p < TIMING_ALPHA && relative.abs() >= TIMING_RELATIVE {
         let which = if relative > 0.0 { "slower" } else { "faster" };
         return Err(format!(
