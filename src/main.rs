@@ -111,8 +111,8 @@ enum Command {
         webhook_url: Option<String>,
         #[arg(long, default_value_t = 2000)]
         latency_budget_ms: u64,
-        /// Normal/duress disarm pairs timed for the equal-work check.
-        #[arg(long, default_value_t = 15)]
+        /// Normal/duress disarm pairs timed for the equal-work check (a rank test: hundreds).
+        #[arg(long, default_value_t = 300)]
         samples: usize,
         /// Wait after a call for the monitoring feed and webhooks to catch up.
         #[arg(long, default_value_t = 300)]

@@ -23,6 +23,10 @@ pub struct Defects {
     pub cancel_duress: bool,
     /// Extra work for a duress disarm, in milliseconds.
     pub duress_delay_ms: u64,
+    /// Extra durable writes for a duress decision: each one more journal record, written and
+    /// synced before the answer (the regression of a cloud that queues its 121 in a write a
+    /// normal disarm doesn't make).
+    pub duress_extra_syncs: u32,
     /// The household's notification for a duress disarm differs.
     pub duress_notice: bool,
     /// Answers an unknown panel with `404 {"error":"not_found"}` instead of `panel_not_found`.

@@ -31,7 +31,7 @@ use crate::panel::{
 use crate::secret::Secret;
 use crate::webhook::{EventKind, PanelEvent};
 use dc09::frame::Cid;
-use dc09::transmitter::Transmitter;
+use dc09::transmitter::{DecisionKind, Transmitter};
 use defects::Defects;
 use machine::{CancelOutcome, Effects, PanelConfig, SimPanel, ZoneConfig};
 use monitoring::{ContactIdEvent, Dispatch, MonitoringCenter, NEW_EVENT, Subscriber, codes};
@@ -374,15 +374,13 @@ impl Simulator {
     }
 
     /// Hands one event of panel `idx` to the monitoring center: queued on the DC-09 link
-    /// (durably, when the link has a queue directory), or for the in-process center. With
-    /// `request`, the decision on that request id is recorded with the event, in one step.
-    /// Err: neither the event nor the decision is recorded.
+    /// (durably, when the link has a queue directory), or for the in-process center.
+    /// Err: the event is not queued.
     fn transmit(
         &self,
         st: &State,
         idx: usize,
         event: ContactIdEvent,
-        request: Option<&str>,
     ) -> Result<(), dc09::transmitter::QueueError> {
         let Some(link) = &self.link else {
             self.inbox
@@ -393,24 +391,15 @@ impl Simulator {
         };
         let Some(acct) = st.panels[idx].config.monitoring_account.as_deref() else {
             tracing::error!(panel = %event.panel, "no monitoring account for panel; event not sent");
-            return request.map_or(Ok(()), |r| link.decided(r));
+            return Ok(());
         };
-        let cid = Cid {
-            qualifier: event.qualifier,
-            event: event.code.parse().unwrap_or(0),
-            partition: event.partition,
-            number: event.user.or(event.zone).unwrap_or(0),
-        };
-        match request {
-            Some(r) => link.send_decision(r, acct, cid, event.at),
-            None => link.send(acct, cid, event.at),
-        }
+        link.send(acct, contact_id(&event), event.at)
     }
 
     /// Sends a panel report; one that cannot be queued is logged (the panel's own reports have
     /// no caller to refuse).
     fn report(&self, st: &State, idx: usize, event: ContactIdEvent) {
-        if let Err(e) = self.transmit(st, idx, event, None) {
+        if let Err(e) = self.transmit(st, idx, event) {
             tracing::error!(error = %e, "panel report not queued for the monitoring center");
         }
     }
@@ -465,12 +454,34 @@ impl Simulator {
             at: now,
         };
         if first {
-            let queued = match (&self.link, duress) {
-                (_, true) => self.transmit(st, idx, event, Some(request_id)),
-                (Some(link), false) => link.decided(request_id),
-                (None, false) => Ok(()),
+            let decided = match &self.link {
+                Some(link) => {
+                    // One record either way, of one length, synced: the kind is inside it.
+                    let acct = st.panels[idx].config.monitoring_account.as_deref();
+                    if duress && acct.is_none() {
+                        tracing::error!(panel = %event.panel, "no monitoring account for panel; 121 not sent");
+                    }
+                    let kind = match (duress, acct) {
+                        (true, Some(_)) => DecisionKind::Duress,
+                        _ => DecisionKind::Normal,
+                    };
+                    link.decide(
+                        request_id,
+                        acct.unwrap_or(""),
+                        contact_id(&event),
+                        event.at,
+                        kind,
+                    )
+                }
+                None if duress => self.transmit(st, idx, event),
+                None => Ok(()),
             };
-            if let Err(e) = queued {
+            let extra = self.defects().duress_extra_syncs;
+            let decided = decided.and_then(|()| match &self.link {
+                Some(link) if duress => (0..extra).try_for_each(|_| link.extra_sync()),
+                _ => Ok(()),
+            });
+            if let Err(e) = decided {
                 tracing::error!(error = %e, "duress decision not durable; not acknowledged");
                 return Err(PanelError::Server(503));
             }
@@ -655,6 +666,23 @@ impl Simulator {
         panel: &str,
         req: &DisarmRequest,
     ) -> Result<Panel, PanelError> {
+        let _sent_after = self.hold_link();
+        self.disarm_answer(account, panel, req)
+    }
+
+    /// Holds the link's sending task back until the guard is dropped, once the answer is ready,
+    /// whatever the request's kind: a duress's 121 (and the panel's reports) travel after the
+    /// answer, from the durable queue, so they cannot slow the request they came from.
+    pub fn hold_link(&self) -> Option<dc09::transmitter::Hold> {
+        self.link.as_ref().map(Transmitter::hold)
+    }
+
+    fn disarm_answer(
+        &self,
+        account: &str,
+        panel: &str,
+        req: &DisarmRequest,
+    ) -> Result<Panel, PanelError> {
         let mut st = self.lock();
         self.tick_locked(&mut st);
         let now = self.clock.now();
@@ -708,6 +736,7 @@ impl Simulator {
         panel: &str,
         req: &SignalRequest,
     ) -> Result<(), PanelError> {
+        let sent_after = self.hold_link();
         let decided = {
             let mut st = self.lock();
             let now = self.clock.now();
@@ -716,6 +745,7 @@ impl Simulator {
             // Acknowledged only once the 121 is durably queued (or the decision recorded).
             self.decide_duress(&mut st, i, req.member, req.duress(), &req.request_id, now)
         };
+        drop(sent_after);
         // The decision is on disk, the acknowledgement not sent: the restart tests kill the
         // whole cloud here, so the skill's worker sends the same request id again.
         crate::crash::crash_point!(SIGNAL_DECIDED, if decided.is_ok());
@@ -1039,6 +1069,16 @@ impl Simulator {
 
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.lock().requests.clone()
+    }
+}
+
+/// The Contact ID fields of an event, as the DC-09 link carries them.
+fn contact_id(event: &ContactIdEvent) -> Cid {
+    Cid {
+        qualifier: event.qualifier,
+        event: event.code.parse().unwrap_or(0),
+        partition: event.partition,
+        number: event.user.or(event.zone).unwrap_or(0),
     }
 }
 

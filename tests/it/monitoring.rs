@@ -20,7 +20,9 @@ use std::time::Duration;
 
 use alarm_skill::local::Options;
 use alarm_skill::local::demo::DemoConfig;
+use alarm_skill::panel::{ArmMode, ArmRequest, AttemptKind, DisarmRequest, Source};
 use alarm_skill::secret::Secret;
+use alarm_skill::simulator::monitoring::receiver::ReceiverMode;
 use serde_json::{Value, json};
 use support::stack::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -1096,7 +1098,11 @@ fn duress_lines_on_disk(dir: &std::path::Path) -> usize {
     std::fs::read_to_string(dir.join("monitoring/cloud/dc09-queue.jsonl"))
         .unwrap_or_default()
         .lines()
-        .filter(|l| l.contains(r#""op":"queued""#) && l.contains(r#""event":121"#))
+        .filter(|l| {
+            // A duress's own record, or its pending 121 as a journal rewrite keeps it.
+            l.contains(r#""op":"decision","kind":"duress""#)
+                || (l.contains(r#""op":"queued""#) && l.contains(r#""event":121"#))
+        })
         .count()
 }
 
@@ -1231,4 +1237,207 @@ async fn a_killed_stack_process_restarted_on_its_monitoring_dir_raises_each_dure
         "the frame acted on before the second kill came again and was recognised: {received:?}"
     );
     k.kill(p3).await;
+}
+
+// ---- equal work and constant cost of the reference cloud's journal -------------------------
+//
+// Asserted on the work itself (records, bytes, syncs, journal rewrites), never on time: the
+// timing check is the conformance kit's and benches/refcloud_cost.rs's.
+
+fn disarm_request(kind: AttemptKind) -> DisarmRequest {
+    DisarmRequest {
+        member: Some(1),
+        source: Source::Voice,
+        kind,
+        request_id: uuid::Uuid::new_v4().to_string(),
+    }
+}
+
+fn arm_request() -> ArmRequest {
+    ArmRequest {
+        mode: ArmMode::Away,
+        bypass_open_zones: false,
+        source: Source::Voice,
+        request_id: uuid::Uuid::new_v4().to_string(),
+    }
+}
+
+/// The cloud's queue journal, read straight from disk.
+fn journal(dir: &std::path::Path) -> String {
+    std::fs::read_to_string(dir.join("cloud/dc09-queue.jsonl")).unwrap_or_default()
+}
+
+/// A normal and a duress disarm make the same durable writes before the cloud answers: one
+/// decision record each, of one length, with the kind inside, and the same syncs and bytes;
+/// the 121 is queued by the duress record itself. On old main the duress wrote a 121 record
+/// and the normal one a shorter `decided` record: the journal grew by different amounts.
+#[tokio::test]
+async fn a_normal_and_a_duress_disarm_make_the_same_durable_writes() {
+    let dir = std::env::temp_dir().join(format!("equal-work-{}", uuid::Uuid::new_v4().simple()));
+    let h = Harness::start_with(Options {
+        config: config(0, false),
+        // Nothing is ACKed, so the journal holds exactly what the requests wrote.
+        receiver_mode: ReceiverMode::Down,
+        monitoring_dir: Some(dir.clone()),
+        ..test_options()
+    })
+    .await;
+    let sim = &h.stack.sim;
+    let link = sim.link().expect("the stack has a DC-09 link");
+    let mut grown: Vec<(AttemptKind, usize, usize)> = Vec::new();
+    let mut writes = Vec::new();
+    for round in 0..6 {
+        let kind = if round % 2 == 0 {
+            AttemptKind::Normal
+        } else {
+            AttemptKind::Duress
+        };
+        sim.arm("demo", "home", &arm_request()).expect("armed");
+        // Past the exit delay: the panel reports its closing, so the disarm reports an opening.
+        sim.advance(chrono::Duration::seconds(61));
+        let (before, lines, stats) = (
+            journal(&dir).len(),
+            journal(&dir).lines().count(),
+            link.journal_stats(),
+        );
+        let view = sim
+            .disarm("demo", "home", &disarm_request(kind))
+            .expect("disarmed");
+        assert_eq!(view.arm_state, alarm_skill::panel::ArmState::Disarmed);
+        let after = link.journal_stats();
+        let text = journal(&dir);
+        grown.push((kind, text.len() - before, text.lines().count() - lines));
+        writes.push((
+            kind,
+            after.requests.records - stats.requests.records,
+            after.requests.bytes - stats.requests.bytes,
+            after.requests.syncs - stats.requests.syncs,
+            after.normal_decisions - stats.normal_decisions,
+            after.duress_decisions - stats.duress_decisions,
+        ));
+    }
+    let normal = grown[0];
+    for g in &grown {
+        assert_eq!(
+            (g.1, g.2),
+            (normal.1, normal.2),
+            "journal growth differs by kind: {grown:?}"
+        );
+    }
+    let (n, d) = (writes[0], writes[1]);
+    assert_eq!(
+        (n.1, n.2, n.3),
+        (d.1, d.2, d.3),
+        "writes differ by kind: {writes:?}"
+    );
+    assert!(
+        n.3 >= 2,
+        "the decision and the opening report are synced: {writes:?}"
+    );
+    assert_eq!(
+        (n.4, n.5, d.4, d.5),
+        (1, 0, 0, 1),
+        "the kind is inside the record: {writes:?}"
+    );
+    for w in &writes {
+        let same = if w.0 == AttemptKind::Normal { n } else { d };
+        assert_eq!(w, &same, "every round writes alike: {writes:?}");
+    }
+    // The kind is a field of one record shape: the duress records queue the three 121s, and
+    // every record on the request's path has one length.
+    let text = journal(&dir);
+    assert_eq!(text.matches(r#""kind":"duress""#).count(), 3);
+    assert_eq!(text.matches(r#""kind":"normal""#).count(), 3);
+    let lens: std::collections::BTreeSet<usize> = text.lines().map(str::len).collect();
+    assert_eq!(lens.len(), 1, "line lengths {lens:?}");
+    // Three 121s, six closings and six openings: nothing lost.
+    assert_eq!(link.queued(), 3 + 6 * 2);
+    // Restart-safe: what is on disk is the queue, each 121 once.
+    link.crash_and_restart().expect("restart");
+    assert_eq!(link.queued(), 15);
+    assert_eq!(duress_lines(&journal(&dir)), 3);
+    drop(h);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn duress_lines(text: &str) -> usize {
+    text.lines()
+        .filter(|l| {
+            l.contains(r#""kind":"duress""#)
+                || (l.contains(r#""op":"queued""#) && l.contains(r#""event":121"#))
+        })
+        .count()
+}
+
+/// A request's journal work stays bounded whatever the cloud's history: once the window holds
+/// thousands of handled request ids, a request still costs one append, and the journal is
+/// rewritten once per as many requests as the rewrite keeps records (amortised O(1)). On old
+/// main the journal was rewritten, ids and all, on every request once 1,000 ids were held.
+#[tokio::test]
+async fn journal_work_per_request_stays_bounded_after_thousands_of_requests() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = std::env::temp_dir().join(format!("constant-cost-{}", uuid::Uuid::new_v4().simple()));
+    let h = Harness::start_with(Options {
+        config: config(0, false),
+        monitoring_dir: Some(dir.clone()),
+        ..test_options()
+    })
+    .await;
+    let sim = &h.stack.sim;
+    let link = sim.link().expect("the stack has a DC-09 link");
+    let inode = || {
+        std::fs::metadata(dir.join("cloud/dc09-queue.jsonl"))
+            .expect("journal")
+            .ino()
+    };
+    const REQUESTS: usize = 3_000;
+    let late_from = 2 * REQUESTS / 3;
+    let mut rewrites_late = 0;
+    let mut last = inode();
+    let mut ids = Vec::with_capacity(REQUESTS);
+    for i in 0..REQUESTS {
+        // The panel is disarmed: each request is the decision alone, the journal's only work.
+        let req = disarm_request(AttemptKind::of(i % 2 == 1));
+        sim.disarm("demo", "home", &req).expect("decided");
+        ids.push(req.request_id);
+        if i >= late_from {
+            let now = inode();
+            rewrites_late += usize::from(now != last);
+            last = now;
+        }
+    }
+    let stats = link.journal_stats();
+    // Rewrites come ever further apart as the window grows: at most two in the last thousand
+    // requests (old main: one per request).
+    assert!(
+        rewrites_late <= 2,
+        "the journal was rewritten {rewrites_late} times in the last {} requests",
+        REQUESTS - late_from
+    );
+    assert_eq!(
+        stats.requests.records, REQUESTS as u64,
+        "one record per request"
+    );
+    assert_eq!(
+        stats.requests.syncs, REQUESTS as u64,
+        "one sync per request"
+    );
+    // Each rewrite keeps at most as many records as were appended since the one before, so all
+    // rewrites together keep at most twice what was appended (plus the journal at start).
+    let appended = stats.requests.records + stats.acks.records;
+    assert!(stats.rewrites.records <= 2 * appended + 10, "{stats:?}");
+    // Nothing forgotten: every id is still handled, after a restart too, and a repeated duress
+    // id queues its 121 once.
+    link.crash_and_restart().expect("restart");
+    assert!(ids.iter().all(|id| link.handled(id)), "every id handled");
+    let again = disarm_request(AttemptKind::Duress);
+    sim.disarm("demo", "home", &again).expect("decided");
+    sim.disarm("demo", "home", &again).expect("repeated");
+    assert_eq!(
+        link.journal_stats().duress_decisions,
+        1,
+        "one 121 for one request id"
+    );
+    drop(h);
+    let _ = std::fs::remove_dir_all(&dir);
 }

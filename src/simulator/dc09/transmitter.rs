@@ -10,11 +10,24 @@
 //! (a receiver that remembers recent sequence numbers never takes a new event for a re-send).
 //!
 //! The journal is also the cloud's record of the `disarm`/`signals` request ids whose duress
-//! question it has settled ([`Transmitter::send_decision`], [`Transmitter::decided`]): the 121
-//! and its request id are one record, written and synced in one step, so after a crash at any
-//! point "121 queued" and "request id handled" never disagree, and a re-sent request id (the
-//! skill's worker is at-least-once) never queues a second 121. Ids are kept for
-//! [`HANDLED_WINDOW_DAYS`].
+//! question it has settled ([`Transmitter::decide`]): one `decision` record per request id,
+//! whatever its kind, written and synced in one step. A duress's record is its queued 121 as
+//! well, so after a crash at any point "121 queued" and "request id handled" never disagree, and
+//! a re-sent request id (the skill's worker is at-least-once) never queues a second 121. Ids are
+//! kept for [`HANDLED_WINDOW_DAYS`].
+//!
+//! Equal work: a normal and a duress decision write one record each, of one length (the kind is
+//! a field inside, and request-path lines are padded to [`RECORD_LEN`]), with one sync; and a
+//! request holds the sending task back ([`Transmitter::hold`]) until its answer is ready, so
+//! the 121 travels after the answer, from the durable queue. ACK records are not
+//! synced (losing one only re-sends an event the receiver takes for a re-send), so delivering a
+//! 121 holds no request up behind a sync.
+//!
+//! Constant cost: the journal is rewritten once the records appended since the last rewrite
+//! outnumber both [`COMPACT_AFTER`] and the records that rewrite kept (the live set: pending
+//! events, sequence numbers, handled ids). Each rewrite of n live records thus follows at least
+//! n appends: O(1) per request, however many ids the window holds. [`JournalStats`] counts the
+//! writes, for the tests that prove both and the bench (benches/refcloud_cost.rs).
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
@@ -102,6 +115,28 @@ pub struct SentFrame {
     pub number: u16,
 }
 
+/// Writes of one kind: how many records, bytes and syncs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Writes {
+    pub records: u64,
+    pub bytes: u64,
+    pub syncs: u64,
+}
+
+/// What the journal has written since the transmitter started, by purpose.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct JournalStats {
+    /// On a request's path, before the cloud answers: decisions and queued panel reports.
+    pub requests: Writes,
+    /// By the sending task after the receiver answered: ACK records.
+    pub acks: Writes,
+    /// Journal rewrites: the records they kept, and the rewrites themselves as `syncs`.
+    pub rewrites: Writes,
+    /// Decision records by kind.
+    pub normal_decisions: u64,
+    pub duress_decisions: u64,
+}
+
 #[derive(Default)]
 struct State {
     queue: VecDeque<Queued>,
@@ -113,6 +148,9 @@ struct State {
     journal: Option<File>,
     /// Records appended since the journal was last rewritten.
     journal_records: usize,
+    /// Records the last rewrite kept: the live set the next rewrite waits to be outnumbered by.
+    live_records: usize,
+    stats: JournalStats,
     /// Request ids whose decision is recorded, with when: pruned to [`HANDLED_WINDOW_DAYS`].
     handled: HashMap<String, DateTime<Utc>>,
     /// Prune `handled` once it has this many entries (doubling, so pruning is amortised).
@@ -137,9 +175,23 @@ enum Record {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         request: Option<String>,
     },
-    /// A decision that queued nothing (a disarm or signal that was not a duress): written
-    /// and synced all the same, so that a duress costs the cloud no more time than a normal
-    /// code, and so that its request id stays handled.
+    /// The settled duress question of `request`, either kind, with the 121 it queues under
+    /// `id`/`seq` if it is a duress. A normal decision carries the 121 it would have been (the
+    /// numbers it would have taken, which it does not use), so both kinds serialize to one
+    /// length and cost one write and one sync.
+    Decision {
+        kind: DecisionKind,
+        request: String,
+        id: u64,
+        account: String,
+        seq: u16,
+        qualifier: u8,
+        event: u16,
+        partition: u8,
+        number: u16,
+        occurred: DateTime<Utc>,
+    },
+    /// Journals before `Decision`: a decision that queued nothing (still read).
     Decided {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         request: Option<String>,
@@ -154,6 +206,14 @@ enum Record {
     Next { account: String, seq: u16 },
 }
 
+/// The kind of a settled duress question: both names have one length, like the contract's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionKind {
+    Normal,
+    Duress,
+}
+
 /// The durable queue could not be written: the event is not queued, and whoever asked must
 /// not be told it was.
 #[derive(Debug, thiserror::Error)]
@@ -161,16 +221,37 @@ enum Record {
 pub struct QueueError(#[from] std::io::Error);
 
 const JOURNAL: &str = "dc09-queue.jsonl";
-/// Rewrite the journal (pending events and sequence numbers only) after this many records.
-const COMPACT_AFTER: usize = 1_000;
+/// Rewrite the journal once this many records were appended since the last rewrite, and at
+/// least as many as that rewrite kept (see the module docs).
+pub const COMPACT_AFTER: usize = 1_000;
+/// Request-path lines are padded with spaces (which JSON ignores) to a multiple of this, so
+/// their length tells neither the kind nor how many numbers came before.
+pub const RECORD_LEN: usize = 512;
 
 struct Inner {
+    /// Open [`Hold`]s: while any is open, queuing an event does not wake the sending task.
+    holds: std::sync::atomic::AtomicUsize,
     config: LinkConfig,
     clock: Arc<dyn Clock>,
     state: Mutex<State>,
     wake: Notify,
     idle: Notify,
     task: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// See [`Transmitter::hold`].
+pub struct Hold {
+    inner: Arc<Inner>,
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.inner
+            .holds
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        // Whether or not anything was queued meanwhile: the same work for every request.
+        self.inner.wake.notify_one();
+    }
 }
 
 /// Handle to the transmitter; its task runs as long as the Tokio runtime.
@@ -206,6 +287,7 @@ impl Transmitter {
             None => State::default(),
         };
         let inner = Arc::new(Inner {
+            holds: std::sync::atomic::AtomicUsize::new(0),
             config,
             clock,
             state: Mutex::new(state),
@@ -255,17 +337,76 @@ impl Transmitter {
         self.enqueue(account, cid, occurred, None)
     }
 
-    /// [`Self::send`] for the decision on `request_id` (a duress): the event and the request
-    /// id are one journal record, so both are on disk or neither. From Ok on, and after any
-    /// restart, [`Self::handled`] is true for `request_id`.
-    pub fn send_decision(
+    /// Settles the duress question of `request_id`: one `decision` record, of one length for
+    /// both kinds, written and synced. A duress's record is also its 121, queued for `account`
+    /// under the next sequence number; a normal one queues nothing. From Ok on, and after any
+    /// restart, [`Self::handled`] is true for `request_id`; on Err nothing is recorded or
+    /// queued. Callers answering a request hold [`Self::hold`] around it, so the 121 travels
+    /// after the answer and costs the request nothing more.
+    pub fn decide(
         &self,
         request_id: &str,
         account: &str,
         cid: Cid,
         occurred: DateTime<Utc>,
+        kind: DecisionKind,
     ) -> Result<(), QueueError> {
-        self.enqueue(account, cid, occurred, Some(request_id))
+        let mut st = self.lock();
+        let seq = st.next_seq.get(account).copied().unwrap_or(1);
+        let id = st.next_id;
+        let record = Record::Decision {
+            kind,
+            request: request_id.to_string(),
+            id,
+            account: account.to_string(),
+            seq,
+            qualifier: cid.qualifier,
+            event: cid.event,
+            partition: cid.partition,
+            number: cid.number,
+            occurred,
+        };
+        append(&mut st, &record, Purpose::Request)?;
+        match kind {
+            DecisionKind::Normal => st.stats.normal_decisions += 1,
+            DecisionKind::Duress => {
+                st.stats.duress_decisions += 1;
+                take_numbers(&mut st, account, seq);
+                st.queue.push_back(Queued {
+                    id,
+                    account: account.to_string(),
+                    seq,
+                    cid,
+                    occurred,
+                    request: Some(request_id.to_string()),
+                });
+            }
+        }
+        remember(&mut st, request_id, occurred);
+        self.housekeep(&mut st);
+        drop(st);
+        self.wake_unless_held();
+        Ok(())
+    }
+
+    fn wake_unless_held(&self) {
+        if self.inner.holds.load(std::sync::atomic::Ordering::Acquire) == 0 {
+            self.inner.wake.notify_one();
+        }
+    }
+
+    /// A defect only (`Defects::duress_extra_syncs`): one more record, written and synced, that
+    /// a restart ignores. Counted with the request path's writes, where it happens.
+    pub fn extra_sync(&self) -> Result<(), QueueError> {
+        let mut st = self.lock();
+        append(
+            &mut st,
+            &Record::Decided {
+                request: None,
+                at: None,
+            },
+            Purpose::Request,
+        )
     }
 
     fn enqueue(
@@ -286,35 +427,33 @@ impl Transmitter {
             occurred,
             request: request.map(str::to_string),
         };
-        append(&mut st, &queued_record(&msg))?;
-        st.next_seq
-            .insert(account.to_string(), if seq >= 9999 { 1 } else { seq + 1 });
-        st.next_id += 1;
+        append(&mut st, &queued_record(&msg), Purpose::Request)?;
+        take_numbers(&mut st, account, seq);
         if let Some(r) = request {
             remember(&mut st, r, occurred);
         }
         st.queue.push_back(msg);
         self.housekeep(&mut st);
         drop(st);
-        self.inner.wake.notify_one();
+        self.wake_unless_held();
         Ok(())
     }
 
-    /// Records the decision on `request_id` that queues nothing (not a duress), with the same
-    /// write and sync as [`Self::send_decision`]; from Ok on [`Self::handled`] is true for it.
-    pub fn decided(&self, request_id: &str) -> Result<(), QueueError> {
-        let mut st = self.lock();
-        let at = self.inner.clock.now();
-        append(
-            &mut st,
-            &Record::Decided {
-                request: Some(request_id.to_string()),
-                at: Some(at),
-            },
-        )?;
-        remember(&mut st, request_id, at);
-        self.housekeep(&mut st);
-        Ok(())
+    /// Holds the sending task back until the returned guard is dropped (which wakes it): a
+    /// request's answer is produced first, and its events (a duress's 121, the panel's
+    /// reports) travel after it, from the durable queue, whatever its kind.
+    pub fn hold(&self) -> Hold {
+        self.inner
+            .holds
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Hold {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// What the journal has written so far.
+    pub fn journal_stats(&self) -> JournalStats {
+        self.lock().stats
     }
 
     /// Whether the decision on `request_id` is recorded (in the journal, when there is one),
@@ -383,6 +522,20 @@ fn queued_record(m: &Queued) -> Record {
 
 const PRUNE_MIN: usize = 1_000;
 
+/// Uses `seq` and the next event id.
+fn take_numbers(st: &mut State, account: &str, seq: u16) {
+    st.next_seq
+        .insert(account.to_string(), if seq >= 9999 { 1 } else { seq + 1 });
+    st.next_id += 1;
+}
+
+/// Why a record is written: which [`JournalStats`] counts it, whether it is padded and synced.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Request,
+    Ack,
+}
+
 fn remember(st: &mut State, request: &str, at: DateTime<Utc>) {
     st.handled.insert(request.to_string(), at);
 }
@@ -393,23 +546,39 @@ fn prune(st: &mut State, now: DateTime<Utc>) {
     st.handled.retain(|_, at| *at >= since);
 }
 
-/// Appends one record and syncs it to disk (no-op without a journal).
-fn append(st: &mut State, record: &Record) -> Result<(), QueueError> {
+/// Appends one record (no-op without a journal): on a request's path padded to [`RECORD_LEN`]
+/// and synced; an ACK only written (see the module docs).
+fn append(st: &mut State, record: &Record, purpose: Purpose) -> Result<(), QueueError> {
     let Some(file) = st.journal.as_mut() else {
         return Ok(());
     };
     let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
+    if purpose == Purpose::Request {
+        // The newline takes the last byte of the padded length.
+        let len = (line.len() + 1).div_ceil(RECORD_LEN) * RECORD_LEN;
+        line.resize(len - 1, b' ');
+    }
     line.push(b'\n');
     file.write_all(&line)?;
-    file.sync_data()?;
+    let synced = purpose == Purpose::Request;
+    if synced {
+        file.sync_data()?;
+    }
     st.journal_records += 1;
+    let w = match purpose {
+        Purpose::Request => &mut st.stats.requests,
+        Purpose::Ack => &mut st.stats.acks,
+    };
+    w.records += 1;
+    w.bytes += line.len() as u64;
+    w.syncs += u64::from(synced);
     Ok(())
 }
 
 /// Keeps the journal bounded: pending events and sequence numbers only, once it has grown.
 /// A failed rewrite leaves the old journal in use, whole.
 fn maybe_compact(config: &LinkConfig, st: &mut State, now: DateTime<Utc>) {
-    if st.journal_records >= COMPACT_AFTER
+    if st.journal_records >= COMPACT_AFTER.max(st.live_records)
         && let Some(dir) = &config.queue_dir
         && let Err(e) = compact(dir, st, now)
     {
@@ -473,6 +642,37 @@ fn load(dir: &Path, now: DateTime<Utc>) -> Result<State, QueueError> {
                 Record::Next { account, seq } => {
                     st.next_seq.insert(account, seq);
                 }
+                Record::Decision {
+                    kind,
+                    request,
+                    id,
+                    account,
+                    seq,
+                    qualifier,
+                    event,
+                    partition,
+                    number,
+                    occurred,
+                } => {
+                    remember(&mut st, &request, occurred);
+                    if kind == DecisionKind::Duress {
+                        take_numbers(&mut st, &account, seq);
+                        st.next_id = st.next_id.max(id + 1);
+                        pending.push(Queued {
+                            id,
+                            account,
+                            seq,
+                            cid: Cid {
+                                qualifier,
+                                event,
+                                partition,
+                                number,
+                            },
+                            occurred,
+                            request: Some(request),
+                        });
+                    }
+                }
                 Record::Decided {
                     request: Some(r),
                     at,
@@ -519,18 +719,31 @@ fn compact(dir: &Path, st: &mut State, now: DateTime<Utc>) -> Result<(), QueueEr
             }),
     );
     records.extend(st.queue.iter().map(queued_record));
-    for r in &records {
-        let mut line = serde_json::to_vec(r).map_err(std::io::Error::other)?;
-        line.push(b'\n');
-        out.write_all(&line)?;
+    let mut bytes = 0u64;
+    {
+        // One write per buffer-full, not per record: a rewrite of the whole window is the one
+        // big write, and it is amortised over as many appends as it keeps records.
+        let mut buf = std::io::BufWriter::with_capacity(1 << 16, &mut out);
+        for r in &records {
+            let mut line = serde_json::to_vec(r).map_err(std::io::Error::other)?;
+            line.push(b'\n');
+            buf.write_all(&line)?;
+            bytes += line.len() as u64;
+        }
+        buf.flush()?;
     }
     out.sync_all()?;
     // `out` stays the journal: its handle follows the file through the rename, and until the
     // rename succeeds the old journal stays in use.
     std::fs::rename(&tmp, dir.join(JOURNAL))?;
     st.journal = Some(out);
-    st.journal_records = records.len();
+    st.journal_records = 0;
+    st.live_records = records.len();
     File::open(dir)?.sync_all()?;
+    let w = &mut st.stats.rewrites;
+    w.records += records.len() as u64;
+    w.bytes += bytes;
+    w.syncs += 2;
     Ok(())
 }
 
@@ -549,6 +762,9 @@ async fn run(me: Arc<Inner>) {
         let Some(msg) = front else {
             me.idle.notify_waiters();
             wake.await;
+            // Let the I/O driver run first: the reply of the request that queued the event goes
+            // out before its frame does, on a single-threaded runtime too.
+            tokio::task::yield_now().await;
             continue;
         };
         attempt += 1;
@@ -601,7 +817,7 @@ async fn run(me: Arc<Inner>) {
                 // If this record is lost the event is re-sent after a restart with its own
                 // sequence number and time of occurrence, and the receiver takes it for the
                 // re-send it is.
-                if let Err(e) = append(&mut st, &Record::Acked { id: msg.id }) {
+                if let Err(e) = append(&mut st, &Record::Acked { id: msg.id }, Purpose::Ack) {
                     tracing::warn!(error = %e, "DC-09 queue journal: ACK not recorded");
                 }
                 maybe_compact(&me.config, &mut st, me.clock.now());
@@ -691,6 +907,10 @@ mod tests {
         }
     }
 
+    fn decided(t: &Transmitter, request: &str) -> Result<(), QueueError> {
+        t.decide(request, "1234", cid(0), Utc::now(), DecisionKind::Normal)
+    }
+
     fn seqs(t: &Transmitter) -> Vec<u16> {
         t.lock().queue.iter().map(|q| q.seq).collect()
     }
@@ -728,7 +948,7 @@ mod tests {
         // The disk refuses the write (a full device): Err, nothing queued, no number used.
         t.lock().journal = Some(OpenOptions::new().write(true).open("/dev/full").unwrap());
         assert!(t.send("1234", cid(5), Utc::now()).is_err());
-        assert!(t.decided("r-full").is_err());
+        assert!(decided(&t, "r-full").is_err());
         assert!(!t.handled("r-full"), "not written: not handled");
         assert_eq!(seqs(&t), [1, 2, 3, 4]);
         assert_eq!(t.lock().next_seq.get("1234"), Some(&5));
@@ -738,7 +958,7 @@ mod tests {
 
         // The journal stays bounded: rewritten with the pending events and numbers only.
         for _ in 0..COMPACT_AFTER + 5 {
-            t.decided("r-again").unwrap();
+            decided(&t, "r-again").unwrap();
         }
         let lines = std::fs::read_to_string(dir.join(JOURNAL))
             .unwrap()
@@ -769,9 +989,15 @@ mod tests {
         };
         let clock = Arc::new(AdjustableClock::frozen(Utc::now()));
         let t = Transmitter::start(cfg, clock.clone()).unwrap();
-        t.send_decision("duress-1", "1234", cid(1), clock.now())
-            .unwrap();
-        t.decided("normal-1").unwrap();
+        t.decide(
+            "duress-1",
+            "1234",
+            cid(1),
+            clock.now(),
+            DecisionKind::Duress,
+        )
+        .unwrap();
+        decided(&t, "normal-1").unwrap();
         assert!(t.handled("duress-1") && t.handled("normal-1"));
         assert!(!t.handled("unknown"));
         t.crash_and_restart().unwrap();
@@ -793,8 +1019,14 @@ mod tests {
         // The disk refuses the write: not queued, not handled, before or after a restart.
         t.lock().journal = Some(OpenOptions::new().write(true).open("/dev/full").unwrap());
         assert!(
-            t.send_decision("duress-3", "1234", cid(1), clock.now())
-                .is_err()
+            t.decide(
+                "duress-3",
+                "1234",
+                cid(1),
+                clock.now(),
+                DecisionKind::Duress
+            )
+            .is_err()
         );
         assert!(!t.handled("duress-3"));
         t.crash_and_restart().unwrap();
