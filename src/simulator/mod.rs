@@ -14,6 +14,11 @@ pub mod http;
 pub mod machine;
 pub mod monitoring;
 
+mod cloud;
+mod controls;
+mod settings;
+mod users;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -38,44 +43,7 @@ use monitoring::{ContactIdEvent, Dispatch, MonitoringCenter, NEW_EVENT, Subscrib
 
 /// Crash point: `signals` decided durably, not yet acknowledged.
 pub use crate::crash::SIM_SIGNAL_DECIDED as SIGNAL_DECIDED;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct UserConfig {
-    /// The person's stable id. Given to the control route, it renames that person; without it
-    /// a new name on a taken number is a new person on a reused slot, with a new id. The
-    /// config's users get one each at start.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    pub number: u16,
-    pub name: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AccountConfig {
-    pub id: String,
-    #[serde(default)]
-    pub users: Vec<UserConfig>,
-    pub panels: Vec<PanelConfig>,
-}
-
-/// A notification the panel cloud shows in the household's own app: what the household (and
-/// anyone holding their phone) can see. Duress never appears here.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Notification {
-    pub account: String,
-    pub kind: String,
-    pub message: String,
-    pub at: DateTime<Utc>,
-}
-
-/// A panel API call as the simulator received it, for asserting what was (not) touched.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RequestRecord {
-    pub op: &'static str,
-    pub account: String,
-    pub panel: Option<String>,
-    pub at: DateTime<Utc>,
-}
+pub use settings::{AccountConfig, Fault, FaultMode, Notification, RequestRecord, UserConfig};
 
 #[derive(Debug, Clone)]
 enum Completed {
@@ -95,36 +63,6 @@ struct State {
     /// Without a DC-09 link only: request ids whose duress question is settled. With a link the
     /// link's journal holds them ([`Transmitter::handled`]), written with the 121 itself.
     signalled: HashSet<String>,
-}
-
-/// Injected failures of the panel API (HTTP only).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FaultMode {
-    #[default]
-    None,
-    /// Reply 500 without processing.
-    Error,
-    /// Hang for `delay_ms` without processing, then 504.
-    Timeout,
-    /// Process, then wait `delay_ms` before replying.
-    Slow,
-    /// Process a request that changes something (POST: arm, disarm, signals), then hold its
-    /// reply until the fault is changed, `delay_ms` at most; reads pass. A test can kill a
-    /// process while its call is in flight without racing a timer.
-    Hold,
-    /// Stop listening: connections are refused.
-    Down,
-    /// Reply 404 without processing, without the contract's `panel_not_found` body: what a
-    /// gateway in front of a half-deployed or mis-routed cloud answers. An outage, not an answer.
-    NotFound,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct Fault {
-    pub mode: FaultMode,
-    #[serde(default)]
-    pub delay_ms: u64,
 }
 
 pub struct Simulator {
@@ -722,90 +660,6 @@ impl Simulator {
         decided
     }
 
-    /// The account's panel users, by number (`GET /v1/accounts/{account}/users`).
-    pub fn users(&self, account: &str) -> UserList {
-        let mut st = self.lock();
-        let now = self.clock.now();
-        Self::log(&mut st, "users", account, None, now);
-        let mut list = Self::user_list(&st, account);
-        if self.defects().users_without_ids {
-            list.revision = None;
-            for u in &mut list.users {
-                u.id = None;
-            }
-        }
-        list
-    }
-
-    fn user_list(st: &State, account: &str) -> UserList {
-        let mut users: Vec<PanelUser> = st
-            .users
-            .get(account)
-            .into_iter()
-            .flatten()
-            .map(|u| PanelUser {
-                id: u.id.clone(),
-                number: u.number,
-                name: u.name.clone(),
-            })
-            .collect();
-        users.sort_by_key(|u| u.number);
-        UserList {
-            revision: Some(st.users_revision.get(account).copied().unwrap_or(0)),
-            users,
-        }
-    }
-
-    /// Puts a panel user on a number and tells the webhook. With the id of the person on that
-    /// number it renames them; otherwise the number is given to a new person (a new id), as a
-    /// vendor's app does when a slot is reused. The same name again without an id is no change.
-    pub fn put_user(&self, account: &str, user: UserConfig) -> UserList {
-        let mut st = self.lock();
-        let list = st.users.entry(account.to_string()).or_default();
-        let current = list.iter().find(|u| u.number == user.number).cloned();
-        let id = match (&user.id, &current) {
-            (Some(id), _) => id.clone(),
-            (None, Some(c)) if c.name == user.name => {
-                return Self::user_list(&st, account);
-            }
-            (None, _) => new_user_id(),
-        };
-        list.retain(|u| u.number != user.number);
-        list.push(UserConfig {
-            id: Some(id),
-            ..user
-        });
-        self.users_changed(&mut st, account)
-    }
-
-    /// Removes a panel user; `None` if there was none with that number.
-    pub fn remove_user(&self, account: &str, number: u16) -> Option<UserList> {
-        let mut st = self.lock();
-        let list = st.users.get_mut(account)?;
-        let before = list.len();
-        list.retain(|u| u.number != number);
-        if list.len() == before {
-            return None;
-        }
-        Some(self.users_changed(&mut st, account))
-    }
-
-    fn users_changed(&self, st: &mut State, account: &str) -> UserList {
-        *st.users_revision.entry(account.to_string()).or_default() += 1;
-        let list = Self::user_list(st, account);
-        self.emit(PanelEvent {
-            event_id: uuid::Uuid::new_v4().to_string(),
-            account: account.to_string(),
-            occurred_at: self.clock.now(),
-            source: Source::App,
-            kind: EventKind::UsersChanged {
-                users: list.users.clone(),
-                revision: list.revision,
-            },
-        });
-        list
-    }
-
     pub fn notify(&self, account: &str, notice: &Notice) {
         let mut st = self.lock();
         let now = self.clock.now();
@@ -814,173 +668,6 @@ impl Simulator {
     }
 
     // ---- simulation control ------------------------------------------------------------------
-
-    fn control(
-        &self,
-        panel: &str,
-        source: Source,
-        f: impl FnOnce(&mut SimPanel, DateTime<Utc>) -> Result<Effects, SimError>,
-    ) -> Result<Panel, SimError> {
-        let mut st = self.lock();
-        self.tick_locked(&mut st);
-        let now = self.clock.now();
-        let i = Self::find(&st, None, panel).ok_or_else(|| SimError::NoPanel(panel.to_string()))?;
-        let fx = f(&mut st.panels[i], now)?;
-        self.apply(&mut st, i, fx, source, now);
-        Ok(st.panels[i].view(now))
-    }
-
-    pub fn set_zone(&self, panel: &str, zone: &str, open: bool) -> Result<Panel, SimError> {
-        self.control(panel, Source::Sensor, |p, now| {
-            p.set_zone(zone, open, now)
-                .ok_or_else(|| SimError::NoZone(zone.to_string()))
-        })
-    }
-
-    pub fn set_online(&self, panel: &str, online: bool) -> Result<Panel, SimError> {
-        self.control(
-            panel,
-            Source::System,
-            |p, now| Ok(p.set_online(online, now)),
-        )
-    }
-
-    pub fn set_alarm(&self, panel: &str, kind: &str, active: bool) -> Result<Panel, SimError> {
-        self.control(panel, Source::Sensor, |p, now| {
-            p.set_alarm(kind, active, now)
-                .ok_or_else(|| SimError::NoAlarmKind(kind.to_string()))
-        })
-    }
-
-    pub fn set_trouble(
-        &self,
-        panel: &str,
-        condition: &str,
-        active: bool,
-    ) -> Result<Panel, SimError> {
-        self.control(panel, Source::System, |p, _| {
-            Ok(Effects {
-                touched: p.set_trouble(condition, active),
-                ..Effects::default()
-            })
-        })
-    }
-
-    /// A keypad or app action by a panel user: source keypad/app, as the webhook reports it.
-    pub fn local_action(
-        &self,
-        panel: &str,
-        action: crate::panel::ArmState,
-        user: Option<u16>,
-        source: Source,
-    ) -> Result<Panel, SimError> {
-        self.control(panel, source, |p, now| match action.mode() {
-            Some(mode) => p
-                .arm(mode, false, now)
-                .map(|(_, fx)| fx)
-                .map_err(|_| SimError::Refused),
-            None if p.online => Ok(p.disarm(user, false, now)),
-            None => Err(SimError::Offline),
-        })
-    }
-
-    /// An explicit cancel of a reported alarm by a user code, at the keypad or in the app
-    /// (`source`). It also disarms a panel that is not disarmed yet. The reply and the
-    /// household's notification are the same whether or not a duress was raised; only whether
-    /// a 406 reaches the monitoring center differs.
-    pub fn cancel(&self, panel: &str, user: u16, source: Source) -> Result<Cancelled, SimError> {
-        let mut st = self.lock();
-        self.tick_locked(&mut st);
-        let now = self.clock.now();
-        let i = Self::find(&st, None, panel).ok_or_else(|| SimError::NoPanel(panel.to_string()))?;
-        let account = st.panels[i].account.clone();
-        let known = st
-            .users
-            .get(&account)
-            .is_some_and(|us| us.iter().any(|u| u.number == user));
-        if !known {
-            return Err(SimError::NoUser(user));
-        }
-        if !st.panels[i].online {
-            return Err(SimError::Offline);
-        }
-        let (outcome, fx) = st.panels[i].cancel(user, now);
-        self.apply(&mut st, i, fx, source, now);
-        let view = st.panels[i].view(now);
-        match outcome {
-            CancelOutcome::NothingToCancel => return Err(SimError::NothingToCancel),
-            CancelOutcome::WindowClosed => return Err(SimError::CancelWindowClosed),
-            CancelOutcome::Cancelled | CancelOutcome::Aborted | CancelOutcome::AlreadyCancelled => {
-            }
-        }
-        let who = Self::user_name(&st, &account, Some(user));
-        Self::notify_household(
-            &mut st,
-            &account,
-            "alarm_cancelled",
-            format!(
-                "{} alarm cancelled by {who} ({})",
-                view.name,
-                source_label(source)
-            ),
-            now,
-        );
-        Ok(Cancelled {
-            outcome,
-            panel: view,
-        })
-    }
-
-    pub fn add_zone(&self, panel: &str, zone: ZoneConfig) -> Result<Panel, SimError> {
-        let mut st = self.lock();
-        let now = self.clock.now();
-        let i = Self::find(&st, None, panel).ok_or_else(|| SimError::NoPanel(panel.to_string()))?;
-        let zone_id = zone.id.clone();
-        if !st.panels[i].add_zone(zone) {
-            return Err(SimError::ZoneExists(zone_id));
-        }
-        let view = st.panels[i].view(now);
-        self.emit(PanelEvent {
-            event_id: uuid::Uuid::new_v4().to_string(),
-            account: st.panels[i].account.clone(),
-            occurred_at: now,
-            source: Source::App,
-            kind: EventKind::ZoneAdded {
-                panel: view.clone(),
-                zone_id,
-            },
-        });
-        Ok(view)
-    }
-
-    /// The panel leaves its account (service cancelled, panel moved to another account): from
-    /// now on the contract answers `panel_not_found` for it.
-    pub fn remove_panel(&self, panel: &str) -> Result<(), SimError> {
-        let mut st = self.lock();
-        let i = Self::find(&st, None, panel).ok_or_else(|| SimError::NoPanel(panel.to_string()))?;
-        st.panels.remove(i);
-        Ok(())
-    }
-
-    pub fn remove_zone(&self, panel: &str, zone: &str) -> Result<Panel, SimError> {
-        let mut st = self.lock();
-        let now = self.clock.now();
-        let i = Self::find(&st, None, panel).ok_or_else(|| SimError::NoPanel(panel.to_string()))?;
-        if !st.panels[i].remove_zone(zone) {
-            return Err(SimError::NoZone(zone.to_string()));
-        }
-        self.emit(PanelEvent {
-            event_id: uuid::Uuid::new_v4().to_string(),
-            account: st.panels[i].account.clone(),
-            occurred_at: now,
-            source: Source::App,
-            kind: EventKind::ZoneRemoved {
-                panel_id: panel.to_string(),
-                zone_id: zone.to_string(),
-            },
-        });
-        Ok(st.panels[i].view(now))
-    }
 
     pub fn advance(&self, by: chrono::Duration) {
         self.clock.advance(by);
@@ -1050,55 +737,5 @@ fn source_label(s: Source) -> &'static str {
         Source::Automation => "automation",
         Source::Sensor => "sensor",
         Source::System => "system",
-    }
-}
-
-#[async_trait]
-impl PanelCloud for Simulator {
-    async fn panels(&self, account: &str, _: Deadline) -> Result<Vec<Panel>, PanelError> {
-        Ok(self.list(account))
-    }
-
-    async fn panel(&self, account: &str, panel: &str, _: Deadline) -> Result<Panel, PanelError> {
-        self.get(account, panel)
-    }
-
-    async fn arm(
-        &self,
-        account: &str,
-        panel: &str,
-        request: &ArmRequest,
-        _: Deadline,
-    ) -> Result<ArmOutcome, PanelError> {
-        Simulator::arm(self, account, panel, request)
-    }
-
-    async fn disarm(
-        &self,
-        account: &str,
-        panel: &str,
-        request: &DisarmRequest,
-        _: Deadline,
-    ) -> Result<Panel, PanelError> {
-        Simulator::disarm(self, account, panel, request)
-    }
-
-    async fn signal(
-        &self,
-        account: &str,
-        panel: &str,
-        request: &SignalRequest,
-        _: Deadline,
-    ) -> Result<(), PanelError> {
-        Simulator::signal(self, account, panel, request)
-    }
-
-    async fn notify(&self, account: &str, notice: &Notice, _: Deadline) -> Result<(), PanelError> {
-        Simulator::notify(self, account, notice);
-        Ok(())
-    }
-
-    async fn users(&self, account: &str, _: Deadline) -> Result<UserList, PanelError> {
-        Ok(Simulator::users(self, account))
     }
 }
