@@ -321,7 +321,7 @@ impl LocalStack {
                 Some(endpoint) => {
                     let client = match &opts.capacity {
                         Some(meter) => {
-                            crate::store::dynamodb::local_client_metered(endpoint, meter.clone())
+                            crate::store::capacity::local_client_metered(endpoint, meter.clone())
                         }
                         None => crate::store::dynamodb::local_client(endpoint),
                     };
