@@ -57,140 +57,14 @@ use std::time::Duration;
 use crate::secret::Secret;
 use crate::store::OutboxPolicy;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AlexaRegion {
-    Na,
-    Eu,
-    Fe,
-}
-
-impl AlexaRegion {
-    pub fn code(self) -> &'static str {
-        match self {
-            AlexaRegion::Na => "NA",
-            AlexaRegion::Eu => "EU",
-            AlexaRegion::Fe => "FE",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s.trim().to_ascii_uppercase().as_str() {
-            "NA" => Some(AlexaRegion::Na),
-            "EU" => Some(AlexaRegion::Eu),
-            "FE" => Some(AlexaRegion::Fe),
-            _ => None,
-        }
-    }
-
-    /// The Alexa region served by a Lambda in `aws_region`. Amazon routes NA skills to
-    /// us-east-1, EU (and India) to eu-west-1, FE (Japan, Australia) to us-west-2.
-    pub fn for_aws_region(aws_region: &str) -> Option<Self> {
-        match aws_region {
-            "us-east-1" => Some(AlexaRegion::Na),
-            "eu-west-1" => Some(AlexaRegion::Eu),
-            "us-west-2" => Some(AlexaRegion::Fe),
-            _ => None,
-        }
-    }
-
-    pub fn event_gateway_url(self) -> &'static str {
-        match self {
-            AlexaRegion::Na => "https://api.amazonalexa.com/v3/events",
-            AlexaRegion::Eu => "https://api.eu.amazonalexa.com/v3/events",
-            AlexaRegion::Fe => "https://api.fe.amazonalexa.com/v3/events",
-        }
-    }
-}
-
-/// Where a secret comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretRef {
-    /// A Secrets Manager secret id or ARN, read once per cold start.
-    Aws(String),
-    /// The value itself, from the environment (local runs only).
-    Value(Secret),
-    /// Neither variable is set. Only an error for a function that needs the secret
-    /// (crate::secrets::load_for): each function loads only its own.
-    Unset {
-        arn_var: &'static str,
-        value_var: &'static str,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SecretRefs {
-    pub pepper: SecretRef,
-    pub lwa_client_secret: SecretRef,
-    pub webhook_secret: SecretRef,
-    pub panel_api_key: SecretRef,
-    /// Optional: [`SecretRef::Unset`] turns HomeGraph off instead of failing.
-    pub google_service_account: SecretRef,
-}
-
-/// How an issuer's access tokens name their audience and their admins (module docs).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum IssuerKind {
-    #[default]
-    Cognito,
-    /// Auth0, Keycloak and other OIDC providers.
-    Oidc,
-}
-
-impl IssuerKind {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "cognito" => Some(IssuerKind::Cognito),
-            "oidc" | "auth0" | "keycloak" => Some(IssuerKind::Oidc),
-            _ => None,
-        }
-    }
-}
-
-/// The scope Alexa's account-linking tokens carry (the template's Cognito resource server).
-pub const DEFAULT_DIRECTIVE_SCOPE: &str = "alarm/control";
-pub const COGNITO_GROUPS_CLAIM: &str = "cognito:groups";
-pub const DEFAULT_ADMIN_GROUP: &str = "household-admin";
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OAuthConfig {
-    pub issuer: String,
-    pub jwks_url: String,
-    pub kind: IssuerKind,
-    /// Audiences of directive tokens (Alexa's account-linking client).
-    pub audiences: Vec<String>,
-    /// Audiences of management API tokens.
-    pub management_audiences: Vec<String>,
-    /// The scope every directive token carries, and no management token may carry.
-    pub directive_scope: String,
-    /// A scope every management token must carry, if any.
-    pub management_scope: Option<String>,
-    pub token_use: Option<String>,
-    pub account_claim: String,
-    /// The claim marking a household admin (a JSON pointer when it starts with `/`).
-    pub admin_claim: String,
-    /// The value `admin_claim` must hold.
-    pub admin_group: String,
-}
-
-impl OAuthConfig {
-    /// A Cognito-style issuer with one app client for both uses, told apart by scope: what the
-    /// local stack's dev issuer mints.
-    pub fn cognito(issuer: &str, jwks_url: &str, client_id: &str) -> Self {
-        OAuthConfig {
-            issuer: issuer.to_string(),
-            jwks_url: jwks_url.to_string(),
-            kind: IssuerKind::Cognito,
-            audiences: vec![client_id.to_string()],
-            management_audiences: vec![client_id.to_string()],
-            directive_scope: DEFAULT_DIRECTIVE_SCOPE.to_string(),
-            management_scope: None,
-            token_use: Some("access".to_string()),
-            account_claim: "sub".to_string(),
-            admin_claim: COGNITO_GROUPS_CLAIM.to_string(),
-            admin_group: DEFAULT_ADMIN_GROUP.to_string(),
-        }
-    }
-}
+// The settings each adapter reads are defined beside it; they are re-exported here so the
+// configuration reads as one place.
+pub use crate::account_link::issuer::{
+    COGNITO_GROUPS_CLAIM, DEFAULT_ADMIN_GROUP, DEFAULT_DIRECTIVE_SCOPE, IssuerKind,
+    JWKS_MIN_REFETCH, OAuthConfig,
+};
+pub use crate::lwa::client::AlexaRegion;
+pub use crate::secrets::{SecretRef, SecretRefs};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -210,7 +84,7 @@ pub struct Config {
     pub secrets: SecretRefs,
     /// `STEP_UP_MAX_AGE_S` (60-86400, default 600) and `CODE_DELETIONS_PER_DAY` (1-100,
     /// default 5): the management API's step-up for code changes.
-    pub step_up: crate::management::StepUp,
+    pub step_up: crate::voice_codes::enrol::StepUp,
     /// `PEPPER_MAX_AGE_S`: the age past which a warm function re-reads the pepper keyring.
     pub pepper_max_age: Duration,
 }
@@ -273,7 +147,7 @@ impl Config {
         let panel_api_url = required("PANEL_API_URL")?;
         url::Url::parse(&panel_api_url)
             .map_err(|e| ConfigError::Invalid("PANEL_API_URL", e.to_string()))?;
-        let mut step_up = crate::management::StepUp::default();
+        let mut step_up = crate::voice_codes::enrol::StepUp::default();
         if let Some(v) = get("STEP_UP_MAX_AGE_S") {
             let s: i64 = v
                 .parse()
@@ -471,10 +345,6 @@ fn oauth_from(
     })
 }
 
-/// How long JWKS keys are trusted before a background refetch, and the minimum spacing of
-/// refetches triggered by unknown `kid`s.
-pub const JWKS_MIN_REFETCH: Duration = Duration::from_secs(60);
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -508,7 +378,7 @@ mod tests {
     #[test]
     fn reads_the_step_up_for_code_changes() {
         let c = load(&base()).unwrap();
-        assert_eq!(c.step_up, crate::management::StepUp::default());
+        assert_eq!(c.step_up, crate::voice_codes::enrol::StepUp::default());
         assert_eq!(c.step_up.max_age, chrono::Duration::minutes(10));
         let mut env = base();
         env.insert("STEP_UP_MAX_AGE_S", "300");

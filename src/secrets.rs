@@ -7,9 +7,33 @@
 
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata};
 
-use crate::config::{SecretRef, SecretRefs};
 use crate::secret::Secret;
 use crate::voice_codes::keyring::{Keyring, KeyringError};
+
+/// Where a secret comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    /// A Secrets Manager secret id or ARN, read once per cold start.
+    Aws(String),
+    /// The value itself, from the environment (local runs only).
+    Value(Secret),
+    /// Neither variable is set. Only an error for a function that needs the secret
+    /// (crate::secrets::load_for): each function loads only its own.
+    Unset {
+        arn_var: &'static str,
+        value_var: &'static str,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRefs {
+    pub pepper: SecretRef,
+    pub lwa_client_secret: SecretRef,
+    pub webhook_secret: SecretRef,
+    pub panel_api_key: SecretRef,
+    /// Optional: [`SecretRef::Unset`] turns HomeGraph off instead of failing.
+    pub google_service_account: SecretRef,
+}
 
 #[derive(Debug)]
 pub struct Secrets {

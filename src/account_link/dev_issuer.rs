@@ -1,5 +1,5 @@
 //! The local stack's account-linking issuer: mints RS256 access tokens shaped like Cognito's
-//! and serves the matching JWKS, so the real [`super::JwksVerifier`] runs locally unchanged.
+//! and serves the matching JWKS, so the real [`crate::account_link::JwksVerifier`] runs locally unchanged.
 //!
 //! Two kinds of token, as on AWS, from one app client told apart by scope (what
 //! [`crate::config::OAuthConfig::cognito`] accepts):
@@ -37,7 +37,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use serde_json::{Value, json};
 
-use super::TokenUse;
+use crate::account_link::TokenUse;
 use crate::config::DEFAULT_DIRECTIVE_SCOPE;
 
 pub const ADMIN_GROUP: &str = crate::config::DEFAULT_ADMIN_GROUP;

@@ -26,8 +26,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 use tokio::sync::{Mutex, MutexGuard};
 
-use super::{Identity, TokenError, TokenUse, TokenVerifier};
-use crate::config::{IssuerKind, JWKS_MIN_REFETCH, OAuthConfig};
+use super::issuer::{IssuerKind, JWKS_MIN_REFETCH, OAuthConfig};
+use crate::account_link::{Identity, TokenError, TokenUse, TokenVerifier};
 use crate::secret::BearerToken;
 
 /// Keys older than this are refetched on the next verify.

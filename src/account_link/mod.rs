@@ -3,6 +3,7 @@
 
 #[cfg(feature = "local")]
 pub mod dev_issuer;
+pub mod issuer;
 pub mod jwks;
 
 pub use jwks::{JwksVerifier, install_crypto_provider};

@@ -17,9 +17,9 @@ use rand::Rng;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use super::{Delivery, EventGateway, GatewayError};
 use crate::alexa::Message;
 use crate::deadline::Deadline;
+use crate::event_gateway::{Delivery, EventGateway, GatewayError};
 use crate::lwa::client::{LwaClient, transport};
 use crate::secret::BearerToken;
 
@@ -67,7 +67,7 @@ enum Outcome {
 }
 
 impl HttpEventGateway {
-    /// `url` is the region's gateway, e.g. [`crate::config::AlexaRegion::event_gateway_url`];
+    /// `url` is the region's gateway, e.g. [`crate::lwa::client::AlexaRegion::event_gateway_url`];
     /// it must belong to the same region as `lwa`'s tokens.
     pub fn new(url: String, lwa: Arc<LwaClient>, http: reqwest::Client) -> Self {
         HttpEventGateway {

@@ -8,7 +8,7 @@ pub mod http;
 use async_trait::async_trait;
 
 use crate::alexa::Message;
-use crate::lwa::client::LwaError;
+use crate::lwa::LwaError;
 
 pub use http::{HttpEventGateway, SEND_BUDGET};
 

@@ -24,11 +24,12 @@ use axum::response::IntoResponse;
 use axum::routing::post;
 use serde_json::{Map, Value, json};
 
-use super::request::{self, ArmDisarm, Execution, Intent, Request};
-use super::response::{self, Outcome, challenge, code};
 use crate::account_link::TokenError;
 use crate::deadline::Deadline;
 use crate::devices::EndpointRef;
+use crate::google::devices;
+use crate::google::request::{self, ArmDisarm, Execution, Intent, Request};
+use crate::google::response::{self, Outcome, challenge, code};
 use crate::panel::{ArmMode, ArmRefusal, ArmState, Panel, PanelError};
 use crate::secret::BearerToken;
 use crate::skill::{ArmFailure, DisarmOutcome, Skill};
@@ -84,7 +85,7 @@ impl Fulfillment {
         if tracing::enabled!(tracing::Level::TRACE)
             && let Ok(v) = serde_json::from_slice::<Value>(raw)
         {
-            tracing::trace!(request = %super::redact::redact(&v), "google request received");
+            tracing::trace!(request = %crate::google::redact::redact(&v), "google request received");
         }
         let parsed = request::parse_bytes(raw);
         let (request_id, intent) = match &parsed {
@@ -231,7 +232,7 @@ impl Fulfillment {
         let manufacturer = &self.skill.settings().manufacturer_name;
         let devices = panels
             .iter()
-            .flat_map(|p| response::devices_of(p, manufacturer, self.will_report_state))
+            .flat_map(|p| devices::devices_of(p, manufacturer, self.will_report_state))
             .collect();
         response::sync(id, account, devices)
     }
@@ -270,9 +271,9 @@ impl Fulfillment {
             }
             let entry = match panels.get(&panel_id) {
                 Some(Ok(p)) => match &target {
-                    EndpointRef::Panel { .. } => response::query_entry(response::panel_states(p)),
+                    EndpointRef::Panel { .. } => response::query_entry(devices::panel_states(p)),
                     EndpointRef::Zone { zone, .. } => match p.zone(zone) {
-                        Some(z) => response::query_entry(response::zone_states(p, z)),
+                        Some(z) => response::query_entry(devices::zone_states(p, z)),
                         None => response::query_error(code::DEVICE_NOT_FOUND),
                     },
                 },
@@ -366,7 +367,7 @@ impl Fulfillment {
             .disarm_panel(account, panel_id, Some(pin), deadline)
             .await
         {
-            DisarmOutcome::Disarmed(panel) => Outcome::Success(response::panel_states(&panel)),
+            DisarmOutcome::Disarmed(panel) => Outcome::Success(devices::panel_states(&panel)),
             DisarmOutcome::NotAccepted => Outcome::challenge(challenge::FAILED_PIN_NEEDED),
             DisarmOutcome::NotRecorded => Outcome::error(code::TRANSIENT_ERROR),
             DisarmOutcome::NoSuchPanel => Outcome::error(code::DEVICE_NOT_FOUND),
@@ -382,7 +383,7 @@ impl Fulfillment {
         deadline: Deadline,
     ) -> Outcome {
         // No level: "arm the security system" means away, the panel's full protection.
-        let mode = match level.map_or(Some(ArmState::ArmedAway), response::level_state) {
+        let mode = match level.map_or(Some(ArmState::ArmedAway), devices::level_state) {
             Some(ArmState::ArmedStay) => ArmMode::Stay,
             Some(ArmState::ArmedNight) => ArmMode::Night,
             Some(ArmState::ArmedAway) => ArmMode::Away,
@@ -394,7 +395,7 @@ impl Fulfillment {
             .await
         {
             Ok(armed) if armed.already => Outcome::error(code::ALREADY_ARMED),
-            Ok(armed) => Outcome::Success(response::panel_states(&armed.panel)),
+            Ok(armed) => Outcome::Success(devices::panel_states(&armed.panel)),
             Err(ArmFailure::Offline) => Outcome::Offline,
             // Leaving away for another level takes a disarm, with its PIN, first.
             Err(ArmFailure::AwayNeedsDisarm) => Outcome::error(code::ACTION_NOT_AVAILABLE),

@@ -6,7 +6,7 @@
 //! shortly before it expires. The token URL and HomeGraph's base URL are configurable, so the
 //! local stack and the tests point them at real local fakes (crate::local::google_dev).
 //!
-//! Every report carries the complete state of each device (crate::google::response), never a
+//! Every report carries the complete state of each device (crate::google::devices), never a
 //! delta: Google replaces what it holds with what it gets.
 
 use std::time::{Duration, Instant};
@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio::sync::Mutex;
 
-use super::response;
+use crate::google::devices;
 use crate::panel::Panel;
 use crate::secret::{BearerToken, Secret};
 
@@ -307,7 +307,7 @@ pub fn states_of(p: &Panel) -> Map<String, Value> {
     }
     devices.insert(
         crate::devices::panel_endpoint_id(&p.id),
-        Value::Object(response::panel_states(p)),
+        Value::Object(devices::panel_states(p)),
     );
     for z in p
         .zones
@@ -316,7 +316,7 @@ pub fn states_of(p: &Panel) -> Map<String, Value> {
     {
         devices.insert(
             crate::devices::zone_endpoint_id(&p.id, &z.id),
-            Value::Object(response::zone_states(p, z)),
+            Value::Object(devices::zone_states(p, z)),
         );
     }
     devices

@@ -7,6 +7,7 @@
 //! contact zones are sensors with `OpenClose` (query only), motion zones sensors with
 //! `OccupancySensing`. Device ids are the same as Alexa's endpointIds (crate::devices).
 
+pub mod devices;
 pub mod fulfillment;
 pub mod homegraph;
 pub mod redact;

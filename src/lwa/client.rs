@@ -20,13 +20,59 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{GrantError, GrantExchange};
 use crate::clock::Clock;
-use crate::config::AlexaRegion;
 use crate::deadline::Deadline;
+pub use crate::lwa::LwaError;
+use crate::lwa::{GrantError, GrantExchange};
 use crate::secret::{BearerToken, Secret};
 use crate::store::{Store, StoreError, StoredGrant};
 use crate::voice_codes::{Keyring, KeyringSource};
+
+/// The Alexa region of a deployment: where its event gateway is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlexaRegion {
+    Na,
+    Eu,
+    Fe,
+}
+
+impl AlexaRegion {
+    pub fn code(self) -> &'static str {
+        match self {
+            AlexaRegion::Na => "NA",
+            AlexaRegion::Eu => "EU",
+            AlexaRegion::Fe => "FE",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_uppercase().as_str() {
+            "NA" => Some(AlexaRegion::Na),
+            "EU" => Some(AlexaRegion::Eu),
+            "FE" => Some(AlexaRegion::Fe),
+            _ => None,
+        }
+    }
+
+    /// The Alexa region served by a Lambda in `aws_region`. Amazon routes NA skills to
+    /// us-east-1, EU (and India) to eu-west-1, FE (Japan, Australia) to us-west-2.
+    pub fn for_aws_region(aws_region: &str) -> Option<Self> {
+        match aws_region {
+            "us-east-1" => Some(AlexaRegion::Na),
+            "eu-west-1" => Some(AlexaRegion::Eu),
+            "us-west-2" => Some(AlexaRegion::Fe),
+            _ => None,
+        }
+    }
+
+    pub fn event_gateway_url(self) -> &'static str {
+        match self {
+            AlexaRegion::Na => "https://api.amazonalexa.com/v3/events",
+            AlexaRegion::Eu => "https://api.eu.amazonalexa.com/v3/events",
+            AlexaRegion::Fe => "https://api.fe.amazonalexa.com/v3/events",
+        }
+    }
+}
 
 /// Refresh when the access token has this little life left. Amazon's sample uses 300 s; it
 /// leaves room for the event-gateway request that follows and for clock skew.
@@ -44,23 +90,6 @@ pub const MAX_GRANTS_PER_ACCOUNT: usize = 16;
 
 /// LWA access tokens live an hour; used when a response omits `expires_in`.
 const DEFAULT_EXPIRES_IN_S: i64 = 3_600;
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LwaError {
-    /// Network failure, timeout, 429 or 5xx: worth trying again later.
-    #[error("Login with Amazon unreachable: {0}")]
-    Unavailable(String),
-    /// LWA refused the request for a reason other than `invalid_grant` (e.g. `invalid_client`:
-    /// a configuration error), or answered with something that isn't a token response.
-    #[error("Login with Amazon refused the request: {0}")]
-    Refused(String),
-    #[error("token store: {0}")]
-    Store(#[from] StoreError),
-    /// The sealed tokens don't open (their pepper left the keyring, or the row was tampered
-    /// with). Not deleted automatically: a keyring misconfiguration must not wipe every grant.
-    #[error("stored tokens cannot be opened with the current keyring")]
-    Unreadable,
-}
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 
 use crate::deadline::Deadline;
 use crate::secret::BearerToken;
+use crate::store::StoreError;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GrantError {
@@ -41,4 +42,22 @@ pub trait GrantExchange: Send + Sync {
         let _ = user;
         self.accept(account, code, deadline).await
     }
+}
+
+/// Why a stored grant gave no access token; the event gateway's reason too.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LwaError {
+    /// Network failure, timeout, 429 or 5xx: worth trying again later.
+    #[error("Login with Amazon unreachable: {0}")]
+    Unavailable(String),
+    /// LWA refused the request for a reason other than `invalid_grant` (e.g. `invalid_client`:
+    /// a configuration error), or answered with something that isn't a token response.
+    #[error("Login with Amazon refused the request: {0}")]
+    Refused(String),
+    #[error("token store: {0}")]
+    Store(#[from] StoreError),
+    /// The sealed tokens don't open (their pepper left the keyring, or the row was tampered
+    /// with). Not deleted automatically: a keyring misconfiguration must not wipe every grant.
+    #[error("stored tokens cannot be opened with the current keyring")]
+    Unreadable,
 }

@@ -36,7 +36,6 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, delete, get, post, put};
 use axum::{Json, Router};
-use chrono::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -51,47 +50,7 @@ use crate::voice_codes::{
     check_new_code, hash_code,
 };
 
-/// Default: 10 code changes per household per hour.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EnrolLimit {
-    pub max: u32,
-    pub window: Duration,
-}
-
-impl Default for EnrolLimit {
-    fn default() -> Self {
-        EnrolLimit {
-            max: 10,
-            window: Duration::hours(1),
-        }
-    }
-}
-
-/// What a voice-code change asks of the admin beyond being signed in as the admin: a recent
-/// sign-in, and for deletions a limit of their own. A phone taken from the admin (unlocked, with
-/// the app signed in for days) can then not wipe the household's codes, duress ones included,
-/// without the admin's password; and even with it, only a few deletions a day.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StepUp {
-    /// The sign-in (`auth_time`) must be at most this old to set, replace or delete a code or
-    /// remove a member. Setting is included: asking only when a code is replaced would tell
-    /// whether a duress code exists.
-    pub max_age: Duration,
-    /// Deletions of a code or a member, per household: tighter than [`EnrolLimit`].
-    pub deletions: EnrolLimit,
-}
-
-impl Default for StepUp {
-    fn default() -> Self {
-        StepUp {
-            max_age: Duration::minutes(10),
-            deletions: EnrolLimit {
-                max: 5,
-                window: Duration::hours(24),
-            },
-        }
-    }
-}
+pub use crate::voice_codes::enrol::{EnrolLimit, StepUp};
 
 /// The notice the household's app shows after any code change: one text whatever kind of code
 /// changed, so it tells that codes changed, never that a duress code did.

@@ -15,11 +15,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::{
+use crate::deadline::Deadline;
+use crate::panel::{
     ArmOutcome, ArmRefusal, ArmRequest, DisarmRequest, Notice, Panel, PanelCloud, PanelError,
     SignalRequest, UserList,
 };
-use crate::deadline::Deadline;
 use crate::secret::Secret;
 
 /// No single attempt may take more than this, so a hung connection still leaves time to retry.

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 
-use super::{
+use crate::store::{
     AuditEntry, DueRecords, HouseholdSnapshot, Lane, OutboxCounts, OutboxPolicy, OutboxRecord,
     OutboxStatus, Settlement, Store, StoreError, StoredGrant, ThrottleWrite, window_start,
 };

@@ -11,12 +11,55 @@
 //! away, and whichever member holds it, so a rejection names neither a member nor a code. And
 //! every check does the same work whichever codes exist (see [`check_new_code`]).
 
+use chrono::Duration;
 use subtle::{Choice, ConstantTimeEq};
 
 use super::household::{CodeKind, Profile};
 use super::keyring::{Keyring, MAC_LEN};
 use super::{ALEXA_CODE_LEN, MAX_CODE_LEN, PREFIX_SLOTS, code_mac, is_well_formed};
 use crate::secret::Pin;
+
+/// Default: 10 code changes per household per hour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnrolLimit {
+    pub max: u32,
+    pub window: Duration,
+}
+
+impl Default for EnrolLimit {
+    fn default() -> Self {
+        EnrolLimit {
+            max: 10,
+            window: Duration::hours(1),
+        }
+    }
+}
+
+/// What a voice-code change asks of the admin beyond being signed in as the admin: a recent
+/// sign-in, and for deletions a limit of their own. A phone taken from the admin (unlocked, with
+/// the app signed in for days) can then not wipe the household's codes, duress ones included,
+/// without the admin's password; and even with it, only a few deletions a day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepUp {
+    /// The sign-in (`auth_time`) must be at most this old to set, replace or delete a code or
+    /// remove a member. Setting is included: asking only when a code is replaced would tell
+    /// whether a duress code exists.
+    pub max_age: Duration,
+    /// Deletions of a code or a member, per household: tighter than [`EnrolLimit`].
+    pub deletions: EnrolLimit,
+}
+
+impl Default for StepUp {
+    fn default() -> Self {
+        StepUp {
+            max_age: Duration::minutes(10),
+            deletions: EnrolLimit {
+                max: 5,
+                window: Duration::hours(24),
+            },
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum EnrolError {
