@@ -15,11 +15,15 @@
 //! - the duress re-delivery worker, in a loop.
 
 pub mod alexa_dev;
+pub mod capacity;
+pub mod conformance;
 pub mod console;
 pub mod demo;
+pub mod dev_issuer;
 pub mod drill;
 pub mod google_dev;
 pub mod say;
+pub mod simulator;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;

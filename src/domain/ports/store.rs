@@ -1,12 +1,7 @@
-//! Persistence port. [`memory::MemoryStore`] is the embedded store of the local stack;
-//! [`dynamodb::DynamoStore`] is production's single-table DynamoDB design (docs/dynamodb.md).
-//! Both pass the same conformance suite (tests/store_conformance.rs).
-
-#[cfg(feature = "local")]
-pub mod capacity;
-pub mod dynamodb;
-pub mod memory;
-pub mod pepper_usage;
+//! Persistence port. [`crate::adapters::store::memory::MemoryStore`] is the embedded store of
+//! the local stack; [`crate::adapters::store::dynamodb::DynamoStore`] is production's
+//! single-table DynamoDB design (docs/dynamodb.md). Both pass the same conformance suite
+//! (tests/store_conformance.rs).
 
 use std::collections::BTreeMap;
 

@@ -1,7 +1,5 @@
 //! Login with Amazon: AcceptGrant's code exchange and the refresh of event-gateway tokens.
 
-pub mod client;
-
 use async_trait::async_trait;
 
 use crate::deadline::Deadline;

@@ -1,16 +1,13 @@
 //! The Alexa event gateway: where ChangeReports, AddOrUpdateReports and DeleteReports go.
 //!
-//! [`EventGateway`] is the port; [`HttpEventGateway`] posts to Amazon's regional gateway (or the
-//! local stack's fake) with the account's Login-with-Amazon token from [`crate::lwa::client`].
-
-pub mod http;
+//! [`EventGateway`] is the port; [`crate::event_gateway::http::HttpEventGateway`] posts to
+//! Amazon's regional gateway (or the local stack's fake) with the account's Login-with-Amazon
+//! token from [`crate::lwa::client`].
 
 use async_trait::async_trait;
 
 use crate::alexa::Message;
 use crate::lwa::LwaError;
-
-pub use http::{HttpEventGateway, SEND_BUDGET};
 
 /// What happened to a message that didn't fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

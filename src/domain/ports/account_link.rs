@@ -1,12 +1,6 @@
 //! Account-linking tokens: the bearer token Alexa puts in every directive identifies the
-//! household. [`jwks::JwksVerifier`] checks it as a JWT from the configured OAuth/OIDC issuer.
-
-#[cfg(feature = "local")]
-pub mod dev_issuer;
-pub mod issuer;
-pub mod jwks;
-
-pub use jwks::{JwksVerifier, install_crypto_provider};
+//! household. [`crate::adapters::account_link::JwksVerifier`] checks it as a JWT from the
+//! configured OAuth/OIDC issuer.
 
 use async_trait::async_trait;
 

@@ -1,9 +1,8 @@
 //! The panel cloud: the vendor API the skill relays commands to (contract in docs/panel-api.md).
 //!
-//! [`PanelCloud`] is the port. [`http::HttpPanelCloud`] is the production adapter; the simulator
-//! implements the same trait in-process and serves the same contract over HTTP.
-
-pub mod http;
+//! [`PanelCloud`] is the port. [`crate::adapters::panel::HttpPanelCloud`] is the production
+//! adapter; the simulator implements the same trait in-process and serves the same contract over
+//! HTTP.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
