@@ -8,8 +8,8 @@ mod support;
 
 use std::time::Duration;
 
-use alarm_skill::secret::Pin;
-use alarm_skill::voice_codes::{Keyring, verify};
+use alarm_skill::common::secret::Pin;
+use alarm_skill::domain::voice_codes::{Keyring, verify};
 use serde_json::{Value, json};
 use support::stack::*;
 
@@ -67,7 +67,7 @@ async fn lockout(h: &Harness) -> Value {
     assert_eq!(status, 200);
     if let Some(until) = body["locked_until"].as_str() {
         let until = chrono::DateTime::parse_from_rfc3339(until).unwrap();
-        let now = alarm_skill::clock::Clock::now(h.stack.clock.as_ref());
+        let now = alarm_skill::common::clock::Clock::now(h.stack.clock.as_ref());
         body["locked_until"] = json!((until.with_timezone(&chrono::Utc) - now).num_seconds());
     }
     body
@@ -373,12 +373,12 @@ async fn a_duress_during_a_panel_fault_is_delivered_exactly_once_after_recovery(
         assert_eq!(n.panel("home").await["arm_state"], expected, "{mode}");
         assert_eq!(d.panel("home").await["arm_state"], expected, "{mode}");
         // Nothing left pending.
-        let pending = alarm_skill::store::outbox_totals(d.stack.store.as_ref())
+        let pending = alarm_skill::domain::ports::store::outbox_totals(d.stack.store.as_ref())
             .await
             .unwrap();
         assert_eq!(
             pending,
-            alarm_skill::store::OutboxCounts::default(),
+            alarm_skill::domain::ports::store::OutboxCounts::default(),
             "{mode}"
         );
     }

@@ -67,7 +67,7 @@ async fn lockout(h: &Harness) -> Value {
     assert_eq!(status, 200);
     if let Some(until) = body["locked_until"].as_str() {
         let until = chrono::DateTime::parse_from_rfc3339(until).unwrap();
-        let now = alarm_skill::clock::Clock::now(h.stack.clock.as_ref());
+        let now = alarm_skill::common::clock::Clock::now(h.stack.clock.as_ref());
         body["locked_until"] = json!((until.with_timezone(&chrono::Utc) - now).num_seconds());
     }
     body
@@ -945,7 +945,7 @@ async fn report_state_is_retried_when_homegraph_fails_and_boundedly() {
     h.advance(60).await;
     assert_eq!(
         settled_report_calls(&h).await - before,
-        alarm_skill::google::homegraph::REPORT_ATTEMPTS
+        alarm_skill::adapters::homegraph::REPORT_ATTEMPTS
     );
     assert_eq!(homegraph_reports(&h).await.len(), 1);
     h.stack.dev_google.fail_reports(0, 500);

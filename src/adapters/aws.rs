@@ -28,7 +28,7 @@ pub async fn sdk_config() -> SdkConfig {
 /// The DynamoDB client, optionally at a local engine's `endpoint` (`DYNAMODB_ENDPOINT`; there,
 /// export dummy `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`: DynamoDB Local accepts any).
 pub fn dynamodb_client(sdk: &SdkConfig, endpoint: Option<&str>) -> aws_sdk_dynamodb::Client {
-    use crate::store::dynamodb::{AttemptTimeout, tune};
+    use crate::adapters::store::dynamodb::{AttemptTimeout, tune};
     let attempt = match endpoint {
         Some(_) => AttemptTimeout::LOCAL_ENGINE,
         None => AttemptTimeout::DYNAMODB,

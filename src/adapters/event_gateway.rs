@@ -17,11 +17,11 @@ use rand::Rng;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::alexa::Message;
-use crate::deadline::Deadline;
-use crate::event_gateway::{Delivery, EventGateway, GatewayError};
-use crate::lwa::client::{LwaClient, transport};
-use crate::secret::BearerToken;
+use crate::adapters::lwa::{LwaClient, transport};
+use crate::common::deadline::Deadline;
+use crate::common::secret::BearerToken;
+use crate::domain::ports::event_gateway::{Delivery, EventGateway, GatewayError};
+use crate::wire::alexa::Message;
 
 /// ChangeReports are due within 3 s of the change; a send that can't finish in that window
 /// gives up rather than holding up the webhook that triggered it.
@@ -67,7 +67,7 @@ enum Outcome {
 }
 
 impl HttpEventGateway {
-    /// `url` is the region's gateway, e.g. [`crate::lwa::client::AlexaRegion::event_gateway_url`];
+    /// `url` is the region's gateway, e.g. [`crate::adapters::lwa::AlexaRegion::event_gateway_url`];
     /// it must belong to the same region as `lwa`'s tokens.
     pub fn new(url: String, lwa: Arc<LwaClient>, http: reqwest::Client) -> Self {
         HttpEventGateway {

@@ -6,7 +6,7 @@
 //! shortly before it expires. The token URL and HomeGraph's base URL are configurable, so the
 //! local stack and the tests point them at real local fakes (crate::local::google_dev).
 //!
-//! Every report carries the complete state of each device (crate::google::devices), never a
+//! Every report carries the complete state of each device (crate::domain::google_devices), never a
 //! delta: Google replaces what it holds with what it gets.
 
 use std::time::{Duration, Instant};
@@ -20,9 +20,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio::sync::Mutex;
 
-use crate::google::devices;
-use crate::panel::Panel;
-use crate::secret::{BearerToken, Secret};
+use crate::common::secret::{BearerToken, Secret};
+use crate::domain::google_devices;
+use crate::domain::ports::panel::Panel;
 
 pub const SCOPE: &str = "https://www.googleapis.com/auth/homegraph";
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -302,21 +302,21 @@ impl HomeGraph {
 /// The complete states of the panel and each of its zones, as Report State carries them.
 pub fn states_of(p: &Panel) -> Map<String, Value> {
     let mut devices = Map::new();
-    if !crate::devices::is_valid_device_id(&p.id) {
+    if !crate::wire::devices::is_valid_device_id(&p.id) {
         return devices;
     }
     devices.insert(
-        crate::devices::panel_endpoint_id(&p.id),
-        Value::Object(devices::panel_states(p)),
+        crate::wire::devices::panel_endpoint_id(&p.id),
+        Value::Object(google_devices::panel_states(p)),
     );
     for z in p
         .zones
         .iter()
-        .filter(|z| crate::devices::is_valid_device_id(&z.id))
+        .filter(|z| crate::wire::devices::is_valid_device_id(&z.id))
     {
         devices.insert(
-            crate::devices::zone_endpoint_id(&p.id, &z.id),
-            Value::Object(devices::zone_states(p, z)),
+            crate::wire::devices::zone_endpoint_id(&p.id, &z.id),
+            Value::Object(google_devices::zone_states(p, z)),
         );
     }
     devices

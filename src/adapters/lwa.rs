@@ -20,13 +20,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use crate::clock::Clock;
-use crate::deadline::Deadline;
-pub use crate::lwa::LwaError;
-use crate::lwa::{GrantError, GrantExchange};
-use crate::secret::{BearerToken, Secret};
-use crate::store::{Store, StoreError, StoredGrant};
-use crate::voice_codes::{Keyring, KeyringSource};
+use crate::common::clock::Clock;
+use crate::common::deadline::Deadline;
+use crate::common::secret::{BearerToken, Secret};
+pub use crate::domain::ports::lwa::LwaError;
+use crate::domain::ports::lwa::{GrantError, GrantExchange};
+use crate::domain::ports::store::{Store, StoreError, StoredGrant};
+use crate::domain::voice_codes::{Keyring, KeyringSource};
 
 /// The Alexa region of a deployment: where its event gateway is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

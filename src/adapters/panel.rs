@@ -15,12 +15,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::deadline::Deadline;
-use crate::panel::{
+use crate::common::deadline::Deadline;
+use crate::common::secret::Secret;
+use crate::domain::ports::panel::{
     ArmOutcome, ArmRefusal, ArmRequest, DisarmRequest, Notice, Panel, PanelCloud, PanelError,
     SignalRequest, UserList,
 };
-use crate::secret::Secret;
 
 /// No single attempt may take more than this, so a hung connection still leaves time to retry.
 const ATTEMPT_CAP: Duration = Duration::from_millis(3_000);

@@ -7,8 +7,8 @@
 
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata};
 
-use crate::secret::Secret;
-use crate::voice_codes::keyring::{Keyring, KeyringError};
+use crate::common::secret::Secret;
+use crate::domain::voice_codes::keyring::{Keyring, KeyringError};
 
 /// Where a secret comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,7 +18,7 @@ pub enum SecretRef {
     /// The value itself, from the environment (local runs only).
     Value(Secret),
     /// Neither variable is set. Only an error for a function that needs the secret
-    /// (crate::secrets::load_for): each function loads only its own.
+    /// (crate::adapters::secrets::load_for): each function loads only its own.
     Unset {
         arn_var: &'static str,
         value_var: &'static str,
@@ -210,7 +210,7 @@ pub async fn load(
 }
 
 /// Reads and parses the pepper keyring alone: the reload of a warm function after a rotation
-/// (crate::voice_codes::reload).
+/// (crate::domain::voice_codes::reload).
 pub async fn load_keyring(
     source: &SecretRef,
     sm: Option<&aws_sdk_secretsmanager::Client>,

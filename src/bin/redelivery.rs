@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use alarm_skill::lambda::{Production, invocation_deadline};
-use alarm_skill::redelivery;
+use alarm_skill::domain::redelivery;
+use alarm_skill::edges::lambda::{Production, invocation_deadline};
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 
@@ -16,9 +16,10 @@ const ROUNDS: usize = 10;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    alarm_skill::telemetry::init_lambda();
-    alarm_skill::crash::setup();
-    let prod = Arc::new(Production::from_env(alarm_skill::secrets::needs::REDELIVERY).await?);
+    alarm_skill::edges::telemetry::init_lambda();
+    alarm_skill::common::crash::setup();
+    let prod =
+        Arc::new(Production::from_env(alarm_skill::adapters::secrets::needs::REDELIVERY).await?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let prod = prod.clone();
         async move {

@@ -66,13 +66,13 @@ pub fn hit(name: &'static str) {
 macro_rules! crash_point {
     ($name:expr) => {
         #[cfg(feature = "failpoints")]
-        $crate::crash::hit($name);
+        $crate::common::crash::hit($name);
     };
     // Only where `$when` holds (not evaluated at all without the feature).
     ($name:expr, if $when:expr) => {
         #[cfg(feature = "failpoints")]
         if $when {
-            $crate::crash::hit($name);
+            $crate::common::crash::hit($name);
         }
     };
 }

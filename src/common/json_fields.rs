@@ -1,5 +1,5 @@
-//! Typed fields out of untrusted JSON, for the assistants' wire formats (crate::alexa,
-//! crate::google).
+//! Typed fields out of untrusted JSON, for the assistants' wire formats (crate::wire::alexa,
+//! crate::wire::google).
 //!
 //! Parsing walks `serde_json::Value` by hand instead of deriving `Deserialize`: serde's messages
 //! quote the offending value ("invalid type: integer `4729`"), and an ill-typed PIN must never

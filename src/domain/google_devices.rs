@@ -3,11 +3,11 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::devices::{is_valid_device_id, panel_endpoint_id, zone_endpoint_id};
-use crate::google::response::{
+use crate::domain::ports::panel::{ArmState, Panel, Phase, Zone, ZoneKind};
+use crate::wire::devices::{is_valid_device_id, panel_endpoint_id, zone_endpoint_id};
+use crate::wire::google::response::{
     ARM_DISARM, OCCUPANCY, OPEN_CLOSE, SECURITY_SYSTEM, SENSOR, STATUS_REPORT,
 };
-use crate::panel::{ArmState, Panel, Phase, Zone, ZoneKind};
 
 /// The ArmDisarm level name of an armed state (`None` for disarmed), and its English synonyms.
 pub fn level(state: ArmState) -> Option<(&'static str, &'static [&'static str])> {

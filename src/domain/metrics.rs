@@ -36,16 +36,16 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
-use crate::deadline::Deadline;
-use crate::panel::{
+use crate::common::deadline::Deadline;
+use crate::domain::ports::panel::{
     ArmOutcome, ArmRequest, DisarmRequest, Notice, Panel, PanelCloud, PanelError, SignalRequest,
     UserList,
 };
-use crate::store::{
+use crate::domain::ports::store::{
     AuditEntry, DueRecords, HouseholdSnapshot, Lane, OutboxCounts, OutboxPolicy, OutboxRecord,
     Settlement, Store, StoreError, StoredGrant, ThrottleWrite,
 };
-use crate::voice_codes::Profile;
+use crate::domain::voice_codes::Profile;
 
 /// Port counters, in the order they appear in a line.
 const COUNTERS: [&str; 15] = [

@@ -3,9 +3,9 @@
 //! A household's members are the panel users of its account (`GET /v1/accounts/{account}/users`,
 //! docs/panel-api.md). The skill keeps its own copy only to hang voice codes on them:
 //! - **first use**: the management API syncs a household that was never synced before it
-//!   answers (crate::management), so a fresh deploy lists the right members at once;
+//!   answers (crate::edges::management), so a fresh deploy lists the right members at once;
 //! - **webhook**: the cloud sends `users_changed` with the whole list whenever a user is added,
-//!   renamed or removed (crate::webhook);
+//!   renamed or removed (crate::edges::webhook);
 //! - **bulk import**: `alarm-skill import` syncs many existing households in one go.
 //!
 //! A member is the person on a user number: the panel cloud's stable user id when it gives one
@@ -27,11 +27,11 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::clock::Clock;
-use crate::deadline::Deadline;
-use crate::panel::{PanelCloud, PanelError, PanelUser, UserList};
-use crate::store::{AuditEntry, Store, StoreError};
-use crate::voice_codes::{Member, Profile};
+use crate::common::clock::Clock;
+use crate::common::deadline::Deadline;
+use crate::domain::ports::panel::{PanelCloud, PanelError, PanelUser, UserList};
+use crate::domain::ports::store::{AuditEntry, Store, StoreError};
+use crate::domain::voice_codes::{Member, Profile};
 
 const SAVE_ATTEMPTS: usize = 3;
 const MAX_NAME_CHARS: usize = 64;
@@ -369,8 +369,8 @@ mod tests {
         }
     }
 
-    fn code() -> Option<crate::voice_codes::CodeHash> {
-        Some(crate::voice_codes::CodeHash {
+    fn code() -> Option<crate::domain::voice_codes::CodeHash> {
+        Some(crate::domain::voice_codes::CodeHash {
             pepper_id: "p1".into(),
             mac: [7; 32],
             prefixes: vec![],

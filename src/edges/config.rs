@@ -54,17 +54,17 @@
 
 use std::time::Duration;
 
-use crate::secret::Secret;
-use crate::store::OutboxPolicy;
+use crate::common::secret::Secret;
+use crate::domain::ports::store::OutboxPolicy;
 
 // The settings each adapter reads are defined beside it; they are re-exported here so the
 // configuration reads as one place.
-pub use crate::account_link::issuer::{
+pub use crate::adapters::account_link::issuer::{
     COGNITO_GROUPS_CLAIM, DEFAULT_ADMIN_GROUP, DEFAULT_DIRECTIVE_SCOPE, IssuerKind,
     JWKS_MIN_REFETCH, OAuthConfig,
 };
-pub use crate::lwa::client::AlexaRegion;
-pub use crate::secrets::{SecretRef, SecretRefs};
+pub use crate::adapters::lwa::AlexaRegion;
+pub use crate::adapters::secrets::{SecretRef, SecretRefs};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -84,7 +84,7 @@ pub struct Config {
     pub secrets: SecretRefs,
     /// `STEP_UP_MAX_AGE_S` (60-86400, default 600) and `CODE_DELETIONS_PER_DAY` (1-100,
     /// default 5): the management API's step-up for code changes.
-    pub step_up: crate::voice_codes::enrol::StepUp,
+    pub step_up: crate::domain::voice_codes::enrol::StepUp,
     /// `PEPPER_MAX_AGE_S`: the age past which a warm function re-reads the pepper keyring.
     pub pepper_max_age: Duration,
 }
@@ -147,7 +147,7 @@ impl Config {
         let panel_api_url = required("PANEL_API_URL")?;
         url::Url::parse(&panel_api_url)
             .map_err(|e| ConfigError::Invalid("PANEL_API_URL", e.to_string()))?;
-        let mut step_up = crate::voice_codes::enrol::StepUp::default();
+        let mut step_up = crate::domain::voice_codes::enrol::StepUp::default();
         if let Some(v) = get("STEP_UP_MAX_AGE_S") {
             let s: i64 = v
                 .parse()
@@ -193,7 +193,7 @@ impl Config {
             oauth,
             google_token_url: get("GOOGLE_TOKEN_URL"),
             homegraph_url: get("HOMEGRAPH_URL")
-                .unwrap_or_else(|| crate::google::homegraph::DEFAULT_BASE_URL.into()),
+                .unwrap_or_else(|| crate::adapters::homegraph::DEFAULT_BASE_URL.into()),
             outbox,
             secrets: SecretRefs {
                 pepper: secret("PEPPER", "PEPPER_SECRET_ARN")?,
@@ -378,7 +378,10 @@ mod tests {
     #[test]
     fn reads_the_step_up_for_code_changes() {
         let c = load(&base()).unwrap();
-        assert_eq!(c.step_up, crate::voice_codes::enrol::StepUp::default());
+        assert_eq!(
+            c.step_up,
+            crate::domain::voice_codes::enrol::StepUp::default()
+        );
         assert_eq!(c.step_up.max_age, chrono::Duration::minutes(10));
         let mut env = base();
         env.insert("STEP_UP_MAX_AGE_S", "300");
@@ -444,7 +447,7 @@ mod tests {
     fn explains_what_is_missing_or_wrong() {
         let mut env = base();
         env.remove("WEBHOOK_SECRET");
-        // A function that needs it says so when loading secrets (crate::secrets::load_for).
+        // A function that needs it says so when loading secrets (crate::adapters::secrets::load_for).
         assert_eq!(
             load(&env).unwrap().secrets.webhook_secret,
             SecretRef::Unset {
@@ -571,7 +574,7 @@ mod tests {
         let is_name = |n: &str| {
             n.starts_with("OAUTH_") && n.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')
         };
-        let set: BTreeSet<&str> = include_str!("../infra/template.yaml")
+        let set: BTreeSet<&str> = include_str!("../../infra/template.yaml")
             .lines()
             .filter_map(|l| l.trim().split_once(':').map(|(k, _)| k))
             .filter(|k| is_name(k))

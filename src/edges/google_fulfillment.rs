@@ -24,15 +24,15 @@ use axum::response::IntoResponse;
 use axum::routing::post;
 use serde_json::{Map, Value, json};
 
-use crate::account_link::TokenError;
-use crate::deadline::Deadline;
-use crate::devices::EndpointRef;
-use crate::google::devices;
-use crate::google::request::{self, ArmDisarm, Execution, Intent, Request};
-use crate::google::response::{self, Outcome, challenge, code};
-use crate::panel::{ArmMode, ArmRefusal, ArmState, Panel, PanelError};
-use crate::secret::BearerToken;
-use crate::skill::{ArmFailure, DisarmOutcome, Skill};
+use crate::common::deadline::Deadline;
+use crate::common::secret::BearerToken;
+use crate::domain::google_devices;
+use crate::domain::ports::account_link::TokenError;
+use crate::domain::ports::panel::{ArmMode, ArmRefusal, ArmState, Panel, PanelError};
+use crate::domain::skill::{ArmFailure, DisarmOutcome, Skill};
+use crate::wire::devices::EndpointRef;
+use crate::wire::google::request::{self, ArmDisarm, Execution, Intent, Request};
+use crate::wire::google::response::{self, Outcome, challenge, code};
 
 pub const PATH: &str = "/google/fulfillment";
 
@@ -85,7 +85,7 @@ impl Fulfillment {
         if tracing::enabled!(tracing::Level::TRACE)
             && let Ok(v) = serde_json::from_slice::<Value>(raw)
         {
-            tracing::trace!(request = %crate::google::redact::redact(&v), "google request received");
+            tracing::trace!(request = %crate::wire::google::redact::redact(&v), "google request received");
         }
         let parsed = request::parse_bytes(raw);
         let (request_id, intent) = match &parsed {
@@ -232,7 +232,7 @@ impl Fulfillment {
         let manufacturer = &self.skill.settings().manufacturer_name;
         let devices = panels
             .iter()
-            .flat_map(|p| devices::devices_of(p, manufacturer, self.will_report_state))
+            .flat_map(|p| google_devices::devices_of(p, manufacturer, self.will_report_state))
             .collect();
         response::sync(id, account, devices)
     }
@@ -271,9 +271,11 @@ impl Fulfillment {
             }
             let entry = match panels.get(&panel_id) {
                 Some(Ok(p)) => match &target {
-                    EndpointRef::Panel { .. } => response::query_entry(devices::panel_states(p)),
+                    EndpointRef::Panel { .. } => {
+                        response::query_entry(google_devices::panel_states(p))
+                    }
                     EndpointRef::Zone { zone, .. } => match p.zone(zone) {
-                        Some(z) => response::query_entry(devices::zone_states(p, z)),
+                        Some(z) => response::query_entry(google_devices::zone_states(p, z)),
                         None => response::query_error(code::DEVICE_NOT_FOUND),
                     },
                 },
@@ -367,7 +369,9 @@ impl Fulfillment {
             .disarm_panel(account, panel_id, Some(pin), deadline)
             .await
         {
-            DisarmOutcome::Disarmed(panel) => Outcome::Success(devices::panel_states(&panel)),
+            DisarmOutcome::Disarmed(panel) => {
+                Outcome::Success(google_devices::panel_states(&panel))
+            }
             DisarmOutcome::NotAccepted => Outcome::challenge(challenge::FAILED_PIN_NEEDED),
             DisarmOutcome::NotRecorded => Outcome::error(code::TRANSIENT_ERROR),
             DisarmOutcome::NoSuchPanel => Outcome::error(code::DEVICE_NOT_FOUND),
@@ -383,7 +387,7 @@ impl Fulfillment {
         deadline: Deadline,
     ) -> Outcome {
         // No level: "arm the security system" means away, the panel's full protection.
-        let mode = match level.map_or(Some(ArmState::ArmedAway), devices::level_state) {
+        let mode = match level.map_or(Some(ArmState::ArmedAway), google_devices::level_state) {
             Some(ArmState::ArmedStay) => ArmMode::Stay,
             Some(ArmState::ArmedNight) => ArmMode::Night,
             Some(ArmState::ArmedAway) => ArmMode::Away,
@@ -395,7 +399,7 @@ impl Fulfillment {
             .await
         {
             Ok(armed) if armed.already => Outcome::error(code::ALREADY_ARMED),
-            Ok(armed) => Outcome::Success(devices::panel_states(&armed.panel)),
+            Ok(armed) => Outcome::Success(google_devices::panel_states(&armed.panel)),
             Err(ArmFailure::Offline) => Outcome::Offline,
             // Leaving away for another level takes a disarm, with its PIN, first.
             Err(ArmFailure::AwayNeedsDisarm) => Outcome::error(code::ACTION_NOT_AVAILABLE),
@@ -454,7 +458,7 @@ struct Route {
 async fn fulfill(
     State(r): State<Route>,
     headers: HeaderMap,
-    crate::http_errors::Body(body): crate::http_errors::Body,
+    crate::common::http_errors::Body(body): crate::common::http_errors::Body,
 ) -> impl IntoResponse {
     let authorization = headers
         .get(header::AUTHORIZATION)
@@ -481,7 +485,7 @@ pub fn routes(fulfillment: Arc<Fulfillment>, budget: Option<Duration>) -> Router
             })
             // Google's own requests get Google's error format; anything else the route can't
             // take gets the JSON error shape, never the framework's text.
-            .fallback(crate::http_errors::method_not_allowed),
+            .fallback(crate::common::http_errors::method_not_allowed),
     )
 }
 

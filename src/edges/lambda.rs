@@ -1,35 +1,35 @@
 //! Production wiring shared by the Lambda binaries: configuration from the environment,
 //! secrets from Secrets Manager (once per cold start), and the AWS and HTTP adapters.
 //! Nothing here probes remote credential endpoints: credentials come from the Lambda
-//! environment only (crate::aws::sdk_config).
+//! environment only (crate::adapters::aws::sdk_config).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::account_link::jwks::JwksVerifier;
-use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, ConfigError, SecretRef};
-use crate::deadline::Deadline;
-use crate::event_gateway::HttpEventGateway;
-use crate::google::homegraph::{HomeGraph, HomeGraphError, ServiceAccount};
-use crate::lwa::client::LwaClient;
-use crate::management::{EnrolLimit, ManagementService};
-use crate::panel::PanelCloud;
-use crate::panel::http::HttpPanelCloud;
-use crate::secret::Secret;
-use crate::secrets::SecretName;
-use crate::skill::{Skill, SkillDeps, SkillSettings};
-use crate::store::Store;
-use crate::store::dynamodb::DynamoStore;
-use crate::voice_codes::{Keyring, KeyringSource, LoadKeyring};
-use crate::webhook::handler::WebhookService;
+use crate::adapters::account_link::jwks::JwksVerifier;
+use crate::adapters::event_gateway::HttpEventGateway;
+use crate::adapters::homegraph::{HomeGraph, HomeGraphError, ServiceAccount};
+use crate::adapters::lwa::LwaClient;
+use crate::adapters::panel::HttpPanelCloud;
+use crate::adapters::secrets::SecretName;
+use crate::adapters::store::dynamodb::DynamoStore;
+use crate::common::clock::{Clock, SystemClock};
+use crate::common::deadline::Deadline;
+use crate::common::secret::Secret;
+use crate::domain::ports::panel::PanelCloud;
+use crate::domain::ports::store::Store;
+use crate::domain::skill::{Skill, SkillDeps, SkillSettings};
+use crate::domain::voice_codes::{Keyring, KeyringSource, LoadKeyring};
+use crate::edges::config::{Config, ConfigError, SecretRef};
+use crate::edges::management::{EnrolLimit, ManagementService};
+use crate::edges::webhook::handler::WebhookService;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("secrets: {0}")]
-    Secrets(#[from] crate::secrets::SecretsError),
+    Secrets(#[from] crate::adapters::secrets::SecretsError),
     #[error("HTTP client: {0}")]
     Http(String),
     #[error("this function does not load {0}, which that part needs")]
@@ -64,15 +64,15 @@ pub struct Production {
     /// Only where the Google service-account key is loaded and configured (HTTP function).
     pub homegraph: Option<Arc<HomeGraph>>,
     pub http: reqwest::Client,
-    pub metrics: Arc<crate::metrics::Metrics>,
+    pub metrics: Arc<crate::domain::metrics::Metrics>,
 }
 
 impl Production {
-    /// Wires a function that loads exactly the secrets in `needs` (crate::secrets::needs).
+    /// Wires a function that loads exactly the secrets in `needs` (crate::adapters::secrets::needs).
     pub async fn from_env(needs: &[SecretName]) -> Result<Self, StartupError> {
-        crate::account_link::install_crypto_provider();
+        crate::adapters::account_link::install_crypto_provider();
         let config = Config::from_env()?;
-        let sdk = crate::aws::sdk_config().await;
+        let sdk = crate::adapters::aws::sdk_config().await;
         let needs_aws = [
             &config.secrets.pepper,
             &config.secrets.lwa_client_secret,
@@ -82,9 +82,10 @@ impl Production {
         ]
         .iter()
         .any(|s| matches!(s, SecretRef::Aws(_)));
-        let sm = needs_aws.then(|| crate::secrets::secrets_manager_client(&sdk));
-        let secrets = crate::secrets::load_for(&config.secrets, needs, sm.as_ref()).await?;
-        let metrics = Arc::new(crate::metrics::Metrics::stdout());
+        let sm = needs_aws.then(|| crate::adapters::secrets::secrets_manager_client(&sdk));
+        let secrets =
+            crate::adapters::secrets::load_for(&config.secrets, needs, sm.as_ref()).await?;
+        let metrics = Arc::new(crate::domain::metrics::Metrics::stdout());
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(1_500))
             .pool_idle_timeout(Duration::from_secs(90))
@@ -92,7 +93,7 @@ impl Production {
             .map_err(|e| StartupError::Http(e.to_string()))?;
         let store = metrics.store(Arc::new(
             DynamoStore::new(
-                crate::aws::dynamodb_client(&sdk, config.dynamodb_endpoint.as_deref()),
+                crate::adapters::aws::dynamodb_client(&sdk, config.dynamodb_endpoint.as_deref()),
                 config.table_name.clone(),
             )
             .with_outbox_policy(config.outbox),
@@ -109,7 +110,7 @@ impl Production {
                 let pepper = pepper.clone();
                 let sm = sm.clone();
                 Box::pin(async move {
-                    crate::secrets::load_keyring(&pepper, sm.as_ref())
+                    crate::adapters::secrets::load_keyring(&pepper, sm.as_ref())
                         .await
                         .map_err(|e| e.to_string())
                 })
@@ -219,7 +220,7 @@ impl Production {
             throttle: self.settings().throttle,
             enrol_limit: EnrolLimit::default(),
             step_up: self.config.step_up,
-            provisioning: Some(crate::provisioning::Provisioner {
+            provisioning: Some(crate::domain::provisioning::Provisioner {
                 store: self.store.clone(),
                 panels: self.panels.clone(),
                 clock: self.clock.clone(),

@@ -1,7 +1,7 @@
 //! Logging set-up: JSON lines on Lambda, human-readable locally.
 //!
 //! No call site of ours logs a PIN, token or secret: those types print as redacted
-//! (crate::secret), and directives are logged only through crate::alexa::redact. Other crates
+//! (crate::common::secret), and directives are logged only through crate::wire::alexa::redact. Other crates
 //! are not so careful below INFO: `lambda_runtime` logs every raw invocation body at TRACE (the
 //! spoken PIN, the bearer token, a management body's `{"pin": ...}`), and hyper, reqwest and the
 //! AWS SDK log requests and headers at DEBUG/TRACE. So only this crate's own targets follow the

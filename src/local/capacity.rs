@@ -61,7 +61,7 @@ impl Consumed {
 /// A local client whose every call reports the capacity it consumed to `meter`.
 pub fn local_client_metered(endpoint: &str, meter: CapacityMeter) -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::from_conf(
-        crate::store::dynamodb::local_config(endpoint)
+        crate::adapters::store::dynamodb::local_config(endpoint)
             .interceptor(meter)
             .build(),
     )

@@ -1,8 +1,8 @@
 //! The local stack's account-linking issuer: mints RS256 access tokens shaped like Cognito's
-//! and serves the matching JWKS, so the real [`crate::account_link::JwksVerifier`] runs locally unchanged.
+//! and serves the matching JWKS, so the real [`crate::adapters::account_link::JwksVerifier`] runs locally unchanged.
 //!
 //! Two kinds of token, as on AWS, from one app client told apart by scope (what
-//! [`crate::config::OAuthConfig::cognito`] accepts):
+//! [`crate::edges::config::OAuthConfig::cognito`] accepts):
 //! - for directives (what Alexa holds after account linking): `scope` = `alarm/control`;
 //! - for the management API (what a household admin's app holds): `scope` =
 //!   `aws.cognito.signin.user.admin`, as Cognito's `InitiateAuth` gives, and the
@@ -37,10 +37,10 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use serde_json::{Value, json};
 
-use crate::account_link::TokenUse;
-use crate::config::DEFAULT_DIRECTIVE_SCOPE;
+use crate::domain::ports::account_link::TokenUse;
+use crate::edges::config::DEFAULT_DIRECTIVE_SCOPE;
 
-pub const ADMIN_GROUP: &str = crate::config::DEFAULT_ADMIN_GROUP;
+pub const ADMIN_GROUP: &str = crate::edges::config::DEFAULT_ADMIN_GROUP;
 /// The scope of Cognito access tokens from `InitiateAuth` (user password or SRP sign-in).
 pub const MANAGEMENT_SCOPE: &str = "aws.cognito.signin.user.admin";
 /// `expires_in` of tokens from `POST /dev/token`.

@@ -310,7 +310,7 @@ pub async fn store_dump(h: &Harness) -> Value {
         return m.dump();
     }
     let endpoint = std::env::var("DYNAMODB_ENDPOINT").expect("DYNAMODB_ENDPOINT");
-    let client = alarm_skill::store::dynamodb::local_client(&endpoint);
+    let client = alarm_skill::adapters::store::dynamodb::local_client(&endpoint);
     let items: Vec<Value> = client
         .scan()
         .table_name(&h.stack.table)

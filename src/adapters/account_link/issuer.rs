@@ -1,9 +1,9 @@
 //! The configured account-linking issuer: how its access tokens name their audience and their
-//! admins (crate::config's module docs, "issuer kinds"), read by the JWKS verifier.
+//! admins (crate::edges::config's module docs, "issuer kinds"), read by the JWKS verifier.
 
 use std::time::Duration;
 
-/// How an issuer's access tokens name their audience and their admins (crate::config's
+/// How an issuer's access tokens name their audience and their admins (crate::edges::config's
 /// module docs).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum IssuerKind {

@@ -27,8 +27,8 @@ use serde_json::{Map, Value};
 use tokio::sync::{Mutex, MutexGuard};
 
 use super::issuer::{IssuerKind, JWKS_MIN_REFETCH, OAuthConfig};
-use crate::account_link::{Identity, TokenError, TokenUse, TokenVerifier};
-use crate::secret::BearerToken;
+use crate::common::secret::BearerToken;
+use crate::domain::ports::account_link::{Identity, TokenError, TokenUse, TokenVerifier};
 
 /// Keys older than this are refetched on the next verify.
 pub const JWKS_MAX_AGE: Duration = Duration::from_secs(3600);

@@ -7,11 +7,11 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 
-use crate::store::{
+use crate::domain::ports::store::{
     AuditEntry, DueRecords, HouseholdSnapshot, Lane, OutboxCounts, OutboxPolicy, OutboxRecord,
     OutboxStatus, Settlement, Store, StoreError, StoredGrant, ThrottleWrite, window_start,
 };
-use crate::voice_codes::{Profile, Throttle};
+use crate::domain::voice_codes::{Profile, Throttle};
 
 #[derive(Default)]
 struct Inner {

@@ -19,10 +19,10 @@ use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Serialize;
 
-use crate::store::dynamodb::{
+use crate::adapters::store::dynamodb::{
     GRANT_PREFIX, HH_PREFIX, OUTBOX_PREFIX, OUTBOX_SK, PK, PROFILE_SK, SK,
 };
-use crate::voice_codes::{Keyring, Profile};
+use crate::domain::voice_codes::{Keyring, Profile};
 
 type Item = HashMap<String, AttributeValue>;
 

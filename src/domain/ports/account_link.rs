@@ -4,11 +4,11 @@
 
 use async_trait::async_trait;
 
-use crate::secret::BearerToken;
+use crate::common::secret::BearerToken;
 
 /// What a token is presented for. Alexa's account-linking tokens drive directives; the
 /// household management client's tokens manage voice codes. No token is good for both
-/// (crate::config, "issuer kinds").
+/// (crate::edges::config, "issuer kinds").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenUse {
     /// Discover, ReportState, Arm, Disarm, AcceptGrant's grantee.

@@ -1,13 +1,13 @@
 //! The Alexa event gateway: where ChangeReports, AddOrUpdateReports and DeleteReports go.
 //!
-//! [`EventGateway`] is the port; [`crate::event_gateway::http::HttpEventGateway`] posts to
+//! [`EventGateway`] is the port; [`crate::adapters::event_gateway::HttpEventGateway`] posts to
 //! Amazon's regional gateway (or the local stack's fake) with the account's Login-with-Amazon
-//! token from [`crate::lwa::client`].
+//! token from [`crate::adapters::lwa`].
 
 use async_trait::async_trait;
 
-use crate::alexa::Message;
-use crate::lwa::LwaError;
+use crate::domain::ports::lwa::LwaError;
+use crate::wire::alexa::Message;
 
 /// What happened to a message that didn't fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

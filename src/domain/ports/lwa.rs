@@ -2,9 +2,9 @@
 
 use async_trait::async_trait;
 
-use crate::deadline::Deadline;
-use crate::secret::BearerToken;
-use crate::store::StoreError;
+use crate::common::deadline::Deadline;
+use crate::common::secret::BearerToken;
+use crate::domain::ports::store::StoreError;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GrantError {

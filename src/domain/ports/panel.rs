@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::deadline::Deadline;
+use crate::common::deadline::Deadline;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -223,12 +223,12 @@ impl SignalRequest {
 }
 
 /// A user of the account's panels (keypad and app users), as the panel cloud lists them. The
-/// skill's household members come from this list (crate::provisioning).
+/// skill's household members come from this list (crate::domain::provisioning).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PanelUser {
     /// The cloud's stable id of the person: kept across renames, never given to another person,
     /// even on the same user number. Optional for clouds from before it was in the contract;
-    /// without it a new name on a number is taken for a new person (crate::provisioning).
+    /// without it a new name on a number is taken for a new person (crate::domain::provisioning).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// The panel user number (Contact ID user field), 1-999.

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::voice_codes::{Profile, Throttle};
+use crate::domain::voice_codes::{Profile, Throttle};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HouseholdSnapshot {
@@ -17,7 +17,7 @@ pub struct HouseholdSnapshot {
     pub throttle: Throttle,
     /// Panels the panel cloud confirmed in this account, with when it last did (panel id →
     /// time). Only a panel confirmed here, or by the cloud in the same request, may get an
-    /// outbox record: see crate::skill::OWNERSHIP_TTL.
+    /// outbox record: see crate::domain::skill::OWNERSHIP_TTL.
     pub panels_seen: BTreeMap<String, DateTime<Utc>>,
 }
 
@@ -102,7 +102,7 @@ pub struct OutboxCounts {
 /// Normal and duress attempts write records of identical shape and size at the same point of
 /// the flow, and the re-delivery worker treats them alike, so their status and attempts stay
 /// alike too. Which kind it was, and for which member, is only recoverable with the pepper, from
-/// `seal` (crate::redelivery::seal).
+/// `seal` (crate::domain::redelivery::seal).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxRecord {
     pub request_id: String,

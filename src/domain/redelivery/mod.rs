@@ -39,11 +39,11 @@ use std::time::Duration as StdDuration;
 use chrono::Duration;
 use futures_util::StreamExt;
 
-use crate::clock::Clock;
-use crate::deadline::Deadline;
-use crate::panel::{AttemptKind, PanelCloud, PanelError, SignalRequest, Source};
-use crate::store::{Lane, OutboxRecord, Settlement, Store, StoreError};
-use crate::voice_codes::{Keyring, KeyringSource};
+use crate::common::clock::Clock;
+use crate::common::deadline::Deadline;
+use crate::domain::ports::panel::{AttemptKind, PanelCloud, PanelError, SignalRequest, Source};
+use crate::domain::ports::store::{Lane, OutboxRecord, Settlement, Store, StoreError};
+use crate::domain::voice_codes::{Keyring, KeyringSource};
 
 /// Each signal attempt gets this long.
 const CALL_BUDGET: StdDuration = StdDuration::from_secs(5);
@@ -297,7 +297,7 @@ async fn run_shard_with(
             ..Report::default()
         });
     }
-    crate::crash::crash_point!(crate::crash::REDELIVERY_LEASE_HELD);
+    crate::common::crash::crash_point!(crate::common::crash::REDELIVERY_LEASE_HELD);
     let result = pass(store, panels, keys, clock, shard, batch, until).await;
     // If this fails the lease simply runs out at `lease_end`.
     if let Err(e) = store.release_lease(&name, &owner).await {
@@ -441,8 +441,8 @@ async fn deliver(
         return Outcome::NotStarted;
     }
     let settlement = process(record, panels, keys, clock).await;
-    crate::crash::crash_point!(
-        crate::crash::REDELIVERY_SIGNAL_ACKED,
+    crate::common::crash::crash_point!(
+        crate::common::crash::REDELIVERY_SIGNAL_ACKED,
         if settlement == Settlement::Delivered
     );
     match store.settle_outbox_read(record, &settlement).await {
@@ -600,7 +600,7 @@ mod tests {
         };
         let loads = Arc::new(AtomicUsize::new(0));
         let counted = loads.clone();
-        let load: crate::voice_codes::LoadKeyring = Arc::new(move || {
+        let load: crate::domain::voice_codes::LoadKeyring = Arc::new(move || {
             counted.fetch_add(1, Ordering::SeqCst);
             Box::pin(async move { Ok(ring("p2", &[("p1", 1), ("p2", 2)])) })
         });

@@ -10,7 +10,7 @@
 //! a 121 for someone else's premises. Seals written before that binding (AAD domain v2, request
 //! id only) still open, so records pending across the upgrade are delivered.
 
-use crate::voice_codes::Keyring;
+use crate::domain::voice_codes::Keyring;
 
 /// Binds request id, household and panel (current format).
 const AAD_V3: &[u8] = b"alarm-skill/outbox/v3|";

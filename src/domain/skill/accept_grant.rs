@@ -1,6 +1,6 @@
-use crate::alexa::{ErrorType, Message};
-use crate::deadline::Deadline;
-use crate::secret::BearerToken;
+use crate::common::deadline::Deadline;
+use crate::common::secret::BearerToken;
+use crate::wire::alexa::{ErrorType, Message};
 
 use super::Skill;
 

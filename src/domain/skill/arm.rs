@@ -1,7 +1,9 @@
-use crate::alexa::{ArmTarget, Context, ErrorType, Message};
-use crate::deadline::Deadline;
-use crate::panel::{ArmMode, ArmRequest, ArmState, Panel, PanelError, Phase, Source, ZoneRef};
-use crate::secret::BearerToken;
+use crate::common::deadline::Deadline;
+use crate::common::secret::BearerToken;
+use crate::domain::ports::panel::{
+    ArmMode, ArmRequest, ArmState, Panel, PanelError, Phase, Source, ZoneRef,
+};
+use crate::wire::alexa::{ArmTarget, Context, ErrorType, Message};
 
 use super::endpoints::panel_properties;
 use super::{Fail, Skill, named, panel_failure, panel_target};

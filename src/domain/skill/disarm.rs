@@ -4,7 +4,7 @@
 //! the reply, the work done and its order, the store writes, the panel call (where `duress: true`
 //! is the only difference), the audit entry and the throttle change. To keep it that way, both
 //! kinds go through one path below; the kind only ever becomes a boolean inside the panel
-//! request and a sealed value in the outbox record (crate::redelivery::seal).
+//! request and a sealed value in the outbox record (crate::domain::redelivery::seal).
 //!
 //! Order of work:
 //! 1. Verify the account token; resolve the panel within the account (a panel the cloud says is
@@ -22,7 +22,7 @@
 //!    every code gets the same refusal but a duress PIN still raises its silent alarm.
 //! 6. Settle the outbox record and write the audit entry (one transaction), then reply.
 //!
-//! If the panel call fails, the record stays pending and the re-delivery worker (crate::redelivery)
+//! If the panel call fails, the record stays pending and the re-delivery worker (crate::domain::redelivery)
 //! re-sends it as a signal until the cloud acknowledges it. If step 4 can't be written (the store
 //! is unavailable or throttling, or racing attempts outlast the deadline), the throttle can't
 //! vouch for the decision, so the attempt is handled as during a lockout ([`Plan::Unrecorded`]):
@@ -34,15 +34,19 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Duration, Utc};
 use rand::Rng;
 
-use crate::alexa::{Context, ErrorType, Message, PinAuthorization};
-use crate::deadline::Deadline;
-use crate::panel::{AttemptKind, DisarmRequest, Notice, Panel, PanelError, SignalRequest, Source};
-use crate::redelivery::seal::{self, Sealed};
-use crate::secret::{BearerToken, Pin};
-use crate::store::{
+use crate::common::deadline::Deadline;
+use crate::common::secret::{BearerToken, Pin};
+use crate::domain::ports::panel::{
+    AttemptKind, DisarmRequest, Notice, Panel, PanelError, SignalRequest, Source,
+};
+use crate::domain::ports::store::{
     AuditEntry, HouseholdSnapshot, OutboxRecord, Settlement, StoreError, ThrottleWrite,
 };
-use crate::voice_codes::{ALEXA_CODE_LEN, CodeKind, Gate, Keyring, Lockout, Throttle, verify};
+use crate::domain::redelivery::seal::{self, Sealed};
+use crate::domain::voice_codes::{
+    ALEXA_CODE_LEN, CodeKind, Gate, Keyring, Lockout, Throttle, verify,
+};
+use crate::wire::alexa::{Context, ErrorType, Message, PinAuthorization};
 
 use super::endpoints::panel_properties;
 use super::{Fail, Skill, no_such_endpoint, panel_failure, panel_target};
@@ -314,7 +318,7 @@ impl Skill {
                 return DisarmOutcome::NotRecorded;
             }
         };
-        crate::crash::crash_point!(crate::crash::DISARM_DECISION_WRITTEN, if recorded);
+        crate::common::crash::crash_point!(crate::common::crash::DISARM_DECISION_WRITTEN, if recorded);
         let outcome = self
             .carry_out(account, panel_id, plan, recorded, reserve, deadline)
             .await;
@@ -401,7 +405,7 @@ impl Skill {
                     .panels
                     .disarm(account, panel_id, &request, deadline)
                     .await;
-                crate::crash::crash_point!(crate::crash::DISARM_PANEL_ANSWERED);
+                crate::common::crash::crash_point!(crate::common::crash::DISARM_PANEL_ANSWERED);
                 let now = self.deps.clock.now();
                 match result {
                     Ok(panel) => {
@@ -463,7 +467,7 @@ impl Skill {
                 None => self.deps.keyring.clone(),
             };
             let d = self.decide(&keyring, account, panel_id, &snapshot, pin, now);
-            crate::crash::crash_point!(crate::crash::DISARM_CODE_VERIFIED);
+            crate::common::crash::crash_point!(crate::common::crash::DISARM_CODE_VERIFIED);
             let written = before_panel(until, async {
                 match &d.throttle {
                     // Unchanged (a right code with no failures to clear, any attempt during a
@@ -664,7 +668,7 @@ impl Skill {
             .panels
             .signal(account, panel_id, &request, deadline)
             .await;
-        crate::crash::crash_point!(crate::crash::DISARM_PANEL_ANSWERED);
+        crate::common::crash::crash_point!(crate::common::crash::DISARM_PANEL_ANSWERED);
         self.settle(
             &attempt.record,
             recorded,

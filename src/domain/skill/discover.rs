@@ -1,7 +1,7 @@
-use crate::alexa::{ErrorType, Message};
-use crate::deadline::Deadline;
-use crate::panel::PanelError;
-use crate::secret::BearerToken;
+use crate::common::deadline::Deadline;
+use crate::common::secret::BearerToken;
+use crate::domain::ports::panel::PanelError;
+use crate::wire::alexa::{ErrorType, Message};
 
 use super::Skill;
 use super::endpoints::{MAX_ENDPOINTS, endpoints_of};

@@ -1,12 +1,12 @@
 //! How a panel and its zones appear to Alexa: endpoints for discovery and the properties that
 //! responses, StateReports and ChangeReports carry. One place, so the three never disagree.
 
-use crate::alexa::discovery::{
+use crate::domain::ports::panel::{ArmState, Panel, Zone, ZoneKind};
+use crate::wire::alexa::discovery::{
     AdditionalAttributes, DiscoveryEndpoint, alexa_capability, clip, endpoint_health_capability,
     security_panel_capability, sensor_capability,
 };
-use crate::alexa::{Property, is_valid_device_id, panel_endpoint_id, zone_endpoint_id};
-use crate::panel::{ArmState, Panel, Zone, ZoneKind};
+use crate::wire::alexa::{Property, is_valid_device_id, panel_endpoint_id, zone_endpoint_id};
 
 /// Alexa allows at most 300 endpoints per customer.
 pub const MAX_ENDPOINTS: usize = 300;

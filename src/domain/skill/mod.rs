@@ -15,15 +15,15 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use crate::account_link::{Identity, TokenError, TokenUse, TokenVerifier};
-use crate::alexa::{self, Directive, EndpointRef, ErrorType, Message, NamedEndpoint, Parsed};
-use crate::clock::Clock;
-use crate::deadline::Deadline;
-use crate::lwa::GrantExchange;
-use crate::panel::{ArmRefusal, Panel, PanelCloud, PanelError, ZoneRef};
-use crate::secret::BearerToken;
-use crate::store::Store;
-use crate::voice_codes::{Keyring, ThrottlePolicy};
+use crate::common::clock::Clock;
+use crate::common::deadline::Deadline;
+use crate::common::secret::BearerToken;
+use crate::domain::ports::account_link::{Identity, TokenError, TokenUse, TokenVerifier};
+use crate::domain::ports::lwa::GrantExchange;
+use crate::domain::ports::panel::{ArmRefusal, Panel, PanelCloud, PanelError, ZoneRef};
+use crate::domain::ports::store::Store;
+use crate::domain::voice_codes::{Keyring, ThrottlePolicy};
+use crate::wire::alexa::{self, Directive, EndpointRef, ErrorType, Message, NamedEndpoint, Parsed};
 
 pub use arm::{ArmFailure, Armed, exit_delay};
 pub use disarm::{DisarmOutcome, OUTBOX_GRACE, OWNERSHIP_TTL};
@@ -58,11 +58,11 @@ impl Default for SkillSettings {
 pub struct Skill {
     deps: SkillDeps,
     settings: SkillSettings,
-    /// One EMF line per directive (crate::metrics); `None` writes none.
-    metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// One EMF line per directive (crate::domain::metrics); `None` writes none.
+    metrics: Option<Arc<crate::domain::metrics::Metrics>>,
     /// Where a newer keyring comes from when a stored code names an unknown pepper (rotation on
     /// a warm function); `None` keeps `deps.keyring`.
-    keyring_source: Option<Arc<crate::voice_codes::KeyringSource>>,
+    keyring_source: Option<Arc<crate::domain::voice_codes::KeyringSource>>,
 }
 
 /// A handler's failure: the Alexa error type and the (unspoken, logged) message.
@@ -79,15 +79,18 @@ impl Skill {
     }
 
     /// Verifies codes with `source`'s keyring, reloaded when a household's stored codes name a
-    /// pepper it lacks (crate::voice_codes::reload).
-    pub fn with_keyring_source(mut self, source: Arc<crate::voice_codes::KeyringSource>) -> Self {
+    /// pepper it lacks (crate::domain::voice_codes::reload).
+    pub fn with_keyring_source(
+        mut self,
+        source: Arc<crate::domain::voice_codes::KeyringSource>,
+    ) -> Self {
         self.keyring_source = Some(source);
         self
     }
 
     /// Writes one metrics line per directive. Give it ports wrapped by the same `Metrics`
     /// (`Metrics::panels`, `Metrics::store`) to count their failures too.
-    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+    pub fn with_metrics(mut self, metrics: Arc<crate::domain::metrics::Metrics>) -> Self {
         self.metrics = Some(metrics);
         self
     }
@@ -121,7 +124,7 @@ impl Skill {
     }
 
     /// The metrics every assistant's handler writes its line to, if any.
-    pub fn metrics(&self) -> Option<&Arc<crate::metrics::Metrics>> {
+    pub fn metrics(&self) -> Option<&Arc<crate::domain::metrics::Metrics>> {
         self.metrics.as_ref()
     }
 
@@ -365,6 +368,6 @@ fn panel_failure(endpoint_id: &str, panel_id: &str, e: &PanelError) -> Fail {
     (kind, message)
 }
 
-fn find_zone<'a>(panel: &'a Panel, zone: &str) -> Option<&'a crate::panel::Zone> {
+fn find_zone<'a>(panel: &'a Panel, zone: &str) -> Option<&'a crate::domain::ports::panel::Zone> {
     panel.zone(zone)
 }

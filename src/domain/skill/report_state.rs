@@ -1,6 +1,6 @@
-use crate::alexa::{Context, EndpointRef, Message};
-use crate::deadline::Deadline;
-use crate::secret::BearerToken;
+use crate::common::deadline::Deadline;
+use crate::common::secret::BearerToken;
+use crate::wire::alexa::{Context, EndpointRef, Message};
 
 use super::endpoints::{panel_properties, zone_properties};
 use super::{Fail, Skill, find_zone, no_such_endpoint, panel_failure};

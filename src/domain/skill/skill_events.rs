@@ -1,4 +1,4 @@
-//! Alexa skill events (crate::alexa::skill_event): a customer who disables the skill (which also
+//! Alexa skill events (crate::wire::alexa::skill_event): a customer who disables the skill (which also
 //! unlinks the account) gets their Alexa grant deleted at once, so the event gateway's tokens
 //! stop being used, without waiting for a ChangeReport to be refused with SKILL_DISABLED (which
 //! the event gateway handles too, as the fallback).
@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 
 use super::Skill;
-use crate::alexa::skill_event::{self, Kind, SkillEvent};
+use crate::wire::alexa::skill_event::{self, Kind, SkillEvent};
 
 impl Skill {
     /// Handles a skill event. Never fails: Alexa ignores the reply, and a failure is logged (the

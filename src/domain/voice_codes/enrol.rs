@@ -17,7 +17,7 @@ use subtle::{Choice, ConstantTimeEq};
 use super::household::{CodeKind, Profile};
 use super::keyring::{Keyring, MAC_LEN};
 use super::{ALEXA_CODE_LEN, MAX_CODE_LEN, PREFIX_SLOTS, code_mac, is_well_formed};
-use crate::secret::Pin;
+use crate::common::secret::Pin;
 
 /// Default: 10 code changes per household per hour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -297,8 +297,8 @@ mod tests {
         }
     }
 
-    use crate::voice_codes::household::Member;
-    use crate::voice_codes::{hash_code, keyring::macs_in};
+    use crate::domain::voice_codes::household::Member;
+    use crate::domain::voice_codes::{hash_code, keyring::macs_in};
 
     fn ring() -> Keyring {
         let peppers = [("p1".to_string(), vec![7u8; 32])].into();

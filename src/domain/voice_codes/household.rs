@@ -22,7 +22,7 @@ pub struct CodeHash {
     /// The keyed hashes of the code's first 4, 5, 6 and 7 digits, where the code is longer than
     /// that; random bytes in the other places, so a dump does not tell a code's length. Only
     /// enrolment reads them: a new code may not be a prefix of a stored one
-    /// (crate::voice_codes::enrol). Empty for codes enrolled before they were kept.
+    /// (crate::domain::voice_codes::enrol). Empty for codes enrolled before they were kept.
     #[serde(default, skip_serializing_if = "Vec::is_empty", with = "hex_macs")]
     pub prefixes: Vec<[u8; MAC_LEN]>,
 }
@@ -78,7 +78,7 @@ pub struct Member {
     pub name: String,
     /// The member's user number at the panel, reported to the monitoring center (Contact ID CCC).
     pub user_number: u16,
-    /// The panel cloud's stable id of the person (crate::panel::PanelUser::id), when the cloud
+    /// The panel cloud's stable id of the person (crate::domain::ports::panel::PanelUser::id), when the cloud
     /// gives one: a different id on the same user number is a different person.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub panel_user_id: Option<String>,
@@ -138,12 +138,12 @@ pub struct Profile {
     pub members: Vec<Member>,
     #[serde(default)]
     pub settings: HouseholdSettings,
-    /// When the members were last taken from the panel cloud's user list (crate::provisioning);
+    /// When the members were last taken from the panel cloud's user list (crate::domain::provisioning);
     /// `None` until the first sync.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub members_synced_at: Option<chrono::DateTime<chrono::Utc>>,
     /// The revision, in the panel cloud's own sequence, of the last user list applied
-    /// (crate::panel::UserList::revision). Lists are ordered by it, not by any clock.
+    /// (crate::domain::ports::panel::UserList::revision). Lists are ordered by it, not by any clock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub members_revision: Option<u64>,
 }

@@ -14,7 +14,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::secret::Secret;
+use crate::common::secret::Secret;
 
 type HmacSha256 = Hmac<Sha256>;
 

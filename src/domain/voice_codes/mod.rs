@@ -20,7 +20,7 @@ pub use reload::{KeyringSource, LoadKeyring};
 pub use throttle::{Gate, Lockout, Throttle, ThrottlePolicy};
 pub use verify::{Verified, verify};
 
-use crate::secret::Pin;
+use crate::common::secret::Pin;
 
 const CODE_DOMAIN: &[u8] = b"alarm-skill/voice-code/v1";
 

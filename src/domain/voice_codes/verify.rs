@@ -10,7 +10,7 @@ use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 use super::household::{CodeKind, Profile};
 use super::keyring::{Keyring, MAC_LEN};
 use super::{code_mac, is_well_formed};
-use crate::secret::Pin;
+use crate::common::secret::Pin;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Verified {
@@ -67,8 +67,8 @@ pub fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::voice_codes::hash_code;
-    use crate::voice_codes::household::Member;
+    use crate::domain::voice_codes::hash_code;
+    use crate::domain::voice_codes::household::Member;
     use std::collections::BTreeMap;
 
     fn ring() -> Keyring {
@@ -123,7 +123,7 @@ mod tests {
 
     #[test]
     fn verification_work_is_the_same_whichever_codes_exist() {
-        use crate::voice_codes::keyring::macs_in;
+        use crate::domain::voice_codes::keyring::macs_in;
         let k = ring();
         let full = profile(&k);
         let mut fewer = full.clone();

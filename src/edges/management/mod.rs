@@ -17,7 +17,7 @@
 //! | `GET /v1/household/audit?limit=N` | admin | audit log, newest first |
 //! | `GET /v1/household/settings` / `PUT` | admin | `{"pinless_disarm": ..., "google_enabled": bool}` |
 //!
-//! Members come from the panel cloud (crate::provisioning): a household never synced is synced
+//! Members come from the panel cloud (crate::domain::provisioning): a household never synced is synced
 //! before any route answers.
 //!
 //! Code changes are rate-limited per household (every attempt counts, accepted or not) and
@@ -25,7 +25,7 @@
 //! holding the admin's phone, and must not advertise that a duress PIN exists. For the same
 //! reason nothing here says whether a member has a duress PIN: setting, replacing and deleting
 //! one answer, audit and write exactly as they would with or without one there, and the
-//! enrolment checks do the same work either way (crate::voice_codes::enrol).
+//! enrolment checks do the same work either way (crate::domain::voice_codes::enrol).
 
 use std::sync::Arc;
 
@@ -39,18 +39,18 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::account_link::{Identity, TokenError, TokenUse, TokenVerifier};
-use crate::clock::Clock;
-use crate::http_errors::{Body, JsonPath, JsonQuery};
-use crate::secret::{BearerToken, Pin};
-use crate::store::ThrottleWrite;
-use crate::store::{AuditEntry, Store, StoreError};
-use crate::voice_codes::{
+use crate::common::clock::Clock;
+use crate::common::http_errors::{Body, JsonPath, JsonQuery};
+use crate::common::secret::{BearerToken, Pin};
+use crate::domain::ports::account_link::{Identity, TokenError, TokenUse, TokenVerifier};
+use crate::domain::ports::store::ThrottleWrite;
+use crate::domain::ports::store::{AuditEntry, Store, StoreError};
+use crate::domain::voice_codes::{
     CodeKind, EnrolError, Gate, Keyring, Member, PinlessPolicy, Profile, Throttle, ThrottlePolicy,
     check_new_code, hash_code,
 };
 
-pub use crate::voice_codes::enrol::{EnrolLimit, StepUp};
+pub use crate::domain::voice_codes::enrol::{EnrolLimit, StepUp};
 
 /// The notice the household's app shows after any code change: one text whatever kind of code
 /// changed, so it tells that codes changed, never that a duress code did.
@@ -64,14 +64,14 @@ pub struct ManagementService {
     /// household's stored codes name a pepper `keyring` lacks, or when the loaded one is older
     /// than its max age, so a warm function checks the slip rule under every stored code's own
     /// pepper and hashes new codes under the current one. `None` keeps `keyring`.
-    pub keyring_source: Option<Arc<crate::voice_codes::KeyringSource>>,
+    pub keyring_source: Option<Arc<crate::domain::voice_codes::KeyringSource>>,
     pub clock: Arc<dyn Clock>,
     pub throttle: ThrottlePolicy,
     pub enrol_limit: EnrolLimit,
     pub step_up: StepUp,
     /// Takes the members from the panel cloud (first use, `POST .../members/sync`); `None`
     /// leaves members to `POST /v1/household/members` alone.
-    pub provisioning: Option<crate::provisioning::Provisioner>,
+    pub provisioning: Option<crate::domain::provisioning::Provisioner>,
 }
 
 #[derive(Debug)]
@@ -208,14 +208,14 @@ impl FromRequestParts<Svc> for Admin {
     }
 }
 
-fn sync_deadline() -> crate::deadline::Deadline {
-    crate::deadline::Deadline::after(std::time::Duration::from_secs(3))
+fn sync_deadline() -> crate::common::deadline::Deadline {
+    crate::common::deadline::Deadline::after(std::time::Duration::from_secs(3))
 }
 
-fn sync_failure(e: crate::provisioning::SyncError) -> ApiError {
+fn sync_failure(e: crate::domain::provisioning::SyncError) -> ApiError {
     match e {
-        crate::provisioning::SyncError::Store(e) => e.into(),
-        crate::provisioning::SyncError::Panel(e) => {
+        crate::domain::provisioning::SyncError::Store(e) => e.into(),
+        crate::domain::provisioning::SyncError::Panel(e) => {
             tracing::error!(error = %e, "could not load the household's members from the panel cloud");
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -351,7 +351,7 @@ impl ManagementService {
         let Some(p) = &self.provisioning else {
             return;
         };
-        let notice = crate::panel::Notice {
+        let notice = crate::domain::ports::panel::Notice {
             kind: CODES_CHANGED_NOTICE.to_string(),
             message: format!(
                 "The household admin changed {name}'s voice codes. If that wasn't you or \
@@ -363,7 +363,7 @@ impl ManagementService {
             .notify(
                 household,
                 &notice,
-                crate::deadline::Deadline::after(std::time::Duration::from_secs(2)),
+                crate::common::deadline::Deadline::after(std::time::Duration::from_secs(2)),
             )
             .await
         {
@@ -392,7 +392,7 @@ impl ManagementService {
 
     /// [`Self::update_profile`] for a change that computes HMACs (`hashes`): it gets, for each
     /// read of the profile, the keyring for that profile's stored codes
-    /// ([`crate::voice_codes::KeyringSource::for_profile`]), before any code is looked at. The
+    /// ([`crate::domain::voice_codes::KeyringSource::for_profile`]), before any code is looked at. The
     /// re-read depends on the stored codes and the keyring's age only, never on the code being
     /// enrolled or its kind.
     async fn update_profile_keyed(
@@ -698,7 +698,7 @@ async fn get_audit(
     Ok(Json(json!({ "entries": entries })))
 }
 
-fn settings_json(settings: &crate::voice_codes::HouseholdSettings) -> Value {
+fn settings_json(settings: &crate::domain::voice_codes::HouseholdSettings) -> Value {
     json!({
         "pinless_disarm": settings.pinless_disarm,
         "google_enabled": settings.google_enabled,
@@ -772,10 +772,13 @@ pub fn routes(svc: Arc<ManagementService>) -> Router {
             get(get_settings).put(put_settings),
         )
         // Everything below answers in the API's JSON error shape, never the framework's text.
-        .route("/v1/household/{*rest}", any(crate::http_errors::not_found))
-        .method_not_allowed_fallback(crate::http_errors::method_not_allowed)
+        .route(
+            "/v1/household/{*rest}",
+            any(crate::common::http_errors::not_found),
+        )
+        .method_not_allowed_fallback(crate::common::http_errors::method_not_allowed)
         .layer(DefaultBodyLimit::max(
-            crate::http_errors::MANAGEMENT_BODY_LIMIT,
+            crate::common::http_errors::MANAGEMENT_BODY_LIMIT,
         ))
         .with_state(svc)
 }

@@ -1,6 +1,6 @@
 //! The household web app (`/app/`): plain HTML, CSS and a little JavaScript, compiled into the
 //! binary, for a household admin to manage members' voice codes, the lockout, the audit log and
-//! the settings through the management API ([`crate::management`]).
+//! the settings through the management API ([`crate::edges::management`]).
 //!
 //! Sign-in is the OAuth 2.0 authorization-code flow with PKCE (S256) against the
 //! account-linking issuer: Cognito's Hosted UI in production, the dev issuer's login page
@@ -95,7 +95,7 @@ impl AppConfig {
         if let Some(r) = &self.redirect_uri {
             checked_url("APP_OAUTH_REDIRECT_URI", r)?;
         }
-        let directive = crate::config::DEFAULT_DIRECTIVE_SCOPE;
+        let directive = crate::edges::config::DEFAULT_DIRECTIVE_SCOPE;
         if self.scope.split_whitespace().any(|s| s == directive) {
             return Err(AppConfigError::DirectiveScope(directive.to_string()));
         }

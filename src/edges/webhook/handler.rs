@@ -27,15 +27,17 @@ use super::signature::{self, SignatureError};
 use super::{
     Changed, EventKind, PanelEvent, SIGNATURE_HEADER, TIMESTAMP_HEADER, TOLERANCE_S, cause,
 };
-use crate::alexa::discovery::DiscoveryEndpoint;
-use crate::alexa::{Message, Property, is_valid_device_id, panel_endpoint_id, zone_endpoint_id};
-use crate::clock::Clock;
-use crate::event_gateway::{Delivery, EventGateway, GatewayError};
-use crate::google::homegraph::{HomeGraph, HomeGraphError};
-use crate::panel::Panel;
-use crate::secret::Secret;
-use crate::skill::endpoints::{panel_properties, zone_endpoint, zone_properties};
-use crate::store::Store;
+use crate::adapters::homegraph::{HomeGraph, HomeGraphError};
+use crate::common::clock::Clock;
+use crate::common::secret::Secret;
+use crate::domain::ports::event_gateway::{Delivery, EventGateway, GatewayError};
+use crate::domain::ports::panel::Panel;
+use crate::domain::ports::store::Store;
+use crate::domain::skill::endpoints::{panel_properties, zone_endpoint, zone_properties};
+use crate::wire::alexa::discovery::DiscoveryEndpoint;
+use crate::wire::alexa::{
+    Message, Property, is_valid_device_id, panel_endpoint_id, zone_endpoint_id,
+};
 
 /// Reports of one event sent at the same time, after the first (which fetches or refreshes the
 /// token alone, so a burst of zone reports doesn't refresh it N times).
@@ -260,7 +262,7 @@ impl WebhookService {
             results.push(("request_sync", hg.request_sync(account).await));
         }
         if let Some(p) = panel {
-            let states = crate::google::homegraph::states_of(p);
+            let states = crate::adapters::homegraph::states_of(p);
             if !states.is_empty() {
                 results.push(("report_state", hg.report_state(account, states).await));
             }
@@ -328,7 +330,7 @@ impl WebhookService {
             }
         };
         if let EventKind::UsersChanged { users, revision } = &event.kind {
-            let list = crate::panel::UserList {
+            let list = crate::domain::ports::panel::UserList {
                 revision: *revision,
                 users: users.clone(),
             };
@@ -370,9 +372,9 @@ impl WebhookService {
     async fn users_changed(
         &self,
         event: &PanelEvent,
-        list: &crate::panel::UserList,
+        list: &crate::domain::ports::panel::UserList,
     ) -> (StatusCode, Value) {
-        match crate::provisioning::apply_users(
+        match crate::domain::provisioning::apply_users(
             self.store.as_ref(),
             self.clock.as_ref(),
             &event.account,
@@ -472,7 +474,7 @@ pub fn routes(svc: Arc<WebhookService>) -> Router {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::panel::{Alarms, ArmState, Phase, Source, Zone, ZoneKind};
+    use crate::domain::ports::panel::{Alarms, ArmState, Phase, Source, Zone, ZoneKind};
     use chrono::Utc;
 
     fn panel() -> Panel {

@@ -14,7 +14,7 @@ pub mod signature;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::panel::{Panel, PanelUser, Source};
+use crate::domain::ports::panel::{Panel, PanelUser, Source};
 
 pub use handler::{PlanError, Report, WebhookService, plan, routes};
 
@@ -45,10 +45,10 @@ pub enum EventKind {
     /// A zone was removed from the panel (DeleteReport).
     ZoneRemoved { panel_id: String, zone_id: String },
     /// The account's panel users changed; `users` is the whole list after the change
-    /// (crate::provisioning takes the household's members from it). No Alexa report.
+    /// (crate::domain::provisioning takes the household's members from it). No Alexa report.
     UsersChanged {
         users: Vec<PanelUser>,
-        /// The list's revision in the cloud's own sequence ([`crate::panel::UserList`]).
+        /// The list's revision in the cloud's own sequence ([`crate::domain::ports::panel::UserList`]).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         revision: Option<u64>,
     },

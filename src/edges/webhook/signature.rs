@@ -5,7 +5,7 @@ use aws_lc_rs::{constant_time, hmac};
 use chrono::{DateTime, Utc};
 
 use super::TOLERANCE_S;
-use crate::secret::Secret;
+use crate::common::secret::Secret;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {

@@ -24,8 +24,8 @@ use reqwest::{Method, Url};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::secret::Secret;
-use crate::webhook::signature;
+use crate::common::secret::Secret;
+use crate::edges::webhook::signature;
 use receiver::Receiver;
 
 #[derive(Debug, Clone)]

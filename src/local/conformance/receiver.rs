@@ -12,7 +12,7 @@ use axum::routing::post;
 use chrono::{DateTime, Utc};
 use tokio::net::TcpListener;
 
-use crate::webhook::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use crate::edges::webhook::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
 #[derive(Debug, Clone)]
 pub struct Received {

@@ -4,8 +4,8 @@
 
 use serde_json::{Map, Value};
 
-pub const PANEL_API_JSON: &str = include_str!("../../docs/openapi/panel-api.json");
-pub const MANAGEMENT_API_JSON: &str = include_str!("../../docs/openapi/management-api.json");
+pub const PANEL_API_JSON: &str = include_str!("../../../docs/openapi/panel-api.json");
+pub const MANAGEMENT_API_JSON: &str = include_str!("../../../docs/openapi/management-api.json");
 
 /// Annotations: no effect on validation.
 const ANNOTATIONS: [&str; 6] = [

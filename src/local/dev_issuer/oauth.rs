@@ -17,8 +17,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{CODE_TTL, DEV_TOKEN_TTL_SECS, DevIssuer, MAX_PENDING_CODES, PendingCode};
-use crate::account_link::TokenUse;
-use crate::config::DEFAULT_DIRECTIVE_SCOPE;
+use crate::domain::ports::account_link::TokenUse;
+use crate::edges::config::DEFAULT_DIRECTIVE_SCOPE;
 
 const LOGIN_CSS: &str = include_str!("login.css");
 const LOGIN_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
@@ -50,7 +50,7 @@ fn escape(s: &str) -> String {
 
 fn html(status: StatusCode, body: String) -> Response {
     let mut resp = (status, body).into_response();
-    crate::webapp::secure(&mut resp, "text/html; charset=utf-8", LOGIN_CSP);
+    crate::edges::webapp::secure(&mut resp, "text/html; charset=utf-8", LOGIN_CSP);
     resp
 }
 
@@ -327,7 +327,7 @@ pub(super) async fn redeem(State(issuer): State<Arc<DevIssuer>>, body: Bytes) ->
 /// The login page's stylesheet (the page's CSP allows no inline style).
 pub(super) async fn login_css() -> Response {
     let mut resp = LOGIN_CSS.into_response();
-    crate::webapp::secure(&mut resp, "text/css; charset=utf-8", LOGIN_CSP);
+    crate::edges::webapp::secure(&mut resp, "text/css; charset=utf-8", LOGIN_CSP);
     resp
 }
 

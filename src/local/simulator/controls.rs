@@ -59,7 +59,7 @@ impl Simulator {
     pub fn local_action(
         &self,
         panel: &str,
-        action: crate::panel::ArmState,
+        action: crate::domain::ports::panel::ArmState,
         user: Option<u16>,
         source: Source,
     ) -> Result<Panel, SimError> {

@@ -20,12 +20,12 @@ use tokio::sync::{mpsc, oneshot};
 use super::machine::ZoneConfig;
 use super::monitoring::receiver::{Dc09Receiver, ReceiverMode};
 use super::{Fault, FaultMode, SimError, Simulator};
-use crate::clock::Clock;
-use crate::panel::{
+use crate::common::clock::Clock;
+use crate::common::secret::Secret;
+use crate::domain::ports::panel::{
     ArmRequest, ArmState, DisarmRequest, Notice, PanelError, SignalRequest, Source,
 };
-use crate::secret::Secret;
-use crate::webhook::{PanelEvent, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature};
+use crate::edges::webhook::{PanelEvent, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature};
 
 fn panel_error(e: PanelError) -> Response {
     let (status, body) = match e {
@@ -370,7 +370,7 @@ fn sim_error(e: SimError) -> Response {
     (status, Json(json!({"error": e.to_string()}))).into_response()
 }
 
-fn sim_result(r: Result<crate::panel::Panel, SimError>) -> Response {
+fn sim_result(r: Result<crate::domain::ports::panel::Panel, SimError>) -> Response {
     match r {
         Ok(p) => Json(p).into_response(),
         Err(e) => sim_error(e),
@@ -428,7 +428,7 @@ struct CancelBody {
 /// `POST /sim/clock/advance`: a bad value is a 400 that leaves the clock alone; an unchecked
 /// one would overflow chrono and make every later clock read panic.
 fn advance_clock(sim: &Simulator, seconds: i64) -> Response {
-    use crate::clock::{ClockError, MAX_OFFSET};
+    use crate::common::clock::{ClockError, MAX_OFFSET};
     let too_far = ClockError::TooFar {
         max_days: MAX_OFFSET.num_days(),
     };

@@ -17,8 +17,10 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::monitoring::{CLOSING, ContactIdEvent, NEW_EVENT, codes};
-use crate::panel::{Alarms, ArmMode, ArmRefusal, ArmState, Panel, Phase, Zone, ZoneKind, ZoneRef};
-use crate::webhook::Changed;
+use crate::domain::ports::panel::{
+    Alarms, ArmMode, ArmRefusal, ArmState, Panel, Phase, Zone, ZoneKind, ZoneRef,
+};
+use crate::edges::webhook::Changed;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ZoneConfig {

@@ -27,14 +27,14 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::clock::{AdjustableClock, Clock};
-use crate::deadline::Deadline;
-use crate::panel::{
+use crate::common::clock::{AdjustableClock, Clock};
+use crate::common::deadline::Deadline;
+use crate::common::secret::Secret;
+use crate::domain::ports::panel::{
     ArmOutcome, ArmRequest, DisarmRequest, Notice, Panel, PanelCloud, PanelError, PanelUser,
     SignalRequest, Source, UserList,
 };
-use crate::secret::Secret;
-use crate::webhook::{EventKind, PanelEvent};
+use crate::edges::webhook::{EventKind, PanelEvent};
 use dc09::frame::Cid;
 use dc09::transmitter::Transmitter;
 use defects::Defects;
@@ -42,7 +42,7 @@ use machine::{CancelOutcome, Effects, PanelConfig, SimPanel, ZoneConfig};
 use monitoring::{ContactIdEvent, Dispatch, MonitoringCenter, NEW_EVENT, Subscriber, codes};
 
 /// Crash point: `signals` decided durably, not yet acknowledged.
-pub use crate::crash::SIM_SIGNAL_DECIDED as SIGNAL_DECIDED;
+pub use crate::common::crash::SIM_SIGNAL_DECIDED as SIGNAL_DECIDED;
 pub use settings::{AccountConfig, Fault, FaultMode, Notification, RequestRecord, UserConfig};
 
 #[derive(Debug, Clone)]
@@ -656,7 +656,7 @@ impl Simulator {
         };
         // The decision is on disk, the acknowledgement not sent: the restart tests kill the
         // whole cloud here, so the skill's worker sends the same request id again.
-        crate::crash::crash_point!(SIGNAL_DECIDED, if decided.is_ok());
+        crate::common::crash::crash_point!(SIGNAL_DECIDED, if decided.is_ok());
         decided
     }
 

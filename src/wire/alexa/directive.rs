@@ -6,9 +6,9 @@
 
 use serde_json::Value;
 
-use crate::json_fields::Obj;
+use crate::common::json_fields::Obj;
 
-use crate::secret::{BearerToken, Pin};
+use crate::common::secret::{BearerToken, Pin};
 
 /// The header fields a reply needs, kept even when the rest of the directive is unusable.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -19,8 +19,10 @@ pub fn is_valid_endpoint_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"_-=#;:?@&".contains(&b))
 }
 
-// Device ids are the same for every assistant: they live in crate::devices.
-pub use crate::devices::{EndpointRef, is_valid_device_id, panel_endpoint_id, zone_endpoint_id};
+// Device ids are the same for every assistant: they live in crate::wire::devices.
+pub use crate::wire::devices::{
+    EndpointRef, is_valid_device_id, panel_endpoint_id, zone_endpoint_id,
+};
 
 #[cfg(test)]
 mod tests {

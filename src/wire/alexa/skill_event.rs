@@ -17,7 +17,7 @@
 
 use serde_json::Value;
 
-use crate::secret::BearerToken;
+use crate::common::secret::BearerToken;
 
 pub const PREFIX: &str = "AlexaSkillEvent.";
 pub const SKILL_DISABLED: &str = "AlexaSkillEvent.SkillDisabled";

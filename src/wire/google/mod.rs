@@ -7,7 +7,7 @@
 //! Devices: the panel is an `action.devices.types.SECURITYSYSTEM` with the
 //! `action.devices.traits.ArmDisarm` trait, its levels the panel's arm modes (stay, night, away);
 //! contact zones are sensors with `OpenClose` (query only), motion zones sensors with
-//! `OccupancySensing`. Device ids are the same as Alexa's endpointIds (crate::devices).
+//! `OccupancySensing`. Device ids are the same as Alexa's endpointIds (crate::wire::devices).
 
 pub mod redact;
 pub mod request;

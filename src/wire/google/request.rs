@@ -1,14 +1,14 @@
 //! Requests Google sends to the fulfillment URL, parsed into typed values.
 //!
-//! As for Alexa (crate::alexa::directive), parsing walks `serde_json::Value` by hand: serde's
+//! As for Alexa (crate::wire::alexa::directive), parsing walks `serde_json::Value` by hand: serde's
 //! messages quote the offending value, and an ill-typed `challenge.pin` must never reach an error
 //! message or a log line. Every message here names the field path only.
 
 use serde_json::Value;
 
-use crate::json_fields::Obj;
+use crate::common::json_fields::Obj;
 
-use crate::secret::Pin;
+use crate::common::secret::Pin;
 
 pub const SYNC: &str = "action.devices.SYNC";
 pub const QUERY: &str = "action.devices.QUERY";

@@ -1,6 +1,6 @@
 //! What the fulfillment sends back: device types and traits, error codes, and the SYNC, QUERY and
 //! EXECUTE envelopes. The panel's devices and states in these terms are
-//! crate::google::devices's, shared with HomeGraph's Report State.
+//! crate::domain::google_devices's, shared with HomeGraph's Report State.
 
 use serde_json::{Map, Value, json};
 

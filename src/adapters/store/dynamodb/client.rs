@@ -19,7 +19,7 @@ impl AttemptTimeout {
 /// Retries and timeouts for a store that answers within a directive. The SDK's defaults back off
 /// from 1 s and never time out a call: a hung connection or two retries would outlast Alexa's
 /// 8 s. These keep a failing call within a few seconds; the directive bounds each call by its
-/// own deadline on top (crate::skill).
+/// own deadline on top (crate::domain::skill).
 pub fn tune(
     builder: aws_sdk_dynamodb::config::Builder,
     attempt: AttemptTimeout,

@@ -1,6 +1,6 @@
 //! Production's store: one DynamoDB table, designed in docs/dynamodb.md.
 //!
-//! Every semantic of [`Store`] is the one [`crate::store::memory::MemoryStore`] shows; both run the
+//! Every semantic of [`Store`] is the one [`crate::adapters::store::memory::MemoryStore`] shows; both run the
 //! same conformance suite (tests/store_conformance.rs) against DynamoDB Local.
 //!
 //! Conditional writes are never retried here: on [`StoreError::Conflict`] the caller re-reads.
@@ -34,12 +34,12 @@ use aws_sdk_dynamodb::types::{
 };
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 
-use crate::store::{
+use crate::domain::ports::store::{
     AuditEntry, DueRecords, HouseholdSnapshot, Lane, OutboxCounts, OutboxPolicy, OutboxRecord,
     OutboxStatus, Settlement, Store, StoreError, StoredGrant, ThrottleWrite, Unreadable,
     window_start,
 };
-use crate::voice_codes::{Profile, Throttle};
+use crate::domain::voice_codes::{Profile, Throttle};
 
 pub use client::{AttemptTimeout, create_table, local_client, local_config, tune};
 use codec::*;
@@ -54,7 +54,7 @@ pub const GSI1SK: &str = "GSI1SK";
 /// The table's TTL attribute, epoch seconds.
 pub const TTL: &str = "expires_at";
 
-/// Partition-key prefixes, shared with crate::store::pepper_usage, which scans for them.
+/// Partition-key prefixes, shared with crate::adapters::store::pepper_usage, which scans for them.
 pub(crate) const HH_PREFIX: &str = "HH#";
 pub(crate) const OUTBOX_PREFIX: &str = "OUTBOX#";
 pub(crate) const GRANT_PREFIX: &str = "GRANT#";

@@ -24,7 +24,7 @@ use aws_lc_rs::cipher::{
 use aws_lc_rs::iv::FixedLength;
 use chrono::{DateTime, NaiveDateTime, Utc};
 
-use crate::secret::Secret;
+use crate::common::secret::Secret;
 
 const TIMESTAMP: &str = "%H:%M:%S,%m-%d-%Y";
 const ZERO_IV: [u8; 16] = [0; 16];

@@ -32,7 +32,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use super::frame::{self, Cid, FrameError, Key, MessageId, Route};
-use crate::clock::Clock;
+use crate::common::clock::Clock;
 
 /// Where and how the cloud sends.
 #[derive(Debug, Clone)]
@@ -679,7 +679,7 @@ async fn send_once(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::SystemClock;
+    use crate::common::clock::SystemClock;
     use std::fs::OpenOptions;
 
     fn cid(number: u16) -> Cid {
@@ -757,7 +757,7 @@ mod tests {
     /// the queue but not the id; the window bounds what is kept.
     #[tokio::test]
     async fn a_121_and_its_request_id_are_recorded_together_and_kept_for_the_window() {
-        use crate::clock::AdjustableClock;
+        use crate::common::clock::AdjustableClock;
         let dir = std::env::temp_dir().join(format!("dc09-h-{}", uuid::Uuid::new_v4().simple()));
         let addr = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
