@@ -197,158 +197,48 @@ impl DynamoStore {
     }
 }
 
-// Each method is written beside its aggregate's other writes (households.rs, outbox.rs,
-// accounts.rs, coordination.rs) as an inherent method of the same name, which a call on `self`
-// resolves to before the trait's.
-#[async_trait]
-impl Store for DynamoStore {
-    async fn household(&self, household: &str) -> Result<HouseholdSnapshot, StoreError> {
-        self.household(household).await
-    }
+// The port's methods are written beside their aggregate's other writes (households.rs,
+// outbox.rs, accounts.rs, coordination.rs) as inherent methods of the same names; this
+// implements the trait with them, one line a method.
+macro_rules! store_methods {
+    ($(fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {
+        #[async_trait]
+        impl Store for DynamoStore {
+            $(
+                async fn $name(&self, $($arg: $ty),*) -> Result<$ret, StoreError> {
+                    DynamoStore::$name(self, $($arg),*).await
+                }
+            )*
 
-    async fn save_profile(&self, household: &str, profile: &Profile) -> Result<u64, StoreError> {
-        self.save_profile(household, profile).await
-    }
+            fn outbox_policy(&self) -> OutboxPolicy {
+                self.policy
+            }
+        }
+    };
+}
 
-    async fn record_attempt(
-        &self,
-        household: &str,
-        throttle: ThrottleWrite<'_>,
-        outbox: Option<&OutboxRecord>,
-        audit: &[AuditEntry],
-    ) -> Result<(), StoreError> {
-        self.record_attempt(household, throttle, outbox, audit)
-            .await
-    }
-
-    async fn settle_outbox(
-        &self,
-        request_id: &str,
-        settlement: &Settlement,
-        audit: Option<(&str, &AuditEntry)>,
-    ) -> Result<(), StoreError> {
-        self.settle_outbox(request_id, settlement, audit).await
-    }
-
-    async fn settle_outbox_read(
-        &self,
-        record: &OutboxRecord,
-        settlement: &Settlement,
-    ) -> Result<(), StoreError> {
-        self.settle_outbox_read(record, settlement).await
-    }
-
-    async fn put_outbox(
-        &self,
-        record: &OutboxRecord,
-        audit: Option<&AuditEntry>,
-    ) -> Result<(), StoreError> {
-        self.put_outbox(record, audit).await
-    }
-
-    fn outbox_policy(&self) -> OutboxPolicy {
-        self.policy
-    }
-
-    async fn outbox_due(
-        &self,
-        lane: Lane,
-        shard: u16,
-        now: DateTime<Utc>,
-        limit: usize,
-        per_household: usize,
-    ) -> Result<DueRecords, StoreError> {
-        self.outbox_due(lane, shard, now, limit, per_household)
-            .await
-    }
-
-    async fn promote_waiting(&self, shard: u16, max: usize) -> Result<usize, StoreError> {
-        self.promote_waiting(shard, max).await
-    }
-
-    async fn outbox_counts(&self, shard: u16) -> Result<OutboxCounts, StoreError> {
-        self.outbox_counts(shard).await
-    }
-
-    async fn confirm_panels(
-        &self,
-        household: &str,
-        panels: &[String],
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.confirm_panels(household, panels, at).await
-    }
-
-    async fn forget_panel(&self, household: &str, panel: &str) -> Result<(), StoreError> {
-        self.forget_panel(household, panel).await
-    }
-
-    async fn outbox_record(&self, request_id: &str) -> Result<Option<OutboxRecord>, StoreError> {
-        self.outbox_record(request_id).await
-    }
-
-    async fn append_audit(&self, household: &str, entry: &AuditEntry) -> Result<(), StoreError> {
-        self.append_audit(household, entry).await
-    }
-
-    async fn audit(&self, household: &str, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
-        self.audit(household, limit).await
-    }
-
-    async fn take_rate_token(
-        &self,
-        key_name: &str,
-        now: DateTime<Utc>,
-        window: Duration,
-        max: u32,
-    ) -> Result<bool, StoreError> {
-        self.take_rate_token(key_name, now, window, max).await
-    }
-
-    async fn put_grant(
-        &self,
-        account: &str,
-        region: &str,
-        grant: &StoredGrant,
-    ) -> Result<(), StoreError> {
-        self.put_grant(account, region, grant).await
-    }
-
-    async fn grants(&self, account: &str) -> Result<Vec<(String, StoredGrant)>, StoreError> {
-        self.grants(account).await
-    }
-
-    async fn delete_grant(&self, account: &str, region: &str) -> Result<(), StoreError> {
-        self.delete_grant(account, region).await
-    }
-
-    async fn acquire_lease(
-        &self,
-        name: &str,
-        owner: &str,
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        self.acquire_lease(name, owner, now, until).await
-    }
-
-    async fn release_lease(&self, name: &str, owner: &str) -> Result<(), StoreError> {
-        self.release_lease(name, owner).await
-    }
-
-    async fn claim_event(
-        &self,
-        event_id: &str,
-        expires_at: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        self.claim_event(event_id, expires_at).await
-    }
-
-    async fn set_google_linked(&self, account: &str, linked: bool) -> Result<(), StoreError> {
-        self.set_google_linked(account, linked).await
-    }
-
-    async fn google_linked(&self, account: &str) -> Result<bool, StoreError> {
-        self.google_linked(account).await
-    }
+store_methods! {
+    fn household(household: &str) -> HouseholdSnapshot;
+    fn save_profile(household: &str, profile: &Profile) -> u64;
+    fn record_attempt(household: &str, throttle: ThrottleWrite<'_>, outbox: Option<&OutboxRecord>, audit: &[AuditEntry]) -> ();
+    fn settle_outbox(request_id: &str, settlement: &Settlement, audit: Option<(&str, &AuditEntry)>) -> ();
+    fn settle_outbox_read(record: &OutboxRecord, settlement: &Settlement) -> ();
+    fn put_outbox(record: &OutboxRecord, audit: Option<&AuditEntry>) -> ();
+    fn outbox_due(lane: Lane, shard: u16, now: DateTime<Utc>, limit: usize, per_household: usize) -> DueRecords;
+    fn promote_waiting(shard: u16, max: usize) -> usize;
+    fn outbox_counts(shard: u16) -> OutboxCounts;
+    fn confirm_panels(household: &str, panels: &[String], at: DateTime<Utc>) -> ();
+    fn forget_panel(household: &str, panel: &str) -> ();
+    fn outbox_record(request_id: &str) -> Option<OutboxRecord>;
+    fn append_audit(household: &str, entry: &AuditEntry) -> ();
+    fn audit(household: &str, limit: usize) -> Vec<AuditEntry>;
+    fn take_rate_token(key_name: &str, now: DateTime<Utc>, window: Duration, max: u32) -> bool;
+    fn put_grant(account: &str, region: &str, grant: &StoredGrant) -> ();
+    fn grants(account: &str) -> Vec<(String, StoredGrant)>;
+    fn delete_grant(account: &str, region: &str) -> ();
+    fn acquire_lease(name: &str, owner: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> bool;
+    fn release_lease(name: &str, owner: &str) -> ();
+    fn claim_event(event_id: &str, expires_at: DateTime<Utc>) -> bool;
+    fn set_google_linked(account: &str, linked: bool) -> ();
+    fn google_linked(account: &str) -> bool;
 }
