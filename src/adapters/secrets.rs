@@ -168,11 +168,7 @@ pub async fn load_for(
         resolve("PANEL_API_KEY", &refs.panel_api_key, sm),
         google,
     )?;
-    let keyring = Keyring::from_json(&pepper).map_err(|source| SecretsError::Keyring {
-        name: "PEPPER",
-        source,
-    })?;
-    tracing::info!(current_pepper = keyring.current_id(), "secrets loaded");
+    let keyring = loaded_keyring(&pepper)?;
     Ok(FunctionSecrets {
         keyring,
         lwa_client_secret,
@@ -180,6 +176,16 @@ pub async fn load_for(
         panel_api_key,
         google_service_account,
     })
+}
+
+/// The pepper keyring out of its secret, at the end of a cold start's loading.
+fn loaded_keyring(pepper: &Secret) -> Result<Keyring, SecretsError> {
+    let keyring = Keyring::from_json(pepper).map_err(|source| SecretsError::Keyring {
+        name: "PEPPER",
+        source,
+    })?;
+    tracing::info!(current_pepper = keyring.current_id(), "secrets loaded");
+    Ok(keyring)
 }
 
 pub fn secrets_manager_client(sdk: &aws_config::SdkConfig) -> aws_sdk_secretsmanager::Client {
@@ -196,11 +202,7 @@ pub async fn load(
         resolve("WEBHOOK_SECRET", &refs.webhook_secret, sm),
         resolve("PANEL_API_KEY", &refs.panel_api_key, sm),
     )?;
-    let keyring = Keyring::from_json(&pepper).map_err(|source| SecretsError::Keyring {
-        name: "PEPPER",
-        source,
-    })?;
-    tracing::info!(current_pepper = keyring.current_id(), "secrets loaded");
+    let keyring = loaded_keyring(&pepper)?;
     Ok(Secrets {
         keyring,
         lwa_client_secret,
