@@ -4,3 +4,4 @@
 pub mod alexa;
 pub mod devices;
 pub mod google;
+pub mod redact;

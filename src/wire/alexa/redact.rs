@@ -6,8 +6,9 @@
 
 use serde_json::Value;
 
+use crate::wire::redact::{MASK, redacted};
+
 const SECRET_KEYS: &[&str] = &["token", "code", "access_token", "refresh_token"];
-const MASK: &str = "[redacted]";
 
 /// Returns a copy with PINs, tokens and grant codes replaced by "[redacted]".
 ///
@@ -16,27 +17,16 @@ const MASK: &str = "[redacted]";
 /// Everywhere else only the secret keys are: a `value` there is a property value such as
 /// "ARMED_AWAY" that is useful in logs.
 pub fn redact(directive: &Value) -> Value {
-    let mut copy = directive.clone();
-    walk(&mut copy);
-    copy
-}
-
-fn walk(v: &mut Value) {
-    match v {
-        Value::Object(map) => {
-            for (key, child) in map.iter_mut() {
-                if key == "authorization" {
-                    mask_authorization(child);
-                } else if SECRET_KEYS.contains(&key.as_str()) {
-                    *child = Value::String(MASK.into());
-                } else {
-                    walk(child);
-                }
-            }
+    redacted(directive, &|key, child| {
+        if key == "authorization" {
+            mask_authorization(child);
+        } else if SECRET_KEYS.contains(&key) {
+            *child = Value::String(MASK.into());
+        } else {
+            return false;
         }
-        Value::Array(items) => items.iter_mut().for_each(walk),
-        _ => {}
-    }
+        true
+    })
 }
 
 fn mask_authorization(v: &mut Value) {

@@ -6,6 +6,8 @@
 
 use serde_json::Value;
 
+use crate::wire::redact::{MASK, redacted};
+
 const SECRET_KEYS: &[&str] = &[
     "pin",
     "token",
@@ -15,29 +17,16 @@ const SECRET_KEYS: &[&str] = &[
     "assertion",
     "private_key",
 ];
-const MASK: &str = "[redacted]";
 
 /// Returns a copy with PINs, challenges and tokens replaced by "[redacted]".
 pub fn redact(request: &Value) -> Value {
-    let mut copy = request.clone();
-    walk(&mut copy);
-    copy
-}
-
-fn walk(v: &mut Value) {
-    match v {
-        Value::Object(map) => {
-            for (key, child) in map.iter_mut() {
-                if key == "challenge" || SECRET_KEYS.contains(&key.as_str()) {
-                    *child = Value::String(MASK.into());
-                } else {
-                    walk(child);
-                }
-            }
+    redacted(request, &|key, child| {
+        let secret = key == "challenge" || SECRET_KEYS.contains(&key);
+        if secret {
+            *child = Value::String(MASK.into());
         }
-        Value::Array(items) => items.iter_mut().for_each(walk),
-        _ => {}
-    }
+        secret
+    })
 }
 
 #[cfg(test)]
