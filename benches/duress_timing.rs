@@ -31,12 +31,12 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use alarm_skill::deadline::Deadline;
-use alarm_skill::panel::{
+use alarm_skill::common::deadline::Deadline;
+use alarm_skill::domain::ports::panel::{
     ArmMode, ArmOutcome, ArmRequest, AttemptKind, DisarmRequest, Notice, Panel, PanelCloud,
     PanelError, SignalRequest, Source,
 };
-use alarm_skill::simulator::Simulator;
+use alarm_skill::local::simulator::Simulator;
 use async_trait::async_trait;
 use common::*;
 use rand::Rng;
@@ -201,8 +201,8 @@ impl PanelCloud for Planted {
 /// Control: "8361" becomes the normal PIN of a second member, Alix, and Alex loses the duress
 /// PIN. (A name as long as Alex's, so the audit entries are the same size.)
 fn replace_duress_with_a_normal_pin(b: &Bench) {
-    use alarm_skill::secret::Pin;
-    use alarm_skill::voice_codes::{Member, hash_code};
+    use alarm_skill::common::secret::Pin;
+    use alarm_skill::domain::voice_codes::{Member, hash_code};
     b.rt.block_on(async {
         let deps = b.skill.deps();
         let mut profile = deps.store.household("demo").await.unwrap().profile;

@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use alarm_skill::google::Fulfillment;
+use alarm_skill::edges::google_fulfillment::Fulfillment;
 use common::*;
 use serde_json::{Value, json};
 
@@ -49,7 +49,7 @@ fn main() {
     let challenge = execute(json!({ "arm": false }), None);
     let disarm = execute(json!({ "arm": false }), Some("4729"));
     let run = |body: &[u8]| {
-        let deadline = alarm_skill::deadline::Deadline::for_directive(None);
+        let deadline = alarm_skill::common::deadline::Deadline::for_directive(None);
         let (w0, c0) = (Instant::now(), thread_cpu());
         let reply = b.rt.block_on(f.handle(Some(&auth), body, deadline));
         (w0.elapsed(), thread_cpu() - c0, reply)

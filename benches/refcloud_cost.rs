@@ -3,7 +3,7 @@
 //!
 //! 1. Kinds, fresh: `--pairs` normal/duress disarm pairs, each disarm after an arm, the two
 //!    kinds in random order within each pair; medians and the Mann–Whitney p-value (the
-//!    conformance kit's `duress_equal_work` verdict, src/conformance/mod.rs).
+//!    conformance kit's `duress_equal_work` verdict, src/local/conformance/mod.rs).
 //! 2. Cost: `--requests` disarms (kinds at random) on the disarmed panel, each one decision
 //!    recorded durably in the DC-09 journal with its request id (kept 7 days: the clock is
 //!    frozen, so the window holds every one). The median and p90 per block of `--block`
@@ -19,8 +19,8 @@
 
 use std::time::{Duration, Instant};
 
-use alarm_skill::conformance::stats::{mann_whitney, median};
-use alarm_skill::conformance::timing_verdict;
+use alarm_skill::local::conformance::stats::{mann_whitney, median};
+use alarm_skill::local::conformance::timing_verdict;
 use alarm_skill::local::demo::DemoConfig;
 use alarm_skill::local::{LocalStack, Options};
 use serde_json::json;

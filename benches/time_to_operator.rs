@@ -17,9 +17,9 @@
 use std::time::{Duration, Instant};
 
 use alarm_skill::local::demo::DemoConfig;
+use alarm_skill::local::simulator::monitoring::DispatchReason;
+use alarm_skill::local::simulator::{Fault, FaultMode};
 use alarm_skill::local::{INVOKE_PATH, LocalStack, Options};
-use alarm_skill::simulator::monitoring::DispatchReason;
-use alarm_skill::simulator::{Fault, FaultMode};
 use serde_json::{Value, json};
 
 const DURESS: &str = "8361";
@@ -205,10 +205,14 @@ async fn sample(s: &Stack, row: Row) -> Option<Duration> {
             s.entry_after(before, t).await
         }
         Row::Crash => {
-            fail::cfg(alarm_skill::crash::DISARM_DECISION_WRITTEN, "1*panic").expect("failpoint");
+            fail::cfg(
+                alarm_skill::common::crash::DISARM_DECISION_WRITTEN,
+                "1*panic",
+            )
+            .expect("failpoint");
             let t = Instant::now();
             let reply = s.disarm().await;
-            fail::remove(alarm_skill::crash::DISARM_DECISION_WRITTEN);
+            fail::remove(alarm_skill::common::crash::DISARM_DECISION_WRITTEN);
             assert!(reply.is_none(), "the directive died: {reply:?}");
             s.entry_after(before, t).await
         }
@@ -285,7 +289,7 @@ async fn main() {
     println!(
         "\n{} s in all; worker pass every 2 s, probe interval {} s",
         started.elapsed().as_secs(),
-        alarm_skill::redelivery::PROBE_INTERVAL.num_seconds()
+        alarm_skill::domain::redelivery::PROBE_INTERVAL.num_seconds()
     );
     if lost > 0 {
         eprintln!("{lost} samples never reached the receiver");

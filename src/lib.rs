@@ -1,53 +1,32 @@
-//! alarm-skill: an Alexa Smart Home security-panel skill backend with a voice duress PIN.
+//! alarm-skill: an Alexa Smart Home (and Google Smart Home) security-panel skill backend with a
+//! voice duress PIN.
 //!
-//! Layout (ports and adapters):
-//! - [`alexa`]: the Alexa Smart Home API v3 wire format, pure data.
-//! - [`google`]: Google Smart Home fulfillment (SYNC, QUERY, EXECUTE, DISCONNECT) and HomeGraph:
-//!   the wire format, and the intents translated onto the same core as Alexa's directives.
-//! - [`skill`]: the assistant-neutral core (disarm with the duress PIN, arm, state) and the
-//!   Alexa directive handler, written against the ports below.
-//! - [`devices`]: device ids, shared by both assistants.
-//! - Ports and their adapters: [`store`] (embedded, DynamoDB), [`panel`] (HTTP panel cloud),
-//!   [`account_link`] (JWT/JWKS), [`lwa`] (Login with Amazon), [`event_gateway`] (Alexa events).
-//! - Domain: [`voice_codes`] (codes, verification, throttling), [`redelivery`] (duress outbox).
-//! - [`provisioning`]: household members from the panel cloud's users.
-//! - Edges: [`webhook`] (panel cloud → ChangeReports), [`management`] (household API),
-//!   [`config`] and [`secrets`] (Lambda start-up), [`telemetry`], [`metrics`] (EMF lines),
-//!   [`webapp`] (the household web app at `/app/`).
-//! - `local` (feature `local`): the local stack, panel simulator and dev token issuer, and the
-//!   panel-cloud [`conformance`] kit.
+//! The crate is in layers, lower to higher; a module uses its own layer and the lower ones only
+//! (scripts/check-layers, run by CI, holds every file to it):
+//! - [`common`]: helpers with no domain knowledge (clock, deadlines, secrets in memory, typed
+//!   JSON fields, HTTP error bodies, crash points).
+//! - [`wire`]: the assistants' wire formats, pure data with no I/O: Alexa Smart Home API v3,
+//!   Google Smart Home, and the device ids both use.
+//! - [`domain`]: the assistant-neutral core (disarm with the duress PIN, arm, state), voice
+//!   codes, the duress outbox, household members, metrics, and the [`domain::ports`]: the traits
+//!   (and their data) the core needs from the world: store, panel cloud, token verifier, Login
+//!   with Amazon, event gateway. The core is written against these and nothing below them.
+//! - [`adapters`]: the ports' production implementations: DynamoDB (and the in-memory store),
+//!   the panel cloud's HTTP API, JWT/JWKS, Login with Amazon, the Alexa event gateway,
+//!   HomeGraph, AWS and Secrets Manager.
+//! - [`edges`]: what receives requests and wires the rest together: the Lambda handlers,
+//!   configuration, the panel webhook, the household management API and web app, Google
+//!   fulfillment, telemetry.
+//! - `local` (feature `local`, on top): everything local-only: the local stack, the reference
+//!   panel cloud (simulator), the panel-cloud conformance kit, the dev token issuer and the dev
+//!   Alexa/Google fakes. Nothing outside it may use it, and the Lambda binaries are built
+//!   without the feature, so they cannot depend on it.
 
-pub mod account_link;
-pub mod alexa;
-pub mod aws;
-pub mod clock;
-pub mod config;
-pub mod crash;
-pub mod deadline;
-pub mod devices;
-pub mod event_gateway;
-pub mod google;
-pub mod http_errors;
-pub mod json_fields;
-pub mod lambda;
-pub mod lwa;
-pub mod management;
-pub mod metrics;
-pub mod panel;
-pub mod provisioning;
-pub mod redelivery;
-pub mod secret;
-pub mod secrets;
-pub mod skill;
-pub mod store;
-pub mod telemetry;
-pub mod voice_codes;
-pub mod webapp;
-pub mod webhook;
+pub mod adapters;
+pub mod common;
+pub mod domain;
+pub mod edges;
+pub mod wire;
 
-#[cfg(feature = "local")]
-pub mod conformance;
 #[cfg(feature = "local")]
 pub mod local;
-#[cfg(feature = "local")]
-pub mod simulator;

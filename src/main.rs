@@ -16,8 +16,8 @@ use std::process::ExitCode;
 
 use alarm_skill::local::demo::DemoConfig;
 use alarm_skill::local::say::{Assistant, Say, Utterance};
+use alarm_skill::local::simulator::monitoring::receiver::ReceiverMode;
 use alarm_skill::local::{BANNER, LocalStack, Options};
-use alarm_skill::simulator::monitoring::receiver::ReceiverMode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
@@ -157,7 +157,7 @@ enum Command {
         #[arg(long)]
         json: bool,
         /// Scan pages read at most (a page reads up to 1 MB); past it the report is incomplete.
-        #[arg(long, default_value_t = alarm_skill::store::pepper_usage::DEFAULT_MAX_PAGES)]
+        #[arg(long, default_value_t = alarm_skill::adapters::store::pepper_usage::DEFAULT_MAX_PAGES)]
         max_pages: usize,
         /// Items per Scan page (DynamoDB's Limit); DynamoDB's 1 MB pages otherwise.
         #[arg(long, hide = true)]
@@ -168,10 +168,10 @@ enum Command {
 /// A DynamoDB client: a local engine at `endpoint`, or AWS with the environment's credentials.
 async fn dynamodb_client(endpoint: Option<String>) -> aws_sdk_dynamodb::Client {
     match endpoint {
-        Some(e) => alarm_skill::store::dynamodb::local_client(&e),
+        Some(e) => alarm_skill::adapters::store::dynamodb::local_client(&e),
         None => {
-            let sdk = alarm_skill::aws::sdk_config().await;
-            alarm_skill::aws::dynamodb_client(&sdk, None)
+            let sdk = alarm_skill::adapters::aws::sdk_config().await;
+            alarm_skill::adapters::aws::dynamodb_client(&sdk, None)
         }
     }
 }
@@ -181,11 +181,11 @@ async fn pepper_usage(
     dynamodb_endpoint: Option<String>,
     retire: Option<&str>,
     json: bool,
-    limits: alarm_skill::store::pepper_usage::ScanLimits,
+    limits: alarm_skill::adapters::store::pepper_usage::ScanLimits,
 ) -> ExitCode {
-    use alarm_skill::store::pepper_usage::{Retirement, scan};
+    use alarm_skill::adapters::store::pepper_usage::{Retirement, scan};
     if let Some(id) = retire
-        && !alarm_skill::voice_codes::Keyring::is_valid_id(id)
+        && !alarm_skill::domain::voice_codes::Keyring::is_valid_id(id)
     {
         eprintln!("pepper-usage: --retire takes a pepper id (1-32 of [A-Za-z0-9_-])");
         return ExitCode::from(2);
@@ -228,14 +228,14 @@ fn parse_receiver_mode(s: &str) -> Result<ReceiverMode, String> {
         .map_err(|_| format!("{s}: one of none, down, drop_ack, nak"))
 }
 
-fn read_key(path: &std::path::Path) -> Result<alarm_skill::secret::Secret, String> {
+fn read_key(path: &std::path::Path) -> Result<alarm_skill::common::secret::Secret, String> {
     let key = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let key = key.trim();
     if key.is_empty() {
         return Err(format!("{} is empty", path.display()));
     }
-    Ok(alarm_skill::secret::Secret::new(key))
+    Ok(alarm_skill::common::secret::Secret::new(key))
 }
 
 async fn import(
@@ -253,17 +253,18 @@ async fn import(
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(str::to_string)
         .collect();
-    let panels = alarm_skill::panel::http::HttpPanelCloud::new(panel_url, read_key(api_key_file)?)
-        .map_err(|e| e.to_string())?;
+    let panels =
+        alarm_skill::adapters::panel::HttpPanelCloud::new(panel_url, read_key(api_key_file)?)
+            .map_err(|e| e.to_string())?;
     let client = dynamodb_client(dynamodb_endpoint).await;
-    let p = alarm_skill::provisioning::Provisioner {
-        store: Arc::new(alarm_skill::store::dynamodb::DynamoStore::new(
+    let p = alarm_skill::domain::provisioning::Provisioner {
+        store: Arc::new(alarm_skill::adapters::store::dynamodb::DynamoStore::new(
             client, table,
         )),
         panels: Arc::new(panels),
-        clock: Arc::new(alarm_skill::clock::SystemClock),
+        clock: Arc::new(alarm_skill::common::clock::SystemClock),
     };
-    let lines = alarm_skill::provisioning::import(&p, &list).await;
+    let lines = alarm_skill::domain::provisioning::import(&p, &list).await;
     let mut ok = true;
     for line in &lines {
         ok &= line.error.is_none();
@@ -332,9 +333,9 @@ impl Mode {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    alarm_skill::telemetry::init_local();
+    alarm_skill::edges::telemetry::init_local();
     // Crash points (FAILPOINTS) for the restart tests; nothing without the `failpoints` feature.
-    alarm_skill::crash::setup();
+    alarm_skill::common::crash::setup();
     match Cli::parse().command {
         Command::Serve {
             port,
@@ -364,7 +365,7 @@ async fn main() -> ExitCode {
                 port,
                 panel_port,
                 receiver_port,
-                dc09_key: dc09_key.map(alarm_skill::secret::Secret::new),
+                dc09_key: dc09_key.map(alarm_skill::common::secret::Secret::new),
                 monitoring_dir,
                 receiver_mode: receiver_mode.unwrap_or_default(),
                 config,
@@ -422,7 +423,7 @@ async fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let opts = alarm_skill::conformance::KitOptions {
+            let opts = alarm_skill::local::conformance::KitOptions {
                 account,
                 panel,
                 member,
@@ -433,9 +434,9 @@ async fn main() -> ExitCode {
                 latency_budget: std::time::Duration::from_millis(latency_budget_ms),
                 timing_samples: samples,
                 settle: std::time::Duration::from_millis(settle_ms),
-                ..alarm_skill::conformance::KitOptions::new(&panel_url, api_key)
+                ..alarm_skill::local::conformance::KitOptions::new(&panel_url, api_key)
             };
-            match alarm_skill::conformance::run(opts).await {
+            match alarm_skill::local::conformance::run(opts).await {
                 Ok(report) => {
                     if json {
                         println!(
@@ -487,7 +488,7 @@ async fn main() -> ExitCode {
             max_pages,
             page_size,
         } => {
-            let limits = alarm_skill::store::pepper_usage::ScanLimits {
+            let limits = alarm_skill::adapters::store::pepper_usage::ScanLimits {
                 page_size,
                 max_pages,
             };

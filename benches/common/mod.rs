@@ -6,19 +6,19 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use alarm_skill::account_link::dev_issuer::{self, DevIssuer};
-use alarm_skill::account_link::jwks::JwksVerifier;
-use alarm_skill::clock::{AdjustableClock, Clock};
-use alarm_skill::config::{AlexaRegion, OAuthConfig};
+use alarm_skill::adapters::account_link::jwks::JwksVerifier;
+use alarm_skill::adapters::lwa::LwaClient;
+use alarm_skill::adapters::store::memory::MemoryStore;
+use alarm_skill::common::clock::{AdjustableClock, Clock};
+use alarm_skill::common::secret::{Pin, Secret};
+use alarm_skill::domain::ports::panel::PanelCloud;
+use alarm_skill::domain::ports::store::Store;
+use alarm_skill::domain::skill::{Skill, SkillDeps, SkillSettings};
+use alarm_skill::domain::voice_codes::{Keyring, Member, Profile, hash_code};
+use alarm_skill::edges::config::{AlexaRegion, OAuthConfig};
 use alarm_skill::local::demo::DemoConfig;
-use alarm_skill::lwa::client::LwaClient;
-use alarm_skill::panel::PanelCloud;
-use alarm_skill::secret::{Pin, Secret};
-use alarm_skill::simulator::Simulator;
-use alarm_skill::skill::{Skill, SkillDeps, SkillSettings};
-use alarm_skill::store::Store;
-use alarm_skill::store::memory::MemoryStore;
-use alarm_skill::voice_codes::{Keyring, Member, Profile, hash_code};
+use alarm_skill::local::dev_issuer::{self, DevIssuer};
+use alarm_skill::local::simulator::Simulator;
 use serde_json::{Value, json};
 
 pub struct Bench {
@@ -40,7 +40,7 @@ pub fn setup_with(panels: impl FnOnce(Arc<Simulator>) -> Arc<dyn PanelCloud>) ->
         .build()
         .unwrap();
     let (skill, sim, clock, token) = rt.block_on(async {
-        alarm_skill::account_link::install_crypto_provider();
+        alarm_skill::adapters::account_link::install_crypto_provider();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let issuer = Arc::new(DevIssuer::new(&base, "bench").unwrap());
@@ -156,7 +156,7 @@ pub fn thread_cpu() -> Duration {
 
 /// Runs one directive; returns (wall, cpu) and the reply.
 pub fn timed(b: &Bench, d: &Value) -> (Duration, Duration, Value) {
-    let deadline = alarm_skill::deadline::Deadline::for_directive(None);
+    let deadline = alarm_skill::common::deadline::Deadline::for_directive(None);
     let (w0, c0) = (Instant::now(), thread_cpu());
     let reply = b.rt.block_on(b.skill.handle(d, deadline));
     (w0.elapsed(), thread_cpu() - c0, reply)

@@ -3,15 +3,15 @@
 
 use std::sync::Arc;
 
-use alarm_skill::lambda::{Production, deadline};
+use alarm_skill::edges::lambda::{Production, deadline};
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    alarm_skill::telemetry::init_lambda();
-    alarm_skill::crash::setup();
-    let prod = Production::from_env(alarm_skill::secrets::needs::DIRECTIVE).await?;
+    alarm_skill::edges::telemetry::init_lambda();
+    alarm_skill::common::crash::setup();
+    let prod = Production::from_env(alarm_skill::adapters::secrets::needs::DIRECTIVE).await?;
     prod.warm_up().await;
     let skill = Arc::new(prod.skill()?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {

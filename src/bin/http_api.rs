@@ -4,28 +4,32 @@
 
 use std::sync::Arc;
 
-use alarm_skill::lambda::Production;
+use alarm_skill::edges::lambda::Production;
 use axum::Router;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    alarm_skill::telemetry::init_lambda();
+    alarm_skill::edges::telemetry::init_lambda();
     // Google's EXECUTE runs the same disarm as `bootstrap`, through the same crash points.
-    alarm_skill::crash::setup();
-    let prod = Production::from_env(alarm_skill::secrets::needs::HTTP_API).await?;
+    alarm_skill::common::crash::setup();
+    let prod = Production::from_env(alarm_skill::adapters::secrets::needs::HTTP_API).await?;
     prod.warm_up().await;
     // SYNC promises Report State only when this function can send it.
-    let google =
-        alarm_skill::google::Fulfillment::new(Arc::new(prod.skill()?), prod.homegraph.is_some());
+    let google = alarm_skill::edges::google_fulfillment::Fulfillment::new(
+        Arc::new(prod.skill()?),
+        prod.homegraph.is_some(),
+    );
     // The household web app; without APP_OAUTH_CLIENT_ID it says sign-in is not configured.
-    let app_config = alarm_skill::webapp::AppConfig::from_env()?;
+    let app_config = alarm_skill::edges::webapp::AppConfig::from_env()?;
     let app = Router::new()
-        .merge(alarm_skill::webapp::routes(app_config))
-        .merge(alarm_skill::management::routes(Arc::new(prod.management())))
-        .merge(alarm_skill::webhook::handler::routes(Arc::new(
+        .merge(alarm_skill::edges::webapp::routes(app_config))
+        .merge(alarm_skill::edges::management::routes(Arc::new(
+            prod.management(),
+        )))
+        .merge(alarm_skill::edges::webhook::handler::routes(Arc::new(
             prod.webhook()?,
         )))
-        .merge(alarm_skill::google::fulfillment::routes(
+        .merge(alarm_skill::edges::google_fulfillment::routes(
             Arc::new(google),
             None,
         ));

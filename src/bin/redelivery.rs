@@ -9,8 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use alarm_skill::lambda::{Production, invocation_deadline};
-use alarm_skill::redelivery;
+use alarm_skill::domain::redelivery;
+use alarm_skill::edges::lambda::{Production, invocation_deadline};
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 
@@ -45,10 +45,11 @@ fn poll_interval() -> Result<Option<Duration>, lambda_runtime::Error> {
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    alarm_skill::telemetry::init_lambda();
-    alarm_skill::crash::setup();
+    alarm_skill::edges::telemetry::init_lambda();
+    alarm_skill::common::crash::setup();
     let poll = poll_interval()?;
-    let prod = Arc::new(Production::from_env(alarm_skill::secrets::needs::REDELIVERY).await?);
+    let prod =
+        Arc::new(Production::from_env(alarm_skill::adapters::secrets::needs::REDELIVERY).await?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let prod = prod.clone();
         async move {

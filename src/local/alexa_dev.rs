@@ -22,7 +22,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
-use crate::secret::Secret;
+use crate::common::secret::Secret;
 
 const EXPIRES_IN_S: u64 = 3_600;
 

@@ -21,7 +21,7 @@ const SCRIPT: &str = include_str!("console/console.js");
 const STYLE: &str = include_str!("console/console.css");
 
 fn csp() -> String {
-    crate::webapp::app_csp(None)
+    crate::edges::webapp::app_csp(None)
 }
 
 /// `/`: the console for a browser, the stack's banner for anything else (curl, scripts).
@@ -31,7 +31,7 @@ async fn root(headers: HeaderMap) -> Response {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("text/html"));
     if wants_html {
-        crate::webapp::page(INDEX, "text/html; charset=utf-8", &csp())
+        crate::edges::webapp::page(INDEX, "text/html; charset=utf-8", &csp())
     } else {
         Json(json!({ "service": BANNER, "docs": "README.md", "console": "open / in a browser" }))
             .into_response()
@@ -137,11 +137,13 @@ pub fn routes(base_url: String) -> Router {
         .route("/", get(root))
         .route(
             "/console/console.js",
-            get(|| async { crate::webapp::page(SCRIPT, "text/javascript; charset=utf-8", &csp()) }),
+            get(|| async {
+                crate::edges::webapp::page(SCRIPT, "text/javascript; charset=utf-8", &csp())
+            }),
         )
         .route(
             "/console/console.css",
-            get(|| async { crate::webapp::page(STYLE, "text/css; charset=utf-8", &csp()) }),
+            get(|| async { crate::edges::webapp::page(STYLE, "text/css; charset=utf-8", &csp()) }),
         )
         .route("/dev/say", post(say))
         .with_state(base_url)

@@ -6,7 +6,7 @@
 
 use serde::Deserialize;
 
-use crate::simulator::AccountConfig;
+use crate::local::simulator::AccountConfig;
 
 pub const DEFAULT_JSON: &str = include_str!("demo.json");
 
@@ -22,7 +22,7 @@ pub struct HouseholdSeed {
     pub account: String,
     pub members: Vec<MemberSeed>,
     #[serde(default)]
-    pub pinless_disarm: Option<crate::voice_codes::PinlessPolicy>,
+    pub pinless_disarm: Option<crate::domain::voice_codes::PinlessPolicy>,
 }
 
 #[derive(Clone, Deserialize)]

@@ -19,8 +19,8 @@ use serde_json::{Value, json};
 
 use super::demo::DemoConfig;
 use super::{INVOKE_PATH, LocalError, LocalStack, Options};
-use crate::deadline::Deadline;
-use crate::store::{OutboxPolicy, outbox_totals};
+use crate::common::deadline::Deadline;
+use crate::domain::ports::store::{OutboxPolicy, outbox_totals};
 
 const VOICE_PIN: &str = "4729";
 const DURESS_PIN: &str = "8361";
@@ -188,7 +188,7 @@ impl Client {
     }
 
     async fn google(&self, token: &str, body: &Value) -> Option<Value> {
-        self.post(crate::google::fulfillment::PATH, Some(token), body)
+        self.post(crate::edges::google_fulfillment::PATH, Some(token), body)
             .await
     }
 }
@@ -354,7 +354,7 @@ pub async fn run(opts: &DrillOptions) -> Result<DrillReport, LocalError> {
             .clock
             .advance(chrono::Duration::seconds(PASS_INTERVAL_S));
         let started = Instant::now();
-        let pass = crate::redelivery::run_once(
+        let pass = crate::domain::redelivery::run_once(
             stack.store.as_ref(),
             stack.panels.as_ref(),
             &stack.keyring,

@@ -30,8 +30,8 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64URL};
 use serde_json::{Value, json};
 
-use crate::google::homegraph::{JWT_BEARER, SCOPE};
-use crate::secret::Secret;
+use crate::adapters::homegraph::{JWT_BEARER, SCOPE};
+use crate::common::secret::Secret;
 
 pub const TOKEN_PATH: &str = "/dev/google/token";
 pub const HOMEGRAPH_PATH: &str = "/dev/google/homegraph";

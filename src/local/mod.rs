@@ -15,11 +15,15 @@
 //! - the duress re-delivery worker, in a loop.
 
 pub mod alexa_dev;
+pub mod capacity;
+pub mod conformance;
 pub mod console;
 pub mod demo;
+pub mod dev_issuer;
 pub mod drill;
 pub mod google_dev;
 pub mod say;
+pub mod simulator;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -35,34 +39,34 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::account_link::dev_issuer::{self, DevIssuer};
-use crate::account_link::jwks::JwksVerifier;
-use crate::clock::{AdjustableClock, Clock};
-use crate::config::{AlexaRegion, OAuthConfig};
-use crate::deadline::Deadline;
-use crate::event_gateway::HttpEventGateway;
-use crate::google::homegraph::{HomeGraph, ServiceAccount};
-use crate::lwa::client::LwaClient;
-use crate::management::{EnrolLimit, ManagementService};
-use crate::panel::PanelCloud;
-use crate::panel::http::HttpPanelCloud;
-use crate::redelivery::{self, Report};
-use crate::secret::{Pin, Secret};
-use crate::simulator::dc09::frame::Key;
-use crate::simulator::dc09::transmitter::{LinkConfig, Transmitter};
-use crate::simulator::http::{
+use crate::adapters::account_link::jwks::JwksVerifier;
+use crate::adapters::event_gateway::HttpEventGateway;
+use crate::adapters::homegraph::{HomeGraph, ServiceAccount};
+use crate::adapters::lwa::LwaClient;
+use crate::adapters::panel::HttpPanelCloud;
+use crate::adapters::store::memory::MemoryStore;
+use crate::common::clock::{AdjustableClock, Clock};
+use crate::common::deadline::Deadline;
+use crate::common::secret::{Pin, Secret};
+use crate::domain::ports::panel::PanelCloud;
+use crate::domain::ports::store::{Store, StoreError};
+use crate::domain::redelivery::{self, Report};
+use crate::domain::skill::{Skill, SkillDeps, SkillSettings};
+use crate::domain::voice_codes::{Keyring, Member, hash_code};
+use crate::edges::config::{AlexaRegion, OAuthConfig};
+use crate::edges::management::{EnrolLimit, ManagementService};
+use crate::edges::webhook::handler::WebhookService;
+use crate::local::simulator::dc09::frame::Key;
+use crate::local::simulator::dc09::transmitter::{LinkConfig, Transmitter};
+use crate::local::simulator::http::{
     RestartableServer, control_routes, monitoring_routes, panel_api_routes,
 };
-use crate::simulator::monitoring::MonitoringCenter;
-use crate::simulator::monitoring::receiver::{Dc09Receiver, ReceiverMode};
-use crate::simulator::{Simulator, subscribers};
-use crate::skill::{Skill, SkillDeps, SkillSettings};
-use crate::store::memory::MemoryStore;
-use crate::store::{Store, StoreError};
-use crate::voice_codes::{Keyring, Member, hash_code};
-use crate::webhook::handler::WebhookService;
+use crate::local::simulator::monitoring::MonitoringCenter;
+use crate::local::simulator::monitoring::receiver::{Dc09Receiver, ReceiverMode};
+use crate::local::simulator::{Simulator, subscribers};
 use alexa_dev::DevAlexa;
 use demo::DemoConfig;
+use dev_issuer::DevIssuer;
 use google_dev::DevGoogle;
 
 /// The Lambda runtime's invoke path, so `aws lambda invoke --endpoint-url` works against it.
@@ -103,14 +107,14 @@ pub struct Options {
     /// The pepper keyring JSON (as `PEPPER`), when another process must verify the same codes;
     /// otherwise the `PEPPER` variable, or a random keyring.
     pub pepper: Option<Secret>,
-    /// Keep the directive handler's metrics lines (crate::metrics) in [`LocalStack::metrics`].
+    /// Keep the directive handler's metrics lines (crate::domain::metrics) in [`LocalStack::metrics`].
     pub metrics: bool,
     /// Shards and household quota of the pending outbox.
-    pub outbox: crate::store::OutboxPolicy,
+    pub outbox: crate::domain::ports::store::OutboxPolicy,
     /// With `dynamodb_endpoint`: every store call reports what it consumed here.
-    pub capacity: Option<crate::store::capacity::CapacityMeter>,
+    pub capacity: Option<crate::local::capacity::CapacityMeter>,
     /// The management API's step-up for code changes (tests shorten the sign-in age).
-    pub step_up: crate::management::StepUp,
+    pub step_up: crate::edges::management::StepUp,
 }
 
 impl Default for Options {
@@ -131,9 +135,9 @@ impl Default for Options {
             directive_budget: None,
             pepper: None,
             metrics: false,
-            outbox: crate::store::OutboxPolicy::default(),
+            outbox: crate::domain::ports::store::OutboxPolicy::default(),
             capacity: None,
-            step_up: crate::management::StepUp::default(),
+            step_up: crate::edges::management::StepUp::default(),
         }
     }
 }
@@ -175,7 +179,7 @@ pub struct LocalStack {
     /// The secret the simulator signs webhook events with (tests sign their own events).
     pub webhook_secret: Secret,
     /// The metrics lines the directive handler wrote, with `Options::metrics`.
-    pub metrics: Option<crate::metrics::Lines>,
+    pub metrics: Option<crate::domain::metrics::Lines>,
     shutdown: Option<oneshot::Sender<()>>,
     tasks: Vec<JoinHandle<()>>,
     /// The temporary monitoring directory this stack made itself (no `monitoring_dir` given):
@@ -258,8 +262,8 @@ async fn seed(
 }
 
 /// The household app signs in with the dev issuer's authorization-code flow.
-fn household_app(base_url: &str) -> crate::webapp::AppConfig {
-    crate::webapp::AppConfig {
+fn household_app(base_url: &str) -> crate::edges::webapp::AppConfig {
+    crate::edges::webapp::AppConfig {
         authorize_url: format!("{base_url}/oauth2/authorize"),
         token_url: format!("{base_url}/oauth2/token"),
         client_id: AUDIENCE.to_string(),
@@ -281,7 +285,7 @@ async fn redeliver(
 
 impl LocalStack {
     pub async fn start(opts: Options) -> Result<LocalStack, LocalError> {
-        crate::account_link::install_crypto_provider();
+        crate::adapters::account_link::install_crypto_provider();
         let listener = bind(opts.port).await?;
         let addr = listener
             .local_addr()
@@ -321,15 +325,18 @@ impl LocalStack {
                 Some(endpoint) => {
                     let client = match &opts.capacity {
                         Some(meter) => {
-                            crate::store::dynamodb::local_client_metered(endpoint, meter.clone())
+                            crate::local::capacity::local_client_metered(endpoint, meter.clone())
                         }
-                        None => crate::store::dynamodb::local_client(endpoint),
+                        None => crate::adapters::store::dynamodb::local_client(endpoint),
                     };
-                    crate::store::dynamodb::create_table(&client, &opts.table).await?;
+                    crate::adapters::store::dynamodb::create_table(&client, &opts.table).await?;
                     (
                         Arc::new(
-                            crate::store::dynamodb::DynamoStore::new(client, opts.table.clone())
-                                .with_outbox_policy(opts.outbox),
+                            crate::adapters::store::dynamodb::DynamoStore::new(
+                                client,
+                                opts.table.clone(),
+                            )
+                            .with_outbox_policy(opts.outbox),
                         ),
                         None,
                     )
@@ -469,7 +476,7 @@ impl LocalStack {
             throttle: settings.throttle.clone(),
             enrol_limit: EnrolLimit::default(),
             step_up: opts.step_up,
-            provisioning: Some(crate::provisioning::Provisioner {
+            provisioning: Some(crate::domain::provisioning::Provisioner {
                 store: store.clone(),
                 panels: panels.clone(),
                 clock: dyn_clock.clone(),
@@ -478,7 +485,7 @@ impl LocalStack {
         // The same wiring as production's: the handler's ports counted by its metrics.
         let (metrics, metric_lines) = match opts.metrics {
             true => {
-                let (m, lines) = crate::metrics::Metrics::in_memory("AlarmSkill/local");
+                let (m, lines) = crate::domain::metrics::Metrics::in_memory("AlarmSkill/local");
                 (Some(Arc::new(m)), Some(lines))
             }
             false => (None, None),
@@ -511,16 +518,19 @@ impl LocalStack {
                 }),
             )
             .merge(console::routes(base_url.clone()))
-            .merge(crate::webapp::routes(Some(household_app(&base_url))))
+            .merge(crate::edges::webapp::routes(Some(household_app(&base_url))))
             .merge(dev_issuer::routes(issuer.clone()))
             .merge(control_routes(sim.clone(), panel_api.clone()))
             .merge(monitoring_routes(sim.clone(), receiver.clone()))
-            .merge(crate::management::routes(management))
-            .merge(crate::webhook::handler::routes(webhook))
+            .merge(crate::edges::management::routes(management))
+            .merge(crate::edges::webhook::handler::routes(webhook))
             .merge(alexa_dev::routes(dev_alexa.clone()))
             .merge(google_dev::routes(dev_google.clone()))
-            .merge(crate::google::fulfillment::routes(
-                Arc::new(crate::google::Fulfillment::new(skill.clone(), true)),
+            .merge(crate::edges::google_fulfillment::routes(
+                Arc::new(crate::edges::google_fulfillment::Fulfillment::new(
+                    skill.clone(),
+                    true,
+                )),
                 opts.directive_budget,
             ));
 

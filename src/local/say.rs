@@ -450,7 +450,7 @@ impl Say {
     pub async fn say(&self, u: &Utterance) -> Result<(String, Value), SayError> {
         let token = self.token().await?;
         if self.assistant == Assistant::Google {
-            let path = crate::google::fulfillment::PATH;
+            let path = crate::edges::google_fulfillment::PATH;
             let reply = self.post_as(path, &google_request(u), Some(&token)).await?;
             let name = match u {
                 Utterance::Discover => String::new(),

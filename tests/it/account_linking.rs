@@ -6,11 +6,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use alarm_skill::account_link::{
-    Identity, JwksVerifier, TokenError, TokenUse, TokenVerifier, install_crypto_provider,
-};
-use alarm_skill::config::{IssuerKind, OAuthConfig};
-use alarm_skill::secret::BearerToken;
+use alarm_skill::adapters::account_link::{JwksVerifier, install_crypto_provider};
+use alarm_skill::common::secret::BearerToken;
+use alarm_skill::domain::ports::account_link::{Identity, TokenError, TokenUse, TokenVerifier};
+use alarm_skill::edges::config::{IssuerKind, OAuthConfig};
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize, PublicKeyComponents};
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
@@ -1150,7 +1149,7 @@ async fn malformed_tokens_are_invalid() {
 #[cfg(feature = "local")]
 #[tokio::test]
 async fn dev_issuer_tokens_verify_end_to_end() {
-    use alarm_skill::account_link::dev_issuer::{DevIssuer, routes};
+    use alarm_skill::local::dev_issuer::{DevIssuer, routes};
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

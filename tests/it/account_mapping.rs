@@ -8,9 +8,10 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
-use alarm_skill::account_link::{JwksVerifier, TokenError, TokenUse, TokenVerifier};
-use alarm_skill::config::OAuthConfig;
-use alarm_skill::secret::BearerToken;
+use alarm_skill::adapters::account_link::JwksVerifier;
+use alarm_skill::common::secret::BearerToken;
+use alarm_skill::domain::ports::account_link::{TokenError, TokenUse, TokenVerifier};
+use alarm_skill::edges::config::OAuthConfig;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use axum::Router;
 use axum::routing::get;
@@ -144,7 +145,7 @@ impl Issuer {
     }
 
     fn verifier(&self) -> Arc<JwksVerifier> {
-        alarm_skill::account_link::install_crypto_provider();
+        alarm_skill::adapters::account_link::install_crypto_provider();
         Arc::new(JwksVerifier::new(
             &OAuthConfig {
                 // What the template sets with CreateCognito=true.

@@ -1,15 +1,15 @@
 //! The conformance kit's own tests: the reference panel cloud passes every check, and each check
 //! fails against a simulator with the one contract violation it exists to catch
-//! (src/simulator/defects.rs). Also the `alarm-skill conformance` command's table and exit codes.
+//! (src/local/simulator/defects.rs). Also the `alarm-skill conformance` command's table and exit codes.
 
 use crate::support;
 
 use std::time::Duration;
 
-use alarm_skill::conformance::{CHECKS, KitOptions, KitReport, run};
 use alarm_skill::local::Options;
+use alarm_skill::local::conformance::{CHECKS, KitOptions, KitReport, run};
 use alarm_skill::local::demo::DemoConfig;
-use alarm_skill::simulator::defects::Defects;
+use alarm_skill::local::simulator::defects::Defects;
 use support::stack::*;
 
 const TWO_HOUSEHOLDS: &str = include_str!("../../docs/examples/two-households.json");

@@ -9,7 +9,7 @@
 //! after recovery is the state the crash left), and the outbox records of the two kinds look the
 //! same. A death before the decision is written leaves nothing at all: no record, no disarm.
 //!
-//! A crash is the process dying on the spot: a `fail` crate point (src/crash.rs, compiled only
+//! A crash is the process dying on the spot: a `fail` crate point (src/common/crash.rs, compiled only
 //! with the `failpoints` feature) where the process sends itself SIGKILL; during the panel call or the worker's
 //! signal call, a SIGKILL from the test while the panel cloud (in hold mode) holds the answer
 //! back; or a function timeout: the process stalls at a point (the point's `sleep` action) and
@@ -22,8 +22,8 @@ use crate::support;
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
-use alarm_skill::crash;
-use alarm_skill::simulator::defects::Defects;
+use alarm_skill::common::crash;
+use alarm_skill::local::simulator::defects::Defects;
 use serde_json::{Value, json};
 use support::lambda::{Function, http_event, only, world};
 use support::stack::*;
@@ -191,8 +191,8 @@ impl Via {
 
     fn env(self, env: &[(String, String)]) -> Vec<(String, String)> {
         match self {
-            Via::Alexa => only(env, alarm_skill::secrets::needs::DIRECTIVE),
-            Via::Google => only(env, alarm_skill::secrets::needs::HTTP_API),
+            Via::Alexa => only(env, alarm_skill::adapters::secrets::needs::DIRECTIVE),
+            Via::Google => only(env, alarm_skill::adapters::secrets::needs::HTTP_API),
         }
     }
 
@@ -318,8 +318,8 @@ async fn scenario_against(point: Point, kind: Kind, via: Via, defects: Defects) 
     h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
     h.advance(60).await;
     let env = at_level(&env, point.log_level());
-    let directive_env = only(&env, alarm_skill::secrets::needs::DIRECTIVE);
-    let worker_env = only(&env, alarm_skill::secrets::needs::REDELIVERY);
+    let directive_env = only(&env, alarm_skill::adapters::secrets::needs::DIRECTIVE);
+    let worker_env = only(&env, alarm_skill::adapters::secrets::needs::REDELIVERY);
 
     if point.locked() {
         // Three wrong codes lock voice disarm for 90 s (the default policy).
@@ -696,7 +696,7 @@ async fn no_step_of_a_disarm_runs_past_a_short_function_timeout_under_a_slow_clo
     let t = h.token("demo").await;
     h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
     h.advance(60).await;
-    let directive_env = only(&env, alarm_skill::secrets::needs::DIRECTIVE);
+    let directive_env = only(&env, alarm_skill::adapters::secrets::needs::DIRECTIVE);
     h.fault("slow", 2_000).await;
     let mut f =
         Function::start_with_budget(env!("CARGO_BIN_EXE_bootstrap"), &directive_env, BUDGET).await;
@@ -719,7 +719,7 @@ async fn no_step_of_a_disarm_runs_past_a_short_function_timeout_under_a_slow_clo
     drop(f);
     h.fault("none", 0).await;
 
-    let worker_env = only(&env, alarm_skill::secrets::needs::REDELIVERY);
+    let worker_env = only(&env, alarm_skill::adapters::secrets::needs::REDELIVERY);
     let mut w = Function::start(env!("CARGO_BIN_EXE_redelivery"), &worker_env).await;
     for _ in 0..60 {
         let (kind, _, report) = w.invoke(schedule()).await;

@@ -8,8 +8,8 @@ use crate::support;
 
 use std::time::Duration;
 
-use alarm_skill::secret::Pin;
-use alarm_skill::voice_codes::{Keyring, verify};
+use alarm_skill::common::secret::Pin;
+use alarm_skill::domain::voice_codes::{Keyring, verify};
 use serde_json::{Value, json};
 use support::stack::*;
 
@@ -337,12 +337,12 @@ async fn a_duress_during_a_panel_fault_is_delivered_exactly_once_after_recovery(
         assert_eq!(n.panel("home").await["arm_state"], expected, "{mode}");
         assert_eq!(d.panel("home").await["arm_state"], expected, "{mode}");
         // Nothing left pending.
-        let pending = alarm_skill::store::outbox_totals(d.stack.store.as_ref())
+        let pending = alarm_skill::domain::ports::store::outbox_totals(d.stack.store.as_ref())
             .await
             .unwrap();
         assert_eq!(
             pending,
-            alarm_skill::store::OutboxCounts::default(),
+            alarm_skill::domain::ports::store::OutboxCounts::default(),
             "{mode}"
         );
     }
@@ -720,10 +720,13 @@ async fn a_duress_said_in_an_outage_a_week_after_the_last_discovery_still_reache
     assert!(sig.contains(&"121/1/1".to_string()), "{sig:?}");
     assert_eq!(n.audit_log().await, d.audit_log().await);
     for h in [&n, &d] {
-        let pending = alarm_skill::store::outbox_totals(h.stack.store.as_ref())
+        let pending = alarm_skill::domain::ports::store::outbox_totals(h.stack.store.as_ref())
             .await
             .unwrap();
-        assert_eq!(pending, alarm_skill::store::OutboxCounts::default());
+        assert_eq!(
+            pending,
+            alarm_skill::domain::ports::store::OutboxCounts::default()
+        );
     }
 }
 
@@ -774,7 +777,7 @@ async fn a_duress_held_for_a_stale_confirmation_looks_like_a_normal_code_and_is_
         // The last word of the cloud about the panel is 8 days old (the webhooks about the
         // exit delay renewed it just now: set it back).
         h.fault("down", 0).await;
-        let now = alarm_skill::clock::Clock::now(h.stack.clock.as_ref());
+        let now = alarm_skill::common::clock::Clock::now(h.stack.clock.as_ref());
         let panels = ["home".to_string()];
         let week_ago = now - chrono::Duration::seconds(691_200);
         h.stack
@@ -835,12 +838,15 @@ async fn a_duress_held_for_a_stale_confirmation_looks_like_a_normal_code_and_is_
     assert_eq!(d.panel("home").await["arm_state"], "armed_away");
     assert_eq!(n.audit_log().await, d.audit_log().await);
     for h in [&n, &d] {
-        let pending = alarm_skill::store::outbox_totals(h.stack.store.as_ref())
+        let pending = alarm_skill::domain::ports::store::outbox_totals(h.stack.store.as_ref())
             .await
             .unwrap();
-        assert_eq!(pending, alarm_skill::store::OutboxCounts::default());
+        assert_eq!(
+            pending,
+            alarm_skill::domain::ports::store::OutboxCounts::default()
+        );
         let seen = h.stack.store.household("demo").await.unwrap().panels_seen;
-        let now = alarm_skill::clock::Clock::now(h.stack.clock.as_ref());
+        let now = alarm_skill::common::clock::Clock::now(h.stack.clock.as_ref());
         assert!(seen.get("home").is_some_and(|at| *at == now), "{seen:?}");
     }
 }

@@ -116,7 +116,7 @@ async fn setting_replacing_and_deleting_a_duress_pin_look_the_same_with_or_witho
         let store = h.stack.store.clone();
         async move { store.household("demo").await.unwrap().profile }
     };
-    let has_duress = |p: &alarm_skill::voice_codes::Profile, id: &str| {
+    let has_duress = |p: &alarm_skill::domain::voice_codes::Profile, id: &str| {
         p.member(id).unwrap().duress_pin.is_some()
     };
     // Each step is done to Alex, who has a duress PIN, then to Sam, who has none: replace vs
@@ -533,7 +533,7 @@ async fn framework_rejections_answer_in_the_documented_json_error_shape() {
 }
 
 /// The rich household, with the management API's step-up as given.
-async fn with_step_up(step_up: alarm_skill::management::StepUp) -> Harness {
+async fn with_step_up(step_up: alarm_skill::edges::management::StepUp) -> Harness {
     Harness::start_with(alarm_skill::local::Options {
         config: alarm_skill::local::demo::DemoConfig::parse(RICH_CONFIG).unwrap(),
         step_up,
@@ -544,7 +544,7 @@ async fn with_step_up(step_up: alarm_skill::management::StepUp) -> Harness {
 
 #[tokio::test]
 async fn every_code_change_needs_a_recent_sign_in_and_says_nothing_else() {
-    let h = with_step_up(alarm_skill::management::StepUp {
+    let h = with_step_up(alarm_skill::edges::management::StepUp {
         max_age: chrono::Duration::seconds(1),
         ..Default::default()
     })

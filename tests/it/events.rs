@@ -9,19 +9,22 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use alarm_skill::alexa::Message;
-use alarm_skill::clock::{AdjustableClock, Clock};
-use alarm_skill::config::AlexaRegion;
-use alarm_skill::deadline::Deadline;
-use alarm_skill::event_gateway::{Delivery, EventGateway, GatewayError, HttpEventGateway};
-use alarm_skill::lwa::client::{LwaClient, LwaError};
-use alarm_skill::lwa::{GrantError, GrantExchange};
-use alarm_skill::panel::{Alarms, ArmState, Panel, Phase, Source, Zone, ZoneKind};
-use alarm_skill::secret::{BearerToken, Secret};
-use alarm_skill::store::memory::MemoryStore;
-use alarm_skill::store::{Store, StoredGrant};
-use alarm_skill::voice_codes::Keyring;
-use alarm_skill::webhook::{self, Changed, EventKind, PanelEvent, WebhookService, signature};
+use alarm_skill::adapters::event_gateway::HttpEventGateway;
+use alarm_skill::adapters::lwa::{LwaClient, LwaError};
+use alarm_skill::adapters::store::memory::MemoryStore;
+use alarm_skill::common::clock::{AdjustableClock, Clock};
+use alarm_skill::common::deadline::Deadline;
+use alarm_skill::common::secret::{BearerToken, Secret};
+use alarm_skill::domain::ports::event_gateway::{Delivery, EventGateway, GatewayError};
+use alarm_skill::domain::ports::lwa::{GrantError, GrantExchange};
+use alarm_skill::domain::ports::panel::{Alarms, ArmState, Panel, Phase, Source, Zone, ZoneKind};
+use alarm_skill::domain::ports::store::{Store, StoredGrant};
+use alarm_skill::domain::voice_codes::Keyring;
+use alarm_skill::edges::config::AlexaRegion;
+use alarm_skill::edges::webhook::{
+    self, Changed, EventKind, PanelEvent, WebhookService, signature,
+};
+use alarm_skill::wire::alexa::Message;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -462,8 +465,11 @@ impl Harness {
                     "home",
                     token,
                     "PHYSICAL_INTERACTION",
-                    vec![alarm_skill::alexa::Property::arm_state("ARMED_AWAY", at)],
-                    vec![alarm_skill::alexa::Property::connectivity(true, at)],
+                    vec![alarm_skill::wire::alexa::Property::arm_state(
+                        "ARMED_AWAY",
+                        at,
+                    )],
+                    vec![alarm_skill::wire::alexa::Property::connectivity(true, at)],
                 )
             })
             .await
@@ -495,7 +501,7 @@ impl Harness {
 /// refresh re-seals the grant under the new current pepper.
 #[tokio::test]
 async fn a_warm_lwa_client_opens_and_reseals_grants_across_a_pepper_rotation() {
-    use alarm_skill::voice_codes::{KeyringSource, LoadKeyring};
+    use alarm_skill::domain::voice_codes::{KeyringSource, LoadKeyring};
     use std::collections::BTreeMap;
     use std::sync::atomic::{AtomicUsize, Ordering};
     fn ring(current: &str, ids: &[(&str, u8)]) -> Keyring {
@@ -1619,8 +1625,10 @@ async fn dev_alexa_fakes_work_with_the_real_clients() {
             "home",
             t,
             "APP_INTERACTION",
-            vec![alarm_skill::alexa::Property::arm_state("DISARMED", at)],
-            vec![alarm_skill::alexa::Property::connectivity(true, at)],
+            vec![alarm_skill::wire::alexa::Property::arm_state(
+                "DISARMED", at,
+            )],
+            vec![alarm_skill::wire::alexa::Property::connectivity(true, at)],
         )
     };
     assert_eq!(gateway.send(ACCOUNT, &build).await, Ok(Delivery::Sent));

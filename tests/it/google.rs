@@ -904,7 +904,7 @@ async fn report_state_is_retried_when_homegraph_fails_and_boundedly() {
     h.advance(60).await;
     assert_eq!(
         settled_report_calls(&h).await - before,
-        alarm_skill::google::homegraph::REPORT_ATTEMPTS
+        alarm_skill::adapters::homegraph::REPORT_ATTEMPTS
     );
     assert_eq!(homegraph_reports(&h).await.len(), 1);
     h.stack.dev_google.fail_reports(0, 500);

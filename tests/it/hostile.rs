@@ -9,10 +9,10 @@ use serde_json::{Value, json};
 use support::google::{self as g, outcome};
 use support::stack::{Harness, count, disarm, error_type, test_options};
 
+use alarm_skill::domain::ports::store::{OutboxCounts, OutboxPolicy, outbox_totals};
 use alarm_skill::local::Options;
 use alarm_skill::local::demo::DemoConfig;
 use alarm_skill::local::drill::{self, DrillOptions};
-use alarm_skill::store::{OutboxCounts, OutboxPolicy, outbox_totals};
 
 const DURESS: &str = "8361";
 const NORMAL: &str = "4729";
@@ -207,7 +207,7 @@ async fn a_flood_of_held_attempts_is_capped_per_household_and_never_sent() {
             assert_eq!(outcome(&r), "transientError", "{i}: {r}");
         }
     }
-    let cap = usize::try_from(alarm_skill::store::HELD_PER_HOUSEHOLD).unwrap();
+    let cap = usize::try_from(alarm_skill::domain::ports::store::HELD_PER_HOUSEHOLD).unwrap();
     assert_eq!(held(&h).await, cap);
     // Demo's own duress in the same outage, on its confirmed panel: not held, not crowded out.
     let demo = h.token("demo").await;
@@ -341,13 +341,13 @@ async fn one_invocation_drains_a_backlog_larger_than_a_batch() {
     flood_then_duress(&h, 63).await;
     assert_eq!(pending(&h).await.due, 61);
     h.advance(60).await;
-    let report = alarm_skill::redelivery::drain(
+    let report = alarm_skill::domain::redelivery::drain(
         h.stack.store.as_ref(),
         h.stack.panels.as_ref(),
         &h.stack.keyring,
         h.stack.clock.as_ref(),
         25,
-        alarm_skill::deadline::Deadline::after(std::time::Duration::from_secs(60)),
+        alarm_skill::common::deadline::Deadline::after(std::time::Duration::from_secs(60)),
         10,
     )
     .await
@@ -435,7 +435,7 @@ fn check(opts: &DrillOptions, r: &drill::DrillReport) {
 /// and in the doc together.
 #[tokio::test]
 async fn capacity_per_directive_and_per_re_delivered_record_is_pinned() {
-    use alarm_skill::store::capacity::{CapacityMeter, Consumed};
+    use alarm_skill::local::capacity::{CapacityMeter, Consumed};
     use support::stack::{arm, discover, report_state};
     let Ok(endpoint) = std::env::var("DYNAMODB_ENDPOINT") else {
         panic!("DYNAMODB_ENDPOINT is not set: run scripts/test, which starts DynamoDB Local");

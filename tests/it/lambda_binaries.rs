@@ -5,7 +5,7 @@
 
 use crate::support;
 
-use alarm_skill::secret::Secret;
+use alarm_skill::common::secret::Secret;
 use serde_json::{Value, json};
 use support::lambda::{Function, http_event, only, world};
 use support::stack::*;
@@ -22,7 +22,7 @@ fn emf_lines(logs: &str) -> Vec<Value> {
 async fn bootstrap_answers_directives_from_its_environment() {
     let (h, env) = world().await;
     let t = h.token("demo").await;
-    let env = only(&env, alarm_skill::secrets::needs::DIRECTIVE);
+    let env = only(&env, alarm_skill::adapters::secrets::needs::DIRECTIVE);
     assert!(!env.iter().any(|(k, _)| k == "WEBHOOK_SECRET"));
     let mut f = Function::start(env!("CARGO_BIN_EXE_bootstrap"), &env).await;
 
@@ -109,7 +109,7 @@ async fn bootstrap_handles_the_skill_disabled_event() {
     let r = h.invoke(&accept_grant(&t, "code-b")).await;
     assert_eq!(r["event"]["header"]["name"], "AcceptGrant.Response");
     assert_eq!(h.stack.store.grants("demo").await.unwrap().len(), 1);
-    let env = only(&env, alarm_skill::secrets::needs::DIRECTIVE);
+    let env = only(&env, alarm_skill::adapters::secrets::needs::DIRECTIVE);
     let mut f = Function::start(env!("CARGO_BIN_EXE_bootstrap"), &env).await;
     let event = json!({
         "version": "1.0",
@@ -169,7 +169,11 @@ async fn http_api_serves_the_management_api_and_the_webhook() {
     let event = r#"{"event_id":"e1","account":"demo","occurred_at":"2026-11-25T10:00:00Z","source":"keypad","type":"zone_removed","panel_id":"home","zone_id":"hallway"}"#;
     let ts = chrono::Utc::now().timestamp();
     for (secret, status) in [("wrong-secret", 401), ("test-webhook-secret", 200)] {
-        let sig = alarm_skill::webhook::signature::sign(&Secret::new(secret), ts, event.as_bytes());
+        let sig = alarm_skill::edges::webhook::signature::sign(
+            &Secret::new(secret),
+            ts,
+            event.as_bytes(),
+        );
         let (_, _, r) = f
             .invoke(http_event(
                 "POST",
@@ -190,7 +194,13 @@ async fn pending_attempts(h: &Harness) -> Vec<u32> {
     let mut attempts = vec![];
     for shard in 0..store.outbox_policy().shards {
         let due = store
-            .outbox_due(alarm_skill::store::Lane::Due, shard, later, 100, 100)
+            .outbox_due(
+                alarm_skill::domain::ports::store::Lane::Due,
+                shard,
+                later,
+                100,
+                100,
+            )
             .await
             .unwrap();
         attempts.extend(due.records.iter().map(|r| r.attempts));
@@ -204,7 +214,7 @@ async fn pending_attempts(h: &Harness) -> Vec<u32> {
 /// invocation runs, and the same invocation delivers the duress, then returns.
 #[tokio::test]
 async fn a_polling_redelivery_invocation_delivers_once_the_cloud_is_back() {
-    use alarm_skill::redelivery::seal;
+    use alarm_skill::domain::redelivery::seal;
     let (h, env) = world().await;
     let t = h.token("demo").await;
     h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
@@ -225,13 +235,14 @@ async fn a_polling_redelivery_invocation_delivers_once_the_cloud_is_back() {
         },
     );
     let now = chrono::Utc::now();
-    let mut record =
-        alarm_skill::store::OutboxRecord::pending(request_id, "demo", "home", sealed, now, now);
+    let mut record = alarm_skill::domain::ports::store::OutboxRecord::pending(
+        request_id, "demo", "home", sealed, now, now,
+    );
     record.attempts = 1;
     h.stack.store.put_outbox(&record, None).await.unwrap();
     assert_eq!(pending_attempts(&h).await, vec![1]);
 
-    let mut env = only(&env, alarm_skill::secrets::needs::REDELIVERY);
+    let mut env = only(&env, alarm_skill::adapters::secrets::needs::REDELIVERY);
     env.push(("REDELIVERY_POLL_SECONDS".into(), "1".into()));
     let mut f = Function::start_with_budget(
         env!("CARGO_BIN_EXE_redelivery"),
@@ -283,7 +294,7 @@ async fn redelivery_worker_delivers_a_pending_duress_once() {
     h.fault("none", 0).await;
     assert!(!h.signals().await.iter().any(|s| s.starts_with("121/")));
 
-    let env = only(&env, alarm_skill::secrets::needs::REDELIVERY);
+    let env = only(&env, alarm_skill::adapters::secrets::needs::REDELIVERY);
     let mut f = Function::start(env!("CARGO_BIN_EXE_redelivery"), &env).await;
     let schedule = json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
     let (kind, _, report) = f.invoke(schedule.clone()).await;
@@ -317,8 +328,8 @@ async fn a_function_without_a_secret_it_needs_fails_at_start_and_names_it() {
     let env = only(
         &env,
         &[
-            alarm_skill::secrets::SecretName::Pepper,
-            alarm_skill::secrets::SecretName::PanelApiKey,
+            alarm_skill::adapters::secrets::SecretName::Pepper,
+            alarm_skill::adapters::secrets::SecretName::PanelApiKey,
         ],
     );
     let f = Function::start(env!("CARGO_BIN_EXE_bootstrap"), &env).await;
@@ -329,8 +340,8 @@ async fn a_function_without_a_secret_it_needs_fails_at_start_and_names_it() {
 
 #[tokio::test]
 async fn http_api_with_a_google_key_reports_every_state_change_to_homegraph() {
+    use alarm_skill::edges::webhook::{Changed, EventKind, PanelEvent};
     use alarm_skill::local::google_dev::{self, DevGoogle};
-    use alarm_skill::webhook::{Changed, EventKind, PanelEvent};
     use std::sync::Arc;
 
     let (h, mut env) = world().await;
@@ -387,7 +398,7 @@ async fn http_api_with_a_google_key_reports_every_state_change_to_homegraph() {
         event_id: "google-e1".into(),
         account: "demo".into(),
         occurred_at: chrono::Utc::now(),
-        source: alarm_skill::panel::Source::Sensor,
+        source: alarm_skill::domain::ports::panel::Source::Sensor,
         kind: EventKind::PanelChanged {
             panel: panel.clone(),
             changed: vec![Changed::ZoneOpen {
@@ -397,7 +408,7 @@ async fn http_api_with_a_google_key_reports_every_state_change_to_homegraph() {
     };
     let event = serde_json::to_string(&event).unwrap();
     let ts = chrono::Utc::now().timestamp();
-    let sig = alarm_skill::webhook::signature::sign(
+    let sig = alarm_skill::edges::webhook::signature::sign(
         &Secret::new("test-webhook-secret"),
         ts,
         event.as_bytes(),
@@ -421,7 +432,7 @@ async fn http_api_with_a_google_key_reports_every_state_change_to_homegraph() {
     assert_eq!(reports[0]["agentUserId"], "demo");
     assert_eq!(
         reports[0]["payload"]["devices"]["states"],
-        Value::Object(alarm_skill::google::homegraph::states_of(&panel)),
+        Value::Object(alarm_skill::adapters::homegraph::states_of(&panel)),
         "the complete state of the panel and every zone"
     );
     assert_eq!(
@@ -548,7 +559,7 @@ const PEPPER_ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:a
 /// Manager at `endpoint` (so a rotation there reaches it), not from `PEPPER`.
 fn pepper_from_secrets_manager(
     env: &[(String, String)],
-    needs: &[alarm_skill::secrets::SecretName],
+    needs: &[alarm_skill::adapters::secrets::SecretName],
     endpoint: &str,
 ) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = only(env, needs)
@@ -582,13 +593,17 @@ fn keyring_with_t2_added() -> String {
 /// re-enrolled duress PIN disarms with the normal PIN's reply and exactly one 121.
 #[tokio::test]
 async fn a_warm_bootstrap_verifies_codes_enrolled_under_a_pepper_added_after_it_started() {
-    use alarm_skill::secret::Pin;
-    use alarm_skill::voice_codes::{Keyring, hash_code};
+    use alarm_skill::common::secret::Pin;
+    use alarm_skill::domain::voice_codes::{Keyring, hash_code};
 
     let (h, env) = world().await;
     let t = h.token("demo").await;
     let (secret, endpoint) = secrets_manager(support::lambda::pepper().expose().to_string()).await;
-    let env = pepper_from_secrets_manager(&env, alarm_skill::secrets::needs::DIRECTIVE, &endpoint);
+    let env = pepper_from_secrets_manager(
+        &env,
+        alarm_skill::adapters::secrets::needs::DIRECTIVE,
+        &endpoint,
+    );
     let mut f = Function::start(env!("CARGO_BIN_EXE_bootstrap"), &env).await;
     let (kind, _, r) = f.invoke(discover(&t)).await;
     assert_eq!(kind, "response", "{r}");
@@ -659,8 +674,11 @@ async fn a_warm_redelivery_worker_delivers_a_duress_sealed_under_a_pepper_added_
     let (h, env) = world().await;
     let t = h.token("demo").await;
     let (secret, endpoint) = secrets_manager(support::lambda::pepper().expose().to_string()).await;
-    let worker_env =
-        pepper_from_secrets_manager(&env, alarm_skill::secrets::needs::REDELIVERY, &endpoint);
+    let worker_env = pepper_from_secrets_manager(
+        &env,
+        alarm_skill::adapters::secrets::needs::REDELIVERY,
+        &endpoint,
+    );
     let mut worker = Function::start(env!("CARGO_BIN_EXE_redelivery"), &worker_env).await;
     let schedule = json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
     let (kind, _, report) = worker.invoke(schedule.clone()).await;
@@ -670,8 +688,11 @@ async fn a_warm_redelivery_worker_delivers_a_duress_sealed_under_a_pepper_added_
     // Both phases of the rotation; a directive function started after them seals under t2.
     *secret.lock().unwrap() = keyring_with_t2_added();
     *secret.lock().unwrap() = rotated_keyring();
-    let directive_env =
-        pepper_from_secrets_manager(&env, alarm_skill::secrets::needs::DIRECTIVE, &endpoint);
+    let directive_env = pepper_from_secrets_manager(
+        &env,
+        alarm_skill::adapters::secrets::needs::DIRECTIVE,
+        &endpoint,
+    );
     let mut bootstrap = Function::start(env!("CARGO_BIN_EXE_bootstrap"), &directive_env).await;
     h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
     h.advance(60).await;
@@ -759,8 +780,11 @@ async fn warm_http_api_functions_enrol_under_a_new_current_pepper_and_keep_the_s
     let (h, env) = world().await;
     let admin = h.admin_token("demo").await;
     let (secret, endpoint) = secrets_manager(support::lambda::pepper().expose().to_string()).await;
-    let api_env =
-        pepper_from_secrets_manager(&env, alarm_skill::secrets::needs::HTTP_API, &endpoint);
+    let api_env = pepper_from_secrets_manager(
+        &env,
+        alarm_skill::adapters::secrets::needs::HTTP_API,
+        &endpoint,
+    );
     let mut aging_env = api_env.clone();
     aging_env.push(("PEPPER_MAX_AGE_S".into(), "1".into()));
     let mut aging = Function::start(env!("CARGO_BIN_EXE_http-api"), &aging_env).await;
@@ -777,10 +801,10 @@ async fn warm_http_api_functions_enrol_under_a_new_current_pepper_and_keep_the_s
         assert_eq!(r["statusCode"], 200, "{r}");
     }
     let store = &h.stack.store;
-    let pepper_of = |p: &alarm_skill::voice_codes::Profile, kind| {
+    let pepper_of = |p: &alarm_skill::domain::voice_codes::Profile, kind| {
         p.members[0].code(kind).unwrap().pepper_id.clone()
     };
-    use alarm_skill::voice_codes::CodeKind::{Duress, Normal};
+    use alarm_skill::domain::voice_codes::CodeKind::{Duress, Normal};
 
     *secret.lock().unwrap() = keyring_with_t2_added();
     *secret.lock().unwrap() = rotated_keyring();
@@ -826,8 +850,11 @@ async fn warm_http_api_functions_enrol_under_a_new_current_pepper_and_keep_the_s
 
     // The codes work: a directive function that knows t2 verifies both.
     let t = h.token("demo").await;
-    let directive_env =
-        pepper_from_secrets_manager(&env, alarm_skill::secrets::needs::DIRECTIVE, &endpoint);
+    let directive_env = pepper_from_secrets_manager(
+        &env,
+        alarm_skill::adapters::secrets::needs::DIRECTIVE,
+        &endpoint,
+    );
     let mut f = Function::start(env!("CARGO_BIN_EXE_bootstrap"), &directive_env).await;
     let mut replies = Vec::new();
     for pin in ["2958", "7316"] {

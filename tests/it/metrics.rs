@@ -1,4 +1,4 @@
-//! Metrics (src/metrics.rs) through the same handler the Lambda runs: one embedded-metric-format
+//! Metrics (src/domain/metrics.rs) through the same handler the Lambda runs: one embedded-metric-format
 //! line per directive, outcomes and port failures counted, and nothing that could tell a duress
 //! disarm from a normal one or name a household.
 

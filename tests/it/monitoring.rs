@@ -18,11 +18,11 @@ use crate::support;
 
 use std::time::Duration;
 
+use alarm_skill::common::secret::Secret;
+use alarm_skill::domain::ports::panel::{ArmMode, ArmRequest, AttemptKind, DisarmRequest, Source};
 use alarm_skill::local::Options;
 use alarm_skill::local::demo::DemoConfig;
-use alarm_skill::panel::{ArmMode, ArmRequest, AttemptKind, DisarmRequest, Source};
-use alarm_skill::secret::Secret;
-use alarm_skill::simulator::monitoring::receiver::ReceiverMode;
+use alarm_skill::local::simulator::monitoring::receiver::ReceiverMode;
 use serde_json::{Value, json};
 use support::stack::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -492,7 +492,7 @@ async fn a_nak_is_re_sent_until_acknowledged() {
 /// A client speaking DC-09 directly to the receiver: what it refuses, what it acknowledges.
 #[tokio::test]
 async fn the_receiver_refuses_bad_frames_and_acks_good_ones() {
-    use alarm_skill::simulator::dc09::frame::{self, Cid, Key, MessageId, Route};
+    use alarm_skill::local::simulator::dc09::frame::{self, Cid, Key, MessageId, Route};
     let h = stack(config(0, true), Some(KEY)).await;
     let key = Key::from_hex(&Secret::new(KEY)).unwrap();
     let stream = tokio::net::TcpStream::connect(h.stack.receiver.addr())
@@ -517,7 +517,7 @@ async fn the_receiver_refuses_bad_frames_and_acks_good_ones() {
         partition: 1,
         number: 1,
     };
-    let now = alarm_skill::clock::Clock::now(h.stack.clock.as_ref());
+    let now = alarm_skill::common::clock::Clock::now(h.stack.clock.as_ref());
     let old = now - chrono::Duration::seconds(600);
     // In clear where the account requires AES; stale (a replay); an unknown account; garbage.
     for bad in [
@@ -542,7 +542,7 @@ async fn the_receiver_refuses_bad_frames_and_acks_good_ones() {
 async fn duress_through_an_outage(
     h: &Harness,
     ticks: usize,
-) -> Vec<alarm_skill::redelivery::Report> {
+) -> Vec<alarm_skill::domain::redelivery::Report> {
     let t = h.token("demo").await;
     let r = h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
     assert_eq!(r["event"]["header"]["name"], "Arm.Response", "{r}");
@@ -662,7 +662,7 @@ fn duress_dispatches(h: &Harness) -> Vec<(String, Option<u16>)> {
         .center()
         .dispatches()
         .into_iter()
-        .filter(|d| d.reason == alarm_skill::simulator::monitoring::DispatchReason::Duress)
+        .filter(|d| d.reason == alarm_skill::local::simulator::monitoring::DispatchReason::Duress)
         .map(|d| (d.account, d.user))
         .collect();
     d.sort();
@@ -812,9 +812,9 @@ async fn restarts_of_both_ends_mid_backlog_deliver_each_duress_exactly_once() {
 /// the DC-09 time window.
 #[test]
 fn duplicates_are_sequence_number_and_time_of_occurrence_not_a_bare_sequence_number() {
-    use alarm_skill::clock::{AdjustableClock, Clock};
-    use alarm_skill::simulator::dc09::frame::{self, Cid, MessageId, Route};
-    use alarm_skill::simulator::monitoring::{MonitoringCenter, Subscriber};
+    use alarm_skill::common::clock::{AdjustableClock, Clock};
+    use alarm_skill::local::simulator::dc09::frame::{self, Cid, MessageId, Route};
+    use alarm_skill::local::simulator::monitoring::{MonitoringCenter, Subscriber};
     use std::sync::Arc;
 
     let clock = Arc::new(AdjustableClock::frozen(
@@ -872,7 +872,7 @@ fn duplicates_are_sequence_number_and_time_of_occurrence_not_a_bare_sequence_num
     let duress_count = c
         .dispatches()
         .iter()
-        .filter(|d| d.reason == alarm_skill::simulator::monitoring::DispatchReason::Duress)
+        .filter(|d| d.reason == alarm_skill::local::simulator::monitoring::DispatchReason::Duress)
         .count();
     assert_eq!(duress_count, 2);
 
@@ -1129,7 +1129,7 @@ async fn a_killed_stack_process_restarted_on_its_monitoring_dir_raises_each_dure
 
     // Process 1, receiver down: the cloud acknowledges two signals and a duress disarm; the
     // third signal is held after its decision is on disk, before any acknowledgement leaves.
-    let point = alarm_skill::simulator::SIGNAL_DECIDED;
+    let point = alarm_skill::local::simulator::SIGNAL_DECIDED;
     let p1 = k
         .serve(Some("down"), Some(&format!("{point}=2*off->pause")))
         .await;
@@ -1303,7 +1303,10 @@ async fn a_normal_and_a_duress_disarm_make_the_same_durable_writes() {
         let view = sim
             .disarm("demo", "home", &disarm_request(kind))
             .expect("disarmed");
-        assert_eq!(view.arm_state, alarm_skill::panel::ArmState::Disarmed);
+        assert_eq!(
+            view.arm_state,
+            alarm_skill::domain::ports::panel::ArmState::Disarmed
+        );
         let after = link.journal_stats();
         let text = journal(&dir);
         grown.push((kind, text.len() - before, text.lines().count() - lines));

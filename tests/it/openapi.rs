@@ -11,7 +11,7 @@ use crate::support;
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use alarm_skill::conformance::schema::{self, validate, validate_named};
+use alarm_skill::local::conformance::schema::{self, validate, validate_named};
 use serde_json::{Value, json};
 use support::stack::*;
 
@@ -125,13 +125,13 @@ fn openapi_operations_are_exactly_the_routes_the_code_registers() {
     for doc in [&panel, &management] {
         assert_eq!(doc["openapi"], "3.1.0");
     }
-    let sim: BTreeSet<_> = routes_in(&source("src/simulator/http.rs"))
+    let sim: BTreeSet<_> = routes_in(&source("src/local/simulator/http.rs"))
         .into_iter()
         .filter(|(_, p)| p.starts_with("/v1/"))
         .collect();
     compare("panel API", &sim, &operations(&panel));
-    let mut skill = routes_in(&source("src/management/mod.rs"));
-    skill.extend(routes_in(&source("src/webhook/handler.rs")));
+    let mut skill = routes_in(&source("src/edges/management/mod.rs"));
+    skill.extend(routes_in(&source("src/edges/webhook/handler.rs")));
     compare("management API", &skill, &operations(&management));
     // The webhook the panel cloud sends is the skill's webhook route, with the same body.
     assert_eq!(

@@ -5,15 +5,17 @@
 use std::sync::{Arc, Mutex};
 
 use crate::support::logs::Capture;
-use alarm_skill::clock::SystemClock;
-use alarm_skill::deadline::Deadline;
-use alarm_skill::panel::http::HttpPanelCloud;
-use alarm_skill::panel::{AttemptKind, Notice, PanelCloud, PanelError, SignalRequest, Source};
-use alarm_skill::redelivery::seal::{self, Sealed};
-use alarm_skill::secret::Secret;
-use alarm_skill::store::memory::MemoryStore;
-use alarm_skill::store::{OutboxRecord, OutboxStatus, Store};
-use alarm_skill::voice_codes::Keyring;
+use alarm_skill::adapters::panel::HttpPanelCloud;
+use alarm_skill::adapters::store::memory::MemoryStore;
+use alarm_skill::common::clock::SystemClock;
+use alarm_skill::common::deadline::Deadline;
+use alarm_skill::common::secret::Secret;
+use alarm_skill::domain::ports::panel::{
+    AttemptKind, Notice, PanelCloud, PanelError, SignalRequest, Source,
+};
+use alarm_skill::domain::ports::store::{OutboxRecord, OutboxStatus, Store};
+use alarm_skill::domain::redelivery::seal::{self, Sealed};
+use alarm_skill::domain::voice_codes::Keyring;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -160,7 +162,7 @@ async fn worker_keeps_an_unacknowledged_duress_pending(store: &dyn Store) {
     let record = pending(&keyring);
     store.put_outbox(&record, None).await.unwrap();
     let pass = || {
-        alarm_skill::redelivery::run_once(
+        alarm_skill::domain::redelivery::run_once(
             store,
             &client,
             &keyring,
@@ -191,7 +193,7 @@ async fn worker_keeps_an_unacknowledged_duress_pending(store: &dyn Store) {
     store
         .settle_outbox(
             &record.request_id,
-            &alarm_skill::store::Settlement::Retry {
+            &alarm_skill::domain::ports::store::Settlement::Retry {
                 attempts: 2,
                 next_attempt_at: chrono::Utc::now() - chrono::Duration::seconds(1),
             },
@@ -218,12 +220,12 @@ async fn the_worker_keeps_an_unacknowledged_duress_pending_in_memory() {
 async fn the_worker_keeps_an_unacknowledged_duress_pending_on_dynamodb() {
     let endpoint = std::env::var("DYNAMODB_ENDPOINT")
         .expect("DYNAMODB_ENDPOINT is not set: run scripts/test, which starts DynamoDB Local");
-    let client = alarm_skill::store::dynamodb::local_client(&endpoint);
+    let client = alarm_skill::adapters::store::dynamodb::local_client(&endpoint);
     let table = format!("panel-client-{}", uuid::Uuid::new_v4().simple());
-    alarm_skill::store::dynamodb::create_table(&client, &table)
+    alarm_skill::adapters::store::dynamodb::create_table(&client, &table)
         .await
         .unwrap();
-    let store = alarm_skill::store::dynamodb::DynamoStore::new(client, table);
+    let store = alarm_skill::adapters::store::dynamodb::DynamoStore::new(client, table);
     worker_keeps_an_unacknowledged_duress_pending(&store).await;
 }
 
@@ -321,7 +323,7 @@ fn assert_same_but_kind(normal: &[u8], duress: &[u8]) {
 
 #[tokio::test]
 async fn a_duress_and_a_normal_attempt_send_the_same_bytes_but_the_kind() {
-    use alarm_skill::panel::DisarmRequest;
+    use alarm_skill::domain::ports::panel::DisarmRequest;
     let (seen, client) = raw_cloud().await;
     for kind in [AttemptKind::Normal, AttemptKind::Duress] {
         let disarm = DisarmRequest {
@@ -401,7 +403,7 @@ async fn a_moved_duress_stays_pending(
         Moved::Panel => &stored.panel,
     };
     assert_eq!(now_at, value, "the record was moved before the worker runs");
-    let report = alarm_skill::redelivery::run_once(
+    let report = alarm_skill::domain::redelivery::run_once(
         store,
         &client,
         keyring,
@@ -467,12 +469,13 @@ async fn a_duress_moved_to_another_household_or_panel_is_not_delivered_in_memory
 async fn a_duress_moved_to_another_household_or_panel_is_not_delivered_on_dynamodb() {
     let endpoint = std::env::var("DYNAMODB_ENDPOINT")
         .expect("DYNAMODB_ENDPOINT is not set: run scripts/test, which starts DynamoDB Local");
-    let client = alarm_skill::store::dynamodb::local_client(&endpoint);
+    let client = alarm_skill::adapters::store::dynamodb::local_client(&endpoint);
     let table = format!("panel-client-{}", uuid::Uuid::new_v4().simple());
-    alarm_skill::store::dynamodb::create_table(&client, &table)
+    alarm_skill::adapters::store::dynamodb::create_table(&client, &table)
         .await
         .unwrap();
-    let store = alarm_skill::store::dynamodb::DynamoStore::new(client.clone(), table.clone());
+    let store =
+        alarm_skill::adapters::store::dynamodb::DynamoStore::new(client.clone(), table.clone());
     for moved in [Moved::Household, Moved::Panel] {
         let keyring = Keyring::random();
         let record = OutboxRecord {
@@ -497,7 +500,7 @@ async fn a_duress_moved_to_another_household_or_panel_is_not_delivered_on_dynamo
         store.put_outbox(&record, None).await.unwrap();
         // Whoever can write the table edits the item's attribute in place.
         let (field, value) = moved.edit();
-        use alarm_skill::store::dynamodb::{PK, SK};
+        use alarm_skill::adapters::store::dynamodb::{PK, SK};
         use aws_sdk_dynamodb::types::AttributeValue as AV;
         client
             .update_item()

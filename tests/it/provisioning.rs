@@ -4,10 +4,10 @@
 
 use crate::support;
 
-use alarm_skill::clock::Clock;
+use alarm_skill::common::clock::Clock;
+use alarm_skill::edges::webhook::{SIGNATURE_HEADER, TIMESTAMP_HEADER, signature};
 use alarm_skill::local::Options;
 use alarm_skill::local::demo::DemoConfig;
-use alarm_skill::webhook::{SIGNATURE_HEADER, TIMESTAMP_HEADER, signature};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::stack::*;
@@ -234,8 +234,8 @@ async fn the_first_sync_fails_cleanly_while_the_panel_cloud_is_down_and_works_af
 /// here, which scripts/test starts).
 #[tokio::test]
 async fn bulk_import_takes_the_members_of_every_listed_account() {
-    use alarm_skill::store::Store;
-    use alarm_skill::store::dynamodb::{DynamoStore, create_table, local_client};
+    use alarm_skill::adapters::store::dynamodb::{DynamoStore, create_table, local_client};
+    use alarm_skill::domain::ports::store::Store;
     let h = fresh().await;
     let endpoint = std::env::var("DYNAMODB_ENDPOINT")
         .expect("DYNAMODB_ENDPOINT is not set: run scripts/test, which starts DynamoDB Local");
@@ -321,7 +321,7 @@ async fn bulk_import_takes_the_members_of_every_listed_account() {
 /// the panel cloud is down, and is synced once it is back.
 #[tokio::test]
 async fn a_household_from_before_provisioning_keeps_its_members_during_an_outage() {
-    use alarm_skill::voice_codes::{Member, Profile};
+    use alarm_skill::domain::voice_codes::{Member, Profile};
     let h = fresh().await;
     let old = Profile {
         members: vec![Member {
@@ -515,11 +515,13 @@ async fn user_lists_late_and_out_of_order_resolve_by_the_clouds_revision() {
 /// counts only.
 #[tokio::test]
 async fn pepper_usage_blocks_retiring_a_pepper_until_nothing_stored_names_it() {
-    use alarm_skill::redelivery::seal::{Binding, Sealed, seal};
-    use alarm_skill::secret::{Pin, Secret};
-    use alarm_skill::store::dynamodb::{DynamoStore, create_table, local_client};
-    use alarm_skill::store::{OutboxRecord, OutboxStatus, Settlement, Store, StoredGrant};
-    use alarm_skill::voice_codes::{Keyring, Member, Profile, hash_code};
+    use alarm_skill::adapters::store::dynamodb::{DynamoStore, create_table, local_client};
+    use alarm_skill::common::secret::{Pin, Secret};
+    use alarm_skill::domain::ports::store::{
+        OutboxRecord, OutboxStatus, Settlement, Store, StoredGrant,
+    };
+    use alarm_skill::domain::redelivery::seal::{Binding, Sealed, seal};
+    use alarm_skill::domain::voice_codes::{Keyring, Member, Profile, hash_code};
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD as B64;
 

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use alarm_skill::config::{SecretRef, SecretRefs};
-use alarm_skill::secret::Secret;
-use alarm_skill::secrets::{SecretName, SecretsError, load, load_for, needs};
+use alarm_skill::adapters::secrets::{SecretName, SecretsError, load, load_for, needs};
+use alarm_skill::common::secret::Secret;
+use alarm_skill::edges::config::{SecretRef, SecretRefs};
 use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
 use axum::Router;
 use axum::body::Bytes;

@@ -4,8 +4,8 @@
 
 use crate::support;
 
-use alarm_skill::clock::MAX_OFFSET;
-use alarm_skill::webhook::{SIGNATURE_HEADER, TIMESTAMP_HEADER, TOLERANCE_S};
+use alarm_skill::common::clock::MAX_OFFSET;
+use alarm_skill::edges::webhook::{SIGNATURE_HEADER, TIMESTAMP_HEADER, TOLERANCE_S};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::stack::*;

@@ -5,12 +5,12 @@
 //! `dynamodb_layout` below also checks the table layout the SAM template and docs/dynamodb.md
 //! promise (keys, sparse index, TTL attributes), which the trait alone can't observe.
 
-use alarm_skill::store::dynamodb::{DynamoStore, create_table, local_client};
-use alarm_skill::store::{
+use alarm_skill::adapters::store::dynamodb::{DynamoStore, create_table, local_client};
+use alarm_skill::domain::ports::store::{
     AuditEntry, Breaker, HELD_PER_HOUSEHOLD, HouseholdSnapshot, Lane, OutboxCounts, OutboxPolicy,
     OutboxRecord, OutboxStatus, Settlement, Store, StoreError, StoredGrant, ThrottleWrite,
 };
-use alarm_skill::voice_codes::{
+use alarm_skill::domain::voice_codes::{
     CodeHash, HouseholdSettings, Member, PinlessPolicy, Profile, Throttle,
 };
 use chrono::{DateTime, Duration, Utc};
@@ -49,7 +49,7 @@ macro_rules! conformance {
                 #[tokio::test]
                 async fn $case() {
                     let store =
-                        alarm_skill::store::memory::MemoryStore::with_outbox_policy(super::POLICY);
+                        alarm_skill::adapters::store::memory::MemoryStore::with_outbox_policy(super::POLICY);
                     super::$case(&store).await;
                 }
             )+
@@ -222,7 +222,9 @@ async fn due_ids(store: &dyn Store, now: DateTime<Utc>, limit: usize) -> Vec<Str
 }
 
 async fn counts(store: &dyn Store) -> OutboxCounts {
-    alarm_skill::store::outbox_totals(store).await.unwrap()
+    alarm_skill::domain::ports::store::outbox_totals(store)
+        .await
+        .unwrap()
 }
 
 async fn messages(store: &dyn Store, household: &str) -> Vec<String> {
@@ -898,7 +900,7 @@ async fn grants_put_replace_list_delete_per_region(store: &dyn Store) {
     );
 }
 
-/// One grant per linked Alexa user (`{region}#{user}`, crate::lwa::client), next to a grant
+/// One grant per linked Alexa user (`{region}#{user}`, crate::adapters::lwa), next to a grant
 /// stored before grants were per user (`{region}` alone), which stays readable as it was.
 async fn grants_per_alexa_user_beside_one_from_before(store: &dyn Store) {
     store
@@ -972,8 +974,8 @@ async fn google_link_is_linked_until_disconnected_and_again_after_sync(store: &d
 mod dynamodb_layout {
     use std::collections::HashMap;
 
-    use alarm_skill::store::dynamodb::{DynamoStore, create_table, local_client};
-    use alarm_skill::store::{Lane, OutboxPolicy, Settlement, Store, StoreError};
+    use alarm_skill::adapters::store::dynamodb::{DynamoStore, create_table, local_client};
+    use alarm_skill::domain::ports::store::{Lane, OutboxPolicy, Settlement, Store, StoreError};
     use aws_sdk_dynamodb::Client;
     use aws_sdk_dynamodb::types::{
         AttributeValue, BillingMode, KeyType, ProjectionType, TimeToLiveStatus,
@@ -1917,7 +1919,7 @@ async fn racing_held_attempts_never_pass_the_cap(store: &dyn Store) {
     assert_eq!(counts(store).await.held, cap);
 }
 
-/// The re-delivery worker's breaker (crate::redelivery, "Breaker"): one item per panel cloud,
+/// The re-delivery worker's breaker (crate::domain::redelivery, "Breaker"): one item per panel cloud,
 /// closed until saved, guarded by its version like a profile.
 async fn breaker_reads_closed_until_saved_and_a_stale_save_changes_nothing(store: &dyn Store) {
     let closed = store.breaker("https://cloud-a.example").await.unwrap();

@@ -277,7 +277,7 @@ async fn an_unreadable_pending_item_does_not_hold_back_the_duress_behind_it() {
     f.h.fault("none", 0).await;
     // A damaged pending item, due before the duress.
     let endpoint = std::env::var("DYNAMODB_ENDPOINT").unwrap();
-    alarm_skill::store::dynamodb::local_client(&endpoint)
+    alarm_skill::adapters::store::dynamodb::local_client(&endpoint)
         .put_item()
         .table_name(&f.h.stack.table)
         .item(

@@ -9,8 +9,8 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use alarm_skill::common::secret::Secret;
 use alarm_skill::local::Options;
-use alarm_skill::secret::Secret;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::IntoResponse;
@@ -280,9 +280,9 @@ impl Function {
 /// gives each function only its own, and the function must start with just those).
 pub fn only(
     env: &[(String, String)],
-    needs: &[alarm_skill::secrets::SecretName],
+    needs: &[alarm_skill::adapters::secrets::SecretName],
 ) -> Vec<(String, String)> {
-    use alarm_skill::secrets::SecretName;
+    use alarm_skill::adapters::secrets::SecretName;
     let all = [
         (SecretName::Pepper, "PEPPER"),
         (SecretName::LwaClientSecret, "LWA_CLIENT_SECRET"),
@@ -320,7 +320,7 @@ pub async fn world_with(
         dynamodb_endpoint: Some(endpoint.clone()),
         // The in-process stack only sets the scene (arms the panel) and checks it: Alexa's whole
         // budget, so a loaded machine's DynamoDB Local can't cut a set-up short unnoticed.
-        directive_budget: Some(alarm_skill::deadline::ALEXA_BUDGET),
+        directive_budget: Some(alarm_skill::common::deadline::ALEXA_BUDGET),
         ..test_options()
     })
     .await;

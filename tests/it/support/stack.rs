@@ -358,7 +358,7 @@ pub async fn store_dump(h: &Harness) -> Value {
         return m.dump();
     }
     let endpoint = std::env::var("DYNAMODB_ENDPOINT").expect("DYNAMODB_ENDPOINT");
-    let client = alarm_skill::store::dynamodb::local_client(&endpoint);
+    let client = alarm_skill::adapters::store::dynamodb::local_client(&endpoint);
     let items: Vec<Value> = client
         .scan()
         .table_name(&h.stack.table)
@@ -545,7 +545,7 @@ pub async fn lockout(h: &Harness) -> Value {
     assert_eq!(status, 200);
     if let Some(until) = body["locked_until"].as_str() {
         let until = chrono::DateTime::parse_from_rfc3339(until).unwrap();
-        let now = alarm_skill::clock::Clock::now(h.stack.clock.as_ref());
+        let now = alarm_skill::common::clock::Clock::now(h.stack.clock.as_ref());
         body["locked_until"] = json!((until.with_timezone(&chrono::Utc) - now).num_seconds());
     }
     body

@@ -1,0 +1,270 @@
+//! A household's items: its profile (members and codes), its throttle, the panels it has been
+//! seen with, and its audit log. A disarm's attempt writes the throttle, the outbox record and
+//! the audit lines in one transaction ([`DynamoStore::record_attempt`]).
+
+use super::*;
+
+impl DynamoStore {
+    pub(super) async fn household(&self, household: &str) -> Result<HouseholdSnapshot, StoreError> {
+        // PROFILE and THROTTLE are the only sort keys of the household's partition in this
+        // range (audit lines sort before it, under AUDIT#), so one Query reads both.
+        let request = self
+            .query_partition(hh_pk(household))
+            .key_condition_expression("#pk = :pk AND #sk BETWEEN :profile AND :throttle")
+            .expression_attribute_names("#sk", SK)
+            .expression_attribute_values(":profile", s(PROFILE_SK))
+            .expression_attribute_values(":throttle", s(THROTTLE_SK));
+        let mut snapshot = HouseholdSnapshot::default();
+        for item in self.query_all(request, None).await? {
+            match get_s(&item, SK)? {
+                PROFILE_SK => snapshot.profile = decode_profile(&item)?,
+                THROTTLE_SK => snapshot.throttle = decode_throttle(&item)?,
+                sk if sk.starts_with(SEEN_PREFIX) => {
+                    let panel = sk.trim_start_matches(SEEN_PREFIX).to_string();
+                    snapshot.panels_seen.insert(panel, get_time(&item, "at")?);
+                }
+                // QUEUE, and a future item type that happens to sort inside the range.
+                _ => {}
+            }
+        }
+        Ok(snapshot)
+    }
+
+    pub(super) async fn save_profile(
+        &self,
+        household: &str,
+        profile: &Profile,
+    ) -> Result<u64, StoreError> {
+        let version = next_version(profile.version)?;
+        let mut saved = profile.clone();
+        saved.version = version;
+        let data = serde_json::to_string(&saved)
+            .map_err(|e| StoreError::Unavailable(format!("encoding profile: {e}")))?;
+        let mut item = key(hh_pk(household), PROFILE_SK);
+        item.insert("version".into(), n(version));
+        item.insert("data".into(), s(data));
+        versioned!(
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item)),
+            profile.version
+        )
+        .send()
+        .await
+        .map_err(|e| sdk_error("PutItem", e))?;
+        Ok(version)
+    }
+
+    pub(super) async fn record_attempt(
+        &self,
+        household: &str,
+        throttle: ThrottleWrite<'_>,
+        outbox: Option<&OutboxRecord>,
+        audit: &[AuditEntry],
+    ) -> Result<(), StoreError> {
+        let actions = 1 + usize::from(outbox.is_some()) + audit.len();
+        if actions > MAX_TRANSACT_ITEMS {
+            return Err(StoreError::Unavailable(format!(
+                "record_attempt needs {actions} writes; one transaction takes {MAX_TRANSACT_ITEMS}"
+            )));
+        }
+        let mut items = Vec::with_capacity(actions);
+
+        items.push(throttle_write(&self.table, household, throttle)?);
+
+        if let Some(record) = outbox {
+            items.push(self.new_outbox_write(record)?);
+        }
+        for entry in audit {
+            items.push(self.audit_write(household, entry)?);
+        }
+
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+            .map_err(transact_error)?;
+        Ok(())
+    }
+
+    pub(super) async fn hold_attempt(
+        &self,
+        household: &str,
+        throttle: ThrottleWrite<'_>,
+        outbox: &OutboxRecord,
+        audit: &[AuditEntry],
+    ) -> Result<bool, StoreError> {
+        let actions = 3 + audit.len();
+        if actions > MAX_TRANSACT_ITEMS {
+            return Err(StoreError::Unavailable(format!(
+                "hold_attempt needs {actions} writes; one transaction takes {MAX_TRANSACT_ITEMS}"
+            )));
+        }
+        let held = OutboxRecord {
+            lane: Lane::Held,
+            counted: false,
+            ..outbox.clone()
+        };
+        let mut items = vec![
+            throttle_write(&self.table, household, throttle)?,
+            self.new_outbox_write(&held)?,
+            self.held_update(household, 1)?,
+        ];
+        for entry in audit {
+            items.push(self.audit_write(household, entry)?);
+        }
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(err) => {
+                // Only the count refused: the household's held lane is full. The decision
+                // stands without the record.
+                if let Some(TransactWriteItemsError::TransactionCanceledException(e)) =
+                    err.as_service_error()
+                {
+                    let reasons: Vec<&str> = e
+                        .cancellation_reasons()
+                        .iter()
+                        .map(|r| r.code().unwrap_or("None"))
+                        .collect();
+                    if reasons.get(2) == Some(&"ConditionalCheckFailed")
+                        && reasons.iter().take(2).all(|r| *r == "None")
+                    {
+                        self.record_attempt(household, throttle, None, audit)
+                            .await?;
+                        return Ok(false);
+                    }
+                }
+                Err(transact_error(err))
+            }
+        }
+    }
+
+    /// The household's held count moved by `delta`; an increment only below
+    /// [`HELD_PER_HOUSEHOLD`].
+    pub(super) fn held_update(
+        &self,
+        household: &str,
+        delta: i64,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(hh_pk(household), HELD_SK)))
+            .update_expression("ADD #n :delta")
+            .expression_attribute_names("#n", "held")
+            .expression_attribute_values(":delta", n(delta));
+        if delta > 0 {
+            update = update
+                .condition_expression("attribute_not_exists(#n) OR #n < :cap")
+                .expression_attribute_values(":cap", n(HELD_PER_HOUSEHOLD));
+        }
+        Ok(TransactWriteItem::builder()
+            .update(update.build().map_err(build_error)?)
+            .build())
+    }
+
+    pub(super) async fn confirm_panels(
+        &self,
+        household: &str,
+        panels: &[String],
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        for panel in panels.iter().take(MAX_CONFIRMED_PANELS) {
+            let mut item = key(hh_pk(household), format!("{SEEN_PREFIX}{panel}"));
+            item.insert("at".into(), s(timestamp(at)));
+            self.put(item).await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn forget_panel(
+        &self,
+        household: &str,
+        panel: &str,
+    ) -> Result<(), StoreError> {
+        self.delete(key(hh_pk(household), format!("{SEEN_PREFIX}{panel}")))
+            .await
+    }
+
+    pub(super) async fn append_audit(
+        &self,
+        household: &str,
+        entry: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        self.put(audit_item(household, entry)).await
+    }
+
+    pub(super) async fn audit(
+        &self,
+        household: &str,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let request = self
+            .query_partition(hh_pk(household))
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :audit)")
+            .expression_attribute_names("#sk", SK)
+            .expression_attribute_values(":audit", s(AUDIT_PREFIX))
+            .scan_index_forward(false);
+        self.query_all(request, Some(limit))
+            .await?
+            .iter()
+            .map(decode_audit)
+            .collect()
+    }
+
+    /// An audit line, as one action of a transaction.
+    pub(super) fn audit_write(
+        &self,
+        household: &str,
+        entry: &AuditEntry,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(audit_item(household, entry)))
+            .build()
+            .map_err(build_error)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+}
+
+/// The throttle part of an attempt's transaction (see [`ThrottleWrite`]).
+fn throttle_write(
+    table: &str,
+    household: &str,
+    throttle: ThrottleWrite<'_>,
+) -> Result<TransactWriteItem, StoreError> {
+    Ok(match throttle {
+        ThrottleWrite::Set(t) => {
+            let put = versioned!(
+                Put::builder()
+                    .table_name(table)
+                    .set_item(Some(throttle_item(household, t, next_version(t.version)?))),
+                t.version
+            )
+            .build()
+            .map_err(build_error)?;
+            TransactWriteItem::builder().put(put).build()
+        }
+        ThrottleWrite::Check(version) => {
+            let check = versioned!(
+                ConditionCheck::builder()
+                    .table_name(table)
+                    .set_key(Some(key(hh_pk(household), THROTTLE_SK))),
+                version
+            )
+            .build()
+            .map_err(build_error)?;
+            TransactWriteItem::builder().condition_check(check).build()
+        }
+    })
+}

@@ -1,0 +1,84 @@
+//! Typed fields out of untrusted JSON, for the assistants' wire formats (crate::wire::alexa,
+//! crate::wire::google).
+//!
+//! Parsing walks `serde_json::Value` by hand instead of deriving `Deserialize`: serde's messages
+//! quote the offending value ("invalid type: integer `4729`"), and an ill-typed PIN must never
+//! reach an error message or a log line. Every message here names the field path only.
+
+use serde_json::{Map, Value};
+
+/// A JSON object with the path that led to it, for messages like
+/// "directive.payload.armState must be a string" or
+/// "inputs[0].payload.commands[0].execution[0].params.arm must be a boolean".
+pub struct Obj<'a> {
+    path: String,
+    map: &'a Map<String, Value>,
+}
+
+impl<'a> Obj<'a> {
+    /// The top of a message; `what` names it in the error ("the request", "the message").
+    pub fn root(value: &'a Value, what: &str) -> Result<Self, String> {
+        Self::at(String::new(), value).map_err(|_| format!("{what} must be a JSON object"))
+    }
+
+    pub fn at(path: String, value: &'a Value) -> Result<Self, String> {
+        match value {
+            Value::Object(map) => Ok(Obj { path, map }),
+            _ => Err(format!("{path} must be an object")),
+        }
+    }
+
+    pub fn path(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    pub fn obj(&self, key: &str) -> Result<Obj<'a>, String> {
+        self.opt_obj(key)?
+            .ok_or_else(|| format!("missing field {}", self.path(key)))
+    }
+
+    pub fn opt_obj(&self, key: &str) -> Result<Option<Obj<'a>>, String> {
+        match self.map.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => Self::at(self.path(key), v).map(Some),
+        }
+    }
+
+    pub fn array(&self, key: &str) -> Result<&'a Vec<Value>, String> {
+        match self.map.get(key) {
+            Some(Value::Array(items)) => Ok(items),
+            None | Some(Value::Null) => Err(format!("missing field {}", self.path(key))),
+            Some(_) => Err(format!("{} must be an array", self.path(key))),
+        }
+    }
+
+    pub fn string(&self, key: &str) -> Result<String, String> {
+        self.opt_string(key)?
+            .ok_or_else(|| format!("missing field {}", self.path(key)))
+    }
+
+    pub fn opt_string(&self, key: &str) -> Result<Option<String>, String> {
+        match self.map.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(format!("{} must be a string", self.path(key))),
+        }
+    }
+
+    pub fn bool(&self, key: &str) -> Result<bool, String> {
+        self.opt_bool(key)?
+            .ok_or_else(|| format!("missing field {}", self.path(key)))
+    }
+
+    pub fn opt_bool(&self, key: &str) -> Result<Option<bool>, String> {
+        match self.map.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(format!("{} must be a boolean", self.path(key))),
+        }
+    }
+}

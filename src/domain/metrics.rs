@@ -1,0 +1,577 @@
+//! Operational metrics as CloudWatch embedded-metric-format (EMF) log lines: one JSON line on
+//! stdout per directive and per re-delivery pass, which CloudWatch Logs turns into metrics
+//! (namespace `METRICS_NAMESPACE`, the template sets `AlarmSkill/<stack>`). No agent, no API
+//! call, nothing on the directive's critical path but one formatted line.
+//!
+//! What is counted:
+//! - per directive: `Directives` and `DirectiveDuration` by `Directive` (Discover, Disarm, ...)
+//!   and `Outcome` (`ok`, or the Alexa error type of the reply: `BRIDGE_UNREACHABLE`, ...);
+//! - at the ports, flushed into the same line: panel cloud calls and failures by kind
+//!   (`PanelUnreachable`, `PanelTimeout`, `PanelServerError`, ...) and store calls and failures
+//!   (`StoreUnavailable`, `StoreThrottled`, `StoreConflict`, `StoreCorrupt`), by wrapping the
+//!   `PanelCloud` and `Store` ports ([`Metrics::panels`], [`Metrics::store`]);
+//! - per re-delivery pass: `OutboxExamined`, `OutboxBacklog` (every record still pending in the
+//!   shards' queues and the households' own queues, counted each pass) and `OutboxPanelGone`
+//!   (records whose panel left the account, on their own slow path and alarm).
+//!
+//! **A metric must never reveal a duress**, to anyone, and least of all to someone who can
+//! read a household's data (support staff, the household itself through a vendor app):
+//! - no dimension names a household, account, panel, member or request: every metric is an
+//!   aggregate over the whole stack;
+//! - the directive line is derived from the reply only (its Alexa error type), and a duress
+//!   disarm's reply, panel calls and store calls are those of a normal disarm: the two produce
+//!   the same line, field for field, apart from the timestamp and the measured duration
+//!   (tests/metrics.rs compares them);
+//! - nothing is ever split by kind of code: there is no "duress" metric on the directive path;
+//! - the outbox backlog is an operator metric about undelivered panel calls, published once per
+//!   pass for the whole stack. It is what tells the on-call engineer that a silent alarm may not
+//!   have reached the monitoring center, so it must exist; docs/deploy.md ("Metrics and what
+//!   they must not reveal") explains who may read it and why it is not published finer.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value, json};
+
+use crate::common::deadline::Deadline;
+use crate::domain::ports::panel::{
+    ArmOutcome, ArmRequest, DisarmRequest, Notice, Panel, PanelCloud, PanelError, SignalRequest,
+    UserList,
+};
+use crate::domain::ports::store::{
+    AuditEntry, Breaker, DueRecords, HouseholdSnapshot, Lane, OutboxCounts, OutboxPolicy,
+    OutboxRecord, Settlement, Store, StoreError, StoredGrant, ThrottleWrite,
+};
+use crate::domain::voice_codes::Profile;
+
+/// Port counters, in the order they appear in a line.
+const COUNTERS: [&str; 15] = [
+    "PanelCalls",
+    "PanelUnreachable",
+    "PanelTimeout",
+    "PanelServerError",
+    "PanelRateLimited",
+    "PanelOffline",
+    "PanelNotFound",
+    "PanelRejected",
+    "PanelProtocolError",
+    "PanelRefused",
+    "StoreCalls",
+    "StoreConflict",
+    "StoreThrottled",
+    "StoreUnavailable",
+    "StoreCorrupt",
+];
+
+fn panel_counter(e: &PanelError) -> usize {
+    match e {
+        PanelError::Unreachable(_) => 1,
+        PanelError::Timeout => 2,
+        PanelError::Server(_) => 3,
+        PanelError::RateLimited => 4,
+        PanelError::Offline => 5,
+        PanelError::NotFound => 6,
+        PanelError::Unauthorized => 7,
+        PanelError::Protocol(_) => 8,
+        PanelError::Refused(_) | PanelError::Busy => 9,
+    }
+}
+
+fn store_counter(e: &StoreError) -> usize {
+    match e {
+        StoreError::Conflict => 11,
+        StoreError::Throttled => 12,
+        StoreError::Unavailable(_) => 13,
+        StoreError::Corrupt(_) => 14,
+    }
+}
+
+/// Counts of the port calls since the last line.
+#[derive(Default)]
+pub struct Counters([AtomicU64; COUNTERS.len()]);
+
+impl Counters {
+    fn bump(&self, i: usize) {
+        self.0[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn panel<T>(&self, r: &Result<T, PanelError>) {
+        self.bump(0);
+        if let Err(e) = r {
+            self.bump(panel_counter(e));
+        }
+    }
+
+    fn store<T>(&self, r: &Result<T, StoreError>) {
+        self.bump(10);
+        if let Err(e) = r {
+            self.bump(store_counter(e));
+        }
+    }
+
+    fn take(&self) -> [u64; COUNTERS.len()] {
+        std::array::from_fn(|i| self.0[i].swap(0, Ordering::Relaxed))
+    }
+}
+
+/// Metric definitions sharing dimension sets: (dimension sets, (name, unit, value) per metric).
+type Group = (
+    Vec<Vec<&'static str>>,
+    Vec<(&'static str, &'static str, f64)>,
+);
+
+#[derive(Clone)]
+enum Sink {
+    Stdout,
+    Memory(Arc<Mutex<Vec<String>>>),
+}
+
+pub struct Metrics {
+    namespace: String,
+    counters: Arc<Counters>,
+    sink: Sink,
+}
+
+/// The lines an in-memory [`Metrics`] wrote.
+pub type Lines = Arc<Mutex<Vec<String>>>;
+
+impl Metrics {
+    /// Lines to stdout, where Lambda hands them to CloudWatch Logs. The namespace comes from
+    /// `METRICS_NAMESPACE` (default `AlarmSkill`).
+    pub fn stdout() -> Self {
+        let namespace = std::env::var("METRICS_NAMESPACE")
+            .ok()
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| "AlarmSkill".to_string());
+        Metrics {
+            namespace,
+            counters: Arc::default(),
+            sink: Sink::Stdout,
+        }
+    }
+
+    /// Lines kept in memory (tests, the local stack).
+    pub fn in_memory(namespace: &str) -> (Self, Lines) {
+        let lines = Lines::default();
+        let m = Metrics {
+            namespace: namespace.to_string(),
+            counters: Arc::default(),
+            sink: Sink::Memory(lines.clone()),
+        };
+        (m, lines)
+    }
+
+    /// The panel cloud port, counted.
+    pub fn panels(&self, inner: Arc<dyn PanelCloud>) -> Arc<dyn PanelCloud> {
+        Arc::new(MeteredPanelCloud {
+            inner,
+            counters: self.counters.clone(),
+        })
+    }
+
+    /// The store port, counted.
+    pub fn store(&self, inner: Arc<dyn Store>) -> Arc<dyn Store> {
+        Arc::new(MeteredStore {
+            inner,
+            counters: self.counters.clone(),
+        })
+    }
+
+    fn write(&self, line: Value) {
+        let text = line.to_string();
+        match &self.sink {
+            Sink::Stdout => {
+                use std::io::Write;
+                // One write of the whole line, so lines from other writers can't interleave.
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{text}");
+            }
+            Sink::Memory(lines) => lines
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(text),
+        }
+    }
+
+    fn line(&self, at: DateTime<Utc>, groups: Vec<Group>, dims: &[(&str, &str)]) -> Value {
+        let mut root = Map::new();
+        let mut directives = Vec::new();
+        for (dimensions, metrics) in groups {
+            let mut defs = Vec::new();
+            for (name, unit, value) in metrics {
+                defs.push(json!({"Name": name, "Unit": unit}));
+                root.insert(name.to_string(), json!(value));
+            }
+            directives.push(json!({
+                "Namespace": self.namespace,
+                "Dimensions": dimensions,
+                "Metrics": defs,
+            }));
+        }
+        for (k, v) in dims {
+            root.insert(k.to_string(), json!(v));
+        }
+        root.insert(
+            "_aws".to_string(),
+            json!({"Timestamp": at.timestamp_millis(), "CloudWatchMetrics": directives}),
+        );
+        Value::Object(root)
+    }
+
+    fn port_group(&self) -> Group {
+        let counts = self.counters.take();
+        let metrics = COUNTERS
+            .iter()
+            .zip(counts)
+            .map(|(name, n)| (*name, "Count", n as f64))
+            .collect();
+        (vec![vec![]], metrics)
+    }
+
+    /// The one line per directive: its name, the reply's outcome (`ok` or the Alexa error type)
+    /// and how long it took, with the port counters since the last line.
+    pub fn directive(&self, directive: &str, outcome: &str, elapsed: Duration) {
+        let groups = vec![
+            (
+                vec![vec!["Directive", "Outcome"], vec!["Outcome"], vec![]],
+                vec![
+                    ("Directives", "Count", 1.0),
+                    (
+                        "DirectiveDuration",
+                        "Milliseconds",
+                        elapsed.as_secs_f64() * 1000.0,
+                    ),
+                ],
+            ),
+            self.port_group(),
+        ];
+        let line = self.line(
+            Utc::now(),
+            groups,
+            &[("Directive", directive), ("Outcome", outcome)],
+        );
+        self.write(line);
+    }
+
+    /// The one line per re-delivery pass: records examined, every record still pending in the
+    /// shards' queues and households' own queues (the real backlog, counted each pass), and the
+    /// records whose panel left the account, which have their own alarm.
+    pub fn redelivery_pass(&self, examined: usize, backlog: usize, gone: usize) {
+        let groups = vec![
+            (
+                vec![vec![]],
+                vec![
+                    ("OutboxExamined", "Count", examined as f64),
+                    ("OutboxBacklog", "Count", backlog as f64),
+                    ("OutboxPanelGone", "Count", gone as f64),
+                ],
+            ),
+            self.port_group(),
+        ];
+        let line = self.line(Utc::now(), groups, &[]);
+        self.write(line);
+    }
+}
+
+struct MeteredPanelCloud {
+    inner: Arc<dyn PanelCloud>,
+    counters: Arc<Counters>,
+}
+
+#[async_trait]
+impl PanelCloud for MeteredPanelCloud {
+    async fn panels(&self, account: &str, deadline: Deadline) -> Result<Vec<Panel>, PanelError> {
+        let r = self.inner.panels(account, deadline).await;
+        self.counters.panel(&r);
+        r
+    }
+
+    async fn panel(&self, account: &str, panel: &str, d: Deadline) -> Result<Panel, PanelError> {
+        let r = self.inner.panel(account, panel, d).await;
+        self.counters.panel(&r);
+        r
+    }
+
+    async fn arm(
+        &self,
+        account: &str,
+        panel: &str,
+        request: &ArmRequest,
+        d: Deadline,
+    ) -> Result<ArmOutcome, PanelError> {
+        let r = self.inner.arm(account, panel, request, d).await;
+        self.counters.panel(&r);
+        r
+    }
+
+    async fn disarm(
+        &self,
+        account: &str,
+        panel: &str,
+        request: &DisarmRequest,
+        d: Deadline,
+    ) -> Result<Panel, PanelError> {
+        let r = self.inner.disarm(account, panel, request, d).await;
+        self.counters.panel(&r);
+        r
+    }
+
+    async fn signal(
+        &self,
+        account: &str,
+        panel: &str,
+        request: &SignalRequest,
+        d: Deadline,
+    ) -> Result<(), PanelError> {
+        let r = self.inner.signal(account, panel, request, d).await;
+        self.counters.panel(&r);
+        r
+    }
+
+    async fn notify(&self, account: &str, notice: &Notice, d: Deadline) -> Result<(), PanelError> {
+        let r = self.inner.notify(account, notice, d).await;
+        self.counters.panel(&r);
+        r
+    }
+
+    async fn users(&self, account: &str, d: Deadline) -> Result<UserList, PanelError> {
+        let r = self.inner.users(account, d).await;
+        self.counters.panel(&r);
+        r
+    }
+
+    fn breaker_key(&self) -> String {
+        self.inner.breaker_key()
+    }
+}
+
+struct MeteredStore {
+    inner: Arc<dyn Store>,
+    counters: Arc<Counters>,
+}
+
+impl MeteredStore {
+    fn count<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
+        self.counters.store(&r);
+        r
+    }
+}
+
+#[async_trait]
+impl Store for MeteredStore {
+    async fn household(&self, household: &str) -> Result<HouseholdSnapshot, StoreError> {
+        self.count(self.inner.household(household).await)
+    }
+
+    async fn save_profile(&self, household: &str, profile: &Profile) -> Result<u64, StoreError> {
+        self.count(self.inner.save_profile(household, profile).await)
+    }
+
+    async fn record_attempt(
+        &self,
+        household: &str,
+        throttle: ThrottleWrite<'_>,
+        outbox: Option<&OutboxRecord>,
+        audit: &[AuditEntry],
+    ) -> Result<(), StoreError> {
+        self.count(
+            self.inner
+                .record_attempt(household, throttle, outbox, audit)
+                .await,
+        )
+    }
+
+    async fn hold_attempt(
+        &self,
+        household: &str,
+        throttle: ThrottleWrite<'_>,
+        outbox: &OutboxRecord,
+        audit: &[AuditEntry],
+    ) -> Result<bool, StoreError> {
+        self.count(
+            self.inner
+                .hold_attempt(household, throttle, outbox, audit)
+                .await,
+        )
+    }
+
+    async fn settle_outbox(
+        &self,
+        request_id: &str,
+        settlement: &Settlement,
+        audit: Option<(&str, &AuditEntry)>,
+    ) -> Result<(), StoreError> {
+        self.count(
+            self.inner
+                .settle_outbox(request_id, settlement, audit)
+                .await,
+        )
+    }
+
+    async fn settle_outbox_read(
+        &self,
+        record: &OutboxRecord,
+        settlement: &Settlement,
+    ) -> Result<(), StoreError> {
+        self.count(self.inner.settle_outbox_read(record, settlement).await)
+    }
+
+    async fn put_outbox(
+        &self,
+        record: &OutboxRecord,
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), StoreError> {
+        self.count(self.inner.put_outbox(record, audit).await)
+    }
+
+    fn outbox_policy(&self) -> OutboxPolicy {
+        self.inner.outbox_policy()
+    }
+
+    async fn outbox_due(
+        &self,
+        lane: Lane,
+        shard: u16,
+        now: DateTime<Utc>,
+        limit: usize,
+        per_household: usize,
+    ) -> Result<DueRecords, StoreError> {
+        self.count(
+            self.inner
+                .outbox_due(lane, shard, now, limit, per_household)
+                .await,
+        )
+    }
+
+    async fn promote_waiting(&self, shard: u16, max: usize) -> Result<usize, StoreError> {
+        self.count(self.inner.promote_waiting(shard, max).await)
+    }
+
+    async fn outbox_counts(&self, shard: u16) -> Result<OutboxCounts, StoreError> {
+        self.count(self.inner.outbox_counts(shard).await)
+    }
+
+    async fn confirm_panels(
+        &self,
+        household: &str,
+        panels: &[String],
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.count(self.inner.confirm_panels(household, panels, at).await)
+    }
+
+    async fn forget_panel(&self, household: &str, panel: &str) -> Result<(), StoreError> {
+        self.count(self.inner.forget_panel(household, panel).await)
+    }
+
+    async fn outbox_record(&self, request_id: &str) -> Result<Option<OutboxRecord>, StoreError> {
+        self.count(self.inner.outbox_record(request_id).await)
+    }
+
+    async fn append_audit(&self, household: &str, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.count(self.inner.append_audit(household, entry).await)
+    }
+
+    async fn audit(&self, household: &str, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        self.count(self.inner.audit(household, limit).await)
+    }
+
+    async fn take_rate_token(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        window: chrono::Duration,
+        max: u32,
+    ) -> Result<bool, StoreError> {
+        self.count(self.inner.take_rate_token(key, now, window, max).await)
+    }
+
+    async fn put_grant(
+        &self,
+        account: &str,
+        region: &str,
+        grant: &StoredGrant,
+    ) -> Result<(), StoreError> {
+        self.count(self.inner.put_grant(account, region, grant).await)
+    }
+
+    async fn grants(&self, account: &str) -> Result<Vec<(String, StoredGrant)>, StoreError> {
+        self.count(self.inner.grants(account).await)
+    }
+
+    async fn delete_grant(&self, account: &str, region: &str) -> Result<(), StoreError> {
+        self.count(self.inner.delete_grant(account, region).await)
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.count(self.inner.acquire_lease(name, owner, now, until).await)
+    }
+
+    async fn release_lease(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+        self.count(self.inner.release_lease(name, owner).await)
+    }
+
+    async fn claim_event(
+        &self,
+        event_id: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.count(self.inner.claim_event(event_id, expires_at).await)
+    }
+
+    async fn breaker(&self, cloud: &str) -> Result<Breaker, StoreError> {
+        self.count(self.inner.breaker(cloud).await)
+    }
+
+    async fn save_breaker(&self, cloud: &str, breaker: &Breaker) -> Result<u64, StoreError> {
+        self.count(self.inner.save_breaker(cloud, breaker).await)
+    }
+
+    async fn set_google_linked(&self, account: &str, linked: bool) -> Result<(), StoreError> {
+        self.count(self.inner.set_google_linked(account, linked).await)
+    }
+
+    async fn google_linked(&self, account: &str) -> Result<bool, StoreError> {
+        self.count(self.inner.google_linked(account).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directive_line_is_emf_with_every_metric_at_the_root() {
+        let (m, lines) = Metrics::in_memory("AlarmSkill/test");
+        m.counters.panel::<()>(&Err(PanelError::Timeout));
+        m.directive("Disarm", "BRIDGE_UNREACHABLE", Duration::from_millis(12));
+        let v: Value = serde_json::from_str(&lines.lock().unwrap()[0]).unwrap();
+        for d in v["_aws"]["CloudWatchMetrics"].as_array().unwrap() {
+            assert_eq!(d["Namespace"], "AlarmSkill/test");
+            for metric in d["Metrics"].as_array().unwrap() {
+                assert!(v[metric["Name"].as_str().unwrap()].is_number());
+            }
+            for set in d["Dimensions"].as_array().unwrap() {
+                for dim in set.as_array().unwrap() {
+                    assert!(v[dim.as_str().unwrap()].is_string());
+                }
+            }
+        }
+        assert_eq!(v["PanelCalls"], 1.0);
+        assert_eq!(v["PanelTimeout"], 1.0);
+        assert_eq!(v["Outcome"], "BRIDGE_UNREACHABLE");
+        // Counters start again from zero for the next line.
+        m.directive("Discover", "ok", Duration::from_millis(1));
+        let v: Value = serde_json::from_str(&lines.lock().unwrap()[1]).unwrap();
+        assert_eq!(v["PanelTimeout"], 0.0);
+    }
+}

@@ -1,0 +1,8 @@
+//! The ports: traits the core calls, with their data types and errors. Their production
+//! implementations are in [`crate::adapters`]; the local stack's fakes in `crate::local`.
+
+pub mod account_link;
+pub mod event_gateway;
+pub mod lwa;
+pub mod panel;
+pub mod store;
