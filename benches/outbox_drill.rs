@@ -1,4 +1,4 @@
-//! The outbox drill's times (the counts are asserted by tests/hostile.rs): thousands of
+//! The outbox drill's times (the counts are asserted by tests/it/hostile.rs): thousands of
 //! households' duress during a panel cloud outage, with and without a hostile household flooding
 //! junk through both assistants, then recovery.
 //!
@@ -40,7 +40,7 @@ fn summary(label: &str, r: &DrillReport) {
 #[tokio::main]
 async fn main() {
     // `cargo test` runs bench targets without `--bench`: a smoke pass of a few households (the
-    // full drill's counts are asserted by tests/hostile.rs).
+    // full drill's counts are asserted by tests/it/hostile.rs).
     let full = std::env::args().any(|a| a == "--bench");
     let households = arg("--households")
         .and_then(|v| v.parse().ok())

@@ -1,5 +1,5 @@
 //! Crash points: the steps of a disarm and of the re-delivery worker where a process may die
-//! (SIGKILL, a function timeout, a lost sandbox), so that tests/crash_points.rs can kill the
+//! (SIGKILL, a function timeout, a lost sandbox), so that tests/it/crash_points.rs can kill the
 //! deployed binaries exactly there and prove that no duress is lost, none is sent twice and no
 //! disarm is ever replayed.
 //!

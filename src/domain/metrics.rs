@@ -21,7 +21,7 @@
 //! - the directive line is derived from the reply only (its Alexa error type), and a duress
 //!   disarm's reply, panel calls and store calls are those of a normal disarm: the two produce
 //!   the same line, field for field, apart from the timestamp and the measured duration
-//!   (tests/metrics.rs compares them);
+//!   (tests/it/metrics.rs compares them);
 //! - nothing is ever split by kind of code: there is no "duress" metric on the directive path;
 //! - the outbox backlog is an operator metric about undelivered panel calls, published once per
 //!   pass for the whole stack. It is what tells the on-call engineer that a silent alarm may not

@@ -1,6 +1,6 @@
 //! What each DynamoDB call consumed, in DynamoDB's own words: an SDK interceptor asks every
 //! call for `ReturnConsumedCapacity = INDEXES` and adds up the answers. Local only (the local
-//! stack's `capacity` option, tests/hostile.rs): the figures of docs/capacity.md, pinned by a
+//! stack's `capacity` option, tests/it/hostile.rs): the figures of docs/capacity.md, pinned by a
 //! test so a change that adds a round trip or an index write shows up.
 
 use std::sync::{Arc, Mutex};

@@ -6,7 +6,7 @@
 //! second; what the hostile household's flood cost the others.
 //!
 //! Runs the local stack on DynamoDB Local (or the embedded store), over HTTP exactly as the
-//! assistants call it. `tests/hostile.rs` asserts the counts; `benches/outbox_drill.rs` reports
+//! assistants call it. `tests/it/hostile.rs` asserts the counts; `benches/outbox_drill.rs` reports
 //! the times.
 
 use std::collections::BTreeMap;

@@ -601,7 +601,7 @@ async fn a_management_token_drives_no_directive() {
     // The household admin's token, and a member's: genuine, current, from our issuer, but
     // for the management API. Alexa can only hold one if the account link was made with the
     // wrong client or scopes, so the link is unusable: INVALID_AUTHORIZATION_CREDENTIAL makes
-    // Alexa ask for a new one (README, "Account linking tokens").
+    // Alexa ask for a new one (docs/household-api.md, "Account-linking tokens").
     let admin = h.admin_token("demo").await;
     let member = h
         .token_with(json!({"sub": "demo", "use": "management"}))

@@ -5,8 +5,8 @@
 //!   lines below it (JSON may elide fields and elements with `...`);
 //! - every command of a ```sh block is one CI runs (`.ci/run`), or this test fails until it is;
 //! - every link and image of README.md, ARCHITECTURE.md and docs/*.md leads to a file, and an
-//!   anchor to a heading of that file; every repository path README.md and docs/*.md name in
-//!   code exists.
+//!   anchor to a heading of that file; every repository path README.md, ARCHITECTURE.md and
+//!   docs/*.md name in code exists.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -554,10 +554,8 @@ fn named_paths(markdown: &str) -> Vec<(usize, String)> {
 }
 
 #[test]
-fn every_path_the_readme_and_docs_name_exists() {
-    // ARCHITECTURE.md joins this list once its code map and the tree agree (the layout and the
-    // one-binary tests land in the same wave).
-    let mut pages = vec![PathBuf::from("README.md")];
+fn every_path_the_readme_architecture_and_docs_name_exists() {
+    let mut pages = vec![PathBuf::from("README.md"), PathBuf::from("ARCHITECTURE.md")];
     let docs = std::fs::read_dir(Path::new(ROOT).join("docs")).expect("docs/");
     pages.extend(
         docs.filter_map(Result::ok)

@@ -264,7 +264,7 @@ async fn the_deployed_binaries_log_no_pin_token_or_secret_at_trace() {
 
 /// The check every PIN-leak assertion uses: a leaked PIN is found in each form it can take,
 /// while its four digits inside a timestamp, a duration, a port or a UUID are not (that once
-/// failed tests/metrics.rs at random: an EMF line's `"Timestamp":1796589547297`).
+/// failed tests/it/metrics.rs at random: an EMF line's `"Timestamp":1796589547297`).
 #[test]
 fn a_pin_is_found_as_a_token_not_as_digits_inside_another_number() {
     for leak in [

@@ -1,7 +1,7 @@
 //! Persistence port. [`crate::adapters::store::memory::MemoryStore`] is the embedded store of
 //! the local stack; [`crate::adapters::store::dynamodb::DynamoStore`] is production's
 //! single-table DynamoDB design (docs/dynamodb.md). Both pass the same conformance suite
-//! (tests/store_conformance.rs).
+//! (tests/it/store_conformance.rs).
 
 use std::collections::BTreeMap;
 

@@ -1,6 +1,7 @@
 //! Throttling of wrong voice PINs, per household.
 //!
-//! Default policy ([`ThrottlePolicy::default`], documented in the README):
+//! Default policy ([`ThrottlePolicy::default`], documented in docs/voice-codes.md,
+//! "Throttling policy"):
 //!
 //! | consecutive failures | consequence |
 //! |---|---|

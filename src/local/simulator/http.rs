@@ -451,7 +451,7 @@ fn advance_clock(sim: &Simulator, seconds: i64) -> Response {
     }
 }
 
-/// `/sim/...`: simulator state and control (see the README's endpoint table).
+/// `/sim/...`: simulator state and control (see docs/local-stack.md's endpoint table).
 pub fn control_routes(sim: Arc<Simulator>, panel_api: Arc<RestartableServer>) -> Router {
     Router::new()
         .route(

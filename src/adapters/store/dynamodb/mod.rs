@@ -1,7 +1,7 @@
 //! Production's store: one DynamoDB table, designed in docs/dynamodb.md.
 //!
 //! Every semantic of [`Store`] is the one [`crate::adapters::store::memory::MemoryStore`] shows; both run the
-//! same conformance suite (tests/store_conformance.rs) against DynamoDB Local.
+//! same conformance suite (tests/it/store_conformance.rs) against DynamoDB Local.
 //!
 //! Conditional writes are never retried here: on [`StoreError::Conflict`] the caller re-reads.
 //! The SDK's standard retry mode already retries throttling and transient errors, and it fills
