@@ -66,13 +66,20 @@ fn config(account: &str) -> DemoConfig {
 }
 
 async fn faulty(account: &str) -> Faulty {
+    faulty_within(account, None).await
+}
+
+/// A stack whose directives get `budget` (the function's timeout) instead of the tests' 1.5 s.
+async fn faulty_within(account: &str, budget: Option<Duration>) -> Faulty {
     let endpoint = std::env::var("DYNAMODB_ENDPOINT")
         .expect("DYNAMODB_ENDPOINT is not set: run scripts/test, which starts DynamoDB Local");
     let proxy = FaultProxy::start(&endpoint).await;
+    let defaults = test_options();
     let h = Harness::start_with(Options {
         config: config(account),
         dynamodb_endpoint: Some(proxy.endpoint()),
-        ..test_options()
+        directive_budget: budget.or(defaults.directive_budget),
+        ..defaults
     })
     .await;
     Faulty {
@@ -407,4 +414,100 @@ async fn google_link_writes_that_fail_are_transient_and_a_failed_read_still_repo
     let (_, r) = f.h.google_as(Some(&t), &g::disconnect()).await;
     assert_eq!(r, serde_json::json!({}));
     assert!(!f.h.stack.store.google_linked(account).await.unwrap());
+}
+
+/// What the store does while the panel cloud is slower than the whole budget.
+#[derive(Clone, Copy, Debug)]
+enum StoreUnder {
+    /// Answers: the decision is recorded well within its share of a 7 s budget.
+    Fine,
+    /// The decision's write hangs past the function's timeout: it can't be recorded.
+    WriteHung,
+    /// The household read hangs past the function's timeout: no code can be checked.
+    ReadHung,
+}
+
+/// One slow-cloud disarm on `f`: armed, the panel cloud slowed to 9 s a call (it processes the
+/// call, then answers late), the store as `store` says. `stale` lets the panel's confirmation
+/// age past OWNERSHIP_TTL first (the attempt is held); `earlier` makes a normal disarm first,
+/// as in the crash-points test where the duress came second on the same panel.
+async fn under_slow_cloud(
+    f: &Faulty,
+    code: &str,
+    store: StoreUnder,
+    stale: bool,
+    earlier: bool,
+) -> Value {
+    armed(f).await;
+    if stale {
+        f.h.advance(8 * 24 * 3600).await;
+    }
+    let t = f.h.token(&f.account).await;
+    f.h.fault("slow", 9_000).await;
+    if earlier {
+        let r = f.h.invoke(&disarm(&t, "home", Some(NORMAL))).await;
+        assert_eq!(error_type(&r), Some("BRIDGE_UNREACHABLE"), "{r}");
+    }
+    let hang = Fault::Delay(Duration::from_secs(8));
+    match store {
+        StoreUnder::Fine => {}
+        StoreUnder::WriteHung => f.proxy.set("TransactWriteItems", hang),
+        StoreUnder::ReadHung => f.proxy.set("Query", hang),
+    }
+    let r = f.h.invoke(&disarm(&t, "home", Some(code))).await;
+    f.proxy.clear();
+    f.h.fault("none", 0).await;
+    r
+}
+
+/// The panel cloud slower than the function's whole timeout (the crash-points test's 9 s cloud),
+/// under every store outcome that can follow, with the confirmation fresh or stale and after an
+/// earlier attempt or not: a duress and a normal code get the very same reply each time, an
+/// outage is never a credential error, and an attempt that can't be recorded is answered alike.
+/// The timings are far from the deadlines (a 9 s cloud and 8 s store hangs against 3 s and 7 s
+/// budgets; a fine store gets seconds for two calls), so load can't change an outcome. Under a
+/// 3 s timeout the same branches are taken, but the store's share of the budget is about 1 s
+/// (a third goes to the ownership check, 0.8 s is kept for the panel call): load decides which
+/// of the first two outcomes a run gets, never the kind of code.
+#[tokio::test]
+async fn a_cloud_slower_than_the_budget_answers_both_kinds_alike_whatever_the_store_does() {
+    use StoreUnder::*;
+    const ALEXA: Duration = Duration::from_secs(7);
+    const SHORT: Duration = Duration::from_secs(3);
+    let cases = [
+        (Fine, false, false, ALEXA, "BRIDGE_UNREACHABLE"),
+        (Fine, false, true, ALEXA, "BRIDGE_UNREACHABLE"),
+        (Fine, true, false, ALEXA, "BRIDGE_UNREACHABLE"),
+        (WriteHung, false, false, SHORT, "INTERNAL_ERROR"),
+        // The earlier attempt needs its store: the whole budget, as for a fine store.
+        (WriteHung, false, true, ALEXA, "INTERNAL_ERROR"),
+        (WriteHung, true, false, SHORT, "INTERNAL_ERROR"),
+        (ReadHung, false, false, SHORT, "INTERNAL_ERROR"),
+    ];
+    for (i, (store, stale, earlier, budget, expected)) in cases.into_iter().enumerate() {
+        let case = format!("{store:?}, stale {stale}, earlier {earlier}, {budget:?}");
+        let (a, b) = (format!("slow-cloud-{i}-n"), format!("slow-cloud-{i}-d"));
+        let (n, d) = tokio::join!(
+            faulty_within(&a, Some(budget)),
+            faulty_within(&b, Some(budget))
+        );
+        // Side by side: each stack is its own, and the timings are far from any deadline.
+        let (rn, rd) = tokio::join!(
+            under_slow_cloud(&n, NORMAL, store, stale, earlier),
+            under_slow_cloud(&d, DURESS, store, stale, earlier)
+        );
+        eprintln!(
+            "{case}: normal {:?}, duress {:?}",
+            error_type(&rn),
+            error_type(&rd)
+        );
+        assert_eq!(error_type(&rn), Some(expected), "{case}: {rn}");
+        assert_eq!(normalize(&rn), normalize(&rd), "{case}: normal vs duress");
+        // The cloud processed the calls it was sent (it only answered late): where the attempt
+        // reached it, a disarm or a signal, the duress raised its silent alarm, once.
+        if !stale && !matches!(store, ReadHung) {
+            assert_eq!(count(&n.h.signals().await, "121/"), 0, "{case}");
+            assert_eq!(count(&d.h.signals().await, "121/1/1"), 1, "{case}");
+        }
+    }
 }
