@@ -780,3 +780,34 @@ pub async fn webhook_sender(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::common::clock::SystemClock;
+    use crate::local::simulator::dc09::transmitter::{LinkConfig, Transmitter};
+    use http_body::Body as _;
+
+    /// The hold that keeps a request's events (a duress's 121) off the link ends only when the
+    /// answer's body has been taken to its last byte, not when the handler returns; and the
+    /// answer keeps its length (a Content-Length, not a chunked body).
+    #[tokio::test]
+    async fn the_link_stays_held_until_the_answer_body_has_been_taken() {
+        let nobody = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let link = Transmitter::start(LinkConfig::new(nobody), Arc::new(SystemClock)).unwrap();
+        let answer = held_until_sent(
+            Json(json!({"state": "disarmed"})).into_response(),
+            Some(link.hold()),
+        );
+        assert!(link.is_held(), "the handler has returned: still held");
+        let (_, body) = answer.into_parts();
+        assert_eq!(body.size_hint().exact(), Some(20));
+        assert!(link.is_held());
+        let bytes = axum::body::to_bytes(body, 1024).await.unwrap();
+        assert_eq!(&bytes[..], br#"{"state":"disarmed"}"#);
+        assert!(!link.is_held(), "the body is taken: the link may send");
+    }
+}

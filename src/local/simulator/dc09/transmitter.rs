@@ -18,10 +18,14 @@
 //!
 //! Equal work: a normal and a duress decision write one record each, of one length (the kind is
 //! a field inside, and request-path lines are padded to [`RECORD_LEN`]), with one sync; and a
-//! request holds the sending task back ([`Transmitter::hold`]) until its answer is ready, so
-//! the 121 travels after the answer, from the durable queue. ACK records are not
-//! synced (losing one only re-sends an event the receiver takes for a re-send), so delivering a
-//! 121 holds no request up behind a sync.
+//! request holds the sending task back ([`Transmitter::hold`]) until its answer is on its way
+//! (over HTTP: until hyper has taken the body's last byte, src/local/simulator/http.rs), then
+//! the task waits [`AFTER_ANSWER`], the same for every wake, so the 121 travels after the
+//! answer, from the durable queue. ACK records are not synced (losing one only re-sends an
+//! event the receiver takes for a re-send), and the task touches its state (whose lock a
+//! request's sync may hold, and where a journal rewrite is synced) only from a blocking thread,
+//! as the in-process receiver syncs its journal: delivering a 121 never blocks a runtime worker
+//! the next request needs.
 //!
 //! Constant cost: the journal is rewritten once the records appended since the last rewrite
 //! outnumber both [`COMPACT_AFTER`] and the records that rewrite kept (the live set: pending
@@ -457,6 +461,11 @@ impl Transmitter {
         }
     }
 
+    /// Whether a [`Hold`] is open: the sending task leaves queued events alone meanwhile.
+    pub fn is_held(&self) -> bool {
+        self.inner.holds.load(std::sync::atomic::Ordering::Acquire) > 0
+    }
+
     /// What the journal has written so far.
     pub fn journal_stats(&self) -> JournalStats {
         self.lock().stats
@@ -753,7 +762,9 @@ fn compact(dir: &Path, st: &mut State, now: DateTime<Utc>) -> Result<(), QueueEr
     Ok(())
 }
 
-/// How long the sending task waits, once woken, before it looks at the queue: see [`run`].
+/// How long the sending task waits, once woken, before it looks at the queue (see the module
+/// docs): a hold released with the answer's last byte still leaves that byte to be flushed and
+/// read.
 /// Short next to any delivery deadline (NFPA 72 allows 90 s to the receiver), long next to a
 /// reply's last write.
 const AFTER_ANSWER: Duration = Duration::from_millis(2);
