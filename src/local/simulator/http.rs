@@ -54,6 +54,53 @@ fn result<T: serde::Serialize>(r: Result<T, PanelError>) -> Response {
     }
 }
 
+/// A response body that keeps the DC-09 link held ([`Transmitter::hold`]) until hyper has taken
+/// its last byte (and dropped it), for every answer alike: what a request queued for the
+/// monitoring center (a duress's 121, the panel's reports) starts travelling only once the
+/// answer is on its way, so the sending, and the receiver's work on it, cannot land inside the
+/// request's own time. Releasing the hold when the handler returns was too early: the reply
+/// was still to be serialized and written while the link and the receiver already ran.
+///
+/// [`Transmitter::hold`]: super::dc09::transmitter::Transmitter::hold
+struct HeldBody {
+    inner: axum::body::Body,
+    _sent_after: Option<super::dc09::transmitter::Hold>,
+}
+
+impl http_body::Body for HeldBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+fn held_until_sent(
+    response: Response,
+    sent_after: Option<super::dc09::transmitter::Hold>,
+) -> Response {
+    let (parts, body) = response.into_parts();
+    Response::from_parts(
+        parts,
+        axum::body::Body::new(HeldBody {
+            inner: body,
+            _sent_after: sent_after,
+        }),
+    )
+}
+
 /// Bearer API key, compared in constant time; then injected faults.
 async fn guard(State(sim): State<Arc<Simulator>>, req: Request, next: Next) -> Response {
     let given = req
@@ -227,7 +274,8 @@ pub fn panel_api_routes(sim: Arc<Simulator>) -> Router {
                     if d.duress_delay_ms > 0 && r.duress() {
                         tokio::time::sleep(d.duress_delay()).await;
                     }
-                    result(s.disarm(&a, &p, &r))
+                    let sent_after = s.hold_link();
+                    held_until_sent(result(s.disarm(&a, &p, &r)), sent_after)
                 },
             ),
         )
@@ -237,7 +285,9 @@ pub fn panel_api_routes(sim: Arc<Simulator>) -> Router {
                 |State(s): State<Arc<Simulator>>,
                  Path((a, p)): Path<(String, String)>,
                  Json(r): Json<SignalRequest>| async move {
-                    result(s.signal(&a, &p, &r).map(|()| json!({"acknowledged": true})))
+                    let sent_after = s.hold_link();
+                    let answer = result(s.signal(&a, &p, &r).map(|()| json!({"acknowledged": true})));
+                    held_until_sent(answer, sent_after)
                 },
             ),
         )
@@ -728,5 +778,36 @@ pub async fn webhook_sender(
             }
             tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::common::clock::SystemClock;
+    use crate::local::simulator::dc09::transmitter::{LinkConfig, Transmitter};
+    use http_body::Body as _;
+
+    /// The hold that keeps a request's events (a duress's 121) off the link ends only when the
+    /// answer's body has been taken to its last byte, not when the handler returns; and the
+    /// answer keeps its length (a Content-Length, not a chunked body).
+    #[tokio::test]
+    async fn the_link_stays_held_until_the_answer_body_has_been_taken() {
+        let nobody = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let link = Transmitter::start(LinkConfig::new(nobody), Arc::new(SystemClock)).unwrap();
+        let answer = held_until_sent(
+            Json(json!({"state": "disarmed"})).into_response(),
+            Some(link.hold()),
+        );
+        assert!(link.is_held(), "the handler has returned: still held");
+        let (_, body) = answer.into_parts();
+        assert_eq!(body.size_hint().exact(), Some(20));
+        assert!(link.is_held());
+        let bytes = axum::body::to_bytes(body, 1024).await.unwrap();
+        assert_eq!(&bytes[..], br#"{"state":"disarmed"}"#);
+        assert!(!link.is_held(), "the body is taken: the link may send");
     }
 }

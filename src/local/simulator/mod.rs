@@ -608,8 +608,8 @@ impl Simulator {
         self.disarm_answer(account, panel, req)
     }
 
-    /// Holds the link's sending task back until the guard is dropped, once the answer is ready,
-    /// whatever the request's kind: a duress's 121 (and the panel's reports) travel after the
+    /// Holds the link's sending task back until the guard is dropped, once the answer is ready
+    /// (the HTTP routes keep it until the answer's body is taken), whatever the request's kind: a duress's 121 (and the panel's reports) travel after the
     /// answer, from the durable queue, so they cannot slow the request they came from.
     pub fn hold_link(&self) -> Option<dc09::transmitter::Hold> {
         self.link.as_ref().map(Transmitter::hold)

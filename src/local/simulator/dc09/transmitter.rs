@@ -18,10 +18,14 @@
 //!
 //! Equal work: a normal and a duress decision write one record each, of one length (the kind is
 //! a field inside, and request-path lines are padded to [`RECORD_LEN`]), with one sync; and a
-//! request holds the sending task back ([`Transmitter::hold`]) until its answer is ready, so
-//! the 121 travels after the answer, from the durable queue. ACK records are not
-//! synced (losing one only re-sends an event the receiver takes for a re-send), so delivering a
-//! 121 holds no request up behind a sync.
+//! request holds the sending task back ([`Transmitter::hold`]) until its answer is on its way
+//! (over HTTP: until hyper has taken the body's last byte, src/local/simulator/http.rs), then
+//! the task waits [`AFTER_ANSWER`], the same for every wake, so the 121 travels after the
+//! answer, from the durable queue. ACK records are not synced (losing one only re-sends an
+//! event the receiver takes for a re-send), and the task touches its state (whose lock a
+//! request's sync may hold, and where a journal rewrite is synced) only from a blocking thread,
+//! as the in-process receiver syncs its journal: delivering a 121 never blocks a runtime worker
+//! the next request needs.
 //!
 //! Constant cost: the journal is rewritten once the records appended since the last rewrite
 //! outnumber both [`COMPACT_AFTER`] and the records that rewrite kept (the live set: pending
@@ -155,6 +159,9 @@ struct State {
     handled: HashMap<String, DateTime<Utc>>,
     /// Prune `handled` once it has this many entries (doubling, so pruning is amortised).
     prune_at: usize,
+    /// Which start of the sending task owns the state: bumped by a crash and restart, so work
+    /// of the dead task still running on a blocking thread changes nothing.
+    generation: u64,
 }
 
 /// One line of the queue journal (JSON).
@@ -295,7 +302,7 @@ impl Transmitter {
             idle: Notify::new(),
             task: Mutex::new(None),
         });
-        let task = tokio::spawn(run(inner.clone()));
+        let task = tokio::spawn(run(inner.clone(), 0));
         *inner.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
         Ok(Transmitter { inner })
     }
@@ -313,16 +320,19 @@ impl Transmitter {
             Some(dir) => load(dir, self.inner.clock.now())?,
             None => State::default(),
         };
-        {
+        let generation = {
             let mut st = self.lock();
             let sent = std::mem::take(&mut st.sent);
             let delivered = st.delivered;
+            let generation = st.generation + 1;
             *st = fresh;
             // The inspection log and counter are not the transmitter's state: kept for tests.
             st.sent = sent;
             st.delivered = delivered;
-        }
-        *task = Some(tokio::spawn(run(self.inner.clone())));
+            st.generation = generation;
+            generation
+        };
+        *task = Some(tokio::spawn(run(self.inner.clone(), generation)));
         Ok(())
     }
 
@@ -449,6 +459,11 @@ impl Transmitter {
         Hold {
             inner: self.inner.clone(),
         }
+    }
+
+    /// Whether a [`Hold`] is open: the sending task leaves queued events alone meanwhile.
+    pub fn is_held(&self) -> bool {
+        self.inner.holds.load(std::sync::atomic::Ordering::Acquire) > 0
     }
 
     /// What the journal has written so far.
@@ -747,24 +762,54 @@ fn compact(dir: &Path, st: &mut State, now: DateTime<Utc>) -> Result<(), QueueEr
     Ok(())
 }
 
+/// How long the sending task waits, once woken, before it looks at the queue (see the module
+/// docs): a hold released with the answer's last byte still leaves that byte to be flushed and
+/// read.
+/// Short next to any delivery deadline (NFPA 72 allows 90 s to the receiver), long next to a
+/// reply's last write.
+const AFTER_ANSWER: Duration = Duration::from_millis(2);
+
+/// Runs `f` on the state from a blocking thread, never on a runtime worker: the state's lock is
+/// held across journal syncs. A blocking thread cannot be aborted, so `f` runs only if the task
+/// of `generation` still owns the state (no crash and restart since). None when it does not, or
+/// the runtime is shutting down: the task ends.
+async fn off_runtime<T: Send + 'static>(
+    me: &Arc<Inner>,
+    generation: u64,
+    f: impl FnOnce(&mut State) -> T + Send + 'static,
+) -> Option<T> {
+    let me = me.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut st = me.lock();
+        (st.generation == generation).then(|| f(&mut st))
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
 type Connection = (
     BufReader<tokio::net::tcp::OwnedReadHalf>,
     tokio::net::tcp::OwnedWriteHalf,
 );
 
-async fn run(me: Arc<Inner>) {
+async fn run(me: Arc<Inner>, generation: u64) {
     let mut conn: Option<Connection> = None;
     let mut backoff = Duration::from_millis(25);
     let mut attempt = 0u32;
     loop {
         let wake = me.wake.notified();
-        let front = me.lock().queue.front().cloned();
+        // Off the runtime's worker threads: the lock may wait out a request's journal sync.
+        let Some(front) = off_runtime(&me, generation, |st| st.queue.front().cloned()).await else {
+            return;
+        };
         let Some(msg) = front else {
             me.idle.notify_waiters();
             wake.await;
-            // Let the I/O driver run first: the reply of the request that queued the event goes
-            // out before its frame does, on a single-threaded runtime too.
-            tokio::task::yield_now().await;
+            // Woken when a request's answer has been handed over (its hold released) or an
+            // unheld event was queued: the same pause every time, whatever was queued, so the
+            // answer's last bytes reach the client before the link and the receiver start work.
+            tokio::time::sleep(AFTER_ANSWER).await;
             continue;
         };
         attempt += 1;
@@ -793,35 +838,44 @@ async fn run(me: Arc<Inner>) {
             Ok(other) => (format!("{other:?}"), false),
             Err(e) => (e.to_string(), false),
         };
-        {
-            let mut st = me.lock();
-            if let Ok(frame) = &built
-                && st.sent.len() < SENT_LOG_MAX
-            {
-                st.sent.push(SentFrame {
-                    account: msg.account.clone(),
-                    seq: msg.seq,
-                    attempt,
-                    encrypted: me.config.key.is_some(),
-                    frame: frame.trim_matches(['\n', '\r']).to_string(),
-                    answer: answer.clone(),
-                    qualifier: msg.cid.qualifier,
-                    code: format!("{:03}", msg.cid.event),
-                    partition: msg.cid.partition,
-                    number: msg.cid.number,
-                });
-            }
-            if acked {
-                st.queue.pop_front();
-                st.delivered += 1;
-                // If this record is lost the event is re-sent after a restart with its own
-                // sequence number and time of occurrence, and the receiver takes it for the
-                // re-send it is.
-                if let Err(e) = append(&mut st, &Record::Acked { id: msg.id }, Purpose::Ack) {
-                    tracing::warn!(error = %e, "DC-09 queue journal: ACK not recorded");
+        // The ACK record, and now and then a rewrite of the journal (synced), off the runtime's
+        // worker threads too: a worker blocked here would delay whatever request runs meanwhile.
+        let logged = {
+            let (me2, msg, answer) = (me.clone(), msg.clone(), answer.clone());
+            let frame = built.ok();
+            off_runtime(&me, generation, move |st| {
+                if let Some(frame) = &frame
+                    && st.sent.len() < SENT_LOG_MAX
+                {
+                    st.sent.push(SentFrame {
+                        account: msg.account.clone(),
+                        seq: msg.seq,
+                        attempt,
+                        encrypted: me2.config.key.is_some(),
+                        frame: frame.trim_matches(['\n', '\r']).to_string(),
+                        answer,
+                        qualifier: msg.cid.qualifier,
+                        code: format!("{:03}", msg.cid.event),
+                        partition: msg.cid.partition,
+                        number: msg.cid.number,
+                    });
                 }
-                maybe_compact(&me.config, &mut st, me.clock.now());
-            }
+                if acked && st.queue.front().is_some_and(|q| q.id == msg.id) {
+                    st.queue.pop_front();
+                    st.delivered += 1;
+                    // If this record is lost the event is re-sent after a restart with its own
+                    // sequence number and time of occurrence, and the receiver takes it for the
+                    // re-send it is.
+                    if let Err(e) = append(st, &Record::Acked { id: msg.id }, Purpose::Ack) {
+                        tracing::warn!(error = %e, "DC-09 queue journal: ACK not recorded");
+                    }
+                    maybe_compact(&me2.config, st, me2.clock.now());
+                }
+            })
+            .await
+        };
+        if logged.is_none() {
+            return;
         }
         if acked {
             attempt = 0;

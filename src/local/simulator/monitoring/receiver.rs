@@ -119,10 +119,17 @@ impl Dc09Receiver {
                 Ok(Ok(_)) => {}
             }
             let mode = self.mode();
-            let answer = self
-                .center
-                .handle_frame(&line, mode == ReceiverMode::Nak)
-                .frame;
+            // The center syncs its journal before it answers: on a blocking thread, so the
+            // sync never holds up a runtime worker (and with it whatever request runs then).
+            let center = self.center.clone();
+            let frame = std::mem::take(&mut line);
+            let handled = tokio::task::spawn_blocking(move || {
+                let answer = center.handle_frame(&frame, mode == ReceiverMode::Nak).frame;
+                (answer, frame)
+            })
+            .await;
+            let Ok((answer, frame)) = handled else { return };
+            line = frame;
             if mode == ReceiverMode::DropAck {
                 return;
             }
