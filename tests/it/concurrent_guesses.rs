@@ -44,6 +44,27 @@ async fn burst(h: &Harness, t: &str) -> Vec<Value> {
     replies
 }
 
+/// A burst, then, when the race left the step short (on a loaded machine DynamoDB Local can
+/// keep a racing attempt from being recorded within its budget: INTERNAL_ERROR, counted
+/// nowhere), wrong codes one at a time until the step locks. What the test pins is that the
+/// burst never gets *more* codes evaluated than the step allows (the counters and audit, checked
+/// by the caller), and that they stay exact: not how many racers a busy machine lets through.
+async fn burst_until_locked(h: &Harness, t: &str, admin: &str) -> Vec<Value> {
+    let mut replies = burst(h, t).await;
+    for i in 0..BURST {
+        if counters(h, admin).await.locked {
+            break;
+        }
+        let r = h
+            .invoke(&disarm(t, "home", Some(&wrong_pin(BURST + i))))
+            .await;
+        support::record_message("concurrent-guess", &r);
+        replies.push(r);
+    }
+    assert!(all_refused(&replies) >= 3, "{replies:?}");
+    replies
+}
+
 struct Counters {
     failures: u64,
     locked: bool,
@@ -94,17 +115,26 @@ fn all_refused(replies: &[Value]) -> usize {
     unauthorized
 }
 
+/// Alexa's own 8 s less the margin: the race itself is the point here, not the budget, and 16
+/// racing transactions on one household take DynamoDB Local seconds on a busy machine (the test's
+/// usual 1.5 s left most of them unrecorded, on the old main as well).
+const BURST_BUDGET: std::time::Duration = std::time::Duration::from_secs(7);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_wrong_pins_never_outrun_the_lockout() {
-    let (h, t) = Harness::demo().await;
+    let h = Harness::start_with(alarm_skill::local::Options {
+        directive_budget: Some(BURST_BUDGET),
+        ..test_options()
+    })
+    .await;
+    let t = h.token("demo").await;
     let admin = h.admin_token("demo").await;
     let r = h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
     assert_eq!(r["event"]["header"]["name"], "Arm.Response");
     h.advance(60).await;
 
     // Step 1: 3 failures lock for 90 s. However the burst interleaves, exactly 3 are evaluated.
-    let replies = burst(&h, &t).await;
-    assert!(all_refused(&replies) >= 3, "{replies:?}");
+    burst_until_locked(&h, &t, &admin).await;
     let c = counters(&h, &admin).await;
     assert_eq!(c.failures, 3, "exactly the first step's failures counted");
     assert!(c.locked);
@@ -123,8 +153,7 @@ async fn parallel_wrong_pins_never_outrun_the_lockout() {
 
     // Step 2, after the wait: the next burst gets exactly 3 more (6: locked for 15 min).
     h.advance(90).await;
-    let replies = burst(&h, &t).await;
-    assert!(all_refused(&replies) >= 3, "{replies:?}");
+    burst_until_locked(&h, &t, &admin).await;
     let c = counters(&h, &admin).await;
     assert_eq!(c.failures, 6);
     assert!(c.locked);
