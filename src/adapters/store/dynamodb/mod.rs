@@ -222,31 +222,4 @@ macro_rules! store_methods {
     };
 }
 
-store_methods! {
-    fn household(household: &str) -> HouseholdSnapshot;
-    fn save_profile(household: &str, profile: &Profile) -> u64;
-    fn record_attempt(household: &str, throttle: ThrottleWrite<'_>, outbox: Option<&OutboxRecord>, audit: &[AuditEntry]) -> ();
-    fn hold_attempt(household: &str, throttle: ThrottleWrite<'_>, outbox: &OutboxRecord, audit: &[AuditEntry]) -> bool;
-    fn settle_outbox(request_id: &str, settlement: &Settlement, audit: Option<(&str, &AuditEntry)>) -> ();
-    fn settle_outbox_read(record: &OutboxRecord, settlement: &Settlement) -> ();
-    fn put_outbox(record: &OutboxRecord, audit: Option<&AuditEntry>) -> ();
-    fn outbox_due(lane: Lane, shard: u16, now: DateTime<Utc>, limit: usize, per_household: usize) -> DueRecords;
-    fn promote_waiting(shard: u16, max: usize) -> usize;
-    fn outbox_counts(shard: u16) -> OutboxCounts;
-    fn confirm_panels(household: &str, panels: &[String], at: DateTime<Utc>) -> ();
-    fn forget_panel(household: &str, panel: &str) -> ();
-    fn outbox_record(request_id: &str) -> Option<OutboxRecord>;
-    fn append_audit(household: &str, entry: &AuditEntry) -> ();
-    fn audit(household: &str, limit: usize) -> Vec<AuditEntry>;
-    fn take_rate_token(key_name: &str, now: DateTime<Utc>, window: Duration, max: u32) -> bool;
-    fn put_grant(account: &str, region: &str, grant: &StoredGrant) -> ();
-    fn grants(account: &str) -> Vec<(String, StoredGrant)>;
-    fn delete_grant(account: &str, region: &str) -> ();
-    fn acquire_lease(name: &str, owner: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> bool;
-    fn release_lease(name: &str, owner: &str) -> ();
-    fn claim_event(event_id: &str, expires_at: DateTime<Utc>) -> bool;
-    fn set_google_linked(account: &str, linked: bool) -> ();
-    fn google_linked(account: &str) -> bool;
-    fn breaker(cloud: &str) -> Breaker;
-    fn save_breaker(cloud: &str, breaker: &Breaker) -> u64;
-}
+crate::domain::ports::store::with_store_methods!(store_methods);

@@ -270,20 +270,8 @@ impl DynamoStore {
         household: &str,
         delta: i64,
     ) -> Result<TransactWriteItem, StoreError> {
-        let mut update = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(hh_pk(household), QUEUE_SK)))
-            .update_expression("ADD #n :delta")
-            .expression_attribute_names("#n", "counted")
-            .expression_attribute_values(":delta", n(delta));
-        if delta > 0 {
-            update = update
-                .condition_expression("attribute_not_exists(#n) OR #n < :quota")
-                .expression_attribute_values(":quota", n(self.policy.household_quota));
-        }
-        Ok(TransactWriteItem::builder()
-            .update(update.build().map_err(build_error)?)
-            .build())
+        let cap = (":quota", self.policy.household_quota);
+        self.capped_counter_update(household, (QUEUE_SK, "counted"), cap, delta)
     }
 
     /// Sends a settle: one UpdateItem when it is alone, else one transaction.
@@ -332,20 +320,12 @@ impl DynamoStore {
         match tx.send().await {
             Ok(_) => Ok(()),
             Err(err) => {
-                if let Some(TransactWriteItemsError::TransactionCanceledException(e)) =
-                    err.as_service_error()
-                {
-                    let reasons: Vec<&str> = e
-                        .cancellation_reasons()
-                        .iter()
-                        .map(|r| r.code().unwrap_or("None"))
-                        .collect();
-                    if reasons.first() == Some(&"ConditionalCheckFailed") {
-                        return Err(TxRefusal::Record);
-                    }
-                    if counted && reasons.get(1) == Some(&"ConditionalCheckFailed") {
-                        return Err(TxRefusal::QuotaFull);
-                    }
+                let reasons = cancellation_codes(&err);
+                if reasons.first() == Some(&"ConditionalCheckFailed") {
+                    return Err(TxRefusal::Record);
+                }
+                if counted && reasons.get(1) == Some(&"ConditionalCheckFailed") {
+                    return Err(TxRefusal::QuotaFull);
                 }
                 match transact_error(err) {
                     StoreError::Conflict => Err(TxRefusal::Record),
