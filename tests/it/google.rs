@@ -536,17 +536,7 @@ async fn a_lockout_notice_never_pushes_the_reply_past_a_short_budget() {
 
 /// Every Report State body the fake HomeGraph accepted, once they stop arriving.
 async fn homegraph_reports(h: &Harness) -> Vec<Value> {
-    let (mut last, mut quiet) = (usize::MAX, 0);
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let n = h.stack.dev_google.reports().len();
-        quiet = if n == last { quiet + 1 } else { 0 };
-        if quiet == 6 {
-            break;
-        }
-        last = n;
-    }
-    h.stack.dev_google.reports()
+    support::stack::settled(|| h.stack.dev_google.reports()).await
 }
 
 fn without_request_id(reports: &[Value]) -> Vec<Value> {

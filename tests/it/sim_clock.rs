@@ -11,15 +11,7 @@ use serde_json::{Value, json};
 use support::stack::*;
 
 async fn advance_raw(h: &Harness, body: Value) -> (StatusCode, Value) {
-    let resp = h
-        .http
-        .post(format!("{}/sim/clock/advance", h.base))
-        .json(&body)
-        .send()
-        .await
-        .expect("the stack answers");
-    let status = resp.status();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    h.post_raw("/sim/clock/advance", body).await
 }
 
 async fn sim_now(h: &Harness) -> Value {

@@ -153,6 +153,13 @@ impl Harness {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Value {
+        let (status, body) = self.post_raw(path, body).await;
+        assert!(status.is_success(), "POST {path}: {status}");
+        body
+    }
+
+    /// POSTs `body` to the stack at `path`: (status, JSON body or Null), whatever the status.
+    pub async fn post_raw(&self, path: &str, body: Value) -> (StatusCode, Value) {
         let resp = self
             .http
             .post(format!("{}{path}", self.base))
@@ -160,8 +167,8 @@ impl Harness {
             .send()
             .await
             .expect("POST");
-        assert!(resp.status().is_success(), "POST {path}: {}", resp.status());
-        resp.json().await.unwrap_or(Value::Null)
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
     }
 
     /// The stack of `RICH_CONFIG`, and its household admin's token.
@@ -241,17 +248,7 @@ impl Harness {
     /// the event gateway's reply take a few milliseconds each, but a loaded CI machine can stall
     /// one for far longer than a single poll interval.
     pub async fn settled_gateway_events(&self) -> Vec<Value> {
-        let (mut last, mut quiet) = (usize::MAX, 0);
-        for _ in 0..100 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            let n = self.stack.dev_alexa.events().len();
-            quiet = if n == last { quiet + 1 } else { 0 };
-            if quiet == 6 {
-                break;
-            }
-            last = n;
-        }
-        self.stack.dev_alexa.events()
+        settled(|| self.stack.dev_alexa.events()).await
     }
 
     /// The household's audit log as the admin sees it, normalized for comparison.
@@ -334,10 +331,7 @@ pub fn on_dynamodb() -> bool {
 }
 
 pub fn test_options() -> Options {
-    let dynamodb_endpoint = on_dynamodb().then(|| {
-        std::env::var("DYNAMODB_ENDPOINT")
-            .expect("DYNAMODB_ENDPOINT is not set: run scripts/test, which starts DynamoDB Local")
-    });
+    let dynamodb_endpoint = on_dynamodb().then(dynamodb_endpoint);
     Options {
         port: 0,
         panel_port: 0,
@@ -566,4 +560,36 @@ pub fn property<'a>(reply: &'a Value, name: &str) -> &'a Value {
         .and_then(|ps| ps.iter().find(|p| p["name"] == name))
         .map(|p| &p["value"])
         .unwrap_or(&Value::Null)
+}
+
+/// DynamoDB Local's endpoint, which scripts/test starts and exports.
+pub fn dynamodb_endpoint() -> String {
+    std::env::var("DYNAMODB_ENDPOINT")
+        .expect("DYNAMODB_ENDPOINT is not set: run scripts/test, which starts DynamoDB Local")
+}
+
+/// A client of DynamoDB Local and a fresh table named `{prefix}-{uuid}` in it.
+pub async fn dynamodb_table(prefix: &str) -> (aws_sdk_dynamodb::Client, String) {
+    use alarm_skill::adapters::store::dynamodb::{create_table, local_client};
+    let client = local_client(&dynamodb_endpoint());
+    let table = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
+    create_table(&client, &table).await.expect("table");
+    (client, table)
+}
+
+/// Polls `read` every 50 ms until it has stopped growing for 300 ms (up to 5 s in all), then
+/// returns its last value: a delivery and its reply take milliseconds each, but a loaded CI
+/// machine can stall one for far longer than a single poll interval.
+pub async fn settled<T>(read: impl Fn() -> Vec<T>) -> Vec<T> {
+    let (mut last, mut quiet) = (usize::MAX, 0);
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let n = read().len();
+        quiet = if n == last { quiet + 1 } else { 0 };
+        if quiet == 6 {
+            break;
+        }
+        last = n;
+    }
+    read()
 }
