@@ -654,12 +654,7 @@ async fn a_household_on_google_may_enrol_codes_of_up_to_8_digits_which_alexa_can
     assert_eq!(s, 422, "{body}");
     assert_eq!(body["message"], "a voice code is exactly 4 digits");
     let (s, body) = h
-        .api(
-            "PUT",
-            "/v1/household/settings",
-            Some(&admin),
-            Some(json!({"google_enabled": true})),
-        )
+        .put_settings(&admin, json!({"google_enabled": true}))
         .await;
     assert_eq!(s, 200, "{body}");
     assert_eq!(

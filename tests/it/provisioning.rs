@@ -420,15 +420,11 @@ async fn a_reused_user_number_does_not_inherit_the_former_members_codes() {
         .await;
     let reply = h.invoke(&disarm(&token, "home", Some("4729"))).await;
     assert_eq!(reply["event"]["header"]["name"], "Response", "{reply}");
-    let (_, audit) = h
-        .api("GET", "/v1/household/audit?limit=100", Some(&admin), None)
-        .await;
-    assert!(
-        audit
-            .to_string()
-            .contains("Sam was removed: user 2 of the panel is now someone else"),
-        "{audit}"
-    );
+    h.assert_audit_mentions(
+        &admin,
+        "Sam was removed: user 2 of the panel is now someone else",
+    )
+    .await;
 }
 
 /// A signed `users_changed` at revision `revision`, `minutes` from now by our clock.

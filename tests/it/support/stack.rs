@@ -254,11 +254,27 @@ impl Harness {
     /// The household's audit log as the admin sees it, normalized for comparison.
     pub async fn audit_log(&self) -> Value {
         let admin = self.admin_token("demo").await;
-        let (status, body) = self
-            .api("GET", "/v1/household/audit?limit=100", Some(&admin), None)
-            .await;
+        let (status, body) = self.audit_as(&admin).await;
         assert_eq!(status, 200);
         normalize(&body)
+    }
+
+    /// `GET /v1/household/audit?limit=100` as `token`: (status, body), as it came.
+    pub async fn audit_as(&self, token: &str) -> (StatusCode, Value) {
+        self.api("GET", "/v1/household/audit?limit=100", Some(token), None)
+            .await
+    }
+
+    /// Asserts that the audit log `token` reads mentions `text`.
+    pub async fn assert_audit_mentions(&self, token: &str, text: &str) {
+        let (_, audit) = self.audit_as(token).await;
+        assert!(audit.to_string().contains(text), "{audit}");
+    }
+
+    /// `PUT /v1/household/settings` with `settings` as `token`: (status, body).
+    pub async fn put_settings(&self, token: &str, settings: Value) -> (StatusCode, Value) {
+        self.api("PUT", "/v1/household/settings", Some(token), Some(settings))
+            .await
     }
 
     pub async fn monitoring(&self) -> Vec<Value> {
