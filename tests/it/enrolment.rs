@@ -259,12 +259,7 @@ async fn enrolment_is_rate_limited_and_audited_without_codes() {
     );
 
     let (_, audit) = h.audit_as(&admin).await;
-    let messages: Vec<&str> = audit["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["message"].as_str().unwrap())
-        .collect();
+    let messages = support::strings(&audit["entries"], "message");
     assert_eq!(
         messages
             .iter()

@@ -69,12 +69,7 @@ async fn sync_describes_the_panel_as_a_security_system_and_its_zones_as_sensors(
     assert_eq!(panel["name"]["name"], "Home");
     let levels = &panel["attributes"]["availableArmLevels"];
     assert_eq!(levels["ordered"], true);
-    let names: Vec<&str> = levels["levels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["level_name"].as_str().unwrap())
-        .collect();
+    let names = support::strings(&levels["levels"], "level_name");
     assert_eq!(names, ["stay", "night", "away"], "least to most secure");
     assert_eq!(
         levels["levels"][0]["level_values"][0]["level_synonym"][0],
