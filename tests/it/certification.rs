@@ -459,9 +459,7 @@ async fn another_accounts_endpoint_does_not_exist_and_is_never_touched() {
     );
     // Nothing was counted against anyone.
     let admin = h.admin_token("neighbor").await;
-    let (_, lockout) = h
-        .api("GET", "/v1/household/lockout", Some(&admin), None)
-        .await;
+    let (_, lockout) = h.lockout_as(&admin).await;
     assert_eq!(lockout["consecutive_failures"], 0);
 }
 
@@ -633,9 +631,7 @@ async fn a_management_token_drives_no_directive() {
     assert_eq!(after, before);
     assert_eq!(h.requests_for("home").await.len(), ops_before);
     assert!(!h.signals().await.iter().any(|s| s.starts_with("121/")));
-    let (_, lockout) = h
-        .api("GET", "/v1/household/lockout", Some(&admin), None)
-        .await;
+    let (_, lockout) = h.lockout_as(&admin).await;
     assert_eq!(lockout["consecutive_failures"], 0);
     // Alexa's own token still works.
     let r = h.invoke(&disarm(&t, "home", Some("4729"))).await;

@@ -64,9 +64,7 @@ async fn clock_advance_refuses_values_out_of_range_and_the_stack_keeps_working()
     let r = h.invoke(&disarm(&t, "home", Some("4729"))).await;
     assert_eq!(r["event"]["header"]["name"], "Response", "{r}");
     let admin = h.admin_token("demo").await;
-    let (s, _) = h
-        .api("GET", "/v1/household/lockout", Some(&admin), None)
-        .await;
+    let (s, _) = h.lockout_as(&admin).await;
     assert_eq!(s, StatusCode::OK);
 }
 

@@ -271,6 +271,12 @@ impl Harness {
         assert!(audit.to_string().contains(text), "{audit}");
     }
 
+    /// `GET /v1/household/lockout` as `token`: (status, body), as it came.
+    pub async fn lockout_as(&self, token: &str) -> (StatusCode, Value) {
+        self.api("GET", "/v1/household/lockout", Some(token), None)
+            .await
+    }
+
     /// `PUT /v1/household/settings` with `settings` as `token`: (status, body).
     pub async fn put_settings(&self, token: &str, settings: Value) -> (StatusCode, Value) {
         self.api("PUT", "/v1/household/settings", Some(token), Some(settings))
@@ -549,9 +555,7 @@ pub fn count(signals: &[String], prefix: &str) -> usize {
 /// (frozen) now, so two stacks started moments apart compare equal.
 pub async fn lockout(h: &Harness) -> Value {
     let admin = h.admin_token("demo").await;
-    let (status, mut body) = h
-        .api("GET", "/v1/household/lockout", Some(&admin), None)
-        .await;
+    let (status, mut body) = h.lockout_as(&admin).await;
     assert_eq!(status, 200);
     if let Some(until) = body["locked_until"].as_str() {
         let until = chrono::DateTime::parse_from_rfc3339(until).unwrap();
