@@ -109,17 +109,9 @@ impl DynamoStore {
     }
 
     pub(super) async fn breaker(&self, cloud: &str) -> Result<Breaker, StoreError> {
-        let resp = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(breaker_pk(cloud), BREAKER_SK)))
-            // The worker that probes must see the probe another one claimed a moment ago.
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_error("GetItem", e))?;
-        let Some(item) = resp.item else {
+        // Consistent: the worker that probes must see the probe another one claimed a moment ago.
+        let item = self.get_consistent(breaker_pk(cloud), BREAKER_SK, false);
+        let Some(item) = item.await? else {
             return Ok(Breaker::default());
         };
         Ok(Breaker {
@@ -143,16 +135,7 @@ impl DynamoStore {
         item.insert("probe_at".into(), s(timestamp(breaker.probe_at)));
         item.insert("since".into(), s(timestamp(breaker.since)));
         item.insert("version".into(), n(version));
-        versioned!(
-            self.client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(item)),
-            breaker.version
-        )
-        .send()
-        .await
-        .map_err(|e| sdk_error("PutItem", e))?;
+        self.put_versioned(item, breaker.version).await?;
         Ok(version)
     }
 }

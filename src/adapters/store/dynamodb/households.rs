@@ -43,16 +43,7 @@ impl DynamoStore {
         let mut item = key(hh_pk(household), PROFILE_SK);
         item.insert("version".into(), n(version));
         item.insert("data".into(), s(data));
-        versioned!(
-            self.client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(item)),
-            profile.version
-        )
-        .send()
-        .await
-        .map_err(|e| sdk_error("PutItem", e))?;
+        self.put_versioned(item, profile.version).await?;
         Ok(version)
     }
 

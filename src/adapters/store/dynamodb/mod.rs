@@ -127,6 +127,45 @@ impl DynamoStore {
         &self.table
     }
 
+    /// Puts `item` if the stored version is still `expected` (or, for version 0, there is
+    /// none): optimistic concurrency for the items a caller read, changed and writes back.
+    async fn put_versioned(&self, item: Item, expected: u64) -> Result<(), StoreError> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item));
+        versioned!(put, expected)
+            .send()
+            .await
+            .map_err(|e| sdk_error("PutItem", e))?;
+        Ok(())
+    }
+
+    /// One item by its key, read strongly consistent: each caller must see a write another
+    /// function made a moment ago (a probe claimed, a DISCONNECT, a record settled).
+    /// `keys_only` projects the key alone, for callers that only ask whether it exists.
+    async fn get_consistent(
+        &self,
+        pk: String,
+        sk: &str,
+        keys_only: bool,
+    ) -> Result<Option<Item>, StoreError> {
+        let mut get = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .consistent_read(true);
+        if keys_only {
+            get = get
+                .projection_expression("#pk")
+                .expression_attribute_names("#pk", PK);
+        }
+        let resp = get.send().await.map_err(|e| sdk_error("GetItem", e))?;
+        Ok(resp.item)
+    }
+
     /// A strongly consistent Query of one partition: `#pk = :pk`, and what the caller adds.
     fn query_partition(&self, pk: String) -> QueryFluentBuilder {
         self.client

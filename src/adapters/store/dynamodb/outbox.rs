@@ -205,16 +205,10 @@ impl DynamoStore {
         &self,
         request_id: &str,
     ) -> Result<Option<OutboxRecord>, StoreError> {
-        let resp = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(outbox_pk(request_id), OUTBOX_SK)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_error("GetItem", e))?;
-        resp.item.as_ref().map(decode_outbox).transpose()
+        let item = self
+            .get_consistent(outbox_pk(request_id), OUTBOX_SK, false)
+            .await?;
+        item.as_ref().map(decode_outbox).transpose()
     }
 
     pub(super) fn outbox_item(&self, record: &OutboxRecord, now: DateTime<Utc>) -> Item {
