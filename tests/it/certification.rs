@@ -140,11 +140,7 @@ async fn discover_describes_the_panel_and_every_zone() {
 #[tokio::test]
 async fn discover_answers_token_and_account_problems_with_an_empty_list() {
     let h = Harness::start().await;
-    let expired = h
-        .stack
-        .issuer
-        .mint("demo", false, chrono::Duration::seconds(-600))
-        .unwrap();
+    let expired = h.expired_token("demo");
     for token in [
         "not-a-jwt".to_string(),
         expired,
@@ -573,11 +569,7 @@ async fn no_input_makes_the_handler_fail_at_lambda_level() {
 #[tokio::test]
 async fn credential_errors_only_for_bad_tokens() {
     let h = Harness::start().await;
-    let expired = h
-        .stack
-        .issuer
-        .mint("demo", false, chrono::Duration::seconds(-600))
-        .unwrap();
+    let expired = h.expired_token("demo");
     let r = h.invoke(&report_state(&expired, "home")).await;
     assert_eq!(error_type(&r), Some("EXPIRED_AUTHORIZATION_CREDENTIAL"));
     assert_eq!(r["event"]["header"]["namespace"], "Alexa");

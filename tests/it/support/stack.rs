@@ -271,6 +271,14 @@ impl Harness {
         assert!(audit.to_string().contains(text), "{audit}");
     }
 
+    /// A directive token for `sub` that expired ten minutes ago.
+    pub fn expired_token(&self, sub: &str) -> String {
+        self.stack
+            .issuer
+            .mint(sub, false, chrono::Duration::seconds(-600))
+            .unwrap()
+    }
+
     /// `GET /v1/household/lockout` as `token`: (status, body), as it came.
     pub async fn lockout_as(&self, token: &str) -> (StatusCode, Value) {
         self.api("GET", "/v1/household/lockout", Some(token), None)
