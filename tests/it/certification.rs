@@ -212,10 +212,7 @@ async fn arm_away_reports_exit_delay_and_the_panel_closes_after_it() {
     let d = arm(&h.token("demo").await, "home", "ARMED_AWAY");
     let r = h.invoke(&d).await;
     assert_envelope(&d, &r);
-    assert_eq!(
-        r["event"]["header"]["namespace"],
-        "Alexa.SecurityPanelController"
-    );
+    assert_eq!(namespace(&r), "Alexa.SecurityPanelController");
     assert_eq!(r["event"]["header"]["name"], "Arm.Response");
     assert_eq!(r["event"]["payload"], json!({"exitDelayInSeconds": 60}));
     assert_eq!(names(&r), PANEL_PROPS);
@@ -254,10 +251,7 @@ async fn away_to_stay_or_night_needs_a_disarm_but_other_changes_are_allowed() {
         let d = arm(&t, "home", target);
         let r = h.invoke(&d).await;
         assert_envelope(&d, &r);
-        assert_eq!(
-            r["event"]["header"]["namespace"],
-            "Alexa.SecurityPanelController"
-        );
+        assert_eq!(namespace(&r), "Alexa.SecurityPanelController");
         assert_eq!(r["event"]["header"]["name"], "ErrorResponse");
         assert_eq!(error_type(&r), Some("AUTHORIZATION_REQUIRED"));
         assert!(r.get("context").is_none());
@@ -296,10 +290,7 @@ async fn open_zones_need_a_voice_bypass() {
         .await;
     let r = h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
     assert_eq!(error_type(&r), Some("BYPASS_NEEDED"));
-    assert_eq!(
-        r["event"]["header"]["namespace"],
-        "Alexa.SecurityPanelController"
-    );
+    assert_eq!(namespace(&r), "Alexa.SecurityPanelController");
     assert_eq!(
         r["event"]["payload"]["endpointsNeedingBypass"],
         json!([{"friendlyName":"Back door","endpointId":"home:back-door"},
@@ -353,10 +344,7 @@ async fn unbypassable_zones_alarms_and_trouble_refuse_arming() {
         .await;
     let r = h.invoke(&arm(&t, "home", "ARMED_STAY")).await;
     assert_eq!(error_type(&r), Some("UNCLEARED_TROUBLE"));
-    assert_eq!(
-        r["event"]["header"]["namespace"],
-        "Alexa.SecurityPanelController"
-    );
+    assert_eq!(namespace(&r), "Alexa.SecurityPanelController");
     assert_eq!(h.panel("home").await["arm_state"], "disarmed");
 }
 
@@ -396,10 +384,7 @@ async fn a_wrong_pin_is_unauthorized() {
         let d = disarm(&t, "home", Some(pin));
         let r = h.invoke(&d).await;
         assert_envelope(&d, &r);
-        assert_eq!(
-            r["event"]["header"]["namespace"],
-            "Alexa.SecurityPanelController"
-        );
+        assert_eq!(namespace(&r), "Alexa.SecurityPanelController");
         assert_eq!(error_type(&r), Some("UNAUTHORIZED"), "{pin}");
         assert!(
             !support::holds_pin(&r.to_string(), pin),

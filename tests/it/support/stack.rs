@@ -582,6 +582,11 @@ pub fn error_type(reply: &Value) -> Option<&str> {
     reply["event"]["payload"]["type"].as_str()
 }
 
+/// The reply's `event.header.namespace`.
+pub fn namespace(reply: &Value) -> &Value {
+    &reply["event"]["header"]["namespace"]
+}
+
 pub fn property<'a>(reply: &'a Value, name: &str) -> &'a Value {
     reply["context"]["properties"]
         .as_array()
