@@ -84,14 +84,7 @@ pub struct ServiceAccount {
     token_uri: String,
 }
 
-impl std::fmt::Debug for ServiceAccount {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServiceAccount")
-            .field("email", &self.email)
-            .field("token_uri", &self.token_uri)
-            .finish_non_exhaustive()
-    }
-}
+crate::common::secret::debug_without_secrets!(ServiceAccount { email, token_uri });
 
 impl ServiceAccount {
     /// From the key file Google's console downloads (JSON, `private_key` a PKCS#8 PEM).

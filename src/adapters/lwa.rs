@@ -154,15 +154,11 @@ pub struct LwaClient {
     http: reqwest::Client,
 }
 
-impl std::fmt::Debug for LwaClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LwaClient")
-            .field("token_url", &self.token_url)
-            .field("client_id", &self.client_id)
-            .field("region", &self.region)
-            .finish_non_exhaustive()
-    }
-}
+crate::common::secret::debug_without_secrets!(LwaClient {
+    token_url,
+    client_id,
+    region
+});
 
 impl LwaClient {
     #[allow(clippy::too_many_arguments)]

@@ -42,13 +42,7 @@ pub struct DevAlexa {
     inner: Mutex<Inner>,
 }
 
-impl std::fmt::Debug for DevAlexa {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DevAlexa")
-            .field("client_id", &self.client_id)
-            .finish_non_exhaustive()
-    }
-}
+crate::common::secret::debug_without_secrets!(DevAlexa { client_id });
 
 impl DevAlexa {
     /// `client_id`/`client_secret` are what the skill's `LWA_CLIENT_ID`/`LWA_CLIENT_SECRET`

@@ -86,15 +86,11 @@ struct PendingCode {
 const MAX_PENDING_CODES: usize = 1000;
 const CODE_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 
-impl std::fmt::Debug for DevIssuer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DevIssuer")
-            .field("issuer", &self.issuer)
-            .field("audience", &self.audience)
-            .field("kid", &self.kid)
-            .finish_non_exhaustive()
-    }
-}
+crate::common::secret::debug_without_secrets!(DevIssuer {
+    issuer,
+    audience,
+    kid
+});
 
 impl DevIssuer {
     pub fn new(issuer: &str, audience: &str) -> Result<Self, DevIssuerError> {

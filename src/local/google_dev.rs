@@ -60,13 +60,7 @@ pub struct DevGoogle {
     inner: Mutex<Inner>,
 }
 
-impl std::fmt::Debug for DevGoogle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DevGoogle")
-            .field("token_url", &self.token_url)
-            .finish_non_exhaustive()
-    }
-}
+crate::common::secret::debug_without_secrets!(DevGoogle { token_url });
 
 impl DevGoogle {
     /// A new service account whose assertions are accepted at `base_url` + [`TOKEN_PATH`].
