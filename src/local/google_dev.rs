@@ -182,11 +182,7 @@ fn refuse(status: StatusCode, why: &str) -> Response {
 }
 
 async fn token(State(g): State<Arc<DevGoogle>>, headers: HeaderMap, body: Bytes) -> Response {
-    let form_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if !form_type {
+    if !super::form_encoded(&headers) {
         return refuse(StatusCode::BAD_REQUEST, "invalid_request");
     }
     let field = |name: &str| {
