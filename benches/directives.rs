@@ -55,15 +55,7 @@ fn main() {
     }
     println!("directive      n     cpu p50   cpu p90   cpu p99   wall p50  (µs)");
     for (name, wall, cpu) in &results {
-        let (c, w) = (micros(cpu), micros(wall));
-        println!(
-            "{name:<12} {:>5} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
-            c.len(),
-            percentile(&c, 0.5),
-            percentile(&c, 0.9),
-            percentile(&c, 0.99),
-            percentile(&w, 0.5)
-        );
+        print_row(name, 12, wall, cpu);
     }
     println!("peak RSS: {} KiB", peak_rss_kib());
 }

@@ -90,15 +90,7 @@ fn main() {
     }
     println!("intent                 n     cpu p50   cpu p90   cpu p99   wall p50  (µs)");
     for (name, (wall, cpu)) in names.iter().zip(&per) {
-        let (c, w) = (micros(cpu), micros(wall));
-        println!(
-            "{name:<18} {:>5} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
-            c.len(),
-            percentile(&c, 0.5),
-            percentile(&c, 0.9),
-            percentile(&c, 0.99),
-            percentile(&w, 0.5)
-        );
+        print_row(name, 18, wall, cpu);
     }
     println!("peak RSS: {} KiB", peak_rss_kib());
 }

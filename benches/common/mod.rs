@@ -173,6 +173,19 @@ pub fn micros(v: &[Duration]) -> Vec<f64> {
     out
 }
 
+/// One table row: the sample count, CPU p50/p90/p99 and wall p50 in µs, `name` padded to `width`.
+pub fn print_row(name: &str, width: usize, wall: &[Duration], cpu: &[Duration]) {
+    let (c, w) = (micros(cpu), micros(wall));
+    println!(
+        "{name:<width$} {:>5} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+        c.len(),
+        percentile(&c, 0.5),
+        percentile(&c, 0.9),
+        percentile(&c, 0.99),
+        percentile(&w, 0.5)
+    );
+}
+
 /// Peak resident set size of this process, from /proc/self/status (VmHWM), in KiB.
 pub fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")

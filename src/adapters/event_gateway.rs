@@ -39,14 +39,7 @@ pub struct HttpEventGateway {
     budget: Duration,
 }
 
-impl std::fmt::Debug for HttpEventGateway {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpEventGateway")
-            .field("url", &self.url)
-            .field("budget", &self.budget)
-            .finish_non_exhaustive()
-    }
-}
+crate::common::secret::debug_without_secrets!(HttpEventGateway { url, budget });
 
 /// How one POST went.
 enum Outcome {

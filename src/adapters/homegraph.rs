@@ -84,14 +84,7 @@ pub struct ServiceAccount {
     token_uri: String,
 }
 
-impl std::fmt::Debug for ServiceAccount {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServiceAccount")
-            .field("email", &self.email)
-            .field("token_uri", &self.token_uri)
-            .finish_non_exhaustive()
-    }
-}
+crate::common::secret::debug_without_secrets!(ServiceAccount { email, token_uri });
 
 impl ServiceAccount {
     /// From the key file Google's console downloads (JSON, `private_key` a PKCS#8 PEM).
@@ -134,14 +127,7 @@ impl ServiceAccount {
             B64URL.encode(header.to_string()),
             B64URL.encode(claims.to_string())
         );
-        let mut sig = vec![0u8; self.key.public_modulus_len()];
-        self.key
-            .sign(
-                &RSA_PKCS1_SHA256,
-                &SystemRandom::new(),
-                input.as_bytes(),
-                &mut sig,
-            )
+        let sig = sign_rs256(&self.key, &input)
             .map_err(|_| HomeGraphError::Key("signing failed".into()))?;
         Ok(format!("{input}.{}", B64URL.encode(sig)))
     }
@@ -320,6 +306,22 @@ pub fn states_of(p: &Panel) -> Map<String, Value> {
         );
     }
     devices
+}
+
+/// The RS256 (RSASSA-PKCS1-v1_5 with SHA-256) signature of a JWT's signing input: shared with
+/// the local dev issuer, which signs its tokens the same way.
+pub fn sign_rs256(
+    key: &RsaKeyPair,
+    signing_input: &str,
+) -> Result<Vec<u8>, aws_lc_rs::error::Unspecified> {
+    let mut sig = vec![0u8; key.public_modulus_len()];
+    key.sign(
+        &RSA_PKCS1_SHA256,
+        &SystemRandom::new(),
+        signing_input.as_bytes(),
+        &mut sig,
+    )?;
+    Ok(sig)
 }
 
 #[cfg(test)]

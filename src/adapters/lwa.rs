@@ -130,6 +130,15 @@ enum CallError {
     Other(LwaError),
 }
 
+/// What a caller wants of an account's first grant.
+#[derive(Clone, Copy)]
+enum Want {
+    /// A token that still works, refreshed only if it is about to expire.
+    Usable,
+    /// A freshly refreshed token, whatever the stored expiry says.
+    Refreshed,
+}
+
 pub struct LwaClient {
     token_url: String,
     client_id: String,
@@ -145,15 +154,11 @@ pub struct LwaClient {
     http: reqwest::Client,
 }
 
-impl std::fmt::Debug for LwaClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LwaClient")
-            .field("token_url", &self.token_url)
-            .field("client_id", &self.client_id)
-            .field("region", &self.region)
-            .finish_non_exhaustive()
-    }
-}
+crate::common::secret::debug_without_secrets!(LwaClient {
+    token_url,
+    client_id,
+    region
+});
 
 impl LwaClient {
     #[allow(clippy::too_many_arguments)]
@@ -218,9 +223,23 @@ impl LwaClient {
 
     /// [`Self::access_token_at`] for the account's first grant in this region.
     pub async fn access_token(&self, account: &str) -> Result<Option<BearerToken>, LwaError> {
-        match self.grant_keys(account).await?.first() {
-            Some(key) => self.access_token_at(account, key).await,
-            None => Ok(None),
+        self.at_first_grant(account, Want::Usable).await
+    }
+
+    /// [`Self::force_refresh`] or [`Self::access_token`]: `want` for the account's first grant in
+    /// this region, `None` when it has none.
+    async fn at_first_grant(
+        &self,
+        account: &str,
+        want: Want,
+    ) -> Result<Option<BearerToken>, LwaError> {
+        let keys = self.grant_keys(account).await?;
+        let Some(key) = keys.first() else {
+            return Ok(None);
+        };
+        match want {
+            Want::Usable => self.access_token_at(account, key).await,
+            Want::Refreshed => self.force_refresh_at(account, key).await,
         }
     }
 
@@ -257,10 +276,7 @@ impl LwaClient {
 
     /// [`Self::force_refresh_at`] for the account's first grant in this region.
     pub async fn force_refresh(&self, account: &str) -> Result<Option<BearerToken>, LwaError> {
-        match self.grant_keys(account).await?.first() {
-            Some(key) => self.force_refresh_at(account, key).await,
-            None => Ok(None),
-        }
+        self.at_first_grant(account, Want::Refreshed).await
     }
 
     /// Refreshes regardless of the stored expiry: the event gateway said 401, so the token it

@@ -88,6 +88,25 @@ impl HttpPanelCloud {
         url
     }
 
+    /// `POST /v1/accounts/{account}/panels/{panel}/{action}` with `request`, retried as
+    /// idempotent: arm, disarm and signals all go through here, so they are sent alike.
+    async fn post_to_panel<B: Serialize, T: DeserializeOwned>(
+        &self,
+        (account, panel, action): (&str, &str, &str),
+        request: &B,
+        deadline: Deadline,
+    ) -> Result<T, PanelError> {
+        let url = self.url(&["v1", "accounts", account, "panels", panel, action]);
+        self.call(
+            Method::POST,
+            url,
+            Some(request),
+            Retry::Idempotent,
+            deadline,
+        )
+        .await
+    }
+
     async fn call<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         method: Method,
@@ -241,15 +260,8 @@ impl PanelCloud for HttpPanelCloud {
         request: &ArmRequest,
         deadline: Deadline,
     ) -> Result<ArmOutcome, PanelError> {
-        let url = self.url(&["v1", "accounts", account, "panels", panel, "arm"]);
-        self.call(
-            Method::POST,
-            url,
-            Some(request),
-            Retry::Idempotent,
-            deadline,
-        )
-        .await
+        self.post_to_panel((account, panel, "arm"), request, deadline)
+            .await
     }
 
     async fn disarm(
@@ -259,15 +271,8 @@ impl PanelCloud for HttpPanelCloud {
         request: &DisarmRequest,
         deadline: Deadline,
     ) -> Result<Panel, PanelError> {
-        let url = self.url(&["v1", "accounts", account, "panels", panel, "disarm"]);
-        self.call(
-            Method::POST,
-            url,
-            Some(request),
-            Retry::Idempotent,
-            deadline,
-        )
-        .await
+        self.post_to_panel((account, panel, "disarm"), request, deadline)
+            .await
     }
 
     async fn signal(
@@ -277,15 +282,8 @@ impl PanelCloud for HttpPanelCloud {
         request: &SignalRequest,
         deadline: Deadline,
     ) -> Result<(), PanelError> {
-        let url = self.url(&["v1", "accounts", account, "panels", panel, "signals"]);
         let ack: Ack = self
-            .call(
-                Method::POST,
-                url,
-                Some(request),
-                Retry::Idempotent,
-                deadline,
-            )
+            .post_to_panel((account, panel, "signals"), request, deadline)
             .await?;
         ack.check()
     }

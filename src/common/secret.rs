@@ -4,6 +4,21 @@
 
 use std::fmt;
 
+/// `Debug` for a type that holds secrets (keys, client secrets, tokens): its name and the
+/// listed fields only, the rest shown as `..`, so a `{:?}` of it can't put a secret in a log.
+macro_rules! debug_without_secrets {
+    ($name:ident { $($field:ident),* $(,)? }) => {
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($name))
+                    $(.field(stringify!($field), &self.$field))*
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+}
+pub(crate) use debug_without_secrets;
+
 macro_rules! secret_type {
     ($(#[$meta:meta])* $name:ident, $shown:literal) => {
         $(#[$meta])*

@@ -41,11 +41,7 @@ use crate::domain::ports::panel::{
     ArmOutcome, ArmRequest, DisarmRequest, Notice, Panel, PanelCloud, PanelError, SignalRequest,
     UserList,
 };
-use crate::domain::ports::store::{
-    AuditEntry, Breaker, DueRecords, HouseholdSnapshot, Lane, OutboxCounts, OutboxPolicy,
-    OutboxRecord, Settlement, Store, StoreError, StoredGrant, ThrottleWrite,
-};
-use crate::domain::voice_codes::Profile;
+use crate::domain::ports::store::{OutboxPolicy, Store, StoreError};
 
 /// Port counters, in the order they appear in a line.
 const COUNTERS: [&str; 15] = [
@@ -281,71 +277,35 @@ struct MeteredPanelCloud {
     counters: Arc<Counters>,
 }
 
-#[async_trait]
-impl PanelCloud for MeteredPanelCloud {
-    async fn panels(&self, account: &str, deadline: Deadline) -> Result<Vec<Panel>, PanelError> {
-        let r = self.inner.panels(account, deadline).await;
-        self.counters.panel(&r);
-        r
-    }
+/// Each method forwards to the inner port and counts its error; written once as a macro because
+/// the forwarding is the same for every method and only the signatures differ.
+macro_rules! metered_panel_methods {
+    ($(fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {
+        #[async_trait]
+        impl PanelCloud for MeteredPanelCloud {
+            $(
+                async fn $name(&self, $($arg: $ty),*) -> Result<$ret, PanelError> {
+                    let r = self.inner.$name($($arg),*).await;
+                    self.counters.panel(&r);
+                    r
+                }
+            )*
 
-    async fn panel(&self, account: &str, panel: &str, d: Deadline) -> Result<Panel, PanelError> {
-        let r = self.inner.panel(account, panel, d).await;
-        self.counters.panel(&r);
-        r
-    }
+            fn breaker_key(&self) -> String {
+                self.inner.breaker_key()
+            }
+        }
+    };
+}
 
-    async fn arm(
-        &self,
-        account: &str,
-        panel: &str,
-        request: &ArmRequest,
-        d: Deadline,
-    ) -> Result<ArmOutcome, PanelError> {
-        let r = self.inner.arm(account, panel, request, d).await;
-        self.counters.panel(&r);
-        r
-    }
-
-    async fn disarm(
-        &self,
-        account: &str,
-        panel: &str,
-        request: &DisarmRequest,
-        d: Deadline,
-    ) -> Result<Panel, PanelError> {
-        let r = self.inner.disarm(account, panel, request, d).await;
-        self.counters.panel(&r);
-        r
-    }
-
-    async fn signal(
-        &self,
-        account: &str,
-        panel: &str,
-        request: &SignalRequest,
-        d: Deadline,
-    ) -> Result<(), PanelError> {
-        let r = self.inner.signal(account, panel, request, d).await;
-        self.counters.panel(&r);
-        r
-    }
-
-    async fn notify(&self, account: &str, notice: &Notice, d: Deadline) -> Result<(), PanelError> {
-        let r = self.inner.notify(account, notice, d).await;
-        self.counters.panel(&r);
-        r
-    }
-
-    async fn users(&self, account: &str, d: Deadline) -> Result<UserList, PanelError> {
-        let r = self.inner.users(account, d).await;
-        self.counters.panel(&r);
-        r
-    }
-
-    fn breaker_key(&self) -> String {
-        self.inner.breaker_key()
-    }
+metered_panel_methods! {
+    fn panels(account: &str, deadline: Deadline) -> Vec<Panel>;
+    fn panel(account: &str, panel: &str, deadline: Deadline) -> Panel;
+    fn arm(account: &str, panel: &str, request: &ArmRequest, deadline: Deadline) -> ArmOutcome;
+    fn disarm(account: &str, panel: &str, request: &DisarmRequest, deadline: Deadline) -> Panel;
+    fn signal(account: &str, panel: &str, request: &SignalRequest, deadline: Deadline) -> ();
+    fn notify(account: &str, notice: &Notice, deadline: Deadline) -> ();
+    fn users(account: &str, deadline: Deadline) -> UserList;
 }
 
 struct MeteredStore {
@@ -360,190 +320,25 @@ impl MeteredStore {
     }
 }
 
-#[async_trait]
-impl Store for MeteredStore {
-    async fn household(&self, household: &str) -> Result<HouseholdSnapshot, StoreError> {
-        self.count(self.inner.household(household).await)
-    }
+/// Each method forwards to the inner store and counts its error, as `metered_panel_methods!`.
+macro_rules! metered_store_methods {
+    ($(fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {
+        #[async_trait]
+        impl Store for MeteredStore {
+            $(
+                async fn $name(&self, $($arg: $ty),*) -> Result<$ret, StoreError> {
+                    self.count(self.inner.$name($($arg),*).await)
+                }
+            )*
 
-    async fn save_profile(&self, household: &str, profile: &Profile) -> Result<u64, StoreError> {
-        self.count(self.inner.save_profile(household, profile).await)
-    }
-
-    async fn record_attempt(
-        &self,
-        household: &str,
-        throttle: ThrottleWrite<'_>,
-        outbox: Option<&OutboxRecord>,
-        audit: &[AuditEntry],
-    ) -> Result<(), StoreError> {
-        self.count(
-            self.inner
-                .record_attempt(household, throttle, outbox, audit)
-                .await,
-        )
-    }
-
-    async fn hold_attempt(
-        &self,
-        household: &str,
-        throttle: ThrottleWrite<'_>,
-        outbox: &OutboxRecord,
-        audit: &[AuditEntry],
-    ) -> Result<bool, StoreError> {
-        self.count(
-            self.inner
-                .hold_attempt(household, throttle, outbox, audit)
-                .await,
-        )
-    }
-
-    async fn settle_outbox(
-        &self,
-        request_id: &str,
-        settlement: &Settlement,
-        audit: Option<(&str, &AuditEntry)>,
-    ) -> Result<(), StoreError> {
-        self.count(
-            self.inner
-                .settle_outbox(request_id, settlement, audit)
-                .await,
-        )
-    }
-
-    async fn settle_outbox_read(
-        &self,
-        record: &OutboxRecord,
-        settlement: &Settlement,
-    ) -> Result<(), StoreError> {
-        self.count(self.inner.settle_outbox_read(record, settlement).await)
-    }
-
-    async fn put_outbox(
-        &self,
-        record: &OutboxRecord,
-        audit: Option<&AuditEntry>,
-    ) -> Result<(), StoreError> {
-        self.count(self.inner.put_outbox(record, audit).await)
-    }
-
-    fn outbox_policy(&self) -> OutboxPolicy {
-        self.inner.outbox_policy()
-    }
-
-    async fn outbox_due(
-        &self,
-        lane: Lane,
-        shard: u16,
-        now: DateTime<Utc>,
-        limit: usize,
-        per_household: usize,
-    ) -> Result<DueRecords, StoreError> {
-        self.count(
-            self.inner
-                .outbox_due(lane, shard, now, limit, per_household)
-                .await,
-        )
-    }
-
-    async fn promote_waiting(&self, shard: u16, max: usize) -> Result<usize, StoreError> {
-        self.count(self.inner.promote_waiting(shard, max).await)
-    }
-
-    async fn outbox_counts(&self, shard: u16) -> Result<OutboxCounts, StoreError> {
-        self.count(self.inner.outbox_counts(shard).await)
-    }
-
-    async fn confirm_panels(
-        &self,
-        household: &str,
-        panels: &[String],
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.count(self.inner.confirm_panels(household, panels, at).await)
-    }
-
-    async fn forget_panel(&self, household: &str, panel: &str) -> Result<(), StoreError> {
-        self.count(self.inner.forget_panel(household, panel).await)
-    }
-
-    async fn outbox_record(&self, request_id: &str) -> Result<Option<OutboxRecord>, StoreError> {
-        self.count(self.inner.outbox_record(request_id).await)
-    }
-
-    async fn append_audit(&self, household: &str, entry: &AuditEntry) -> Result<(), StoreError> {
-        self.count(self.inner.append_audit(household, entry).await)
-    }
-
-    async fn audit(&self, household: &str, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
-        self.count(self.inner.audit(household, limit).await)
-    }
-
-    async fn take_rate_token(
-        &self,
-        key: &str,
-        now: DateTime<Utc>,
-        window: chrono::Duration,
-        max: u32,
-    ) -> Result<bool, StoreError> {
-        self.count(self.inner.take_rate_token(key, now, window, max).await)
-    }
-
-    async fn put_grant(
-        &self,
-        account: &str,
-        region: &str,
-        grant: &StoredGrant,
-    ) -> Result<(), StoreError> {
-        self.count(self.inner.put_grant(account, region, grant).await)
-    }
-
-    async fn grants(&self, account: &str) -> Result<Vec<(String, StoredGrant)>, StoreError> {
-        self.count(self.inner.grants(account).await)
-    }
-
-    async fn delete_grant(&self, account: &str, region: &str) -> Result<(), StoreError> {
-        self.count(self.inner.delete_grant(account, region).await)
-    }
-
-    async fn acquire_lease(
-        &self,
-        name: &str,
-        owner: &str,
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        self.count(self.inner.acquire_lease(name, owner, now, until).await)
-    }
-
-    async fn release_lease(&self, name: &str, owner: &str) -> Result<(), StoreError> {
-        self.count(self.inner.release_lease(name, owner).await)
-    }
-
-    async fn claim_event(
-        &self,
-        event_id: &str,
-        expires_at: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        self.count(self.inner.claim_event(event_id, expires_at).await)
-    }
-
-    async fn breaker(&self, cloud: &str) -> Result<Breaker, StoreError> {
-        self.count(self.inner.breaker(cloud).await)
-    }
-
-    async fn save_breaker(&self, cloud: &str, breaker: &Breaker) -> Result<u64, StoreError> {
-        self.count(self.inner.save_breaker(cloud, breaker).await)
-    }
-
-    async fn set_google_linked(&self, account: &str, linked: bool) -> Result<(), StoreError> {
-        self.count(self.inner.set_google_linked(account, linked).await)
-    }
-
-    async fn google_linked(&self, account: &str) -> Result<bool, StoreError> {
-        self.count(self.inner.google_linked(account).await)
-    }
+            fn outbox_policy(&self) -> OutboxPolicy {
+                self.inner.outbox_policy()
+            }
+        }
+    };
 }
+
+crate::domain::ports::store::with_store_methods!(metered_store_methods);
 
 #[cfg(test)]
 mod tests {

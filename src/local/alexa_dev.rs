@@ -42,13 +42,7 @@ pub struct DevAlexa {
     inner: Mutex<Inner>,
 }
 
-impl std::fmt::Debug for DevAlexa {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DevAlexa")
-            .field("client_id", &self.client_id)
-            .finish_non_exhaustive()
-    }
-}
+crate::common::secret::debug_without_secrets!(DevAlexa { client_id });
 
 impl DevAlexa {
     /// `client_id`/`client_secret` are what the skill's `LWA_CLIENT_ID`/`LWA_CLIENT_SECRET`
@@ -139,11 +133,7 @@ fn gateway_error(status: StatusCode, code: &str, description: &str) -> Response 
 }
 
 async fn token(State(dev): State<Arc<DevAlexa>>, headers: HeaderMap, body: Bytes) -> Response {
-    let form_encoded = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if !form_encoded {
+    if !super::form_encoded(&headers) {
         // Real LWA fails a JSON body the same way: the classic AcceptGrant mistake.
         return oauth_error(
             StatusCode::BAD_REQUEST,

@@ -36,15 +36,11 @@ pub struct MemberSeed {
     pub duress_pin: Option<String>,
 }
 
-impl std::fmt::Debug for MemberSeed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemberSeed")
-            .field("id", &self.id)
-            .field("name", &self.name)
-            .field("user_number", &self.user_number)
-            .finish_non_exhaustive()
-    }
-}
+crate::common::secret::debug_without_secrets!(MemberSeed {
+    id,
+    name,
+    user_number
+});
 
 impl DemoConfig {
     pub fn parse(json: &str) -> Result<Self, serde_json::Error> {

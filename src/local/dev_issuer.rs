@@ -24,9 +24,8 @@
 
 use std::sync::Arc;
 
-use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize, PublicKeyComponents};
-use aws_lc_rs::signature::{KeyPair, RSA_PKCS1_SHA256};
+use aws_lc_rs::signature::KeyPair;
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Json, State};
@@ -86,15 +85,11 @@ struct PendingCode {
 const MAX_PENDING_CODES: usize = 1000;
 const CODE_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 
-impl std::fmt::Debug for DevIssuer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DevIssuer")
-            .field("issuer", &self.issuer)
-            .field("audience", &self.audience)
-            .field("kid", &self.kid)
-            .finish_non_exhaustive()
-    }
-}
+crate::common::secret::debug_without_secrets!(DevIssuer {
+    issuer,
+    audience,
+    kid
+});
 
 impl DevIssuer {
     pub fn new(issuer: &str, audience: &str) -> Result<Self, DevIssuerError> {
@@ -195,14 +190,7 @@ impl DevIssuer {
                 .map_err(|e| DevIssuerError::Encoding(e.to_string()))
         };
         let signing_input = format!("{}.{}", encode(&header)?, encode(&claims)?);
-        let mut signature = vec![0u8; self.key.public_modulus_len()];
-        self.key
-            .sign(
-                &RSA_PKCS1_SHA256,
-                &SystemRandom::new(),
-                signing_input.as_bytes(),
-                &mut signature,
-            )
+        let signature = crate::adapters::homegraph::sign_rs256(&self.key, &signing_input)
             .map_err(|_| DevIssuerError::Signing)?;
         Ok(format!("{signing_input}.{}", B64URL.encode(signature)))
     }

@@ -60,13 +60,7 @@ pub struct DevGoogle {
     inner: Mutex<Inner>,
 }
 
-impl std::fmt::Debug for DevGoogle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DevGoogle")
-            .field("token_url", &self.token_url)
-            .finish_non_exhaustive()
-    }
-}
+crate::common::secret::debug_without_secrets!(DevGoogle { token_url });
 
 impl DevGoogle {
     /// A new service account whose assertions are accepted at `base_url` + [`TOKEN_PATH`].
@@ -188,11 +182,7 @@ fn refuse(status: StatusCode, why: &str) -> Response {
 }
 
 async fn token(State(g): State<Arc<DevGoogle>>, headers: HeaderMap, body: Bytes) -> Response {
-    let form_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if !form_type {
+    if !super::form_encoded(&headers) {
         return refuse(StatusCode::BAD_REQUEST, "invalid_request");
     }
     let field = |name: &str| {

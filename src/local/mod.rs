@@ -69,6 +69,15 @@ use demo::DemoConfig;
 use dev_issuer::DevIssuer;
 use google_dev::DevGoogle;
 
+/// Whether a request says its body is a form (`application/x-www-form-urlencoded`), as the
+/// OAuth token endpoints the dev LWA and dev Google stand in for require.
+fn form_encoded(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"))
+}
+
 /// The Lambda runtime's invoke path, so `aws lambda invoke --endpoint-url` works against it.
 pub const INVOKE_PATH: &str = "/2015-03-31/functions/function/invocations";
 pub const AUDIENCE: &str = "alarm-skill-local";

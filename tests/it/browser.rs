@@ -312,9 +312,7 @@ async fn sign_in_enrol_codes_see_a_rule_explained_and_reset_a_lockout() {
         "Lockout reset: voice disarm works again."
     );
     let admin = h.admin_token("demo").await;
-    let (_, lockout) = h
-        .api("GET", "/v1/household/lockout", Some(&admin), None)
-        .await;
+    let (_, lockout) = h.lockout_as(&admin).await;
     assert_eq!(lockout["consecutive_failures"], 0);
     assert_eq!(lockout["locked"], false);
     let r = h.invoke(&disarm(&token, "home", Some("4729"))).await;

@@ -140,11 +140,7 @@ async fn discover_describes_the_panel_and_every_zone() {
 #[tokio::test]
 async fn discover_answers_token_and_account_problems_with_an_empty_list() {
     let h = Harness::start().await;
-    let expired = h
-        .stack
-        .issuer
-        .mint("demo", false, chrono::Duration::seconds(-600))
-        .unwrap();
+    let expired = h.expired_token("demo");
     for token in [
         "not-a-jwt".to_string(),
         expired,
@@ -216,10 +212,7 @@ async fn arm_away_reports_exit_delay_and_the_panel_closes_after_it() {
     let d = arm(&h.token("demo").await, "home", "ARMED_AWAY");
     let r = h.invoke(&d).await;
     assert_envelope(&d, &r);
-    assert_eq!(
-        r["event"]["header"]["namespace"],
-        "Alexa.SecurityPanelController"
-    );
+    assert_eq!(namespace(&r), "Alexa.SecurityPanelController");
     assert_eq!(r["event"]["header"]["name"], "Arm.Response");
     assert_eq!(r["event"]["payload"], json!({"exitDelayInSeconds": 60}));
     assert_eq!(names(&r), PANEL_PROPS);
@@ -258,10 +251,7 @@ async fn away_to_stay_or_night_needs_a_disarm_but_other_changes_are_allowed() {
         let d = arm(&t, "home", target);
         let r = h.invoke(&d).await;
         assert_envelope(&d, &r);
-        assert_eq!(
-            r["event"]["header"]["namespace"],
-            "Alexa.SecurityPanelController"
-        );
+        assert_eq!(namespace(&r), "Alexa.SecurityPanelController");
         assert_eq!(r["event"]["header"]["name"], "ErrorResponse");
         assert_eq!(error_type(&r), Some("AUTHORIZATION_REQUIRED"));
         assert!(r.get("context").is_none());
@@ -300,10 +290,7 @@ async fn open_zones_need_a_voice_bypass() {
         .await;
     let r = h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
     assert_eq!(error_type(&r), Some("BYPASS_NEEDED"));
-    assert_eq!(
-        r["event"]["header"]["namespace"],
-        "Alexa.SecurityPanelController"
-    );
+    assert_eq!(namespace(&r), "Alexa.SecurityPanelController");
     assert_eq!(
         r["event"]["payload"]["endpointsNeedingBypass"],
         json!([{"friendlyName":"Back door","endpointId":"home:back-door"},
@@ -357,10 +344,7 @@ async fn unbypassable_zones_alarms_and_trouble_refuse_arming() {
         .await;
     let r = h.invoke(&arm(&t, "home", "ARMED_STAY")).await;
     assert_eq!(error_type(&r), Some("UNCLEARED_TROUBLE"));
-    assert_eq!(
-        r["event"]["header"]["namespace"],
-        "Alexa.SecurityPanelController"
-    );
+    assert_eq!(namespace(&r), "Alexa.SecurityPanelController");
     assert_eq!(h.panel("home").await["arm_state"], "disarmed");
 }
 
@@ -400,10 +384,7 @@ async fn a_wrong_pin_is_unauthorized() {
         let d = disarm(&t, "home", Some(pin));
         let r = h.invoke(&d).await;
         assert_envelope(&d, &r);
-        assert_eq!(
-            r["event"]["header"]["namespace"],
-            "Alexa.SecurityPanelController"
-        );
+        assert_eq!(namespace(&r), "Alexa.SecurityPanelController");
         assert_eq!(error_type(&r), Some("UNAUTHORIZED"), "{pin}");
         assert!(
             !support::holds_pin(&r.to_string(), pin),
@@ -459,9 +440,7 @@ async fn another_accounts_endpoint_does_not_exist_and_is_never_touched() {
     );
     // Nothing was counted against anyone.
     let admin = h.admin_token("neighbor").await;
-    let (_, lockout) = h
-        .api("GET", "/v1/household/lockout", Some(&admin), None)
-        .await;
+    let (_, lockout) = h.lockout_as(&admin).await;
     assert_eq!(lockout["consecutive_failures"], 0);
 }
 
@@ -575,11 +554,7 @@ async fn no_input_makes_the_handler_fail_at_lambda_level() {
 #[tokio::test]
 async fn credential_errors_only_for_bad_tokens() {
     let h = Harness::start().await;
-    let expired = h
-        .stack
-        .issuer
-        .mint("demo", false, chrono::Duration::seconds(-600))
-        .unwrap();
+    let expired = h.expired_token("demo");
     let r = h.invoke(&report_state(&expired, "home")).await;
     assert_eq!(error_type(&r), Some("EXPIRED_AUTHORIZATION_CREDENTIAL"));
     assert_eq!(r["event"]["header"]["namespace"], "Alexa");
@@ -633,9 +608,7 @@ async fn a_management_token_drives_no_directive() {
     assert_eq!(after, before);
     assert_eq!(h.requests_for("home").await.len(), ops_before);
     assert!(!h.signals().await.iter().any(|s| s.starts_with("121/")));
-    let (_, lockout) = h
-        .api("GET", "/v1/household/lockout", Some(&admin), None)
-        .await;
+    let (_, lockout) = h.lockout_as(&admin).await;
     assert_eq!(lockout["consecutive_failures"], 0);
     // Alexa's own token still works.
     let r = h.invoke(&disarm(&t, "home", Some("4729"))).await;

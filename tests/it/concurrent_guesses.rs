@@ -74,9 +74,7 @@ struct Counters {
 }
 
 async fn counters(h: &Harness, admin: &str) -> Counters {
-    let (_, lockout) = h
-        .api("GET", "/v1/household/lockout", Some(admin), None)
-        .await;
+    let (_, lockout) = h.lockout_as(admin).await;
     let (_, audit) = h
         .api("GET", "/v1/household/audit?limit=500", Some(admin), None)
         .await;

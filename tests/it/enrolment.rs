@@ -258,15 +258,8 @@ async fn enrolment_is_rate_limited_and_audited_without_codes() {
         StatusCode::NO_CONTENT
     );
 
-    let (_, audit) = h
-        .api("GET", "/v1/household/audit?limit=100", Some(&admin), None)
-        .await;
-    let messages: Vec<&str> = audit["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["message"].as_str().unwrap())
-        .collect();
+    let (_, audit) = h.audit_as(&admin).await;
+    let messages = support::strings(&audit["entries"], "message");
     assert_eq!(
         messages
             .iter()
@@ -366,12 +359,7 @@ async fn code_changes_take_effect_for_voice_at_once() {
 async fn slips_across_lengths_and_prefixes_get_the_same_generic_error() {
     let (h, admin) = Harness::rich_admin().await;
     let (s, _) = h
-        .api(
-            "PUT",
-            "/v1/household/settings",
-            Some(&admin),
-            Some(json!({"google_enabled": true})),
-        )
+        .put_settings(&admin, json!({"google_enabled": true}))
         .await;
     assert_eq!(s, StatusCode::OK);
     // Alex: 4729 (voice), 8361 (duress). Sam: 5183 (voice).
@@ -661,15 +649,11 @@ async fn deletions_have_a_tighter_limit_of_their_own() {
         )
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
-    let (_, audit) = h
-        .api("GET", "/v1/household/audit?limit=100", Some(&admin), None)
-        .await;
-    assert!(
-        audit
-            .to_string()
-            .contains("Voice code deletion refused: too many deletions today"),
-        "{audit}"
-    );
+    h.assert_audit_mentions(
+        &admin,
+        "Voice code deletion refused: too many deletions today",
+    )
+    .await;
 }
 
 #[tokio::test]

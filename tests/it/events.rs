@@ -502,14 +502,10 @@ impl Harness {
 #[tokio::test]
 async fn a_warm_lwa_client_opens_and_reseals_grants_across_a_pepper_rotation() {
     use alarm_skill::domain::voice_codes::{KeyringSource, LoadKeyring};
-    use std::collections::BTreeMap;
     use std::sync::atomic::{AtomicUsize, Ordering};
     fn ring(current: &str, ids: &[(&str, u8)]) -> Keyring {
-        let peppers: BTreeMap<String, Vec<u8>> = ids
-            .iter()
-            .map(|(id, b)| (id.to_string(), vec![*b; 32]))
-            .collect();
-        Keyring::new(current, peppers).unwrap()
+        let peppers = ids.iter().map(|(id, b)| (id.to_string(), vec![*b; 32]));
+        Keyring::new(current, peppers.collect()).unwrap()
     }
     let old = || Arc::new(ring("p1", &[("p1", 1)]));
     let rotated = || Arc::new(ring("p2", &[("p1", 1), ("p2", 2)]));

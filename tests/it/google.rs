@@ -69,12 +69,7 @@ async fn sync_describes_the_panel_as_a_security_system_and_its_zones_as_sensors(
     assert_eq!(panel["name"]["name"], "Home");
     let levels = &panel["attributes"]["availableArmLevels"];
     assert_eq!(levels["ordered"], true);
-    let names: Vec<&str> = levels["levels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["level_name"].as_str().unwrap())
-        .collect();
+    let names = support::strings(&levels["levels"], "level_name");
     assert_eq!(names, ["stay", "night", "away"], "least to most secure");
     assert_eq!(
         levels["levels"][0]["level_values"][0]["level_synonym"][0],
@@ -536,17 +531,7 @@ async fn a_lockout_notice_never_pushes_the_reply_past_a_short_budget() {
 
 /// Every Report State body the fake HomeGraph accepted, once they stop arriving.
 async fn homegraph_reports(h: &Harness) -> Vec<Value> {
-    let (mut last, mut quiet) = (usize::MAX, 0);
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let n = h.stack.dev_google.reports().len();
-        quiet = if n == last { quiet + 1 } else { 0 };
-        if quiet == 6 {
-            break;
-        }
-        last = n;
-    }
-    h.stack.dev_google.reports()
+    support::stack::settled(|| h.stack.dev_google.reports()).await
 }
 
 fn without_request_id(reports: &[Value]) -> Vec<Value> {
@@ -664,12 +649,7 @@ async fn a_household_on_google_may_enrol_codes_of_up_to_8_digits_which_alexa_can
     assert_eq!(s, 422, "{body}");
     assert_eq!(body["message"], "a voice code is exactly 4 digits");
     let (s, body) = h
-        .api(
-            "PUT",
-            "/v1/household/settings",
-            Some(&admin),
-            Some(json!({"google_enabled": true})),
-        )
+        .put_settings(&admin, json!({"google_enabled": true}))
         .await;
     assert_eq!(s, 200, "{body}");
     assert_eq!(

@@ -149,9 +149,7 @@ async fn nothing_is_ever_sent_for_a_panel_not_known_to_be_the_accounts() {
     assert!(sent_for(&h, "no-such").await.is_empty());
     assert!(h.signals().await.is_empty());
     let admin = h.admin_token("mallory").await;
-    let (status, log) = h
-        .api("GET", "/v1/household/audit?limit=100", Some(&admin), None)
-        .await;
+    let (status, log) = h.audit_as(&admin).await;
     assert_eq!(status, 200);
     let dropped = log["entries"]
         .as_array()

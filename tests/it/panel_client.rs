@@ -2,6 +2,7 @@
 //! half-deployed vendor cloud might: 404s with and without the contract's body, acks that are
 //! empty or negative. What the client makes of them decides whether a duress can be lost.
 
+use crate::support;
 use std::sync::{Arc, Mutex};
 
 use crate::support::logs::Capture;
@@ -50,9 +51,7 @@ async fn cloud() -> (Cloud, HttpPanelCloud) {
         .route("/v1/accounts/{a}/panels/{p}/signals", post(signal))
         .route("/v1/accounts/{a}/notifications", post(answer))
         .with_state(c.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let addr = support::serve(app).await;
     let client = HttpPanelCloud::new(&format!("http://{addr}"), Secret::new("key")).unwrap();
     (c, client)
 }
@@ -218,13 +217,7 @@ async fn the_worker_keeps_an_unacknowledged_duress_pending_in_memory() {
 
 #[tokio::test]
 async fn the_worker_keeps_an_unacknowledged_duress_pending_on_dynamodb() {
-    let endpoint = std::env::var("DYNAMODB_ENDPOINT")
-        .expect("DYNAMODB_ENDPOINT is not set: run scripts/test, which starts DynamoDB Local");
-    let client = alarm_skill::adapters::store::dynamodb::local_client(&endpoint);
-    let table = format!("panel-client-{}", uuid::Uuid::new_v4().simple());
-    alarm_skill::adapters::store::dynamodb::create_table(&client, &table)
-        .await
-        .unwrap();
+    let (client, table) = support::stack::dynamodb_table("panel-client").await;
     let store = alarm_skill::adapters::store::dynamodb::DynamoStore::new(client, table);
     worker_keeps_an_unacknowledged_duress_pending(&store).await;
 }
@@ -467,13 +460,7 @@ async fn a_duress_moved_to_another_household_or_panel_is_not_delivered_in_memory
 
 #[tokio::test]
 async fn a_duress_moved_to_another_household_or_panel_is_not_delivered_on_dynamodb() {
-    let endpoint = std::env::var("DYNAMODB_ENDPOINT")
-        .expect("DYNAMODB_ENDPOINT is not set: run scripts/test, which starts DynamoDB Local");
-    let client = alarm_skill::adapters::store::dynamodb::local_client(&endpoint);
-    let table = format!("panel-client-{}", uuid::Uuid::new_v4().simple());
-    alarm_skill::adapters::store::dynamodb::create_table(&client, &table)
-        .await
-        .unwrap();
+    let (client, table) = support::stack::dynamodb_table("panel-client").await;
     let store =
         alarm_skill::adapters::store::dynamodb::DynamoStore::new(client.clone(), table.clone());
     for moved in [Moved::Household, Moved::Panel] {

@@ -234,15 +234,11 @@ async fn the_first_sync_fails_cleanly_while_the_panel_cloud_is_down_and_works_af
 /// here, which scripts/test starts).
 #[tokio::test]
 async fn bulk_import_takes_the_members_of_every_listed_account() {
-    use alarm_skill::adapters::store::dynamodb::{DynamoStore, create_table, local_client};
+    use alarm_skill::adapters::store::dynamodb::{DynamoStore, local_client};
     use alarm_skill::domain::ports::store::Store;
     let h = fresh().await;
-    let endpoint = std::env::var("DYNAMODB_ENDPOINT")
-        .expect("DYNAMODB_ENDPOINT is not set: run scripts/test, which starts DynamoDB Local");
-    let table = format!("import-{}", uuid::Uuid::new_v4().simple());
-    create_table(&local_client(&endpoint), &table)
-        .await
-        .expect("table");
+    let endpoint = support::stack::dynamodb_endpoint();
+    let (_, table) = support::stack::dynamodb_table("import").await;
     let dir = std::env::temp_dir().join(format!("import-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
@@ -424,15 +420,11 @@ async fn a_reused_user_number_does_not_inherit_the_former_members_codes() {
         .await;
     let reply = h.invoke(&disarm(&token, "home", Some("4729"))).await;
     assert_eq!(reply["event"]["header"]["name"], "Response", "{reply}");
-    let (_, audit) = h
-        .api("GET", "/v1/household/audit?limit=100", Some(&admin), None)
-        .await;
-    assert!(
-        audit
-            .to_string()
-            .contains("Sam was removed: user 2 of the panel is now someone else"),
-        "{audit}"
-    );
+    h.assert_audit_mentions(
+        &admin,
+        "Sam was removed: user 2 of the panel is now someone else",
+    )
+    .await;
 }
 
 /// A signed `users_changed` at revision `revision`, `minutes` from now by our clock.
@@ -515,7 +507,7 @@ async fn user_lists_late_and_out_of_order_resolve_by_the_clouds_revision() {
 /// counts only.
 #[tokio::test]
 async fn pepper_usage_blocks_retiring_a_pepper_until_nothing_stored_names_it() {
-    use alarm_skill::adapters::store::dynamodb::{DynamoStore, create_table, local_client};
+    use alarm_skill::adapters::store::dynamodb::{DynamoStore, local_client};
     use alarm_skill::common::secret::{Pin, Secret};
     use alarm_skill::domain::ports::store::{
         OutboxRecord, OutboxStatus, Settlement, Store, StoredGrant,
@@ -525,12 +517,8 @@ async fn pepper_usage_blocks_retiring_a_pepper_until_nothing_stored_names_it() {
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD as B64;
 
-    let endpoint = std::env::var("DYNAMODB_ENDPOINT")
-        .expect("DYNAMODB_ENDPOINT is not set: run scripts/test, which starts DynamoDB Local");
-    let table = format!("peppers-{}", uuid::Uuid::new_v4().simple());
-    create_table(&local_client(&endpoint), &table)
-        .await
-        .expect("table");
+    let endpoint = support::stack::dynamodb_endpoint();
+    let (_, table) = support::stack::dynamodb_table("peppers").await;
     let store = DynamoStore::new(local_client(&endpoint), table.clone());
 
     // Phase 2 of a rotation: p2 joined the ring and became current; p1 is still in it.

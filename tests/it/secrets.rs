@@ -1,6 +1,7 @@
 //! Secret loading through the real aws-sdk-secretsmanager client, against a local server that
 //! speaks the Secrets Manager JSON protocol.
 
+use crate::support;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -100,9 +101,7 @@ async fn start(secrets: &[(&str, Value)]) -> (Fake, aws_sdk_secretsmanager::Clie
     let app = Router::new()
         .route("/", post(handle))
         .with_state(fake.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let addr: SocketAddr = support::serve(app).await;
     let conf = aws_sdk_secretsmanager::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))

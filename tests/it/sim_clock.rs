@@ -11,15 +11,7 @@ use serde_json::{Value, json};
 use support::stack::*;
 
 async fn advance_raw(h: &Harness, body: Value) -> (StatusCode, Value) {
-    let resp = h
-        .http
-        .post(format!("{}/sim/clock/advance", h.base))
-        .json(&body)
-        .send()
-        .await
-        .expect("the stack answers");
-    let status = resp.status();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    h.post_raw("/sim/clock/advance", body).await
 }
 
 async fn sim_now(h: &Harness) -> Value {
@@ -72,9 +64,7 @@ async fn clock_advance_refuses_values_out_of_range_and_the_stack_keeps_working()
     let r = h.invoke(&disarm(&t, "home", Some("4729"))).await;
     assert_eq!(r["event"]["header"]["name"], "Response", "{r}");
     let admin = h.admin_token("demo").await;
-    let (s, _) = h
-        .api("GET", "/v1/household/lockout", Some(&admin), None)
-        .await;
+    let (s, _) = h.lockout_as(&admin).await;
     assert_eq!(s, StatusCode::OK);
 }
 

@@ -123,17 +123,13 @@ pub struct JwksVerifier {
     fetch: Mutex<FetchState>,
 }
 
-impl std::fmt::Debug for JwksVerifier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JwksVerifier")
-            .field("issuer", &self.issuer)
-            .field("jwks_url", &self.jwks_url)
-            .field("kind", &self.kind)
-            .field("audiences", &self.audiences)
-            .field("management_audiences", &self.management_audiences)
-            .finish_non_exhaustive()
-    }
-}
+crate::common::secret::debug_without_secrets!(JwksVerifier {
+    issuer,
+    jwks_url,
+    kind,
+    audiences,
+    management_audiences
+});
 
 impl JwksVerifier {
     pub fn new(cfg: &OAuthConfig, http: reqwest::Client) -> Self {

@@ -36,29 +36,20 @@ struct Inner {
 impl Inner {
     /// The household's records counted in its quota: derived, where DynamoDB keeps a counter.
     fn counted(&self, household: &str) -> u32 {
-        let n = self
-            .outbox
-            .values()
-            .filter(|r| {
-                r.household == household
-                    && r.status == OutboxStatus::Pending
-                    && r.lane == Lane::Due
-                    && r.counted
-            })
-            .count();
-        u32::try_from(n).unwrap_or(u32::MAX)
+        self.pending_where(household, |r| r.lane == Lane::Due && r.counted)
     }
 
     /// The household's pending records in [`Lane::Held`].
     fn held(&self, household: &str) -> u32 {
+        self.pending_where(household, |r| r.lane == Lane::Held)
+    }
+
+    /// How many of the household's pending records satisfy `also`.
+    fn pending_where(&self, household: &str, also: impl Fn(&OutboxRecord) -> bool) -> u32 {
         let n = self
             .outbox
             .values()
-            .filter(|r| {
-                r.household == household
-                    && r.status == OutboxStatus::Pending
-                    && r.lane == Lane::Held
-            })
+            .filter(|r| r.household == household && r.status == OutboxStatus::Pending && also(r))
             .count();
         u32::try_from(n).unwrap_or(u32::MAX)
     }

@@ -277,6 +277,44 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// Calls `$m!` with every async method of [`Store`] as `fn name(arg: Type, ...) -> Ok type;`
+/// (`outbox_policy`, the one synchronous method, is left out): the one list that the
+/// delegating implementations (DynamoStore's inherent methods, the metered wrapper) expand,
+/// so a method added to the port is added to them in one place.
+macro_rules! with_store_methods {
+    ($m:ident) => {
+        $m! {
+            fn household(household: &str) -> crate::domain::ports::store::HouseholdSnapshot;
+            fn save_profile(household: &str, profile: &crate::domain::voice_codes::Profile) -> u64;
+            fn record_attempt(household: &str, throttle: crate::domain::ports::store::ThrottleWrite<'_>, outbox: Option<&crate::domain::ports::store::OutboxRecord>, audit: &[crate::domain::ports::store::AuditEntry]) -> ();
+            fn hold_attempt(household: &str, throttle: crate::domain::ports::store::ThrottleWrite<'_>, outbox: &crate::domain::ports::store::OutboxRecord, audit: &[crate::domain::ports::store::AuditEntry]) -> bool;
+            fn settle_outbox(request_id: &str, settlement: &crate::domain::ports::store::Settlement, audit: Option<(&str, &crate::domain::ports::store::AuditEntry)>) -> ();
+            fn settle_outbox_read(record: &crate::domain::ports::store::OutboxRecord, settlement: &crate::domain::ports::store::Settlement) -> ();
+            fn put_outbox(record: &crate::domain::ports::store::OutboxRecord, audit: Option<&crate::domain::ports::store::AuditEntry>) -> ();
+            fn outbox_due(lane: crate::domain::ports::store::Lane, shard: u16, now: chrono::DateTime<chrono::Utc>, limit: usize, per_household: usize) -> crate::domain::ports::store::DueRecords;
+            fn promote_waiting(shard: u16, max: usize) -> usize;
+            fn outbox_counts(shard: u16) -> crate::domain::ports::store::OutboxCounts;
+            fn confirm_panels(household: &str, panels: &[String], at: chrono::DateTime<chrono::Utc>) -> ();
+            fn forget_panel(household: &str, panel: &str) -> ();
+            fn outbox_record(request_id: &str) -> Option<crate::domain::ports::store::OutboxRecord>;
+            fn append_audit(household: &str, entry: &crate::domain::ports::store::AuditEntry) -> ();
+            fn audit(household: &str, limit: usize) -> Vec<crate::domain::ports::store::AuditEntry>;
+            fn take_rate_token(key_name: &str, now: chrono::DateTime<chrono::Utc>, window: chrono::Duration, max: u32) -> bool;
+            fn put_grant(account: &str, region: &str, grant: &crate::domain::ports::store::StoredGrant) -> ();
+            fn grants(account: &str) -> Vec<(String, crate::domain::ports::store::StoredGrant)>;
+            fn delete_grant(account: &str, region: &str) -> ();
+            fn acquire_lease(name: &str, owner: &str, now: chrono::DateTime<chrono::Utc>, until: chrono::DateTime<chrono::Utc>) -> bool;
+            fn release_lease(name: &str, owner: &str) -> ();
+            fn claim_event(event_id: &str, expires_at: chrono::DateTime<chrono::Utc>) -> bool;
+            fn set_google_linked(account: &str, linked: bool) -> ();
+            fn google_linked(account: &str) -> bool;
+            fn breaker(cloud: &str) -> crate::domain::ports::store::Breaker;
+            fn save_breaker(cloud: &str, breaker: &crate::domain::ports::store::Breaker) -> u64;
+        }
+    };
+}
+pub(crate) use with_store_methods;
+
 #[async_trait]
 pub trait Store: Send + Sync {
     /// The profile and throttle state of a household, in one read. A household never written

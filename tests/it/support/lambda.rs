@@ -181,9 +181,7 @@ impl Function {
             .route("/2018-06-01/runtime/invocation/next", get(next))
             .route("/2018-06-01/runtime/invocation/{id}/{kind}", post(posted))
             .with_state(rt.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let addr = super::serve(app).await;
         let child = tokio::process::Command::new(binary)
             .env_clear()
             .envs(env.iter().cloned())
@@ -312,8 +310,7 @@ pub async fn world() -> (Harness, Vec<(String, String)>) {
 pub async fn world_with(
     config: alarm_skill::local::demo::DemoConfig,
 ) -> (Harness, Vec<(String, String)>) {
-    let endpoint = std::env::var("DYNAMODB_ENDPOINT")
-        .expect("DYNAMODB_ENDPOINT is not set: run scripts/test, which starts DynamoDB Local");
+    let endpoint = super::stack::dynamodb_endpoint();
     let h = Harness::start_with(Options {
         config,
         pepper: Some(pepper()),

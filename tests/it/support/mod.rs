@@ -135,3 +135,21 @@ pub fn holds_pin(text: &str, pin: &str) -> bool {
         .split(|c: char| !c.is_ascii_alphanumeric())
         .any(|t| t == pin)
 }
+
+/// Serves `app` on a fresh local port until the test ends; its address.
+pub async fn serve(app: axum::Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+/// The string `field` of each element of the JSON array `array`; panics where one is missing.
+pub fn strings<'a>(array: &'a Value, field: &str) -> Vec<&'a str> {
+    array
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e[field].as_str().unwrap())
+        .collect()
+}

@@ -153,6 +153,13 @@ impl Harness {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Value {
+        let (status, body) = self.post_raw(path, body).await;
+        assert!(status.is_success(), "POST {path}: {status}");
+        body
+    }
+
+    /// POSTs `body` to the stack at `path`: (status, JSON body or Null), whatever the status.
+    pub async fn post_raw(&self, path: &str, body: Value) -> (StatusCode, Value) {
         let resp = self
             .http
             .post(format!("{}{path}", self.base))
@@ -160,8 +167,8 @@ impl Harness {
             .send()
             .await
             .expect("POST");
-        assert!(resp.status().is_success(), "POST {path}: {}", resp.status());
-        resp.json().await.unwrap_or(Value::Null)
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
     }
 
     /// The stack of `RICH_CONFIG`, and its household admin's token.
@@ -241,27 +248,47 @@ impl Harness {
     /// the event gateway's reply take a few milliseconds each, but a loaded CI machine can stall
     /// one for far longer than a single poll interval.
     pub async fn settled_gateway_events(&self) -> Vec<Value> {
-        let (mut last, mut quiet) = (usize::MAX, 0);
-        for _ in 0..100 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            let n = self.stack.dev_alexa.events().len();
-            quiet = if n == last { quiet + 1 } else { 0 };
-            if quiet == 6 {
-                break;
-            }
-            last = n;
-        }
-        self.stack.dev_alexa.events()
+        settled(|| self.stack.dev_alexa.events()).await
     }
 
     /// The household's audit log as the admin sees it, normalized for comparison.
     pub async fn audit_log(&self) -> Value {
         let admin = self.admin_token("demo").await;
-        let (status, body) = self
-            .api("GET", "/v1/household/audit?limit=100", Some(&admin), None)
-            .await;
+        let (status, body) = self.audit_as(&admin).await;
         assert_eq!(status, 200);
         normalize(&body)
+    }
+
+    /// `GET /v1/household/audit?limit=100` as `token`: (status, body), as it came.
+    pub async fn audit_as(&self, token: &str) -> (StatusCode, Value) {
+        self.api("GET", "/v1/household/audit?limit=100", Some(token), None)
+            .await
+    }
+
+    /// Asserts that the audit log `token` reads mentions `text`.
+    pub async fn assert_audit_mentions(&self, token: &str, text: &str) {
+        let (_, audit) = self.audit_as(token).await;
+        assert!(audit.to_string().contains(text), "{audit}");
+    }
+
+    /// A directive token for `sub` that expired ten minutes ago.
+    pub fn expired_token(&self, sub: &str) -> String {
+        self.stack
+            .issuer
+            .mint(sub, false, chrono::Duration::seconds(-600))
+            .unwrap()
+    }
+
+    /// `GET /v1/household/lockout` as `token`: (status, body), as it came.
+    pub async fn lockout_as(&self, token: &str) -> (StatusCode, Value) {
+        self.api("GET", "/v1/household/lockout", Some(token), None)
+            .await
+    }
+
+    /// `PUT /v1/household/settings` with `settings` as `token`: (status, body).
+    pub async fn put_settings(&self, token: &str, settings: Value) -> (StatusCode, Value) {
+        self.api("PUT", "/v1/household/settings", Some(token), Some(settings))
+            .await
     }
 
     pub async fn monitoring(&self) -> Vec<Value> {
@@ -334,10 +361,7 @@ pub fn on_dynamodb() -> bool {
 }
 
 pub fn test_options() -> Options {
-    let dynamodb_endpoint = on_dynamodb().then(|| {
-        std::env::var("DYNAMODB_ENDPOINT")
-            .expect("DYNAMODB_ENDPOINT is not set: run scripts/test, which starts DynamoDB Local")
-    });
+    let dynamodb_endpoint = on_dynamodb().then(dynamodb_endpoint);
     Options {
         port: 0,
         panel_port: 0,
@@ -539,9 +563,7 @@ pub fn count(signals: &[String], prefix: &str) -> usize {
 /// (frozen) now, so two stacks started moments apart compare equal.
 pub async fn lockout(h: &Harness) -> Value {
     let admin = h.admin_token("demo").await;
-    let (status, mut body) = h
-        .api("GET", "/v1/household/lockout", Some(&admin), None)
-        .await;
+    let (status, mut body) = h.lockout_as(&admin).await;
     assert_eq!(status, 200);
     if let Some(until) = body["locked_until"].as_str() {
         let until = chrono::DateTime::parse_from_rfc3339(until).unwrap();
@@ -560,10 +582,47 @@ pub fn error_type(reply: &Value) -> Option<&str> {
     reply["event"]["payload"]["type"].as_str()
 }
 
+/// The reply's `event.header.namespace`.
+pub fn namespace(reply: &Value) -> &Value {
+    &reply["event"]["header"]["namespace"]
+}
+
 pub fn property<'a>(reply: &'a Value, name: &str) -> &'a Value {
     reply["context"]["properties"]
         .as_array()
         .and_then(|ps| ps.iter().find(|p| p["name"] == name))
         .map(|p| &p["value"])
         .unwrap_or(&Value::Null)
+}
+
+/// DynamoDB Local's endpoint, which scripts/test starts and exports.
+pub fn dynamodb_endpoint() -> String {
+    std::env::var("DYNAMODB_ENDPOINT")
+        .expect("DYNAMODB_ENDPOINT is not set: run scripts/test, which starts DynamoDB Local")
+}
+
+/// A client of DynamoDB Local and a fresh table named `{prefix}-{uuid}` in it.
+pub async fn dynamodb_table(prefix: &str) -> (aws_sdk_dynamodb::Client, String) {
+    use alarm_skill::adapters::store::dynamodb::{create_table, local_client};
+    let client = local_client(&dynamodb_endpoint());
+    let table = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
+    create_table(&client, &table).await.expect("table");
+    (client, table)
+}
+
+/// Polls `read` every 50 ms until it has stopped growing for 300 ms (up to 5 s in all), then
+/// returns its last value: a delivery and its reply take milliseconds each, but a loaded CI
+/// machine can stall one for far longer than a single poll interval.
+pub async fn settled<T>(read: impl Fn() -> Vec<T>) -> Vec<T> {
+    let (mut last, mut quiet) = (usize::MAX, 0);
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let n = read().len();
+        quiet = if n == last { quiet + 1 } else { 0 };
+        if quiet == 6 {
+            break;
+        }
+        last = n;
+    }
+    read()
 }

@@ -258,17 +258,17 @@ impl Browser {
     }
 
     pub async fn text(&self, css: &str) -> String {
-        let id = self.find(css).await;
-        self.get(&format!("/element/{id}/text"))
-            .await
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        self.element_string(css, "text").await
     }
 
     pub async fn value(&self, css: &str) -> String {
+        self.element_string(css, "property/value").await
+    }
+
+    /// `GET /element/{id}/{what}` of the element `css` finds, as a string ("" if none).
+    async fn element_string(&self, css: &str, what: &str) -> String {
         let id = self.find(css).await;
-        self.get(&format!("/element/{id}/property/value"))
+        self.get(&format!("/element/{id}/{what}"))
             .await
             .as_str()
             .unwrap_or_default()

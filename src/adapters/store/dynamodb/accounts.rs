@@ -66,18 +66,10 @@ impl DynamoStore {
     }
 
     pub(super) async fn google_linked(&self, account: &str) -> Result<bool, StoreError> {
-        let resp = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(google_pk(account), GOOGLE_LINK_SK)))
-            // A report right after a DISCONNECT must see it.
-            .consistent_read(true)
-            .projection_expression("#pk")
-            .expression_attribute_names("#pk", PK)
-            .send()
-            .await
-            .map_err(|e| sdk_error("GetItem", e))?;
-        Ok(resp.item.is_none())
+        // Consistent: a report right after a DISCONNECT must see it.
+        let item = self
+            .get_consistent(google_pk(account), GOOGLE_LINK_SK, true)
+            .await?;
+        Ok(item.is_none())
     }
 }

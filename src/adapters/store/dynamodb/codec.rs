@@ -395,6 +395,19 @@ where
         .unwrap_or_else(|| StoreError::Unavailable(format!("{op}: {}", DisplayErrorContext(&err))))
 }
 
+/// Each action's cancellation reason ("None" for an action that passed) when a transaction was
+/// cancelled; empty for any other error.
+pub(super) fn cancellation_codes(err: &SdkError<TransactWriteItemsError>) -> Vec<&str> {
+    match err.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(e)) => e
+            .cancellation_reasons()
+            .iter()
+            .map(|r| r.code().unwrap_or("None"))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 pub(super) fn transact_error(err: SdkError<TransactWriteItemsError>) -> StoreError {
     if let Some(TransactWriteItemsError::TransactionCanceledException(e)) = err.as_service_error()
         && let Some(mapped) =

@@ -1,6 +1,8 @@
 //! Items that coordinate functions rather than hold data: rate-limit windows, the worker's
 //! leases and webhook event claims. Each expires by itself (TTL).
 
+use aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder;
+
 use super::*;
 
 impl DynamoStore {
@@ -47,17 +49,11 @@ impl DynamoStore {
         item.insert("until".into(), s(timestamp(until)));
         // Only reclaims space: the condition decides on `until`, never on TTL deletion.
         item.insert(TTL.into(), n(ceil_epoch_seconds(until) + RATE_GRACE_S));
+        let condition = "attribute_not_exists(#pk) OR #owner = :owner OR #until < :now";
         let taken = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#pk) OR #owner = :owner OR #until < :now")
-            .expression_attribute_names("#pk", PK)
+            .put_unless_held(item, condition, now)
             .expression_attribute_names("#owner", "owner")
-            .expression_attribute_names("#until", "until")
             .expression_attribute_values(":owner", s(owner))
-            .expression_attribute_values(":now", s(timestamp(now)))
             .send()
             .await;
         granted("PutItem", taken)
@@ -84,6 +80,25 @@ impl DynamoStore {
         }
     }
 
+    /// A PutItem of `item` under `condition`, which may name the item's key (`#pk`), its
+    /// held-until attribute (`#until`) and `now` (`:now`): the lease and the event claim, which
+    /// take an item nobody holds or whose holder's time is up.
+    fn put_unless_held(
+        &self,
+        item: Item,
+        condition: &str,
+        now: DateTime<Utc>,
+    ) -> PutItemFluentBuilder {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#until", "until")
+            .expression_attribute_values(":now", s(timestamp(now)))
+    }
+
     pub(super) async fn claim_event(
         &self,
         event_id: &str,
@@ -94,32 +109,18 @@ impl DynamoStore {
         // claim is claimable again at once, as in the memory store.
         item.insert("until".into(), s(timestamp(expires_at)));
         item.insert(TTL.into(), n(ceil_epoch_seconds(expires_at)));
+        let condition = "attribute_not_exists(#pk) OR #until <= :now";
         let claimed = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#pk) OR #until <= :now")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_names("#until", "until")
-            .expression_attribute_values(":now", s(timestamp(Utc::now())))
+            .put_unless_held(item, condition, Utc::now())
             .send()
             .await;
         granted("PutItem", claimed)
     }
 
     pub(super) async fn breaker(&self, cloud: &str) -> Result<Breaker, StoreError> {
-        let resp = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(breaker_pk(cloud), BREAKER_SK)))
-            // The worker that probes must see the probe another one claimed a moment ago.
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_error("GetItem", e))?;
-        let Some(item) = resp.item else {
+        // Consistent: the worker that probes must see the probe another one claimed a moment ago.
+        let item = self.get_consistent(breaker_pk(cloud), BREAKER_SK, false);
+        let Some(item) = item.await? else {
             return Ok(Breaker::default());
         };
         Ok(Breaker {
@@ -143,16 +144,7 @@ impl DynamoStore {
         item.insert("probe_at".into(), s(timestamp(breaker.probe_at)));
         item.insert("since".into(), s(timestamp(breaker.since)));
         item.insert("version".into(), n(version));
-        versioned!(
-            self.client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(item)),
-            breaker.version
-        )
-        .send()
-        .await
-        .map_err(|e| sdk_error("PutItem", e))?;
+        self.put_versioned(item, breaker.version).await?;
         Ok(version)
     }
 }

@@ -43,16 +43,7 @@ impl DynamoStore {
         let mut item = key(hh_pk(household), PROFILE_SK);
         item.insert("version".into(), n(version));
         item.insert("data".into(), s(data));
-        versioned!(
-            self.client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(item)),
-            profile.version
-        )
-        .send()
-        .await
-        .map_err(|e| sdk_error("PutItem", e))?;
+        self.put_versioned(item, profile.version).await?;
         Ok(version)
     }
 
@@ -126,21 +117,13 @@ impl DynamoStore {
             Err(err) => {
                 // Only the count refused: the household's held lane is full. The decision
                 // stands without the record.
-                if let Some(TransactWriteItemsError::TransactionCanceledException(e)) =
-                    err.as_service_error()
+                let reasons = cancellation_codes(&err);
+                if reasons.get(2) == Some(&"ConditionalCheckFailed")
+                    && reasons.iter().take(2).all(|r| *r == "None")
                 {
-                    let reasons: Vec<&str> = e
-                        .cancellation_reasons()
-                        .iter()
-                        .map(|r| r.code().unwrap_or("None"))
-                        .collect();
-                    if reasons.get(2) == Some(&"ConditionalCheckFailed")
-                        && reasons.iter().take(2).all(|r| *r == "None")
-                    {
-                        self.record_attempt(household, throttle, None, audit)
-                            .await?;
-                        return Ok(false);
-                    }
+                    self.record_attempt(household, throttle, None, audit)
+                        .await?;
+                    return Ok(false);
                 }
                 Err(transact_error(err))
             }
@@ -154,16 +137,30 @@ impl DynamoStore {
         household: &str,
         delta: i64,
     ) -> Result<TransactWriteItem, StoreError> {
+        let cap = (":cap", HELD_PER_HOUSEHOLD);
+        self.capped_counter_update(household, (HELD_SK, "held"), cap, delta)
+    }
+
+    /// Moves the counter attribute `item.1` of the household's item `item.0` by `delta`; an
+    /// increment only while the counter stays below `cap.1` (bound in the condition as `cap.0`).
+    /// Shared by the held count and the quota counter, which differ only in these names.
+    pub(super) fn capped_counter_update(
+        &self,
+        household: &str,
+        item: (&str, &str),
+        cap: (&str, u32),
+        delta: i64,
+    ) -> Result<TransactWriteItem, StoreError> {
         let mut update = Update::builder()
             .table_name(&self.table)
-            .set_key(Some(key(hh_pk(household), HELD_SK)))
+            .set_key(Some(key(hh_pk(household), item.0)))
             .update_expression("ADD #n :delta")
-            .expression_attribute_names("#n", "held")
+            .expression_attribute_names("#n", item.1)
             .expression_attribute_values(":delta", n(delta));
         if delta > 0 {
             update = update
-                .condition_expression("attribute_not_exists(#n) OR #n < :cap")
-                .expression_attribute_values(":cap", n(HELD_PER_HOUSEHOLD));
+                .condition_expression(format!("attribute_not_exists(#n) OR #n < {}", cap.0))
+                .expression_attribute_values(cap.0, n(cap.1));
         }
         Ok(TransactWriteItem::builder()
             .update(update.build().map_err(build_error)?)

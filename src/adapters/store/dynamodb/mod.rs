@@ -127,6 +127,45 @@ impl DynamoStore {
         &self.table
     }
 
+    /// Puts `item` if the stored version is still `expected` (or, for version 0, there is
+    /// none): optimistic concurrency for the items a caller read, changed and writes back.
+    async fn put_versioned(&self, item: Item, expected: u64) -> Result<(), StoreError> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item));
+        versioned!(put, expected)
+            .send()
+            .await
+            .map_err(|e| sdk_error("PutItem", e))?;
+        Ok(())
+    }
+
+    /// One item by its key, read strongly consistent: each caller must see a write another
+    /// function made a moment ago (a probe claimed, a DISCONNECT, a record settled).
+    /// `keys_only` projects the key alone, for callers that only ask whether it exists.
+    async fn get_consistent(
+        &self,
+        pk: String,
+        sk: &str,
+        keys_only: bool,
+    ) -> Result<Option<Item>, StoreError> {
+        let mut get = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .consistent_read(true);
+        if keys_only {
+            get = get
+                .projection_expression("#pk")
+                .expression_attribute_names("#pk", PK);
+        }
+        let resp = get.send().await.map_err(|e| sdk_error("GetItem", e))?;
+        Ok(resp.item)
+    }
+
     /// A strongly consistent Query of one partition: `#pk = :pk`, and what the caller adds.
     fn query_partition(&self, pk: String) -> QueryFluentBuilder {
         self.client
@@ -222,31 +261,4 @@ macro_rules! store_methods {
     };
 }
 
-store_methods! {
-    fn household(household: &str) -> HouseholdSnapshot;
-    fn save_profile(household: &str, profile: &Profile) -> u64;
-    fn record_attempt(household: &str, throttle: ThrottleWrite<'_>, outbox: Option<&OutboxRecord>, audit: &[AuditEntry]) -> ();
-    fn hold_attempt(household: &str, throttle: ThrottleWrite<'_>, outbox: &OutboxRecord, audit: &[AuditEntry]) -> bool;
-    fn settle_outbox(request_id: &str, settlement: &Settlement, audit: Option<(&str, &AuditEntry)>) -> ();
-    fn settle_outbox_read(record: &OutboxRecord, settlement: &Settlement) -> ();
-    fn put_outbox(record: &OutboxRecord, audit: Option<&AuditEntry>) -> ();
-    fn outbox_due(lane: Lane, shard: u16, now: DateTime<Utc>, limit: usize, per_household: usize) -> DueRecords;
-    fn promote_waiting(shard: u16, max: usize) -> usize;
-    fn outbox_counts(shard: u16) -> OutboxCounts;
-    fn confirm_panels(household: &str, panels: &[String], at: DateTime<Utc>) -> ();
-    fn forget_panel(household: &str, panel: &str) -> ();
-    fn outbox_record(request_id: &str) -> Option<OutboxRecord>;
-    fn append_audit(household: &str, entry: &AuditEntry) -> ();
-    fn audit(household: &str, limit: usize) -> Vec<AuditEntry>;
-    fn take_rate_token(key_name: &str, now: DateTime<Utc>, window: Duration, max: u32) -> bool;
-    fn put_grant(account: &str, region: &str, grant: &StoredGrant) -> ();
-    fn grants(account: &str) -> Vec<(String, StoredGrant)>;
-    fn delete_grant(account: &str, region: &str) -> ();
-    fn acquire_lease(name: &str, owner: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> bool;
-    fn release_lease(name: &str, owner: &str) -> ();
-    fn claim_event(event_id: &str, expires_at: DateTime<Utc>) -> bool;
-    fn set_google_linked(account: &str, linked: bool) -> ();
-    fn google_linked(account: &str) -> bool;
-    fn breaker(cloud: &str) -> Breaker;
-    fn save_breaker(cloud: &str, breaker: &Breaker) -> u64;
-}
+crate::domain::ports::store::with_store_methods!(store_methods);

@@ -205,16 +205,10 @@ impl DynamoStore {
         &self,
         request_id: &str,
     ) -> Result<Option<OutboxRecord>, StoreError> {
-        let resp = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(outbox_pk(request_id), OUTBOX_SK)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_error("GetItem", e))?;
-        resp.item.as_ref().map(decode_outbox).transpose()
+        let item = self
+            .get_consistent(outbox_pk(request_id), OUTBOX_SK, false)
+            .await?;
+        item.as_ref().map(decode_outbox).transpose()
     }
 
     pub(super) fn outbox_item(&self, record: &OutboxRecord, now: DateTime<Utc>) -> Item {
@@ -270,20 +264,8 @@ impl DynamoStore {
         household: &str,
         delta: i64,
     ) -> Result<TransactWriteItem, StoreError> {
-        let mut update = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(hh_pk(household), QUEUE_SK)))
-            .update_expression("ADD #n :delta")
-            .expression_attribute_names("#n", "counted")
-            .expression_attribute_values(":delta", n(delta));
-        if delta > 0 {
-            update = update
-                .condition_expression("attribute_not_exists(#n) OR #n < :quota")
-                .expression_attribute_values(":quota", n(self.policy.household_quota));
-        }
-        Ok(TransactWriteItem::builder()
-            .update(update.build().map_err(build_error)?)
-            .build())
+        let cap = (":quota", self.policy.household_quota);
+        self.capped_counter_update(household, (QUEUE_SK, "counted"), cap, delta)
     }
 
     /// Sends a settle: one UpdateItem when it is alone, else one transaction.
@@ -332,20 +314,12 @@ impl DynamoStore {
         match tx.send().await {
             Ok(_) => Ok(()),
             Err(err) => {
-                if let Some(TransactWriteItemsError::TransactionCanceledException(e)) =
-                    err.as_service_error()
-                {
-                    let reasons: Vec<&str> = e
-                        .cancellation_reasons()
-                        .iter()
-                        .map(|r| r.code().unwrap_or("None"))
-                        .collect();
-                    if reasons.first() == Some(&"ConditionalCheckFailed") {
-                        return Err(TxRefusal::Record);
-                    }
-                    if counted && reasons.get(1) == Some(&"ConditionalCheckFailed") {
-                        return Err(TxRefusal::QuotaFull);
-                    }
+                let reasons = cancellation_codes(&err);
+                if reasons.first() == Some(&"ConditionalCheckFailed") {
+                    return Err(TxRefusal::Record);
+                }
+                if counted && reasons.get(1) == Some(&"ConditionalCheckFailed") {
+                    return Err(TxRefusal::QuotaFull);
                 }
                 match transact_error(err) {
                     StoreError::Conflict => Err(TxRefusal::Record),
