@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use alarm_skill::adapters::account_link::{JwksVerifier, install_crypto_provider};
 use alarm_skill::common::secret::BearerToken;
@@ -1083,28 +1083,26 @@ async fn slow_jwks_times_out_as_unavailable() {
     // The verifier's own deadline.
     let v = JwksVerifier::new(&config(&server.url), reqwest::Client::new())
         .with_fetch_timeout(Duration::from_millis(300));
-    let started = Instant::now();
+    // "timed out" is the client's own timeout firing: the server's 10 s hang would have ended
+    // in an answer instead, so no clock is needed to tell which cut the call.
     let r = verify(&v, &token).await;
     assert!(
         matches!(r, Err(TokenError::Unavailable(ref m)) if m.contains("timed out")),
         "{r:?}"
     );
-    // Cut by the timeout, not by the server's 10 s hang: a margin load can't eat.
-    assert!(started.elapsed() < Duration::from_secs(10));
     // A shorter timeout on the shared client is honoured as well.
     let http = reqwest::Client::builder()
         .timeout(Duration::from_millis(200))
         .build()
         .unwrap();
     let v = JwksVerifier::new(&config(&server.url), http);
-    let started = Instant::now();
+    // "timed out" is the client's own timeout firing: the server's 10 s hang would have ended
+    // in an answer instead, so no clock is needed to tell which cut the call.
     let r = verify(&v, &token).await;
     assert!(
         matches!(r, Err(TokenError::Unavailable(ref m)) if m.contains("timed out")),
         "{r:?}"
     );
-    // Cut by the timeout, not by the server's 10 s hang: a margin load can't eat.
-    assert!(started.elapsed() < Duration::from_secs(10));
 }
 
 // ---------------------------------------------------------------------------------------------
