@@ -260,7 +260,13 @@ fn at_level(env: &[(String, String)], level: &str) -> Vec<(String, String)> {
 /// a function that runs past its timeout; the caller got the runtime's timeout error.
 async fn times_out(mut f: Function, point: Point, finished: &str) {
     let (kind, _, error) = f.outcome().await;
-    assert_eq!(kind, "timeout", "stalled at {}: {error}", point.name());
+    if kind != "timeout" {
+        let out = f.logs().await;
+        panic!(
+            "stalled at {}: a {kind}, not a timeout: {error}\n{out}",
+            point.name()
+        );
+    }
     let (status, out) = f.exit().await;
     assert_eq!(
         status.signal(),

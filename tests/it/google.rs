@@ -491,6 +491,10 @@ async fn a_lockout_notice_never_pushes_the_reply_past_a_short_budget() {
     // a disarm whatever the time left (Google's EXECUTE needs 1 s: EXECUTE_FLOOR). On the
     // embedded store whatever the suite's store: what is tested is the disarm flow's own timing,
     // and DynamoDB Local on a shared test machine can't record an attempt inside 200 ms.
+    // The floor itself is pinned without a clock by src/common/deadline.rs
+    // (`grace_never_reaches_into_the_invocations_last_moments`); here the wiring: the notice
+    // waits on a cloud that hangs for a minute, so a notice given anything but the deadline
+    // holds the reply for that minute, far past any margin a loaded machine needs.
     const BUDGET: Duration = Duration::from_millis(600);
     let h = Harness::start_with(alarm_skill::local::Options {
         directive_budget: Some(BUDGET),
@@ -514,14 +518,14 @@ async fn a_lockout_notice_never_pushes_the_reply_past_a_short_budget() {
     assert_eq!(lockout(&h).await["locked"], false);
     // The third wrong code starts the lockout while the panel cloud hangs: the lockout notice
     // would take every moment it is given.
-    h.fault("timeout", 10_000).await;
+    h.fault("timeout", 60_000).await;
     let started = std::time::Instant::now();
     let r = h.invoke(&stack::disarm(&t, "home", Some(WRONG))).await;
     let took = started.elapsed();
     h.fault("none", 0).await;
     assert!(
-        took < BUDGET,
-        "the reply took {took:?}, over the {BUDGET:?} budget"
+        took < Duration::from_secs(20),
+        "the reply took {took:?}: it waited on the notice, past the {BUDGET:?} budget"
     );
     // The lockout reply: the wrong code's, to the byte.
     assert_eq!(stack::error_type(&r), Some("UNAUTHORIZED"), "{r}");

@@ -125,8 +125,9 @@ async fn no_pin_or_token_reaches_any_log_line() {
         .send()
         .await
         .unwrap();
-    // Give the webhook sender and the ChangeReports time to be logged too.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // The webhook sender's and the ChangeReports' lines come after the replies: read once the
+    // log has stopped growing, however slowly a loaded machine writes it.
+    support::stack::settled(|| capture.text().lines().map(str::to_owned).collect()).await;
 
     let logs = capture.text();
     let lines = logs.lines().count();
