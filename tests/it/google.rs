@@ -405,17 +405,7 @@ async fn bad_tokens_get_401_and_bad_requests_a_google_error_never_a_crash() {
         assert_eq!(r["payload"]["errorCode"], "protocolError", "{r}");
         assert_eq!(r["requestId"], request_id);
     }
-    let resp = h
-        .http
-        .post(format!("{}{}", h.base, g::PATH))
-        .bearer_auth(&t)
-        .body("{\"requestId\": ")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let r: Value = resp.json().await.unwrap();
-    assert_eq!(r["payload"]["errorCode"], "protocolError");
+    answered_as_a_protocol_error(&h, &t, "{\"requestId\": ").await;
     // A command without a trait here, and ArmDisarm on a sensor.
     let mut onoff = g::disarm("home", None);
     onoff["inputs"][0]["payload"]["commands"][0]["execution"][0] =
@@ -709,6 +699,22 @@ async fn after_disconnect_homegraph_hears_nothing_until_the_next_sync() {
     );
 }
 
+/// `body`, which is not JSON, posted to the fulfillment URL as `t`: Google's protocolError, with
+/// HTTP 200 as Google expects.
+async fn answered_as_a_protocol_error(h: &Harness, t: &str, body: &'static str) {
+    let resp = h
+        .http
+        .post(format!("{}{}", h.base, g::PATH))
+        .bearer_auth(t)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let r: Value = resp.json().await.unwrap();
+    assert_eq!(r["payload"]["errorCode"], "protocolError", "{r}");
+}
+
 #[tokio::test]
 async fn the_fulfillment_route_answers_what_it_cannot_take_in_the_json_error_shape() {
     let (h, t) = Harness::demo().await;
@@ -733,17 +739,7 @@ async fn the_fulfillment_route_answers_what_it_cannot_take_in_the_json_error_sha
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "payload_too_large", "{body}");
     // A body that is not JSON at all is still Google's to read: Google's protocolError.
-    let resp = h
-        .http
-        .post(&url)
-        .bearer_auth(&t)
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["payload"]["errorCode"], "protocolError", "{body}");
+    answered_as_a_protocol_error(&h, &t, "{not json").await;
 }
 
 /// Report State calls HomeGraph received (refused ones included), once they stop arriving.
