@@ -279,6 +279,24 @@ async fn verify_for(
     v.verify(&BearerToken::new(token), purpose).await
 }
 
+/// Asserts `WrongUse` for `purpose`, with a reason that says `text` (and quotes no part of the
+/// token).
+async fn assert_wrong_use_says(v: &JwksVerifier, token: &str, purpose: TokenUse, text: &str) {
+    let reason = assert_wrong_use(v, token, purpose).await;
+    assert!(reason.contains(text), "{reason}");
+}
+
+/// `token` serves a household admin for management, and is no directive token.
+async fn assert_an_admins_management_token(v: &JwksVerifier, token: &str) {
+    assert!(
+        verify_for(v, token, TokenUse::Management)
+            .await
+            .unwrap()
+            .admin
+    );
+    assert_wrong_use(v, token, TokenUse::Directives).await;
+}
+
 /// Asserts `WrongUse` with a reason that quotes no part of the token.
 async fn assert_wrong_use(v: &JwksVerifier, token: &str, purpose: TokenUse) -> String {
     match verify_for(v, token, purpose).await {
@@ -851,11 +869,7 @@ async fn cognito_account_linking_and_management_clients_are_told_apart() {
     let linking = rs256(&f.rsa, &claims());
     let id = verify(&f.v, &linking).await.unwrap();
     assert_eq!(id.account, "demo-user");
-    assert!(
-        assert_wrong_use(&f.v, &linking, TokenUse::Management)
-            .await
-            .contains("management")
-    );
+    assert_wrong_use_says(&f.v, &linking, TokenUse::Management, "management").await;
     // Even with the admin group, Alexa's token manages nothing.
     let linking_admin = rs256(
         &f.rsa,
@@ -876,11 +890,13 @@ async fn cognito_account_linking_and_management_clients_are_told_apart() {
         .await
         .unwrap();
     assert!(id.admin);
-    assert!(
-        assert_wrong_use(&f.v, &management, TokenUse::Directives)
-            .await
-            .contains("account-linking client")
-    );
+    assert_wrong_use_says(
+        &f.v,
+        &management,
+        TokenUse::Directives,
+        "account-linking client",
+    )
+    .await;
     // The management client can't grant itself the directive scope, nor the reverse.
     let both = rs256(
         &f.rsa,
@@ -937,13 +953,7 @@ async fn oidc_tokens_for_one_api_are_told_apart_by_scope() {
             json!({"scope": "openid alarm:manage", roles: ["household-admin"]}),
         ),
     );
-    assert!(
-        verify_for(&v, &management, TokenUse::Management)
-            .await
-            .unwrap()
-            .admin
-    );
-    assert_wrong_use(&v, &management, TokenUse::Directives).await;
+    assert_an_admins_management_token(&v, &management).await;
     // Asked for both: Alexa's scope marks it as Alexa's, so it manages nothing.
     let greedy = rs256(
         &f.rsa,
@@ -956,11 +966,7 @@ async fn oidc_tokens_for_one_api_are_told_apart_by_scope() {
     assert_wrong_use(&v, &greedy, TokenUse::Management).await;
     // Neither: the management scope is required when configured.
     let plain = rs256(&f.rsa, &with(auth0_claims(), json!({"scope": "openid"})));
-    assert!(
-        assert_wrong_use(&v, &plain, TokenUse::Management)
-            .await
-            .contains("management scope")
-    );
+    assert_wrong_use_says(&v, &plain, TokenUse::Management, "management scope").await;
     assert_wrong_use(&v, &plain, TokenUse::Directives).await;
 }
 
@@ -1001,13 +1007,7 @@ async fn keycloak_tokens_with_separate_clients_as_audiences() {
             json!({"aud": "alarm-skill-household", "azp": "household-app", "scope": "profile email"}),
         ),
     );
-    assert!(
-        verify_for(&v, &household, TokenUse::Management)
-            .await
-            .unwrap()
-            .admin
-    );
-    assert_wrong_use(&v, &household, TokenUse::Directives).await;
+    assert_an_admins_management_token(&v, &household).await;
 }
 
 // ---------------------------------------------------------------------------------------------

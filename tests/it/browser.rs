@@ -328,8 +328,12 @@ async fn sign_in_enrol_codes_see_a_rule_explained_and_reset_a_lockout() {
     assert!(audit.contains("Admin changed Sam's voice codes"), "{audit}");
 
     // Settings, through the form.
-    b.click("#pinless option[value=refuse]").await;
-    b.click("#settings button[type=submit]").await;
+    choose_and_submit(
+        &b,
+        "#pinless option[value=refuse]",
+        "#settings button[type=submit]",
+    )
+    .await;
     b.wait_for(
         "the settings to save",
         "return document.getElementById('status').textContent === 'Settings saved.'",
@@ -545,6 +549,20 @@ async fn the_app_never_tells_whether_a_member_has_a_duress_pin() {
 }
 
 /// Waits until the console has polled twice more: what it shows is then at least as new as now.
+/// Picks the `option` of a form's select, then clicks the form's `submit` button.
+async fn choose_and_submit(b: &Browser, option: &str, submit: &str) {
+    b.click(option).await;
+    b.click(submit).await;
+}
+
+/// Waits (bounded) for an element matching `selector` to show: its text.
+async fn text_once_shown(b: &Browser, what: &str, selector: &str) -> Value {
+    let script = format!(
+        "const li = document.querySelector('{selector}'); return li ? li.textContent : null;"
+    );
+    b.wait_for(what, &script).await
+}
+
 async fn two_polls(b: &Browser) {
     let n = b
         .js(
@@ -597,6 +615,17 @@ async fn the_console_shows_a_duress_disarm_on_both_sides() {
         .await;
         b.text("#transcript li.reply").await
     }
+    /// Armed away by voice, then `pin` said: the reply, and what the household then sees.
+    async fn disarm_from_away(b: &Browser, pin: &str) -> (String, (String, String)) {
+        assert!(
+            say(b, "arm away", None)
+                .await
+                .contains("Home is armed in away mode")
+        );
+        let reply = say(b, "disarm", Some(pin)).await;
+        (reply, household_side(b).await)
+    }
+
     async fn household_side(b: &Browser) -> (String, String) {
         // Two polls that started after the reply: all of it is as new as the disarm.
         two_polls(b).await;
@@ -620,13 +649,7 @@ async fn the_console_shows_a_duress_disarm_on_both_sides() {
         )
     }
 
-    assert!(
-        say(&b, "arm away", None)
-            .await
-            .contains("Home is armed in away mode")
-    );
-    let normal_reply = say(&b, "disarm", Some("4729")).await;
-    let normal_side = household_side(&b).await;
+    let (normal_reply, normal_side) = disarm_from_away(&b, "4729").await;
     two_polls(&b).await;
     assert_eq!(
         b.js(
@@ -638,26 +661,19 @@ async fn the_console_shows_a_duress_disarm_on_both_sides() {
         "no 121 for the normal PIN"
     );
 
-    assert!(
-        say(&b, "arm away", None)
-            .await
-            .contains("Home is armed in away mode")
-    );
-    let duress_reply = say(&b, "disarm", Some("8361")).await;
-    let duress_side = household_side(&b).await;
+    let (duress_reply, duress_side) = disarm_from_away(&b, "8361").await;
     assert_eq!(normal_reply, "Alexa: Home is disarmed.");
     assert_eq!(
         duress_reply, normal_reply,
         "the same reply to the household"
     );
     assert_eq!(duress_side, normal_side, "the same panel and notification");
-    let event = b
-        .wait_for(
-            "the 121 at the monitoring center",
-            "const li = document.querySelector('#events li[data-code=\"121\"]');
-             return li ? li.textContent : null;",
-        )
-        .await;
+    let event = text_once_shown(
+        &b,
+        "the 121 at the monitoring center",
+        "#events li[data-code=\"121\"]",
+    )
+    .await;
     assert!(
         event
             .as_str()
@@ -665,13 +681,12 @@ async fn the_console_shows_a_duress_disarm_on_both_sides() {
             .contains("121 Duress · user 1"),
         "{event}"
     );
-    let dispatch = b
-        .wait_for(
-            "the duress dispatch",
-            "const li = document.querySelector('#dispatches li[data-reason=\"duress\"]');
-             return li ? li.textContent : null;",
-        )
-        .await;
+    let dispatch = text_once_shown(
+        &b,
+        "the duress dispatch",
+        "#dispatches li[data-reason=\"duress\"]",
+    )
+    .await;
     assert!(
         dispatch.as_str().unwrap_or_default().contains("user 1"),
         "{dispatch}"
@@ -703,8 +718,7 @@ async fn the_console_shows_a_duress_disarm_on_both_sides() {
             .timestamp()
     };
     assert!(secs(&after) - secs(&before) >= 300, "{before} → {after}");
-    b.click("#fault option[value=error]").await;
-    b.click("#fault-form button").await;
+    choose_and_submit(&b, "#fault option[value=error]", "#fault-form button").await;
     b.wait_for(
         "the fault to show",
         "return document.getElementById('fault-state').textContent.endsWith('error')",
@@ -854,14 +868,7 @@ async fn the_dev_issuer_runs_the_code_flow_with_pkce_and_redirects_only_home() {
     );
 
     // `/` is the console for a browser, the stack's banner for curl.
-    let banner: Value = http
-        .get(format!("{}/", h.base))
-        .send()
-        .await
-        .expect("GET /")
-        .json()
-        .await
-        .expect("JSON");
+    let banner = h.get("/").await;
     assert_eq!(banner["service"], alarm_skill::local::BANNER);
     let console = http
         .get(format!("{}/", h.base))

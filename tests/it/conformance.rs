@@ -79,8 +79,8 @@ async fn fails(check: &str, defects: Defects) -> KitReport {
 /// catch, fails that check, and either says why (`detail`) or leaves a neighbouring check that
 /// must not be confused with it passing (`still_passes`).
 macro_rules! catches {
-    ($name:ident, $check:literal, $defect:ident: $value:expr
-     $(, detail: $detail:literal)? $(, still_passes: $other:literal)?) => {
+    ($($name:ident: $check:literal, $defect:ident: $value:expr
+       $(, detail: $detail:literal)? $(, still_passes: $other:literal)?;)*) => {$(
         #[tokio::test]
         async fn $name() {
             let r = fails(
@@ -98,7 +98,7 @@ macro_rules! catches {
             $(assert!(r.check($other).unwrap().passed, "{}", r.table());)?
             let _ = r;
         }
-    };
+    )*};
 }
 
 #[tokio::test]
@@ -109,70 +109,39 @@ async fn the_reference_panel_cloud_passes_every_check() {
     assert!(report.passed(), "{}", report.table());
 }
 
-catches!(
-    account_scoping_fails_when_a_foreign_panel_is_reachable,
-    "account_scoping", ignore_account: true, detail: "foreign panel"
-);
-catches!(
-    idempotency_fails_when_request_ids_are_forgotten,
-    "idempotency", no_idempotency: true
-);
-catches!(
-    duress_once_fails_when_every_duress_call_raises_a_121,
-    "duress_once", duress_every_time: true, still_passes: "duress_not_cancelled"
-);
-catches!(
-    duress_not_cancelled_fails_when_a_duress_disarm_sends_a_cancel,
-    "duress_not_cancelled", cancel_duress: true, still_passes: "duress_once"
-);
-catches!(
-    equal_work_fails_when_a_duress_disarm_takes_longer,
-    "duress_equal_work", duress_delay_ms: 40, detail: "slower"
-);
-// The regression the timing check exists for, at its real size: a duress decision that makes
-// one durable write more than a normal one (old main's reference cloud), about a tenth to a
-// fifth of a disarm. Found by the rank test over randomly ordered pairs, idle or loaded (with
-// 1,000 pairs: see `fails`).
-catches!(
-    equal_work_fails_when_a_duress_disarm_makes_an_extra_durable_write,
-    "duress_equal_work", duress_extra_syncs: 1, detail: "slower"
-);
-catches!(
-    equal_work_fails_when_the_household_sees_a_difference,
-    "duress_equal_work", duress_notice: true, detail: "notifications"
-);
-catches!(
-    error_statuses_fail_on_a_404_without_panel_not_found,
-    "error_statuses", wrong_not_found: true
-);
-catches!(
-    error_statuses_fail_when_any_api_key_is_accepted,
-    "error_statuses", accept_any_key: true, detail: "401"
-);
-catches!(
-    users_route_fails_when_the_route_is_missing,
-    "users_route", no_users_route: true
-);
-catches!(
-    users_route_fails_without_stable_user_ids_and_a_revision,
-    "users_route", users_without_ids: true, detail: "revision"
-);
-catches!(
-    latency_fails_over_the_budget,
-    "latency", slow_list_ms: 1_800, detail: "budget"
-);
-catches!(
-    schema_fails_on_a_reply_off_the_contract,
-    "schema", missing_field: true, detail: "supported_arm_states"
-);
-catches!(
-    webhook_signatures_fail_when_signed_with_the_wrong_key,
-    "webhook_signatures", bad_signatures: true, still_passes: "webhook_event_ids"
-);
-catches!(
-    webhook_event_ids_fail_when_ids_repeat,
-    "webhook_event_ids", reused_event_ids: true, still_passes: "webhook_signatures"
-);
+catches! {
+    account_scoping_fails_when_a_foreign_panel_is_reachable:
+        "account_scoping", ignore_account: true, detail: "foreign panel";
+    idempotency_fails_when_request_ids_are_forgotten: "idempotency", no_idempotency: true;
+    duress_once_fails_when_every_duress_call_raises_a_121:
+        "duress_once", duress_every_time: true, still_passes: "duress_not_cancelled";
+    duress_not_cancelled_fails_when_a_duress_disarm_sends_a_cancel:
+        "duress_not_cancelled", cancel_duress: true, still_passes: "duress_once";
+    equal_work_fails_when_a_duress_disarm_takes_longer:
+        "duress_equal_work", duress_delay_ms: 40, detail: "slower";
+    // The regression the timing check exists for, at its real size: a duress decision that makes
+    // one durable write more than a normal one (old main's reference cloud), about a tenth to a
+    // fifth of a disarm. Found by the rank test over randomly ordered pairs, idle or loaded
+    // (with 1,000 pairs: see `fails`).
+    equal_work_fails_when_a_duress_disarm_makes_an_extra_durable_write:
+        "duress_equal_work", duress_extra_syncs: 1, detail: "slower";
+    equal_work_fails_when_the_household_sees_a_difference:
+        "duress_equal_work", duress_notice: true, detail: "notifications";
+    error_statuses_fail_on_a_404_without_panel_not_found: "error_statuses", wrong_not_found: true;
+    error_statuses_fail_when_any_api_key_is_accepted:
+        "error_statuses", accept_any_key: true, detail: "401";
+    users_route_fails_when_the_route_is_missing: "users_route", no_users_route: true;
+    users_route_fails_without_stable_user_ids_and_a_revision:
+        "users_route", users_without_ids: true, detail: "revision";
+    latency_fails_over_the_budget: "latency", slow_list_ms: 1_800, detail: "budget";
+    schema_fails_on_a_reply_off_the_contract:
+        "schema", missing_field: true, detail: "supported_arm_states";
+    webhook_signatures_fail_when_signed_with_the_wrong_key:
+        "webhook_signatures", bad_signatures: true, still_passes: "webhook_event_ids";
+    webhook_event_ids_fail_when_ids_repeat:
+        "webhook_event_ids", reused_event_ids: true, still_passes: "webhook_signatures";
+}
+
 /// The command a vendor runs: the table on stdout, exit 0 when everything passes and 1 when a
 /// check fails.
 #[tokio::test]

@@ -571,13 +571,14 @@ fn check(rows: &[Row]) {
         );
         // The disarm call was made once, by the directive, before the crash, or never.
         let expected_disarms = match r.point {
+            // The directive's disarm call reached the cloud.
+            Point::DuringPanelCall | Point::PanelAnswered | Point::TimeoutPanelAnswered => 1,
             Point::CodeVerified
             | Point::DecisionWritten
             | Point::LockedDecisionWritten
             | Point::TimeoutDecisionWritten => 0,
             // The cloud failed or never answered: it did not disarm.
             Point::LockedSignalAnswered | Point::PanelFailed | Point::PanelTimedOut => 0,
-            Point::DuringPanelCall | Point::PanelAnswered | Point::TimeoutPanelAnswered => 1,
             Point::SignalAcked
             | Point::LeaseHeld
             | Point::DuringSignalCall
@@ -610,6 +611,37 @@ fn check(rows: &[Row]) {
     }
 }
 
+/// Where `bootstrap` is killed in an Alexa disarm (none of them in the re-delivery worker).
+const DIRECTIVE_POINTS: [Point; 10] = [
+    Point::CodeVerified,
+    Point::DecisionWritten,
+    Point::DuringPanelCall,
+    Point::PanelAnswered,
+    Point::LockedDecisionWritten,
+    Point::LockedSignalAnswered,
+    Point::PanelFailed,
+    Point::PanelTimedOut,
+    Point::TimeoutDecisionWritten,
+    Point::TimeoutPanelAnswered,
+];
+
+/// Where the re-delivery worker is killed in its pass.
+const WORKER_POINTS: [Point; 4] = [
+    Point::SignalAcked,
+    Point::LeaseHeld,
+    Point::DuringSignalCall,
+    Point::TimeoutSignalAcked,
+];
+
+/// Where `http-api` is killed in a Google disarm.
+const GOOGLE_POINTS: [Point; 5] = [
+    Point::CodeVerified,
+    Point::DecisionWritten,
+    Point::DuringPanelCall,
+    Point::PanelAnswered,
+    Point::TimeoutPanelAnswered,
+];
+
 async fn matrix(points: &[Point], via: Via) -> Vec<Row> {
     let runs: Vec<_> = points
         .iter()
@@ -618,54 +650,30 @@ async fn matrix(points: &[Point], via: Via) -> Vec<Row> {
     futures::future::join_all(runs).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bootstrap_killed_at_each_step_of_a_disarm_loses_and_replays_nothing() {
-    let points = [
-        Point::CodeVerified,
-        Point::DecisionWritten,
-        Point::DuringPanelCall,
-        Point::PanelAnswered,
-        Point::LockedDecisionWritten,
-        Point::LockedSignalAnswered,
-        Point::PanelFailed,
-        Point::PanelTimedOut,
-        Point::TimeoutDecisionWritten,
-        Point::TimeoutPanelAnswered,
-    ];
-    assert!(points.iter().all(|p| !p.in_worker()));
-    let rows = matrix(&points, Via::Alexa).await;
-    print_matrix("bootstrap", &rows);
+/// Every point of `points` crossed with both kinds, via `via`: printed under `title`, checked.
+async fn run_matrix(title: &str, points: &[Point], via: Via) {
+    let rows = matrix(points, via).await;
+    print_matrix(title, &rows);
     check(&rows);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_killed_at_each_step_of_a_disarm_loses_and_replays_nothing() {
+    assert!(DIRECTIVE_POINTS.iter().all(|p| !p.in_worker()));
+    run_matrix("bootstrap", &DIRECTIVE_POINTS, Via::Alexa).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redelivery_killed_at_each_step_delivers_each_duress_once() {
-    let points = [
-        Point::SignalAcked,
-        Point::LeaseHeld,
-        Point::DuringSignalCall,
-        Point::TimeoutSignalAcked,
-    ];
-    assert!(points.iter().all(|p| p.in_worker()));
-    let rows = matrix(&points, Via::Alexa).await;
-    print_matrix("redelivery", &rows);
-    check(&rows);
+    assert!(WORKER_POINTS.iter().all(|p| p.in_worker()));
+    run_matrix("redelivery", &WORKER_POINTS, Via::Alexa).await;
 }
 
 /// Google's disarm runs the same steps in `http-api`: killed at each, stalled past its
 /// timeout, the same promise.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_api_killed_at_each_step_of_a_google_disarm_loses_and_replays_nothing() {
-    let points = [
-        Point::CodeVerified,
-        Point::DecisionWritten,
-        Point::DuringPanelCall,
-        Point::PanelAnswered,
-        Point::TimeoutPanelAnswered,
-    ];
-    let rows = matrix(&points, Via::Google).await;
-    print_matrix("http-api, Google EXECUTE", &rows);
-    check(&rows);
+    run_matrix("http-api, Google EXECUTE", &GOOGLE_POINTS, Via::Google).await;
 }
 
 /// The matrix can fail: against a cloud that raises a 121 for every signal call instead of once

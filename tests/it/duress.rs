@@ -21,42 +21,39 @@ async fn setup(h: &Harness, state: &str) {
     let t = h.token("demo").await;
     match state {
         "disarmed" => {}
-        "exit_delay" => {
-            h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
-        }
-        "armed_away" | "armed_stay" | "armed_night" => {
+        "armed_stay" | "armed_night" => {
             let mode = state.to_uppercase();
             h.invoke(&arm(&t, "home", &mode)).await;
             h.advance(60).await;
         }
-        "entry_delay" => {
+        _ => {
             h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
-            h.advance(60).await;
-            h.post("/sim/panels/home/zones/front-door/open", json!({}))
-                .await;
+            after_arming_away(h, state).await;
         }
-        "alarm" => {
-            h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
-            h.advance(60).await;
-            h.post("/sim/panels/home/zones/front-door/open", json!({}))
-                .await;
-            h.advance(31).await;
-        }
-        other => panic!("unknown state {other}"),
     }
 }
 
+/// A demo token, once the panel is armed away with it (the exit delay still running).
+async fn armed_away(h: &Harness) -> String {
+    let t = h.token("demo").await;
+    h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
+    t
+}
+
+/// Every state duress must work in.
+const STATES: [&str; 7] = [
+    "disarmed",
+    "exit_delay",
+    "armed_stay",
+    "armed_night",
+    "armed_away",
+    "entry_delay",
+    "alarm",
+];
+
 #[tokio::test]
 async fn duress_looks_exactly_like_a_normal_disarm_in_every_state() {
-    for state in [
-        "disarmed",
-        "exit_delay",
-        "armed_stay",
-        "armed_night",
-        "armed_away",
-        "entry_delay",
-        "alarm",
-    ] {
+    for state in STATES {
         let (n, d) = pair().await;
         setup(&n, state).await;
         setup(&d, state).await;
@@ -184,17 +181,8 @@ async fn twenty_wrong_pins_escalate_and_every_refusal_is_identical() {
         "attempts during a lockout are not counted"
     );
     // Escalation: 90 s, 15 min, 1 h, then hard lock.
-    let notices: Vec<String> = h
-        .get("/sim/notifications")
-        .await
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|n| n["kind"] == "voice_pin_lockout")
-        .map(|n| n["message"].as_str().unwrap().to_string())
-        .collect();
     assert_eq!(
-        notices,
+        lockout_notices(&h).await,
         [
             "Voice disarm locked for 90 seconds after 3 wrong voice codes in a row",
             "Voice disarm locked for 15 minutes after 6 wrong voice codes in a row",
@@ -225,8 +213,7 @@ async fn duress_keeps_the_counters_exactly_as_a_normal_pin_would_in_both_orders(
     // (a) two wrong codes, then the code.
     let (n, d) = (Harness::start().await, Harness::start().await);
     for (h, code) in [(&n, NORMAL), (&d, DURESS)] {
-        let t = h.token("demo").await;
-        h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
+        let t = armed_away(h).await;
         for _ in 0..2 {
             h.invoke(&disarm(&t, "home", Some("1357"))).await;
         }
@@ -254,8 +241,7 @@ async fn duress_during_a_lockout_gets_the_lockout_reply_and_still_raises_the_sil
     let (n, d) = (Harness::start().await, Harness::start().await);
     let mut replies = vec![];
     for (h, code) in [(&n, NORMAL), (&d, DURESS)] {
-        let t = h.token("demo").await;
-        h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
+        let t = armed_away(h).await;
         h.advance(60).await;
         for _ in 0..3 {
             h.invoke(&disarm(&t, "home", Some("1357"))).await;
@@ -270,14 +256,8 @@ async fn duress_during_a_lockout_gets_the_lockout_reply_and_still_raises_the_sil
         lockout(&d).await,
         "counters untouched by either"
     );
-    assert_eq!(lockout(&n).await["consecutive_failures"], 3);
-    assert_eq!(n.audit_log().await, d.audit_log().await);
-    assert_eq!(notifications(&n).await, notifications(&d).await);
     // The panel stays armed in both; the monitoring center got the duress, for Alex.
-    assert_eq!(n.panel("home").await["arm_state"], "armed_away");
-    assert_eq!(d.panel("home").await["arm_state"], "armed_away");
-    assert_eq!(count(&n.signals().await, "121/"), 0);
-    assert_eq!(d.signals().await, ["401/3/0", "121/1/1"]);
+    assert_locked_out_alike_but_for_the_duress(&n, &d).await;
 }
 
 #[tokio::test]
@@ -303,8 +283,7 @@ async fn a_duress_during_a_panel_fault_is_delivered_exactly_once_after_recovery(
         );
         let mut replies = vec![];
         for (h, code) in [(&n, NORMAL), (&d, DURESS)] {
-            let t = h.token("demo").await;
-            h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
+            let t = armed_away(h).await;
             h.advance(60).await;
             h.fault(mode, delay_ms).await;
             replies.push(h.invoke(&disarm(&t, "home", Some(code))).await);
@@ -324,9 +303,7 @@ async fn a_duress_during_a_panel_fault_is_delivered_exactly_once_after_recovery(
         // Recovery: let a slow reply finish, clear the fault, run the re-delivery worker twice.
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         for h in [&n, &d] {
-            h.fault("none", 0).await;
-            h.stack.redeliver().await.unwrap();
-            h.stack.redeliver().await.unwrap();
+            recover_and_redeliver_twice(h).await;
         }
         assert_eq!(count(&n.signals().await, "121/"), 0, "{mode}");
         let sig = d.signals().await;
@@ -404,12 +381,7 @@ async fn disarm_without_a_pin_follows_the_household_policy() {
         "not a wrong guess"
     );
     let (status, _) = h
-        .api(
-            "PUT",
-            "/v1/household/settings",
-            Some(&admin),
-            Some(json!({"pinless_disarm": "allow"})),
-        )
+        .put_settings(&admin, json!({"pinless_disarm": "allow"}))
         .await;
     assert_eq!(status, 200);
     let r = h.invoke(&disarm(&t, "home", None)).await;
@@ -417,12 +389,7 @@ async fn disarm_without_a_pin_follows_the_household_policy() {
     assert_eq!(property(&r, "armState"), "DISARMED");
     assert_eq!(count(&h.signals().await, "121/"), 0);
     let (_, s) = h
-        .api(
-            "PUT",
-            "/v1/household/settings",
-            Some(&admin),
-            Some(json!({"pinless_disarm": "never"})),
-        )
+        .put_settings(&admin, json!({"pinless_disarm": "never"}))
         .await;
     assert_eq!(s["error"], "bad_request");
 }
@@ -464,8 +431,7 @@ async fn after_failed_panel_calls_the_outbox_shows_nothing_of_the_kind() {
     // the lockout with the panel still failing, then recovery and re-delivery.
     let (n, d) = (Harness::start().await, Harness::start().await);
     for (h, code) in [(&n, NORMAL), (&d, DURESS)] {
-        let t = h.token("demo").await;
-        h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
+        let t = armed_away(h).await;
         h.advance(60).await;
         h.fault("error", 0).await;
         let r = h.invoke(&disarm(&t, "home", Some(code))).await;
@@ -512,8 +478,7 @@ async fn after_failed_panel_calls_the_outbox_shows_nothing_of_the_kind() {
 async fn a_duress_for_a_panel_that_left_the_account_stays_pending_and_raises_the_backlog() {
     let (n, d) = (Harness::start().await, Harness::start().await);
     for (h, code) in [(&n, NORMAL), (&d, DURESS)] {
-        let t = h.token("demo").await;
-        h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
+        let t = armed_away(h).await;
         h.fault("error", 0).await;
         h.invoke(&disarm(&t, "home", Some(code))).await;
         h.fault("none", 0).await;
@@ -574,8 +539,7 @@ async fn armed_burst(other: &'static str) -> (Harness, Vec<&'static str>, Vec<Va
         ..test_options()
     })
     .await;
-    let t = h.token("demo").await;
-    h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
+    let t = armed_away(&h).await;
     h.advance(60).await;
     let codes: Vec<&'static str> = (0..16)
         .map(|i| if i % 2 == 0 { other } else { DURESS })
@@ -621,17 +585,8 @@ async fn the_lockout_notice_reads_the_clock_once() {
     for _ in 0..3 {
         h.invoke(&disarm(&t, "home", Some("1357"))).await;
     }
-    let notices: Vec<String> = h
-        .get("/sim/notifications")
-        .await
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|n| n["kind"] == "voice_pin_lockout")
-        .map(|n| n["message"].as_str().unwrap().to_string())
-        .collect();
     assert_eq!(
-        notices,
+        lockout_notices(&h).await,
         ["Voice disarm locked for 90 seconds after 3 wrong voice codes in a row"]
     );
 }
@@ -707,36 +662,12 @@ async fn a_duress_said_in_an_outage_a_week_after_the_last_discovery_still_reache
         h.fault("none", 0).await;
         h.stack.redeliver().await.unwrap();
     }
-    assert_eq!(
-        error_type(&replies[0]),
-        Some("BRIDGE_UNREACHABLE"),
-        "{}",
-        replies[0]
-    );
-    assert_eq!(normalize(&replies[0]), normalize(&replies[1]));
-    assert_eq!(count(&n.signals().await, "121/"), 0);
-    let sig = d.signals().await;
-    assert_eq!(count(&sig, "121/"), 1, "{sig:?}");
-    assert!(sig.contains(&"121/1/1".to_string()), "{sig:?}");
+    assert_same_error_reply(&replies, "BRIDGE_UNREACHABLE");
+    assert_one_duress_signal(&n, &d).await;
     assert_eq!(n.audit_log().await, d.audit_log().await);
     for h in [&n, &d] {
-        let pending = alarm_skill::domain::ports::store::outbox_totals(h.stack.store.as_ref())
-            .await
-            .unwrap();
-        assert_eq!(
-            pending,
-            alarm_skill::domain::ports::store::OutboxCounts::default()
-        );
+        assert_nothing_pending(h).await;
     }
-}
-
-/// The panel cloud's calls for `panel` other than reads: what could carry an attempt.
-async fn sent_for(h: &Harness, panel: &str) -> Vec<String> {
-    h.requests_for(panel)
-        .await
-        .into_iter()
-        .filter(|op| op != "get" && op != "list")
-        .collect()
 }
 
 /// The directive's metrics line, without what differs between any two directives.
@@ -769,8 +700,7 @@ async fn a_duress_held_for_a_stale_confirmation_looks_like_a_normal_code_and_is_
     let mut replies = vec![];
     let mut metrics = vec![];
     for (h, code) in [(&n, NORMAL), (&d, DURESS)] {
-        let t = h.token("demo").await;
-        h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
+        let t = armed_away(h).await;
         h.advance(60).await;
         // The webhooks about the exit delay done, so their calls count in no directive's line.
         h.settled_gateway_events().await;
@@ -789,13 +719,7 @@ async fn a_duress_held_for_a_stale_confirmation_looks_like_a_normal_code_and_is_
         metrics.push(last_metrics_line(h));
     }
     // 1. The reply: the outage's, not a credential error, the same for both.
-    assert_eq!(
-        error_type(&replies[0]),
-        Some("BRIDGE_UNREACHABLE"),
-        "{}",
-        replies[0]
-    );
-    assert_eq!(normalize(&replies[0]), normalize(&replies[1]));
+    assert_same_error_reply(&replies, "BRIDGE_UNREACHABLE");
     assert_eq!(metrics[0], metrics[1]);
     assert_eq!(metrics[0]["Outcome"], "BRIDGE_UNREACHABLE");
     // 2. The writes: one held record each, of the same shape and size; the same audit and
@@ -827,10 +751,7 @@ async fn a_duress_held_for_a_stale_confirmation_looks_like_a_normal_code_and_is_
         h.stack.redeliver().await.unwrap();
         h.stack.redeliver().await.unwrap();
     }
-    assert_eq!(count(&n.signals().await, "121/"), 0);
-    let sig = d.signals().await;
-    assert_eq!(count(&sig, "121/"), 1, "{sig:?}");
-    assert!(sig.contains(&"121/1/1".to_string()), "{sig:?}");
+    assert_one_duress_signal(&n, &d).await;
     assert_eq!(sent_for(&n, "home").await, sent_for(&d, "home").await);
     assert_eq!(sent_for(&d, "home").await, ["arm", "signal"]);
     // A held right code is never replayed as a disarm: both panels stay armed.
@@ -838,13 +759,7 @@ async fn a_duress_held_for_a_stale_confirmation_looks_like_a_normal_code_and_is_
     assert_eq!(d.panel("home").await["arm_state"], "armed_away");
     assert_eq!(n.audit_log().await, d.audit_log().await);
     for h in [&n, &d] {
-        let pending = alarm_skill::domain::ports::store::outbox_totals(h.stack.store.as_ref())
-            .await
-            .unwrap();
-        assert_eq!(
-            pending,
-            alarm_skill::domain::ports::store::OutboxCounts::default()
-        );
+        assert_nothing_pending(h).await;
         let seen = h.stack.store.household("demo").await.unwrap().panels_seen;
         let now = alarm_skill::common::clock::Clock::now(h.stack.clock.as_ref());
         assert!(seen.get("home").is_some_and(|at| *at == now), "{seen:?}");

@@ -86,6 +86,17 @@ async fn members_are_listed_without_their_codes() {
 }
 
 /// Everything the management API shows about `member`'s codes, with the name taken out.
+/// `DELETE path` as `token`: the status.
+async fn delete_as(h: &Harness, token: &str, path: &str) -> StatusCode {
+    h.api("DELETE", path, Some(token), None).await.0
+}
+
+/// `POST /v1/household/members` with `member` as `token`: (status, body).
+async fn add_member(h: &Harness, token: &str, member: Value) -> (StatusCode, Value) {
+    h.api("POST", "/v1/household/members", Some(token), Some(member))
+        .await
+}
+
 async fn observable(h: &Harness, admin: &str, member: &str, name: &str) -> Vec<Value> {
     let (_, list) = h
         .api("GET", "/v1/household/members", Some(admin), None)
@@ -187,10 +198,12 @@ async fn every_enrolment_rule_has_its_own_clear_error() {
     }
     let (s, _) = h.set_pin(&admin, "sam", "voice-pin", json!("2749")).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
-    let (s, _) = h
-        .set_pin(&admin, "nobody", "voice-pin", json!("2749"))
-        .await;
-    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(
+        h.set_pin(&admin, "nobody", "voice-pin", json!("2749"))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
@@ -301,37 +314,21 @@ async fn code_changes_take_effect_for_voice_at_once() {
         "duress for Sam, user 2"
     );
 
-    let (s, _) = h
-        .api(
-            "DELETE",
-            "/v1/household/members/sam/duress-pin",
-            Some(&admin),
-            None,
-        )
-        .await;
+    let s = delete_as(&h, &admin, "/v1/household/members/sam/duress-pin").await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     h.invoke(&arm(&t, "home", "ARMED_STAY")).await;
     let r = h.invoke(&disarm(&t, "home", Some("7026"))).await;
     assert_eq!(error_type(&r), Some("UNAUTHORIZED"));
 
     // Members can be added and removed; a removed member's codes stop working.
-    let (s, _) = h
-        .api(
-            "POST",
-            "/v1/household/members",
-            Some(&admin),
-            Some(json!({"id":"kim","name":"Kim","user_number":3})),
-        )
-        .await;
+    let (s, _) = add_member(&h, &admin, json!({"id":"kim","name":"Kim","user_number":3})).await;
     assert_eq!(s, StatusCode::CREATED);
-    let (s, body) = h
-        .api(
-            "POST",
-            "/v1/household/members",
-            Some(&admin),
-            Some(json!({"id":"kim2","name":"Kim","user_number":3})),
-        )
-        .await;
+    let (s, body) = add_member(
+        &h,
+        &admin,
+        json!({"id":"kim2","name":"Kim","user_number":3}),
+    )
+    .await;
     assert_eq!(
         (s, body["error"].clone()),
         (StatusCode::CONFLICT, json!("member_exists"))
@@ -609,14 +606,12 @@ async fn deletions_have_a_tighter_limit_of_their_own() {
     let mut statuses = vec![];
     for i in 0..6 {
         let (member, slot) = [("alex", "duress-pin"), ("sam", "duress-pin")][i % 2];
-        let (s, _) = h
-            .api(
-                "DELETE",
-                &format!("/v1/household/members/{member}/{slot}"),
-                Some(&admin),
-                None,
-            )
-            .await;
+        let s = delete_as(
+            &h,
+            &admin,
+            &format!("/v1/household/members/{member}/{slot}"),
+        )
+        .await;
         statuses.push(s);
     }
     assert!(
@@ -640,14 +635,7 @@ async fn deletions_have_a_tighter_limit_of_their_own() {
     );
     // A new day's window allows deletions again.
     h.advance(24 * 3_600).await;
-    let (s, _) = h
-        .api(
-            "DELETE",
-            "/v1/household/members/sam/duress-pin",
-            Some(&admin),
-            None,
-        )
-        .await;
+    let s = delete_as(&h, &admin, "/v1/household/members/sam/duress-pin").await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     h.assert_audit_mentions(
         &admin,

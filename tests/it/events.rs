@@ -114,6 +114,18 @@ impl FakeLwa {
             .collect()
     }
 
+    /// The one request of `grant_type` LWA got, checked to be form-encoded.
+    fn the_one_form_request(&self, grant_type: &str) -> LwaRequest {
+        let requests = self.requests(grant_type);
+        assert_eq!(requests.len(), 1);
+        let req = requests[0].clone();
+        assert!(
+            req.content_type
+                .starts_with("application/x-www-form-urlencoded")
+        );
+        req
+    }
+
     fn refreshes(&self) -> usize {
         self.requests("refresh_token").len()
     }
@@ -132,11 +144,7 @@ impl FakeLwa {
 
     fn assert_clean(&self) {
         let st = self.st();
-        assert!(
-            st.violations.is_empty(),
-            "LWA format violations: {:?}",
-            st.violations
-        );
+        assert_no_violations("LWA", &st.violations);
         assert_eq!(
             st.bad_client, 0,
             "LWA saw requests without the messaging client"
@@ -266,13 +274,16 @@ impl FakeGateway {
     }
 
     fn assert_clean(&self) {
-        let st = self.st();
-        assert!(
-            st.violations.is_empty(),
-            "gateway format violations: {:?}",
-            st.violations
-        );
+        assert_no_violations("gateway", &self.st().violations);
     }
+}
+
+/// What a fake (`who`) found wrong with the requests it was sent: nothing.
+fn assert_no_violations(who: &str, violations: &[String]) {
+    assert!(
+        violations.is_empty(),
+        "{who} format violations: {violations:?}"
+    );
 }
 
 fn gateway_error(code: &str) -> Value {
@@ -350,6 +361,24 @@ struct Harness {
     http: reqwest::Client,
 }
 
+/// A local server answering `POST path` with `handler`: the route's URL.
+async fn serve_post<H, T, S>(path: &str, handler: H, state: S) -> String
+where
+    H: axum::handler::Handler<T, S>,
+    T: 'static,
+    S: Clone + Send + Sync + 'static,
+{
+    let app = Router::new().route(path, post(handler)).with_state(state);
+    format!("{}{path}", serve(app).await)
+}
+
+/// A harness in which `ACCOUNT` has granted (code `code-1`).
+async fn granted() -> Harness {
+    let h = harness().await;
+    h.grant(ACCOUNT, "code-1").await.unwrap();
+    h
+}
+
 async fn harness() -> Harness {
     harness_with_budget(None).await
 }
@@ -365,24 +394,8 @@ async fn harness_with_budget(budget: Option<Duration>) -> Harness {
             violations: vec![],
         }),
     });
-    let lwa_url = format!(
-        "{}/auth/o2/token",
-        serve(
-            Router::new()
-                .route("/auth/o2/token", post(lwa_token))
-                .with_state(Arc::clone(&lwa))
-        )
-        .await
-    );
-    let gw_url = format!(
-        "{}/v3/events",
-        serve(
-            Router::new()
-                .route("/v3/events", post(gateway_events))
-                .with_state(Arc::clone(&gw))
-        )
-        .await
-    );
+    let lwa_url = serve_post("/auth/o2/token", lwa_token, Arc::clone(&lwa)).await;
+    let gw_url = serve_post("/v3/events", gateway_events, Arc::clone(&gw)).await;
     let store = Arc::new(MemoryStore::new());
     let keyring = Arc::new(Keyring::random());
     let clock = Arc::new(AdjustableClock::frozen(Utc::now()));
@@ -413,6 +426,17 @@ async fn harness_with_budget(budget: Option<Duration>) -> Harness {
     }
 }
 
+/// `account`'s grant through `client`, with authorization code `code`.
+async fn accept(client: &LwaClient, account: &str, code: &str) -> Result<(), GrantError> {
+    client
+        .accept(
+            account,
+            &BearerToken::new(code),
+            Deadline::after(Duration::from_secs(5)),
+        )
+        .await
+}
+
 fn lwa_client(
     url: &str,
     secret: &str,
@@ -436,13 +460,7 @@ fn lwa_client(
 
 impl Harness {
     async fn grant(&self, account: &str, code: &str) -> Result<(), GrantError> {
-        self.client
-            .accept(
-                account,
-                &BearerToken::new(code),
-                Deadline::after(Duration::from_secs(5)),
-            )
-            .await
+        accept(&self.client, account, code).await
     }
 
     async fn stored(&self, account: &str) -> Vec<(String, StoredGrant)> {
@@ -544,12 +562,7 @@ async fn a_warm_lwa_client_opens_and_reseals_grants_across_a_pepper_rotation() {
     };
 
     // A function started after the rotation takes the grant: sealed under p2.
-    client(&rotated())
-        .accept(
-            ACCOUNT,
-            &BearerToken::new("code-1"),
-            Deadline::after(Duration::from_secs(5)),
-        )
+    accept(&client(&rotated()), ACCOUNT, "code-1")
         .await
         .unwrap();
     let issued = h.lwa.last_access();
@@ -569,14 +582,7 @@ async fn a_warm_lwa_client_opens_and_reseals_grants_across_a_pepper_rotation() {
     assert_eq!(loads.load(Ordering::SeqCst), 1);
 
     // A grant sealed under p1 by a function that doesn't know p2 yet...
-    client(&old())
-        .accept(
-            ACCOUNT,
-            &BearerToken::new("code-2"),
-            Deadline::after(Duration::from_secs(5)),
-        )
-        .await
-        .unwrap();
+    accept(&client(&old()), ACCOUNT, "code-2").await.unwrap();
     assert_eq!(
         sealed_under(&h.stored(ACCOUNT).await[0].1),
         ("p1".into(), "p1".into())
@@ -594,16 +600,9 @@ async fn a_warm_lwa_client_opens_and_reseals_grants_across_a_pepper_rotation() {
 
 #[tokio::test]
 async fn accept_grant_exchanges_the_code_form_encoded_and_stores_sealed_tokens() {
-    let h = harness().await;
-    h.grant(ACCOUNT, "code-1").await.unwrap();
+    let h = granted().await;
 
-    let exchanges = h.lwa.requests("authorization_code");
-    assert_eq!(exchanges.len(), 1);
-    let req = &exchanges[0];
-    assert!(
-        req.content_type
-            .starts_with("application/x-www-form-urlencoded")
-    );
+    let req = h.lwa.the_one_form_request("authorization_code");
     assert_eq!(req.form["code"], "code-1");
     assert_eq!(req.form["client_id"], CLIENT_ID);
     assert_eq!(req.form["client_secret"], CLIENT_SECRET);
@@ -660,8 +659,7 @@ async fn accept_grant_exchanges_the_code_form_encoded_and_stores_sealed_tokens()
 
 #[tokio::test]
 async fn accept_grant_with_a_rejected_code_fails_and_stores_nothing() {
-    let h = harness().await;
-    h.grant(ACCOUNT, "code-1").await.unwrap();
+    let h = granted().await;
     // Codes are single-use: LWA answers invalid_grant.
     let err = h.grant("acct-2", "code-1").await.unwrap_err();
     let GrantError::Rejected(msg) = &err else {
@@ -683,14 +681,7 @@ async fn accept_grant_with_a_rejected_code_fails_and_stores_nothing() {
         &h.clock,
         &h.http,
     );
-    let err = wrong
-        .accept(
-            "acct-3",
-            &BearerToken::new("code-3"),
-            Deadline::after(Duration::from_secs(5)),
-        )
-        .await
-        .unwrap_err();
+    let err = accept(&wrong, "acct-3", "code-3").await.unwrap_err();
     let GrantError::Rejected(msg) = &err else {
         panic!("expected Rejected, got {err:?}")
     };
@@ -724,22 +715,14 @@ async fn accept_grant_when_lwa_is_down_is_unavailable() {
         &h.clock,
         &h.http,
     );
-    let err = down
-        .accept(
-            ACCOUNT,
-            &BearerToken::new("code-2"),
-            Deadline::after(Duration::from_secs(5)),
-        )
-        .await
-        .unwrap_err();
+    let err = accept(&down, ACCOUNT, "code-2").await.unwrap_err();
     assert!(matches!(err, GrantError::Unavailable(_)), "{err:?}");
     assert!(h.stored(ACCOUNT).await.is_empty());
 }
 
 #[tokio::test]
 async fn access_token_is_refreshed_within_five_minutes_of_expiry_and_not_before() {
-    let h = harness().await;
-    h.grant(ACCOUNT, "code-1").await.unwrap();
+    let h = granted().await;
     let first = h.lwa.last_access();
     let refresh_token = h.lwa.st().refresh_tokens.iter().next().cloned().unwrap();
 
@@ -755,13 +738,7 @@ async fn access_token_is_refreshed_within_five_minutes_of_expiry_and_not_before(
     let second = h.token().await.unwrap();
     assert_ne!(second, first, "299 s left: refreshed");
     assert_eq!(second, h.lwa.last_access());
-    let refreshes = h.lwa.requests("refresh_token");
-    assert_eq!(refreshes.len(), 1);
-    let req = &refreshes[0];
-    assert!(
-        req.content_type
-            .starts_with("application/x-www-form-urlencoded")
-    );
+    let req = h.lwa.the_one_form_request("refresh_token");
     assert_eq!(req.form["refresh_token"], refresh_token);
     assert_eq!(req.form["client_id"], CLIENT_ID);
     assert_eq!(req.form["client_secret"], CLIENT_SECRET);
@@ -787,8 +764,7 @@ async fn access_token_is_refreshed_within_five_minutes_of_expiry_and_not_before(
 
 #[tokio::test]
 async fn a_rotated_refresh_token_replaces_the_stored_one() {
-    let h = harness().await;
-    h.grant(ACCOUNT, "code-1").await.unwrap();
+    let h = granted().await;
     let original = h.lwa.st().refresh_tokens.iter().next().cloned().unwrap();
     h.lwa.set_refresh(RefreshMode::Ok {
         rotate_refresh: true,
@@ -805,8 +781,7 @@ async fn a_rotated_refresh_token_replaces_the_stored_one() {
 
 #[tokio::test]
 async fn invalid_grant_on_refresh_deletes_the_grant() {
-    let h = harness().await;
-    h.grant(ACCOUNT, "code-1").await.unwrap();
+    let h = granted().await;
     h.lwa.set_refresh(RefreshMode::InvalidGrant);
     h.clock.advance(chrono::Duration::seconds(3600));
     assert_eq!(h.token().await, None);
@@ -819,8 +794,7 @@ async fn invalid_grant_on_refresh_deletes_the_grant() {
 
 #[tokio::test]
 async fn an_lwa_outage_keeps_using_the_token_until_it_actually_expires() {
-    let h = harness().await;
-    h.grant(ACCOUNT, "code-1").await.unwrap();
+    let h = granted().await;
     let first = h.lwa.last_access();
     h.lwa.set_refresh(RefreshMode::Unavailable);
     h.clock.advance(chrono::Duration::seconds(3600 - 100));
@@ -841,8 +815,7 @@ async fn an_lwa_outage_keeps_using_the_token_until_it_actually_expires() {
 
 #[tokio::test]
 async fn change_report_is_posted_as_json_with_the_scope_token_as_bearer() {
-    let h = harness().await;
-    h.grant(ACCOUNT, "code-1").await.unwrap();
+    let h = granted().await;
     assert_eq!(h.send_change_report().await, Ok(Delivery::Sent));
     let hits = h.gw.hits();
     assert_eq!(hits.len(), 1);
@@ -864,8 +837,7 @@ async fn no_grant_means_nothing_is_sent() {
 
 #[tokio::test]
 async fn gateway_401_refreshes_the_token_and_retries_exactly_once() {
-    let h = harness().await;
-    h.grant(ACCOUNT, "code-1").await.unwrap();
+    let h = granted().await;
     let first = h.lwa.last_access();
     h.gw.script(&[(401, gateway_error("INVALID_ACCESS_TOKEN_EXCEPTION"))]);
     assert_eq!(h.send_change_report().await, Ok(Delivery::Sent));
@@ -901,8 +873,7 @@ async fn gateway_401_refreshes_the_token_and_retries_exactly_once() {
 
 #[tokio::test]
 async fn gateway_403_skill_disabled_deletes_the_grant() {
-    let h = harness().await;
-    h.grant(ACCOUNT, "code-1").await.unwrap();
+    let h = granted().await;
     h.gw.set_default(403, gateway_error("SKILL_DISABLED_EXCEPTION"));
     assert_eq!(h.send_change_report().await, Err(GatewayError::Revoked));
     assert!(h.stored(ACCOUNT).await.is_empty());
@@ -914,8 +885,7 @@ async fn gateway_403_skill_disabled_deletes_the_grant() {
 
 #[tokio::test]
 async fn a_bare_403_confirmed_by_invalid_grant_on_refresh_deletes_the_grant() {
-    let h = harness().await;
-    h.grant(ACCOUNT, "code-1").await.unwrap();
+    let h = granted().await;
     h.gw.set_default(403, Value::Null);
     h.lwa.set_refresh(RefreshMode::InvalidGrant);
     assert_eq!(h.send_change_report().await, Err(GatewayError::Revoked));
@@ -926,8 +896,7 @@ async fn a_bare_403_confirmed_by_invalid_grant_on_refresh_deletes_the_grant() {
 
 #[tokio::test]
 async fn a_bare_401_with_a_valid_grant_is_retried_and_keeps_the_grant() {
-    let h = harness().await;
-    h.grant(ACCOUNT, "code-1").await.unwrap();
+    let h = granted().await;
     h.gw.script(&[(401, Value::Null)]);
     assert_eq!(h.send_change_report().await, Ok(Delivery::Sent));
     assert_eq!(h.gw.hits().len(), 2);
@@ -936,8 +905,7 @@ async fn a_bare_401_with_a_valid_grant_is_retried_and_keeps_the_grant() {
 
 #[tokio::test]
 async fn throttled_then_accepted_is_delivered_after_a_backoff() {
-    let h = harness().await;
-    h.grant(ACCOUNT, "code-1").await.unwrap();
+    let h = granted().await;
     h.gw.script(&[(429, gateway_error("THROTTLING_EXCEPTION"))]);
     assert_eq!(h.send_change_report().await, Ok(Delivery::Sent));
     let hits = h.gw.hits();
@@ -953,8 +921,7 @@ async fn throttled_then_accepted_is_delivered_after_a_backoff() {
 
 #[tokio::test]
 async fn server_errors_are_retried_with_growing_backoff_and_given_up_within_the_budget() {
-    let h = harness().await;
-    h.grant(ACCOUNT, "code-1").await.unwrap();
+    let h = granted().await;
     h.gw.set_default(500, gateway_error("INTERNAL_SERVICE_EXCEPTION"));
     let started = Instant::now();
     let err = h.send_change_report().await.unwrap_err();
@@ -977,28 +944,29 @@ async fn server_errors_are_retried_with_growing_backoff_and_given_up_within_the_
     assert_eq!(h.stored(ACCOUNT).await.len(), 1);
 }
 
+/// A change report the gateway refused for good with `status` and `code`.
+fn rejected(status: u16, code: &str) -> Result<Delivery, GatewayError> {
+    Err(GatewayError::Rejected {
+        status,
+        code: code.into(),
+    })
+}
+
 #[tokio::test]
 async fn bad_request_and_too_large_are_not_retried() {
-    let h = harness().await;
-    h.grant(ACCOUNT, "code-1").await.unwrap();
+    let h = granted().await;
     h.gw.script(&[
         (400, gateway_error("INVALID_REQUEST_EXCEPTION")),
         (413, gateway_error("REQUEST_ENTITY_TOO_LARGE_EXCEPTION")),
     ]);
     assert_eq!(
         h.send_change_report().await,
-        Err(GatewayError::Rejected {
-            status: 400,
-            code: "INVALID_REQUEST_EXCEPTION".into()
-        })
+        rejected(400, "INVALID_REQUEST_EXCEPTION")
     );
     assert_eq!(h.gw.hits().len(), 1);
     assert_eq!(
         h.send_change_report().await,
-        Err(GatewayError::Rejected {
-            status: 413,
-            code: "REQUEST_ENTITY_TOO_LARGE_EXCEPTION".into()
-        })
+        rejected(413, "REQUEST_ENTITY_TOO_LARGE_EXCEPTION")
     );
     assert_eq!(h.gw.hits().len(), 2);
     assert_eq!(h.stored(ACCOUNT).await.len(), 1);
@@ -1089,8 +1057,7 @@ async fn post_event(h: &Harness, url: &str, e: &PanelEvent) -> (u16, Value) {
 
 /// A harness whose account has granted (`code-1`), and its webhook's URL.
 async fn webhook_harness() -> (Harness, String) {
-    let h = harness().await;
-    h.grant(ACCOUNT, "code-1").await.unwrap();
+    let h = granted().await;
     let url = h.webhook_url().await;
     (h, url)
 }
@@ -1162,11 +1129,22 @@ fn change_reports(h: &Harness, from: usize, label: &str) -> HashMap<String, Valu
     out
 }
 
+/// An app's event `id` that adds zone `zone` to the demo panel.
+fn zone_added(h: &Harness, id: &str, zone: &str) -> PanelEvent {
+    event(
+        id,
+        Source::App,
+        EventKind::ZoneAdded {
+            panel: panel(h),
+            zone_id: zone.into(),
+        },
+    )
+}
+
 #[tokio::test]
 async fn webhook_refuses_bad_signatures_without_claiming_the_event() {
     let (h, url) = webhook_harness().await;
-    let e = arm_changed(&h, "evt-sig", Source::Keypad);
-    let body = serde_json::to_vec(&e).unwrap();
+    let body = serde_json::to_vec(&arm_changed(&h, "evt-sig", Source::Keypad)).unwrap();
     let ts = h.clock.now().timestamp();
     let wrong_key = signature::sign(&Secret::new("not-the-secret"), ts, &body);
     let tampered = {
@@ -1196,8 +1174,7 @@ async fn webhook_refuses_bad_signatures_without_claiming_the_event() {
 #[tokio::test]
 async fn webhook_refuses_stale_and_future_timestamps() {
     let (h, url) = webhook_harness().await;
-    let e = arm_changed(&h, "evt-stale", Source::Keypad);
-    let body = serde_json::to_vec(&e).unwrap();
+    let body = serde_json::to_vec(&arm_changed(&h, "evt-stale", Source::Keypad)).unwrap();
     let now = h.clock.now().timestamp();
     for ts in [
         now - webhook::TOLERANCE_S - 1,
@@ -1224,14 +1201,7 @@ async fn webhook_refuses_malformed_events() {
         assert_eq!(reply["error"], "bad_request");
     }
     // A well-formed event naming a zone the panel doesn't have.
-    let e = event(
-        "evt-bad-zone",
-        Source::App,
-        EventKind::ZoneAdded {
-            panel: panel(&h),
-            zone_id: "attic".into(),
-        },
-    );
+    let e = zone_added(&h, "evt-bad-zone", "attic");
     assert_eq!(post_event(&h, &url, &e).await.0, 400);
     assert!(h.gw.hits().is_empty());
 }
@@ -1437,14 +1407,7 @@ async fn connectivity_loss_reports_the_panel_and_every_zone() {
 #[tokio::test]
 async fn a_new_zone_is_announced_with_add_or_update_report() {
     let (h, url) = webhook_harness().await;
-    let e = event(
-        "evt-add",
-        Source::App,
-        EventKind::ZoneAdded {
-            panel: panel(&h),
-            zone_id: "garage".into(),
-        },
-    );
+    let e = zone_added(&h, "evt-add", "garage");
     accepted(&h, &url, &e, 1).await;
     let hits = h.gw.hits();
     assert_eq!(hits.len(), 1);

@@ -26,27 +26,9 @@ async fn setup(h: &Harness, state: &str) {
         let r = h.google("demo", &g::arm("home", "away")).await;
         assert_eq!(outcome(&r), "SUCCESS", "{r}");
     };
-    match state {
-        "disarmed" => {}
-        "exit_delay" => arm_away.await,
-        "armed_away" => {
-            arm_away.await;
-            h.advance(60).await;
-        }
-        "entry_delay" => {
-            arm_away.await;
-            h.advance(60).await;
-            h.post("/sim/panels/home/zones/front-door/open", json!({}))
-                .await;
-        }
-        "alarm" => {
-            arm_away.await;
-            h.advance(60).await;
-            h.post("/sim/panels/home/zones/front-door/open", json!({}))
-                .await;
-            h.advance(31).await;
-        }
-        other => panic!("unknown state {other}"),
+    if state != "disarmed" {
+        arm_away.await;
+        stack::after_arming_away(h, state).await;
     }
 }
 
@@ -336,13 +318,7 @@ async fn a_lockout_answers_every_code_alike_and_a_duress_still_raises_the_silent
         "challengeNeeded/challengeFailedPinNeeded"
     );
     assert_eq!(lockout(&n).await, lockout(&d).await);
-    assert_eq!(lockout(&n).await["consecutive_failures"], 3);
-    assert_eq!(n.audit_log().await, d.audit_log().await);
-    assert_eq!(notifications(&n).await, notifications(&d).await);
-    assert_eq!(n.panel("home").await["arm_state"], "armed_away");
-    assert_eq!(d.panel("home").await["arm_state"], "armed_away");
-    assert_eq!(count(&n.signals().await, "121/"), 0);
-    assert_eq!(d.signals().await, ["401/3/0", "121/1/1"]);
+    stack::assert_locked_out_alike_but_for_the_duress(&n, &d).await;
 }
 
 #[tokio::test]
@@ -389,9 +365,7 @@ async fn a_duress_during_a_panel_fault_gets_the_normal_reply_and_is_delivered_af
         assert_eq!(replies[0], replies[1], "{mode}: replies differ");
         assert_eq!(n.audit_log().await, d.audit_log().await, "{mode}");
         for h in [&n, &d] {
-            h.fault("none", 0).await;
-            h.stack.redeliver().await.unwrap();
-            h.stack.redeliver().await.unwrap();
+            stack::recover_and_redeliver_twice(h).await;
         }
         assert_eq!(count(&n.signals().await, "121/"), 0, "{mode}");
         let sig = d.signals().await;
@@ -431,17 +405,7 @@ async fn bad_tokens_get_401_and_bad_requests_a_google_error_never_a_crash() {
         assert_eq!(r["payload"]["errorCode"], "protocolError", "{r}");
         assert_eq!(r["requestId"], request_id);
     }
-    let resp = h
-        .http
-        .post(format!("{}{}", h.base, g::PATH))
-        .bearer_auth(&t)
-        .body("{\"requestId\": ")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let r: Value = resp.json().await.unwrap();
-    assert_eq!(r["payload"]["errorCode"], "protocolError");
+    answered_as_a_protocol_error(&h, &t, "{\"requestId\": ").await;
     // A command without a trait here, and ArmDisarm on a sensor.
     let mut onoff = g::disarm("home", None);
     onoff["inputs"][0]["payload"]["commands"][0]["execution"][0] =
@@ -739,6 +703,22 @@ async fn after_disconnect_homegraph_hears_nothing_until_the_next_sync() {
     );
 }
 
+/// `body`, which is not JSON, posted to the fulfillment URL as `t`: Google's protocolError, with
+/// HTTP 200 as Google expects.
+async fn answered_as_a_protocol_error(h: &Harness, t: &str, body: &'static str) {
+    let resp = h
+        .http
+        .post(format!("{}{}", h.base, g::PATH))
+        .bearer_auth(t)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let r: Value = resp.json().await.unwrap();
+    assert_eq!(r["payload"]["errorCode"], "protocolError", "{r}");
+}
+
 #[tokio::test]
 async fn the_fulfillment_route_answers_what_it_cannot_take_in_the_json_error_shape() {
     let (h, t) = Harness::demo().await;
@@ -763,17 +743,7 @@ async fn the_fulfillment_route_answers_what_it_cannot_take_in_the_json_error_sha
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "payload_too_large", "{body}");
     // A body that is not JSON at all is still Google's to read: Google's protocolError.
-    let resp = h
-        .http
-        .post(&url)
-        .bearer_auth(&t)
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["payload"]["errorCode"], "protocolError", "{body}");
+    answered_as_a_protocol_error(&h, &t, "{not json").await;
 }
 
 /// Report State calls HomeGraph received (refused ones included), once they stop arriving.

@@ -7,7 +7,7 @@ use crate::support;
 
 use serde_json::{Value, json};
 use support::google::{self as g, outcome};
-use support::stack::{Harness, count, disarm, error_type, test_options};
+use support::stack::{Harness, count, disarm, error_type, sent_for, test_options};
 
 use alarm_skill::domain::ports::store::{OutboxCounts, OutboxPolicy, outbox_totals};
 use alarm_skill::local::Options;
@@ -104,15 +104,6 @@ async fn an_execute_past_the_limit_is_a_protocol_error_and_does_no_work() {
 /// Held records of `account` (the attempts kept for panels not confirmed lately).
 async fn held(h: &Harness) -> usize {
     pending(h).await.held
-}
-
-/// The panel cloud's calls for `panel` other than reads: what could carry an attempt.
-async fn sent_for(h: &Harness, panel: &str) -> Vec<String> {
-    h.requests_for(panel)
-        .await
-        .into_iter()
-        .filter(|op| op != "get" && op != "list")
-        .collect()
 }
 
 #[tokio::test]

@@ -18,10 +18,68 @@ fn emf_lines(logs: &str) -> Vec<Value> {
         .collect()
 }
 
-#[tokio::test]
-async fn bootstrap_answers_directives_from_its_environment() {
+/// The stack, the functions' environment and a demo user's access token.
+async fn world_and_token() -> (Harness, Vec<(String, String)>, String) {
     let (h, env) = world().await;
     let t = h.token("demo").await;
+    (h, env, t)
+}
+
+/// The bearer token `t` (its signature, the part no one else knows) is nowhere in `logs`.
+fn assert_no_token(logs: &str, t: &str) {
+    assert!(
+        !logs.contains(t.rsplit('.').next().unwrap()),
+        "no token in the logs"
+    );
+}
+
+/// A function started on `env` exits at start, unsuccessfully, naming `missing`; its output.
+async fn fails_at_start_naming(bin: &str, env: &[(String, String)], missing: &str) -> String {
+    let f = Function::start(bin, env).await;
+    let (status, out) = f.exit().await;
+    assert!(!status.success());
+    assert!(out.contains(missing), "says what is missing: {out}");
+    out
+}
+
+/// `GET /v1/household/members` as `admin` through the http-api function: the invocation's kind
+/// and the response.
+async fn get_members(f: &mut Function, admin: &str) -> (String, Value) {
+    let (kind, _, r) = f
+        .invoke(http_event(
+            "GET",
+            "/v1/household/members",
+            json!({"authorization": format!("Bearer {admin}")}),
+            None,
+        ))
+        .await;
+    (kind, r)
+}
+
+/// The panel cloud's webhook `event`, signed with `secret`, through the http-api function.
+async fn post_webhook(f: &mut Function, secret: &str, event: &str) -> Value {
+    let ts = chrono::Utc::now().timestamp();
+    let sig =
+        alarm_skill::edges::webhook::signature::sign(&Secret::new(secret), ts, event.as_bytes());
+    let (_, _, r) = f
+        .invoke(http_event(
+            "POST",
+            "/webhooks/panel",
+            json!({"content-type": "application/json", "x-alarm-timestamp": ts.to_string(), "x-alarm-signature": sig}),
+            Some(event),
+        ))
+        .await;
+    r
+}
+
+/// The redelivery report's counts named by `keys`, in that order.
+fn report_counts(report: &Value, keys: &[&str]) -> Vec<Value> {
+    keys.iter().map(|k| report[*k].clone()).collect()
+}
+
+#[tokio::test]
+async fn bootstrap_answers_directives_from_its_environment() {
+    let (h, env, t) = world_and_token().await;
     let env = only(&env, alarm_skill::adapters::secrets::needs::DIRECTIVE);
     assert!(!env.iter().any(|(k, _)| k == "WEBHOOK_SECRET"));
     let mut f = Function::start(env!("CARGO_BIN_EXE_bootstrap"), &env).await;
@@ -94,18 +152,14 @@ async fn bootstrap_answers_directives_from_its_environment() {
     }
     let tokens: Vec<&str> = logs.split(|c: char| !c.is_ascii_alphanumeric()).collect();
     assert!(!tokens.contains(&"8361"), "no PIN in the logs");
-    assert!(
-        !logs.contains(t.rsplit('.').next().unwrap()),
-        "no token in the logs"
-    );
+    assert_no_token(&logs, &t);
 }
 
 /// Alexa delivers skill events to the same Lambda: bootstrap deletes the grant of a customer who
 /// disabled the skill, answers without a function error, and logs no token.
 #[tokio::test]
 async fn bootstrap_handles_the_skill_disabled_event() {
-    let (h, env) = world().await;
-    let t = h.token("demo").await;
+    let (h, env, t) = world_and_token().await;
     let r = h.invoke(&accept_grant(&t, "code-b")).await;
     assert_eq!(r["event"]["header"]["name"], "AcceptGrant.Response");
     assert_eq!(h.stack.store.grants("demo").await.unwrap().len(), 1);
@@ -125,20 +179,14 @@ async fn bootstrap_handles_the_skill_disabled_event() {
     assert!(h.stack.store.grants("demo").await.unwrap().is_empty());
     let logs = f.logs().await;
     assert!(logs.contains("Alexa grant deleted"), "{logs}");
-    assert!(
-        !logs.contains(t.rsplit('.').next().unwrap()),
-        "no token in the logs"
-    );
+    assert_no_token(&logs, &t);
 }
 
 #[tokio::test]
 async fn bootstrap_fails_at_start_on_missing_configuration() {
     let (_h, env) = world().await;
     let env: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k != "TABLE_NAME").collect();
-    let f = Function::start(env!("CARGO_BIN_EXE_bootstrap"), &env).await;
-    let (status, out) = f.exit().await;
-    assert!(!status.success());
-    assert!(out.contains("TABLE_NAME"), "says what is missing: {out}");
+    fails_at_start_naming(env!("CARGO_BIN_EXE_bootstrap"), &env, "TABLE_NAME").await;
 }
 
 #[tokio::test]
@@ -147,14 +195,7 @@ async fn http_api_serves_the_management_api_and_the_webhook() {
     let admin = h.admin_token("demo").await;
     let mut f = Function::start(env!("CARGO_BIN_EXE_http-api"), &env).await;
 
-    let (kind, _, r) = f
-        .invoke(http_event(
-            "GET",
-            "/v1/household/members",
-            json!({"authorization": format!("Bearer {admin}")}),
-            None,
-        ))
-        .await;
+    let (kind, r) = get_members(&mut f, &admin).await;
     assert_eq!(kind, "response");
     assert_eq!(r["statusCode"], 200, "{r}");
     let body: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
@@ -167,21 +208,8 @@ async fn http_api_serves_the_management_api_and_the_webhook() {
 
     // The webhook checks signatures with the secret from the environment.
     let event = r#"{"event_id":"e1","account":"demo","occurred_at":"2026-11-25T10:00:00Z","source":"keypad","type":"zone_removed","panel_id":"home","zone_id":"hallway"}"#;
-    let ts = chrono::Utc::now().timestamp();
     for (secret, status) in [("wrong-secret", 401), ("test-webhook-secret", 200)] {
-        let sig = alarm_skill::edges::webhook::signature::sign(
-            &Secret::new(secret),
-            ts,
-            event.as_bytes(),
-        );
-        let (_, _, r) = f
-            .invoke(http_event(
-                "POST",
-                "/webhooks/panel",
-                json!({"content-type": "application/json", "x-alarm-timestamp": ts.to_string(), "x-alarm-signature": sig}),
-                Some(event),
-            ))
-            .await;
+        let r = post_webhook(&mut f, secret, event).await;
         // No event-gateway grant exists for the account: accepted, nothing to send.
         assert_eq!(r["statusCode"], status, "{secret}: {r}");
     }
@@ -215,8 +243,7 @@ async fn pending_attempts(h: &Harness) -> Vec<u32> {
 #[tokio::test]
 async fn a_polling_redelivery_invocation_delivers_once_the_cloud_is_back() {
     use alarm_skill::domain::redelivery::seal;
-    let (h, env) = world().await;
-    let t = h.token("demo").await;
+    let (h, env, t) = world_and_token().await;
     h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
     h.fault("down", 0).await;
     // The pending duress a disarm leaves when its panel call fails (written as the directive
@@ -267,12 +294,8 @@ async fn a_polling_redelivery_invocation_delivers_once_the_cloud_is_back() {
     let (kind, _, report) = f.outcome().await;
     assert_eq!(kind, "response", "{report}");
     assert_eq!(
-        (
-            &report["retrying"],
-            &report["delivered"],
-            &report["backlog"]
-        ),
-        (&json!(1), &json!(1), &json!(0)),
+        report_counts(&report, &["retrying", "delivered", "backlog"]),
+        [json!(1), json!(1), json!(0)],
         "one invocation: the failed try, then the delivery: {report}"
     );
     let signals = h.signals().await;
@@ -285,8 +308,7 @@ async fn a_polling_redelivery_invocation_delivers_once_the_cloud_is_back() {
 
 #[tokio::test]
 async fn redelivery_worker_delivers_a_pending_duress_once() {
-    let (h, env) = world().await;
-    let t = h.token("demo").await;
+    let (h, env, t) = world_and_token().await;
     h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
     h.fault("down", 0).await;
     let r = h.invoke(&disarm(&t, "home", Some("8361"))).await;
@@ -332,10 +354,7 @@ async fn a_function_without_a_secret_it_needs_fails_at_start_and_names_it() {
             alarm_skill::adapters::secrets::SecretName::PanelApiKey,
         ],
     );
-    let f = Function::start(env!("CARGO_BIN_EXE_bootstrap"), &env).await;
-    let (status, text) = f.exit().await;
-    assert!(!status.success());
-    assert!(text.contains("LWA_CLIENT_SECRET"), "{text}");
+    fails_at_start_naming(env!("CARGO_BIN_EXE_bootstrap"), &env, "LWA_CLIENT_SECRET").await;
 }
 
 #[tokio::test]
@@ -407,20 +426,7 @@ async fn http_api_with_a_google_key_reports_every_state_change_to_homegraph() {
         },
     };
     let event = serde_json::to_string(&event).unwrap();
-    let ts = chrono::Utc::now().timestamp();
-    let sig = alarm_skill::edges::webhook::signature::sign(
-        &Secret::new("test-webhook-secret"),
-        ts,
-        event.as_bytes(),
-    );
-    let (_, _, r) = f
-        .invoke(http_event(
-            "POST",
-            "/webhooks/panel",
-            json!({"content-type": "application/json", "x-alarm-timestamp": ts.to_string(), "x-alarm-signature": sig}),
-            Some(&event),
-        ))
-        .await;
+    let r = post_webhook(&mut f, "test-webhook-secret", &event).await;
     assert_eq!(r["statusCode"], 200, "no Alexa grant, so no_grant: {r}");
 
     // The handler waits for HomeGraph before it answers: the report is there.
@@ -571,6 +577,39 @@ fn pepper_from_secrets_manager(
     env
 }
 
+/// A `bootstrap` whose pepper comes from the local Secrets Manager at `endpoint`.
+async fn start_directive_function(env: &[(String, String)], endpoint: &str) -> Function {
+    let env = pepper_from_secrets_manager(
+        env,
+        alarm_skill::adapters::secrets::needs::DIRECTIVE,
+        endpoint,
+    );
+    Function::start(env!("CARGO_BIN_EXE_bootstrap"), &env).await
+}
+
+/// Armed away each time, the normal then the duress PIN of `pins` disarm through `f` with the
+/// same reply, and exactly one 121 reaches the panel cloud.
+async fn normal_and_duress_disarm_alike(h: &Harness, t: &str, f: &mut Function, pins: [&str; 2]) {
+    let mut replies = Vec::new();
+    for pin in pins {
+        h.invoke(&arm(t, "home", "ARMED_AWAY")).await;
+        h.advance(60).await;
+        let (kind, _, r) = f.invoke(disarm(t, "home", Some(pin))).await;
+        assert_eq!(kind, "response");
+        assert_eq!(r["event"]["header"]["name"], "Response", "{r}");
+        assert_eq!(property(&r, "armState"), "DISARMED");
+        replies.push(normalize(&r));
+    }
+    assert_eq!(replies[0], replies[1], "duress and normal replies differ");
+    let duress = h.duress_signals().await;
+    assert_eq!(duress, vec!["121/1/1".to_string()]);
+}
+
+/// How many times a function's `logs` say it re-read the pepper secret.
+fn keyring_reloads(logs: &str) -> usize {
+    logs.matches("pepper keyring reloaded").count()
+}
+
 fn pepper_b64(b: u8) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode([b; 32])
@@ -596,15 +635,9 @@ async fn a_warm_bootstrap_verifies_codes_enrolled_under_a_pepper_added_after_it_
     use alarm_skill::common::secret::Pin;
     use alarm_skill::domain::voice_codes::{Keyring, hash_code};
 
-    let (h, env) = world().await;
-    let t = h.token("demo").await;
+    let (h, env, t) = world_and_token().await;
     let (secret, endpoint) = secrets_manager(support::lambda::pepper().expose().to_string()).await;
-    let env = pepper_from_secrets_manager(
-        &env,
-        alarm_skill::adapters::secrets::needs::DIRECTIVE,
-        &endpoint,
-    );
-    let mut f = Function::start(env!("CARGO_BIN_EXE_bootstrap"), &env).await;
+    let mut f = start_directive_function(&env, &endpoint).await;
     let (kind, _, r) = f.invoke(discover(&t)).await;
     assert_eq!(kind, "response", "{r}");
 
@@ -640,23 +673,11 @@ async fn a_warm_bootstrap_verifies_codes_enrolled_under_a_pepper_added_after_it_
         "t2"
     );
 
-    let mut replies = Vec::new();
-    for pin in ["8361", "4729"] {
-        h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
-        h.advance(60).await;
-        let (kind, _, r) = f.invoke(disarm(&t, "home", Some(pin))).await;
-        assert_eq!(kind, "response");
-        assert_eq!(r["event"]["header"]["name"], "Response", "{r}");
-        assert_eq!(property(&r, "armState"), "DISARMED");
-        replies.push(normalize(&r));
-    }
-    assert_eq!(replies[0], replies[1], "duress and normal replies differ");
-    let duress = h.duress_signals().await;
-    assert_eq!(duress, vec!["121/1/1".to_string()]);
+    normal_and_duress_disarm_alike(&h, &t, &mut f, ["8361", "4729"]).await;
 
     let logs = f.logs().await;
     assert_eq!(
-        logs.matches("pepper keyring reloaded").count(),
+        keyring_reloads(&logs),
         1,
         "one reload, then the new keyring stays:\n{logs}"
     );
@@ -671,8 +692,7 @@ async fn a_warm_bootstrap_verifies_codes_enrolled_under_a_pepper_added_after_it_
 /// pending as `outbox_seal_unreadable` until someone recycled the worker.
 #[tokio::test]
 async fn a_warm_redelivery_worker_delivers_a_duress_sealed_under_a_pepper_added_after_it_started() {
-    let (h, env) = world().await;
-    let t = h.token("demo").await;
+    let (h, env, t) = world_and_token().await;
     let (secret, endpoint) = secrets_manager(support::lambda::pepper().expose().to_string()).await;
     let worker_env = pepper_from_secrets_manager(
         &env,
@@ -688,12 +708,7 @@ async fn a_warm_redelivery_worker_delivers_a_duress_sealed_under_a_pepper_added_
     // Both phases of the rotation; a directive function started after them seals under t2.
     *secret.lock().unwrap() = keyring_with_t2_added();
     *secret.lock().unwrap() = rotated_keyring();
-    let directive_env = pepper_from_secrets_manager(
-        &env,
-        alarm_skill::adapters::secrets::needs::DIRECTIVE,
-        &endpoint,
-    );
-    let mut bootstrap = Function::start(env!("CARGO_BIN_EXE_bootstrap"), &directive_env).await;
+    let mut bootstrap = start_directive_function(&env, &endpoint).await;
     h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
     h.advance(60).await;
     h.fault("down", 0).await;
@@ -711,18 +726,14 @@ async fn a_warm_redelivery_worker_delivers_a_duress_sealed_under_a_pepper_added_
     let (kind, _, report) = worker.invoke(schedule.clone()).await;
     assert_eq!(kind, "response", "{report}");
     assert_eq!(
-        (
-            &report["delivered"],
-            &report["unreadable"],
-            &report["retrying"]
-        ),
-        (&json!(1), &json!(0), &json!(0)),
+        report_counts(&report, &["delivered", "unreadable", "retrying"]),
+        [json!(1), json!(0), json!(0)],
         "{report}"
     );
     let (_, _, report) = worker.invoke(schedule).await;
     assert_eq!(
-        (&report["examined"], &report["backlog"]),
-        (&json!(0), &json!(0)),
+        report_counts(&report, &["examined", "backlog"]),
+        [json!(0), json!(0)],
         "nothing left pending: {report}"
     );
     let records = outbox_records(&store_dump(&h).await);
@@ -732,11 +743,7 @@ async fn a_warm_redelivery_worker_delivers_a_duress_sealed_under_a_pepper_added_
     assert_eq!(duress, vec!["121/1/1".to_string()]);
 
     let logs = worker.logs().await;
-    assert_eq!(
-        logs.matches("pepper keyring reloaded").count(),
-        1,
-        "one reload:\n{logs}"
-    );
+    assert_eq!(keyring_reloads(&logs), 1, "one reload:\n{logs}");
     assert!(logs.contains("unknown pepper id"), "{logs}");
     assert!(!logs.contains("outbox_seal_unreadable"), "{logs}");
     assert!(!logs.contains(&pepper_b64(43)), "no pepper in the logs");
@@ -790,14 +797,7 @@ async fn warm_http_api_functions_enrol_under_a_new_current_pepper_and_keep_the_s
     let mut aging = Function::start(env!("CARGO_BIN_EXE_http-api"), &aging_env).await;
     let mut warm = Function::start(env!("CARGO_BIN_EXE_http-api"), &api_env).await;
     for f in [&mut aging, &mut warm] {
-        let (_, _, r) = f
-            .invoke(http_event(
-                "GET",
-                "/v1/household/members",
-                json!({"authorization": format!("Bearer {admin}")}),
-                None,
-            ))
-            .await;
+        let (_, r) = get_members(f, &admin).await;
         assert_eq!(r["statusCode"], 200, "{r}");
     }
     let store = &h.stack.store;
@@ -832,15 +832,15 @@ async fn warm_http_api_functions_enrol_under_a_new_current_pepper_and_keep_the_s
 
     let logs = fresh.logs().await;
     assert_eq!(
-        logs.matches("pepper keyring reloaded").count(),
+        keyring_reloads(&logs),
         0,
         "it knew t2 from the start: {logs}"
     );
     let logs = aging.logs().await;
-    assert_eq!(logs.matches("pepper keyring reloaded").count(), 1, "{logs}");
+    assert_eq!(keyring_reloads(&logs), 1, "{logs}");
     assert!(logs.contains("max age"), "{logs}");
     let logs = warm.logs().await;
-    assert_eq!(logs.matches("pepper keyring reloaded").count(), 1, "{logs}");
+    assert_eq!(keyring_reloads(&logs), 1, "{logs}");
     assert!(logs.contains("unknown pepper id"), "{logs}");
     assert!(!logs.contains(&pepper_b64(43)), "no pepper in the logs");
     for pin in ["5174", "2958", "2957", "7316"] {
@@ -850,22 +850,6 @@ async fn warm_http_api_functions_enrol_under_a_new_current_pepper_and_keep_the_s
 
     // The codes work: a directive function that knows t2 verifies both.
     let t = h.token("demo").await;
-    let directive_env = pepper_from_secrets_manager(
-        &env,
-        alarm_skill::adapters::secrets::needs::DIRECTIVE,
-        &endpoint,
-    );
-    let mut f = Function::start(env!("CARGO_BIN_EXE_bootstrap"), &directive_env).await;
-    let mut replies = Vec::new();
-    for pin in ["2958", "7316"] {
-        h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
-        h.advance(60).await;
-        let (_, _, r) = f.invoke(disarm(&t, "home", Some(pin))).await;
-        assert_eq!(r["event"]["header"]["name"], "Response", "{r}");
-        assert_eq!(property(&r, "armState"), "DISARMED");
-        replies.push(normalize(&r));
-    }
-    assert_eq!(replies[0], replies[1], "duress and normal replies differ");
-    let duress = h.duress_signals().await;
-    assert_eq!(duress, vec!["121/1/1".to_string()]);
+    let mut f = start_directive_function(&env, &endpoint).await;
+    normal_and_duress_disarm_alike(&h, &t, &mut f, ["2958", "7316"]).await;
 }

@@ -115,6 +115,13 @@ async fn cancel(h: &Harness, user: u16) -> (u16, Value) {
     (status.as_u16(), body)
 }
 
+/// A stack of `cfg` (no DC-09 key) with an intrusion under way: see [`intrude`].
+async fn intruded(cfg: DemoConfig) -> Harness {
+    let h = stack(cfg, None).await;
+    intrude(&h).await;
+    h
+}
+
 /// Armed away, then the front door opens: the entry delay runs.
 async fn intrude(h: &Harness) {
     let t = h.token("demo").await;
@@ -255,8 +262,7 @@ async fn every_policy_combination_for_a_normal_and_a_duress_disarm() {
 
 #[tokio::test]
 async fn after_the_cancel_window_the_dispatch_stands() {
-    let h = stack(config(0, true), None).await;
-    intrude(&h).await;
+    let h = intruded(config(0, true)).await;
     h.advance(31).await;
     assert_eq!(count(&h.signals().await, "130/1/1"), 1);
     h.advance(301).await;
@@ -274,8 +280,7 @@ async fn after_the_cancel_window_the_dispatch_stands() {
 
 #[tokio::test]
 async fn a_cancel_by_code_while_the_siren_sounds_disarms_and_cancels() {
-    let h = stack(config(0, true), None).await;
-    intrude(&h).await;
+    let h = intruded(config(0, true)).await;
     h.advance(31).await;
     let (status, body) = cancel(&h, 2).await;
     assert_eq!(
@@ -302,8 +307,7 @@ async fn a_cancel_by_code_while_the_siren_sounds_disarms_and_cancels() {
 /// Arm, open the front door, cut the panel off: the receiver raises the alarm itself, once.
 #[tokio::test]
 async fn crash_and_smash_the_receiver_raises_the_alarm_once() {
-    let h = stack(config(30, true), None).await;
-    intrude(&h).await;
+    let h = intruded(config(30, true)).await;
     h.post("/sim/panels/home/connectivity", json!({"online": false}))
         .await;
     // Entry delay 30 + abort window 30 + grace 30: nothing yet at 90 s.
@@ -330,13 +334,18 @@ async fn crash_and_smash_the_receiver_raises_the_alarm_once() {
     capture(&h, "crash-and-smash", None).await;
 }
 
+/// A 30 s entry delay, an intrusion, and `code` said 10 s in; then ten minutes pass.
+async fn disarmed_within_the_crash_and_smash_window(code: &str) -> Harness {
+    let h = intruded(config(30, true)).await;
+    h.advance(10).await;
+    voice_disarm(&h, code).await;
+    h.advance(600).await;
+    h
+}
+
 #[tokio::test]
 async fn crash_and_smash_a_normal_disarm_in_time_dispatches_nothing() {
-    let h = stack(config(30, true), None).await;
-    intrude(&h).await;
-    h.advance(10).await;
-    voice_disarm(&h, NORMAL).await;
-    h.advance(600).await;
+    let h = disarmed_within_the_crash_and_smash_window(NORMAL).await;
     assert!(dispatches(&h).await.is_empty());
     assert_eq!(h.signals().await, ["401/3/0", "138/1/1", "401/1/1"]);
     capture(&h, "crash-and-smash-disarmed", None).await;
@@ -344,11 +353,7 @@ async fn crash_and_smash_a_normal_disarm_in_time_dispatches_nothing() {
 
 #[tokio::test]
 async fn crash_and_smash_a_duress_disarm_in_time_dispatches_only_the_duress() {
-    let h = stack(config(30, true), None).await;
-    intrude(&h).await;
-    h.advance(10).await;
-    voice_disarm(&h, DURESS).await;
-    h.advance(600).await;
+    let h = disarmed_within_the_crash_and_smash_window(DURESS).await;
     assert_eq!(reasons(&dispatches(&h).await), ["duress"]);
     assert_eq!(
         h.signals().await,
@@ -943,27 +948,19 @@ impl Killable {
             .open(self.dir.join("stderr.log"))
             .unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_alarm-skill"));
-        cmd.args([
-            "serve",
-            "--port",
-            "0",
-            "--panel-port",
-            "0",
-            "--receiver-port",
-            "0",
-        ])
-        .arg("--monitoring-dir")
-        .arg(self.dir.join("monitoring"))
-        .arg("--config")
-        .arg(self.dir.join("config.json"))
-        .args(["--dc09-key", KEY])
-        .env("PANEL_API_KEY", &self.api_key)
-        .env("RUST_LOG", "warn")
-        .env_remove("FAILPOINTS")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .kill_on_drop(true);
+        cmd.args(support::SERVE_ON_FREE_PORTS)
+            .arg("--monitoring-dir")
+            .arg(self.dir.join("monitoring"))
+            .arg("--config")
+            .arg(self.dir.join("config.json"))
+            .args(["--dc09-key", KEY])
+            .env("PANEL_API_KEY", &self.api_key)
+            .env("RUST_LOG", "warn")
+            .env_remove("FAILPOINTS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true);
         if let Some(mode) = receiver_mode {
             cmd.args(["--receiver-mode", mode]);
         }

@@ -57,6 +57,29 @@ async fn members_eventually(h: &Harness, token: &str, want: &[&str]) -> Value {
 }
 
 /// Posts `event` to the skill's webhook, signed as the panel cloud signs.
+/// After the first sync (alex and sam), sam is given voice code 5183; the admin's token.
+async fn sam_gets_a_voice_code(h: &Harness) -> String {
+    let admin = h.admin_token("acct-1042").await;
+    members_eventually(h, &admin, &["alex", "sam"]).await;
+    let (s, _) = h.set_pin(&admin, "sam", "voice-pin", json!("5183")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    admin
+}
+
+/// Sam's code (5183) is refused: the member or the code is gone.
+async fn sams_code_no_longer_disarms(h: &Harness) {
+    let token = h.token("acct-1042").await;
+    h.invoke(&arm(&token, "home", "ARMED_AWAY")).await;
+    let reply = h.invoke(&disarm(&token, "home", Some("5183"))).await;
+    assert_eq!(error_type(&reply), Some("UNAUTHORIZED"), "{reply}");
+}
+
+/// The household's members as `token` lists them.
+async fn members(h: &Harness, token: &str) -> (StatusCode, Value) {
+    h.api("GET", "/v1/household/members", Some(token), None)
+        .await
+}
+
 async fn signed_webhook(h: &Harness, event: &Value) -> (StatusCode, Value) {
     let body = serde_json::to_vec(event).expect("json");
     let ts = chrono::Utc::now().timestamp();
@@ -88,9 +111,7 @@ async fn the_guides_enrolment_steps_work_on_a_fresh_stack_with_an_empty_store() 
 
     // Section 11: an admin token, then the members (the panel cloud's user list).
     let admin = h.admin_token("acct-1042").await;
-    let (s, body) = h
-        .api("GET", "/v1/household/members", Some(&admin), None)
-        .await;
+    let (s, body) = members(&h, &admin).await;
     assert_eq!(s, StatusCode::OK, "{body}");
     assert_eq!(member_ids(&body), vec!["alex", "sam"]);
     assert_eq!(body["members"][0]["name"], "Alex");
@@ -140,10 +161,7 @@ async fn the_guides_enrolment_steps_work_on_a_fresh_stack_with_an_empty_store() 
 async fn members_follow_the_panel_users_by_webhook() {
     let h = fresh().await;
     // The webhook only reaches a household that granted events; provisioning doesn't need it.
-    let admin = h.admin_token("acct-1042").await;
-    members_eventually(&h, &admin, &["alex", "sam"]).await;
-    let (s, _) = h.set_pin(&admin, "sam", "voice-pin", json!("5183")).await;
-    assert_eq!(s, StatusCode::NO_CONTENT);
+    let admin = sam_gets_a_voice_code(&h).await;
 
     h.post(
         "/sim/accounts/acct-1042/users",
@@ -161,10 +179,7 @@ async fn members_follow_the_panel_users_by_webhook() {
         .expect("delete user");
     assert!(resp.status().is_success());
     members_eventually(&h, &admin, &["alex", "jo-ramos"]).await;
-    let token = h.token("acct-1042").await;
-    h.invoke(&arm(&token, "home", "ARMED_AWAY")).await;
-    let reply = h.invoke(&disarm(&token, "home", Some("5183"))).await;
-    assert_eq!(error_type(&reply), Some("UNAUTHORIZED"), "{reply}");
+    sams_code_no_longer_disarms(&h).await;
 
     let (_, audit) = h
         .api("GET", "/v1/household/audit", Some(&admin), None)
@@ -210,15 +225,11 @@ async fn the_first_sync_fails_cleanly_while_the_panel_cloud_is_down_and_works_af
     let h = fresh().await;
     let admin = h.admin_token("acct-1042").await;
     h.fault("down", 0).await;
-    let (s, body) = h
-        .api("GET", "/v1/household/members", Some(&admin), None)
-        .await;
+    let (s, body) = members(&h, &admin).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["error"], "panel_unavailable");
     h.fault("none", 0).await;
-    let (s, body) = h
-        .api("GET", "/v1/household/members", Some(&admin), None)
-        .await;
+    let (s, body) = members(&h, &admin).await;
     assert_eq!(s, StatusCode::OK, "{body}");
     assert_eq!(member_ids(&body), vec!["alex", "sam"]);
     // An explicit re-sync reports what it changed (nothing now).
@@ -333,9 +344,7 @@ async fn a_household_from_before_provisioning_keeps_its_members_during_an_outage
     h.stack.store.save_profile("acct-1042", &old).await.unwrap();
     let admin = h.admin_token("acct-1042").await;
     h.fault("down", 0).await;
-    let (s, body) = h
-        .api("GET", "/v1/household/members", Some(&admin), None)
-        .await;
+    let (s, body) = members(&h, &admin).await;
     assert_eq!(s, StatusCode::OK, "{body}");
     assert_eq!(member_ids(&body), vec!["alexandra"]);
     h.fault("none", 0).await;
@@ -443,11 +452,8 @@ fn users_event(revision: u64, minutes: i64, users: Value, h: &Harness) -> Value 
 #[tokio::test]
 async fn user_lists_late_and_out_of_order_resolve_by_the_clouds_revision() {
     let h = fresh().await;
-    let admin = h.admin_token("acct-1042").await;
     // The first sync (at our clock's now) took the cloud's revision 1.
-    members_eventually(&h, &admin, &["alex", "sam"]).await;
-    let (s, _) = h.set_pin(&admin, "sam", "voice-pin", json!("5183")).await;
-    assert_eq!(s, StatusCode::NO_CONTENT);
+    let admin = sam_gets_a_voice_code(&h).await;
     let alex = json!({"id": "u-alex", "number": 1, "name": "Alex"});
     let sam = json!({"id": "u-sam", "number": 2, "name": "Sam"});
     // A removal stamped (by a cloud clock that runs behind ours) before our last sync, and
@@ -485,10 +491,7 @@ async fn user_lists_late_and_out_of_order_resolve_by_the_clouds_revision() {
         has_codes(&h, "acct-1042", "jordan").await,
         Some((false, false))
     );
-    let token = h.token("acct-1042").await;
-    h.invoke(&arm(&token, "home", "ARMED_AWAY")).await;
-    let reply = h.invoke(&disarm(&token, "home", Some("5183"))).await;
-    assert_eq!(error_type(&reply), Some("UNAUTHORIZED"), "{reply}");
+    sams_code_no_longer_disarms(&h).await;
     // An admin's re-sync reads the cloud's own list (its revision 1, older than 5): it can't
     // take the household back either.
     let (s, body) = h
@@ -636,9 +639,26 @@ async fn pepper_usage_blocks_retiring_a_pepper_until_nothing_stored_names_it() {
         }
     };
     let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    // A run that must exit with `want`: its stdout and all its output.
+    let run_expect = |a: &[&str], want: Option<i32>| {
+        let ran = run(args(a));
+        async move {
+            let (code, stdout, text) = ran.await;
+            assert_eq!(code, want, "{text}");
+            (stdout, text)
+        }
+    };
     let counts = |stdout: &str, id: &str| -> Value {
         let v: Value = serde_json::from_str(stdout).expect(stdout);
         v["usage"]["peppers"][id].clone()
+    };
+    // What the report counts for pepper `id`: codes, households, pending outbox, grants.
+    let expect_counts = |stdout: &str, id: &str, [codes, households, pending, grants]: [u32; 4]| {
+        assert_eq!(
+            counts(stdout, id),
+            json!({"codes": codes, "households": households, "pending_outbox": pending, "grants": grants}),
+            "{stdout}"
+        );
     };
 
     // Everything that must never appear in the output: peppers, code hashes, seal bodies,
@@ -676,19 +696,10 @@ async fn pepper_usage_blocks_retiring_a_pepper_until_nothing_stored_names_it() {
 
     // Blocked: p1 still holds 3 codes in 2 households, 1 pending record, 1 grant; the
     // unreadable record blocks too.
-    let (code, stdout, text) = run(args(&["--retire", "p1", "--json"])).await;
-    assert_eq!(code, Some(1), "{text}");
+    let (stdout, text) = run_expect(&["--retire", "p1", "--json"], Some(1)).await;
     assert_clean(&text);
-    assert_eq!(
-        counts(&stdout, "p1"),
-        json!({"codes": 3, "households": 2, "pending_outbox": 1, "grants": 1}),
-        "{stdout}"
-    );
-    assert_eq!(
-        counts(&stdout, "p2"),
-        json!({"codes": 2, "households": 2, "pending_outbox": 1, "grants": 1}),
-        "{stdout}"
-    );
+    expect_counts(&stdout, "p1", [3, 2, 1, 1]);
+    expect_counts(&stdout, "p2", [2, 2, 1, 1]);
     let report: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(
         report["usage"]["unreadable"],
@@ -698,8 +709,7 @@ async fn pepper_usage_blocks_retiring_a_pepper_until_nothing_stored_names_it() {
     assert_eq!(report["retire"]["result"]["verdict"], "blocked", "{stdout}");
 
     // The table form says the same, for a human.
-    let (code, stdout, text) = run(args(&["--retire", "p1"])).await;
-    assert_eq!(code, Some(1), "{text}");
+    let (stdout, text) = run_expect(&["--retire", "p1"], Some(1)).await;
     assert_clean(&text);
     let row = |id: &str| {
         stdout
@@ -716,13 +726,8 @@ async fn pepper_usage_blocks_retiring_a_pepper_until_nothing_stored_names_it() {
     );
 
     // Paged one item at a time to the end, it counts what one big page counts.
-    let (code, stdout, text) = run(args(&["--json", "--page-size", "1"])).await;
-    assert_eq!(code, Some(0), "{text}");
-    assert_eq!(
-        counts(&stdout, "p1"),
-        json!({"codes": 3, "households": 2, "pending_outbox": 1, "grants": 1}),
-        "{stdout}"
-    );
+    let (stdout, _) = run_expect(&["--json", "--page-size", "1"], Some(0)).await;
+    expect_counts(&stdout, "p1", [3, 2, 1, 1]);
 
     // Each blocker alone keeps p1: first the households re-enrol under p2 (and the unreadable
     // record is delivered), leaving the pending record and the grant...
@@ -745,25 +750,15 @@ async fn pepper_usage_blocks_retiring_a_pepper_until_nothing_stored_names_it() {
         .settle_outbox(&unreadable.request_id, &Settlement::Delivered, None)
         .await
         .unwrap();
-    let (code, stdout, text) = run(args(&["--retire", "p1", "--json"])).await;
-    assert_eq!(code, Some(1), "{text}");
-    assert_eq!(
-        counts(&stdout, "p1"),
-        json!({"codes": 0, "households": 0, "pending_outbox": 1, "grants": 1}),
-        "{stdout}"
-    );
+    let (stdout, _) = run_expect(&["--retire", "p1", "--json"], Some(1)).await;
+    expect_counts(&stdout, "p1", [0, 0, 1, 1]);
     // ...then the grant is re-sealed on a token refresh, leaving the pending record alone...
     store
         .put_grant(account, "NA", &grant(&ring2, "na2"))
         .await
         .unwrap();
-    let (code, stdout, text) = run(args(&["--retire", "p1", "--json"])).await;
-    assert_eq!(code, Some(1), "{text}");
-    assert_eq!(
-        counts(&stdout, "p1"),
-        json!({"codes": 0, "households": 0, "pending_outbox": 1, "grants": 0}),
-        "{stdout}"
-    );
+    let (stdout, _) = run_expect(&["--retire", "p1", "--json"], Some(1)).await;
+    expect_counts(&stdout, "p1", [0, 0, 1, 0]);
     let report: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(
         report["usage"]["unreadable"],
@@ -775,50 +770,29 @@ async fn pepper_usage_blocks_retiring_a_pepper_until_nothing_stored_names_it() {
         .await
         .unwrap();
 
-    let (code, stdout, text) = run(args(&["--retire", "p1", "--json"])).await;
-    assert_eq!(code, Some(0), "{text}");
+    let (stdout, text) = run_expect(&["--retire", "p1", "--json"], Some(0)).await;
     assert_clean(&text);
     assert_eq!(counts(&stdout, "p1"), Value::Null, "{stdout}");
-    assert_eq!(
-        counts(&stdout, "p2"),
-        json!({"codes": 5, "households": 2, "pending_outbox": 1, "grants": 2}),
-        "{stdout}"
-    );
+    expect_counts(&stdout, "p2", [5, 2, 1, 2]);
     let report: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["retire"]["result"]["verdict"], "clear", "{stdout}");
-    let (code, stdout, _) = run(args(&["--retire", "p1"])).await;
-    assert_eq!(code, Some(0));
+    let (stdout, _) = run_expect(&["--retire", "p1"], Some(0)).await;
     assert!(stdout.contains("retire p1: clear"), "{stdout}");
     // One item per page and a cap of two pages: the scan can't finish, and a pepper nothing
     // names (in what it read) is not cleared.
-    let (code, _, text) = run(args(&[
-        "--retire",
-        "p9",
-        "--page-size",
-        "1",
-        "--max-pages",
-        "2",
-    ]))
-    .await;
-    assert_eq!(code, Some(2), "{text}");
+    let scan = ["--retire", "p9", "--page-size", "1", "--max-pages", "2"];
+    let (_, text) = run_expect(&scan, Some(2)).await;
     assert!(text.contains("unknown: the scan is incomplete"), "{text}");
-    let (code, _, text) = run(args(&["--retire", "p9"])).await;
-    assert_eq!(code, Some(0), "{text}");
+    run_expect(&["--retire", "p9"], Some(0)).await;
     // A grant alone keeps p1 too (say, one sealed by a container that had not yet read phase 2).
     store
         .put_grant("acct-7004", "NA", &grant(&ring1, "late"))
         .await
         .unwrap();
-    let (code, stdout, text) = run(args(&["--retire", "p1", "--json"])).await;
-    assert_eq!(code, Some(1), "{text}");
-    assert_eq!(
-        counts(&stdout, "p1"),
-        json!({"codes": 0, "households": 0, "pending_outbox": 0, "grants": 1}),
-        "{stdout}"
-    );
+    let (stdout, _) = run_expect(&["--retire", "p1", "--json"], Some(1)).await;
+    expect_counts(&stdout, "p1", [0, 0, 0, 1]);
     // p2 is what everything needs now.
-    let (code, _, text) = run(args(&["--retire", "p2"])).await;
-    assert_eq!(code, Some(1), "{text}");
+    run_expect(&["--retire", "p2"], Some(1)).await;
 
     // A table that can't be reached is an error, not a verdict.
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_alarm-skill"))

@@ -186,15 +186,7 @@ impl Served {
         ));
         let log = std::fs::File::create(&stderr).expect("stderr log file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_alarm-skill"))
-            .args([
-                "serve",
-                "--port",
-                "0",
-                "--panel-port",
-                "0",
-                "--receiver-port",
-                "0",
-            ])
+            .args(crate::support::SERVE_ON_FREE_PORTS)
             .env("RUST_LOG", "warn")
             .env_remove("FAILPOINTS")
             .env_remove("DC09_KEY")

@@ -152,7 +152,7 @@ async fn loads_mixed_refs_concurrently_and_parses_the_keyring() {
         lwa_client_secret: value("lwa-from-env"),
         webhook_secret: aws("alarm/webhook"),
         panel_api_key: aws("alarm/panel-key"),
-        google_service_account: no_google(),
+        ..env_refs()
     };
     let s = load(&refs, Some(&client)).await.unwrap();
     assert_eq!(s.keyring.current_id(), "p2");
@@ -192,10 +192,8 @@ async fn missing_secret_names_which_one() {
     let (_fake, client) = start(&[(PEPPER_ARN, string(&keyring_json()))]).await;
     let refs = SecretRefs {
         pepper: aws(PEPPER_ARN),
-        lwa_client_secret: value("lwa"),
-        webhook_secret: value("wh"),
         panel_api_key: aws("alarm/does-not-exist"),
-        google_service_account: no_google(),
+        ..env_refs()
     };
     let err = load(&refs, Some(&client)).await.unwrap_err();
     match &err {
@@ -228,10 +226,7 @@ async fn bad_keyring_json_is_reported_without_the_value() {
         let (_fake, client) = start(&[(PEPPER_ARN, string(spec))]).await;
         let refs = SecretRefs {
             pepper: aws(PEPPER_ARN),
-            lwa_client_secret: value("lwa"),
-            webhook_secret: value("wh"),
-            panel_api_key: value("key"),
-            google_service_account: no_google(),
+            ..env_refs()
         };
         let err = load(&refs, Some(&client)).await.unwrap_err();
         assert!(
@@ -247,11 +242,8 @@ async fn bad_keyring_json_is_reported_without_the_value() {
 #[tokio::test]
 async fn aws_ref_without_a_client_is_an_error_and_env_values_need_none() {
     let refs = SecretRefs {
-        pepper: value(&keyring_json()),
-        lwa_client_secret: value("lwa"),
         webhook_secret: aws("alarm/webhook"),
-        panel_api_key: value("key"),
-        google_service_account: no_google(),
+        ..env_refs()
     };
     let err = load(&refs, None).await.unwrap_err();
     assert!(
@@ -280,20 +272,13 @@ async fn binary_or_empty_secrets_are_rejected() {
     .await;
     let base = SecretRefs {
         pepper: aws(PEPPER_ARN),
-        lwa_client_secret: value("lwa"),
-        webhook_secret: value("wh"),
-        panel_api_key: value("key"),
-        google_service_account: no_google(),
+        ..env_refs()
     };
-    let err = load(
-        &SecretRefs {
-            lwa_client_secret: aws("alarm/binary"),
-            ..base.clone()
-        },
-        Some(&client),
-    )
-    .await
-    .unwrap_err();
+    let binary_lwa = SecretRefs {
+        lwa_client_secret: aws("alarm/binary"),
+        ..base.clone()
+    };
+    let err = load(&binary_lwa, Some(&client)).await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -304,15 +289,11 @@ async fn binary_or_empty_secrets_are_rejected() {
         ),
         "{err:?}"
     );
-    let err = load(
-        &SecretRefs {
-            webhook_secret: aws("alarm/empty"),
-            ..base
-        },
-        Some(&client),
-    )
-    .await
-    .unwrap_err();
+    let empty_webhook = SecretRefs {
+        webhook_secret: aws("alarm/empty"),
+        ..base
+    };
+    let err = load(&empty_webhook, Some(&client)).await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -324,6 +305,17 @@ async fn binary_or_empty_secrets_are_rejected() {
     );
 }
 
+/// Every secret from the environment (the pepper a keyring of p1 and p2), Google's key unset.
+fn env_refs() -> SecretRefs {
+    SecretRefs {
+        pepper: value(&keyring_json()),
+        lwa_client_secret: value("lwa"),
+        webhook_secret: value("wh"),
+        panel_api_key: value("key"),
+        google_service_account: no_google(),
+    }
+}
+
 fn no_google() -> SecretRef {
     SecretRef::Unset {
         arn_var: "GOOGLE_SERVICE_ACCOUNT_SECRET_ARN",
@@ -333,13 +325,7 @@ fn no_google() -> SecretRef {
 
 #[tokio::test]
 async fn the_google_key_is_optional_and_only_the_http_function_loads_it() {
-    let refs = SecretRefs {
-        pepper: value(&keyring_json()),
-        lwa_client_secret: value("lwa"),
-        webhook_secret: value("wh"),
-        panel_api_key: value("key"),
-        google_service_account: no_google(),
-    };
+    let refs = env_refs();
     // Unset: HomeGraph off, not a start-up failure.
     let s = load_for(&refs, needs::HTTP_API, None).await.unwrap();
     assert!(s.google_service_account.is_none());

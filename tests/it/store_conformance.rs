@@ -265,19 +265,13 @@ async fn save_profile_bumps_version_and_rejects_stale_versions(store: &dyn Store
     // Another writer still holding version 0 loses, and changes nothing.
     let mut stale = p.clone();
     stale.members.clear();
-    assert_eq!(
-        store.save_profile("hh", &stale).await,
-        Err(StoreError::Conflict)
-    );
+    assert_conflict(store.save_profile("hh", &stale).await);
     // A version from the future is just as wrong.
     let ahead = Profile {
         version: 7,
         ..p.clone()
     };
-    assert_eq!(
-        store.save_profile("hh", &ahead).await,
-        Err(StoreError::Conflict)
-    );
+    assert_conflict(store.save_profile("hh", &ahead).await);
     assert_eq!(store.household("hh").await.unwrap().profile, saved);
 
     let mut next = saved.clone();
@@ -291,10 +285,7 @@ async fn save_profile_bumps_version_and_rejects_stale_versions(store: &dyn Store
             ..next.clone()
         }
     );
-    assert_eq!(
-        store.save_profile("hh", &next).await,
-        Err(StoreError::Conflict)
-    );
+    assert_conflict(store.save_profile("hh", &next).await);
 
     // Versions are per household, and the profile write left the throttle alone.
     assert_eq!(
@@ -307,17 +298,29 @@ async fn save_profile_bumps_version_and_rejects_stale_versions(store: &dyn Store
     );
 }
 
-async fn household_reads_profile_and_throttle_together(store: &dyn Store) {
-    store.save_profile("hh", &profile()).await.unwrap();
+/// `result` is the optimistic-concurrency refusal.
+#[track_caller]
+fn assert_conflict<T: std::fmt::Debug>(result: Result<T, StoreError>) {
+    assert!(matches!(result, Err(StoreError::Conflict)), "{result:?}");
+}
+
+/// An attempt on household `hh` that sets its throttle to `throttle` and writes one audit
+/// `line`, with no outbox record.
+async fn attempt_without_record(store: &dyn Store, throttle: Throttle, line: &str) {
     store
         .record_attempt(
             "hh",
-            ThrottleWrite::Set(&throttle(0, 3)),
+            ThrottleWrite::Set(&throttle),
             None,
-            &[entry(t0(), "locked")],
+            &[entry(t0(), line)],
         )
         .await
         .unwrap();
+}
+
+async fn household_reads_profile_and_throttle_together(store: &dyn Store) {
+    store.save_profile("hh", &profile()).await.unwrap();
+    attempt_without_record(store, throttle(0, 3), "locked").await;
     // Audit lines live next to the household's state (one partition in DynamoDB) and must
     // not leak into it.
     store
@@ -405,15 +408,7 @@ async fn record_attempt_writes_throttle_outbox_and_audit(store: &dyn Store) {
 }
 
 async fn record_attempt_with_stale_throttle_writes_nothing(store: &dyn Store) {
-    store
-        .record_attempt(
-            "hh",
-            ThrottleWrite::Set(&throttle(0, 1)),
-            None,
-            &[entry(t0(), "one")],
-        )
-        .await
-        .unwrap();
+    attempt_without_record(store, throttle(0, 1), "one").await;
 
     for stale in [throttle(0, 2), throttle(4, 2)] {
         let rec = record("req-lost", "hh", t0());
@@ -573,10 +568,7 @@ async fn settle_delivered_then_double_settle_conflicts(store: &dyn Store) {
             .settle_outbox("req-a", &again, Some(("hh", &entry(t0(), "again"))))
             .await;
         assert_eq!(result, Err(StoreError::Conflict), "{again:?}");
-        assert_eq!(
-            store.settle_outbox("req-a", &again, None).await,
-            Err(StoreError::Conflict)
-        );
+        assert_conflict(store.settle_outbox("req-a", &again, None).await);
     }
     assert_eq!(store.outbox_record("req-a").await.unwrap(), Some(settled));
     assert_eq!(messages(store, "hh").await, ["delivered"]);
@@ -668,10 +660,7 @@ async fn settle_unknown_record_conflicts_and_writes_nothing(store: &dyn Store) {
         next_attempt_at: t0(),
     };
     for settlement in [Settlement::Delivered, retry] {
-        assert_eq!(
-            store.settle_outbox("req-missing", &settlement, None).await,
-            Err(StoreError::Conflict)
-        );
+        assert_conflict(store.settle_outbox("req-missing", &settlement, None).await);
         assert_eq!(
             store
                 .settle_outbox("req-missing", &settlement, Some(("hh", &entry(t0(), "x"))))
@@ -1066,7 +1055,7 @@ mod dynamodb_layout {
             .table_name(&table)
             .send()
             .await
-            .unwrap();
+            .expect("the table's TTL is described");
         let ttl = ttl.time_to_live_description().unwrap();
         assert_eq!(ttl.attribute_name(), Some("expires_at"));
         assert_eq!(ttl.time_to_live_status(), Some(&TimeToLiveStatus::Enabled));
@@ -1957,10 +1946,7 @@ async fn breaker_reads_closed_until_saved_and_a_stale_save_changes_nothing(store
         open: false,
         ..open.clone()
     };
-    assert_eq!(
-        store.save_breaker("https://cloud-a.example", &stale).await,
-        Err(StoreError::Conflict)
-    );
+    assert_conflict(store.save_breaker("https://cloud-a.example", &stale).await);
     assert_eq!(
         store.breaker("https://cloud-a.example").await.unwrap(),
         read

@@ -42,6 +42,17 @@ fn write(dir: PathBuf, name: &str, message: &Value) {
     std::fs::write(file, serde_json::to_vec_pretty(message).expect("json")).expect("write message");
 }
 
+/// `alarm-skill serve` with every listener on a free port (the process prints the addresses).
+pub const SERVE_ON_FREE_PORTS: [&str; 7] = [
+    "serve",
+    "--port",
+    "0",
+    "--panel-port",
+    "0",
+    "--receiver-port",
+    "0",
+];
+
 /// Records a message the skill sent (response, error, report, event) for CI, which validates
 /// every file in `target/alexa-messages` against Amazon's schema.
 pub fn record_message(name: &str, message: &Value) {

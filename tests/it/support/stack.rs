@@ -559,6 +559,95 @@ pub fn count(signals: &[String], prefix: &str) -> usize {
     signals.iter().filter(|s| s.starts_with(prefix)).count()
 }
 
+/// Puts a panel just armed away in `state` (`exit_delay`, `armed_away`, `entry_delay` or
+/// `alarm`): the exit delay run out, the front door opened, the entry delay run out, as needed.
+pub async fn after_arming_away(h: &Harness, state: &str) {
+    let steps = match state {
+        "exit_delay" => 0,
+        "armed_away" => 1,
+        "entry_delay" => 2,
+        "alarm" => 3,
+        other => panic!("unknown state {other}"),
+    };
+    if steps >= 1 {
+        h.advance(60).await;
+    }
+    if steps >= 2 {
+        h.post("/sim/panels/home/zones/front-door/open", json!({}))
+            .await;
+    }
+    if steps >= 3 {
+        h.advance(31).await;
+    }
+}
+
+/// The panel cloud's fault cleared, and the re-delivery worker run twice.
+pub async fn recover_and_redeliver_twice(h: &Harness) {
+    h.fault("none", 0).await;
+    h.stack.redeliver().await.unwrap();
+    h.stack.redeliver().await.unwrap();
+}
+
+/// The two stacks' first replies (normal code, duress code) are the same `error`, to the byte.
+pub fn assert_same_error_reply(replies: &[Value], error: &str) {
+    assert_eq!(error_type(&replies[0]), Some(error), "{}", replies[0]);
+    assert_eq!(normalize(&replies[0]), normalize(&replies[1]));
+}
+
+/// Nothing is left in the stack's outbox, in any lane.
+pub async fn assert_nothing_pending(h: &Harness) {
+    let pending = alarm_skill::domain::ports::store::outbox_totals(h.stack.store.as_ref())
+        .await
+        .unwrap();
+    assert_eq!(
+        pending,
+        alarm_skill::domain::ports::store::OutboxCounts::default()
+    );
+}
+
+/// The monitoring center of the normal stack `n` got no 121; that of the duress stack `d`
+/// exactly one, for Alex (user 1).
+pub async fn assert_one_duress_signal(n: &Harness, d: &Harness) {
+    assert_eq!(count(&n.signals().await, "121/"), 0);
+    let sig = d.signals().await;
+    assert_eq!(count(&sig, "121/"), 1, "{sig:?}");
+    assert!(sig.contains(&"121/1/1".to_string()), "{sig:?}");
+}
+
+/// After three wrong codes then the code during the lockout, on the normal stack `n` and the
+/// duress stack `d`: the same three failures, audit and notifications, both panels still armed
+/// away, and only `d`'s monitoring center got more than the lockout's 401: the duress, for Alex.
+pub async fn assert_locked_out_alike_but_for_the_duress(n: &Harness, d: &Harness) {
+    assert_eq!(lockout(n).await["consecutive_failures"], 3);
+    assert_eq!(n.audit_log().await, d.audit_log().await);
+    assert_eq!(notifications(n).await, notifications(d).await);
+    assert_eq!(n.panel("home").await["arm_state"], "armed_away");
+    assert_eq!(d.panel("home").await["arm_state"], "armed_away");
+    assert_eq!(count(&n.signals().await, "121/"), 0);
+    assert_eq!(d.signals().await, ["401/3/0", "121/1/1"]);
+}
+
+/// The messages of the voice-PIN lockout notices the household got, oldest first.
+pub async fn lockout_notices(h: &Harness) -> Vec<String> {
+    h.get("/sim/notifications")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["kind"] == "voice_pin_lockout")
+        .map(|n| n["message"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The panel cloud's calls for `panel` other than reads: what could carry an attempt.
+pub async fn sent_for(h: &Harness, panel: &str) -> Vec<String> {
+    h.requests_for(panel)
+        .await
+        .into_iter()
+        .filter(|op| op != "get" && op != "list")
+        .collect()
+}
+
 /// The lockout state of the demo household, with `locked_until` as seconds from the stack's own
 /// (frozen) now, so two stacks started moments apart compare equal.
 pub async fn lockout(h: &Harness) -> Value {
