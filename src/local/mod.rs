@@ -124,6 +124,9 @@ pub struct Options {
     pub capacity: Option<crate::local::capacity::CapacityMeter>,
     /// The management API's step-up for code changes (tests shorten the sign-in age).
     pub step_up: crate::edges::management::StepUp,
+    /// What renewing a panel's confirmation may take; `None`: the functions' 300 ms
+    /// (`RENEW_BUDGET`). Tests that count every table call on a loaded machine give it more.
+    pub renew_budget: Option<Duration>,
 }
 
 impl Default for Options {
@@ -147,6 +150,7 @@ impl Default for Options {
             outbox: crate::domain::ports::store::OutboxPolicy::default(),
             capacity: None,
             step_up: crate::edges::management::StepUp::default(),
+            renew_budget: None,
         }
     }
 }
@@ -462,18 +466,22 @@ impl LocalStack {
             &format!("{base_url}{}", google_dev::HOMEGRAPH_PATH),
             http.clone(),
         ));
+        let renew_budget = opts
+            .renew_budget
+            .unwrap_or(crate::domain::skill::RENEW_BUDGET);
         let webhook = Arc::new(WebhookService {
             store: store.clone(),
             gateway,
             secret: webhook_secret.clone(),
             clock: dyn_clock.clone(),
             manufacturer_name: opts.manufacturer_name.clone(),
-            renewals: Default::default(),
+            renewals: crate::domain::skill::Renewals::with_budget(renew_budget),
             homegraph: Some(homegraph),
         });
 
         let settings = SkillSettings {
             manufacturer_name: opts.manufacturer_name.clone(),
+            renew_budget,
             ..SkillSettings::default()
         };
         let management = Arc::new(ManagementService {

@@ -435,6 +435,8 @@ async fn capacity_per_directive_and_per_re_delivered_record_is_pinned() {
         dynamodb_endpoint: Some(endpoint),
         table: format!("capacity-{}", uuid::Uuid::new_v4().simple()),
         capacity: Some(meter.clone()),
+        // A renewal cut at its 300 ms on a loaded machine would be a write missing from a row.
+        renew_budget: Some(std::time::Duration::from_secs(10)),
         ..test_options()
     })
     .await;

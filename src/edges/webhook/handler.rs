@@ -300,7 +300,8 @@ impl WebhookService {
             EventKind::UsersChanged { .. } => return,
         };
         // Within the signature window: no deadline of its own beyond the renewal's budget.
-        let deadline = crate::common::deadline::Deadline::after(CONFIRM_BUDGET);
+        let deadline =
+            crate::common::deadline::Deadline::after(CONFIRM_BUDGET.max(self.renewals.budget()));
         self.renewals
             .renew(
                 self.store.as_ref(),
