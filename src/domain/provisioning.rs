@@ -207,21 +207,50 @@ pub async fn apply_users(
     as_of: DateTime<Utc>,
     only_if_newer: bool,
 ) -> Result<SyncOutcome, StoreError> {
+    let unchecked = |_: &mut Profile, _: &[Member]| Ok::<(), std::convert::Infallible>(());
+    let applied = apply_users_checked(store, clock, account, list, as_of, only_if_newer, unchecked);
+    Ok(applied.await?.unwrap_or_else(|never| match never {}))
+}
+
+/// [`apply_users`], with `check` asked before a list that removes members is written: it gets
+/// the profile as it would be saved and the members the list removes (never called when it
+/// removes none), and may change the profile (the deletion limit's count) or refuse, which
+/// leaves the household as it was (`Ok(Err(refusal))`). It runs on every read of a conflicted
+/// write, so what it approves is exactly what is written.
+pub async fn apply_users_checked<E>(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    account: &str,
+    list: &UserList,
+    as_of: DateTime<Utc>,
+    only_if_newer: bool,
+    mut check: impl FnMut(&mut Profile, &[Member]) -> Result<(), E>,
+) -> Result<Result<SyncOutcome, E>, StoreError> {
     for _ in 0..SAVE_ATTEMPTS {
         let mut profile = store.household(account).await?.profile;
         if is_stale(&profile, list, as_of, only_if_newer) {
-            return Ok(SyncOutcome {
+            return Ok(Ok(SyncOutcome {
                 members: profile.members.len(),
                 ..SyncOutcome::default()
-            });
+            }));
         }
         let before = profile.members.clone();
         let (outcome, messages) = merge(&mut profile, &list.users);
+        if !outcome.removed.is_empty() {
+            let removed: Vec<Member> = before
+                .iter()
+                .filter(|m| outcome.removed.contains(&m.id))
+                .cloned()
+                .collect();
+            if let Err(refused) = check(&mut profile, &removed) {
+                return Ok(Err(refused));
+            }
+        }
         let newer = list.revision.is_some() && list.revision != profile.members_revision;
         profile.members_revision = list.revision.or(profile.members_revision);
         if profile.members == before && profile.members_synced_at.is_some() && !newer {
             // Nothing changed: no write, no audit line.
-            return Ok(outcome);
+            return Ok(Ok(outcome));
         }
         profile.members_synced_at = Some(as_of);
         match store.save_profile(account, &profile).await {
@@ -234,7 +263,7 @@ pub async fn apply_users(
                     };
                     store.append_audit(account, &entry).await?;
                 }
-                return Ok(outcome);
+                return Ok(Ok(outcome));
             }
             Err(StoreError::Conflict) => continue,
             Err(e) => return Err(e),
@@ -294,6 +323,26 @@ pub struct Provisioner {
 }
 
 impl Provisioner {
+    /// Syncs now, asking `check` before members are removed ([`apply_users_checked`]): the
+    /// management API's `POST .../members/sync`, where removing a member is a deletion like any
+    /// other.
+    pub async fn sync_checked<E>(
+        &self,
+        account: &str,
+        deadline: Deadline,
+        check: impl FnMut(&mut Profile, &[Member]) -> Result<(), E>,
+    ) -> Result<Result<SyncOutcome, E>, SyncError> {
+        let (store, clock) = (self.store.as_ref(), self.clock.as_ref());
+        let as_of = clock.now();
+        let users = self.panels.users(account, deadline).await?;
+        let applied = apply_users_checked(store, clock, account, &users, as_of, false, check);
+        let outcome = applied.await?;
+        if outcome.is_ok() {
+            confirm_listed(store, self.panels.as_ref(), clock, account, deadline).await;
+        }
+        Ok(outcome)
+    }
+
     pub async fn sync(&self, account: &str, deadline: Deadline) -> Result<SyncOutcome, SyncError> {
         sync_from_cloud(
             self.store.as_ref(),

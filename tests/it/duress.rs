@@ -394,6 +394,94 @@ async fn disarm_without_a_pin_follows_the_household_policy() {
     assert_eq!(s["error"], "bad_request");
 }
 
+/// The rich household with every code deleted but, when `keep_duress`, Alex's duress PIN: the
+/// app then shows "not set" for everyone in both. Then a PIN-less Disarm (an Alexa-managed PIN)
+/// under the default policy: its reply, the audit lines it wrote (newest first) and the panel's
+/// state after it, normalized.
+async fn pinless_disarm_with(keep_duress: bool) -> (Value, Vec<Value>, Value) {
+    let (h, admin) = Harness::rich_admin().await;
+    let mut slots = vec![("alex", "voice-pin"), ("sam", "voice-pin")];
+    if !keep_duress {
+        slots.push(("alex", "duress-pin"));
+    }
+    for (member, slot) in slots {
+        let path = format!("/v1/household/members/{member}/{slot}");
+        let (s, body) = h.api("DELETE", &path, Some(&admin), None).await;
+        assert_eq!(s, 204, "{path}: {body}");
+    }
+    let (_, members) = h
+        .api("GET", "/v1/household/members", Some(&admin), None)
+        .await;
+    assert!(
+        members["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["has_voice_pin"] == false),
+        "{members}"
+    );
+    let t = h.token("demo").await;
+    h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
+    h.advance(60).await;
+    let before = h.audit_as(&admin).await.1["entries"]
+        .as_array()
+        .unwrap()
+        .len();
+    let reply = h.invoke(&disarm(&t, "home", None)).await;
+    let audit = h.audit_as(&admin).await.1["entries"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let written = audit[..audit.len() - before]
+        .iter()
+        .map(normalize)
+        .collect();
+    (
+        normalize(&reply),
+        written,
+        h.panel("home").await["arm_state"].clone(),
+    )
+}
+
+#[tokio::test]
+async fn a_pinless_disarm_answers_the_same_with_only_a_duress_pin_as_with_no_code() {
+    let ((duress_reply, _, duress_state), (none_reply, _, none_state)) =
+        tokio::join!(pinless_disarm_with(true), pinless_disarm_with(false));
+    // The rule counts voice PINs, which the app shows; never duress PINs, which it doesn't.
+    assert_eq!(duress_reply, none_reply);
+    assert_eq!(property(&duress_reply, "armState"), "DISARMED");
+    assert_eq!(
+        (duress_state, none_state),
+        (json!("disarmed"), json!("disarmed"))
+    );
+}
+
+#[tokio::test]
+async fn a_pinless_disarm_is_audited_the_same_with_only_a_duress_pin_as_with_no_code() {
+    let ((_, duress_audit, _), (_, none_audit, _)) =
+        tokio::join!(pinless_disarm_with(true), pinless_disarm_with(false));
+    assert_eq!(duress_audit, none_audit);
+    // A refused PIN-less disarm is audited without a word about which codes exist.
+    let (h, admin) = Harness::rich_admin().await;
+    let (s, _) = h
+        .put_settings(&admin, json!({"pinless_disarm": "refuse"}))
+        .await;
+    assert_eq!(s, 200);
+    let t = h.token("demo").await;
+    h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
+    let r = h.invoke(&disarm(&t, "home", None)).await;
+    assert_eq!(error_type(&r), Some("UNAUTHORIZED"));
+    let (_, audit) = h.audit_as(&admin).await;
+    let line = audit["entries"][0]["message"].as_str().unwrap().to_string();
+    assert!(
+        line.starts_with("Voice disarm refused: no voice code"),
+        "{line}"
+    );
+    for leak in ["PIN", "existing", "duress", "enrolled"] {
+        assert!(!line.contains(leak), "{line} mentions {leak}");
+    }
+}
+
 /// The outbox records of a stack, with what differs per record (ids, times, sealed bytes)
 /// replaced by its shape: what a store dump shows of them.
 async fn outbox_shapes(h: &Harness) -> Vec<Value> {

@@ -639,7 +639,7 @@ async fn deletions_have_a_tighter_limit_of_their_own() {
     assert_eq!(s, StatusCode::NO_CONTENT);
     h.assert_audit_mentions(
         &admin,
-        "Voice code deletion refused: too many deletions today",
+        "Voice code deletion refused: too many deletions in the last 24 hours",
     )
     .await;
 }
@@ -693,4 +693,277 @@ async fn every_code_change_sends_the_household_one_notice_whatever_the_kind() {
     let (s, _) = h.set_pin(&admin, "sam", "voice-pin", json!("1234")).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(notices().await.len(), 6);
+}
+
+#[tokio::test]
+async fn no_enrolment_answer_tells_which_kind_of_code_is_near() {
+    let (h, admin) = Harness::rich_admin().await;
+    // Alex: voice PIN 4729, duress PIN 8361. Sam's new code one edit from each, either kind:
+    // every answer the app gets, and every audit line, is the same.
+    let mut answers = vec![];
+    for slot in ["voice-pin", "duress-pin"] {
+        for pin in ["4728", "7429", "8360", "8631"] {
+            let (s, body) = h.set_pin(&admin, "sam", slot, json!(pin)).await;
+            answers.push((s, body));
+        }
+    }
+    assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
+    let (s, body) = &answers[0];
+    assert_eq!(
+        (*s, body["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("too_similar"))
+    );
+    // The app shows the message as it is (app.js, `explain`): no word of a duress code.
+    let hint = body["message"].as_str().unwrap();
+    assert!(!hint.to_lowercase().contains("duress"), "{hint}");
+    let (_, audit) = h.audit_as(&admin).await;
+    let lines = support::strings(&audit["entries"], "message");
+    assert!(
+        lines[..8]
+            .iter()
+            .all(|l| *l == "Admin's voice code change for Sam was rejected"),
+        "{lines:?}"
+    );
+    // Two edits from every code is fine, for either kind.
+    h.advance(3_600).await;
+    let (s, body) = h.set_pin(&admin, "sam", "voice-pin", json!("4792")).await;
+    assert_eq!(
+        s,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a swap is one edit: {body}"
+    );
+    let (s, _) = h.set_pin(&admin, "sam", "voice-pin", json!("4718")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+}
+
+/// `(status, WWW-Authenticate, body)` of `method path` as `token`.
+async fn refusal(
+    h: &Harness,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, String, Value) {
+    let mut req = h
+        .http
+        .request(method.parse().unwrap(), format!("{}{path}", h.base))
+        .bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    let challenge = resp
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, challenge, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn weakening_disarming_and_removing_members_by_sync_need_the_same_recent_sign_in() {
+    let h = with_step_up(alarm_skill::edges::management::StepUp {
+        max_age: chrono::Duration::seconds(1),
+        ..Default::default()
+    })
+    .await;
+    let old = h.admin_token("demo").await;
+    // Kim, added by hand, is no panel user: a sync would remove her. Adding needs no step-up.
+    let (s, _) = h
+        .api(
+            "POST",
+            "/v1/household/members",
+            Some(&old),
+            Some(json!({"id": "kim", "name": "Kim", "user_number": 3})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    let code_change = refusal(
+        &h,
+        &old,
+        "PUT",
+        "/v1/household/members/sam/voice-pin",
+        Some(json!({"pin": "2749"})),
+    )
+    .await;
+    assert_eq!(code_change.0, StatusCode::UNAUTHORIZED);
+    assert!(code_change.1.contains("insufficient_user_authentication"));
+    for (method, path, body) in [
+        (
+            "PUT",
+            "/v1/household/settings",
+            Some(json!({"pinless_disarm": "allow"})),
+        ),
+        ("POST", "/v1/household/lockout/reset", None),
+        ("POST", "/v1/household/members/sync", None),
+    ] {
+        let got = refusal(&h, &old, method, path, body).await;
+        assert_eq!(
+            got, code_change,
+            "{method} {path}: the same 401 as a code change"
+        );
+    }
+    let (_, settings) = h
+        .api("GET", "/v1/household/settings", Some(&old), None)
+        .await;
+    assert_eq!(settings["pinless_disarm"], "refuse_when_codes_enrolled");
+    let p = h.stack.store.household("demo").await.unwrap().profile;
+    assert!(p.member("kim").is_some(), "the refused sync removed no one");
+    // Making disarming stricter needs no fresh sign-in; loosening it again does.
+    let (s, _) = h
+        .put_settings(&old, json!({"pinless_disarm": "refuse"}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, body) = h
+        .put_settings(
+            &old,
+            json!({"pinless_disarm": "refuse_when_codes_enrolled"}),
+        )
+        .await;
+    assert_eq!((s, body), (code_change.0, code_change.2.clone()));
+    assert!(
+        notices_of(&h).await.is_empty(),
+        "nothing happened to tell of"
+    );
+}
+
+/// The household notices the panel cloud sent: `(kind, message)`, oldest first.
+async fn notices_of(h: &Harness) -> Vec<(String, String)> {
+    let all = h.get("/sim/notifications").await;
+    all.as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            let text = |k: &str| n[k].as_str().unwrap().to_string();
+            (text("kind"), text("message"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn weakening_disarming_and_removing_members_by_sync_are_told_and_audited() {
+    let (h, admin) = Harness::rich_admin().await;
+    let (s, _) = h
+        .put_settings(&admin, json!({"pinless_disarm": "allow"}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = h
+        .api("POST", "/v1/household/lockout/reset", Some(&admin), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    for (id, number) in [("kim", 3), ("jo", 4)] {
+        let name = if id == "kim" { "Kim" } else { "Jo" };
+        let (s, _) = h
+            .api(
+                "POST",
+                "/v1/household/members",
+                Some(&admin),
+                Some(json!({"id": id, "name": name, "user_number": number})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED);
+    }
+    let (s, _) = h.set_pin(&admin, "kim", "duress-pin", json!("3916")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, outcome) = h
+        .api("POST", "/v1/household/members/sync", Some(&admin), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{outcome}");
+    assert_eq!(outcome["removed"], json!(["kim", "jo"]));
+    let kinds: Vec<(String, String)> = notices_of(&h).await;
+    let want = [
+        ("voice_disarm_settings_changed", None),
+        ("voice_pin_lockout_reset", None),
+        ("voice_codes_changed", Some("Kim")),
+        ("voice_codes_changed", Some("Kim")),
+        ("voice_codes_changed", Some("Jo")),
+    ];
+    assert_eq!(kinds.len(), want.len(), "{kinds:?}");
+    for ((kind, message), (want_kind, name)) in kinds.iter().zip(want) {
+        assert_eq!(kind, want_kind, "{kinds:?}");
+        assert!(name.is_none_or(|n| message.contains(n)), "{message}");
+        assert!(!message.to_lowercase().contains("duress"), "{message}");
+    }
+    // Jo, without any code, gets the same notice as Kim, who had a duress PIN.
+    assert_eq!(kinds[3].1.replace("Kim", "Jo"), kinds[4].1);
+    let (_, audit) = h.audit_as(&admin).await;
+    for line in [
+        "Admin changed the policy for disarming without a voice code",
+        "Admin reset the voice disarm lockout",
+        "Kim was removed: no longer a user of the panel",
+        "Jo was removed: no longer a user of the panel",
+    ] {
+        assert!(audit.to_string().contains(line), "{line}: {audit}");
+    }
+    // Making disarming stricter tells no one.
+    let (s, _) = h
+        .put_settings(&admin, json!({"pinless_disarm": "refuse"}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(notices_of(&h).await.len(), want.len());
+}
+
+#[tokio::test]
+async fn removals_count_against_a_rolling_deletion_limit_not_a_calendar_day() {
+    let (h, admin) = Harness::rich_admin().await;
+    // To one minute before midnight UTC on the stack's clock.
+    let now = alarm_skill::common::clock::Clock::now(h.stack.clock.as_ref()).timestamp();
+    h.advance(86_400 - now.rem_euclid(86_400) - 60).await;
+    for (id, number) in [("kim", 3), ("jo", 4)] {
+        let (s, _) = h
+            .api(
+                "POST",
+                "/v1/household/members",
+                Some(&admin),
+                Some(json!({"id": id, "name": id, "user_number": number})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED);
+    }
+    let delete = |member: &'static str| {
+        let (h, admin) = (&h, admin.clone());
+        async move {
+            let path = format!("/v1/household/members/{member}/duress-pin");
+            h.api("DELETE", &path, Some(&admin), None).await
+        }
+    };
+    let sync = || {
+        let (h, admin) = (&h, admin.clone());
+        async move {
+            h.api("POST", "/v1/household/members/sync", Some(&admin), None)
+                .await
+        }
+    };
+    for member in ["alex", "sam", "alex", "sam"] {
+        assert_eq!(delete(member).await.0, StatusCode::NO_CONTENT);
+    }
+    // 4 of 5 used: a sync removing Kim and Jo would take 2. Refused whole.
+    let (s, body) = sync().await;
+    assert_eq!(
+        (s, body["error"].as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited"))
+    );
+    let p = h.stack.store.household("demo").await.unwrap().profile;
+    assert!(p.member("kim").is_some() && p.member("jo").is_some());
+    h.advance(30).await;
+    assert_eq!(delete("alex").await.0, StatusCode::NO_CONTENT);
+    // A minute and a half later it is another UTC day, not another window.
+    h.advance(90).await;
+    assert_eq!(delete("sam").await.0, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(sync().await.0, StatusCode::TOO_MANY_REQUESTS);
+    h.assert_audit_mentions(
+        &admin,
+        "Voice code deletion refused: too many deletions in the last 24 hours",
+    )
+    .await;
+    // 24 hours after the first four, only the fifth is in the window: the sync goes through.
+    h.advance(24 * 3_600 - 120).await;
+    let (s, body) = sync().await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["removed"], json!(["kim", "jo"]));
+    assert_eq!(delete("sam").await.0, StatusCode::NO_CONTENT);
+    assert_eq!(delete("sam").await.0, StatusCode::NO_CONTENT);
+    assert_eq!(delete("sam").await.0, StatusCode::TOO_MANY_REQUESTS);
 }

@@ -6,7 +6,10 @@
 //! - every command of a ```sh block is one CI runs (`.ci/run`), or this test fails until it is;
 //! - every link and image of README.md, ARCHITECTURE.md and docs/*.md leads to a file, and an
 //!   anchor to a heading of that file; every repository path README.md, ARCHITECTURE.md and
-//!   docs/*.md name in code exists.
+//!   docs/*.md name in code exists;
+//! - no `aws lambda update-function-configuration` of README.md and docs/*.md aims at an alias
+//!   ARN (infra/template.yaml says which outputs are), nor restarts the directive function
+//!   without publishing a version and moving `live`: it would recycle nothing Alexa calls.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -620,5 +623,247 @@ fn the_checkers_own_rules() {
     assert_eq!(
         links(r#"see [x](a.md#b) and `[not](this)` <img src="i.png">"#),
         [(1, "a.md#b".to_string()), (1, "i.png".to_string())]
+    );
+}
+
+/// What infra/template.yaml says of the stack's outputs that name Lambda functions: the outputs
+/// that are alias ARNs (`!Ref` of an `AWS::Lambda::Alias`, or of a SAM function's `.Alias`), and
+/// those that name a function that is called through an alias (`AutoPublishAlias`, or the
+/// `FunctionName` of an alias).
+struct StackOutputs {
+    aliases: std::collections::BTreeSet<String>,
+    aliased_functions: std::collections::BTreeSet<String>,
+}
+
+fn stack_outputs(template: &str) -> StackOutputs {
+    use std::collections::{BTreeMap, BTreeSet};
+    let (mut section, mut current) = (String::new(), String::new());
+    let mut types = BTreeMap::new();
+    let mut aliased = BTreeSet::new();
+    let mut refs = BTreeMap::new();
+    for line in template.lines() {
+        if !line.starts_with(' ') && line.ends_with(':') {
+            section = line.trim_end_matches(':').to_string();
+            continue;
+        }
+        let indent = line.len() - line.trim_start().len();
+        let text = line.trim();
+        if indent == 2 && text.ends_with(':') && !text.starts_with('#') {
+            current = text.trim_end_matches(':').to_string();
+            continue;
+        }
+        let reference = |key: &str| {
+            text.strip_prefix(key)
+                .and_then(|v| v.trim().strip_prefix("!Ref "))
+                .map(|v| v.trim().to_string())
+        };
+        match section.as_str() {
+            "Resources" if indent == 4 => {
+                if let Some(t) = text.strip_prefix("Type:") {
+                    types.insert(current.clone(), t.trim().to_string());
+                }
+            }
+            "Resources" if text.starts_with("AutoPublishAlias:") => {
+                aliased.insert(current.clone());
+            }
+            "Resources"
+                if types
+                    .get(&current)
+                    .is_some_and(|t| t == "AWS::Lambda::Alias") =>
+            {
+                if let Some(f) = reference("FunctionName:") {
+                    aliased.insert(f);
+                }
+            }
+            "Outputs" => {
+                if let Some(target) = reference("Value:") {
+                    refs.insert(current.clone(), target);
+                }
+            }
+            _ => {}
+        }
+    }
+    let is_alias = |t: &String| {
+        t.ends_with(".Alias") || types.get(t).is_some_and(|t| t == "AWS::Lambda::Alias")
+    };
+    StackOutputs {
+        aliases: refs
+            .iter()
+            .filter(|(_, t)| is_alias(t))
+            .map(|(o, _)| o.clone())
+            .collect(),
+        aliased_functions: refs
+            .iter()
+            .filter(|(_, t)| aliased.contains(*t))
+            .map(|(o, _)| o.clone())
+            .collect(),
+    }
+}
+
+/// What a shell word of the docs stands for, as far as naming a Lambda function goes.
+#[derive(Debug, Clone, PartialEq)]
+enum FunctionRef {
+    /// A stack output, by name: `$(out Name)`, or `<Name>` in prose-like commands.
+    Output(String),
+    /// An alias ARN with its qualifier cut off (`${FN%:live}`): the function itself.
+    Unqualified,
+    Literal(String),
+    /// A variable the block never set: it could be anything.
+    Unknown(String),
+}
+
+fn resolve(
+    word: &str,
+    vars: &std::collections::HashMap<String, Vec<FunctionRef>>,
+) -> Vec<FunctionRef> {
+    let w = word.trim().trim_matches('"');
+    let unknown = || vec![FunctionRef::Unknown(w.to_string())];
+    if let Some(inner) = w.strip_prefix("$(out ").and_then(|r| r.strip_suffix(')')) {
+        return resolve(inner, vars)
+            .into_iter()
+            .map(|r| match r {
+                FunctionRef::Literal(name) => FunctionRef::Output(name),
+                other => other,
+            })
+            .collect();
+    }
+    if let Some(inner) = w.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
+        return match inner.split_once('%') {
+            Some((_, suffix)) if suffix.starts_with(':') => vec![FunctionRef::Unqualified],
+            Some(_) => unknown(),
+            None => vars.get(inner).cloned().unwrap_or_else(unknown),
+        };
+    }
+    if let Some(name) = w.strip_prefix('$') {
+        return vars.get(name).cloned().unwrap_or_else(unknown);
+    }
+    if let Some(name) = w.strip_prefix('<').and_then(|r| r.strip_suffix('>')) {
+        return vec![FunctionRef::Output(name.to_string())];
+    }
+    vec![FunctionRef::Literal(w.to_string())]
+}
+
+/// Every `aws lambda update-function-configuration` of `markdown`'s code blocks that may aim at
+/// an alias ARN, or at a function called through an alias in a block that doesn't then publish a
+/// version and move `live` to it: `(line, why)`. A configuration change reaches `$LATEST` only;
+/// an alias points to an immutable published version, so such a "restart" recycles nothing that
+/// Alexa calls.
+fn restarts_that_miss_an_alias(markdown: &str, outputs: &StackOutputs) -> Vec<(usize, String)> {
+    use std::collections::HashMap;
+    let mut out = Vec::new();
+    for block in blocks(markdown) {
+        let mut vars: HashMap<String, Vec<FunctionRef>> = HashMap::new();
+        let text = block.lines.join("\n").replace("\\\n", " ");
+        let publishes = text.contains("publish-version")
+            && text
+                .lines()
+                .any(|l| l.contains("update-alias") && l.contains("--name live"));
+        for (n, line) in text.lines().enumerate() {
+            for segment in line.split(';').flat_map(|s| s.split("&&")) {
+                let segment = segment.trim();
+                let segment = segment.strip_prefix("do ").unwrap_or(segment).trim();
+                let w = words(segment);
+                if w.first().is_some_and(|f| f == "for") && w.get(2).is_some_and(|i| i == "in") {
+                    let items = w[3..].iter().take_while(|i| *i != "do");
+                    let items = items.map(|i| FunctionRef::Literal(i.to_string())).collect();
+                    vars.insert(w[1].clone(), items);
+                    continue;
+                }
+                if let Some((name, value)) = segment.split_once('=')
+                    && !name.is_empty()
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                {
+                    let value = resolve(value, &vars);
+                    vars.insert(name.to_string(), value);
+                    continue;
+                }
+                if !w.iter().any(|x| x == "update-function-configuration") {
+                    continue;
+                }
+                let at = block.first_line + n;
+                let Some(target) = w
+                    .iter()
+                    .position(|x| x == "--function-name")
+                    .and_then(|i| w.get(i + 1))
+                else {
+                    out.push((at, "no --function-name".to_string()));
+                    continue;
+                };
+                for r in resolve(target, &vars) {
+                    let why = match &r {
+                        FunctionRef::Output(o) if outputs.aliases.contains(o) => {
+                            Some(format!("{o} is an alias ARN"))
+                        }
+                        FunctionRef::Output(o) if outputs.aliased_functions.contains(o) && !publishes => {
+                            Some(format!("{o} is called through an alias: publish a version and move `live`"))
+                        }
+                        FunctionRef::Unqualified if !publishes => Some(
+                            "the function is called through an alias: publish a version and move `live`".into(),
+                        ),
+                        FunctionRef::Literal(l) if l.matches(':').count() > 6 => {
+                            Some(format!("{l} is a qualified ARN"))
+                        }
+                        FunctionRef::Unknown(u) => Some(format!("{u}: can't tell what it names")),
+                        _ => None,
+                    };
+                    out.extend(why.map(|why| (at, why)));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_restart_in_the_docs_recycles_what_alexa_and_google_call() {
+    let outputs = stack_outputs(&read("infra/template.yaml"));
+    assert!(
+        outputs.aliases.contains("DirectiveFunctionArn"),
+        "the live alias: the skill's endpoint"
+    );
+    assert!(outputs.aliases.contains("DirectiveCandidateArn"));
+    assert!(outputs.aliased_functions.contains("DirectiveFunctionName"));
+    assert!(
+        !outputs.aliases.contains("HttpApiFunctionArn"),
+        "called unqualified"
+    );
+    // The checker catches the loop docs/deploy.md section 6 had, and passes its fixes.
+    let old = "```bash\nfor F in DirectiveFunctionArn HttpApiFunctionArn RedeliveryFunctionArn; do\n  \
+               aws lambda update-function-configuration --region $REGION --function-name \"$(out $F)\" \\\n    \
+               --description \"x\" >/dev/null\ndone\n```\n";
+    assert_eq!(restarts_that_miss_an_alias(old, &outputs).len(), 1);
+    let bare = "```bash\nFN=$(out DirectiveFunctionName)\naws lambda update-function-configuration --function-name \"$FN\"\n```\n";
+    assert_eq!(
+        restarts_that_miss_an_alias(bare, &outputs).len(),
+        1,
+        "no publish, no alias move"
+    );
+    let fixed = "```bash\nFN=$(out DirectiveFunctionArn); FN=${FN%:live}\n\
+                 aws lambda update-function-configuration --function-name \"$FN\"\n\
+                 V=$(aws lambda publish-version --function-name \"$FN\")\n\
+                 aws lambda update-alias --function-name \"$FN\" --name live --function-version \"$V\"\n```\n";
+    assert!(restarts_that_miss_an_alias(fixed, &outputs).is_empty());
+    let literal = "```bash\naws lambda update-function-configuration --function-name arn:aws:lambda:us-east-1:1:function:f:live\n```\n";
+    assert_eq!(restarts_that_miss_an_alias(literal, &outputs).len(), 1);
+
+    let mut pages = vec![PathBuf::from("README.md")];
+    let docs = std::fs::read_dir(Path::new(ROOT).join("docs")).expect("docs/");
+    pages.extend(
+        docs.filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "md"))
+            .filter_map(|p| p.strip_prefix(ROOT).ok().map(Path::to_path_buf)),
+    );
+    let mut wrong = Vec::new();
+    for page in &pages {
+        for (line, why) in restarts_that_miss_an_alias(&read(&page.to_string_lossy()), &outputs) {
+            wrong.push(format!("{}:{line}: {why}", page.display()));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "update-function-configuration changes $LATEST only; what Alexa calls is a version behind \
+         an alias:\n{}",
+        wrong.join("\n")
     );
 }

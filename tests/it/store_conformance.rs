@@ -144,6 +144,7 @@ fn profile() -> Profile {
         },
         members_synced_at: Some(t0()),
         members_revision: Some(41),
+        deletions: vec![t0(), t0() + Duration::seconds(1)],
     }
 }
 

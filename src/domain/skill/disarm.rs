@@ -612,11 +612,13 @@ impl Skill {
                     attempt: None,
                 },
                 throttle: None,
+                // Neutral: says nothing of which codes exist (the rule counts voice PINs
+                // only, which the app shows anyway).
                 audit: vec![audit(
                     now,
                     "voice",
-                    "Voice disarm refused: no voice code was given (set the Alexa app to use \
-                     the existing PIN)"
+                    "Voice disarm refused: no voice code was given, and the household's \
+                     settings refuse a disarm without one"
                         .to_string(),
                 )],
             };

@@ -11,7 +11,7 @@
 //! away, and whichever member holds it, so a rejection names neither a member nor a code. And
 //! every check does the same work whichever codes exist (see [`check_new_code`]).
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use subtle::{Choice, ConstantTimeEq};
 
 use super::household::{CodeKind, Profile};
@@ -38,15 +38,36 @@ impl Default for EnrolLimit {
 /// What a voice-code change asks of the admin beyond being signed in as the admin: a recent
 /// sign-in, and for deletions a limit of their own. A phone taken from the admin (unlocked, with
 /// the app signed in for days) can then not wipe the household's codes, duress ones included,
-/// without the admin's password; and even with it, only a few deletions a day.
+/// nor weaken how a disarm is checked, without the admin's password; and even with it, only a
+/// few deletions a day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StepUp {
-    /// The sign-in (`auth_time`) must be at most this old to set, replace or delete a code or
-    /// remove a member. Setting is included: asking only when a code is replaced would tell
-    /// whether a duress code exists.
+    /// The sign-in (`auth_time`) must be at most this old to set, replace or delete a code,
+    /// remove a member (by hand or by a sync), reset the lockout or weaken the PIN-less
+    /// setting. Setting is included: asking only when a code is replaced would tell whether a
+    /// duress code exists.
     pub max_age: Duration,
-    /// Deletions of a code or a member, per household: tighter than [`EnrolLimit`].
+    /// Deletions of a code or a member, per household, in any rolling `window` (not a calendar
+    /// day, whose end would allow twice `max` in a few minutes): tighter than [`EnrolLimit`].
     pub deletions: EnrolLimit,
+}
+
+impl StepUp {
+    /// Counts `n` deletions at `now` in the household's rolling log
+    /// ([`super::Profile::deletions`]) if fewer than `deletions.max` would then fall within any
+    /// `deletions.window`; `false`, nothing counted, when they would not. The caller saves the
+    /// profile with the deletion, so the count and the deletion are one write.
+    pub fn take_deletions(&self, profile: &mut Profile, now: DateTime<Utc>, n: usize) -> bool {
+        let since = now - self.deletions.window;
+        // Times ahead of `now` (another instance's clock) still count.
+        profile.deletions.retain(|at| *at > since);
+        let max = usize::try_from(self.deletions.max).unwrap_or(usize::MAX);
+        if profile.deletions.len().saturating_add(n) > max {
+            return false;
+        }
+        profile.deletions.extend(std::iter::repeat_n(now, n));
+        true
+    }
 }
 
 impl Default for StepUp {
@@ -70,9 +91,11 @@ pub enum EnrolError {
     FormatLong,
     #[error("this code is among the most commonly chosen PINs; choose a less predictable one")]
     TooCommon,
+    /// The same words whichever kind of code is near: the hint must not tell that a duress
+    /// code exists.
     #[error(
         "this code is too close to another voice code of the household; choose another \
-         (a duress code must be at least two changes from every other code)"
+         (every two codes must be at least two changes apart)"
     )]
     TooSimilar,
 }
@@ -192,9 +215,12 @@ fn osa_distance(a: &str, b: &str) -> usize {
 /// Checks `pin` as the new `kind` code of `member_id`. The slot being replaced is not compared.
 ///
 /// The rules, over codes of every length: no two codes are equal or one a prefix of the other;
-/// and a duress code is at least two edits (insertion, deletion, substitution, swap of
-/// neighbouring digits) from every other code, so that a dropped, extra, wrong or swapped digit
-/// can neither raise a duress nor miss one.
+/// and every two codes of the household are at least two edits (insertion, deletion,
+/// substitution, swap of neighbouring digits) apart, so that a dropped, extra, wrong or swapped
+/// digit can neither raise a duress nor miss one. The rule is the same whatever the kinds of the
+/// two codes: were only duress codes kept apart, a candidate one edit from a voice PIN accepted
+/// and one edit from some other code refused would tell whoever holds the admin's phone that a
+/// duress code exists, and near which digits.
 ///
 /// The work depends only on the number of members and the candidate's length, never on which
 /// codes they hold: every slot of every member, filled or empty, duress or not, the slot being
@@ -240,10 +266,6 @@ pub fn check_new_code(
             };
             let replaced = member.id == member_id && other_kind == kind;
             let counts = Choice::from(u8::from(stored.is_some() && !replaced));
-            // A slip must never turn a normal disarm into a duress or the reverse.
-            let near_counts = Choice::from(u8::from(
-                kind == CodeKind::Duress || other_kind == CodeKind::Duress,
-            ));
             let known = |candidate: &Pin| {
                 let (known, mac) = code_mac(keyring, pepper_id, household, &member.id, candidate);
                 (mac, Choice::from(u8::from(known.is_some())))
@@ -267,7 +289,7 @@ pub fn check_new_code(
                 let (mac, k) = known(candidate);
                 near_hit |= mac.ct_eq(target) & k;
             }
-            conflict |= counts & (hit | (near_counts & near_hit));
+            conflict |= counts & (hit | near_hit);
         }
     }
     if bool::from(conflict) {
@@ -372,8 +394,19 @@ mod tests {
         assert_eq!(check(&full, "sam", Normal, "8360"), Err(TooSimilar));
         assert_eq!(check(&full, "alex", Duress, "4728"), Err(TooSimilar));
         assert_eq!(check(&full, "alex", Duress, "5184"), Err(TooSimilar));
-        // Normal against normal: only equality conflicts.
-        assert_eq!(check(&full, "sam", Normal, "4728"), Ok(()));
+        // Whatever the kinds: one edit from a voice PIN is as near as one from a duress PIN,
+        // so no answer tells which kind of code is near.
+        assert_eq!(check(&full, "sam", Normal, "4728"), Err(TooSimilar));
+        assert_eq!(check(&full, "sam", Normal, "5184"), Ok(()));
+        for (member, kind) in [("sam", Normal), ("sam", Duress), ("alex", Normal)] {
+            for near in ["4728", "8360", "7429", "8631"] {
+                let got = check(&full, member, kind, near);
+                // Alex's own voice PIN is the slot being replaced: not compared.
+                let own = member == "alex" && ["4728", "7429"].contains(&near);
+                let want = if own { Ok(()) } else { Err(TooSimilar) };
+                assert_eq!(got, want, "{member} {kind:?} {near}");
+            }
+        }
         // The slot being replaced is not compared, for either kind.
         assert_eq!(check(&full, "alex", Duress, "8361"), Ok(()));
         assert_eq!(check(&full, "alex", Duress, "8360"), Ok(()));
@@ -433,6 +466,30 @@ mod tests {
         assert_eq!(with, without);
         // The candidate, its 87 slips and its 4 prefixes, per slot.
         assert_eq!(with, 2 * 2 * 92);
+    }
+
+    #[test]
+    fn the_deletion_limit_is_a_rolling_window_not_a_calendar_day() {
+        let step_up = StepUp::default();
+        let mut p = Profile::default();
+        // 23:59 UTC: the whole day's 5, then none at 00:01 and none until 23:59 the next day.
+        let eve = DateTime::parse_from_rfc3339("2026-12-06T23:59:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert!(step_up.take_deletions(&mut p, eve, 4));
+        assert!(step_up.take_deletions(&mut p, eve, 1));
+        assert!(!step_up.take_deletions(&mut p, eve + Duration::minutes(2), 1));
+        let day = eve + Duration::hours(24);
+        assert!(!step_up.take_deletions(&mut p, day - Duration::seconds(1), 1));
+        assert_eq!(p.deletions.len(), 5, "a refusal counts nothing");
+        // A batch that would pass the limit is refused whole.
+        assert!(!step_up.take_deletions(&mut p, day, 6));
+        assert!(step_up.take_deletions(&mut p, day, 5));
+        assert_eq!(
+            p.deletions,
+            vec![day; 5],
+            "only the window's times are kept"
+        );
     }
 
     #[test]
@@ -507,9 +564,10 @@ mod tests {
         // Two edits apart across lengths is fine for a duress code.
         assert_eq!(check(&p, "sam", Duress, "74290"), Ok(()));
         assert_eq!(check(&p, "sam", Duress, "472"), Err(EnrolError::FormatLong));
-        // Normal against normal: only equality and prefixes conflict, not slips.
+        // Normal against normal too: equality, prefixes and slips.
         assert_eq!(check(&p, "sam", Normal, "47290"), Err(TooSimilar));
-        assert_eq!(check(&p, "sam", Normal, "7429"), Ok(()));
+        assert_eq!(check(&p, "sam", Normal, "7429"), Err(TooSimilar));
+        assert_eq!(check(&p, "sam", Normal, "74290"), Ok(()));
         // A code stored before prefix hashes were kept is still checked for every slip.
         let mut legacy = q.clone();
         for m in &mut legacy.members {

@@ -110,13 +110,28 @@ impl Member {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PinlessPolicy {
-    /// Refuse with UNAUTHORIZED while the household has voice codes enrolled (the default).
+    /// Refuse with UNAUTHORIZED while any member has a voice PIN (the default). Duress PINs
+    /// are not counted: the app shows whether members have a voice PIN and never whether they
+    /// have a duress PIN, so a refusal where it shows none would tell that one exists.
     #[default]
     RefuseWhenCodesEnrolled,
     /// Always refuse.
     Refuse,
     /// Trust Alexa's own voice PIN.
     Allow,
+}
+
+impl PinlessPolicy {
+    /// Whether `self` lets through a PIN-less disarm that `than` would refuse: a change that
+    /// weakens disarming, which the management API asks a recent sign-in for.
+    pub fn weaker_than(self, than: PinlessPolicy) -> bool {
+        let strictness = |p| match p {
+            PinlessPolicy::Allow => 0,
+            PinlessPolicy::RefuseWhenCodesEnrolled => 1,
+            PinlessPolicy::Refuse => 2,
+        };
+        strictness(self) < strictness(than)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,6 +161,12 @@ pub struct Profile {
     /// (crate::domain::ports::panel::UserList::revision). Lists are ordered by it, not by any clock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub members_revision: Option<u64>,
+    /// When codes and members were deleted through the management API, oldest first: the
+    /// rolling window of the deletion limit (crate::domain::voice_codes::enrol::StepUp), kept
+    /// with the codes so a deletion and its count are one conditional write. Holds only the
+    /// times still inside the window, at most the limit's `max`; never what was deleted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deletions: Vec<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Profile {
@@ -157,17 +178,17 @@ impl Profile {
         self.members.iter_mut().find(|m| m.id == id)
     }
 
-    pub fn has_codes(&self) -> bool {
-        self.members
-            .iter()
-            .any(|m| m.voice_pin.is_some() || m.duress_pin.is_some())
+    /// Whether any member has a voice PIN: what the app shows (`has_voice_pin`), and nothing
+    /// about duress PINs.
+    pub fn has_voice_pins(&self) -> bool {
+        self.members.iter().any(|m| m.voice_pin.is_some())
     }
 
     pub fn pinless_disarm_allowed(&self) -> bool {
         match self.settings.pinless_disarm {
             PinlessPolicy::Allow => true,
             PinlessPolicy::Refuse => false,
-            PinlessPolicy::RefuseWhenCodesEnrolled => !self.has_codes(),
+            PinlessPolicy::RefuseWhenCodesEnrolled => !self.has_voice_pins(),
         }
     }
 }

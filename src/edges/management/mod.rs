@@ -6,16 +6,16 @@
 //! |---|---|---|
 //! | `GET /v1/household/members` | admin | members, with whether each has a voice PIN (never a code, and nothing about duress codes) |
 //! | `POST /v1/household/members` | admin | add a member `{"id","name","user_number"}` |
-//! | `POST /v1/household/members/sync` | admin | take the members from the panel cloud's users again |
+//! | `POST /v1/household/members/sync` | admin | take the members from the panel cloud's users again; removing any is a deletion (below) |
 //! | `DELETE /v1/household/members/{id}` | admin | remove a member and their codes |
 //! | `PUT /v1/household/members/{id}/voice-pin` | admin | set or replace `{"pin":"4729"}` |
 //! | `DELETE /v1/household/members/{id}/voice-pin` | admin | delete |
 //! | `PUT /v1/household/members/{id}/duress-pin` | admin | set or replace `{"pin":"8361"}` |
 //! | `DELETE /v1/household/members/{id}/duress-pin` | admin | delete |
 //! | `GET /v1/household/lockout` | admin | throttle state |
-//! | `POST /v1/household/lockout/reset` | admin | clear failures and any lockout |
+//! | `POST /v1/household/lockout/reset` | admin | clear failures and any lockout (recent sign-in) |
 //! | `GET /v1/household/audit?limit=N` | admin | audit log, newest first |
-//! | `GET /v1/household/settings` / `PUT` | admin | `{"pinless_disarm": ..., "google_enabled": bool}` |
+//! | `GET /v1/household/settings` / `PUT` | admin | `{"pinless_disarm": ..., "google_enabled": bool}` (recent sign-in to weaken `pinless_disarm`) |
 //!
 //! Members come from the panel cloud (crate::domain::provisioning): a household never synced is synced
 //! before any route answers.
@@ -26,6 +26,13 @@
 //! reason nothing here says whether a member has a duress PIN: setting, replacing and deleting
 //! one answer, audit and write exactly as they would with or without one there, and the
 //! enrolment checks do the same work either way (crate::domain::voice_codes::enrol).
+//!
+//! One rule for every change that weakens disarming or removes codes: setting, replacing or
+//! deleting a code, removing a member (by hand, or by a sync that drops panel users), resetting
+//! the lockout, and moving `pinless_disarm` to a weaker policy all need a recent sign-in (the
+//! same 401 `reauthentication_required` for each), send the household a notice and write an
+//! audit line. Every removal, of a code or of a member with whatever codes they hold, counts
+//! against the deletion limit over a rolling window, in the same write as the removal.
 
 use std::sync::Arc;
 
@@ -55,6 +62,12 @@ pub use crate::domain::voice_codes::enrol::{EnrolLimit, StepUp};
 /// The notice the household's app shows after any code change: one text whatever kind of code
 /// changed, so it tells that codes changed, never that a duress code did.
 const CODES_CHANGED_NOTICE: &str = "voice_codes_changed";
+/// The notice after the voice disarm lockout was reset: guessing is open again.
+const LOCKOUT_RESET_NOTICE: &str = "voice_pin_lockout_reset";
+/// The notice after `pinless_disarm` was weakened: more disarms go through without a code.
+const PINLESS_WEAKENED_NOTICE: &str = "voice_disarm_settings_changed";
+/// What the household is told after a lockout reset or a weakened setting.
+const NOT_YOU: &str = "If that wasn't you or someone you trust, check the settings in the app.";
 
 pub struct ManagementService {
     pub store: Arc<dyn Store>,
@@ -235,11 +248,42 @@ async fn sync_members(State(svc): State<Svc>, Admin(who): Admin) -> Result<Json<
             "members are not provisioned from the panel cloud here",
         ));
     };
+    // Removing a member is a deletion like any other: a recent sign-in, the rolling limit (one
+    // per member, in the sync's own write), a notice, and the sync's audit lines. Asked of every
+    // removal whatever the member holds: asking only where codes go would tell that a member the
+    // app shows without a voice PIN has a duress PIN. A sync that removes no one needs nothing.
+    enum Refused {
+        SignIn,
+        Limit,
+    }
+    let recent = svc.require_recent_sign_in(&who).is_ok();
+    let now = svc.clock.now();
+    let mut removed_names = vec![];
     let outcome = p
-        .sync(&who.account, sync_deadline())
+        .sync_checked(&who.account, sync_deadline(), |profile, removed| {
+            if !recent {
+                return Err(Refused::SignIn);
+            }
+            if !svc.step_up.take_deletions(profile, now, removed.len()) {
+                return Err(Refused::Limit);
+            }
+            removed_names = removed.iter().map(|m| m.name.clone()).collect();
+            Ok(())
+        })
         .await
         .map_err(sync_failure)?;
-    Ok(Json(json!(outcome)))
+    match outcome {
+        Ok(outcome) => {
+            if !outcome.removed.is_empty() {
+                for name in &removed_names {
+                    svc.notify_codes_changed(&who.account, name).await;
+                }
+            }
+            Ok(Json(json!(outcome)))
+        }
+        Err(Refused::SignIn) => Err(svc.reauthentication_required()),
+        Err(Refused::Limit) => Err(svc.deletions_refused(&who.account).await),
+    }
 }
 
 /// Parses a JSON object body. Messages name fields only: a value (a PIN) is never echoed.
@@ -302,7 +346,14 @@ impl ManagementService {
         if recent {
             return Ok(());
         }
-        Err(ApiError {
+        Err(self.reauthentication_required())
+    }
+
+    /// The one refusal of every change that needs a recent sign-in: the same status, body and
+    /// challenge whatever the change, so the question tells nothing about the codes there.
+    fn reauthentication_required(&self) -> ApiError {
+        let max_age = self.step_up.max_age.num_seconds();
+        ApiError {
             max_age: Some(max_age),
             ..ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -313,50 +364,74 @@ impl ManagementService {
                     max_age / 60
                 ),
             )
-        })
+        }
     }
 
-    /// Takes a token of the household's deletion limit; audited and 429 when none is left.
-    async fn take_deletion(&self, household: &str) -> Result<(), ApiError> {
-        let limit = self.step_up.deletions;
-        let key = format!("delete#{household}");
-        let now = self.clock.now();
-        if self
-            .store
-            .take_rate_token(&key, now, limit.window, limit.max)
-            .await?
-        {
-            return Ok(());
+    /// The deletion limit is reached: audited (without what was to be deleted) and 429.
+    async fn deletions_refused(&self, household: &str) -> ApiError {
+        let hours = self.step_up.deletions.window.num_hours();
+        let entry = self.entry(
+            "admin",
+            format!("Voice code deletion refused: too many deletions in the last {hours} hours"),
+        );
+        if let Err(e) = self.store.append_audit(household, &entry).await {
+            return e.into();
         }
-        self.store
-            .append_audit(
-                household,
-                &self.entry(
-                    "admin",
-                    "Voice code deletion refused: too many deletions today".into(),
-                ),
-            )
-            .await?;
-        Err(ApiError::new(
+        ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
             "too many deletions; try again later",
-        ))
+        )
+    }
+
+    /// A deletion (of a code, or of a member with their codes): counted against the rolling
+    /// deletion limit in the same write as `change`, whether or not there was a code to delete;
+    /// 429 and audited when the limit is reached.
+    async fn delete_counted(
+        &self,
+        household: &str,
+        mut change: impl FnMut(&mut Profile) -> Result<String, ApiError>,
+    ) -> Result<(), ApiError> {
+        let now = self.clock.now();
+        let mut limited = false;
+        let result = self
+            .update_profile(household, |p| {
+                limited = !self.step_up.take_deletions(p, now, 1);
+                if limited {
+                    // Replaced by the audited refusal below.
+                    return Err(ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "rate_limited",
+                        "",
+                    ));
+                }
+                change(p)
+            })
+            .await;
+        if limited {
+            return Err(self.deletions_refused(household).await);
+        }
+        result
     }
 
     /// Tells the household, through the panel cloud's app notifications, that voice codes
     /// changed: the same words for any kind of code, set, replaced or deleted. The change
     /// stands whether or not the notice gets through.
     async fn notify_codes_changed(&self, household: &str, name: &str) {
+        let message = format!(
+            "The household admin changed {name}'s voice codes. If that wasn't you or someone \
+             you trust, check the members' codes in the app."
+        );
+        self.notify(household, CODES_CHANGED_NOTICE, message).await;
+    }
+
+    async fn notify(&self, household: &str, kind: &str, message: String) {
         let Some(p) = &self.provisioning else {
             return;
         };
         let notice = crate::domain::ports::panel::Notice {
-            kind: CODES_CHANGED_NOTICE.to_string(),
-            message: format!(
-                "The household admin changed {name}'s voice codes. If that wasn't you or \
-                 someone you trust, check the members' codes in the app."
-            ),
+            kind: kind.to_string(),
+            message,
         };
         if let Err(e) = p
             .panels
@@ -367,7 +442,7 @@ impl ManagementService {
             )
             .await
         {
-            tracing::warn!(error = %e, "could not notify the household of a voice code change");
+            tracing::warn!(error = %e, kind, "could not notify the household of a change");
         }
     }
 
@@ -575,9 +650,8 @@ async fn remove_member(
 ) -> Result<StatusCode, ApiError> {
     // A member goes with their codes: a deletion like any other.
     svc.require_recent_sign_in(&who)?;
-    svc.take_deletion(&who.account).await?;
     let mut name = String::new();
-    svc.update_profile(&who.account, |p| {
+    svc.delete_counted(&who.account, |p| {
         let idx = p.members.iter().position(|m| m.id == id).ok_or_else(|| {
             ApiError::new(StatusCode::NOT_FOUND, "no_such_member", "no such member")
         })?;
@@ -623,9 +697,8 @@ async fn delete_code(
 ) -> Result<StatusCode, ApiError> {
     let kind = kind_of(&slot)?;
     svc.require_recent_sign_in(&who)?;
-    svc.take_deletion(&who.account).await?;
     let mut name = String::new();
-    svc.update_profile(&who.account, |p| {
+    svc.delete_counted(&who.account, |p| {
         let m = p.member_mut(&id).ok_or_else(|| {
             ApiError::new(StatusCode::NOT_FOUND, "no_such_member", "no such member")
         })?;
@@ -658,6 +731,8 @@ async fn get_lockout(State(svc): State<Svc>, Admin(who): Admin) -> Result<Json<V
 }
 
 async fn reset_lockout(State(svc): State<Svc>, Admin(who): Admin) -> Result<Json<Value>, ApiError> {
+    // It opens guessing again: the phone alone must not be enough.
+    svc.require_recent_sign_in(&who)?;
     for _ in 0..SAVE_ATTEMPTS {
         let current = svc.store.household(&who.account).await?.throttle;
         let cleared = Throttle {
@@ -675,7 +750,13 @@ async fn reset_lockout(State(svc): State<Svc>, Admin(who): Admin) -> Result<Json
             )
             .await
         {
-            Ok(()) => return Ok(Json(lockout_view(&svc.throttle, &cleared, svc.clock.now()))),
+            Ok(()) => {
+                let message =
+                    format!("The household admin reset the voice disarm lockout. {NOT_YOU}");
+                svc.notify(&who.account, LOCKOUT_RESET_NOTICE, message)
+                    .await;
+                return Ok(Json(lockout_view(&svc.throttle, &cleared, svc.clock.now())));
+            }
             Err(StoreError::Conflict) => continue,
             Err(e) => return Err(e.into()),
         }
@@ -734,9 +815,16 @@ async fn put_settings(
         return Err(bad("give pinless_disarm, google_enabled or both"));
     }
     let mut after = None;
+    let mut weakened = false;
     svc.update_profile(&who.account, |p| {
         let mut changed = vec![];
         if let Some(policy) = policy {
+            // More disarms without a code: a weakening, under the rule of code changes. A
+            // change the other way, or none, needs nothing more than the admin.
+            weakened = policy.weaker_than(p.settings.pinless_disarm);
+            if weakened {
+                svc.require_recent_sign_in(&who)?;
+            }
             p.settings.pinless_disarm = policy;
             changed.push("the policy for disarming without a voice code");
         }
@@ -752,6 +840,13 @@ async fn put_settings(
         Ok(format!("Admin changed {}", changed.join(" and ")))
     })
     .await?;
+    if weakened {
+        let message = format!(
+            "The household admin let more voice disarms through without a voice code. {NOT_YOU}"
+        );
+        svc.notify(&who.account, PINLESS_WEAKENED_NOTICE, message)
+            .await;
+    }
     Ok(Json(after.as_ref().map(settings_json).unwrap_or_default()))
 }
 
