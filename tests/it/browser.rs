@@ -936,7 +936,7 @@ async fn the_http_api_lambda_serves_the_app_with_its_sign_in_settings() {
     ] {
         with_app.push((k.to_string(), v.to_string()));
     }
-    let mut f = Function::start(env!("CARGO_BIN_EXE_http-api"), &with_app).await;
+    let mut f = Function::start(support::lambda::HTTP_API, &with_app).await;
     let (_, _, r) = f.invoke(http_event("GET", "/app/", json!({}), None)).await;
     assert_eq!(r["statusCode"], 200, "{r}");
     assert!(body(&r).contains("<script src=\"app.js\" defer></script>"));
@@ -962,7 +962,7 @@ async fn the_http_api_lambda_serves_the_app_with_its_sign_in_settings() {
     drop(f);
 
     // Not configured: the page loads and says so.
-    let mut f = Function::start(env!("CARGO_BIN_EXE_http-api"), &env).await;
+    let mut f = Function::start(support::lambda::HTTP_API, &env).await;
     let (_, _, r) = f
         .invoke(http_event("GET", "/app/config.json", json!({}), None))
         .await;
@@ -976,7 +976,7 @@ async fn the_http_api_lambda_serves_the_app_with_its_sign_in_settings() {
     // Half configured: refused at start, naming what is missing.
     let mut partial = env.clone();
     partial.push(("APP_OAUTH_CLIENT_ID".into(), "x".into()));
-    let f = Function::start(env!("CARGO_BIN_EXE_http-api"), &partial).await;
+    let f = Function::start(support::lambda::HTTP_API, &partial).await;
     let (status, out) = f.exit().await;
     assert!(!status.success());
     assert!(out.contains("APP_OAUTH_AUTHORIZE_URL"), "{out}");

@@ -184,8 +184,8 @@ enum Via {
 impl Via {
     fn binary(self) -> &'static str {
         match self {
-            Via::Alexa => env!("CARGO_BIN_EXE_bootstrap"),
-            Via::Google => env!("CARGO_BIN_EXE_http-api"),
+            Via::Alexa => support::lambda::DIRECTIVE,
+            Via::Google => support::lambda::HTTP_API,
         }
     }
 
@@ -329,7 +329,7 @@ async fn scenario_against(point: Point, kind: Kind, via: Via, defects: Defects) 
 
     if point.locked() {
         // Three wrong codes lock voice disarm for 90 s (the default policy).
-        let mut f = Function::start(env!("CARGO_BIN_EXE_bootstrap"), &directive_env).await;
+        let mut f = Function::start(support::lambda::DIRECTIVE, &directive_env).await;
         for _ in 0..3 {
             let (_, _, r) = f.invoke(disarm(&t, "home", Some("0000"))).await;
             assert_eq!(error_type(&r), Some("UNAUTHORIZED"), "{r}");
@@ -382,7 +382,7 @@ async fn scenario_against(point: Point, kind: Kind, via: Via, defects: Defects) 
         | Point::TimeoutSignalAcked => {
             // A disarm whose panel call failed leaves a pending record for the worker.
             h.fault("down", 0).await;
-            let mut f = Function::start(env!("CARGO_BIN_EXE_bootstrap"), &directive_env).await;
+            let mut f = Function::start(support::lambda::DIRECTIVE, &directive_env).await;
             let (_, _, r) = f.invoke(disarm(&t, "home", Some(kind.pin()))).await;
             assert_eq!(error_type(&r), Some("BRIDGE_UNREACHABLE"), "{r}");
             drop(f);
@@ -390,7 +390,7 @@ async fn scenario_against(point: Point, kind: Kind, via: Via, defects: Defects) 
                 // The cloud queues the 121, then holds its answer back: the worker dies with
                 // the call in flight, and the one after it sends the same signal again.
                 h.fault("hold", 60_000).await;
-                let f = Function::start(env!("CARGO_BIN_EXE_redelivery"), &worker_env).await;
+                let f = Function::start(support::lambda::REDELIVERY, &worker_env).await;
                 f.enqueue(schedule());
                 let sent = wait_for_op(&h, "signal").await;
                 let out = f.logs().await;
@@ -403,8 +403,7 @@ async fn scenario_against(point: Point, kind: Kind, via: Via, defects: Defects) 
             } else {
                 h.fault("none", 0).await;
                 let f =
-                    Function::start(env!("CARGO_BIN_EXE_redelivery"), &armed(&worker_env, point))
-                        .await;
+                    Function::start(support::lambda::REDELIVERY, &armed(&worker_env, point)).await;
                 f.enqueue(schedule());
                 if point.timeout() {
                     times_out(f, point, "redelivery pass").await;
@@ -421,7 +420,7 @@ async fn scenario_against(point: Point, kind: Kind, via: Via, defects: Defects) 
         .count();
 
     // A fresh bootstrap: answers, and replays nothing by starting.
-    let mut f = Function::start(env!("CARGO_BIN_EXE_bootstrap"), &directive_env).await;
+    let mut f = Function::start(support::lambda::DIRECTIVE, &directive_env).await;
     let (kind_of, _, r) = f.invoke(report_state(&t, "home")).await;
     assert_eq!(kind_of, "response", "{r}");
     assert_eq!(
@@ -433,7 +432,7 @@ async fn scenario_against(point: Point, kind: Kind, via: Via, defects: Defects) 
 
     // A fresh worker until nothing is pending: a record the crashed directive left is due
     // after its grace; a lease the crashed worker held must run out first.
-    let mut w = Function::start(env!("CARGO_BIN_EXE_redelivery"), &worker_env).await;
+    let mut w = Function::start(support::lambda::REDELIVERY, &worker_env).await;
     let (mut worker_runs, mut skipped_runs) = (0, 0);
     loop {
         let (kind_of, _, report) = w.invoke(schedule()).await;
@@ -713,7 +712,7 @@ async fn no_step_of_a_disarm_runs_past_a_short_function_timeout_under_a_slow_clo
     let directive_env = only(&env, alarm_skill::adapters::secrets::needs::DIRECTIVE);
     h.fault("slow", 2_000).await;
     let mut f =
-        Function::start_with_budget(env!("CARGO_BIN_EXE_bootstrap"), &directive_env, BUDGET).await;
+        Function::start_with_budget(support::lambda::DIRECTIVE, &directive_env, BUDGET).await;
     let mut replies = Vec::new();
     for pin in [
         Kind::Normal.pin(),
@@ -734,7 +733,7 @@ async fn no_step_of_a_disarm_runs_past_a_short_function_timeout_under_a_slow_clo
     h.fault("none", 0).await;
 
     let worker_env = only(&env, alarm_skill::adapters::secrets::needs::REDELIVERY);
-    let mut w = Function::start(env!("CARGO_BIN_EXE_redelivery"), &worker_env).await;
+    let mut w = Function::start(support::lambda::REDELIVERY, &worker_env).await;
     for _ in 0..60 {
         let (kind, _, report) = w.invoke(schedule()).await;
         assert_eq!(kind, "response", "{report}");

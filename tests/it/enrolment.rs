@@ -391,6 +391,19 @@ async fn raw(
     token: Option<&str>,
     body: Option<Vec<u8>>,
 ) -> (StatusCode, String, Value) {
+    call_reading(h, method, path, token, body, "content-type").await
+}
+
+/// `method path` as `token` with a JSON `body`: (status, the `header` answered or "", body as
+/// JSON or Null).
+async fn call_reading(
+    h: &Harness,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Vec<u8>>,
+    header: &str,
+) -> (StatusCode, String, Value) {
     let mut req = h
         .http
         .request(method.parse().unwrap(), format!("{}{path}", h.base));
@@ -402,16 +415,16 @@ async fn raw(
     }
     let resp = req.send().await.unwrap();
     let status = resp.status();
-    let ct = resp
+    let value = resp
         .headers()
-        .get("content-type")
+        .get(header)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
     let text = resp.text().await.unwrap();
     (
         status,
-        ct,
+        value,
         serde_json::from_str(&text).unwrap_or(Value::Null),
     )
 }
@@ -744,21 +757,8 @@ async fn refusal(
     path: &str,
     body: Option<Value>,
 ) -> (StatusCode, String, Value) {
-    let mut req = h
-        .http
-        .request(method.parse().unwrap(), format!("{}{path}", h.base))
-        .bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status();
-    let challenge = resp
-        .headers()
-        .get("www-authenticate")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    (status, challenge, resp.json().await.unwrap_or(Value::Null))
+    let body = body.map(|b| b.to_string().into_bytes());
+    call_reading(h, method, path, Some(token), body, "www-authenticate").await
 }
 
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! The three Lambda binaries as processes, fed by a fake Lambda Runtime API (the HTTP interface
+//! The Lambda binary as a process for each of its three functions (its Handler), fed by a fake Lambda Runtime API (the HTTP interface
 //! Lambda uses to hand a function its events), configured from the environment exactly as the
 //! SAM template configures them, against real local dependencies: DynamoDB Local, and the local
 //! stack for the account-linking JWKS and the panel cloud.
@@ -82,7 +82,7 @@ async fn bootstrap_answers_directives_from_its_environment() {
     let (h, env, t) = world_and_token().await;
     let env = only(&env, alarm_skill::adapters::secrets::needs::DIRECTIVE);
     assert!(!env.iter().any(|(k, _)| k == "WEBHOOK_SECRET"));
-    let mut f = Function::start(env!("CARGO_BIN_EXE_bootstrap"), &env).await;
+    let mut f = Function::start(support::lambda::DIRECTIVE, &env).await;
 
     let (kind, _, r) = f.invoke(discover(&t)).await;
     assert_eq!(kind, "response");
@@ -164,7 +164,7 @@ async fn bootstrap_handles_the_skill_disabled_event() {
     assert_eq!(r["event"]["header"]["name"], "AcceptGrant.Response");
     assert_eq!(h.stack.store.grants("demo").await.unwrap().len(), 1);
     let env = only(&env, alarm_skill::adapters::secrets::needs::DIRECTIVE);
-    let mut f = Function::start(env!("CARGO_BIN_EXE_bootstrap"), &env).await;
+    let mut f = Function::start(support::lambda::DIRECTIVE, &env).await;
     let event = json!({
         "version": "1.0",
         "context": {"System": {"application": {"applicationId": "amzn1.ask.skill.1"},
@@ -186,14 +186,26 @@ async fn bootstrap_handles_the_skill_disabled_event() {
 async fn bootstrap_fails_at_start_on_missing_configuration() {
     let (_h, env) = world().await;
     let env: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k != "TABLE_NAME").collect();
-    fails_at_start_naming(env!("CARGO_BIN_EXE_bootstrap"), &env, "TABLE_NAME").await;
+    fails_at_start_naming(support::lambda::DIRECTIVE, &env, "TABLE_NAME").await;
+}
+
+/// One binary serves every function: a Handler it doesn't serve (a template typo, or the old
+/// `bootstrap`) stops it at start, naming the three it does, before it reads any secret.
+#[tokio::test]
+async fn the_binary_refuses_to_start_as_a_function_it_does_not_serve() {
+    let (_h, env) = world().await;
+    for handler in ["bootstrap", "Directive", ""] {
+        let out =
+            fails_at_start_naming(handler, &env, "must be directive, http-api or redelivery").await;
+        assert!(out.contains(&format!("_HANDLER is '{handler}'")), "{out}");
+    }
 }
 
 #[tokio::test]
 async fn http_api_serves_the_management_api_and_the_webhook() {
     let (h, env) = world().await;
     let admin = h.admin_token("demo").await;
-    let mut f = Function::start(env!("CARGO_BIN_EXE_http-api"), &env).await;
+    let mut f = Function::start(support::lambda::HTTP_API, &env).await;
 
     let (kind, r) = get_members(&mut f, &admin).await;
     assert_eq!(kind, "response");
@@ -272,7 +284,7 @@ async fn a_polling_redelivery_invocation_delivers_once_the_cloud_is_back() {
     let mut env = only(&env, alarm_skill::adapters::secrets::needs::REDELIVERY);
     env.push(("REDELIVERY_POLL_SECONDS".into(), "1".into()));
     let mut f = Function::start_with_budget(
-        env!("CARGO_BIN_EXE_redelivery"),
+        support::lambda::REDELIVERY,
         &env,
         std::time::Duration::from_secs(60),
     )
@@ -317,7 +329,7 @@ async fn redelivery_worker_delivers_a_pending_duress_once() {
     assert!(!h.signals().await.iter().any(|s| s.starts_with("121/")));
 
     let env = only(&env, alarm_skill::adapters::secrets::needs::REDELIVERY);
-    let mut f = Function::start(env!("CARGO_BIN_EXE_redelivery"), &env).await;
+    let mut f = Function::start(support::lambda::REDELIVERY, &env).await;
     let schedule = json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
     let (kind, _, report) = f.invoke(schedule.clone()).await;
     assert_eq!(kind, "response", "{report}");
@@ -354,7 +366,7 @@ async fn a_function_without_a_secret_it_needs_fails_at_start_and_names_it() {
             alarm_skill::adapters::secrets::SecretName::PanelApiKey,
         ],
     );
-    fails_at_start_naming(env!("CARGO_BIN_EXE_bootstrap"), &env, "LWA_CLIENT_SECRET").await;
+    fails_at_start_naming(support::lambda::DIRECTIVE, &env, "LWA_CLIENT_SECRET").await;
 }
 
 #[tokio::test]
@@ -387,7 +399,7 @@ async fn http_api_with_a_google_key_reports_every_state_change_to_homegraph() {
             format!("{base}{}", google_dev::HOMEGRAPH_PATH),
         ),
     ]);
-    let mut f = Function::start(env!("CARGO_BIN_EXE_http-api"), &env).await;
+    let mut f = Function::start(support::lambda::HTTP_API, &env).await;
 
     // SYNC promises Report State now.
     let t = h.token("demo").await;
@@ -491,7 +503,7 @@ async fn google_sync(f: &mut Function, token: &str) -> Value {
 #[tokio::test]
 async fn http_api_without_a_google_key_promises_no_report_state() {
     let (h, env) = world().await;
-    let mut f = Function::start(env!("CARGO_BIN_EXE_http-api"), &env).await;
+    let mut f = Function::start(support::lambda::HTTP_API, &env).await;
     let t = h.token("demo").await;
     let body = google_sync(&mut f, &t).await;
     let devices = body["payload"]["devices"].as_array().unwrap();
@@ -508,7 +520,7 @@ async fn http_api_with_an_unusable_google_key_fails_at_start_without_quoting_it(
     let (_h, mut env) = world().await;
     let bad = r#"{"client_email":"sa@p.iam.gserviceaccount.com","private_key":"-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n-----END PRIVATE KEY-----","token_uri":"https://oauth2.googleapis.com/token"}"#;
     env.push(("GOOGLE_SERVICE_ACCOUNT".into(), bad.into()));
-    let f = Function::start(env!("CARGO_BIN_EXE_http-api"), &env).await;
+    let f = Function::start(support::lambda::HTTP_API, &env).await;
     let (status, out) = f.exit().await;
     assert!(!status.success());
     // main prints the error's Debug form, as for every start-up error.
@@ -584,7 +596,7 @@ async fn start_directive_function(env: &[(String, String)], endpoint: &str) -> F
         alarm_skill::adapters::secrets::needs::DIRECTIVE,
         endpoint,
     );
-    Function::start(env!("CARGO_BIN_EXE_bootstrap"), &env).await
+    Function::start(support::lambda::DIRECTIVE, &env).await
 }
 
 /// Armed away each time, the normal then the duress PIN of `pins` disarm through `f` with the
@@ -699,7 +711,7 @@ async fn a_warm_redelivery_worker_delivers_a_duress_sealed_under_a_pepper_added_
         alarm_skill::adapters::secrets::needs::REDELIVERY,
         &endpoint,
     );
-    let mut worker = Function::start(env!("CARGO_BIN_EXE_redelivery"), &worker_env).await;
+    let mut worker = Function::start(support::lambda::REDELIVERY, &worker_env).await;
     let schedule = json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
     let (kind, _, report) = worker.invoke(schedule.clone()).await;
     assert_eq!(kind, "response", "{report}");
@@ -794,8 +806,8 @@ async fn warm_http_api_functions_enrol_under_a_new_current_pepper_and_keep_the_s
     );
     let mut aging_env = api_env.clone();
     aging_env.push(("PEPPER_MAX_AGE_S".into(), "1".into()));
-    let mut aging = Function::start(env!("CARGO_BIN_EXE_http-api"), &aging_env).await;
-    let mut warm = Function::start(env!("CARGO_BIN_EXE_http-api"), &api_env).await;
+    let mut aging = Function::start(support::lambda::HTTP_API, &aging_env).await;
+    let mut warm = Function::start(support::lambda::HTTP_API, &api_env).await;
     for f in [&mut aging, &mut warm] {
         let (_, r) = get_members(f, &admin).await;
         assert_eq!(r["statusCode"], 200, "{r}");
@@ -817,7 +829,7 @@ async fn warm_http_api_functions_enrol_under_a_new_current_pepper_and_keep_the_s
     assert_eq!(pepper_of(&profile, Duress), "t1");
 
     // A container started after the rotation replaces it (under t2, as any new one would).
-    let mut fresh = Function::start(env!("CARGO_BIN_EXE_http-api"), &api_env).await;
+    let mut fresh = Function::start(support::lambda::HTTP_API, &api_env).await;
     assert_eq!(set_code(&mut fresh, &admin, "voice-pin", "2958").await, 204);
     let profile = store.household("demo").await.unwrap().profile;
     assert_eq!(pepper_of(&profile, Normal), "t2");

@@ -466,16 +466,7 @@ fn links(markdown: &str) -> Vec<(usize, String)> {
 
 #[test]
 fn every_link_of_the_readme_architecture_and_docs_leads_somewhere() {
-    let mut pages = vec![PathBuf::from("README.md"), PathBuf::from("ARCHITECTURE.md")];
-    let docs = std::fs::read_dir(Path::new(ROOT).join("docs")).expect("docs/");
-    let mut found: Vec<PathBuf> = docs
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "md"))
-        .filter_map(|p| p.strip_prefix(ROOT).ok().map(Path::to_path_buf))
-        .collect();
-    found.sort();
-    pages.extend(found);
+    let pages = pages_with(&["README.md", "ARCHITECTURE.md"]);
     let mut broken = Vec::new();
     let mut checked = 0;
     for page in &pages {
@@ -548,16 +539,22 @@ fn named_paths(markdown: &str) -> Vec<(usize, String)> {
     out
 }
 
+/// `first`, then every page of docs/, as paths relative to the repository.
+fn pages_with(first: &[&str]) -> Vec<PathBuf> {
+    let docs = std::fs::read_dir(Path::new(ROOT).join("docs")).expect("docs/");
+    let mut found: Vec<PathBuf> = docs
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .filter_map(|p| p.strip_prefix(ROOT).ok().map(Path::to_path_buf))
+        .collect();
+    found.sort();
+    first.iter().map(PathBuf::from).chain(found).collect()
+}
+
 #[test]
 fn every_path_the_readme_architecture_and_docs_name_exists() {
-    let mut pages = vec![PathBuf::from("README.md"), PathBuf::from("ARCHITECTURE.md")];
-    let docs = std::fs::read_dir(Path::new(ROOT).join("docs")).expect("docs/");
-    pages.extend(
-        docs.filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "md"))
-            .filter_map(|p| p.strip_prefix(ROOT).ok().map(Path::to_path_buf)),
-    );
+    let pages = pages_with(&["README.md", "ARCHITECTURE.md"]);
     let mut missing = Vec::new();
     let mut checked = 0;
     for page in &pages {
@@ -846,14 +843,7 @@ fn every_restart_in_the_docs_recycles_what_alexa_and_google_call() {
     let literal = "```bash\naws lambda update-function-configuration --function-name arn:aws:lambda:us-east-1:1:function:f:live\n```\n";
     assert_eq!(restarts_that_miss_an_alias(literal, &outputs).len(), 1);
 
-    let mut pages = vec![PathBuf::from("README.md")];
-    let docs = std::fs::read_dir(Path::new(ROOT).join("docs")).expect("docs/");
-    pages.extend(
-        docs.filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "md"))
-            .filter_map(|p| p.strip_prefix(ROOT).ok().map(Path::to_path_buf)),
-    );
+    let pages = pages_with(&["README.md"]);
     let mut wrong = Vec::new();
     for page in &pages {
         for (line, why) in restarts_that_miss_an_alias(&read(&page.to_string_lossy()), &outputs) {

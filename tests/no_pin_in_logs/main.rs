@@ -176,7 +176,7 @@ async fn the_deployed_binaries_log_no_pin_token_or_secret_at_trace() {
     let t = h.token("demo").await;
     let admin = h.admin_token("demo").await;
 
-    let mut f = Function::start(env!("CARGO_BIN_EXE_bootstrap"), &env).await;
+    let mut f = Function::start(support::lambda::DIRECTIVE, &env).await;
     f.invoke(discover(&t)).await;
     f.invoke(accept_grant(&t, "grant-code-0591")).await;
     for pin in ["0472", "0815", "0246", "0591", "0246", "0472", "0815"] {
@@ -192,7 +192,7 @@ async fn the_deployed_binaries_log_no_pin_token_or_secret_at_trace() {
     f.invoke(misplaced).await;
     let bootstrap_logs = f.logs().await;
 
-    let mut f = Function::start(env!("CARGO_BIN_EXE_http-api"), &env).await;
+    let mut f = Function::start(support::lambda::HTTP_API, &env).await;
     let bearer =
         json!({"authorization": format!("Bearer {admin}"), "content-type": "application/json"});
     for (path, body) in [

@@ -32,6 +32,11 @@ pub type Outcome = (String, String, Value);
 /// (10 s), so it is held here to a stricter limit than Lambda's (the worker: [`WORKER_BUDGET`]).
 pub const BUDGET: Duration = Duration::from_secs(7);
 
+/// The functions the one Lambda binary serves, by the Handler each sets (infra/template.yaml).
+pub const DIRECTIVE: &str = "directive";
+pub const HTTP_API: &str = "http-api";
+pub const REDELIVERY: &str = "redelivery";
+
 /// The re-delivery worker's budget here: its Lambda timeout is 60 s; it starts a record only with
 /// a signal call's budget (5 s) and a margin left, so under [`BUDGET`] a slow start on a loaded
 /// machine left it no room and it deferred the record the test expected it to send.
@@ -151,20 +156,22 @@ fn drain(
 }
 
 impl Function {
-    /// Starts `binary` with `env`, fed by a fresh fake runtime API that kills it when an
-    /// invocation runs past [`BUDGET`] ([`WORKER_BUDGET`] for the re-delivery worker).
-    pub async fn start(binary: &str, env: &[(String, String)]) -> Function {
-        let budget = if binary.ends_with("/redelivery") {
+    /// Starts the Lambda binary as the function `handler` ([`DIRECTIVE`], [`HTTP_API`],
+    /// [`REDELIVERY`]: the `_HANDLER` Lambda sets from the function's Handler) with `env`, fed by
+    /// a fresh fake runtime API that kills it when an invocation runs past [`BUDGET`]
+    /// ([`WORKER_BUDGET`] for the re-delivery worker).
+    pub async fn start(handler: &str, env: &[(String, String)]) -> Function {
+        let budget = if handler == REDELIVERY {
             WORKER_BUDGET
         } else {
             BUDGET
         };
-        Function::start_with_budget(binary, env, budget).await
+        Function::start_with_budget(handler, env, budget).await
     }
 
     /// [`Function::start`] with another invocation budget (the function's timeout).
     pub async fn start_with_budget(
-        binary: &str,
+        handler: &str,
         env: &[(String, String)],
         budget: Duration,
     ) -> Function {
@@ -182,9 +189,10 @@ impl Function {
             .route("/2018-06-01/runtime/invocation/{id}/{kind}", post(posted))
             .with_state(rt.clone());
         let addr = super::serve(app).await;
-        let child = tokio::process::Command::new(binary)
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_bootstrap"))
             .env_clear()
             .envs(env.iter().cloned())
+            .env("_HANDLER", handler)
             .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
             .env("AWS_LAMBDA_FUNCTION_NAME", "test")
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")

@@ -1,4 +1,4 @@
-//! The duress re-delivery worker. A schedule invokes it once a minute; each invocation drains
+//! `Handler: redelivery`, the duress re-delivery worker. A schedule invokes it once a minute; each invocation drains
 //! every shard of the pending outbox, in parallel, each under a lease of its own in the table, so
 //! two passes never overlap on a shard. With `REDELIVERY_POLL_SECONDS` (the template sets 2) it
 //! then keeps polling at that interval while anything is pending, until near its timeout: the
@@ -43,10 +43,7 @@ fn poll_interval() -> Result<Option<Duration>, lambda_runtime::Error> {
     }
 }
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    alarm_skill::edges::telemetry::init_lambda();
-    alarm_skill::common::crash::setup();
+pub async fn run() -> Result<(), lambda_runtime::Error> {
     let poll = poll_interval()?;
     let prod =
         Arc::new(Production::from_env(alarm_skill::adapters::secrets::needs::REDELIVERY).await?);

@@ -1,4 +1,4 @@
-//! The HTTP Lambda (API Gateway HTTP API or Function URL): the household management API, the
+//! `Handler: http-api`, the HTTP function (API Gateway HTTP API or Function URL): the household management API, the
 //! panel cloud's webhook, the Google Smart Home fulfillment (`POST /google/fulfillment`), and the
 //! household web app (`/app/`).
 
@@ -7,11 +7,7 @@ use std::sync::Arc;
 use alarm_skill::edges::lambda::Production;
 use axum::Router;
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    alarm_skill::edges::telemetry::init_lambda();
-    // Google's EXECUTE runs the same disarm as `bootstrap`, through the same crash points.
-    alarm_skill::common::crash::setup();
+pub async fn run() -> Result<(), lambda_http::Error> {
     let prod = Production::from_env(alarm_skill::adapters::secrets::needs::HTTP_API).await?;
     prod.warm_up().await;
     // SYNC promises Report State only when this function can send it.

@@ -1,5 +1,6 @@
-//! The Alexa directive Lambda. Alexa invokes it with the raw directive; the reply is the raw
-//! response. Every directive gets a schema-valid reply: the handler never returns an error.
+//! `Handler: directive`, the Alexa directive function. Alexa invokes it with the raw directive;
+//! the reply is the raw response. Every directive gets a schema-valid reply: the handler never
+//! returns an error.
 
 use std::sync::Arc;
 
@@ -7,10 +8,7 @@ use alarm_skill::edges::lambda::{Production, deadline};
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    alarm_skill::edges::telemetry::init_lambda();
-    alarm_skill::common::crash::setup();
+pub async fn run() -> Result<(), lambda_runtime::Error> {
     let prod = Production::from_env(alarm_skill::adapters::secrets::needs::DIRECTIVE).await?;
     prod.warm_up().await;
     let skill = Arc::new(prod.skill()?);
