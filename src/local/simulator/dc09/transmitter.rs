@@ -973,10 +973,7 @@ mod tests {
     async fn the_queue_survives_a_crash_numbering_goes_on_and_a_failed_write_queues_nothing() {
         let dir = std::env::temp_dir().join(format!("dc09-q-{}", uuid::Uuid::new_v4().simple()));
         // A port nobody listens on: every attempt fails, the queue stays as it is.
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        let addr = crate::local::simulator::dc09::unused_addr();
         let cfg = LinkConfig {
             queue_dir: Some(dir.clone()),
             ..LinkConfig::new(addr)
@@ -1033,10 +1030,7 @@ mod tests {
     async fn a_121_and_its_request_id_are_recorded_together_and_kept_for_the_window() {
         use crate::common::clock::AdjustableClock;
         let dir = std::env::temp_dir().join(format!("dc09-h-{}", uuid::Uuid::new_v4().simple()));
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        let addr = crate::local::simulator::dc09::unused_addr();
         let cfg = LinkConfig {
             queue_dir: Some(dir.clone()),
             ..LinkConfig::new(addr)
@@ -1110,10 +1104,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_a_queue_directory_a_crash_loses_the_queue() {
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        let addr = crate::local::simulator::dc09::unused_addr();
         let t = Transmitter::start(LinkConfig::new(addr), Arc::new(SystemClock)).unwrap();
         t.send("1234", cid(1), Utc::now()).unwrap();
         t.crash_and_restart().unwrap();
