@@ -945,6 +945,17 @@ mod tests {
         t.decide(request, "1234", cid(0), Utc::now(), DecisionKind::Normal)
     }
 
+    /// A durable queue in a new directory, sent to a port nobody listens on: every attempt
+    /// fails, the queue stays as it is.
+    fn durable_to_nobody(prefix: &str) -> (std::path::PathBuf, LinkConfig) {
+        let dir = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
+        let cfg = LinkConfig {
+            queue_dir: Some(dir.clone()),
+            ..LinkConfig::new(crate::local::simulator::dc09::unused_addr())
+        };
+        (dir, cfg)
+    }
+
     fn seqs(t: &Transmitter) -> Vec<u16> {
         t.lock().queue.iter().map(|q| q.seq).collect()
     }
@@ -993,13 +1004,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_queue_survives_a_crash_numbering_goes_on_and_a_failed_write_queues_nothing() {
-        let dir = std::env::temp_dir().join(format!("dc09-q-{}", uuid::Uuid::new_v4().simple()));
-        // A port nobody listens on: every attempt fails, the queue stays as it is.
-        let addr = crate::local::simulator::dc09::unused_addr();
-        let cfg = LinkConfig {
-            queue_dir: Some(dir.clone()),
-            ..LinkConfig::new(addr)
-        };
+        let (dir, cfg) = durable_to_nobody("dc09-q");
         let t = Transmitter::start(cfg, Arc::new(SystemClock)).unwrap();
         for n in 1..=3 {
             t.send("1234", cid(n), Utc::now()).unwrap();
@@ -1051,12 +1056,7 @@ mod tests {
     #[tokio::test]
     async fn a_121_and_its_request_id_are_recorded_together_and_kept_for_the_window() {
         use crate::common::clock::AdjustableClock;
-        let dir = std::env::temp_dir().join(format!("dc09-h-{}", uuid::Uuid::new_v4().simple()));
-        let addr = crate::local::simulator::dc09::unused_addr();
-        let cfg = LinkConfig {
-            queue_dir: Some(dir.clone()),
-            ..LinkConfig::new(addr)
-        };
+        let (dir, cfg) = durable_to_nobody("dc09-h");
         let clock = Arc::new(AdjustableClock::frozen(Utc::now()));
         let t = Transmitter::start(cfg, clock.clone()).unwrap();
         t.decide(
