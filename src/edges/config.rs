@@ -375,6 +375,16 @@ mod tests {
         Config::from_lookup(|k| env.get(k).map(|v| v.to_string()))
     }
 
+    /// The base settings with `var=value` are refused, and the error names `var`.
+    fn assert_rejected(var: &'static str, value: &'static str) {
+        let mut env = base();
+        env.insert(var, value);
+        assert!(
+            matches!(load(&env), Err(ConfigError::Invalid(name, _)) if name == var),
+            "{var}={value}"
+        );
+    }
+
     #[test]
     fn reads_the_step_up_for_code_changes() {
         let c = load(&base()).unwrap();
@@ -395,12 +405,7 @@ mod tests {
             ("STEP_UP_MAX_AGE_S", "ten"),
             ("CODE_DELETIONS_PER_DAY", "0"),
         ] {
-            let mut env = base();
-            env.insert(k, v);
-            assert!(
-                matches!(load(&env), Err(ConfigError::Invalid(name, _)) if name == k),
-                "{k}={v}"
-            );
+            assert_rejected(k, v);
         }
     }
 
@@ -603,12 +608,7 @@ mod tests {
             ("OUTBOX_HOUSEHOLD_QUOTA", "1001"),
             ("OUTBOX_HOUSEHOLD_QUOTA", "many"),
         ] {
-            let mut env = base();
-            env.insert(var, bad);
-            assert!(
-                matches!(load(&env).unwrap_err(), ConfigError::Invalid(v, _) if v == var),
-                "{var}={bad}"
-            );
+            assert_rejected(var, bad);
         }
     }
 
