@@ -886,6 +886,8 @@ async fn check_held(
         }
         Err(PanelError::NotFound) => {
             gate.note(Verdict::Answered);
+            // Names the record like `outbox_seal_unreadable` below but is another event, at
+            // another level: docs/deploy.md and docs/panel-api.md send operators to each marker.
             tracing::warn!(
                 marker = "held_attempt_dropped",
                 request_id = %record.request_id,
