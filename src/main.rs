@@ -83,44 +83,7 @@ enum Command {
     },
     /// Run docs/panel-api.md's vendor checklist against a panel cloud (its test environment):
     /// prints a pass/fail table, exits 1 if a check fails, 2 if it could not start.
-    Conformance {
-        /// Base URL of the panel cloud API (the skill's PANEL_API_URL).
-        #[arg(long)]
-        panel_url: String,
-        /// File holding the panel API key.
-        #[arg(long)]
-        api_key_file: PathBuf,
-        /// The test account and its panel (disarmed, online, zones closed, no alarm or trouble).
-        #[arg(long, default_value = "demo")]
-        account: String,
-        #[arg(long, default_value = "home")]
-        panel: String,
-        /// A panel user number of the test account.
-        #[arg(long, default_value_t = 1)]
-        member: u16,
-        /// A second account and its panel, which the test account must not reach.
-        #[arg(long, default_value = "neighbor")]
-        foreign_account: String,
-        #[arg(long, default_value = "cabin")]
-        foreign_panel: String,
-        /// Address of the kit's webhook receiver.
-        #[arg(long, default_value = "127.0.0.1:0")]
-        webhook_listen: std::net::SocketAddr,
-        /// The receiver's URL as the cloud reaches it, when not http://<listen address>/webhook.
-        #[arg(long)]
-        webhook_url: Option<String>,
-        #[arg(long, default_value_t = 2000)]
-        latency_budget_ms: u64,
-        /// Normal/duress disarm pairs timed for the equal-work check (a rank test: hundreds).
-        #[arg(long, default_value_t = 300)]
-        samples: usize,
-        /// Wait after a call for the monitoring feed and webhooks to catch up.
-        #[arg(long, default_value_t = 300)]
-        settle_ms: u64,
-        /// Print the report as JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    Conformance(ConformanceArgs),
     /// Bulk import of existing households: takes each account's members from the panel cloud's
     /// users into the skill's DynamoDB table.
     Import {
@@ -163,6 +126,47 @@ enum Command {
         #[arg(long, hide = true)]
         page_size: Option<i32>,
     },
+}
+
+// The `conformance` command's flags (its help is the variant's doc comment).
+#[derive(clap::Args)]
+struct ConformanceArgs {
+    /// Base URL of the panel cloud API (the skill's PANEL_API_URL).
+    #[arg(long)]
+    panel_url: String,
+    /// File holding the panel API key.
+    #[arg(long)]
+    api_key_file: PathBuf,
+    /// The test account and its panel (disarmed, online, zones closed, no alarm or trouble).
+    #[arg(long, default_value = "demo")]
+    account: String,
+    #[arg(long, default_value = "home")]
+    panel: String,
+    /// A panel user number of the test account.
+    #[arg(long, default_value_t = 1)]
+    member: u16,
+    /// A second account and its panel, which the test account must not reach.
+    #[arg(long, default_value = "neighbor")]
+    foreign_account: String,
+    #[arg(long, default_value = "cabin")]
+    foreign_panel: String,
+    /// Address of the kit's webhook receiver.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    webhook_listen: std::net::SocketAddr,
+    /// The receiver's URL as the cloud reaches it, when not http://<listen address>/webhook.
+    #[arg(long)]
+    webhook_url: Option<String>,
+    #[arg(long, default_value_t = 2000)]
+    latency_budget_ms: u64,
+    /// Normal/duress disarm pairs timed for the equal-work check (a rank test: hundreds).
+    #[arg(long, default_value_t = 300)]
+    samples: usize,
+    /// Wait after a call for the monitoring feed and webhooks to catch up.
+    #[arg(long, default_value_t = 300)]
+    settle_ms: u64,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 /// A DynamoDB client: a local engine at `endpoint`, or AWS with the environment's credentials.
@@ -401,22 +405,8 @@ async fn main() -> ExitCode {
             stack.wait().await;
             ExitCode::SUCCESS
         }
-        Command::Conformance {
-            panel_url,
-            api_key_file,
-            account,
-            panel,
-            member,
-            foreign_account,
-            foreign_panel,
-            webhook_listen,
-            webhook_url,
-            latency_budget_ms,
-            samples,
-            settle_ms,
-            json,
-        } => {
-            let api_key = match read_key(&api_key_file) {
+        Command::Conformance(args) => {
+            let api_key = match read_key(&args.api_key_file) {
                 Ok(k) => k,
                 Err(e) => {
                     eprintln!("{e}");
@@ -424,21 +414,21 @@ async fn main() -> ExitCode {
                 }
             };
             let opts = alarm_skill::local::conformance::KitOptions {
-                account,
-                panel,
-                member,
-                foreign_account,
-                foreign_panel,
-                webhook_listen,
-                webhook_url,
-                latency_budget: std::time::Duration::from_millis(latency_budget_ms),
-                timing_samples: samples,
-                settle: std::time::Duration::from_millis(settle_ms),
-                ..alarm_skill::local::conformance::KitOptions::new(&panel_url, api_key)
+                account: args.account,
+                panel: args.panel,
+                member: args.member,
+                foreign_account: args.foreign_account,
+                foreign_panel: args.foreign_panel,
+                webhook_listen: args.webhook_listen,
+                webhook_url: args.webhook_url,
+                latency_budget: std::time::Duration::from_millis(args.latency_budget_ms),
+                timing_samples: args.samples,
+                settle: std::time::Duration::from_millis(args.settle_ms),
+                ..alarm_skill::local::conformance::KitOptions::new(&args.panel_url, api_key)
             };
             match alarm_skill::local::conformance::run(opts).await {
                 Ok(report) => {
-                    if json {
+                    if args.json {
                         println!(
                             "{}",
                             serde_json::to_string_pretty(&report).unwrap_or_default()

@@ -52,45 +52,37 @@ impl<S: Send + Sync> FromRequest<S> for Body {
     }
 }
 
-/// A typed query string, or 400 `bad_request`.
-pub struct JsonQuery<T>(pub T);
+/// An axum extractor `$name<T>` wrapping `$inner<T>`, whose rejection is a 400 `bad_request`
+/// with a fixed `$message` instead of axum's plain text.
+macro_rules! bad_request_on_rejection {
+    ($(#[$doc:meta])* $name:ident($inner:ident), $message:literal) => {
+        $(#[$doc])*
+        pub struct $name<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for JsonQuery<T> {
-    type Rejection = Response;
+        impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for $name<T> {
+            type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
-        Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|Query(q)| JsonQuery(q))
-            .map_err(|_| {
-                error(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    "the query string is not valid (limit is a whole number)",
-                )
-            })
-    }
+            async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+                $inner::<T>::from_request_parts(parts, state)
+                    .await
+                    .map(|$inner(v)| $name(v))
+                    .map_err(|_| error(StatusCode::BAD_REQUEST, "bad_request", $message))
+            }
+        }
+    };
 }
 
-/// Typed path parameters, or 400 `bad_request` (e.g. a parameter that is not UTF-8).
-pub struct JsonPath<T>(pub T);
+bad_request_on_rejection!(
+    /// A typed query string, or 400 `bad_request`.
+    JsonQuery(Query),
+    "the query string is not valid (limit is a whole number)"
+);
 
-impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for JsonPath<T> {
-    type Rejection = Response;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
-        Path::<T>::from_request_parts(parts, state)
-            .await
-            .map(|Path(p)| JsonPath(p))
-            .map_err(|_| {
-                error(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    "the path is not valid",
-                )
-            })
-    }
-}
+bad_request_on_rejection!(
+    /// Typed path parameters, or 400 `bad_request` (e.g. a parameter that is not UTF-8).
+    JsonPath(Path),
+    "the path is not valid"
+);
 
 /// For a route that exists, asked with a method it doesn't serve.
 pub async fn method_not_allowed() -> Response {

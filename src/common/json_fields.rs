@@ -37,8 +37,7 @@ impl<'a> Obj<'a> {
     }
 
     pub fn obj(&self, key: &str) -> Result<Obj<'a>, String> {
-        self.opt_obj(key)?
-            .ok_or_else(|| format!("missing field {}", self.path(key)))
+        self.required(key, self.opt_obj(key)?)
     }
 
     pub fn opt_obj(&self, key: &str) -> Result<Option<Obj<'a>>, String> {
@@ -57,28 +56,37 @@ impl<'a> Obj<'a> {
     }
 
     pub fn string(&self, key: &str) -> Result<String, String> {
-        self.opt_string(key)?
-            .ok_or_else(|| format!("missing field {}", self.path(key)))
+        self.required(key, self.opt_string(key)?)
     }
 
     pub fn opt_string(&self, key: &str) -> Result<Option<String>, String> {
-        match self.map.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(format!("{} must be a string", self.path(key))),
-        }
+        self.opt_typed(key, "a string", |v| v.as_str().map(str::to_owned))
     }
 
     pub fn bool(&self, key: &str) -> Result<bool, String> {
-        self.opt_bool(key)?
-            .ok_or_else(|| format!("missing field {}", self.path(key)))
+        self.required(key, self.opt_bool(key)?)
     }
 
     pub fn opt_bool(&self, key: &str) -> Result<Option<bool>, String> {
+        self.opt_typed(key, "a boolean", Value::as_bool)
+    }
+
+    fn required<T>(&self, key: &str, value: Option<T>) -> Result<T, String> {
+        value.ok_or_else(|| format!("missing field {}", self.path(key)))
+    }
+
+    /// `None` for a missing or null field; `what` names the type `get` takes in the error.
+    fn opt_typed<T>(
+        &self,
+        key: &str,
+        what: &str,
+        get: impl FnOnce(&'a Value) -> Option<T>,
+    ) -> Result<Option<T>, String> {
         match self.map.get(key) {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(_) => Err(format!("{} must be a boolean", self.path(key))),
+            Some(v) => get(v)
+                .map(Some)
+                .ok_or_else(|| format!("{} must be {what}", self.path(key))),
         }
     }
 }

@@ -148,36 +148,16 @@ impl Config {
         url::Url::parse(&panel_api_url)
             .map_err(|e| ConfigError::Invalid("PANEL_API_URL", e.to_string()))?;
         let mut step_up = crate::domain::voice_codes::enrol::StepUp::default();
-        if let Some(v) = get("STEP_UP_MAX_AGE_S") {
-            let s: i64 = v
-                .parse()
-                .ok()
-                .filter(|s| (60..=86_400).contains(s))
-                .ok_or_else(|| {
-                    ConfigError::Invalid("STEP_UP_MAX_AGE_S", "must be 60 to 86400 seconds".into())
-                })?;
+        let step_up_s = "must be 60 to 86400 seconds";
+        if let Some(s) = ranged::<i64>(&get, "STEP_UP_MAX_AGE_S", 60..=86_400, step_up_s)? {
             step_up.max_age = chrono::Duration::seconds(s);
         }
-        if let Some(v) = get("CODE_DELETIONS_PER_DAY") {
-            step_up.deletions.max = v
-                .parse()
-                .ok()
-                .filter(|n| (1..=100).contains(n))
-                .ok_or_else(|| {
-                    ConfigError::Invalid("CODE_DELETIONS_PER_DAY", "must be 1 to 100".into())
-                })?;
+        if let Some(n) = ranged(&get, "CODE_DELETIONS_PER_DAY", 1..=100, "must be 1 to 100")? {
+            step_up.deletions.max = n;
         }
-        let pepper_max_age = match get("PEPPER_MAX_AGE_S") {
-            None => DEFAULT_PEPPER_MAX_AGE,
-            Some(v) => v
-                .parse::<u64>()
-                .ok()
-                .filter(|s| (1..=3_600).contains(s))
-                .map(Duration::from_secs)
-                .ok_or_else(|| {
-                    ConfigError::Invalid("PEPPER_MAX_AGE_S", "must be 1 to 3600 seconds".into())
-                })?,
-        };
+        let pepper_s = "must be 1 to 3600 seconds";
+        let pepper_max_age = ranged::<u64>(&get, "PEPPER_MAX_AGE_S", 1..=3_600, pepper_s)?
+            .map_or(DEFAULT_PEPPER_MAX_AGE, Duration::from_secs);
         Ok(Config {
             pepper_max_age,
             step_up,
@@ -210,6 +190,23 @@ impl Config {
 }
 
 /// `OUTBOX_SHARDS` and `OUTBOX_HOUSEHOLD_QUOTA`, each within its bounds.
+/// `var`'s value if it is set: a number within `range`, else `Invalid(var, message)`.
+fn ranged<T: std::str::FromStr + PartialOrd>(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    range: std::ops::RangeInclusive<T>,
+    message: &str,
+) -> Result<Option<T>, ConfigError> {
+    get(var)
+        .map(|v| {
+            v.parse()
+                .ok()
+                .filter(|n| range.contains(n))
+                .ok_or_else(|| ConfigError::Invalid(var, message.to_string()))
+        })
+        .transpose()
+}
+
 fn outbox_policy(get: &impl Fn(&str) -> Option<String>) -> Result<OutboxPolicy, ConfigError> {
     fn bounded(
         var: &'static str,
@@ -375,6 +372,16 @@ mod tests {
         Config::from_lookup(|k| env.get(k).map(|v| v.to_string()))
     }
 
+    /// The base settings with `var=value` are refused, and the error names `var`.
+    fn assert_rejected(var: &'static str, value: &'static str) {
+        let mut env = base();
+        env.insert(var, value);
+        assert!(
+            matches!(load(&env), Err(ConfigError::Invalid(name, _)) if name == var),
+            "{var}={value}"
+        );
+    }
+
     #[test]
     fn reads_the_step_up_for_code_changes() {
         let c = load(&base()).unwrap();
@@ -395,12 +402,7 @@ mod tests {
             ("STEP_UP_MAX_AGE_S", "ten"),
             ("CODE_DELETIONS_PER_DAY", "0"),
         ] {
-            let mut env = base();
-            env.insert(k, v);
-            assert!(
-                matches!(load(&env), Err(ConfigError::Invalid(name, _)) if name == k),
-                "{k}={v}"
-            );
+            assert_rejected(k, v);
         }
     }
 
@@ -603,12 +605,7 @@ mod tests {
             ("OUTBOX_HOUSEHOLD_QUOTA", "1001"),
             ("OUTBOX_HOUSEHOLD_QUOTA", "many"),
         ] {
-            let mut env = base();
-            env.insert(var, bad);
-            assert!(
-                matches!(load(&env).unwrap_err(), ConfigError::Invalid(v, _) if v == var),
-                "{var}={bad}"
-            );
+            assert_rejected(var, bad);
         }
     }
 

@@ -552,17 +552,12 @@ impl LocalStack {
             ));
 
         let (tx, rx) = oneshot::channel::<()>();
-        let mut tasks = vec![tokio::spawn(async move {
-            let stop = async {
-                let _ = rx.await;
-            };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-            {
-                tracing::error!(error = %e, "local stack server stopped");
-            }
-        })];
+        let mut tasks = vec![simulator::http::serve_until(
+            listener,
+            app,
+            rx,
+            "local stack server",
+        )];
         if !opts.frozen_clock {
             let s = sim.clone();
             tasks.push(tokio::spawn(async move {

@@ -135,6 +135,28 @@ fn list(names: &[String]) -> String {
     }
 }
 
+/// What either assistant says after a discovery: each device of `devices` (a JSON array) by
+/// the name and kind `describe` finds in it.
+fn found_devices(
+    devices: &Value,
+    describe: impl Fn(&Value) -> (Option<&str>, &'static str),
+) -> String {
+    let names: Vec<String> = devices
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|d| {
+            let (name, kind) = describe(d);
+            format!("{} ({kind})", name.unwrap_or("?"))
+        })
+        .collect();
+    match names.len() {
+        0 => "I didn't find any devices.".to_string(),
+        n => format!("I found {n} devices: {}.", list(&names)),
+    }
+}
+
 /// What Alexa would say for `reply`. `name` is the device's friendly name.
 pub fn speech(u: &Utterance, reply: &Value, name: &str) -> String {
     let header = &reply["event"]["header"];
@@ -180,25 +202,15 @@ pub fn speech(u: &Utterance, reply: &Value, name: &str) -> String {
         };
     }
     match u {
-        Utterance::Discover => {
-            let endpoints = payload["endpoints"].as_array().cloned().unwrap_or_default();
-            let names: Vec<String> = endpoints
-                .iter()
-                .map(|e| {
-                    let kind = match e["displayCategories"][0].as_str().unwrap_or("") {
-                        "SECURITY_PANEL" => "security panel",
-                        "CONTACT_SENSOR" => "contact sensor",
-                        "MOTION_SENSOR" => "motion sensor",
-                        _ => "device",
-                    };
-                    format!("{} ({kind})", e["friendlyName"].as_str().unwrap_or("?"))
-                })
-                .collect();
-            match names.len() {
-                0 => "I didn't find any devices.".to_string(),
-                n => format!("I found {n} devices: {}.", list(&names)),
-            }
-        }
+        Utterance::Discover => found_devices(&payload["endpoints"], |e| {
+            let kind = match e["displayCategories"][0].as_str().unwrap_or("") {
+                "SECURITY_PANEL" => "security panel",
+                "CONTACT_SENSOR" => "contact sensor",
+                "MOTION_SENSOR" => "motion sensor",
+                _ => "device",
+            };
+            (e["friendlyName"].as_str(), kind)
+        }),
         Utterance::Status { .. } => {
             let reachable = prop(reply, "connectivity").is_none_or(|c| c["value"] == "OK");
             let mut words = Vec::new();
@@ -318,24 +330,14 @@ pub fn google_speech(u: &Utterance, reply: &Value, name: &str) -> String {
         return error(code, None);
     }
     match u {
-        Utterance::Discover => {
-            let devices = payload["devices"].as_array().cloned().unwrap_or_default();
-            let names: Vec<String> = devices
-                .iter()
-                .map(|d| {
-                    let kind = match d["type"].as_str().unwrap_or("") {
-                        "action.devices.types.SECURITYSYSTEM" => "security system",
-                        "action.devices.types.SENSOR" => "sensor",
-                        _ => "device",
-                    };
-                    format!("{} ({kind})", d["name"]["name"].as_str().unwrap_or("?"))
-                })
-                .collect();
-            match names.len() {
-                0 => "I didn't find any devices.".to_string(),
-                n => format!("I found {n} devices: {}.", list(&names)),
-            }
-        }
+        Utterance::Discover => found_devices(&payload["devices"], |d| {
+            let kind = match d["type"].as_str().unwrap_or("") {
+                "action.devices.types.SECURITYSYSTEM" => "security system",
+                "action.devices.types.SENSOR" => "sensor",
+                _ => "device",
+            };
+            (d["name"]["name"].as_str(), kind)
+        }),
         Utterance::Status { endpoint } => {
             let s = &payload["devices"][endpoint.as_str()];
             if let Some(code) = s["errorCode"].as_str() {
@@ -503,6 +505,32 @@ impl Say {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn discovery_names_each_device_and_its_kind_for_either_assistant() {
+        let alexa = json!({ "event": { "header": { "name": "Discover.Response" }, "payload": { "endpoints": [
+            { "friendlyName": "Home", "displayCategories": ["SECURITY_PANEL"] },
+            { "friendlyName": "Front door", "displayCategories": ["CONTACT_SENSOR"] },
+            { "displayCategories": ["OTHER"] },
+        ] } } });
+        assert_eq!(
+            speech(&Utterance::Discover, &alexa, "Home"),
+            "I found 3 devices: Home (security panel), Front door (contact sensor) and ? (device)."
+        );
+        let google = json!({ "payload": { "devices": [
+            { "name": { "name": "Home" }, "type": "action.devices.types.SECURITYSYSTEM" },
+            { "name": { "name": "Hall" }, "type": "action.devices.types.SENSOR" },
+        ] } });
+        assert_eq!(
+            google_speech(&Utterance::Discover, &google, "Home"),
+            "I found 2 devices: Home (security system) and Hall (sensor)."
+        );
+        let none = json!({ "payload": {} });
+        assert_eq!(
+            google_speech(&Utterance::Discover, &none, "Home"),
+            "I didn't find any devices."
+        );
+    }
 
     #[test]
     fn bypass_needed_lists_the_open_zones() {

@@ -47,9 +47,5 @@ pub fn zone_endpoint_id(panel: &str, zone: &str) -> String {
 
 /// Ids the panel cloud may use for panels and zones: 1–100 of `[A-Za-z0-9_-]`.
 pub fn is_valid_device_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 100
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    crate::common::is_label(id, 100)
 }

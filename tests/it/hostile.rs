@@ -330,17 +330,14 @@ async fn one_invocation_drains_a_backlog_larger_than_a_batch() {
     flood_then_duress(&h, 63).await;
     assert_eq!(pending(&h).await.due, 61);
     h.advance(60).await;
-    let report = alarm_skill::domain::redelivery::drain(
-        h.stack.store.as_ref(),
-        h.stack.panels.as_ref(),
-        &h.stack.keyring,
-        h.stack.clock.as_ref(),
-        25,
-        alarm_skill::common::deadline::Deadline::after(std::time::Duration::from_secs(60)),
-        10,
-    )
-    .await
-    .unwrap();
+    let worker = alarm_skill::domain::redelivery::Worker {
+        store: h.stack.store.as_ref(),
+        panels: h.stack.panels.as_ref(),
+        keys: alarm_skill::domain::redelivery::Keys::Fixed(&h.stack.keyring),
+        clock: h.stack.clock.as_ref(),
+        until: alarm_skill::common::deadline::Deadline::after(std::time::Duration::from_secs(60)),
+    };
+    let report = worker.drain(25, 10).await.unwrap();
     assert_eq!((report.delivered, report.backlog), (61, 0), "{report:?}");
     assert_eq!(count(&h.signals().await, "121/1/1"), 1);
 }

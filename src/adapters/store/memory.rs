@@ -1,5 +1,9 @@
 //! The embedded in-process store: the local stack's default. Same semantics as DynamoDB,
 //! including the conditional writes, behind one mutex.
+//!
+//! It shares no code with the DynamoDB store on purpose, though their method signatures (and
+//! the port's) repeat each other line for line: two independent implementations of one port
+//! are what lets tests/it/store_conformance.rs catch a mistake in either.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;

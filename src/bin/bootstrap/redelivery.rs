@@ -55,18 +55,14 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
                 Some(every) => (every, MAX_POLLS),
                 None => (Duration::ZERO, 1),
             };
-            let report = redelivery::poll_with(
-                prod.store.as_ref(),
-                prod.panels.as_ref(),
-                redelivery::Keys::Reloading(&prod.keyring_source),
-                prod.clock.as_ref(),
-                BATCH,
-                invocation_deadline(&event.context),
-                ROUNDS,
-                every,
-                polls,
-            )
-            .await?;
+            let worker = redelivery::Worker {
+                store: prod.store.as_ref(),
+                panels: prod.panels.as_ref(),
+                keys: redelivery::Keys::Reloading(&prod.keyring_source),
+                clock: prod.clock.as_ref(),
+                until: invocation_deadline(&event.context),
+            };
+            let report = worker.poll(BATCH, ROUNDS, every, polls).await?;
             // The alarms' metric filters read `retrying`, `unreadable`, `backlog` and `gone`
             // from this line.
             tracing::info!(

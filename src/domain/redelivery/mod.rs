@@ -50,7 +50,7 @@
 //! busy, not in the account) prove the cloud is up and back off only that record.
 //!
 //! [`run_once`] is one pass. The local stack calls it every 2 s; on AWS a schedule invokes the
-//! `redelivery` Lambda once a minute, which [`poll_with`]s: passes every few seconds while
+//! `redelivery` Lambda once a minute, which [`Worker::poll`]s: passes every few seconds while
 //! anything is pending, until near its timeout, so recovery is noticed within seconds.
 
 pub mod seal;
@@ -218,98 +218,128 @@ pub async fn run_once(
     batch: usize,
     until: Deadline,
 ) -> Result<Report, StoreError> {
-    run_once_with(store, panels, Keys::Fixed(keyring), clock, batch, until).await
+    Worker {
+        store,
+        panels,
+        keys: Keys::Fixed(keyring),
+        clock,
+        until,
+    }
+    .run_once(batch)
+    .await
 }
 
-/// [`run_once`] with the keys given as [`Keys`].
-pub async fn run_once_with(
-    store: &dyn Store,
-    panels: &dyn PanelCloud,
-    keys: Keys<'_>,
-    clock: &dyn Clock,
-    batch: usize,
-    until: Deadline,
-) -> Result<Report, StoreError> {
-    let cloud = panels.breaker_key();
-    let now = clock.now();
-    // Unreadable breaker: pass as if closed. The cloud then gets at most one pass's failures
-    // more, which beats holding every duress on a store hiccup.
-    let breaker = match store.breaker(&cloud).await {
-        Ok(b) => Some(b),
-        Err(e) => {
-            tracing::warn!(error = %e, "could not read the panel cloud's breaker; passing as if closed");
-            None
-        }
-    };
-    let mut mode = Mode {
-        horizon: now,
-        hold: false,
-    };
-    let mut probe_report = Report::default();
-    let mut state = breaker.clone();
-    if let Some(b) = breaker.as_ref().filter(|b| b.open) {
-        mode.hold = true;
-        if now >= b.probe_at {
-            let claim = Breaker {
-                probe_at: now + PROBE_INTERVAL,
-                ..b.clone()
-            };
-            // The conditional write is the claim: of the workers that saw the probe due, one
-            // wins it and the others hold, so the cloud gets one probe per interval.
-            if let Ok(version) = store.save_breaker(&cloud, &claim).await {
-                probe_report.probes = 1;
-                let claimed = Breaker { version, ..claim };
-                let verdict = probe(store, panels, keys, clock, until, &mut probe_report).await;
-                state = breaker_after_probe(store, &cloud, claimed, verdict, clock).await;
-                if verdict == Verdict::Answered {
-                    // Everything pending is due at once, whatever its backoff.
-                    mode = Mode {
-                        horizon: now + Duration::seconds(BACKOFF_CAP_S),
-                        hold: false,
-                    };
+/// What a re-delivery pass works with, and when it must be done: every step of a pass takes
+/// the same five, so they travel together.
+#[derive(Clone, Copy)]
+pub struct Worker<'a> {
+    pub store: &'a dyn Store,
+    pub panels: &'a dyn PanelCloud,
+    pub keys: Keys<'a>,
+    pub clock: &'a dyn Clock,
+    /// The invocation's deadline: nothing is started that could not be settled before it.
+    pub until: Deadline,
+}
+
+impl Worker<'_> {
+    /// [`run_once`] with any [`Keys`].
+    pub async fn run_once(self, batch: usize) -> Result<Report, StoreError> {
+        let Worker {
+            store,
+            panels,
+            clock,
+            ..
+        } = self;
+        let cloud = panels.breaker_key();
+        let now = clock.now();
+        // Unreadable breaker: pass as if closed. The cloud then gets at most one pass's failures
+        // more, which beats holding every duress on a store hiccup.
+        let breaker = match store.breaker(&cloud).await {
+            Ok(b) => Some(b),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the panel cloud's breaker; passing as if closed");
+                None
+            }
+        };
+        let mut mode = Mode {
+            horizon: now,
+            hold: false,
+        };
+        let mut probe_report = Report::default();
+        let mut state = breaker.clone();
+        if let Some(b) = breaker.as_ref().filter(|b| b.open) {
+            mode.hold = true;
+            if now >= b.probe_at {
+                let claim = Breaker {
+                    probe_at: now + PROBE_INTERVAL,
+                    ..b.clone()
+                };
+                // The conditional write is the claim: of the workers that saw the probe due, one
+                // wins it and the others hold, so the cloud gets one probe per interval.
+                if let Ok(version) = store.save_breaker(&cloud, &claim).await {
+                    probe_report.probes = 1;
+                    let claimed = Breaker { version, ..claim };
+                    let verdict = self.probe(&mut probe_report).await;
+                    state = breaker_after_probe(store, &cloud, claimed, verdict, clock).await;
+                    if verdict == Verdict::Answered {
+                        // Everything pending is due at once, whatever its backoff.
+                        mode = Mode {
+                            horizon: now + Duration::seconds(BACKOFF_CAP_S),
+                            hold: false,
+                        };
+                    }
                 }
             }
         }
-    }
-    let gate = Gate::new(state.as_ref().map_or(0, |b| b.failures));
-    let shards = store.outbox_policy().shards.max(1);
-    // Futures made up front, not in a stream closure: the spawned local worker needs the whole
-    // pass to be `Send`, which closures returning borrowing futures can't prove.
-    let passes: Vec<_> = (0..shards)
-        .map(|shard| run_shard_with(store, panels, keys, clock, shard, batch, until, mode, &gate))
-        .collect();
-    let results: Vec<Result<Report, StoreError>> = futures_util::stream::iter(passes)
-        .buffer_unordered(SHARD_PARALLELISM)
-        .collect()
-        .await;
-    let mut report = Report::default();
-    let mut last_error = None;
-    for (i, r) in results.into_iter().enumerate() {
-        match r {
-            Ok(r) => report.add(&r),
-            Err(e) => {
-                tracing::error!(error = %e, "a shard's re-delivery pass failed");
-                report.failed_shards += 1;
-                report.shards += 1;
-                last_error = Some((i, e));
+        let gate = Gate::new(state.as_ref().map_or(0, |b| b.failures));
+        let shards = store.outbox_policy().shards.max(1);
+        // Futures made up front, not in a stream closure: the spawned local worker needs the whole
+        // pass to be `Send`, which closures returning borrowing futures can't prove.
+        let passes: Vec<_> = (0..shards)
+            .map(|shard| {
+                self.run_shard(
+                    shard,
+                    Plan {
+                        batch,
+                        mode,
+                        gate: &gate,
+                    },
+                )
+            })
+            .collect();
+        let results: Vec<Result<Report, StoreError>> = futures_util::stream::iter(passes)
+            .buffer_unordered(SHARD_PARALLELISM)
+            .collect()
+            .await;
+        let mut report = Report::default();
+        let mut last_error = None;
+        for (i, r) in results.into_iter().enumerate() {
+            match r {
+                Ok(r) => report.add(&r),
+                Err(e) => {
+                    tracing::error!(error = %e, "a shard's re-delivery pass failed");
+                    report.failed_shards += 1;
+                    report.shards += 1;
+                    last_error = Some((i, e));
+                }
             }
         }
-    }
-    report.skipped = report.skipped_shards == report.shards;
-    report.examined += probe_report.examined;
-    report.delivered += probe_report.delivered;
-    report.retrying += probe_report.retrying;
-    report.moved_gone += probe_report.moved_gone;
-    report.raced += probe_report.raced;
-    report.probes = probe_report.probes;
-    let state = match state {
-        Some(b) if !mode.hold => breaker_after_pass(store, &cloud, b, &gate, clock).await,
-        other => other,
-    };
-    report.breaker_open = state.is_some_and(|b| b.open);
-    match last_error {
-        Some((_, e)) if report.failed_shards == report.shards => Err(e),
-        _ => Ok(report),
+        report.skipped = report.skipped_shards == report.shards;
+        report.examined += probe_report.examined;
+        report.delivered += probe_report.delivered;
+        report.retrying += probe_report.retrying;
+        report.moved_gone += probe_report.moved_gone;
+        report.raced += probe_report.raced;
+        report.probes = probe_report.probes;
+        let state = match state {
+            Some(b) if !mode.hold => breaker_after_pass(store, &cloud, b, &gate, clock).await,
+            other => other,
+        };
+        report.breaker_open = state.is_some_and(|b| b.open);
+        match last_error {
+            Some((_, e)) if report.failed_shards == report.shards => Err(e),
+            _ => Ok(report),
+        }
     }
 }
 
@@ -321,6 +351,15 @@ struct Mode {
     horizon: DateTime<Utc>,
     /// The breaker is open: send nothing, only count the backlog.
     hold: bool,
+}
+
+/// How each shard's pass of one run goes: at most `batch` due records, the due lane as `mode`
+/// says, the cloud's failures counted in the run's one `gate`.
+#[derive(Clone, Copy)]
+struct Plan<'g> {
+    batch: usize,
+    mode: Mode,
+    gate: &'g Gate,
 }
 
 /// What a call told about the cloud itself.
@@ -476,317 +515,247 @@ async fn save(store: &dyn Store, cloud: &str, b: Breaker) -> Option<Breaker> {
 
 /// One probe: the oldest pending record found (due lane first, whatever its backoff, then the
 /// gone lane's due ones), sent and settled like any other. A store error skips a shard.
-async fn probe(
-    store: &dyn Store,
-    panels: &dyn PanelCloud,
-    keys: Keys<'_>,
-    clock: &dyn Clock,
-    until: Deadline,
-    report: &mut Report,
-) -> Verdict {
-    let now = clock.now();
-    let shards = store.outbox_policy().shards.max(1);
-    for (lane, horizon) in [
-        (Lane::Due, now + Duration::seconds(BACKOFF_CAP_S)),
-        (Lane::Gone, now),
-    ] {
-        for shard in 0..shards {
-            let found = match store
-                .outbox_due(lane, shard, horizon, PROBE_CANDIDATES, 1)
-                .await
+impl Worker<'_> {
+    async fn probe(self, report: &mut Report) -> Verdict {
+        let Worker {
+            store,
+            clock,
+            until,
+            ..
+        } = self;
+        let now = clock.now();
+        let shards = store.outbox_policy().shards.max(1);
+        for (lane, horizon) in [
+            (Lane::Due, now + Duration::seconds(BACKOFF_CAP_S)),
+            (Lane::Gone, now),
+        ] {
+            for shard in 0..shards {
+                let found = match store
+                    .outbox_due(lane, shard, horizon, PROBE_CANDIDATES, 1)
+                    .await
+                {
+                    Ok(found) => found,
+                    Err(e) => {
+                        tracing::warn!(error = %e, shard, "probe could not read a shard");
+                        continue;
+                    }
+                };
+                for record in &found.records {
+                    if until.remaining() < CALL_BUDGET + SETTLE_MARGIN {
+                        return Verdict::NoCall;
+                    }
+                    let (settlement, verdict) =
+                        process(record, self.panels, self.keys, clock).await;
+                    report.examined += 1;
+                    match store.settle_outbox_read(record, &settlement).await {
+                        Ok(()) => match settlement {
+                            Settlement::Delivered => report.delivered += 1,
+                            Settlement::Retry { .. } => report.retrying += 1,
+                            Settlement::Gone { .. } => report.moved_gone += 1,
+                            Settlement::Dropped => report.dropped += 1,
+                        },
+                        Err(StoreError::Conflict) => report.raced += 1,
+                        Err(e) => tracing::warn!(error = %e, "could not settle a probe's record"),
+                    }
+                    if verdict != Verdict::NoCall {
+                        return verdict;
+                    }
+                }
+            }
+        }
+        Verdict::NoCall
+    }
+}
+
+impl Worker<'_> {
+    /// Passes one after another, while the last one found records due and time is left: how one
+    /// scheduled invocation drains a backlog (after a cloud outage) faster than one batch per shard
+    /// per minute. At most `rounds` passes. The backlog figures are the last pass's.
+    pub async fn drain(self, batch: usize, rounds: usize) -> Result<Report, StoreError> {
+        let until = self.until;
+        let mut total = Report::default();
+        for _ in 0..rounds.max(1) {
+            let r = self.run_once(batch).await?;
+            total.followed_by(&r);
+            if r.examined == 0
+                || r.deferred > 0
+                || r.breaker_held > 0
+                || until.remaining() < CALL_BUDGET * 2
             {
-                Ok(found) => found,
-                Err(e) => {
-                    tracing::warn!(error = %e, shard, "probe could not read a shard");
-                    continue;
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    /// Drains, then keeps polling every `every` while anything is pending, until `until` is near or
+    /// `max_polls` drains have run: how one scheduled invocation a minute notices within seconds
+    /// that the cloud is back (docs/capacity.md, "Recovery after an outage"). Returns at once when
+    /// nothing is pending, so an idle minute costs one short invocation. The work figures add up
+    /// over the polls; what is left is the last one's.
+    pub async fn poll(
+        self,
+        batch: usize,
+        rounds: usize,
+        every: StdDuration,
+        max_polls: usize,
+    ) -> Result<Report, StoreError> {
+        let until = self.until;
+        let mut total = Report::default();
+        for poll in 0..max_polls.max(1) {
+            let r = match self.drain(batch, rounds).await {
+                Ok(r) => r,
+                // A later poll's failure leaves the earlier polls' work reported; the schedule's
+                // next invocation carries on.
+                Err(e) if poll > 0 => {
+                    tracing::warn!(error = %e, "a re-delivery poll failed; stopping early");
+                    break;
                 }
+                Err(e) => return Err(e),
             };
-            for record in &found.records {
-                if until.remaining() < CALL_BUDGET + SETTLE_MARGIN {
-                    return Verdict::NoCall;
-                }
-                let (settlement, verdict) = process(record, panels, keys, clock).await;
-                report.examined += 1;
-                match store.settle_outbox_read(record, &settlement).await {
-                    Ok(()) => match settlement {
+            total.followed_by(&r);
+            let pending = r.backlog > 0 || r.breaker_open || r.deferred > 0;
+            if !pending || until.remaining() < every + CALL_BUDGET * 2 {
+                break;
+            }
+            tokio::time::sleep(every).await;
+        }
+        Ok(total)
+    }
+
+    /// One shard's pass under the shard's lease.
+    async fn run_shard(self, shard: u16, plan: Plan<'_>) -> Result<Report, StoreError> {
+        let Worker {
+            store,
+            clock,
+            until,
+            ..
+        } = self;
+        let owner = uuid::Uuid::new_v4().to_string();
+        let name = format!("{LEASE}#{shard}");
+        let now = clock.now();
+        let lease_end = now
+            + Duration::from_std(until.remaining() + LEASE_MARGIN).unwrap_or(Duration::seconds(60));
+        if !store.acquire_lease(&name, &owner, now, lease_end).await? {
+            tracing::debug!(
+                shard,
+                "another re-delivery pass holds the shard's lease; skipped"
+            );
+            return Ok(Report {
+                skipped_shards: 1,
+                shards: 1,
+                ..Report::default()
+            });
+        }
+        crate::common::crash::crash_point!(crate::common::crash::REDELIVERY_LEASE_HELD);
+        let result = self.pass(shard, plan).await;
+        // If this fails the lease simply runs out at `lease_end`.
+        if let Err(e) = store.release_lease(&name, &owner).await {
+            tracing::warn!(error = %e, shard, "could not release a re-delivery lease");
+        }
+        result
+    }
+
+    async fn pass(self, shard: u16, plan: Plan<'_>) -> Result<Report, StoreError> {
+        let Worker { store, clock, .. } = self;
+        let Plan { batch, mode, gate } = plan;
+        let quota = usize::try_from(store.outbox_policy().household_quota).unwrap_or(usize::MAX);
+        let mut report = Report {
+            shards: 1,
+            ..Report::default()
+        };
+        // Promotions a crash left undone, before the queue is read, so they count this pass.
+        store.promote_waiting(shard, PROMOTE_SCAN).await?;
+        if mode.hold {
+            // The breaker is open: nothing is read or sent, only the backlog counted (its alarm
+            // must stay raised through the outage).
+            return count_backlog(store, shard, report).await;
+        }
+        let now = clock.now();
+        // The lanes side by side: each query is a round trip the pass's deadline pays once.
+        let (due, gone, held) = futures_util::future::try_join3(
+            store.outbox_due(Lane::Due, shard, mode.horizon, batch, quota.max(1)),
+            store.outbox_due(Lane::Gone, shard, now, GONE_BATCH, 1),
+            store.outbox_due(Lane::Held, shard, now, HELD_BATCH, HELD_PER_PASS),
+        )
+        .await?;
+        report.unreadable = due.unreadable.len() + gone.unreadable.len() + held.unreadable.len();
+        for bad in due
+            .unreadable
+            .iter()
+            .chain(&gone.unreadable)
+            .chain(&held.unreadable)
+        {
+            tracing::error!(
+                marker = "outbox_item_unreadable",
+                key = %bad.key,
+                error = %bad.error,
+                "pending outbox item cannot be decoded; skipped, left pending for an operator"
+            );
+        }
+        let records: Vec<&OutboxRecord> = due
+            .records
+            .iter()
+            .chain(&gone.records)
+            .chain(&held.records)
+            .collect();
+        let total = records.len();
+        // One household's records one after another (they share its quota counter, and racing
+        // transactions on one item would cancel each other); households side by side.
+        let mut households: Vec<Vec<&OutboxRecord>> = Vec::new();
+        for r in records {
+            match households
+                .iter_mut()
+                .find(|g| g[0].household == r.household)
+            {
+                Some(group) => group.push(r),
+                None => households.push(vec![r]),
+            }
+        }
+        let deliveries: Vec<_> = households
+            .iter()
+            .map(|group| self.deliver_in_turn(group, gate))
+            .collect();
+        let outcomes: Vec<Outcome> = futures_util::stream::iter(deliveries)
+            .buffer_unordered(SHARD_CONCURRENCY)
+            .collect::<Vec<Vec<Outcome>>>()
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        let mut failure = None;
+        for outcome in outcomes {
+            match outcome {
+                Outcome::NotStarted => report.deferred += 1,
+                Outcome::Held => report.breaker_held += 1,
+                Outcome::Settled(settlement) => {
+                    report.examined += 1;
+                    match settlement {
                         Settlement::Delivered => report.delivered += 1,
                         Settlement::Retry { .. } => report.retrying += 1,
                         Settlement::Gone { .. } => report.moved_gone += 1,
                         Settlement::Dropped => report.dropped += 1,
-                    },
-                    Err(StoreError::Conflict) => report.raced += 1,
-                    Err(e) => tracing::warn!(error = %e, "could not settle a probe's record"),
+                    }
                 }
-                if verdict != Verdict::NoCall {
-                    return verdict;
+                Outcome::Raced => {
+                    report.examined += 1;
+                    report.raced += 1;
+                }
+                Outcome::Failed(e) => {
+                    report.examined += 1;
+                    failure = Some(e);
                 }
             }
         }
-    }
-    Verdict::NoCall
-}
-
-/// Passes one after another, while the last one found records due and time is left: how one
-/// scheduled invocation drains a backlog (after a cloud outage) faster than one batch per shard
-/// per minute. At most `rounds` passes. The backlog figures are the last pass's.
-pub async fn drain(
-    store: &dyn Store,
-    panels: &dyn PanelCloud,
-    keyring: &Keyring,
-    clock: &dyn Clock,
-    batch: usize,
-    until: Deadline,
-    rounds: usize,
-) -> Result<Report, StoreError> {
-    drain_with(
-        store,
-        panels,
-        Keys::Fixed(keyring),
-        clock,
-        batch,
-        until,
-        rounds,
-    )
-    .await
-}
-
-/// [`drain`] with the keys given as [`Keys`]: the deployed worker's, with a reloading source.
-pub async fn drain_with(
-    store: &dyn Store,
-    panels: &dyn PanelCloud,
-    keys: Keys<'_>,
-    clock: &dyn Clock,
-    batch: usize,
-    until: Deadline,
-    rounds: usize,
-) -> Result<Report, StoreError> {
-    let mut total = Report::default();
-    for _ in 0..rounds.max(1) {
-        let r = run_once_with(store, panels, keys, clock, batch, until).await?;
-        total.followed_by(&r);
-        if r.examined == 0
-            || r.deferred > 0
-            || r.breaker_held > 0
-            || until.remaining() < CALL_BUDGET * 2
-        {
-            break;
-        }
-    }
-    Ok(total)
-}
-
-/// Drains, then keeps polling every `every` while anything is pending, until `until` is near or
-/// `max_polls` drains have run: how one scheduled invocation a minute notices within seconds
-/// that the cloud is back (docs/capacity.md, "Recovery after an outage"). Returns at once when
-/// nothing is pending, so an idle minute costs one short invocation. The work figures add up
-/// over the polls; what is left is the last one's.
-#[allow(clippy::too_many_arguments)]
-pub async fn poll_with(
-    store: &dyn Store,
-    panels: &dyn PanelCloud,
-    keys: Keys<'_>,
-    clock: &dyn Clock,
-    batch: usize,
-    until: Deadline,
-    rounds: usize,
-    every: StdDuration,
-    max_polls: usize,
-) -> Result<Report, StoreError> {
-    let mut total = Report::default();
-    for poll in 0..max_polls.max(1) {
-        let r = match drain_with(store, panels, keys, clock, batch, until, rounds).await {
-            Ok(r) => r,
-            // A later poll's failure leaves the earlier polls' work reported; the schedule's
-            // next invocation carries on.
-            Err(e) if poll > 0 => {
-                tracing::warn!(error = %e, "a re-delivery poll failed; stopping early");
-                break;
-            }
-            Err(e) => return Err(e),
-        };
-        total.followed_by(&r);
-        let pending = r.backlog > 0 || r.breaker_open || r.deferred > 0;
-        if !pending || until.remaining() < every + CALL_BUDGET * 2 {
-            break;
-        }
-        tokio::time::sleep(every).await;
-    }
-    Ok(total)
-}
-
-/// One shard's pass under the shard's lease.
-pub async fn run_shard(
-    store: &dyn Store,
-    panels: &dyn PanelCloud,
-    keyring: &Keyring,
-    clock: &dyn Clock,
-    shard: u16,
-    batch: usize,
-    until: Deadline,
-) -> Result<Report, StoreError> {
-    let mode = Mode {
-        horizon: clock.now(),
-        hold: false,
-    };
-    run_shard_with(
-        store,
-        panels,
-        Keys::Fixed(keyring),
-        clock,
-        shard,
-        batch,
-        until,
-        mode,
-        &Gate::new(0),
-    )
-    .await
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn run_shard_with(
-    store: &dyn Store,
-    panels: &dyn PanelCloud,
-    keys: Keys<'_>,
-    clock: &dyn Clock,
-    shard: u16,
-    batch: usize,
-    until: Deadline,
-    mode: Mode,
-    gate: &Gate,
-) -> Result<Report, StoreError> {
-    let owner = uuid::Uuid::new_v4().to_string();
-    let name = format!("{LEASE}#{shard}");
-    let now = clock.now();
-    let lease_end =
-        now + Duration::from_std(until.remaining() + LEASE_MARGIN).unwrap_or(Duration::seconds(60));
-    if !store.acquire_lease(&name, &owner, now, lease_end).await? {
-        tracing::debug!(
-            shard,
-            "another re-delivery pass holds the shard's lease; skipped"
+        debug_assert_eq!(
+            report.examined + report.deferred + report.breaker_held,
+            total
         );
-        return Ok(Report {
-            skipped_shards: 1,
-            shards: 1,
-            ..Report::default()
-        });
-    }
-    crate::common::crash::crash_point!(crate::common::crash::REDELIVERY_LEASE_HELD);
-    let result = pass(store, panels, keys, clock, shard, batch, until, mode, gate).await;
-    // If this fails the lease simply runs out at `lease_end`.
-    if let Err(e) = store.release_lease(&name, &owner).await {
-        tracing::warn!(error = %e, shard, "could not release a re-delivery lease");
-    }
-    result
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn pass(
-    store: &dyn Store,
-    panels: &dyn PanelCloud,
-    keys: Keys<'_>,
-    clock: &dyn Clock,
-    shard: u16,
-    batch: usize,
-    until: Deadline,
-    mode: Mode,
-    gate: &Gate,
-) -> Result<Report, StoreError> {
-    let quota = usize::try_from(store.outbox_policy().household_quota).unwrap_or(usize::MAX);
-    let mut report = Report {
-        shards: 1,
-        ..Report::default()
-    };
-    // Promotions a crash left undone, before the queue is read, so they count this pass.
-    store.promote_waiting(shard, PROMOTE_SCAN).await?;
-    if mode.hold {
-        // The breaker is open: nothing is read or sent, only the backlog counted (its alarm
-        // must stay raised through the outage).
-        return count_backlog(store, shard, report).await;
-    }
-    let now = clock.now();
-    // The lanes side by side: each query is a round trip the pass's deadline pays once.
-    let (due, gone, held) = futures_util::future::try_join3(
-        store.outbox_due(Lane::Due, shard, mode.horizon, batch, quota.max(1)),
-        store.outbox_due(Lane::Gone, shard, now, GONE_BATCH, 1),
-        store.outbox_due(Lane::Held, shard, now, HELD_BATCH, HELD_PER_PASS),
-    )
-    .await?;
-    report.unreadable = due.unreadable.len() + gone.unreadable.len() + held.unreadable.len();
-    for bad in due
-        .unreadable
-        .iter()
-        .chain(&gone.unreadable)
-        .chain(&held.unreadable)
-    {
-        tracing::error!(
-            marker = "outbox_item_unreadable",
-            key = %bad.key,
-            error = %bad.error,
-            "pending outbox item cannot be decoded; skipped, left pending for an operator"
-        );
-    }
-    let records: Vec<&OutboxRecord> = due
-        .records
-        .iter()
-        .chain(&gone.records)
-        .chain(&held.records)
-        .collect();
-    let total = records.len();
-    // One household's records one after another (they share its quota counter, and racing
-    // transactions on one item would cancel each other); households side by side.
-    let mut households: Vec<Vec<&OutboxRecord>> = Vec::new();
-    for r in records {
-        match households
-            .iter_mut()
-            .find(|g| g[0].household == r.household)
-        {
-            Some(group) => group.push(r),
-            None => households.push(vec![r]),
+        if let Some(e) = failure {
+            return Err(e);
         }
+        count_backlog(store, shard, report).await
     }
-    let deliveries: Vec<_> = households
-        .iter()
-        .map(|group| deliver_in_turn(group, store, panels, keys, clock, until, gate))
-        .collect();
-    let outcomes: Vec<Outcome> = futures_util::stream::iter(deliveries)
-        .buffer_unordered(SHARD_CONCURRENCY)
-        .collect::<Vec<Vec<Outcome>>>()
-        .await
-        .into_iter()
-        .flatten()
-        .collect();
-    let mut failure = None;
-    for outcome in outcomes {
-        match outcome {
-            Outcome::NotStarted => report.deferred += 1,
-            Outcome::Held => report.breaker_held += 1,
-            Outcome::Settled(settlement) => {
-                report.examined += 1;
-                match settlement {
-                    Settlement::Delivered => report.delivered += 1,
-                    Settlement::Retry { .. } => report.retrying += 1,
-                    Settlement::Gone { .. } => report.moved_gone += 1,
-                    Settlement::Dropped => report.dropped += 1,
-                }
-            }
-            Outcome::Raced => {
-                report.examined += 1;
-                report.raced += 1;
-            }
-            Outcome::Failed(e) => {
-                report.examined += 1;
-                failure = Some(e);
-            }
-        }
-    }
-    debug_assert_eq!(
-        report.examined + report.deferred + report.breaker_held,
-        total
-    );
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    count_backlog(store, shard, report).await
 }
 
 async fn count_backlog(
@@ -821,79 +790,72 @@ enum Outcome {
     Failed(StoreError),
 }
 
-/// A household's due records, one after another.
-async fn deliver_in_turn(
-    records: &[&OutboxRecord],
-    store: &dyn Store,
-    panels: &dyn PanelCloud,
-    keys: Keys<'_>,
-    clock: &dyn Clock,
-    until: Deadline,
-    gate: &Gate,
-) -> Vec<Outcome> {
-    let mut out = Vec::with_capacity(records.len());
-    for record in records {
-        out.push(deliver(record, store, panels, keys, clock, until, gate).await);
+impl Worker<'_> {
+    /// A household's due records, one after another.
+    async fn deliver_in_turn(self, records: &[&OutboxRecord], gate: &Gate) -> Vec<Outcome> {
+        let mut out = Vec::with_capacity(records.len());
+        for record in records {
+            out.push(self.deliver(record, gate).await);
+        }
+        out
     }
-    out
-}
 
-async fn deliver(
-    record: &OutboxRecord,
-    store: &dyn Store,
-    panels: &dyn PanelCloud,
-    keys: Keys<'_>,
-    clock: &dyn Clock,
-    until: Deadline,
-    gate: &Gate,
-) -> Outcome {
-    let calls = if record.lane == Lane::Held { 2 } else { 1 };
-    if until.remaining() < CALL_BUDGET * calls + SETTLE_MARGIN {
-        return Outcome::NotStarted;
-    }
-    if gate.tripped() {
-        return Outcome::Held;
-    }
-    if record.lane == Lane::Held
-        && let Some(settlement) = check_held(record, store, panels, clock, gate).await
-    {
-        let audit = (settlement == Settlement::Dropped).then(|| AuditEntry {
-            at: clock.now(),
-            actor: "system".to_string(),
-            message: format!(
-                "A voice disarm attempt for {} was not sent: the panel cloud says it is not in \
+    async fn deliver(self, record: &OutboxRecord, gate: &Gate) -> Outcome {
+        let Worker {
+            store,
+            panels,
+            keys,
+            clock,
+            until,
+        } = self;
+        let calls = if record.lane == Lane::Held { 2 } else { 1 };
+        if until.remaining() < CALL_BUDGET * calls + SETTLE_MARGIN {
+            return Outcome::NotStarted;
+        }
+        if gate.tripped() {
+            return Outcome::Held;
+        }
+        if record.lane == Lane::Held
+            && let Some(settlement) = check_held(record, store, panels, clock, gate).await
+        {
+            let audit = (settlement == Settlement::Dropped).then(|| AuditEntry {
+                at: clock.now(),
+                actor: "system".to_string(),
+                message: format!(
+                    "A voice disarm attempt for {} was not sent: the panel cloud says it is not in \
                  this account",
-                record.panel
-            ),
-        });
-        let written = match &audit {
-            Some(entry) => {
-                store
-                    .settle_outbox(
-                        &record.request_id,
-                        &settlement,
-                        Some((record.household.as_str(), entry)),
-                    )
-                    .await
-            }
-            None => store.settle_outbox_read(record, &settlement).await,
-        };
-        return match written {
+                    record.panel
+                ),
+            });
+            let written = match &audit {
+                Some(entry) => {
+                    store
+                        .settle_outbox(
+                            &record.request_id,
+                            &settlement,
+                            Some((record.household.as_str(), entry)),
+                        )
+                        .await
+                }
+                None => store.settle_outbox_read(record, &settlement).await,
+            };
+            return match written {
+                Ok(()) => Outcome::Settled(settlement),
+                Err(StoreError::Conflict) => Outcome::Raced,
+                Err(e) => Outcome::Failed(e),
+            };
+        }
+        let (settlement, verdict) = process(record, panels, keys, clock).await;
+        gate.note(verdict);
+        crate::common::crash::crash_point!(
+            crate::common::crash::REDELIVERY_SIGNAL_ACKED,
+            if settlement == Settlement::Delivered
+        );
+        match store.settle_outbox_read(record, &settlement).await {
             Ok(()) => Outcome::Settled(settlement),
             Err(StoreError::Conflict) => Outcome::Raced,
             Err(e) => Outcome::Failed(e),
-        };
-    }
-    let (settlement, verdict) = process(record, panels, keys, clock).await;
-    gate.note(verdict);
-    crate::common::crash::crash_point!(
-        crate::common::crash::REDELIVERY_SIGNAL_ACKED,
-        if settlement == Settlement::Delivered
-    );
-    match store.settle_outbox_read(record, &settlement).await {
-        Ok(()) => Outcome::Settled(settlement),
-        Err(StoreError::Conflict) => Outcome::Raced,
-        Err(e) => Outcome::Failed(e),
+        }
     }
 }
 
@@ -924,6 +886,8 @@ async fn check_held(
         }
         Err(PanelError::NotFound) => {
             gate.note(Verdict::Answered);
+            // Names the record like `outbox_seal_unreadable` below but is another event, at
+            // another level: docs/deploy.md and docs/panel-api.md send operators to each marker.
             tracing::warn!(
                 marker = "held_attempt_dropped",
                 request_id = %record.request_id,

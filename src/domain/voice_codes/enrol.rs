@@ -380,13 +380,16 @@ mod tests {
         assert_eq!(counts.into_iter().collect::<Vec<_>>(), vec![2 * 2 * 90]);
     }
 
+    /// [`check_new_code`] for household "h" under `k`, the code given as text.
+    fn checker(k: &Keyring) -> impl Fn(&Profile, &str, CodeKind, &str) -> Result<(), EnrolError> {
+        move |p, member, kind, c| check_new_code(k, "h", p, member, kind, &Pin::new(c))
+    }
+
     #[test]
     fn the_rules_hold_whatever_the_household_holds() {
         let k = ring();
+        let check = checker(&k);
         let full = household(&k, (Some("4729"), Some("8361")), (Some("5183"), None));
-        let check = |p: &Profile, member: &str, kind: CodeKind, c: &str| {
-            check_new_code(&k, "h", p, member, kind, &Pin::new(c))
-        };
         use CodeKind::*;
         use EnrolError::TooSimilar;
         assert_eq!(check(&full, "sam", Normal, "4729"), Err(TooSimilar));
@@ -542,9 +545,7 @@ mod tests {
         let k = ring();
         let mut p = household(&k, (Some("4729"), Some("8361")), (None, None));
         p.settings.google_enabled = true;
-        let check = |p: &Profile, member: &str, kind: CodeKind, c: &str| {
-            check_new_code(&k, "h", p, member, kind, &Pin::new(c))
-        };
+        let check = checker(&k);
         use CodeKind::*;
         use EnrolError::TooSimilar;
         // The cases: an extra digit, swapped digits, a dropped digit.

@@ -101,11 +101,7 @@ impl Keyring {
     /// Pepper ids are 1-32 of `[A-Za-z0-9_-]`: short, printable labels that are safe to log and
     /// to split a seal at (`{id}.{base64}`).
     pub fn is_valid_id(id: &str) -> bool {
-        !id.is_empty()
-            && id.len() <= 32
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        crate::common::is_label(id, 32)
     }
 
     /// Parses the secret's JSON form: `{"current":"p2","peppers":{"p1":"<base64>","p2":"<base64>"}}`.

@@ -333,6 +333,22 @@ impl Kit {
             .await
     }
 
+    /// Posts `body`, which the contract says is invalid: the answer must be 400 or 422.
+    async fn expect_rejected(
+        &self,
+        segments: &[&str],
+        body: Value,
+        what: &str,
+    ) -> Result<(), String> {
+        let r = self.post(segments, body).await?;
+        ensure!(
+            r.status == 400 || r.status == 422,
+            "{what} got {} instead of 400 or 422",
+            r.status
+        );
+        Ok(())
+    }
+
     async fn panel_of(&self, account: &str, panel: &str) -> Result<Reply, String> {
         self.get(&["v1", "accounts", account, "panels", panel])
             .await
@@ -503,25 +519,21 @@ impl Kit {
         );
         self.shape("404 unknown panel", "Error", &r);
         let bad = json!({"mode": "sideways", "bypass_open_zones": false, "source": "voice", "request_id": new_id()});
-        let r = self
-            .post(&["v1", "accounts", a, "panels", p, "arm"], bad)
-            .await?;
-        ensure!(
-            r.status == 400 || r.status == 422,
-            "an arm with an unknown mode got {} instead of 400 or 422",
-            r.status
-        );
+        self.expect_rejected(
+            &["v1", "accounts", a, "panels", p, "arm"],
+            bad,
+            "an arm with an unknown mode",
+        )
+        .await?;
         // The boolean `duress` of earlier contract versions in place of `kind`: a cloud that
         // takes it (or a missing kind) for a normal attempt would drop a duress silently.
         let old = json!({"member": self.opts.member, "source": "voice", "duress": true, "request_id": new_id()});
-        let r = self
-            .post(&["v1", "accounts", a, "panels", p, "signals"], old)
-            .await?;
-        ensure!(
-            r.status == 400 || r.status == 422,
-            "a signal with the old `duress` flag and no `kind` got {} instead of 400 or 422",
-            r.status
-        );
+        self.expect_rejected(
+            &["v1", "accounts", a, "panels", p, "signals"],
+            old,
+            "a signal with the old `duress` flag and no `kind`",
+        )
+        .await?;
         let r = self.signal(a, p, &new_id(), false).await?;
         ensure!(
             r.status == 200 && r.body == json!({"acknowledged": true}),

@@ -129,16 +129,14 @@ impl Simulator {
             return Err(SimError::ZoneExists(zone_id));
         }
         let view = st.panels[i].view(now);
-        self.emit(PanelEvent {
-            event_id: uuid::Uuid::new_v4().to_string(),
-            account: st.panels[i].account.clone(),
-            occurred_at: now,
-            source: Source::App,
-            kind: EventKind::ZoneAdded {
+        self.emit_app(
+            st.panels[i].account.clone(),
+            now,
+            EventKind::ZoneAdded {
                 panel: view.clone(),
                 zone_id,
             },
-        });
+        );
         Ok(view)
     }
 
@@ -158,16 +156,14 @@ impl Simulator {
         if !st.panels[i].remove_zone(zone) {
             return Err(SimError::NoZone(zone.to_string()));
         }
-        self.emit(PanelEvent {
-            event_id: uuid::Uuid::new_v4().to_string(),
-            account: st.panels[i].account.clone(),
-            occurred_at: now,
-            source: Source::App,
-            kind: EventKind::ZoneRemoved {
+        self.emit_app(
+            st.panels[i].account.clone(),
+            now,
+            EventKind::ZoneRemoved {
                 panel_id: panel.to_string(),
                 zone_id: zone.to_string(),
             },
-        });
+        );
         Ok(st.panels[i].view(now))
     }
 }

@@ -319,6 +319,27 @@ pub struct RestartableServer {
     running: Mutex<Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>>,
 }
 
+/// Serves `router` on `listener` until `stop` fires (or its sender is dropped); an error of
+/// the server is logged under `what`.
+pub(crate) fn serve_until(
+    listener: TcpListener,
+    router: Router,
+    stop: oneshot::Receiver<()>,
+    what: &'static str,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let shutdown = async {
+            let _ = stop.await;
+        };
+        if let Err(e) = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "{what} stopped");
+        }
+    })
+}
+
 impl RestartableServer {
     pub async fn start(addr: SocketAddr, router: Router) -> std::io::Result<Arc<Self>> {
         let listener = TcpListener::bind(addr).await?;
@@ -334,18 +355,7 @@ impl RestartableServer {
 
     fn serve(&self, listener: TcpListener) {
         let (tx, rx) = oneshot::channel::<()>();
-        let router = self.router.clone();
-        let task = tokio::spawn(async move {
-            let shutdown = async {
-                let _ = rx.await;
-            };
-            if let Err(e) = axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(error = %e, "panel API server stopped");
-            }
-        });
+        let task = serve_until(listener, self.router.clone(), rx, "panel API server");
         *self.running.lock().unwrap_or_else(|p| p.into_inner()) = Some((tx, task));
     }
 
@@ -793,10 +803,7 @@ mod tests {
     /// answer keeps its length (a Content-Length, not a chunked body).
     #[tokio::test]
     async fn the_link_stays_held_until_the_answer_body_has_been_taken() {
-        let nobody = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        let nobody = crate::local::simulator::dc09::unused_addr();
         let link = Transmitter::start(LinkConfig::new(nobody), Arc::new(SystemClock)).unwrap();
         let answer = held_until_sent(
             Json(json!({"state": "disarmed"})).into_response(),

@@ -462,6 +462,17 @@ impl Simulator {
         }
     }
 
+    /// Emits a change made through the cloud's app (or its API), not at the panel.
+    fn emit_app(&self, account: String, occurred_at: DateTime<Utc>, kind: EventKind) {
+        self.emit(PanelEvent {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            account,
+            occurred_at,
+            source: Source::App,
+            kind,
+        });
+    }
+
     fn emit(&self, mut event: PanelEvent) {
         if self.defects().reused_event_ids {
             event.event_id = defects::REUSED_EVENT_ID.to_string();

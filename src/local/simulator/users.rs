@@ -75,16 +75,14 @@ impl Simulator {
     pub(super) fn users_changed(&self, st: &mut State, account: &str) -> UserList {
         *st.users_revision.entry(account.to_string()).or_default() += 1;
         let list = Self::user_list(st, account);
-        self.emit(PanelEvent {
-            event_id: uuid::Uuid::new_v4().to_string(),
-            account: account.to_string(),
-            occurred_at: self.clock.now(),
-            source: Source::App,
-            kind: EventKind::UsersChanged {
+        self.emit_app(
+            account.to_string(),
+            self.clock.now(),
+            EventKind::UsersChanged {
                 users: list.users.clone(),
                 revision: list.revision,
             },
-        });
+        );
         list
     }
 }

@@ -441,28 +441,25 @@ mod tests {
 
     #[test]
     fn cancellation_reasons_map_to_store_errors() {
-        assert_eq!(
-            classify_cancellation(["None", "ConditionalCheckFailed"]),
-            Some(StoreError::Conflict)
-        );
-        assert_eq!(
-            classify_cancellation(["TransactionConflict", "None"]),
-            Some(StoreError::Conflict)
-        );
-        // A failed condition wins: the caller must re-read whatever else went wrong.
-        assert_eq!(
-            classify_cancellation(["ThrottlingError", "ConditionalCheckFailed"]),
-            Some(StoreError::Conflict)
-        );
-        assert_eq!(
-            classify_cancellation(["None", "ThrottlingError"]),
-            Some(StoreError::Throttled)
-        );
-        assert_eq!(
-            classify_cancellation(["ProvisionedThroughputExceeded"]),
-            Some(StoreError::Throttled)
-        );
-        assert_eq!(classify_cancellation(["ValidationError", "None"]), None);
+        use StoreError::{Conflict, Throttled};
+        for (reasons, want) in [
+            (&["None", "ConditionalCheckFailed"][..], Some(Conflict)),
+            (&["TransactionConflict", "None"], Some(Conflict)),
+            // A failed condition wins: the caller must re-read whatever else went wrong.
+            (
+                &["ThrottlingError", "ConditionalCheckFailed"],
+                Some(Conflict),
+            ),
+            (&["None", "ThrottlingError"], Some(Throttled)),
+            (&["ProvisionedThroughputExceeded"], Some(Throttled)),
+            (&["ValidationError", "None"], None),
+        ] {
+            assert_eq!(
+                classify_cancellation(reasons.iter().copied()),
+                want,
+                "{reasons:?}"
+            );
+        }
     }
 
     #[test]

@@ -65,20 +65,24 @@ impl Key {
         Ok(Key(bytes))
     }
 
+    fn cipher_key(&self) -> Result<UnboundCipherKey, FrameError> {
+        UnboundCipherKey::new(&AES_128, &self.0).map_err(|_| FrameError::Crypto)
+    }
+
     fn encrypt(&self, plain: &mut [u8]) -> Result<(), FrameError> {
-        let key = UnboundCipherKey::new(&AES_128, &self.0).map_err(|_| FrameError::Crypto)?;
-        let key = EncryptingKey::cbc(key).map_err(|_| FrameError::Crypto)?;
-        key.less_safe_encrypt(plain, EncryptionContext::Iv128(FixedLength::from(ZERO_IV)))
-            .map_err(|_| FrameError::Crypto)?;
-        Ok(())
+        EncryptingKey::cbc(self.cipher_key()?)
+            .and_then(|key| {
+                key.less_safe_encrypt(plain, EncryptionContext::Iv128(FixedLength::from(ZERO_IV)))
+            })
+            .map(drop)
+            .map_err(|_| FrameError::Crypto)
     }
 
     fn decrypt(&self, data: &mut [u8]) -> Result<(), FrameError> {
-        let key = UnboundCipherKey::new(&AES_128, &self.0).map_err(|_| FrameError::Crypto)?;
-        let key = DecryptingKey::cbc(key).map_err(|_| FrameError::Crypto)?;
-        key.decrypt(data, DecryptionContext::Iv128(FixedLength::from(ZERO_IV)))
-            .map_err(|_| FrameError::Crypto)?;
-        Ok(())
+        DecryptingKey::cbc(self.cipher_key()?)
+            .and_then(|key| key.decrypt(data, DecryptionContext::Iv128(FixedLength::from(ZERO_IV))))
+            .map(drop)
+            .map_err(|_| FrameError::Crypto)
     }
 }
 

@@ -5,3 +5,13 @@
 
 pub mod frame;
 pub mod transmitter;
+
+/// Tests: an address nobody listens on (a port the OS handed out, closed again at once), for a
+/// receiver that never answers.
+#[cfg(test)]
+pub(crate) fn unused_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}

@@ -170,14 +170,8 @@ struct State {
 enum Record {
     /// An event queued under its sequence number.
     Queued {
-        id: u64,
-        account: String,
-        seq: u16,
-        qualifier: u8,
-        event: u16,
-        partition: u8,
-        number: u16,
-        occurred: DateTime<Utc>,
+        #[serde(flatten)]
+        entry: Entry,
         /// The request id of the decision that queued it: handled from this record on.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         request: Option<String>,
@@ -189,14 +183,8 @@ enum Record {
     Decision {
         kind: DecisionKind,
         request: String,
-        id: u64,
-        account: String,
-        seq: u16,
-        qualifier: u8,
-        event: u16,
-        partition: u8,
-        number: u16,
-        occurred: DateTime<Utc>,
+        #[serde(flatten)]
+        entry: Entry,
     },
     /// Journals before `Decision`: a decision that queued nothing (still read).
     Decided {
@@ -211,6 +199,51 @@ enum Record {
     Acked { id: u64 },
     /// The next sequence number of an account (written when the journal is rewritten).
     Next { account: String, seq: u16 },
+}
+
+/// An event with its numbers, as a `Queued` or a `Decision` record writes it (one list of
+/// fields, in one order, for both).
+#[derive(Debug, Serialize, Deserialize)]
+struct Entry {
+    id: u64,
+    account: String,
+    seq: u16,
+    qualifier: u8,
+    event: u16,
+    partition: u8,
+    number: u16,
+    occurred: DateTime<Utc>,
+}
+
+impl Entry {
+    fn new(id: u64, account: &str, seq: u16, cid: Cid, occurred: DateTime<Utc>) -> Entry {
+        Entry {
+            id,
+            account: account.to_string(),
+            seq,
+            qualifier: cid.qualifier,
+            event: cid.event,
+            partition: cid.partition,
+            number: cid.number,
+            occurred,
+        }
+    }
+
+    fn queued(self, request: Option<String>) -> Queued {
+        Queued {
+            id: self.id,
+            account: self.account,
+            seq: self.seq,
+            cid: Cid {
+                qualifier: self.qualifier,
+                event: self.event,
+                partition: self.partition,
+                number: self.number,
+            },
+            occurred: self.occurred,
+            request,
+        }
+    }
 }
 
 /// The kind of a settled duress question: both names have one length, like the contract's.
@@ -367,14 +400,7 @@ impl Transmitter {
         let record = Record::Decision {
             kind,
             request: request_id.to_string(),
-            id,
-            account: account.to_string(),
-            seq,
-            qualifier: cid.qualifier,
-            event: cid.event,
-            partition: cid.partition,
-            number: cid.number,
-            occurred,
+            entry: Entry::new(id, account, seq, cid, occurred),
         };
         append(&mut st, &record, Purpose::Request)?;
         match kind {
@@ -523,14 +549,7 @@ impl Inner {
 
 fn queued_record(m: &Queued) -> Record {
     Record::Queued {
-        id: m.id,
-        account: m.account.clone(),
-        seq: m.seq,
-        qualifier: m.cid.qualifier,
-        event: m.cid.event,
-        partition: m.cid.partition,
-        number: m.cid.number,
-        occurred: m.occurred,
+        entry: Entry::new(m.id, &m.account, m.seq, m.cid, m.occurred),
         request: m.request.clone(),
     }
 }
@@ -622,36 +641,16 @@ fn load(dir: &Path, now: DateTime<Utc>) -> Result<State, QueueError> {
             };
             st.journal_records += 1;
             match record {
-                Record::Queued {
-                    id,
-                    account,
-                    seq,
-                    qualifier,
-                    event,
-                    partition,
-                    number,
-                    occurred,
-                    request,
-                } => {
+                Record::Queued { entry, request } => {
                     if let Some(r) = &request {
-                        remember(&mut st, r, occurred);
+                        remember(&mut st, r, entry.occurred);
                     }
-                    st.next_seq
-                        .insert(account.clone(), if seq >= 9999 { 1 } else { seq + 1 });
-                    st.next_id = st.next_id.max(id + 1);
-                    pending.push(Queued {
-                        id,
-                        account,
-                        seq,
-                        cid: Cid {
-                            qualifier,
-                            event,
-                            partition,
-                            number,
-                        },
-                        occurred,
-                        request,
-                    });
+                    st.next_seq.insert(
+                        entry.account.clone(),
+                        if entry.seq >= 9999 { 1 } else { entry.seq + 1 },
+                    );
+                    st.next_id = st.next_id.max(entry.id + 1);
+                    pending.push(entry.queued(request));
                 }
                 Record::Acked { id } => pending.retain(|q| q.id != id),
                 Record::Next { account, seq } => {
@@ -660,32 +659,13 @@ fn load(dir: &Path, now: DateTime<Utc>) -> Result<State, QueueError> {
                 Record::Decision {
                     kind,
                     request,
-                    id,
-                    account,
-                    seq,
-                    qualifier,
-                    event,
-                    partition,
-                    number,
-                    occurred,
+                    entry,
                 } => {
-                    remember(&mut st, &request, occurred);
+                    remember(&mut st, &request, entry.occurred);
                     if kind == DecisionKind::Duress {
-                        take_numbers(&mut st, &account, seq);
-                        st.next_id = st.next_id.max(id + 1);
-                        pending.push(Queued {
-                            id,
-                            account,
-                            seq,
-                            cid: Cid {
-                                qualifier,
-                                event,
-                                partition,
-                                number,
-                            },
-                            occurred,
-                            request: Some(request),
-                        });
+                        take_numbers(&mut st, &entry.account, entry.seq);
+                        st.next_id = st.next_id.max(entry.id + 1);
+                        pending.push(entry.queued(Some(request)));
                     }
                 }
                 Record::Decided {
@@ -965,22 +945,66 @@ mod tests {
         t.decide(request, "1234", cid(0), Utc::now(), DecisionKind::Normal)
     }
 
+    /// A durable queue in a new directory, sent to a port nobody listens on: every attempt
+    /// fails, the queue stays as it is.
+    fn durable_to_nobody(prefix: &str) -> (std::path::PathBuf, LinkConfig) {
+        let dir = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
+        let cfg = LinkConfig {
+            queue_dir: Some(dir.clone()),
+            ..LinkConfig::new(crate::local::simulator::dc09::unused_addr())
+        };
+        (dir, cfg)
+    }
+
     fn seqs(t: &Transmitter) -> Vec<u16> {
         t.lock().queue.iter().map(|q| q.seq).collect()
     }
 
+    /// The journal's lines, letter for letter: a restart of an older build reads them, and the
+    /// two kinds of decision must stay one length.
+    #[test]
+    fn journal_records_keep_their_fields_order_and_length() {
+        let at = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let line = |r: &Record| serde_json::to_string(r).unwrap();
+        let decision = |kind| Record::Decision {
+            kind,
+            request: "req-1".to_string(),
+            entry: Entry::new(7, "1234", 2, cid(3), at),
+        };
+        let duress = line(&decision(DecisionKind::Duress));
+        assert_eq!(
+            duress,
+            r#"{"op":"decision","kind":"duress","request":"req-1","id":7,"account":"1234","seq":2,"qualifier":1,"event":121,"partition":1,"number":3,"occurred":"2026-01-01T00:00:00Z"}"#
+        );
+        assert_eq!(line(&decision(DecisionKind::Normal)).len(), duress.len());
+        let queued = Entry::new(7, "1234", 2, cid(3), at).queued(Some("req-1".to_string()));
+        let written = line(&queued_record(&queued));
+        assert_eq!(
+            written,
+            r#"{"op":"queued","id":7,"account":"1234","seq":2,"qualifier":1,"event":121,"partition":1,"number":3,"occurred":"2026-01-01T00:00:00Z","request":"req-1"}"#
+        );
+        let Record::Queued { entry, request } = serde_json::from_str(&written).unwrap() else {
+            panic!("not read back as queued: {written}");
+        };
+        let back = entry.queued(request);
+        assert_eq!(
+            (back.id, back.account, back.seq, back.cid, back.request),
+            (7, "1234".to_string(), 2, cid(3), Some("req-1".to_string()))
+        );
+        let Record::Decision { kind, entry, .. } = serde_json::from_str(&duress).unwrap() else {
+            panic!("not read back as a decision: {duress}");
+        };
+        assert_eq!(
+            (kind, entry.seq, entry.number),
+            (DecisionKind::Duress, 2, 3)
+        );
+    }
+
     #[tokio::test]
     async fn the_queue_survives_a_crash_numbering_goes_on_and_a_failed_write_queues_nothing() {
-        let dir = std::env::temp_dir().join(format!("dc09-q-{}", uuid::Uuid::new_v4().simple()));
-        // A port nobody listens on: every attempt fails, the queue stays as it is.
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let cfg = LinkConfig {
-            queue_dir: Some(dir.clone()),
-            ..LinkConfig::new(addr)
-        };
+        let (dir, cfg) = durable_to_nobody("dc09-q");
         let t = Transmitter::start(cfg, Arc::new(SystemClock)).unwrap();
         for n in 1..=3 {
             t.send("1234", cid(n), Utc::now()).unwrap();
@@ -1032,15 +1056,7 @@ mod tests {
     #[tokio::test]
     async fn a_121_and_its_request_id_are_recorded_together_and_kept_for_the_window() {
         use crate::common::clock::AdjustableClock;
-        let dir = std::env::temp_dir().join(format!("dc09-h-{}", uuid::Uuid::new_v4().simple()));
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let cfg = LinkConfig {
-            queue_dir: Some(dir.clone()),
-            ..LinkConfig::new(addr)
-        };
+        let (dir, cfg) = durable_to_nobody("dc09-h");
         let clock = Arc::new(AdjustableClock::frozen(Utc::now()));
         let t = Transmitter::start(cfg, clock.clone()).unwrap();
         t.decide(
@@ -1110,10 +1126,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_a_queue_directory_a_crash_loses_the_queue() {
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        let addr = crate::local::simulator::dc09::unused_addr();
         let t = Transmitter::start(LinkConfig::new(addr), Arc::new(SystemClock)).unwrap();
         t.send("1234", cid(1), Utc::now()).unwrap();
         t.crash_and_restart().unwrap();
