@@ -86,6 +86,8 @@ impl KitOptions {
 /// difference in a disarm's time is found (p far below the threshold) on an idle or a busy
 /// machine alike; a reference cloud doing equal work fails it about once in 1/ALPHA runs.
 pub const TIMING_ALPHA: f64 = 0.001;
+/// How long the kit waits for an expected 121 to reach the center before it counts none.
+pub const ALARM_WAIT: Duration = Duration::from_secs(10);
 pub const TIMING_RELATIVE: f64 = 0.05;
 /// Fewer pairs than this cannot show a difference at [`TIMING_ALPHA`]: the detail says so.
 pub const TIMING_MIN_PAIRS: usize = 20;
@@ -418,6 +420,28 @@ impl Kit {
         tokio::time::sleep(self.opts.settle).await;
     }
 
+    /// The monitoring feed once at least `want` 121s stand in it after `from`, or as it is after
+    /// [`ALARM_WAIT`]: a cloud may hand its 121 to the center after it answered the disarm (the
+    /// reference cloud's DC-09 link does), so a busy machine must not read "none" too early.
+    /// Then one more settle, for a duplicate that would come after the first.
+    async fn monitoring_with_121s(
+        &self,
+        account: &str,
+        from: usize,
+        want: usize,
+    ) -> Result<Vec<Value>, String> {
+        let until = tokio::time::Instant::now() + ALARM_WAIT;
+        loop {
+            let events = self.monitoring(account).await?;
+            if count_121s(&events, from) >= want || tokio::time::Instant::now() >= until {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.settle().await;
+        self.monitoring(account).await
+    }
+
     fn ours(&self) -> (&str, &str) {
         (&self.opts.account, &self.opts.panel)
     }
@@ -680,14 +704,8 @@ impl Kit {
         if d.status != 200 {
             return Err(format!("a duress disarm answered {} {}", d.status, d.body));
         }
-        self.settle().await;
-        let count = |events: &[Value], from: usize| {
-            events[from.min(events.len())..]
-                .iter()
-                .filter(|e| e["code"] == "121")
-                .count()
-        };
-        let events = self.monitoring(a).await?;
+        let count = count_121s;
+        let events = self.monitoring_with_121s(a, start, 1).await?;
         let once = (|| {
             let new = &events[start.min(events.len())..];
             ensure!(
@@ -725,8 +743,7 @@ impl Kit {
         let _ = self.signal(a, p, &y, true).await?;
         self.settle().await;
         let _ = self.signal(a, p, &y, true).await?;
-        self.settle().await;
-        let events = self.monitoring(a).await?;
+        let events = self.monitoring_with_121s(a, mark, 1).await?;
         if once.is_ok() && count(&events, mark) != 1 {
             once = Err(format!(
                 "a duress signal sent twice with one request id raised {} 121s",
@@ -963,4 +980,12 @@ pub async fn run(opts: KitOptions) -> Result<KitReport, KitError> {
             })
             .collect(),
     })
+}
+
+/// The 121s of `events` after the first `from`.
+fn count_121s(events: &[Value], from: usize) -> usize {
+    events[from.min(events.len())..]
+        .iter()
+        .filter(|e| e["code"] == "121")
+        .count()
 }
