@@ -29,7 +29,6 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -206,7 +205,10 @@ struct Invoke {
     budget: Option<Duration>,
 }
 
-async fn invoke(State(inv): State<Invoke>, body: Bytes) -> impl IntoResponse {
+async fn invoke(
+    State(inv): State<Invoke>,
+    crate::common::http_errors::Body(body): crate::common::http_errors::Body,
+) -> impl IntoResponse {
     let reply = inv
         .skill
         .handle_bytes(&body, Deadline::for_directive(inv.budget))
@@ -550,6 +552,7 @@ impl LocalStack {
                 )),
                 opts.directive_budget,
             ));
+        let app = crate::common::http_errors::json_errors(app);
 
         let (tx, rx) = oneshot::channel::<()>();
         let mut tasks = vec![simulator::http::serve_until(

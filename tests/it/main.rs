@@ -17,6 +17,7 @@ mod browser;
 mod certification;
 mod concurrent_guesses;
 mod conformance;
+mod contracts;
 mod crash_points;
 mod duress;
 mod enrolment;

@@ -29,5 +29,5 @@ pub async fn run() -> Result<(), lambda_http::Error> {
             Arc::new(google),
             None,
         ));
-    lambda_http::run(app).await
+    lambda_http::run(alarm_skill::common::http_errors::json_errors(app)).await
 }

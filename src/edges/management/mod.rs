@@ -287,9 +287,17 @@ async fn sync_members(State(svc): State<Svc>, Admin(who): Admin) -> Result<Json<
 }
 
 /// Parses a JSON object body. Messages name fields only: a value (a PIN) is never echoed.
-fn object(body: &Bytes) -> Result<serde_json::Map<String, Value>, ApiError> {
+/// The body as a JSON object with none but the route's `fields`: a field it doesn't take (a
+/// misspelt setting, say) is refused, never silently ignored, as the OpenAPI file's
+/// `additionalProperties: false` says.
+fn object(body: &Bytes, fields: &[&str]) -> Result<serde_json::Map<String, Value>, ApiError> {
     match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(m)) => Ok(m),
+        Ok(Value::Object(m)) if m.keys().all(|k| fields.contains(&k.as_str())) => Ok(m),
+        Ok(Value::Object(_)) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("the body takes only {}", fields.join(", ")),
+        )),
         _ => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_request",
@@ -597,7 +605,7 @@ async fn add_member(
     Admin(who): Admin,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
-    let m = object(&body)?;
+    let m = object(&body, &["id", "name", "user_number"])?;
     let id = string_field(&m, "id")?;
     let name = string_field(&m, "name")?.trim().to_string();
     let number = m
@@ -684,7 +692,7 @@ async fn put_code(
 ) -> Result<StatusCode, ApiError> {
     let kind = kind_of(&slot)?;
     svc.require_recent_sign_in(&who)?;
-    let pin = Pin::new(string_field(&object(&body)?, "pin")?);
+    let pin = Pin::new(string_field(&object(&body, &["pin"])?, "pin")?);
     let name = svc.set_code(&who.account, &id, kind, pin).await?;
     svc.notify_codes_changed(&who.account, &name).await;
     Ok(StatusCode::NO_CONTENT)
@@ -774,7 +782,19 @@ async fn get_audit(
     Admin(who): Admin,
     JsonQuery(q): JsonQuery<AuditQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    // The documented range; a value outside it is the client's mistake, not a request for the
+    // nearest one.
+    let limit = match q.limit {
+        None => 50,
+        Some(n @ 1..=500) => n,
+        Some(_) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "limit is a whole number from 1 to 500",
+            ));
+        }
+    };
     let entries = svc.store.audit(&who.account, limit).await?;
     Ok(Json(json!({ "entries": entries })))
 }
@@ -797,7 +817,7 @@ async fn put_settings(
     Admin(who): Admin,
     Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
-    let m = object(&body)?;
+    let m = object(&body, &["pinless_disarm", "google_enabled"])?;
     let bad =
         |message: &'static str| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message);
     let policy: Option<PinlessPolicy> = match m.get("pinless_disarm") {

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::post;
@@ -490,9 +491,16 @@ fn log_failure(event: &PanelEvent, e: &GatewayError) {
 async fn panel_webhook(
     State(svc): State<Arc<WebhookService>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> impl IntoResponse {
-    let (status, body) = svc.handle(&headers, &body).await;
+    let (status, body) = match body {
+        Ok(body) => svc.handle(&headers, &body).await,
+        // In the webhook's own reply shape, as documented for this route.
+        Err(e) => {
+            let (status, code, message) = crate::common::http_errors::body_rejection(&e);
+            reply(status, json!({ "error": code, "reason": message }))
+        }
+    };
     (status, axum::Json(body))
 }
 

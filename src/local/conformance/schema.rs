@@ -7,7 +7,8 @@ use serde_json::{Map, Value};
 pub const PANEL_API_JSON: &str = include_str!("../../../docs/openapi/panel-api.json");
 pub const MANAGEMENT_API_JSON: &str = include_str!("../../../docs/openapi/management-api.json");
 
-/// Annotations: no effect on validation.
+/// Annotations: no effect on validation. (`format` is one too, but for `uuid`, which the
+/// request ids' contract needs: [`is_uuid`].)
 const ANNOTATIONS: [&str; 6] = [
     "description",
     "title",
@@ -16,6 +17,15 @@ const ANNOTATIONS: [&str; 6] = [
     "format",
     "default",
 ];
+
+/// The hyphenated form `8-4-4-4-12` of hex digits, as JSON Schema's `uuid` format reads it.
+fn is_uuid(s: &str) -> bool {
+    s.len() == 36
+        && s.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
 
 pub fn parse(json: &str) -> Value {
     serde_json::from_str(json).unwrap_or(Value::Null)
@@ -54,7 +64,8 @@ fn type_matches(t: &str, v: &Value) -> Result<bool, String> {
         "boolean" => v.is_boolean(),
         "null" => v.is_null(),
         "number" => v.is_number(),
-        "integer" => v.is_i64() || v.is_u64(),
+        // JSON Schema's integer is a number without a fraction: 134.0 is one.
+        "integer" => v.is_i64() || v.is_u64() || v.as_f64().is_some_and(|f| f.fract() == 0.0),
         other => return Err(format!("unsupported type {other}")),
     })
 }
@@ -110,6 +121,11 @@ pub fn validate(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<
         if !ok {
             return Err(format!("{at}: expected {t}, got {value}"));
         }
+    }
+    if s.get("format").and_then(Value::as_str) == Some("uuid")
+        && value.as_str().is_some_and(|v| !is_uuid(v))
+    {
+        return Err(format!("{at}: not a UUID"));
     }
     if let Some(e) = s.get("enum").and_then(Value::as_array)
         && !e.contains(value)

@@ -2,16 +2,17 @@
 //! control routes (what people and tests call), and the webhook sender.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
@@ -21,6 +22,7 @@ use super::machine::ZoneConfig;
 use super::monitoring::receiver::{Dc09Receiver, ReceiverMode};
 use super::{Fault, FaultMode, SimError, Simulator};
 use crate::common::clock::Clock;
+use crate::common::http_errors::{JsonBody, JsonPath};
 use crate::common::secret::Secret;
 use crate::domain::ports::panel::{
     ArmRequest, ArmState, DisarmRequest, Notice, PanelError, SignalRequest, Source,
@@ -187,6 +189,67 @@ async fn with_defects(d: super::defects::Defects, req: Request, next: Next) -> R
     resp
 }
 
+/// The panel API contract, parsed once: the reference cloud takes only the request bodies its
+/// schemas allow (stricter than serde: unknown fields, lengths, ranges), as a vendor's cloud may.
+static CONTRACT: LazyLock<Value> = LazyLock::new(crate::local::conformance::schema::panel_api);
+
+/// A request body type and the name of its schema in docs/openapi/panel-api.json.
+trait Documented: DeserializeOwned {
+    const SCHEMA: &'static str;
+}
+
+impl Documented for ArmRequest {
+    const SCHEMA: &'static str = "ArmRequest";
+}
+impl Documented for DisarmRequest {
+    const SCHEMA: &'static str = "DisarmRequest";
+}
+impl Documented for SignalRequest {
+    const SCHEMA: &'static str = "SignalRequest";
+}
+impl Documented for Notice {
+    const SCHEMA: &'static str = "Notice";
+}
+impl Documented for TestWebhook {
+    const SCHEMA: &'static str = "TestWebhook";
+}
+
+/// A body its schema allows, or the contract's 400 `bad_request` (413 over the body limit).
+/// The message is fixed: the body may carry a member's number.
+struct Checked<T>(T);
+
+impl<T: Documented, S: Send + Sync> FromRequest<S> for Checked<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
+        let JsonBody(mut v) = JsonBody::<Value>::from_request(req, state).await?;
+        let valid = crate::local::conformance::schema::validate_named(&CONTRACT, T::SCHEMA, &v);
+        // What the schema calls an integer (134.0 too), as serde's integers take it; the bodies
+        // are flat, so their fields are all there is to look at.
+        if let Some(fields) = v.as_object_mut() {
+            for field in fields.values_mut() {
+                if field.is_f64()
+                    && let Some(n) = field.as_f64().filter(|f| f.fract() == 0.0)
+                    && let Some(i) = serde_json::Number::from_i128(n as i128)
+                {
+                    *field = Value::Number(i);
+                }
+            }
+        }
+        valid
+            .ok()
+            .and_then(|()| serde_json::from_value(v).ok())
+            .map(Checked)
+            .ok_or_else(|| {
+                crate::common::http_errors::error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "the body is not of the documented shape",
+                )
+            })
+    }
+}
+
 #[derive(Deserialize)]
 struct TestWebhook {
     url: String,
@@ -199,7 +262,7 @@ fn test_mode_routes() -> Router<Arc<Simulator>> {
         .route(
             "/v1/test/accounts/{account}/monitoring",
             get(
-                |State(s): State<Arc<Simulator>>, Path(a): Path<String>| async move {
+                |State(s): State<Arc<Simulator>>, JsonPath(a): JsonPath<String>| async move {
                     Json(json!({ "events": s.monitoring_for(&a) }))
                 },
             ),
@@ -207,7 +270,7 @@ fn test_mode_routes() -> Router<Arc<Simulator>> {
         .route(
             "/v1/test/accounts/{account}/notifications",
             get(
-                |State(s): State<Arc<Simulator>>, Path(a): Path<String>| async move {
+                |State(s): State<Arc<Simulator>>, JsonPath(a): JsonPath<String>| async move {
                     Json(json!({ "notifications": s.notifications_for(&a) }))
                 },
             ),
@@ -216,12 +279,12 @@ fn test_mode_routes() -> Router<Arc<Simulator>> {
             "/v1/test/accounts/{account}/webhook",
             put(
                 |State(s): State<Arc<Simulator>>,
-                 Path(a): Path<String>,
-                 Json(w): Json<TestWebhook>| async move {
-                    if url::Url::parse(&w.url).is_err() || w.secret.is_empty() {
+                 JsonPath(a): JsonPath<String>,
+                 Checked(w): Checked<TestWebhook>| async move {
+                    if url::Url::parse(&w.url).is_err() {
                         return (
                             StatusCode::BAD_REQUEST,
-                            Json(json!({"error":"bad_request"})),
+                            Json(json!({"error": "bad_request", "message": "url must be a URI"})),
                         )
                             .into_response();
                     }
@@ -230,7 +293,7 @@ fn test_mode_routes() -> Router<Arc<Simulator>> {
                 },
             )
             .delete(
-                |State(s): State<Arc<Simulator>>, Path(a): Path<String>| async move {
+                |State(s): State<Arc<Simulator>>, JsonPath(a): JsonPath<String>| async move {
                     s.clear_test_webhook(&a);
                     StatusCode::NO_CONTENT
                 },
@@ -238,77 +301,90 @@ fn test_mode_routes() -> Router<Arc<Simulator>> {
         )
 }
 
+/// `POST .../disarm`; `signal` below is `POST .../signals`.
+async fn disarm(
+    State(s): State<Arc<Simulator>>,
+    JsonPath((a, p)): JsonPath<(String, String)>,
+    Checked(r): Checked<DisarmRequest>,
+) -> Response {
+    // Read for every disarm alike, so the clean simulator's work stays equal.
+    let d = s.defects();
+    if d.duress_delay_ms > 0 && r.duress() {
+        tokio::time::sleep(d.duress_delay()).await;
+    }
+    let sent_after = s.hold_link();
+    held_until_sent(result(s.disarm(&a, &p, &r)), sent_after)
+}
+
+async fn signal(
+    JsonPath((a, p)): JsonPath<(String, String)>,
+    State(s): State<Arc<Simulator>>,
+    Checked(r): Checked<SignalRequest>,
+) -> Response {
+    let sent_after = s.hold_link();
+    let answer = result(s.signal(&a, &p, &r).map(|()| json!({"acknowledged": true})));
+    held_until_sent(answer, sent_after)
+}
+
+async fn notify(
+    JsonPath(a): JsonPath<String>,
+    State(s): State<Arc<Simulator>>,
+    Checked(n): Checked<Notice>,
+) -> Json<Value> {
+    s.notify(&a, &n);
+    Json(json!({"acknowledged": true}))
+}
+
 /// The panel cloud API (docs/panel-api.md), served by the simulator.
 pub fn panel_api_routes(sim: Arc<Simulator>) -> Router {
-    Router::new()
-        .route(
-            "/v1/accounts/{account}/panels",
-            get(|State(s): State<Arc<Simulator>>, Path(a): Path<String>| async move {
-                Json(json!({ "panels": s.list(&a) })).into_response()
-            }),
-        )
-        .route(
-            "/v1/accounts/{account}/panels/{panel}",
-            get(
-                |State(s): State<Arc<Simulator>>, Path((a, p)): Path<(String, String)>| async move {
-                    result(s.get(&a, &p))
-                },
-            ),
-        )
-        .route(
-            "/v1/accounts/{account}/panels/{panel}/arm",
-            post(
-                |State(s): State<Arc<Simulator>>,
-                 Path((a, p)): Path<(String, String)>,
-                 Json(r): Json<ArmRequest>| async move { result(s.arm(&a, &p, &r)) },
-            ),
-        )
-        .route(
-            "/v1/accounts/{account}/panels/{panel}/disarm",
-            post(
-                |State(s): State<Arc<Simulator>>,
-                 Path((a, p)): Path<(String, String)>,
-                 Json(r): Json<DisarmRequest>| async move {
-                    // Read for every disarm alike, so the clean simulator's work stays equal.
-                    let d = s.defects();
-                    if d.duress_delay_ms > 0 && r.duress() {
-                        tokio::time::sleep(d.duress_delay()).await;
-                    }
-                    let sent_after = s.hold_link();
-                    held_until_sent(result(s.disarm(&a, &p, &r)), sent_after)
-                },
-            ),
-        )
-        .route(
-            "/v1/accounts/{account}/panels/{panel}/signals",
-            post(
-                |State(s): State<Arc<Simulator>>,
-                 Path((a, p)): Path<(String, String)>,
-                 Json(r): Json<SignalRequest>| async move {
-                    let sent_after = s.hold_link();
-                    let answer = result(s.signal(&a, &p, &r).map(|()| json!({"acknowledged": true})));
-                    held_until_sent(answer, sent_after)
-                },
-            ),
-        )
-        .route(
-            "/v1/accounts/{account}/users",
-            get(|State(s): State<Arc<Simulator>>, Path(a): Path<String>| async move {
-                Json(s.users(&a)).into_response()
-            }),
-        )
-        .route(
-            "/v1/accounts/{account}/notifications",
-            post(
-                |State(s): State<Arc<Simulator>>, Path(a): Path<String>, Json(n): Json<Notice>| async move {
-                    s.notify(&a, &n);
-                    Json(json!({"acknowledged": true}))
-                },
-            ),
-        )
-        .merge(test_mode_routes())
-        .layer(middleware::from_fn_with_state(sim.clone(), guard))
-        .with_state(sim)
+    let api =
+        Router::new()
+            .route(
+                "/v1/accounts/{account}/panels",
+                get(
+                    |State(s): State<Arc<Simulator>>, JsonPath(a): JsonPath<String>| async move {
+                        Json(json!({ "panels": s.list(&a) })).into_response()
+                    },
+                ),
+            )
+            .route(
+                "/v1/accounts/{account}/panels/{panel}",
+                get(
+                    |State(s): State<Arc<Simulator>>,
+                     JsonPath((a, p)): JsonPath<(String, String)>| async move {
+                        result(s.get(&a, &p))
+                    },
+                ),
+            )
+            .route(
+                "/v1/accounts/{account}/panels/{panel}/arm",
+                post(
+                    |State(s): State<Arc<Simulator>>,
+                     JsonPath((a, p)): JsonPath<(String, String)>,
+                     Checked(r): Checked<ArmRequest>| async move {
+                        result(s.arm(&a, &p, &r))
+                    },
+                ),
+            )
+            .route("/v1/accounts/{account}/panels/{panel}/disarm", post(disarm))
+            .route(
+                "/v1/accounts/{account}/panels/{panel}/signals",
+                post(signal),
+            )
+            .route(
+                "/v1/accounts/{account}/users",
+                get(
+                    |State(s): State<Arc<Simulator>>, JsonPath(a): JsonPath<String>| async move {
+                        Json(s.users(&a)).into_response()
+                    },
+                ),
+            )
+            .route("/v1/accounts/{account}/notifications", post(notify))
+            .merge(test_mode_routes())
+            .layer(middleware::from_fn_with_state(sim.clone(), guard))
+            .with_state(sim);
+    // Every error in the contract's JSON shape, a body it can't take included (JsonBody).
+    crate::common::http_errors::json_errors(api)
 }
 
 /// A listener that can be stopped and started again on the same address, so tests can take the
