@@ -226,6 +226,20 @@ mod tests {
         assert!(ok(json!({"n": 3, "x": 1})).is_err());
         assert!(ok(json!({"s": "a"})).is_err());
         assert!(ok(json!({"n": 3, "s": "abc"})).is_err());
+        // JSON Schema's integer: a number without a fraction, however it is written.
+        assert!(ok(json!({"n": 3.0})).is_ok());
+        assert!(ok(json!({"n": 3.5})).is_err());
+        let ids = json!({"components": {"schemas": {"R": {"type": "string", "format": "uuid"}}}});
+        let id = |v: &str| validate_named(&ids, "R", &json!(v));
+        assert!(id("0b7f2c1e-5d9a-4b8e-a7c3-2f6d1e9b0a44").is_ok());
+        for bad in [
+            "0",
+            "req-1",
+            "0b7f2c1e5d9a4b8ea7c32f6d1e9b0a44",
+            "0b7f2c1e-5d9a-4b8e-a7c3-2f6d1e9b0a4g",
+        ] {
+            assert!(id(bad).is_err(), "{bad}");
+        }
         let odd = json!({"components": {"schemas": {"Q": {"pattern": "^a$"}}}});
         assert!(
             validate_named(&odd, "Q", &json!("a"))
