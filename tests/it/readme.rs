@@ -10,6 +10,7 @@
 //! - no `aws lambda update-function-configuration` of README.md and docs/*.md aims at an alias
 //!   ARN (infra/template.yaml says which outputs are), nor restarts the directive function
 //!   without publishing a version and moving `live`: it would recycle nothing Alexa calls.
+//! - `alarm-skill serve` honours the functions' settings as docs/local-stack.md says.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
