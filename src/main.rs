@@ -365,6 +365,15 @@ async fn main() -> ExitCode {
                     }
                 },
             };
+            // The functions' settings that mean something locally, by their rules.
+            let settings = match alarm_skill::edges::config::LocalSettings::from_env() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("cannot start the local stack: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let defaults = Options::default();
             let opts = Options {
                 port,
                 panel_port,
@@ -375,7 +384,12 @@ async fn main() -> ExitCode {
                 config,
                 dynamodb_endpoint,
                 table,
-                ..Options::default()
+                manufacturer_name: settings
+                    .manufacturer_name
+                    .unwrap_or(defaults.manufacturer_name.clone()),
+                outbox: settings.outbox,
+                step_up: settings.step_up,
+                ..defaults
             };
             let stack = match LocalStack::start(opts).await {
                 Ok(s) => s,

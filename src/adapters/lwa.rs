@@ -198,9 +198,7 @@ impl LwaClient {
     /// The grant key of `user` in this region: `{region}#` and a digest of the user's
     /// account-linking subject (bounded, and no identifier in the table's keys).
     pub fn user_key(&self, user: &str) -> String {
-        use sha2::Digest;
-        let digest = sha2::Sha256::digest(user.as_bytes());
-        format!("{}#{}", self.region.code(), &hex::encode(digest)[..32])
+        format!("{}#{}", self.region.code(), user_digest(user))
     }
 
     /// The keys of the account's grants in this region, the one from before per-user grants
@@ -489,6 +487,13 @@ pub(crate) fn transport(e: &reqwest::Error) -> String {
     }
 }
 
+/// What a grant key holds after `{region}#` for `user`.
+fn user_digest(user: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(user.as_bytes());
+    hex::encode(digest)[..32].to_string()
+}
+
 /// OAuth error codes are short snake_case words; anything else is not echoed.
 fn safe_code(code: &str) -> &str {
     let ok = !code.is_empty()
@@ -519,6 +524,18 @@ impl GrantExchange for LwaClient {
     ) -> Result<(), GrantError> {
         let key = self.user_key(user);
         self.exchange(account, &key, code, deadline).await
+    }
+
+    async fn revoke_for_user(&self, account: &str, user: &str) -> Result<usize, LwaError> {
+        let digest = user_digest(user);
+        let mut deleted = 0;
+        for (key, _) in self.store.grants(account).await? {
+            if key.split_once('#').is_some_and(|(_, of)| of == digest) {
+                self.revoke_at(account, &key).await?;
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
     }
 }
 

@@ -31,10 +31,9 @@ use crate::common::clock::Clock;
 use crate::common::deadline::Deadline;
 use crate::domain::ports::panel::{PanelCloud, PanelError, PanelUser, UserList};
 use crate::domain::ports::store::{AuditEntry, Store, StoreError};
-use crate::domain::voice_codes::{Member, Profile};
+use crate::domain::voice_codes::{Member, NameError, Profile, member_name};
 
 const SAVE_ATTEMPTS: usize = 3;
-const MAX_NAME_CHARS: usize = 64;
 const MAX_SLUG: usize = 32;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,6 +42,24 @@ pub enum SyncError {
     Panel(#[from] PanelError),
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// A panel user's name holds characters no member name may
+    /// ([`crate::domain::voice_codes::member_name`]): the whole list is refused, and the
+    /// household keeps its members as they were. Skipping that user instead would remove their
+    /// member, and the codes with them, for a rename.
+    #[error("the name of panel user {number} has control or bidirectional formatting characters")]
+    MemberName { number: u16 },
+}
+
+/// [`SyncError::MemberName`] for the first user of `users` whose name has characters no member
+/// name may have.
+fn refused_name(users: &[PanelUser]) -> Result<(), SyncError> {
+    match users
+        .iter()
+        .find(|u| member_name(&u.name) == Err(NameError::Characters))
+    {
+        Some(u) => Err(SyncError::MemberName { number: u.number }),
+        None => Ok(()),
+    }
 }
 
 /// What a sync changed. Ids are member ids; names are not repeated here (they are in the audit).
@@ -57,22 +74,22 @@ pub struct SyncOutcome {
     pub applied: bool,
 }
 
-/// A panel user the skill can take: a number 1–999 and a non-empty name (trimmed, at most 64
-/// characters). Anything else is skipped, with a warning that names neither.
+/// A panel user the skill can take: a number 1–999 and a member name
+/// ([`crate::domain::voice_codes::member_name`]; a list with a name of forbidden characters
+/// never gets here, [`refused_name`]). Anything else is skipped, with a warning that names
+/// neither.
 fn usable(users: &[PanelUser]) -> Vec<PanelUser> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for u in users {
-        let name = u.name.trim();
-        let ok = (1..=999).contains(&u.number)
-            && !name.is_empty()
-            && name.chars().count() <= MAX_NAME_CHARS
-            && seen.insert(u.number);
-        if ok {
+        let name = member_name(&u.name)
+            .ok()
+            .filter(|_| (1..=999).contains(&u.number) && seen.insert(u.number));
+        if let Some(name) = name {
             out.push(PanelUser {
                 id: u.id.clone().filter(|id| !id.is_empty()),
                 number: u.number,
-                name: name.to_string(),
+                name,
             });
         } else {
             tracing::warn!(
@@ -206,7 +223,7 @@ pub async fn apply_users(
     list: &UserList,
     as_of: DateTime<Utc>,
     only_if_newer: bool,
-) -> Result<SyncOutcome, StoreError> {
+) -> Result<SyncOutcome, SyncError> {
     let unchecked = |_: &mut Profile, _: &[Member]| Ok::<(), std::convert::Infallible>(());
     let applied = apply_users_checked(store, clock, account, list, as_of, only_if_newer, unchecked);
     Ok(applied.await?.unwrap_or_else(|never| match never {}))
@@ -225,7 +242,8 @@ pub async fn apply_users_checked<E>(
     as_of: DateTime<Utc>,
     only_if_newer: bool,
     mut check: impl FnMut(&mut Profile, &[Member]) -> Result<(), E>,
-) -> Result<Result<SyncOutcome, E>, StoreError> {
+) -> Result<Result<SyncOutcome, E>, SyncError> {
+    refused_name(&list.users)?;
     for _ in 0..SAVE_ATTEMPTS {
         let mut profile = store.household(account).await?.profile;
         if is_stale(&profile, list, as_of, only_if_newer) {
@@ -266,10 +284,10 @@ pub async fn apply_users_checked<E>(
                 return Ok(Ok(outcome));
             }
             Err(StoreError::Conflict) => continue,
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
     }
-    Err(StoreError::Conflict)
+    Err(StoreError::Conflict.into())
 }
 
 /// Fetches the account's panel users and applies them.
@@ -365,6 +383,12 @@ impl Provisioner {
         match self.sync(account, deadline).await {
             Err(SyncError::Panel(e)) if !profile.members.is_empty() => {
                 tracing::warn!(error = %e, "first member sync failed; using the members on file");
+                Ok(())
+            }
+            // Not a failure of the route asked for: the household stays unsynced (tried again
+            // next time) and `POST .../members/sync` says which panel user to rename.
+            Err(e @ SyncError::MemberName { .. }) => {
+                tracing::warn!(error = %e, "first member sync refused; using the members on file");
                 Ok(())
             }
             other => other.map(|_| ()),

@@ -26,6 +26,16 @@
 //! | `OUTBOX_SHARDS` | shards of the pending outbox index, 1–256; the same for every function, and only ever raised (docs/dynamodb.md) | `8` |
 //! | `OUTBOX_HOUSEHOLD_QUOTA` | a household's failed records in its shard's queue at most, 1–1000; past it they wait in its own queue | `8` |
 //! | `PEPPER_MAX_AGE_S` | a warm function re-reads the pepper secret once its loaded keyring is this old, 1–3600 s, so it adopts a new current pepper without a recycle (docs/deploy.md, "Pepper rotation"); never more often than every 30 s | `300` |
+//! | `STEP_UP_MAX_AGE_S` | the management API's recent sign-in for weakening changes, 60–86400 s | `600` |
+//! | `CODE_DELETIONS_PER_DAY` | removals of codes and members in any rolling 24 hours, 1–100 | `5` |
+//! | `OUTBOX_V2_SEALS_BEFORE` | RFC 3339 time: outbox seals of the former format (v2, bound to the request id only) open only for records written before it; set it to when the deployment moved to v3 if records from before may still be pending (crate::domain::redelivery::seal) | none: no v2 seal opens |
+//!
+//! The local stack (`alarm-skill serve`) reads the settings that mean something there from its
+//! own environment, by the same rules ([`LocalSettings`]): `MANUFACTURER_NAME`,
+//! `OUTBOX_SHARDS`, `OUTBOX_HOUSEHOLD_QUOTA`, `STEP_UP_MAX_AGE_S` and `CODE_DELETIONS_PER_DAY`.
+//! The others have no local meaning: the stack's own fakes stand in for the issuer, Login with
+//! Amazon, the gateways and the panel cloud; its keyring never changes while it runs; and it
+//! never wrote a v2 seal.
 //!
 //! The issuer kinds (only the configured issuer's tokens are accepted, and only by its rules):
 //!
@@ -87,6 +97,79 @@ pub struct Config {
     pub step_up: crate::domain::voice_codes::enrol::StepUp,
     /// `PEPPER_MAX_AGE_S`: the age past which a warm function re-reads the pepper keyring.
     pub pepper_max_age: Duration,
+    /// `OUTBOX_V2_SEALS_BEFORE`: which outbox seals of the former format still open.
+    pub outbox_v2_seals: crate::domain::redelivery::seal::V2Cutoff,
+}
+
+/// The settings of the functions that mean something on a developer's machine too: the local
+/// stack takes them from its environment, with the names, bounds and defaults of [`Config`],
+/// so an operator can try their values locally. `None` leaves the stack's own default (the demo's
+/// manufacturer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalSettings {
+    pub manufacturer_name: Option<String>,
+    pub outbox: OutboxPolicy,
+    pub step_up: crate::domain::voice_codes::enrol::StepUp,
+}
+
+impl LocalSettings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// `env` looks a variable up; empty values count as unset.
+    pub fn from_lookup(env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = trimmed(&env);
+        Ok(LocalSettings {
+            manufacturer_name: get("MANUFACTURER_NAME"),
+            outbox: outbox_policy(&get)?,
+            step_up: step_up(&get)?,
+        })
+    }
+}
+
+/// `env`'s values trimmed, empty ones as unset.
+fn trimmed(env: &impl Fn(&str) -> Option<String>) -> impl Fn(&str) -> Option<String> {
+    move |k: &str| {
+        env(k)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    }
+}
+
+/// `STEP_UP_MAX_AGE_S` and `CODE_DELETIONS_PER_DAY` over the defaults.
+fn step_up(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<crate::domain::voice_codes::enrol::StepUp, ConfigError> {
+    let mut step_up = crate::domain::voice_codes::enrol::StepUp::default();
+    let step_up_s = "must be 60 to 86400 seconds";
+    if let Some(s) = ranged::<i64>(get, "STEP_UP_MAX_AGE_S", 60..=86_400, step_up_s)? {
+        step_up.max_age = chrono::Duration::seconds(s);
+    }
+    if let Some(n) = ranged(get, "CODE_DELETIONS_PER_DAY", 1..=100, "must be 1 to 100")? {
+        step_up.deletions.max = n;
+    }
+    Ok(step_up)
+}
+
+/// `OUTBOX_V2_SEALS_BEFORE`, an RFC 3339 time.
+fn outbox_v2_seals(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<crate::domain::redelivery::seal::V2Cutoff, ConfigError> {
+    let var = "OUTBOX_V2_SEALS_BEFORE";
+    let before = get(var)
+        .map(|v| {
+            chrono::DateTime::parse_from_rfc3339(&v)
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .map_err(|_| {
+                    ConfigError::Invalid(
+                        var,
+                        "must be an RFC 3339 time, e.g. 2026-12-06T06:00:00Z".into(),
+                    )
+                })
+        })
+        .transpose()?;
+    Ok(crate::domain::redelivery::seal::V2Cutoff(before))
 }
 
 /// A warm function adopts a new current pepper within this long by default.
@@ -111,11 +194,7 @@ impl Config {
 
     /// `env` looks a variable up; empty values count as unset.
     pub fn from_lookup(env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |k: &str| {
-            env(k)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
+        let get = trimmed(&env);
         let required = |k: &'static str| get(k).ok_or(ConfigError::Missing(k));
         // `arn_var` names a Secrets Manager secret (production); `value_var` holds the value
         // itself (local runs).
@@ -147,20 +226,14 @@ impl Config {
         let panel_api_url = required("PANEL_API_URL")?;
         url::Url::parse(&panel_api_url)
             .map_err(|e| ConfigError::Invalid("PANEL_API_URL", e.to_string()))?;
-        let mut step_up = crate::domain::voice_codes::enrol::StepUp::default();
-        let step_up_s = "must be 60 to 86400 seconds";
-        if let Some(s) = ranged::<i64>(&get, "STEP_UP_MAX_AGE_S", 60..=86_400, step_up_s)? {
-            step_up.max_age = chrono::Duration::seconds(s);
-        }
-        if let Some(n) = ranged(&get, "CODE_DELETIONS_PER_DAY", 1..=100, "must be 1 to 100")? {
-            step_up.deletions.max = n;
-        }
+        let step_up = step_up(&get)?;
         let pepper_s = "must be 1 to 3600 seconds";
         let pepper_max_age = ranged::<u64>(&get, "PEPPER_MAX_AGE_S", 1..=3_600, pepper_s)?
             .map_or(DEFAULT_PEPPER_MAX_AGE, Duration::from_secs);
         Ok(Config {
             pepper_max_age,
             step_up,
+            outbox_v2_seals: outbox_v2_seals(&get)?,
             table_name: required("TABLE_NAME")?,
             dynamodb_endpoint: get("DYNAMODB_ENDPOINT"),
             panel_api_url,
@@ -403,6 +476,58 @@ mod tests {
             ("CODE_DELETIONS_PER_DAY", "0"),
         ] {
             assert_rejected(k, v);
+        }
+    }
+
+    #[test]
+    fn reads_the_cutoff_of_v2_outbox_seals() {
+        use crate::domain::redelivery::seal::V2Cutoff;
+        assert_eq!(load(&base()).unwrap().outbox_v2_seals, V2Cutoff(None));
+        let mut env = base();
+        env.insert("OUTBOX_V2_SEALS_BEFORE", "2026-12-06T07:00:00+01:00");
+        let cutoff = "2026-12-06T06:00:00Z".parse().ok();
+        assert_eq!(load(&env).unwrap().outbox_v2_seals, V2Cutoff(cutoff));
+        assert_rejected("OUTBOX_V2_SEALS_BEFORE", "2026-12-06");
+    }
+
+    #[test]
+    fn the_local_stack_reads_the_settings_that_mean_something_there_by_the_same_rules() {
+        let local = |pairs: &[(&str, &str)]| {
+            let env: HashMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            LocalSettings::from_lookup(|k| env.get(k).cloned())
+        };
+        // Nothing set: the functions' defaults, and the stack's own manufacturer.
+        let none = local(&[]).unwrap();
+        assert_eq!(none.manufacturer_name, None);
+        assert_eq!(
+            none.step_up,
+            crate::domain::voice_codes::enrol::StepUp::default()
+        );
+        assert_eq!(none.outbox, OutboxPolicy::default());
+        let set = local(&[
+            ("MANUFACTURER_NAME", "Zenith"),
+            ("STEP_UP_MAX_AGE_S", "120"),
+            ("CODE_DELETIONS_PER_DAY", "1"),
+            ("OUTBOX_SHARDS", "2"),
+            ("OUTBOX_HOUSEHOLD_QUOTA", "3"),
+        ])
+        .unwrap();
+        assert_eq!(set.manufacturer_name.as_deref(), Some("Zenith"));
+        assert_eq!(set.step_up.max_age, chrono::Duration::seconds(120));
+        assert_eq!(set.step_up.deletions.max, 1);
+        assert_eq!((set.outbox.shards, set.outbox.household_quota), (2, 3));
+        for (k, v) in [
+            ("STEP_UP_MAX_AGE_S", "5"),
+            ("CODE_DELETIONS_PER_DAY", "0"),
+            ("OUTBOX_SHARDS", "0"),
+        ] {
+            assert!(
+                matches!(local(&[(k, v)]), Err(ConfigError::Invalid(var, _)) if var == k),
+                "{k}={v}"
+            );
         }
     }
 

@@ -13,8 +13,12 @@
 //! login page, its form redirects back with a single-use code, and `POST /oauth2/token`
 //! redeems the code for a token once the verifier matches the challenge. A request whose
 //! scope holds the directive scope gets Alexa's kind of token, any other a management token.
-//! Redirects go only to the issuer's own origin (the household app at `/app/`): no open
-//! redirect, even locally.
+//! Redirects go only to a registered redirect URI, compared exactly (RFC 9700 §4.1.3): the
+//! household app's `/app/` on the issuer's origin and whatever the local stack registers; no
+//! open redirect, even locally. Once the client and its redirect URI check out, every other
+//! error is an error redirect there (RFC 6749 §4.1.2.1, RFC 7636 §4.4.1). `prompt` and `max_age`
+//! are accepted: the issuer keeps no session, so every authorization shows its form and
+//! `auth_time` is always the time that form was sent.
 //!
 //! The RSA key is generated at start-up and lives only in memory: restarting the stack
 //! invalidates every token it minted, and no key file can leak or go stale.
@@ -66,6 +70,8 @@ pub struct DevIssuer {
     kid: String,
     key: RsaKeyPair,
     jwks: Value,
+    /// The redirect URIs an authorization request may name, compared as exact strings.
+    redirect_uris: Vec<String>,
     /// Authorization codes not yet redeemed, by code.
     codes: std::sync::Mutex<std::collections::HashMap<String, PendingCode>>,
 }
@@ -78,10 +84,14 @@ struct PendingCode {
     sub: String,
     admin: bool,
     purpose: TokenUse,
+    /// When the login form was sent (Unix seconds): the token's `auth_time`.
+    auth_time: i64,
     expires: std::time::Instant,
 }
 
-/// Bounds the codes waiting to be redeemed: a flood of logins can't grow memory.
+/// Bounds the codes waiting to be redeemed: a flood of logins can't grow memory. When full,
+/// the oldest code gives way, so a flood can't refuse a real sign-in either: its code is
+/// redeemed a moment after it is issued.
 const MAX_PENDING_CODES: usize = 1000;
 const CODE_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 
@@ -113,8 +123,17 @@ impl DevIssuer {
             kid,
             key,
             jwks,
+            redirect_uris: vec![format!("{}/app/", issuer.trim_end_matches('/'))],
             codes: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
+    }
+
+    /// Registers one more redirect URI (the household app's, where the stack configures one).
+    pub fn with_redirect_uri(mut self, uri: &str) -> Self {
+        if !self.redirect_uris.iter().any(|r| r == uri) {
+            self.redirect_uris.push(uri.to_string());
+        }
+        self
     }
 
     pub fn issuer(&self) -> &str {
@@ -153,6 +172,19 @@ impl DevIssuer {
         admin: bool,
         ttl: chrono::Duration,
     ) -> Result<String, DevIssuerError> {
+        self.mint_signed_in(sub, purpose, admin, ttl, None)
+    }
+
+    /// [`Self::mint_for`] for a sign-in at `auth_time` (Unix seconds); `None`: minting stands
+    /// for the sign-in.
+    fn mint_signed_in(
+        &self,
+        sub: &str,
+        purpose: TokenUse,
+        admin: bool,
+        ttl: chrono::Duration,
+        auth_time: Option<i64>,
+    ) -> Result<String, DevIssuerError> {
         if sub.is_empty() || sub.chars().count() > MAX_SUB_LEN || sub.chars().any(char::is_control)
         {
             return Err(DevIssuerError::BadSubject);
@@ -170,14 +202,11 @@ impl DevIssuer {
             "sub": sub,
             "client_id": self.audience,
             "token_use": "access",
-            "scope": match purpose {
-                TokenUse::Directives => DEFAULT_DIRECTIVE_SCOPE,
-                TokenUse::Management => MANAGEMENT_SCOPE,
-            },
+            "scope": granted_scope(purpose),
             "iat": issued,
             "nbf": issued,
-            // Minting stands for a sign-in: the management API's step-up reads it.
-            "auth_time": issued,
+            // The management API's step-up reads it.
+            "auth_time": auth_time.unwrap_or(issued),
             "exp": now.saturating_add(ttl.num_seconds()),
         });
         if admin {
@@ -198,6 +227,14 @@ impl DevIssuer {
     /// The public JWKS served at `/.well-known/jwks.json`.
     pub fn jwks(&self) -> Value {
         self.jwks.clone()
+    }
+}
+
+/// The `scope` of a token for `purpose`: in the token, and in the token endpoint's answer.
+fn granted_scope(purpose: TokenUse) -> &'static str {
+    match purpose {
+        TokenUse::Directives => DEFAULT_DIRECTIVE_SCOPE,
+        TokenUse::Management => MANAGEMENT_SCOPE,
     }
 }
 

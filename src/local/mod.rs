@@ -363,9 +363,15 @@ impl LocalStack {
             };
         seed(store.as_ref(), &keyring, &opts.config, clock.now()).await?;
 
-        let issuer = Arc::new(
-            DevIssuer::new(&base_url, AUDIENCE).map_err(|e| LocalError::Issuer(e.to_string()))?,
-        );
+        let household_app = household_app(&base_url);
+        let issuer =
+            DevIssuer::new(&base_url, AUDIENCE).map_err(|e| LocalError::Issuer(e.to_string()))?;
+        // The issuer redirects only to what is registered: the app's own URL, and the one it
+        // is configured with, if any.
+        let issuer = Arc::new(match &household_app.redirect_uri {
+            Some(uri) => issuer.with_redirect_uri(uri),
+            None => issuer,
+        });
         // One app client for directives and management, told apart by scope, as the dev
         // issuer mints them; the production verifier enforces the same rules as on AWS.
         let oauth = OAuthConfig::cognito(
@@ -537,7 +543,7 @@ impl LocalStack {
                 }),
             )
             .merge(console::routes(base_url.clone()))
-            .merge(crate::edges::webapp::routes(Some(household_app(&base_url))))
+            .merge(crate::edges::webapp::routes(Some(household_app)))
             .merge(dev_issuer::routes(issuer.clone()))
             .merge(control_routes(sim.clone(), panel_api.clone()))
             .merge(monitoring_routes(sim.clone(), receiver.clone()))

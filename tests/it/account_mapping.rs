@@ -190,3 +190,85 @@ async fn the_login_reaches_the_panel_account_the_trigger_names_and_nothing_else(
         .unwrap_err();
     assert!(matches!(err, TokenError::Invalid(_)), "{err:?}");
 }
+
+/// Where several logins share one household (`OAUTH_ACCOUNT_CLAIM`), each has their own Alexa
+/// grant: one member disabling the skill deletes their own grants (every region's), never the
+/// other members' nor the one from before grants were per user. On the store the suite runs on
+/// (scripts/test runs it on both).
+#[tokio::test]
+async fn one_member_disabling_the_skill_keeps_the_other_members_grants() {
+    use alarm_skill::adapters::lwa::{AlexaRegion, LwaClient};
+    use alarm_skill::adapters::panel::HttpPanelCloud;
+    use alarm_skill::adapters::store::dynamodb::DynamoStore;
+    use alarm_skill::adapters::store::memory::MemoryStore;
+    use alarm_skill::common::clock::{Clock, SystemClock};
+    use alarm_skill::common::secret::Secret;
+    use alarm_skill::domain::ports::store::{Store, StoredGrant};
+    use alarm_skill::domain::skill::{Skill, SkillDeps, SkillSettings};
+    use alarm_skill::domain::voice_codes::Keyring;
+
+    const ACCOUNT: &str = "acct-1042";
+    let iss = issuer().await;
+    let store: Arc<dyn Store> = if crate::support::stack::on_dynamodb() {
+        let (client, table) = crate::support::stack::dynamodb_table("grants").await;
+        Arc::new(DynamoStore::new(client, table))
+    } else {
+        Arc::new(MemoryStore::new())
+    };
+    let keyring = Arc::new(Keyring::random());
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    // LWA is never called: disabling the skill only deletes stored grants.
+    let lwa = |region| {
+        LwaClient::new(
+            "http://127.0.0.1:9/auth/o2/token".into(),
+            "messaging-client".into(),
+            Secret::new("unused"),
+            region,
+            Arc::clone(&store),
+            Arc::clone(&keyring),
+            Arc::clone(&clock),
+            reqwest::Client::new(),
+        )
+    };
+    let (na, eu) = (Arc::new(lwa(AlexaRegion::Na)), lwa(AlexaRegion::Eu));
+    let grant = StoredGrant {
+        access_token: "sealed-access".into(),
+        refresh_token: "sealed-refresh".into(),
+        expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
+    };
+    let (alex, sam) = ("alex-login", "sam-login");
+    let keys = [
+        "NA".to_string(),
+        na.user_key(alex),
+        eu.user_key(alex),
+        na.user_key(sam),
+    ];
+    for key in &keys {
+        store.put_grant(ACCOUNT, key, &grant).await.unwrap();
+    }
+    let skill = Skill::new(
+        SkillDeps {
+            store: Arc::clone(&store),
+            panels: Arc::new(HttpPanelCloud::new("http://127.0.0.1:9", Secret::new("k")).unwrap()),
+            tokens: iss.verifier(),
+            grants: na.clone(),
+            keyring: Arc::clone(&keyring),
+            clock: Arc::clone(&clock),
+        },
+        SkillSettings::default(),
+    );
+    let token = iss.token(&json!({"sub": alex, "panel_account": ACCOUNT}));
+    let disabled = crate::support::stack::skill_event("SkillDisabled", Some(&token));
+    assert_eq!(skill.skill_event(&disabled).await, json!({}));
+    let mut left: Vec<String> = store
+        .grants(ACCOUNT)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    left.sort();
+    let mut want = vec![keys[0].clone(), keys[3].clone()];
+    want.sort();
+    assert_eq!(left, want, "Sam's grant and the one from before stay");
+}

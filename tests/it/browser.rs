@@ -38,18 +38,15 @@ async fn sign_in(b: &Browser, base: &str, shots: bool) {
         "the sign-in button is reachable by keyboard"
     );
     b.keys(ENTER).await;
-    b.wait_for(
-        "the issuer's login page",
-        "return document.getElementById('login') !== null",
-    )
-    .await;
-    let url = url::Url::parse(&b.url().await).expect("authorize URL");
-    assert_eq!(url.path(), "/oauth2/authorize");
-    let q: BTreeMap<String, String> = url.query_pairs().into_owned().collect();
+    let q = at_login_page(b).await;
     assert_eq!(q["response_type"], "code");
     assert_eq!(q["code_challenge_method"], "S256");
     assert_eq!(q["code_challenge"].len(), 43, "base64url SHA-256");
     assert_eq!(q["redirect_uri"], format!("{base}/app/"));
+    assert!(
+        !q.contains_key("prompt"),
+        "only a step-up forces a fresh authentication"
+    );
     if shots {
         b.screenshot("dev-issuer-login", false).await;
         check_accessible(b, "login page").await;
@@ -57,16 +54,32 @@ async fn sign_in(b: &Browser, base: &str, shots: bool) {
     // The account field has the focus order: field, admin box, button. Enter submits.
     b.click("#username").await;
     b.keys(ENTER).await;
-    b.wait_for(
-        "the household to load",
-        "return document.body.dataset.ready === 'true'",
-    )
-    .await;
+    household_loaded(b).await;
     assert_eq!(
         b.url().await,
         format!("{base}/app/"),
         "the code left the address bar at once"
     );
+}
+
+/// Waits for the issuer's login page; returns the authorization request's parameters.
+async fn at_login_page(b: &Browser) -> BTreeMap<String, String> {
+    b.wait_for(
+        "the issuer's login page",
+        "return document.getElementById('login') !== null",
+    )
+    .await;
+    let url = url::Url::parse(&b.url().await).expect("authorize URL");
+    assert_eq!(url.path(), "/oauth2/authorize");
+    url.query_pairs().into_owned().collect()
+}
+
+async fn household_loaded(b: &Browser) {
+    b.wait_for(
+        "the household to load",
+        "return document.body.dataset.ready === 'true'",
+    )
+    .await;
 }
 
 /// Labels for every control, and no horizontal scrolling at the current width.
@@ -742,29 +755,65 @@ fn challenge(verifier: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
-/// The login form's POST, as a browser sends it; returns the redirect's code and state.
-async fn authorize(h: &Harness, http: &reqwest::Client, scope: &str, verifier: &str) -> String {
-    let resp = http
-        .post(format!("{}/oauth2/authorize", h.base))
-        .form(&[
-            ("response_type", "code"),
-            ("client_id", alarm_skill::local::AUDIENCE),
-            ("redirect_uri", &format!("{}/app/", h.base)),
-            ("scope", scope),
-            ("state", "s1"),
-            ("code_challenge", &challenge(verifier)),
-            ("code_challenge_method", "S256"),
-            ("username", "demo"),
-            ("admin", "yes"),
-        ])
+/// The app's authorization request for `scope`, with `changes` made to it.
+fn auth_request(
+    h: &Harness,
+    scope: &str,
+    verifier: &str,
+    changes: &[(&str, &str)],
+) -> BTreeMap<String, String> {
+    let mut p: BTreeMap<String, String> = [
+        ("response_type", "code"),
+        ("client_id", alarm_skill::local::AUDIENCE),
+        ("redirect_uri", &format!("{}/app/", h.base)),
+        ("scope", scope),
+        ("state", "s1"),
+        ("code_challenge", &challenge(verifier)),
+        ("code_challenge_method", "S256"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (k, v) in changes {
+        p.insert(k.to_string(), v.to_string());
+    }
+    p
+}
+
+/// The login form's POST, as a browser sends it, with `changes` to the request.
+async fn post_login(
+    h: &Harness,
+    http: &reqwest::Client,
+    scope: &str,
+    verifier: &str,
+    changes: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut form = auth_request(h, scope, verifier, changes);
+    form.insert("username".into(), "demo".into());
+    form.insert("admin".into(), "yes".into());
+    http.post(format!("{}/oauth2/authorize", h.base))
+        .form(&form)
         .send()
         .await
-        .expect("login");
+        .expect("login")
+}
+
+/// Where a 303 from the issuer sends the browser: its path and query.
+fn sent_back(resp: &reqwest::Response) -> (String, BTreeMap<String, String>) {
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     let location = resp.headers()["location"].to_str().expect("location");
     let back = url::Url::parse(location).expect("redirect");
-    assert_eq!(back.path(), "/app/");
-    let q: BTreeMap<String, String> = back.query_pairs().into_owned().collect();
+    (
+        back.path().to_string(),
+        back.query_pairs().into_owned().collect(),
+    )
+}
+
+/// The login form's POST; returns the redirect's code, checking the state came back.
+async fn authorize(h: &Harness, http: &reqwest::Client, scope: &str, verifier: &str) -> String {
+    let resp = post_login(h, http, scope, verifier, &[]).await;
+    let (path, q) = sent_back(&resp);
+    assert_eq!(path, "/app/");
     assert_eq!(q["state"], "s1");
     q["code"].clone()
 }
@@ -816,10 +865,7 @@ async fn the_dev_issuer_runs_the_code_flow_with_pkce_and_redirects_only_home() {
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     assert!(resp.headers().get("location").is_none());
     let page = resp.text().await.expect("page");
-    assert!(
-        page.contains("redirect_uri must be on this issuer"),
-        "{page}"
-    );
+    assert!(page.contains("redirect_uri is not registered"), "{page}");
 
     // A wrong verifier is refused, and burns the code.
     let code = authorize(&h, &http, "openid", &verifier).await;
@@ -980,4 +1026,180 @@ async fn the_http_api_lambda_serves_the_app_with_its_sign_in_settings() {
     let (status, out) = f.exit().await;
     assert!(!status.success());
     assert!(out.contains("APP_OAUTH_AUTHORIZE_URL"), "{out}");
+}
+
+/// A stack, a client that shows the issuer's redirects instead of following them, and a
+/// PKCE verifier.
+async fn issuer_world() -> (Harness, reqwest::Client, String) {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    (Harness::start().await, http, "x".repeat(50))
+}
+
+/// `GET /oauth2/authorize` with the app's request, `changes` made to it.
+async fn authorize_page(
+    h: &Harness,
+    http: &reqwest::Client,
+    verifier: &str,
+    changes: &[(&str, &str)],
+) -> reqwest::Response {
+    let url = url::Url::parse_with_params(
+        &format!("{}/oauth2/authorize", h.base),
+        auth_request(h, "openid", verifier, changes),
+    )
+    .expect("url");
+    http.get(url).send().await.expect("authorize")
+}
+
+#[tokio::test]
+async fn the_dev_issuer_matches_redirect_uris_exactly() {
+    let (h, http, verifier) = issuer_world().await;
+
+    // Same origin, not registered: the issuer's own page, no form, no code (RFC 9700 §4.1.3).
+    for uri in [
+        format!("{}/sim/panels", h.base),
+        format!("{}/app/?next=/sim/panels", h.base),
+        format!("{}/app", h.base),
+    ] {
+        let resp = authorize_page(&h, &http, &verifier, &[("redirect_uri", &uri)]).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{uri}");
+        assert!(resp.headers().get("location").is_none());
+        let page = resp.text().await.expect("page");
+        assert!(
+            page.contains("redirect_uri is not registered"),
+            "{uri}: {page}"
+        );
+        assert!(!page.contains("id=\"login\""), "{uri}: a sign-in form");
+        let resp = post_login(&h, &http, "openid", &verifier, &[("redirect_uri", &uri)]).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{uri}: a code");
+        assert!(resp.headers().get("location").is_none());
+    }
+}
+
+#[tokio::test]
+async fn the_dev_issuer_redirects_errors_once_the_redirect_uri_is_known_good() {
+    let (h, http, verifier) = issuer_world().await;
+    // The client and its redirect URI check out: every other error goes back to the client
+    // (RFC 6749 §4.1.2.1, RFC 7636 §4.4.1), with the state, from the page and the form alike.
+    for (change, error) in [
+        (("code_challenge_method", "plain"), "invalid_request"),
+        (("code_challenge_method", ""), "invalid_request"),
+        (("code_challenge", "too-short"), "invalid_request"),
+        (("response_type", "token"), "unsupported_response_type"),
+        (("scope", "openid admin/everything"), "invalid_scope"),
+        (("prompt", "none"), "login_required"),
+    ] {
+        let from_page = authorize_page(&h, &http, &verifier, &[change]).await;
+        let from_form = post_login(&h, &http, "openid", &verifier, &[change]).await;
+        for resp in [from_page, from_form] {
+            let (path, q) = sent_back(&resp);
+            assert_eq!(path, "/app/", "{change:?}");
+            assert_eq!(q["error"], error, "{change:?}");
+            assert!(!q["error_description"].is_empty(), "{change:?}");
+            assert_eq!(q["state"], "s1", "{change:?}");
+            assert!(!q.contains_key("code"), "{change:?}");
+        }
+    }
+
+    // A step-up's request for a fresh authentication: the form, as always.
+    let resp = authorize_page(
+        &h,
+        &http,
+        &verifier,
+        &[("prompt", "login"), ("max_age", "0")],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.text().await.expect("page").contains("id=\"login\""));
+}
+
+#[tokio::test]
+async fn the_dev_issuers_token_response_names_the_granted_scope() {
+    let (h, http, verifier) = issuer_world().await;
+
+    // The token response names the scope granted (RFC 6749 §5.1), the one in the token.
+    for (asked, granted) in [
+        ("openid", alarm_skill::local::dev_issuer::MANAGEMENT_SCOPE),
+        ("alarm/control", "alarm/control"),
+    ] {
+        let code = authorize(&h, &http, asked, &verifier).await;
+        let (status, body) = redeem(&h, &http, &code, &verifier).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["scope"], granted, "{body}");
+        let token = body["access_token"].as_str().expect("token");
+        let claims: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(token.split('.').nth(1).expect("claims"))
+                .expect("base64"),
+        )
+        .expect("json");
+        assert_eq!(claims["scope"], granted);
+    }
+}
+
+#[tokio::test]
+async fn a_flood_of_unauthenticated_logins_does_not_lock_out_a_real_sign_in() {
+    let (h, http, verifier) = issuer_world().await;
+    // More than the issuer keeps pending; each gets a code nobody redeems.
+    for _ in 0..1_100 {
+        let resp = post_login(&h, &http, "openid", &"y".repeat(43), &[]).await;
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    }
+    let code = authorize(&h, &http, "openid", &verifier).await;
+    let (status, body) = redeem(&h, &http, &code, &verifier).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = body["access_token"].as_str().expect("token");
+    let (status, _) = h
+        .api("GET", "/v1/household/members", Some(token), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_code_change_after_a_stale_sign_in_asks_for_a_fresh_authentication() {
+    let h = Harness::start_with(Options {
+        config: DemoConfig::parse(RICH_CONFIG).expect("config"),
+        step_up: alarm_skill::edges::management::StepUp {
+            max_age: chrono::Duration::seconds(1),
+            ..Default::default()
+        },
+        ..test_options()
+    })
+    .await;
+    let b = Browser::start(390, 844).await;
+    sign_in(&b, &h.base, false).await;
+    // Past the step-up's window: a lower bound, whatever the machine's load.
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    clear_messages(&b).await;
+    b.type_into("#pin-voice-pin-sam", "5190").await;
+    b.keys(ENTER).await;
+    let said = b
+        .wait_for(
+            "the app to sign out",
+            "const t = document.getElementById('status').textContent;
+             return document.getElementById('signed-in').hidden && t !== 'Saving…' && t;",
+        )
+        .await;
+    let said = said.as_str().unwrap_or_default();
+    assert!(
+        said.starts_with("Confirm it's you: sign in again"),
+        "{said}"
+    );
+    assert!(!said.contains("expired"), "{said}");
+    let focused = b.js("return document.activeElement.id", json!([])).await;
+    assert_eq!(focused, "sign-in", "the sign-in button, ready to press");
+    b.screenshot("app-step-up-phone", false).await;
+
+    // Signing in again asks the issuer for a fresh authentication, not a session's.
+    b.click("#sign-in").await;
+    let q = at_login_page(&b).await;
+    assert_eq!(q.get("prompt").map(String::as_str), Some("login"));
+    assert_eq!(q.get("max_age").map(String::as_str), Some("0"));
+    b.click("#login").await;
+    household_loaded(&b).await;
+    assert_eq!(b.storage().await, json!({"local": {}, "session": {}}));
+    check_console_clean(&b, "app after a step-up").await;
+    b.quit().await;
 }

@@ -682,29 +682,6 @@ async fn accept_grant_stores_sealed_tokens() {
     }
 }
 
-/// An Alexa skill event as Alexa delivers it to the skill's Lambda.
-fn skill_event(kind: &str, token: Option<&str>) -> Value {
-    let mut user = json!({ "userId": "amzn1.ask.account.TEST" });
-    if let Some(t) = token {
-        user["accessToken"] = json!(t);
-    }
-    json!({
-        "version": "1.0",
-        "context": { "System": {
-            "application": { "applicationId": "amzn1.ask.skill.00000000-0000-0000-0000-000000000000" },
-            "user": user
-        }},
-        "request": {
-            "type": format!("AlexaSkillEvent.{kind}"),
-            "requestId": uuid::Uuid::new_v4().to_string(),
-            "timestamp": "2026-12-06T04:00:00Z",
-            "eventCreationTime": "2026-12-06T04:00:00Z",
-            "eventPublishingTime": "2026-12-06T04:00:00Z",
-            "body": { "userInformationPersistenceStatus": "NOT_PERSISTED" }
-        }
-    })
-}
-
 /// Sends a skill event to the Lambda invoke endpoint. Not a Smart Home message: Alexa ignores
 /// the reply, so it is not recorded for the schema check.
 async fn send_skill_event(h: &Harness, event: &Value) -> Value {

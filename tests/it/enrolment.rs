@@ -91,6 +91,15 @@ async fn delete_as(h: &Harness, token: &str, path: &str) -> StatusCode {
     h.api("DELETE", path, Some(token), None).await.0
 }
 
+/// The audit messages among `messages` that contain `text`.
+fn containing<'a>(messages: &[&'a str], text: &str) -> Vec<&'a str> {
+    messages
+        .iter()
+        .copied()
+        .filter(|m| m.contains(text))
+        .collect()
+}
+
 /// `POST /v1/household/members` with `member` as `token`: (status, body).
 async fn add_member(h: &Harness, token: &str, member: Value) -> (StatusCode, Value) {
     h.api("POST", "/v1/household/members", Some(token), Some(member))
@@ -287,12 +296,11 @@ async fn enrolment_is_rate_limited_and_audited_without_codes() {
             .count(),
         5
     );
+    // Both refusals of the hour, on one line.
+    let refusals = containing(&messages, "too many changes");
     assert_eq!(
-        messages
-            .iter()
-            .filter(|m| m.contains("too many changes"))
-            .count(),
-        2
+        refusals,
+        ["Voice code change refused: too many changes this hour (2 times)"]
     );
     let text = audit.to_string();
     for leak in ["2749", "1234", "duress"] {
@@ -610,6 +618,61 @@ async fn every_code_change_needs_a_recent_sign_in_and_says_nothing_else() {
     let fresh = h.admin_token("demo").await;
     let (s, body) = h.set_pin(&fresh, "sam", "duress-pin", json!("7026")).await;
     assert_eq!(s, StatusCode::NO_CONTENT, "{body}");
+}
+
+/// Past the limits, asking again doesn't grow the audit log: each refusal counts on its kind's
+/// one line of the hour, whatever slot (voice or duress) or member was asked for, and the next
+/// hour's refusals start one new line. On the store the suite runs on (scripts/test runs both).
+#[tokio::test]
+async fn refusals_past_the_limits_take_one_audit_line_an_hour() {
+    let (h, admin) = Harness::rich_admin().await;
+    let (_, audit) = h.audit_as(&admin).await;
+    let lines_before = audit["entries"].as_array().unwrap().len();
+    for slot in ["voice-pin", "duress-pin"].iter().cycle().take(5) {
+        let s = delete_as(&h, &admin, &format!("/v1/household/members/sam/{slot}")).await;
+        assert_eq!(s, StatusCode::NO_CONTENT);
+    }
+    let paths = [
+        "/v1/household/members/sam/voice-pin",
+        "/v1/household/members/alex/duress-pin",
+        "/v1/household/members/sam",
+    ];
+    for path in paths.iter().cycle().take(60) {
+        assert_eq!(
+            delete_as(&h, &admin, path).await,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+    }
+    for _ in 0..30 {
+        let s = h.set_pin(&admin, "sam", "voice-pin", json!("1234")).await.0;
+        if s == StatusCode::TOO_MANY_REQUESTS {
+            continue;
+        }
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    let (_, audit) = h.audit_as(&admin).await;
+    let messages = support::strings(&audit["entries"], "message");
+    let refusals = containing(&messages, "refused");
+    assert_eq!(
+        refusals,
+        [
+            "Voice code change refused: too many changes this hour (20 times)",
+            "Voice code deletion refused: too many deletions in the last 24 hours (60 times)",
+        ]
+    );
+    // Five deletions and ten rejected changes, each on its own line, and the two above.
+    assert_eq!(messages.len(), lines_before + 5 + 10 + 2, "{messages:?}");
+    h.advance(3_600).await;
+    assert_eq!(
+        delete_as(&h, &admin, paths[0]).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let (_, audit) = h.audit_as(&admin).await;
+    let messages = support::strings(&audit["entries"], "message");
+    assert_eq!(
+        messages[0],
+        "Voice code deletion refused: too many deletions in the last 24 hours"
+    );
 }
 
 #[tokio::test]

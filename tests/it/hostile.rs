@@ -334,6 +334,7 @@ async fn one_invocation_drains_a_backlog_larger_than_a_batch() {
         store: h.stack.store.as_ref(),
         panels: h.stack.panels.as_ref(),
         keys: alarm_skill::domain::redelivery::Keys::Fixed(&h.stack.keyring),
+        v2_seals: Default::default(),
         clock: h.stack.clock.as_ref(),
         until: alarm_skill::common::deadline::Deadline::after(std::time::Duration::from_secs(60)),
     };
@@ -576,4 +577,33 @@ async fn capacity_per_directive_and_per_re_delivered_record_is_pinned() {
             "{name}"
         );
     }
+}
+
+/// A v2 seal names no household or panel, so a copy of one could raise a 121 at other premises:
+/// it opens only on a record written before the cutoff (`OUTBOX_V2_SEALS_BEFORE`). The record
+/// from before the upgrade is delivered; one written since stays pending and unsent. On the
+/// store the suite runs on (scripts/test runs both).
+#[tokio::test]
+async fn a_v2_seal_opens_only_on_a_record_written_before_the_cutoff() {
+    use alarm_skill::common::clock::Clock;
+    use alarm_skill::domain::ports::store::OutboxStatus;
+    use alarm_skill::domain::redelivery::{Keys, Worker, seal::V2Cutoff};
+    use support::stack::{outbox_status, pending_v2_duress};
+    let h = stack(one_shard(8)).await;
+    let now = h.stack.clock.now();
+    let before = pending_v2_duress(&h, now - chrono::Duration::hours(2), now).await;
+    let after = pending_v2_duress(&h, now, now).await;
+    let worker = Worker {
+        store: h.stack.store.as_ref(),
+        panels: h.stack.panels.as_ref(),
+        keys: Keys::Fixed(&h.stack.keyring),
+        v2_seals: V2Cutoff(Some(now - chrono::Duration::hours(1))),
+        clock: h.stack.clock.as_ref(),
+        until: alarm_skill::common::deadline::Deadline::after(std::time::Duration::from_secs(60)),
+    };
+    let report = worker.run_once(25).await.unwrap();
+    assert_eq!((report.delivered, report.retrying), (1, 1), "{report:?}");
+    assert_eq!(count(&h.signals().await, "121/1/1"), 1);
+    assert_eq!(outbox_status(&h, &before).await, OutboxStatus::Delivered);
+    assert_eq!(outbox_status(&h, &after).await, OutboxStatus::Pending);
 }

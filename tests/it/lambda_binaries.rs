@@ -356,6 +356,43 @@ async fn redelivery_worker_delivers_a_pending_duress_once() {
     );
 }
 
+/// `OUTBOX_V2_SEALS_BEFORE`: the deployed worker opens a seal of the former format (v2, bound to
+/// the request id only) only on a record written before it. The record from before is delivered;
+/// the one written since stays pending, unsent, and the log names it under its own marker (its
+/// request id, never the seal or what it holds).
+#[tokio::test]
+async fn the_redelivery_function_opens_v2_seals_only_on_records_written_before_the_cutoff() {
+    use alarm_skill::domain::ports::store::OutboxStatus;
+    let (h, env, t) = world_and_token().await;
+    h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
+    let now = chrono::Utc::now();
+    let before = pending_v2_duress(&h, now - chrono::Duration::hours(2), now).await;
+    let after = pending_v2_duress(&h, now, now).await;
+    let mut env = only(&env, alarm_skill::adapters::secrets::needs::REDELIVERY);
+    let cutoff = (now - chrono::Duration::hours(1)).to_rfc3339();
+    env.push(("OUTBOX_V2_SEALS_BEFORE".into(), cutoff));
+    let mut f = Function::start(support::lambda::REDELIVERY, &env).await;
+    let schedule = json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
+    let (kind, _, report) = f.invoke(schedule).await;
+    assert_eq!(kind, "response", "{report}");
+    assert_eq!(
+        report_counts(&report, &["delivered", "retrying"]),
+        [json!(1), json!(1)],
+        "{report}"
+    );
+    let signals = h.signals().await;
+    assert_eq!(count(&signals, "121/"), 1, "{signals:?}");
+    assert_eq!(outbox_status(&h, &before).await, OutboxStatus::Delivered);
+    assert_eq!(outbox_status(&h, &after).await, OutboxStatus::Pending);
+    let logs = f.logs().await;
+    let refused: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("outbox_seal_v2_refused"))
+        .collect();
+    assert_eq!(refused.len(), 1, "{logs}");
+    assert!(refused[0].contains(&after), "{logs}");
+}
+
 #[tokio::test]
 async fn a_function_without_a_secret_it_needs_fails_at_start_and_names_it() {
     let (_h, env) = world().await;

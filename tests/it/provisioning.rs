@@ -804,3 +804,62 @@ async fn pepper_usage_blocks_retiring_a_pepper_until_nothing_stored_names_it() {
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
 }
+
+/// Member names carry no control or bidirectional formatting character, wherever they come in:
+/// the management API refuses such a name (400), and a panel user list holding one is refused
+/// whole, by webhook and by sync, so nothing changes: no forged audit line, no reversed name in
+/// a notice, and no member (nor their code) lost to a "rename".
+#[tokio::test]
+async fn names_with_control_or_bidi_characters_are_refused_wherever_they_come_in() {
+    let h = fresh().await;
+    let admin = sam_gets_a_voice_code(&h).await;
+    let (_, before) = members(&h, &admin).await;
+    let forged = [
+        "Eve\u{202E}",
+        "Eve\nAdmin reset the voice disarm lockout",
+        "Eve\0",
+        "\u{2066}Eve\u{2069}",
+    ];
+    for name in forged {
+        let member = json!({"id": "eve", "name": name, "user_number": 3});
+        let (s, body) = h
+            .api("POST", "/v1/household/members", Some(&admin), Some(member))
+            .await;
+        assert_eq!(
+            (s, body["error"].clone()),
+            (StatusCode::BAD_REQUEST, json!("bad_request")),
+            "{name:?}: {body}"
+        );
+    }
+    // The cloud's webhook renames Sam with a right-to-left override.
+    let sam_reversed = json!([{"number": 1, "name": "Alex"}, {"number": 2, "name": "\u{202E}maS"}]);
+    let (s, body) = signed_webhook(&h, &users_event(99, 1, sam_reversed, &h)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    // The cloud's list holds such a name when the admin syncs.
+    h.post(
+        "/sim/accounts/acct-1042/users",
+        json!({"number": 3, "name": "Eve\nAdmin reset the voice disarm lockout"}),
+    )
+    .await;
+    let (s, body) = h
+        .api("POST", "/v1/household/members/sync", Some(&admin), None)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "bad_request");
+    assert!(
+        body["message"].as_str().unwrap().contains("panel user 3"),
+        "{body}"
+    );
+    assert_eq!(members(&h, &admin).await.1, before);
+    let (_, audit) = h.audit_as(&admin).await;
+    let text = audit.to_string();
+    for c in ['\u{202E}', '\u{2066}', '\0'] {
+        assert!(!text.contains(c), "{text}");
+    }
+    assert!(!text.contains("Eve"), "{text}");
+    // Sam is still Sam, code and all.
+    let token = h.token("acct-1042").await;
+    h.invoke(&arm(&token, "home", "ARMED_AWAY")).await;
+    let reply = h.invoke(&disarm(&token, "home", Some("5183"))).await;
+    assert_eq!(reply["event"]["header"]["name"], "Response", "{reply}");
+}

@@ -10,6 +10,7 @@
 //! - no `aws lambda update-function-configuration` of README.md and docs/*.md aims at an alias
 //!   ARN (infra/template.yaml says which outputs are), nor restarts the directive function
 //!   without publishing a version and moving `live`: it would recycle nothing Alexa calls.
+//! - `alarm-skill serve` honours the functions' settings as docs/local-stack.md says.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -170,6 +171,14 @@ fn shows(expected: &Value, actual: &Value) -> bool {
     }
 }
 
+/// The HTTP client of the commands run against the served stack.
+fn command_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(COMMAND_WAIT)
+        .build()
+        .expect("HTTP client")
+}
+
 /// `alarm-skill serve` on free ports, as its own process, and its base URL.
 struct Served {
     _child: Child,
@@ -179,6 +188,11 @@ struct Served {
 
 impl Served {
     async fn start() -> Served {
+        Self::start_with(&[]).await
+    }
+
+    /// `alarm-skill serve` with `env` added to its environment.
+    async fn start_with(env: &[(&str, &str)]) -> Served {
         let stderr = std::env::temp_dir().join(format!(
             "readme-serve-{}-{}.log",
             std::process::id(),
@@ -194,6 +208,7 @@ impl Served {
             .env_remove("FAILPOINTS")
             .env_remove("DC09_KEY")
             .env_remove("PANEL_API_KEY")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -286,18 +301,30 @@ async fn curl(args: &[String], base: &str, http: &reqwest::Client) -> String {
     resp.text().await.expect("a body")
 }
 
-/// Runs one `alarm-skill say` line against the test stack; its stdout.
-async fn say(args: &[String], base: &str) -> String {
+/// Runs `alarm-skill` with `args`, and `env` added to its environment, waiting at most `wait`
+/// for it to end; its output.
+async fn run_alarm_skill(
+    args: &[&str],
+    env: &[(&str, &str)],
+    wait: Duration,
+) -> std::process::Output {
     let out = Command::new(env!("CARGO_BIN_EXE_alarm-skill"))
         .args(args)
-        .args(["--url", base])
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .output();
-    let out = tokio::time::timeout(COMMAND_WAIT, out)
+    tokio::time::timeout(wait, out)
         .await
-        .expect("alarm-skill say answers")
-        .expect("alarm-skill runs");
+        .expect("alarm-skill ends in time")
+        .expect("alarm-skill runs")
+}
+
+/// Runs one `alarm-skill say` line against the test stack; its stdout.
+async fn say(args: &[String], base: &str) -> String {
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    args.extend(["--url", base]);
+    let out = run_alarm_skill(&args, &[], COMMAND_WAIT).await;
     assert!(
         out.status.success(),
         "alarm-skill {} failed: {}",
@@ -319,10 +346,7 @@ async fn the_readme_sessions_print_what_the_readme_shows() {
         "the README shows an Alexa and a Google session"
     );
     let stack = Served::start().await;
-    let http = reqwest::Client::builder()
-        .timeout(COMMAND_WAIT)
-        .build()
-        .expect("HTTP client");
+    let http = command_client();
     let mut ran = 0;
     // One stack for every block, in order: the Google session starts where the Alexa one ended,
     // as it does for a reader who runs them one after the other.
@@ -856,4 +880,33 @@ fn every_restart_in_the_docs_recycles_what_alexa_and_google_call() {
          an alias:\n{}",
         wrong.join("\n")
     );
+}
+
+/// docs/local-stack.md: `alarm-skill serve` takes the functions' settings that mean something
+/// locally from its environment, by their rules: with `CODE_DELETIONS_PER_DAY=2` the third
+/// deletion is refused, where the default (5) would allow it; a value the functions refuse
+/// stops the stack at start, naming the variable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_honours_the_functions_settings() {
+    let stack = Served::start_with(&[("CODE_DELETIONS_PER_DAY", "2")]).await;
+    let http = command_client();
+    let admin_body = serde_json::json!({"sub": "demo", "admin": true});
+    let admin = crate::support::stack::dev_token(&http, &stack.base, admin_body).await;
+    let mut statuses = vec![];
+    for slot in ["voice-pin", "duress-pin", "voice-pin"] {
+        let resp = http
+            .delete(format!("{}/v1/household/members/alex/{slot}", stack.base))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .expect("delete");
+        statuses.push(resp.status().as_u16());
+    }
+    assert_eq!(statuses, [204, 204, 429], "{}", stack.log());
+
+    let refused = [("CODE_DELETIONS_PER_DAY", "0")];
+    let out = run_alarm_skill(&crate::support::SERVE_ON_FREE_PORTS, &refused, START_WAIT).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("CODE_DELETIONS_PER_DAY"), "{stderr}");
 }

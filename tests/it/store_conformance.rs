@@ -80,6 +80,7 @@ conformance!(
     outbox_due_is_pending_and_due_oldest_first_with_limit,
     audit_is_newest_first_with_limit,
     audit_reads_past_a_page,
+    repeated_refusals_count_on_one_audit_line_per_window,
     rate_tokens_per_window_and_rollover,
     grants_put_replace_list_delete_per_region,
     grants_per_alexa_user_beside_one_from_before,
@@ -786,6 +787,58 @@ async fn audit_is_newest_first_with_limit(store: &dyn Store) {
             },
             ..HouseholdSnapshot::default()
         }
+    );
+}
+
+/// A refused request asked again and again takes one audit line per message and window, with
+/// its count: the log can't be grown by repeating it.
+async fn repeated_refusals_count_on_one_audit_line_per_window(store: &dyn Store) {
+    // t0 is 12:00:00.123: every time below is inside the 12:00 window but the last two.
+    let at = |s: i64| t0() + Duration::seconds(s);
+    let refuse = |household: &'static str, s: i64, message: &'static str| async move {
+        let line = entry(at(s), message);
+        store
+            .append_refusal(household, &line, Duration::hours(1))
+            .await
+            .unwrap();
+    };
+    let (refused, other) = ("Voice code deletion refused", "Voice code change refused");
+    store
+        .append_audit("hh", &entry(at(0), "before"))
+        .await
+        .unwrap();
+    for s in 1..=30 {
+        refuse("hh", s, refused).await;
+    }
+    store
+        .append_audit("hh", &entry(at(40), "between"))
+        .await
+        .unwrap();
+    refuse("hh", 50, other).await;
+    refuse("hh-2", 60, refused).await;
+    // The first line of a window keeps the first refusal's time, where it sorts.
+    assert_eq!(
+        store.audit("hh", 10).await.unwrap(),
+        vec![
+            entry(at(50), other),
+            entry(at(40), "between"),
+            entry(at(1), &format!("{refused} (30 times)")),
+            entry(at(0), "before"),
+        ]
+    );
+    assert_eq!(messages(store, "hh-2").await, [refused]);
+    // The next window starts a line of its own.
+    refuse("hh", 3600, refused).await;
+    refuse("hh", 3601, refused).await;
+    assert_eq!(
+        messages(store, "hh").await,
+        [
+            format!("{refused} (2 times)"),
+            other.to_string(),
+            "between".to_string(),
+            format!("{refused} (30 times)"),
+            "before".to_string(),
+        ]
     );
 }
 

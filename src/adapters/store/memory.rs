@@ -14,7 +14,7 @@ use chrono::{DateTime, Duration, Utc};
 use crate::domain::ports::store::{
     AuditEntry, Breaker, DueRecords, HELD_PER_HOUSEHOLD, HouseholdSnapshot, Lane, OutboxCounts,
     OutboxPolicy, OutboxRecord, OutboxStatus, Settlement, Store, StoreError, StoredGrant,
-    ThrottleWrite, window_start,
+    ThrottleWrite, counted_refusal, window_start,
 };
 use crate::domain::voice_codes::{Profile, Throttle};
 
@@ -25,6 +25,8 @@ struct Inner {
     outbox: HashMap<String, OutboxRecord>,
     audit: HashMap<String, Vec<AuditEntry>>,
     rates: HashMap<(String, i64), u32>,
+    /// (household, window start, message) → (the refusal line's index in `audit`, its count).
+    refusals: HashMap<(String, i64, String), (usize, u64)>,
     grants: HashMap<String, Vec<(String, StoredGrant)>>,
     events: HashMap<String, DateTime<Utc>>,
     /// Lease name → (owner, until).
@@ -439,6 +441,32 @@ impl Store for MemoryStore {
 
     async fn append_audit(&self, household: &str, entry: &AuditEntry) -> Result<(), StoreError> {
         push_audit(&mut self.lock(), household, std::slice::from_ref(entry));
+        Ok(())
+    }
+
+    async fn append_refusal(
+        &self,
+        household: &str,
+        entry: &AuditEntry,
+        window: Duration,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let start = window_start(entry.at, window);
+        // Windows that ended go, as DynamoDB's TTL removes their markers.
+        inner.refusals.retain(|(_, s, _), _| *s >= start);
+        let key = (household.to_string(), start, entry.message.clone());
+        if let Some((line, count)) = inner.refusals.get_mut(&key) {
+            *count += 1;
+            let (line, count) = (*line, *count);
+            if let Some(l) = inner.audit.get_mut(household).and_then(|a| a.get_mut(line)) {
+                l.message = counted_refusal(&entry.message, count);
+            }
+            return Ok(());
+        }
+        let lines = inner.audit.entry(household.to_string()).or_default();
+        lines.push(entry.clone());
+        let line = lines.len() - 1;
+        inner.refusals.insert(key, (line, 1));
         Ok(())
     }
 

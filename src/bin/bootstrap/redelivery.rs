@@ -59,6 +59,7 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
                 store: prod.store.as_ref(),
                 panels: prod.panels.as_ref(),
                 keys: redelivery::Keys::Reloading(&prod.keyring_source),
+                v2_seals: prod.config.outbox_v2_seals,
                 clock: prod.clock.as_ref(),
                 until: invocation_deadline(&event.context),
             };

@@ -40,6 +40,12 @@ pub trait GrantExchange: Send + Sync {
         let _ = user;
         self.accept(account, code, deadline).await
     }
+
+    /// Deletes the grants of `user` (the account-linking subject of the Alexa user who disabled
+    /// the skill) in every region: the other members' grants, and their ChangeReports, stay. A
+    /// grant from before grants were per user names no user and stays too; if it was this
+    /// user's, the next refused report deletes it. The number deleted.
+    async fn revoke_for_user(&self, account: &str, user: &str) -> Result<usize, LwaError>;
 }
 
 /// Why a stored grant gave no access token; the event gateway's reason too.

@@ -220,6 +220,14 @@ pub struct AuditEntry {
     pub message: String,
 }
 
+/// How the line of [`Store::append_refusal`] reads once `count` refusals are counted on it.
+pub fn counted_refusal(message: &str, count: u64) -> String {
+    if count <= 1 {
+        return message.to_string();
+    }
+    format!("{message} ({count} times)")
+}
+
 /// Login-with-Amazon tokens for the event gateway, sealed with the keyring (never in clear).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredGrant {
@@ -298,6 +306,7 @@ macro_rules! with_store_methods {
             fn forget_panel(household: &str, panel: &str) -> ();
             fn outbox_record(request_id: &str) -> Option<crate::domain::ports::store::OutboxRecord>;
             fn append_audit(household: &str, entry: &crate::domain::ports::store::AuditEntry) -> ();
+            fn append_refusal(household: &str, entry: &crate::domain::ports::store::AuditEntry, window: chrono::Duration) -> ();
             fn audit(household: &str, limit: usize) -> Vec<crate::domain::ports::store::AuditEntry>;
             fn take_rate_token(key_name: &str, now: chrono::DateTime<chrono::Utc>, window: chrono::Duration, max: u32) -> bool;
             fn put_grant(account: &str, region: &str, grant: &crate::domain::ports::store::StoredGrant) -> ();
@@ -415,6 +424,18 @@ pub trait Store: Send + Sync {
     async fn outbox_record(&self, request_id: &str) -> Result<Option<OutboxRecord>, StoreError>;
 
     async fn append_audit(&self, household: &str, entry: &AuditEntry) -> Result<(), StoreError>;
+
+    /// Audits a refused request so that repeating it can't grow the log: the first refusal
+    /// with `entry.message` in the fixed window of `window` containing `entry.at` appends
+    /// `entry`; each later one in that window counts on that line instead
+    /// ([`counted_refusal`] is how it then reads). One line per message and window, however
+    /// many requests.
+    async fn append_refusal(
+        &self,
+        household: &str,
+        entry: &AuditEntry,
+        window: Duration,
+    ) -> Result<(), StoreError>;
 
     /// Newest first.
     async fn audit(&self, household: &str, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;

@@ -222,6 +222,7 @@ pub async fn run_once(
         store,
         panels,
         keys: Keys::Fixed(keyring),
+        v2_seals: seal::V2Cutoff::default(),
         clock,
         until,
     }
@@ -236,6 +237,8 @@ pub struct Worker<'a> {
     pub store: &'a dyn Store,
     pub panels: &'a dyn PanelCloud,
     pub keys: Keys<'a>,
+    /// Which seals of the former format still open (`OUTBOX_V2_SEALS_BEFORE`).
+    pub v2_seals: seal::V2Cutoff,
     pub clock: &'a dyn Clock,
     /// The invocation's deadline: nothing is started that could not be settled before it.
     pub until: Deadline,
@@ -545,7 +548,7 @@ impl Worker<'_> {
                         return Verdict::NoCall;
                     }
                     let (settlement, verdict) =
-                        process(record, self.panels, self.keys, clock).await;
+                        process(record, self.panels, self.keys, self.v2_seals, clock).await;
                     report.examined += 1;
                     match store.settle_outbox_read(record, &settlement).await {
                         Ok(()) => match settlement {
@@ -805,6 +808,7 @@ impl Worker<'_> {
             store,
             panels,
             keys,
+            v2_seals,
             clock,
             until,
         } = self;
@@ -845,7 +849,7 @@ impl Worker<'_> {
                 Err(e) => Outcome::Failed(e),
             };
         }
-        let (settlement, verdict) = process(record, panels, keys, clock).await;
+        let (settlement, verdict) = process(record, panels, keys, v2_seals, clock).await;
         gate.note(verdict);
         crate::common::crash::crash_point!(
             crate::common::crash::REDELIVERY_SIGNAL_ACKED,
@@ -920,25 +924,31 @@ async fn check_held(
 /// Opens `record`'s seal. With a reloading source, a seal naming a pepper id the loaded keyring
 /// lacks makes it re-read the pepper secret first (a pepper added after this worker started);
 /// a seal naming a known pepper that doesn't open was altered or moved, and no keyring helps.
-async fn open_seal(record: &OutboxRecord, keys: Keys<'_>) -> Option<seal::Sealed> {
+async fn open_seal(
+    record: &OutboxRecord,
+    keys: Keys<'_>,
+    v2: seal::V2Cutoff,
+) -> Result<seal::Sealed, seal::Unopened> {
     let to = seal::Binding {
         request_id: &record.request_id,
         household: &record.household,
         panel: &record.panel,
     };
+    let open = |keyring: &Keyring| seal::open(keyring, to, record.created_at, v2, &record.seal);
     match keys {
-        Keys::Fixed(keyring) => seal::open(keyring, to, &record.seal),
+        Keys::Fixed(keyring) => open(keyring),
         Keys::Reloading(source) => {
             let keyring = source.current();
-            if let Some(sealed) = seal::open(&keyring, to, &record.seal) {
-                return Some(sealed);
+            let opened = open(&keyring);
+            if opened != Err(seal::Unopened::Unreadable) {
+                return opened;
             }
-            let id = Keyring::sealed_pepper_id(&record.seal)?;
+            let id = Keyring::sealed_pepper_id(&record.seal).ok_or(seal::Unopened::Unreadable)?;
             if keyring.contains(id) {
-                return None;
+                return opened;
             }
             let keyring = source.for_ids(&[id]).await;
-            seal::open(&keyring, to, &record.seal)
+            open(&keyring)
         }
     }
 }
@@ -947,6 +957,7 @@ async fn process(
     record: &OutboxRecord,
     panels: &dyn PanelCloud,
     keys: Keys<'_>,
+    v2: seal::V2Cutoff,
     clock: &dyn Clock,
 ) -> (Settlement, Verdict) {
     let attempts = record.attempts.saturating_add(1);
@@ -963,19 +974,37 @@ async fn process(
             }
         }
     };
-    let Some(sealed) = open_seal(record, keys).await else {
-        // Its pepper is gone from the keyring (even after a re-read), or the seal was altered or
-        // moved to another record, household or panel. Keep it pending, and visible in the
-        // backlog alarm, rather than drop what may be a duress, or deliver it for premises it
-        // wasn't spoken at.
-        tracing::error!(
-            marker = "outbox_seal_unreadable",
-            request_id = %record.request_id,
-            household = %record.household,
-            panel = %record.panel,
-            "outbox seal cannot be opened: pepper missing from the keyring, or the record altered?"
-        );
-        return (retry(), Verdict::NoCall);
+    let sealed = match open_seal(record, keys, v2).await {
+        Ok(sealed) => sealed,
+        // Kept pending, and visible in the backlog alarm, rather than drop what may be a duress,
+        // or deliver it for premises it wasn't spoken at; each reason under its own marker.
+        Err(why) => {
+            let (marker, what) = match why {
+                // Its pepper is gone from the keyring (even after a re-read), or the seal was
+                // altered or moved to another record, household or panel.
+                seal::Unopened::Unreadable => (
+                    "outbox_seal_unreadable",
+                    "outbox seal cannot be opened: pepper missing from the keyring, or the record altered?",
+                ),
+                // A seal of the former format, bound to the request id only, on a record
+                // written after the cutoff: only a seal copied from an older record can be
+                // that, maybe onto other premises. A genuine record from before the upgrade goes
+                // out once OUTBOX_V2_SEALS_BEFORE is set past its created_at.
+                seal::Unopened::V2AfterCutoff => (
+                    "outbox_seal_v2_refused",
+                    "outbox seal of the former format (v2) on a record written after OUTBOX_V2_SEALS_BEFORE; not sent",
+                ),
+            };
+            tracing::error!(
+                marker,
+                request_id = %record.request_id,
+                household = %record.household,
+                panel = %record.panel,
+                created_at = %record.created_at,
+                "{what}"
+            );
+            return (retry(), Verdict::NoCall);
+        }
     };
     let request = SignalRequest {
         member: sealed.member,
@@ -1100,31 +1129,38 @@ mod tests {
             duress: true,
             member: Some(1),
         };
+        let no_v2 = seal::V2Cutoff(None);
         // Sealed under p1, known: opened without a read.
         let known = record(seal::seal(&ring("p1", &[("p1", 1)]), to, duress));
         assert_eq!(
-            open_seal(&known, Keys::Reloading(&source)).await,
-            Some(duress)
+            open_seal(&known, Keys::Reloading(&source), no_v2).await,
+            Ok(duress)
         );
         assert_eq!(loads.load(Ordering::SeqCst), 0);
         // Altered, naming the known p1: no keyring would open it, so no read.
         let mut altered = known.clone();
         altered.seal.push('A');
-        assert_eq!(open_seal(&altered, Keys::Reloading(&source)).await, None);
+        assert_eq!(
+            open_seal(&altered, Keys::Reloading(&source), no_v2).await,
+            Err(seal::Unopened::Unreadable)
+        );
         assert_eq!(loads.load(Ordering::SeqCst), 0);
         // Sealed under p2 by a function that knows more: a fixed keyring can't open it, the
         // source re-reads once and opens it.
         let newer = record(seal::seal(&ring("p2", &[("p2", 2)]), to, duress));
         let fixed = ring("p1", &[("p1", 1)]);
-        assert_eq!(open_seal(&newer, Keys::Fixed(&fixed)).await, None);
         assert_eq!(
-            open_seal(&newer, Keys::Reloading(&source)).await,
-            Some(duress)
+            open_seal(&newer, Keys::Fixed(&fixed), no_v2).await,
+            Err(seal::Unopened::Unreadable)
+        );
+        assert_eq!(
+            open_seal(&newer, Keys::Reloading(&source), no_v2).await,
+            Ok(duress)
         );
         assert_eq!(loads.load(Ordering::SeqCst), 1);
         assert_eq!(
-            open_seal(&newer, Keys::Reloading(&source)).await,
-            Some(duress)
+            open_seal(&newer, Keys::Reloading(&source), no_v2).await,
+            Ok(duress)
         );
         assert_eq!(loads.load(Ordering::SeqCst), 1);
     }

@@ -8,7 +8,12 @@
 //! The seal is bound to the record's request id, household and panel: whoever can write the
 //! table can't move a sealed duress to another record, household or panel, where it would raise
 //! a 121 for someone else's premises. Seals written before that binding (AAD domain v2, request
-//! id only) still open, so records pending across the upgrade are delivered.
+//! id only) open only for a record written before the configured cutoff
+//! (`OUTBOX_V2_SEALS_BEFORE`, the time the deployment moved to v3; unset: never), so records
+//! pending across the upgrade are delivered, while a v2 seal on a record written since, which
+//! only a copy of an old seal can be, is refused ([`Unopened::V2AfterCutoff`]).
+
+use chrono::{DateTime, Utc};
 
 use crate::domain::voice_codes::Keyring;
 
@@ -54,21 +59,56 @@ pub fn seal(keyring: &Keyring, to: Binding<'_>, what: Sealed) -> String {
     keyring.seal(&[u8::from(what.duress), hi, lo], &aad_v3(to))
 }
 
-/// `None` when the seal can't be opened: its pepper is gone from the keyring, or it was altered
-/// or moved from another record, household or panel.
-pub fn open(keyring: &Keyring, to: Binding<'_>, seal: &str) -> Option<Sealed> {
-    let plain = keyring
-        .open(seal, &aad_v3(to))
-        .or_else(|| keyring.open(seal, &aad_v2(to.request_id)))?;
+/// Which seals of the former format (AAD v2, bound to the request id only) still open: those of
+/// records written before this time. `None`: none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct V2Cutoff(pub Option<DateTime<Utc>>);
+
+impl V2Cutoff {
+    fn admits(self, written: DateTime<Utc>) -> bool {
+        self.0.is_some_and(|cutoff| written < cutoff)
+    }
+}
+
+/// Why a seal did not open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unopened {
+    /// Its pepper is gone from the keyring, or it was altered or moved from another record,
+    /// household or panel.
+    Unreadable,
+    /// A v2 seal on a record written at or after the [`V2Cutoff`].
+    V2AfterCutoff,
+}
+
+/// Opens the seal of the record `to`, written at `written` (its `created_at`).
+pub fn open(
+    keyring: &Keyring,
+    to: Binding<'_>,
+    written: DateTime<Utc>,
+    v2: V2Cutoff,
+    seal: &str,
+) -> Result<Sealed, Unopened> {
+    let plain = match keyring.open(seal, &aad_v3(to)) {
+        Some(plain) => plain,
+        None => {
+            let plain = keyring
+                .open(seal, &aad_v2(to.request_id))
+                .ok_or(Unopened::Unreadable)?;
+            if !v2.admits(written) {
+                return Err(Unopened::V2AfterCutoff);
+            }
+            plain
+        }
+    };
     match plain.as_slice() {
         [kind @ (0 | 1), hi, lo] => {
             let member = u16::from_be_bytes([*hi, *lo]);
-            Some(Sealed {
+            Ok(Sealed {
                 duress: *kind == 1,
                 member: (member != 0).then_some(member),
             })
         }
-        _ => None,
+        _ => Err(Unopened::Unreadable),
     }
 }
 
@@ -76,6 +116,17 @@ pub fn open(keyring: &Keyring, to: Binding<'_>, seal: &str) -> Option<Sealed> {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    /// When the test records were written.
+    fn written() -> DateTime<Utc> {
+        "2026-12-01T00:00:00Z".parse().unwrap()
+    }
+
+    /// [`open`] of a record written at [`written`], with v2 seals admitted.
+    fn open(keyring: &Keyring, to: Binding<'_>, seal: &str) -> Option<Sealed> {
+        let v2 = V2Cutoff(Some(written() + chrono::Duration::seconds(1)));
+        super::open(keyring, to, written(), v2, seal).ok()
+    }
 
     fn ring(current: &str, ids: &[(&str, u8)]) -> Keyring {
         let peppers: BTreeMap<String, Vec<u8>> = ids
@@ -133,6 +184,33 @@ mod tests {
         // A current seal doesn't open under the old domain: stripping the binding is no way in.
         let v3 = seal(&k, to("req-1"), DURESS);
         assert_eq!(k.open(&v3, &aad_v2("req-1")), None);
+    }
+
+    #[test]
+    fn v2_seals_open_only_for_records_written_before_the_cutoff() {
+        let k = ring("p1", &[("p1", 3)]);
+        let v2 = k.seal(&[1, 0, 1], &aad_v2("req-1"));
+        let v3 = seal(&k, to("req-1"), DURESS);
+        let cutoff = written() + chrono::Duration::hours(1);
+        let at = |written, cutoff| super::open(&k, to("req-1"), written, V2Cutoff(cutoff), &v2);
+        assert_eq!(at(written(), Some(cutoff)), Ok(DURESS));
+        // Written at the cutoff or after it, or with no cutoff configured: refused, and told
+        // apart from a seal that doesn't open at all.
+        assert_eq!(at(cutoff, Some(cutoff)), Err(Unopened::V2AfterCutoff));
+        assert_eq!(at(written(), None), Err(Unopened::V2AfterCutoff));
+        // Current seals don't care about the cutoff; a moved v2 seal is still just unreadable.
+        for cutoff in [None, Some(cutoff)] {
+            let current = super::open(
+                &k,
+                to("req-1"),
+                cutoff.unwrap_or(written()),
+                V2Cutoff(cutoff),
+                &v3,
+            );
+            assert_eq!(current, Ok(DURESS));
+            let moved = super::open(&k, to("req-2"), written(), V2Cutoff(cutoff), &v2);
+            assert_eq!(moved, Err(Unopened::Unreadable));
+        }
     }
 
     #[test]

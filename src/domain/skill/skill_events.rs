@@ -1,6 +1,6 @@
 //! Alexa skill events (crate::wire::alexa::skill_event): a customer who disables the skill (which also
-//! unlinks the account) gets their Alexa grant deleted at once, so the event gateway's tokens
-//! stop being used, without waiting for a ChangeReport to be refused with SKILL_DISABLED (which
+//! unlinks the account) gets their own Alexa grant deleted at once (the other members of the
+//! household keep theirs), so the event gateway's tokens stop being used, without waiting for a ChangeReport to be refused with SKILL_DISABLED (which
 //! the event gateway handles too, as the fallback).
 
 use serde_json::{Value, json};
@@ -32,30 +32,28 @@ impl Skill {
             tracing::info!(request_id = %e.request_id, "skill disabled by a customer who never linked");
             return;
         };
-        let account = match self.authenticate(token).await {
-            Ok(identity) => identity.account,
+        let identity = match self.authenticate(token).await {
+            Ok(identity) => identity,
             Err(why) => {
                 tracing::warn!(request_id = %e.request_id, reason = %why, "skill disabled: the event's token names no account; the grant goes at the next refused report");
                 return;
             }
         };
-        let store = &self.deps().store;
-        let grants = match store.grants(&account).await {
-            Ok(g) => g,
-            Err(why) => {
-                tracing::error!(%account, error = %why, "skill disabled: could not read the grants");
-                return;
+        let account = &identity.account;
+        // That user's grants only, in every region: where several logins share one household
+        // (OAUTH_ACCOUNT_CLAIM), one member disabling the skill must not stop the others'
+        // ChangeReports.
+        match self
+            .deps()
+            .grants
+            .revoke_for_user(account, &identity.subject)
+            .await
+        {
+            Ok(deleted) => {
+                tracing::info!(%account, deleted, "skill disabled: the user's Alexa grant deleted")
             }
-        };
-        // Every region's: the skill is disabled for the customer, not for one region.
-        for (region, _) in grants {
-            match store.delete_grant(&account, &region).await {
-                Ok(()) => {
-                    tracing::info!(%account, %region, "skill disabled: Alexa grant deleted")
-                }
-                Err(why) => {
-                    tracing::error!(%account, %region, error = %why, "skill disabled: could not delete the grant")
-                }
+            Err(why) => {
+                tracing::error!(%account, error = %why, "skill disabled: could not delete the user's grant")
             }
         }
     }

@@ -71,6 +71,51 @@ mod hex_macs {
     }
 }
 
+/// The longest member name, in characters.
+pub const MAX_NAME_CHARS: usize = 64;
+
+/// Why a member name can't be taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("a member name must be 1 to 64 characters")]
+    Length,
+    #[error(
+        "a member name must not contain control characters (NUL, line breaks, ...) or bidirectional formatting characters (U+202E, ...)"
+    )]
+    Characters,
+}
+
+/// Whether `c` may not appear in a member name. Names are shown in audit lines and household
+/// notices: a control character (NUL, a line break) could forge a line of its own, and a
+/// bidirectional override or isolate (U+202E, U+2066...) could make a name read as other text.
+fn forbidden_in_name(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// A member name as it is kept: trimmed, 1 to [`MAX_NAME_CHARS`] characters, none of them
+/// [`forbidden_in_name`]. The one rule for every way a name comes in (the management API, the
+/// panel cloud's users). Checked before trimming, so a trailing line break is refused, not hidden.
+pub fn member_name(raw: &str) -> Result<String, NameError> {
+    if raw.chars().any(forbidden_in_name) {
+        return Err(NameError::Characters);
+    }
+    let name = raw.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+        return Err(NameError::Length);
+    }
+    Ok(name.to_string())
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     /// Stable id used by the management API (e.g. "alex").
@@ -190,5 +235,34 @@ impl Profile {
             PinlessPolicy::Refuse => false,
             PinlessPolicy::RefuseWhenCodesEnrolled => !self.has_voice_pins(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_names_are_trimmed_and_refuse_control_and_bidi_characters() {
+        assert_eq!(member_name("  Zoë Ng ").as_deref(), Ok("Zoë Ng"));
+        assert_eq!(member_name("عائشة").as_deref(), Ok("عائشة"));
+        for bad in [
+            "Sam\0",
+            "Sam\nAdmin reset the lockout",
+            "Sam\r",
+            "Sam\t",
+            "Sam\u{7f}",
+            "Sam\u{85}",
+            "Sam\u{2028}",
+            "\u{202E}maS",
+            "Sam\u{2066}x\u{2069}",
+            "Sam\u{200F}",
+            "Sam\u{061C}",
+        ] {
+            assert_eq!(member_name(bad), Err(NameError::Characters), "{bad:?}");
+        }
+        assert_eq!(member_name("   "), Err(NameError::Length));
+        assert_eq!(member_name(&"a".repeat(65)), Err(NameError::Length));
+        assert!(member_name(&"ä".repeat(64)).is_ok());
     }
 }

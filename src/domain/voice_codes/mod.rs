@@ -14,7 +14,9 @@ pub mod throttle;
 pub mod verify;
 
 pub use enrol::{EnrolError, check_new_code};
-pub use household::{CodeHash, CodeKind, HouseholdSettings, Member, PinlessPolicy, Profile};
+pub use household::{
+    CodeHash, CodeKind, HouseholdSettings, Member, NameError, PinlessPolicy, Profile, member_name,
+};
 pub use keyring::{Keyring, KeyringError};
 pub use reload::{KeyringSource, LoadKeyring};
 pub use throttle::{Gate, Lockout, Throttle, ThrottlePolicy};

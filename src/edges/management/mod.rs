@@ -54,7 +54,7 @@ use crate::domain::ports::store::ThrottleWrite;
 use crate::domain::ports::store::{AuditEntry, Store, StoreError};
 use crate::domain::voice_codes::{
     CodeKind, EnrolError, Gate, Keyring, Member, PinlessPolicy, Profile, Throttle, ThrottlePolicy,
-    check_new_code, hash_code,
+    check_new_code, hash_code, member_name,
 };
 
 pub use crate::domain::voice_codes::enrol::{EnrolLimit, StepUp};
@@ -66,6 +66,8 @@ const CODES_CHANGED_NOTICE: &str = "voice_codes_changed";
 const LOCKOUT_RESET_NOTICE: &str = "voice_pin_lockout_reset";
 /// The notice after `pinless_disarm` was weakened: more disarms go through without a code.
 const PINLESS_WEAKENED_NOTICE: &str = "voice_disarm_settings_changed";
+/// Refused requests of one kind take one audit line per this window, with their count.
+const REFUSAL_AUDIT_WINDOW: chrono::Duration = chrono::Duration::hours(1);
 /// What the household is told after a lockout reset or a weakened setting.
 const NOT_YOU: &str = "If that wasn't you or someone you trust, check the settings in the app.";
 
@@ -228,6 +230,11 @@ fn sync_deadline() -> crate::common::deadline::Deadline {
 fn sync_failure(e: crate::domain::provisioning::SyncError) -> ApiError {
     match e {
         crate::domain::provisioning::SyncError::Store(e) => e.into(),
+        e @ crate::domain::provisioning::SyncError::MemberName { .. } => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("{e}; rename them at the panel, then sync again"),
+        ),
         crate::domain::provisioning::SyncError::Panel(e) => {
             tracing::error!(error = %e, "could not load the household's members from the panel cloud");
             ApiError::new(
@@ -382,14 +389,24 @@ impl ManagementService {
             "admin",
             format!("Voice code deletion refused: too many deletions in the last {hours} hours"),
         );
-        if let Err(e) = self.store.append_audit(household, &entry).await {
-            return e.into();
+        if let Err(e) = self.audit_refusal(household, &entry).await {
+            return e;
         }
         ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
             "too many deletions; try again later",
         )
+    }
+
+    /// The audit line of a refused (429) request: repeats within [`REFUSAL_AUDIT_WINDOW`] count
+    /// on one line, so nobody holding the admin's phone can grow the log by asking again. The
+    /// same line whatever codes the household has.
+    async fn audit_refusal(&self, household: &str, entry: &AuditEntry) -> Result<(), ApiError> {
+        self.store
+            .append_refusal(household, entry, REFUSAL_AUDIT_WINDOW)
+            .await
+            .map_err(ApiError::from)
     }
 
     /// A deletion (of a code, or of a member with their codes): counted against the rolling
@@ -519,15 +536,11 @@ impl ManagementService {
             .take_rate_token(&key, now, self.enrol_limit.window, self.enrol_limit.max)
             .await?;
         if !allowed {
-            self.store
-                .append_audit(
-                    household,
-                    &self.entry(
-                        "admin",
-                        "Voice code change refused: too many changes this hour".into(),
-                    ),
-                )
-                .await?;
+            let entry = self.entry(
+                "admin",
+                "Voice code change refused: too many changes this hour".into(),
+            );
+            self.audit_refusal(household, &entry).await?;
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
@@ -607,7 +620,8 @@ async fn add_member(
 ) -> Result<Response, ApiError> {
     let m = object(&body, &["id", "name", "user_number"])?;
     let id = string_field(&m, "id")?;
-    let name = string_field(&m, "name")?.trim().to_string();
+    let name = member_name(&string_field(&m, "name")?)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))?;
     let number = m
         .get("user_number")
         .and_then(Value::as_u64)
@@ -619,11 +633,11 @@ async fn add_member(
                 "user_number must be 1-999",
             )
         })? as u16;
-    if !valid_member_id(&id) || name.is_empty() || name.chars().count() > 64 {
+    if !valid_member_id(&id) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_request",
-            "id must be 1-40 of [a-z0-9-]; name 1-64 characters",
+            "id must be 1-40 of [a-z0-9-]",
         ));
     }
     svc.update_profile(&who.account, |p| {

@@ -6,8 +6,11 @@
 //! account-linking issuer: Cognito's Hosted UI in production, the dev issuer's login page
 //! locally. The access token lives in the page's memory only; the PKCE verifier and `state`
 //! wait in `sessionStorage` across the issuer's redirect and are removed when the code is
-//! redeemed. PINs only ever travel in request bodies to the management API: never in a URL,
-//! history, storage or log, and the inputs are cleared after every submit.
+//! redeemed. After the management API's step-up refusal (`401 reauthentication_required`) the
+//! page asks the admin to confirm it's them, and the next sign-in carries `prompt=login` and
+//! `max_age=0`: a live session at the issuer must not stand in for the password. PINs only
+//! ever travel in request bodies to the management API: never in a URL, history, storage or
+//! log, and the inputs are cleared after every submit.
 //!
 //! Every response carries a strict Content-Security-Policy: no inline script or style, nothing
 //! from any origin but this one (and the issuer's token endpoint, which the page calls).

@@ -422,6 +422,13 @@ impl WebhookService {
                 json!({ "status": "accepted", "members": o.members }),
             ),
             Ok(_) => reply(StatusCode::OK, json!({ "status": "stale" })),
+            Err(e @ crate::domain::provisioning::SyncError::MemberName { .. }) => {
+                tracing::warn!(event_id = %event.event_id, error = %e, "panel users refused");
+                reply(
+                    StatusCode::BAD_REQUEST,
+                    json!({ "error": "bad_request", "reason": e.to_string() }),
+                )
+            }
             Err(e) => {
                 tracing::error!(event_id = %event.event_id, error = %e, "could not apply the panel users");
                 reply(

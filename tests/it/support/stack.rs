@@ -95,20 +95,7 @@ impl Harness {
     /// A dev-issuer token for any `/dev/token` body, e.g. `{"sub","use":"management"}`: a
     /// household member's management token without the admin group.
     pub async fn token_with(&self, body: Value) -> String {
-        let r: Value = self
-            .http
-            .post(format!("{}/dev/token", self.base))
-            .json(&body)
-            .send()
-            .await
-            .expect("dev token")
-            .json()
-            .await
-            .expect("dev token json");
-        r["access_token"]
-            .as_str()
-            .expect("access_token")
-            .to_string()
+        dev_token(&self.http, &self.base, body).await
     }
 
     /// Sends a directive through the Lambda invoke endpoint; records the reply.
@@ -555,6 +542,72 @@ pub async fn pair() -> (Harness, Harness) {
 }
 
 /// How many of the signals the monitoring center received start with `prefix` (`"121/"`).
+/// An Alexa skill event as Alexa delivers it to the skill's Lambda.
+pub fn skill_event(kind: &str, token: Option<&str>) -> Value {
+    let mut user = json!({ "userId": "amzn1.ask.account.TEST" });
+    if let Some(t) = token {
+        user["accessToken"] = json!(t);
+    }
+    json!({
+        "version": "1.0",
+        "context": { "System": {
+            "application": { "applicationId": "amzn1.ask.skill.00000000-0000-0000-0000-000000000000" },
+            "user": user
+        }},
+        "request": {
+            "type": format!("AlexaSkillEvent.{kind}"),
+            "requestId": uuid::Uuid::new_v4().to_string(),
+            "timestamp": "2026-12-06T04:00:00Z",
+            "eventCreationTime": "2026-12-06T04:00:00Z",
+            "eventPublishingTime": "2026-12-06T04:00:00Z",
+            "body": { "userInformationPersistenceStatus": "NOT_PERSISTED" }
+        }
+    })
+}
+
+/// Writes a pending duress of user 1 for the demo's `home`, written at `written` and due at `due`,
+/// sealed as releases before v3 sealed (AAD v2, bound to the request id only); its request id.
+pub async fn pending_v2_duress(
+    h: &Harness,
+    written: chrono::DateTime<chrono::Utc>,
+    due: chrono::DateTime<chrono::Utc>,
+) -> String {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let aad = format!("alarm-skill/outbox/v2|{request_id}");
+    let seal = h.stack.keyring.seal(&[1, 0, 1], aad.as_bytes());
+    let record = alarm_skill::domain::ports::store::OutboxRecord::pending(
+        request_id.clone(),
+        "demo",
+        "home",
+        seal,
+        written,
+        due,
+    );
+    h.stack.store.put_outbox(&record, None).await.unwrap();
+    request_id
+}
+
+/// The status of outbox record `request_id`, which must exist.
+pub async fn outbox_status(
+    h: &Harness,
+    request_id: &str,
+) -> alarm_skill::domain::ports::store::OutboxStatus {
+    let record = h.stack.store.outbox_record(request_id).await.unwrap();
+    record.expect("the outbox record").status
+}
+
+/// A dev-issuer token for the `/dev/token` body `body` from the stack at `base` (an in-process
+/// one, or `alarm-skill serve` run as a process).
+pub async fn dev_token(http: &reqwest::Client, base: &str, body: Value) -> String {
+    let sent = http.post(format!("{base}/dev/token")).json(&body).send();
+    let minted = sent.await.expect("dev token").json::<Value>().await;
+    let minted = minted.expect("dev token json");
+    minted["access_token"]
+        .as_str()
+        .expect("access_token")
+        .into()
+}
+
 pub fn count(signals: &[String], prefix: &str) -> usize {
     signals.iter().filter(|s| s.starts_with(prefix)).count()
 }

@@ -341,10 +341,16 @@ pub(super) fn decode_outbox(item: &Item) -> Result<OutboxRecord, StoreError> {
 }
 
 pub(super) fn decode_audit(item: &Item) -> Result<AuditEntry, StoreError> {
+    let message = get_s(item, "message")?;
+    // Only a refusal line has a count: the refusals counted on it after the first.
+    let more = match item.get("more") {
+        None => 0,
+        Some(_) => get_n::<u64>(item, "more")?,
+    };
     Ok(AuditEntry {
         at: get_time(item, "at")?,
         actor: get_s(item, "actor")?.to_string(),
-        message: get_s(item, "message")?.to_string(),
+        message: counted_refusal(message, more.saturating_add(1)),
     })
 }
 

@@ -219,6 +219,73 @@ impl DynamoStore {
             .collect()
     }
 
+    pub(super) async fn append_refusal(
+        &self,
+        household: &str,
+        entry: &AuditEntry,
+        window: Duration,
+    ) -> Result<(), StoreError> {
+        use sha2::Digest;
+        let start = window_start(entry.at, window);
+        let digest = hex::encode(sha2::Sha256::digest(entry.message.as_bytes()));
+        let marker_sk = format!("{REFUSED_PREFIX}{start}#{}", &digest[..32]);
+        let line = audit_item(household, entry);
+        let line_sk = get_s(&line, SK)?.to_string();
+        // The window's first refusal: the marker, naming its line, and the line, at once.
+        let mut marker = key(hh_pk(household), marker_sk.as_str());
+        marker.insert("line".into(), s(&line_sk));
+        let ends = start.saturating_add(window.num_seconds().max(1));
+        marker.insert(TTL.into(), n(ends.saturating_add(RATE_GRACE_S)));
+        let first = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(marker))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .build()
+            .map_err(build_error)?;
+        let put_line = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(line))
+            .build()
+            .map_err(build_error)?;
+        let created = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(first).build())
+            .transact_items(TransactWriteItem::builder().put(put_line).build())
+            .send()
+            .await
+            .map_err(transact_error);
+        match created {
+            Ok(_) => return Ok(()),
+            Err(StoreError::Conflict) => {}
+            Err(e) => return Err(e),
+        }
+        // A later one: counted on the window's line.
+        let Some(marker) = self
+            .get_consistent(hh_pk(household), &marker_sk, false)
+            .await?
+        else {
+            // Expired since, or the first write lost to a concurrent transaction: retried by
+            // the caller like any conflict.
+            return Err(StoreError::Conflict);
+        };
+        let line_sk = get_s(&marker, "line")?;
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(hh_pk(household), line_sk)))
+            .update_expression("ADD #more :one")
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#more", "more")
+            .expression_attribute_values(":one", n(1))
+            .send()
+            .await
+            .map_err(|e| sdk_error("UpdateItem", e))?;
+        Ok(())
+    }
+
     /// An audit line, as one action of a transaction.
     pub(super) fn audit_write(
         &self,

@@ -37,7 +37,7 @@ use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use crate::domain::ports::store::{
     AuditEntry, Breaker, DueRecords, HELD_PER_HOUSEHOLD, HouseholdSnapshot, Lane, OutboxCounts,
     OutboxPolicy, OutboxRecord, OutboxStatus, Settlement, Store, StoreError, StoredGrant,
-    ThrottleWrite, Unreadable, window_start,
+    ThrottleWrite, Unreadable, counted_refusal, window_start,
 };
 use crate::domain::voice_codes::{Profile, Throttle};
 
@@ -62,6 +62,10 @@ pub(crate) const GRANT_PREFIX: &str = "GRANT#";
 pub(crate) const PROFILE_SK: &str = "PROFILE";
 const THROTTLE_SK: &str = "THROTTLE";
 const AUDIT_PREFIX: &str = "AUDIT#";
+/// `REFUSED#{window start}#{digest of the message}`: which audit line counts a window's refusals
+/// ([`Store::append_refusal`]); expires after its window. Sorts after THROTTLE, outside the
+/// range `household` reads.
+const REFUSED_PREFIX: &str = "REFUSED#";
 pub(crate) const OUTBOX_SK: &str = "OUTBOX";
 /// The one pending partition of releases before the sharded lanes: still drained (with shard 0),
 /// so records written before an upgrade are delivered. Nothing new is written to it.

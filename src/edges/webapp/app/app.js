@@ -6,6 +6,9 @@
 (function () {
   let config = null;
   let token = null;
+  // Set by the management API's step-up (401 reauthentication_required): the next sign-in
+  // must authenticate afresh, even where the issuer still has a session of its own.
+  let fresh = false;
   const $ = (id) => document.getElementById(id);
 
   function show(el, on) { el.hidden = !on; }
@@ -49,6 +52,12 @@
       code_challenge: b64url(new Uint8Array(digest)),
       code_challenge_method: 'S256',
     });
+    if (fresh) {
+      // Cognito's managed login honours prompt=login; max_age=0 asks the same of an OIDC
+      // provider. Without them a live hosted-UI session would sign in without a password.
+      q.set('prompt', 'login');
+      q.set('max_age', '0');
+    }
     location.assign(config.authorize_url + '?' + q.toString());
   }
 
@@ -99,7 +108,12 @@
     const text = await resp.text();
     let json = null;
     try { json = text ? JSON.parse(text) : null; } catch (_) { json = null; }
-    if (resp.status === 401) {
+    if (resp.status === 401 && json && json.error === 'reauthentication_required') {
+      fresh = true;
+      signedOut('Confirm it\'s you: sign in again, then repeat the change. Changing voice codes '
+        + 'or disarm settings needs a recent sign-in.');
+      $('sign-in').focus();
+    } else if (resp.status === 401) {
       signedOut('Your sign-in has expired. Sign in again.');
     }
     return { ok: resp.ok, status: resp.status, json };
@@ -155,6 +169,8 @@
     say('Saving…');
     document.querySelectorAll('.form-msg').forEach((e) => { e.textContent = ''; });
     const r = await api(method, '/members/' + encodeURIComponent(m.id) + '/' + slot, body);
+    // Signed out by the answer: what the sign-in page says stays on screen.
+    if (!token) return;
     const text = r.ok ? done.charAt(0).toUpperCase() + done.slice(1) : explain(r);
     if (r.ok) {
       say(text);
@@ -215,6 +231,7 @@
   }
 
   async function refresh() {
+    if (!token) return;
     const [members, lockout, settings, audit] = await Promise.all([
       api('GET', '/members'),
       api('GET', '/lockout'),
@@ -249,12 +266,14 @@
     $('refresh').addEventListener('click', () => refresh());
     $('sync').addEventListener('click', async () => {
       const r = await api('POST', '/members/sync');
+      if (!token) return;
       if (r.ok) { say('Members taken from the panel.'); } else { fail(explain(r)); }
       await refresh();
     });
     $('reset-lockout').addEventListener('click', async () => {
       fail('');
       const r = await api('POST', '/lockout/reset');
+      if (!token) return;
       if (r.ok) { say('Lockout reset: voice disarm works again.'); } else { fail(explain(r)); }
       await refresh();
     });
@@ -265,6 +284,7 @@
         pinless_disarm: $('pinless').value,
         google_enabled: $('google').checked,
       });
+      if (!token) return;
       if (r.ok) { say('Settings saved.'); } else { fail(explain(r)); }
       await refresh();
     });
