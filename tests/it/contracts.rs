@@ -444,3 +444,23 @@ async fn a_body_field_the_management_api_does_not_take_is_refused() {
     .await;
     assert_ne!(settings["pinless_disarm"], "refuse", "{settings}");
 }
+
+/// The conformance kit's webhook receiver (a server of `alarm-skill conformance`) answers what
+/// it doesn't serve in the same JSON shape.
+#[tokio::test]
+async fn the_conformance_kits_receiver_answers_what_it_does_not_serve_as_json() {
+    use alarm_skill::local::conformance::receiver::Receiver;
+    let r = Receiver::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let url = |p: &str| format!("http://{}{p}", r.addr());
+    for (req, want, code) in [
+        (http.get(url("/webhook")), 405, "method_not_allowed"),
+        (http.post(url("/elsewhere")), 404, "not_found"),
+    ] {
+        let (status, body) = json_answer(req).await;
+        assert_eq!(status, want, "{body}");
+        assert_error(&body, code);
+    }
+}

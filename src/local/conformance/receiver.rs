@@ -53,9 +53,11 @@ impl Receiver {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let log: Log = Arc::default();
-        let app = Router::new()
-            .route("/webhook", post(deliver))
-            .with_state(log.clone());
+        let app = crate::common::http_errors::json_errors(
+            Router::new()
+                .route("/webhook", post(deliver))
+                .with_state(log.clone()),
+        );
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "conformance webhook receiver stopped");
