@@ -15,7 +15,8 @@
 //!
 //! Run: `cargo bench --bench refcloud_cost` (100,000 requests in blocks of 5,000, 500 pairs:
 //! about two minutes idle). `-- --requests N --block N --pairs N` to change. Without `--bench`
-//! (`cargo test --benches`) it is a smoke pass of a few thousand requests.
+//! (`cargo test --benches`) it is a smoke pass of a few thousand requests, which prints its
+//! figures without judging them.
 
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,9 @@ struct Args {
     requests: usize,
     block: usize,
     pairs: usize,
+    /// Only a measured run (`--bench`) judges the timings: the smoke pass runs beside other
+    /// suites, where a busy machine's noise alone once doubled a block's median.
+    verdict: bool,
 }
 
 fn args() -> Args {
@@ -41,12 +45,14 @@ fn args() -> Args {
             requests: 100_000,
             block: 5_000,
             pairs: 500,
+            verdict: true,
         }
     } else {
         Args {
             requests: 3_000,
             block: 500,
             pairs: 50,
+            verdict: false,
         }
     };
     let mut it = argv.iter();
@@ -117,7 +123,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// Normal and duress disarms from an armed panel, in random order within each pair.
-async fn kinds(cloud: &Cloud, pairs: usize, label: &str) -> bool {
+async fn kinds(cloud: &Cloud, pairs: usize, label: &str, verdict: bool) -> bool {
     let (mut normal, mut duress) = (Vec::new(), Vec::new());
     for _ in 0..pairs {
         let first = rand::random::<bool>();
@@ -134,6 +140,9 @@ async fn kinds(cloud: &Cloud, pairs: usize, label: &str) -> bool {
          Mann-Whitney p = {p:.3} ({pairs} pairs)",
         (md / mn - 1.0) * 100.0
     );
+    if !verdict {
+        return true;
+    }
     match timing_verdict(&normal, &duress) {
         Ok(_) => true,
         Err(e) => {
@@ -174,7 +183,7 @@ async fn main() {
         cloud.arm().await;
         cloud.disarm(false).await;
     }
-    let mut ok = kinds(&cloud, a.pairs, "fresh cloud").await;
+    let mut ok = kinds(&cloud, a.pairs, "fresh cloud", a.verdict).await;
 
     println!(
         "\n{} disarms of the disarmed panel, kinds at random, in blocks of {}:",
@@ -224,13 +233,22 @@ async fn main() {
     );
     if let (Some(first), Some(last)) = (medians.first(), medians.last()) {
         println!("last block's median / first's: {:.2}", last / first);
-        if *last > 2.0 * first {
+        if a.verdict && *last > 2.0 * first {
             println!("FAIL: a request's cost grew with the cloud's history");
             ok = false;
         }
     }
     println!();
-    ok &= kinds(&cloud, a.pairs, &format!("after {done} requests")).await;
+    ok &= kinds(
+        &cloud,
+        a.pairs,
+        &format!("after {done} requests"),
+        a.verdict,
+    )
+    .await;
+    if !a.verdict {
+        println!("smoke run: figures only, no verdict (measured runs judge them: --bench)");
+    }
     drop(stack);
     let _ = std::fs::remove_dir_all(&dir);
     if !ok {
