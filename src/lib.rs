@@ -10,7 +10,7 @@
 //! - [`domain`]: the assistant-neutral core (disarm with the duress PIN, arm, state), voice
 //!   codes, the duress outbox, household members, metrics, and the [`domain::ports`]: the traits
 //!   (and their data) the core needs from the world: store, panel cloud, token verifier, Login
-//!   with Amazon, event gateway. The core is written against these and nothing below them.
+//!   with Amazon, event gateway, the Echo devices' alerts. The core is written against these and nothing below them.
 //! - [`adapters`]: the ports' production implementations: DynamoDB (and the in-memory store),
 //!   the panel cloud's HTTP API, JWT/JWKS, Login with Amazon, the Alexa event gateway,
 //!   HomeGraph, AWS and Secrets Manager.

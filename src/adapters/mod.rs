@@ -3,6 +3,7 @@
 
 pub mod account_link;
 pub mod aws;
+pub mod echo_alerts;
 pub mod event_gateway;
 pub mod homegraph;
 pub mod lwa;

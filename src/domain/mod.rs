@@ -3,6 +3,7 @@
 //! [`ports`] it needs from the world. Adapters implement the ports; nothing here depends on an
 //! adapter, an edge or local-only code.
 
+pub mod echo_alerts;
 pub mod google_devices;
 pub mod metrics;
 pub mod ports;

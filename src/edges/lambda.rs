@@ -244,6 +244,8 @@ impl Production {
             manufacturer_name: self.config.manufacturer_name.clone(),
             renewals: Default::default(),
             homegraph: self.homegraph.clone(),
+            // The Alexa adapter goes there once Amazon's message format is confirmed.
+            echo_alerts: Arc::new(crate::adapters::echo_alerts::Unannounced),
         })
     }
 }

@@ -1,6 +1,7 @@
 //! The local console at `http://127.0.0.1:9000/`: the simulated panel, a box to speak to Alexa
 //! or Google, what the household sees (the assistant's replies, the panel state, the
-//! notifications) and what the monitoring center receives and dispatches, side by side. It
+//! notifications) and what the monitoring center receives and dispatches, side by side, and
+//! what the household's Echo devices play (`echo.js`, from `GET /dev/echo`). It
 //! polls the `/sim/*` endpoints; speaking goes through `POST /dev/say`, which runs the same
 //! client as `alarm-skill say` against this stack. Local only.
 
@@ -18,6 +19,7 @@ use super::say::{Assistant, Say, Utterance};
 
 const INDEX: &str = include_str!("console/index.html");
 const SCRIPT: &str = include_str!("console/console.js");
+const ECHO_SCRIPT: &str = include_str!("console/echo.js");
 const STYLE: &str = include_str!("console/console.css");
 
 fn csp() -> String {
@@ -131,7 +133,7 @@ async fn say(
     }
 }
 
-/// `/`, `/console/console.js`, `/console/console.css`, `POST /dev/say`.
+/// `/`, `/console/console.js`, `/console/echo.js`, `/console/console.css`, `POST /dev/say`.
 pub fn routes(base_url: String) -> Router {
     Router::new()
         .route("/", get(root))
@@ -139,6 +141,12 @@ pub fn routes(base_url: String) -> Router {
             "/console/console.js",
             get(|| async {
                 crate::edges::webapp::page(SCRIPT, "text/javascript; charset=utf-8", &csp())
+            }),
+        )
+        .route(
+            "/console/echo.js",
+            get(|| async {
+                crate::edges::webapp::page(ECHO_SCRIPT, "text/javascript; charset=utf-8", &csp())
             }),
         )
         .route(

@@ -9,7 +9,8 @@
 //!   reporting over SIA DC-09 to a monitoring receiver on a third port;
 //! - the embedded store (or DynamoDB at `--dynamodb-endpoint`);
 //! - the management API, the panel webhook, and dev fakes of Login with Amazon and the Alexa
-//!   event gateway, so state changes flow back as ChangeReports;
+//!   event gateway, so state changes flow back as ChangeReports, and the household's Echo
+//!   devices, recording the alerts they would play;
 //! - the Google fulfillment, and dev fakes of Google's token URL and HomeGraph, so state changes
 //!   flow back as Report State too;
 //! - the duress re-delivery worker, in a loop.
@@ -21,6 +22,7 @@ pub mod console;
 pub mod demo;
 pub mod dev_issuer;
 pub mod drill;
+pub mod echo_dev;
 pub mod google_dev;
 pub mod say;
 pub mod simulator;
@@ -186,6 +188,8 @@ pub struct LocalStack {
     pub keyring: Arc<Keyring>,
     pub issuer: Arc<DevIssuer>,
     pub dev_alexa: Arc<DevAlexa>,
+    /// What the household's Echo devices would play, as the webhook reported it.
+    pub dev_echo: Arc<echo_dev::DevEcho>,
     /// Google's token URL and HomeGraph, as the webhook reached them.
     pub dev_google: Arc<DevGoogle>,
     /// The secret the simulator signs webhook events with (tests sign their own events).
@@ -477,6 +481,7 @@ impl LocalStack {
         let renew_budget = opts
             .renew_budget
             .unwrap_or(crate::domain::skill::RENEW_BUDGET);
+        let dev_echo = Arc::new(echo_dev::DevEcho::new());
         let webhook = Arc::new(WebhookService {
             store: store.clone(),
             gateway,
@@ -485,6 +490,7 @@ impl LocalStack {
             manufacturer_name: opts.manufacturer_name.clone(),
             renewals: crate::domain::skill::Renewals::with_budget(renew_budget),
             homegraph: Some(homegraph),
+            echo_alerts: dev_echo.clone(),
         });
 
         let settings = SkillSettings {
@@ -550,6 +556,7 @@ impl LocalStack {
             .merge(crate::edges::management::routes(management))
             .merge(crate::edges::webhook::handler::routes(webhook))
             .merge(alexa_dev::routes(dev_alexa.clone()))
+            .merge(echo_dev::routes(dev_echo.clone()))
             .merge(google_dev::routes(dev_google.clone()))
             .merge(crate::edges::google_fulfillment::routes(
                 Arc::new(crate::edges::google_fulfillment::Fulfillment::new(
@@ -611,6 +618,7 @@ impl LocalStack {
             keyring,
             issuer,
             dev_alexa,
+            dev_echo,
             dev_google,
             webhook_secret,
             metrics: metric_lines,

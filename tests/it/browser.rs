@@ -1203,3 +1203,50 @@ async fn a_code_change_after_a_stale_sign_in_asks_for_a_fresh_authentication() {
     check_console_clean(&b, "app after a step-up").await;
     b.quit().await;
 }
+
+/// The console's "Echo devices" section shows what every Echo plays as it happens
+/// (docs/echo-alerts.md): the newest line first.
+#[tokio::test]
+async fn the_console_shows_what_the_echo_devices_play() {
+    let h = Harness::start().await;
+    let t = h.token("demo").await;
+    let b = Browser::start(1280, 800).await;
+    b.goto(&format!("{}/", h.base)).await;
+    // The Echo section lists the chosen account's alerts: wait until one is chosen.
+    let chosen = "return document.getElementById('account').value === 'demo'";
+    b.wait_for("the console to choose the demo account", chosen)
+        .await;
+    async fn shows(b: &Browser, line: &str) -> String {
+        let script = format!(
+            "const li = document.querySelector('#echo li');
+             return li && li.textContent.endsWith({line:?}) ? li.textContent : null;"
+        );
+        let text = b
+            .wait_for(&format!("the Echo devices to show {line}"), &script)
+            .await;
+        text.as_str().unwrap_or_default().to_string()
+    }
+    h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
+    shows(&b, "exit delay, 60 s").await;
+    b.click("[data-advance='60']").await;
+    shows(&b, "exit delay stopped · now silent").await;
+    h.post("/sim/panels/home/zones/front-door/open", json!({}))
+        .await;
+    shows(&b, "entry delay, 30 s").await;
+    b.screenshot("console-echo-entry-delay", false).await;
+    b.click("[data-advance='30']").await;
+    shows(&b, "entry delay stopped · siren").await;
+    h.invoke(&disarm(&t, "home", Some("4729"))).await;
+    shows(&b, "siren stopped · now silent").await;
+    assert_eq!(
+        b.js(
+            "return document.querySelectorAll('#echo li').length",
+            json!([])
+        )
+        .await,
+        json!(5)
+    );
+    check_accessible(&b, "console with the Echo devices' alerts").await;
+    check_console_clean(&b, "console with the Echo devices' alerts").await;
+    b.quit().await;
+}

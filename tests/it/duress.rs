@@ -59,6 +59,7 @@ async fn duress_looks_exactly_like_a_normal_disarm_in_every_state() {
         setup(&d, state).await;
         let before_n = n.settled_gateway_events().await.len();
         let before_d = d.settled_gateway_events().await.len();
+        let echo_before = settled(|| n.stack.dev_echo.updates()).await.len();
         let signals_before = n.signals().await;
         assert_eq!(
             signals_before,
@@ -105,7 +106,34 @@ async fn duress_looks_exactly_like_a_normal_disarm_in_every_state() {
             );
         }
 
-        // 3. The monitoring center: one 121 for Alex (user 1) on duress, never on normal.
+        // 3. What every Echo of the household plays: the same alerts start and stop, byte for
+        // byte once times are normalised, over the whole session.
+        let (en, ed) = (
+            settled(|| n.stack.dev_echo.updates()).await,
+            settled(|| d.stack.dev_echo.updates()).await,
+        );
+        let (en, ed): (Vec<Value>, Vec<Value>) = (
+            en.iter().map(normalize).collect(),
+            ed.iter().map(normalize).collect(),
+        );
+        assert_eq!(en, ed, "{state}: echo alerts differ");
+        assert_eq!(
+            serde_json::to_string(&en).unwrap(),
+            serde_json::to_string(&ed).unwrap()
+        );
+        let stopped = match state {
+            "exit_delay" => vec![json!(["exit delay stopped"])],
+            "entry_delay" => vec![json!(["entry delay stopped"])],
+            "alarm" => vec![json!(["siren stopped"])],
+            _ => vec![],
+        };
+        let by_disarm: Vec<Value> = en[echo_before..]
+            .iter()
+            .map(|u| u["says"].clone())
+            .collect();
+        assert_eq!(by_disarm, stopped, "{state}: what the disarm stopped");
+
+        // 4. The monitoring center: one 121 for Alex (user 1) on duress, never on normal.
         let (sig_n, sig_d) = (n.signals().await, d.signals().await);
         assert_eq!(count(&sig_n, "121/"), 0, "{state}: {sig_n:?}");
         assert_eq!(count(&sig_d, "121/"), 1, "{state}: {sig_d:?}");
@@ -122,7 +150,7 @@ async fn duress_looks_exactly_like_a_normal_disarm_in_every_state() {
             assert_eq!(sig_n.iter().collect::<Vec<_>>(), without_duress, "{state}");
         }
 
-        // 4. The household's own views: audit log, app notifications, throttle counters.
+        // 5. The household's own views: audit log, app notifications, throttle counters.
         assert_eq!(
             n.audit_log().await,
             d.audit_log().await,

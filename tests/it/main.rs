@@ -20,6 +20,7 @@ mod conformance;
 mod contracts;
 mod crash_points;
 mod duress;
+mod echo_alerts;
 mod enrolment;
 mod events;
 mod google;

@@ -2,6 +2,7 @@
 //! implementations are in [`crate::adapters`]; the local stack's fakes in `crate::local`.
 
 pub mod account_link;
+pub mod echo_alerts;
 pub mod event_gateway;
 pub mod lwa;
 pub mod panel;

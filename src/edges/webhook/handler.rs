@@ -1,7 +1,8 @@
 //! The webhook endpoint: verifies and de-duplicates a panel cloud event, turns it into Alexa
 //! reports and sends them to the event gateway, and, when HomeGraph is configured, reports the
 //! panel's complete state to Google (Report State; Request Sync when zones come or go), unless
-//! the household unlinked Google (DISCONNECT, and no SYNC since).
+//! the household unlinked Google (DISCONNECT, and no SYNC since); and reports what the
+//! household's Echo devices play ([`echo_update`], crate::domain::echo_alerts).
 //!
 //! Responses (JSON):
 //! - 401 bad or stale signature; 400 unreadable or inconsistent event; 503 store unavailable
@@ -31,6 +32,8 @@ use super::{
 use crate::adapters::homegraph::{HomeGraph, HomeGraphError};
 use crate::common::clock::Clock;
 use crate::common::secret::Secret;
+use crate::domain::echo_alerts::{Transition, derive};
+use crate::domain::ports::echo_alerts::{AlertUpdate, EchoAlerts};
 use crate::domain::ports::event_gateway::{Delivery, EventGateway, GatewayError};
 use crate::domain::ports::panel::Panel;
 use crate::domain::ports::store::Store;
@@ -56,6 +59,9 @@ pub struct WebhookService {
     pub homegraph: Option<Arc<HomeGraph>>,
     /// Panels this instance renewed the confirmation of lately, from the events about them.
     pub renewals: crate::domain::skill::Renewals,
+    /// Where the Echo devices' alerts go (production: nowhere yet, see
+    /// crate::adapters::echo_alerts).
+    pub echo_alerts: Arc<dyn EchoAlerts>,
 }
 
 /// One message to send, before the token is known.
@@ -110,7 +116,7 @@ fn panel_property_name(c: &Changed) -> Option<&'static str> {
         Changed::CarbonMonoxideAlarm => Some("carbonMonoxideAlarm"),
         Changed::WaterAlarm => Some("waterAlarm"),
         Changed::Connectivity => Some("connectivity"),
-        Changed::ZoneOpen { .. } => None,
+        Changed::ZoneOpen { .. } | Changed::Phase { .. } => None,
     }
 }
 
@@ -207,6 +213,39 @@ fn change_reports(panel: &Panel, changed: &[Changed], cause: &'static str) -> Ve
     reports
 }
 
+/// What the household's Echo devices start and stop for an event
+/// (crate::domain::echo_alerts). The panel before the change is the one after it with the phase
+/// the event names (a cloud that doesn't name phases gets no delay alerts) and every alarm it
+/// says flipped.
+pub fn echo_update(event: &PanelEvent) -> Option<AlertUpdate> {
+    let EventKind::PanelChanged { panel, changed } = &event.kind else {
+        return None;
+    };
+    let mut phase_before = panel.phase;
+    let mut alarms_before = panel.alarms;
+    let mut opened = vec![];
+    for c in changed {
+        match c {
+            Changed::Phase { from } => phase_before = *from,
+            Changed::BurglaryAlarm => alarms_before.burglary = !panel.alarms.burglary,
+            Changed::FireAlarm => alarms_before.fire = !panel.alarms.fire,
+            Changed::CarbonMonoxideAlarm => {
+                alarms_before.carbon_monoxide = !panel.alarms.carbon_monoxide
+            }
+            Changed::WaterAlarm => alarms_before.water = !panel.alarms.water,
+            Changed::ZoneOpen { zone } => opened.push(zone.as_str()),
+            Changed::ArmState | Changed::Connectivity => {}
+        }
+    }
+    derive(&Transition {
+        panel,
+        phase_before,
+        alarms_before,
+        opened,
+        at: event.occurred_at,
+    })
+}
+
 /// What renewing a panel's confirmation may add to a webhook's handling at most.
 const CONFIRM_BUDGET: std::time::Duration = std::time::Duration::from_millis(500);
 
@@ -230,6 +269,20 @@ impl WebhookService {
             manufacturer_name,
             homegraph: None,
             renewals: crate::domain::skill::Renewals::default(),
+            echo_alerts: Arc::new(crate::adapters::echo_alerts::Unannounced),
+        }
+    }
+
+    /// The Echo devices' alerts for the event. Best effort, like the Alexa reports.
+    async fn report_echo(&self, event: &PanelEvent) {
+        let Some(update) = echo_update(event) else {
+            return;
+        };
+        if let Err(e) = self.echo_alerts.report(&event.account, &update).await {
+            tracing::warn!(
+                event_id = %event.event_id, account = %event.account, error = %e,
+                "echo alerts not reported (best effort; the event stays claimed)"
+            );
         }
     }
 
@@ -385,10 +438,11 @@ impl WebhookService {
                 );
             }
         }
-        let (alexa, (), ()) = tokio::join!(
+        let (alexa, (), (), ()) = tokio::join!(
             self.send_all(&event, reports),
             self.report_to_google(&event),
-            self.confirm_panel(&event)
+            self.confirm_panel(&event),
+            self.report_echo(&event)
         );
         match alexa {
             None => reply(StatusCode::OK, json!({ "status": "no_grant" })),
@@ -609,8 +663,63 @@ mod tests {
     }
 
     #[test]
+    fn the_echo_update_takes_the_phase_and_alarms_before_from_the_event() {
+        use crate::domain::ports::echo_alerts::{Alert, AlertChange};
+        // The entry delay ran out into the alarm: the event names the phase before, and the
+        // burglary alarm as one that flipped.
+        let mut p = panel();
+        p.phase = Phase::Alarm;
+        p.alarms.burglary = true;
+        let with = |changed| PanelEvent {
+            kind: EventKind::PanelChanged {
+                panel: p.clone(),
+                changed,
+            },
+            ..event(vec![])
+        };
+        let from = Changed::Phase {
+            from: Phase::EntryDelay,
+        };
+        let siren = AlertChange::Start {
+            alert: Alert::Siren,
+            max_play_s: 600,
+        };
+        let u = echo_update(&with(vec![Changed::BurglaryAlarm, from.clone()])).unwrap();
+        assert_eq!(
+            u.changes,
+            vec![
+                AlertChange::Stop {
+                    alert: Alert::EntryDelay
+                },
+                siren
+            ]
+        );
+        // A cloud that doesn't name phases: the alarms alone still sound the siren.
+        let u = echo_update(&with(vec![Changed::BurglaryAlarm])).unwrap();
+        assert_eq!(u.changes, vec![siren]);
+        // On the wire, the phase before is a `changed` entry of its own.
+        assert_eq!(
+            serde_json::to_value(&from).unwrap(),
+            json!({"property": "phase", "from": "entry_delay"})
+        );
+        let removed = PanelEvent {
+            kind: EventKind::ZoneRemoved {
+                panel_id: "home".into(),
+                zone_id: "door".into(),
+            },
+            ..event(vec![])
+        };
+        assert_eq!(echo_update(&removed), None);
+    }
+
+    #[test]
     fn nothing_reportable_plans_nothing_and_bad_ids_are_refused() {
         assert!(plan(&event(vec![]), "M").unwrap().is_empty());
+        // A phase alone shows in no Alexa property (the Echo devices' alerts follow it).
+        let phase = Changed::Phase {
+            from: Phase::ExitDelay,
+        };
+        assert!(plan(&event(vec![phase]), "M").unwrap().is_empty());
         let mut e = event(vec![Changed::ArmState]);
         e.event_id.clear();
         assert_eq!(plan(&e, "M"), Err(PlanError::EventId));

@@ -14,7 +14,7 @@ pub mod signature;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::ports::panel::{Panel, PanelUser, Source};
+use crate::domain::ports::panel::{Panel, PanelUser, Phase, Source};
 
 pub use handler::{PlanError, Report, WebhookService, plan, routes};
 
@@ -67,6 +67,12 @@ pub enum Changed {
     /// A zone opened or closed.
     ZoneOpen {
         zone: String,
+    },
+    /// The panel's phase changed (an exit or entry delay began or ended, an alarm began, a
+    /// disarm); `from` is the phase before. No Alexa property shows it; the Echo devices'
+    /// alerts follow it (crate::domain::echo_alerts).
+    Phase {
+        from: Phase,
     },
 }
 

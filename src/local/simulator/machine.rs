@@ -135,8 +135,9 @@ pub struct Effects {
     pub signals: Vec<Signal>,
     pub changed: Vec<Changed>,
     /// The panel changed in a way no Alexa property shows (the exit delay ended, a trouble came
-    /// or went): the webhook still hears of it (with `changed` empty), so Google's Report
-    /// State, which carries the phase and the troubles, stays equal to what QUERY answers.
+    /// or went): the webhook still hears of it (with `changed` empty but for a phase change),
+    /// so Google's Report State, which carries the phase and the troubles, stays equal to what
+    /// QUERY answers.
     pub touched: bool,
 }
 
@@ -207,6 +208,9 @@ pub struct SimPanel {
     /// A duress was raised in this arming period: no abort, and no cancel is transmitted.
     duress: bool,
     armed_by: Option<u16>,
+    /// The phase the last webhook event left the panel in: the next event names the one before
+    /// when it changed, for the Echo devices' alerts.
+    reported_phase: Phase,
     pub as_of: DateTime<Utc>,
     /// Reports the panel made while its communicator was offline; sent when it reconnects.
     pub unsent: Vec<ContactIdEvent>,
@@ -232,6 +236,7 @@ impl SimPanel {
             cancelled: false,
             duress: false,
             armed_by: None,
+            reported_phase: Phase::Disarmed,
             as_of: now,
             unsent: vec![],
         }
@@ -269,6 +274,13 @@ impl SimPanel {
             // dropped, so Alexa sees its last known state with an honest timestamp.
             as_of: if self.online { now } else { self.as_of },
         }
+    }
+
+    /// The phase the webhook last reported, if the panel has left it since; from now on the
+    /// current one counts as reported.
+    pub fn unreported_phase_change(&mut self) -> Option<Phase> {
+        let from = std::mem::replace(&mut self.reported_phase, self.phase);
+        (from != self.phase).then_some(from)
     }
 
     fn report_closing(&mut self, at: DateTime<Utc>, fx: &mut Effects) {
@@ -640,6 +652,18 @@ mod tests {
 
     fn codes_of(fx: &Effects) -> Vec<(&'static str, u8)> {
         fx.signals.iter().map(|s| (s.code, s.qualifier)).collect()
+    }
+
+    #[test]
+    fn a_phase_change_is_reported_once_with_the_phase_before() {
+        let t0 = Utc::now();
+        let mut p = panel(t0);
+        assert_eq!(p.unreported_phase_change(), None);
+        p.arm(ArmMode::Away, false, t0).unwrap();
+        assert_eq!(p.unreported_phase_change(), Some(Phase::Disarmed));
+        assert_eq!(p.unreported_phase_change(), None);
+        p.tick(t0 + Duration::seconds(60));
+        assert_eq!(p.unreported_phase_change(), Some(Phase::ExitDelay));
     }
 
     #[test]

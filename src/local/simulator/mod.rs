@@ -34,7 +34,7 @@ use crate::domain::ports::panel::{
     ArmOutcome, ArmRequest, DisarmRequest, Notice, Panel, PanelCloud, PanelError, PanelUser,
     SignalRequest, Source, UserList,
 };
-use crate::edges::webhook::{EventKind, PanelEvent};
+use crate::edges::webhook::{Changed, EventKind, PanelEvent};
 use dc09::frame::Cid;
 use dc09::transmitter::{DecisionKind, Transmitter};
 use defects::Defects;
@@ -434,8 +434,18 @@ impl Simulator {
 
     /// Sends the panel's reports to the monitoring center (held by the panel while it is
     /// offline) and its changes to the webhook.
-    fn apply(&self, st: &mut State, idx: usize, fx: Effects, source: Source, now: DateTime<Utc>) {
+    fn apply(
+        &self,
+        st: &mut State,
+        idx: usize,
+        mut fx: Effects,
+        source: Source,
+        now: DateTime<Utc>,
+    ) {
         let p = &mut st.panels[idx];
+        if let Some(from) = p.unreported_phase_change() {
+            fx.changed.push(Changed::Phase { from });
+        }
         let account = p.account.clone();
         let mut events = fx.events(&account, p.id(), now);
         if p.online {
