@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use alarm_skill::local::demo::DemoConfig;
-use alarm_skill::local::say::{Assistant, Say, Utterance};
+use alarm_skill::local::say::{Assistant, Utterance, say_through_stack};
 use alarm_skill::local::simulator::monitoring::receiver::ReceiverMode;
 use alarm_skill::local::{BANNER, LocalStack, Options};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -523,8 +523,7 @@ async fn main() -> ExitCode {
                 AssistantArg::Alexa => Assistant::Alexa,
                 AssistantArg::Google => Assistant::Google,
             };
-            let say = Say::new(&url, &account).with_assistant(assistant);
-            match say.say(&utterance).await {
+            match say_through_stack(&url, &account, assistant, &utterance).await {
                 Ok((words, reply)) => {
                     println!("{}: {words}", assistant.name());
                     if json {

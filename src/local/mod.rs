@@ -70,6 +70,23 @@ use demo::DemoConfig;
 use dev_issuer::DevIssuer;
 use google_dev::DevGoogle;
 
+/// `s` as HTML text or a quoted attribute value, for the pages the local stack writes itself
+/// (the dev issuer's, the console's first paint).
+pub(crate) fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Whether a request says its body is a form (`application/x-www-form-urlencoded`), as the
 /// OAuth token endpoints the dev LWA and dev Google stand in for require.
 fn form_encoded(headers: &axum::http::HeaderMap) -> bool {
@@ -548,7 +565,7 @@ impl LocalStack {
                     budget: opts.directive_budget,
                 }),
             )
-            .merge(console::routes(base_url.clone()))
+            .merge(console::routes(base_url.clone(), sim.clone()))
             .merge(crate::edges::webapp::routes(Some(household_app)))
             .merge(dev_issuer::routes(issuer.clone()))
             .merge(control_routes(sim.clone(), panel_api.clone()))

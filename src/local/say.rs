@@ -26,6 +26,103 @@ pub enum Utterance {
     },
 }
 
+/// The arm modes as the console and `alarm-skill say` name them, and as Alexa's directive does.
+pub const MODES: [(&str, &str); 3] = [
+    ("away", "ARMED_AWAY"),
+    ("stay", "ARMED_STAY"),
+    ("night", "ARMED_NIGHT"),
+];
+
+/// The console's word for an Alexa arm state (`ARMED_AWAY` → `away`).
+fn mode_word(alexa: &str) -> &str {
+    MODES
+        .iter()
+        .find(|(_, a)| *a == alexa)
+        .map_or(alexa, |(word, _)| word)
+}
+
+impl Utterance {
+    /// What was said, for the console's transcript: whether a code was said, never the code,
+    /// so a duress and a normal disarm read alike there too.
+    pub fn words(&self) -> String {
+        match self {
+            Utterance::Discover => "discover my devices".to_string(),
+            Utterance::Status { endpoint } => format!("status of {endpoint}"),
+            Utterance::Arm {
+                endpoint,
+                mode,
+                bypass,
+            } => {
+                let mode = mode_word(mode);
+                let bypass = if *bypass {
+                    ", bypassing open zones"
+                } else {
+                    ""
+                };
+                format!("arm {endpoint} {mode}{bypass}")
+            }
+            Utterance::Disarm { endpoint, pin } => {
+                let code = if pin.is_some() { " (with a code)" } else { "" };
+                format!("disarm {endpoint}{code}")
+            }
+        }
+    }
+
+    /// The body of `POST /dev/say` (the console's and `alarm-skill say`'s) for this utterance.
+    pub fn dev_say_body(&self, assistant: Assistant, account: &str) -> Value {
+        let mut body = match self {
+            Utterance::Discover => json!({ "command": "discover" }),
+            Utterance::Status { endpoint } => json!({ "command": "status", "endpoint": endpoint }),
+            Utterance::Arm {
+                endpoint,
+                mode,
+                bypass,
+            } => json!({
+                "command": "arm", "endpoint": endpoint, "mode": mode_word(mode), "bypass": bypass
+            }),
+            // No code is `null`, which `/dev/say` reads as none.
+            Utterance::Disarm { endpoint, pin } => {
+                json!({ "command": "disarm", "endpoint": endpoint, "pin": pin })
+            }
+        };
+        body["account"] = json!(account);
+        body["assistant"] = json!(assistant.id());
+        body
+    }
+}
+
+/// `alarm-skill say`: asks the running stack to speak (`POST /dev/say`) rather than sending
+/// the directive itself, so the stack serves it as it serves the console's form, and the
+/// console's transcript shows it. Returns the assistant's words and its raw reply.
+pub async fn say_through_stack(
+    base_url: &str,
+    account: &str,
+    assistant: Assistant,
+    u: &Utterance,
+) -> Result<(String, Value), SayError> {
+    let base = base_url.trim_end_matches('/');
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/dev/say"))
+        .json(&u.dev_say_body(assistant, account))
+        .send()
+        .await
+        .map_err(|e| SayError::Unreachable(base.to_string(), e.to_string()))?;
+    let ok = resp.status().is_success();
+    let body: Value = resp
+        .json()
+        .await
+        .map_err(|e| SayError::Protocol(e.to_string()))?;
+    match body["speech"].as_str() {
+        Some(speech) if ok => Ok((speech.to_string(), body["reply"].clone())),
+        _ => Err(SayError::Protocol(
+            body["message"]
+                .as_str()
+                .unwrap_or("no speech from /dev/say")
+                .to_string(),
+        )),
+    }
+}
+
 /// Which assistant `say` plays.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Assistant {
@@ -39,6 +136,14 @@ impl Assistant {
         match self {
             Assistant::Alexa => "Alexa",
             Assistant::Google => "Google",
+        }
+    }
+
+    /// How `POST /dev/say` names it.
+    pub fn id(self) -> &'static str {
+        match self {
+            Assistant::Alexa => "alexa",
+            Assistant::Google => "google",
         }
     }
 }

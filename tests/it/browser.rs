@@ -30,6 +30,9 @@ async fn sign_in(b: &Browser, base: &str, shots: bool) {
         "const e = document.getElementById('sign-in'); return e && e.offsetParent !== null;",
     )
     .await;
+    if shots {
+        check_accessible(b, "app signed out").await;
+    }
     // Tab: the skip link, then the sign-in button; Enter presses it.
     b.keys(&format!("{TAB}{TAB}")).await;
     let focused = b.js("return document.activeElement.id", json!([])).await;
@@ -82,8 +85,10 @@ async fn household_loaded(b: &Browser) {
     .await;
 }
 
-/// Labels for every control, and no horizontal scrolling at the current width.
+/// axe-core finds nothing; labels for every control, and no horizontal scrolling at the
+/// current width.
 async fn check_accessible(b: &Browser, page: &str) {
+    b.assert_axe_clean(page).await;
     let unlabelled = b
         .js(
             "return [...document.querySelectorAll('input:not([type=hidden]), select, textarea, button')]
@@ -136,6 +141,33 @@ async fn check_accessible(b: &Browser, page: &str) {
         )
         .await;
     assert_eq!(low, json!([]), "{page}: text below 4.5:1 contrast");
+}
+
+/// `text` with every run of whitespace (an HTML file's or a doc's line breaks) one space.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn every_explanation_of_the_code_spacing_rule_says_a_swap_counts_as_one() {
+    let rule = alarm_skill::domain::voice_codes::SPACING_RULE;
+    for file in [
+        "src/edges/webapp/app/index.html",
+        "docs/voice-codes.md",
+        "docs/deploy.md",
+        "docs/google-home.md",
+    ] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(
+            one_line(&text).contains(rule),
+            "{file} explains the spacing rule in other words than \"{rule}\""
+        );
+        assert!(
+            !one_line(&text).contains("at least 2 digits"),
+            "{file}: a swap differs in 2 digits and is still refused"
+        );
+    }
 }
 
 /// No Content-Security-Policy violation (nor any other console error) on the page.
@@ -223,7 +255,14 @@ async fn sign_in_enrol_codes_see_a_rule_explained_and_reset_a_lockout() {
     let b = Browser::start(390, 844).await;
     sign_in(&b, &h.base, true).await;
     b.screenshot("app-members-phone", false).await;
-    check_accessible(&b, "app").await;
+    check_accessible(&b, "app signed in").await;
+    // Who is signed in, in the header: the account, never the token.
+    assert_eq!(b.text("#account").await, "Signed in as demo");
+    let rules = b.text("#code-rules").await;
+    assert!(
+        one_line(&rules).contains(alarm_skill::domain::voice_codes::SPACING_RULE),
+        "the hint states the rule the API enforces: {rules}"
+    );
     let names = b
         .js(
             "return [...document.querySelectorAll('.member-name')].map((e) => e.textContent)",
@@ -264,11 +303,17 @@ async fn sign_in_enrol_codes_see_a_rule_explained_and_reset_a_lockout() {
         .await;
     assert_eq!(beside, error, "the explanation also shows next to the form");
     b.screenshot("app-rule-explained-phone", true).await;
-    // And one too close to another code: Alex's voice PIN 4729 with one digit changed.
+    check_accessible(&b, "app with an error").await;
+    // And one too close to another code: Alex's voice PIN 4729 with two digits swapped, which
+    // differs in 2 digits and is still refused: the answer says why.
     clear_messages(&b).await;
-    member_form(&b, "sam", "duress-pin", "4728").await;
+    member_form(&b, "sam", "duress-pin", "7429").await;
     let error = b.text("#error").await;
     assert!(error.contains("Not saved"), "{error}");
+    assert!(
+        error.contains(alarm_skill::domain::voice_codes::SPACING_RULE),
+        "the refusal says a swap counts as one change: {error}"
+    );
     assert!(
         !error.contains("Alex"),
         "a conflict never names the other member: {error}"
@@ -314,6 +359,7 @@ async fn sign_in_enrol_codes_see_a_rule_explained_and_reset_a_lockout() {
     )
     .await;
     b.screenshot("app-lockout-phone", true).await;
+    check_accessible(&b, "app with voice disarm locked").await;
     b.click("#reset-lockout").await;
     b.wait_for(
         "the lockout reset",
@@ -358,7 +404,7 @@ async fn sign_in_enrol_codes_see_a_rule_explained_and_reset_a_lockout() {
     assert_eq!(settings["pinless_disarm"], "refuse");
 
     let exchanges = b.network().await;
-    assert_pins_confined(&exchanges, &h.base, &["1234", "4728", "5190", "7604"]);
+    assert_pins_confined(&exchanges, &h.base, &["1234", "7429", "5190", "7604"]);
     let app_page = exchanges
         .iter()
         .find(|x| x.url == format!("{}/app/", h.base) && x.status == 200)
@@ -372,6 +418,27 @@ async fn sign_in_enrol_codes_see_a_rule_explained_and_reset_a_lockout() {
     );
     assert_eq!(b.storage().await, json!({"local": {}, "session": {}}));
     check_console_clean(&b, "app").await;
+
+    // The engine finds what it exists to find: the same page, its language and a PIN field's
+    // label taken away.
+    b.js(
+        "document.documentElement.removeAttribute('lang');
+         const input = document.getElementById('pin-voice-pin-sam');
+         input.closest('label').replaceWith(input);",
+        json!([]),
+    )
+    .await;
+    let found = b.axe_violations("app, broken on purpose").await;
+    for rule in ["html-has-lang (serious)", "label (critical)"] {
+        assert!(
+            found.iter().any(|v| v.starts_with(rule)),
+            "{rule} not among {found:#?}"
+        );
+    }
+    assert!(
+        found.iter().any(|v| v.contains("#pin-voice-pin-sam")),
+        "the unlabelled field is named: {found:#?}"
+    );
     b.quit().await;
 }
 
@@ -606,6 +673,16 @@ async fn the_console_shows_a_duress_disarm_on_both_sides() {
     )
     .await;
     check_accessible(&b, "console").await;
+    // The status line words the cloud's state as the control does.
+    assert_eq!(b.text("#fault-state").await, "Panel cloud API now: working");
+    assert_eq!(
+        b.js(
+            "const s = document.getElementById('fault'); return s.selectedOptions[0].textContent;",
+            json!([])
+        )
+        .await,
+        "working"
+    );
 
     async fn say(b: &Browser, command: &str, pin: Option<&str>) -> String {
         let before = b
@@ -712,6 +789,45 @@ async fn the_console_shows_a_duress_disarm_on_both_sides() {
     let google = say(&b, "disarm", Some("8361")).await;
     assert_eq!(google, "Google: Home is disarmed.");
 
+    // `alarm-skill say` in another terminal shows in the transcript too, either assistant.
+    for args in [&["status"][..], &["--assistant", "google", "status"]] {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_alarm-skill"))
+            .arg("say")
+            .args(args)
+            .args(["--url", &h.base])
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .expect("alarm-skill say runs");
+        assert!(out.status.success(), "{out:?}");
+    }
+    b.wait_for(
+        "alarm-skill say's utterances in the transcript",
+        "return document.querySelectorAll('#transcript li.you').length === 8",
+    )
+    .await;
+    let transcript = b
+        .js(
+            "return [...document.querySelectorAll('#transcript li')].slice(0, 4).map((li) => li.textContent)",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        transcript,
+        json!([
+            "Google: Home is disarmed.",
+            "You: Google, status of home.",
+            "Alexa: Home is disarmed.",
+            "You: Alexa, status of home.",
+        ])
+    );
+    let said = b.text("#transcript").await;
+    assert!(
+        !said.contains("8361") && !said.contains("4729"),
+        "no code in the transcript: {said}"
+    );
+
     // The simulator's controls: a zone, the clock, a fault.
     b.click("#zones li[data-zone=back-door] button").await;
     b.wait_for(
@@ -734,7 +850,7 @@ async fn the_console_shows_a_duress_disarm_on_both_sides() {
     choose_and_submit(&b, "#fault option[value=error]", "#fault-form button").await;
     b.wait_for(
         "the fault to show",
-        "return document.getElementById('fault-state').textContent.endsWith('error')",
+        "return document.getElementById('fault-state').textContent === 'Panel cloud API now: answers 500'",
     )
     .await;
     assert_eq!(h.get("/sim/faults").await["mode"], "error");
@@ -748,6 +864,94 @@ async fn the_console_shows_a_duress_disarm_on_both_sides() {
         );
     }
     check_console_clean(&b, "console").await;
+    b.quit().await;
+}
+
+/// What the console shows, part by part: the markup of each panel and list, the status line.
+async fn console_parts(b: &Browser) -> Value {
+    b.js(
+        "const html = (id) => document.getElementById(id).innerHTML;
+         return {
+           account: document.getElementById('account').value,
+           state: document.getElementById('panel').dataset.state,
+           panel: html('panel'), zones: html('zones'), transcript: html('transcript'),
+           notifications: html('notifications'), events: html('events'),
+           dispatches: html('dispatches'),
+           fault: document.getElementById('fault-state').textContent,
+         };",
+        json!([]),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_console_arrives_with_its_state_drawn_before_its_script_runs() {
+    let h = Harness::start().await;
+    // Something in every part: a transcript, notifications, a 121 and its dispatch.
+    h.post("/dev/say", json!({"command": "arm", "mode": "away"}))
+        .await;
+    h.post("/dev/say", json!({"command": "disarm", "pin": "8361"}))
+        .await;
+    // Each read lets frames still on the DC-09 link arrive first.
+    assert!(h.monitoring().await.iter().any(|e| e["code"] == "121"));
+    assert!(
+        h.get("/sim/monitoring/dispatches")
+            .await
+            .as_array()
+            .is_some_and(|d| !d.is_empty())
+    );
+
+    // The page without its script: what a screenshot taken at load shows.
+    let b = Browser::start(1280, 800).await;
+    b.cdp("Network.enable", json!({})).await;
+    b.cdp(
+        "Network.setBlockedURLs",
+        json!({"urls": ["*/console/console.js"]}),
+    )
+    .await;
+    b.goto(&format!("{}/", h.base)).await;
+    assert_eq!(
+        b.js(
+            "return document.body.dataset.polled === undefined",
+            json!([])
+        )
+        .await,
+        true,
+        "the console's script did not run"
+    );
+    let first = console_parts(&b).await;
+    let part = |k: &str| first[k].as_str().unwrap_or_default().to_string();
+    assert_eq!(first["account"], "demo");
+    assert_eq!(first["state"], "disarmed");
+    assert!(
+        part("panel").contains("<dt>State</dt><dd>disarmed</dd>"),
+        "{first}"
+    );
+    assert_eq!(part("zones").matches("<li").count(), 3, "{first}");
+    assert!(
+        part("transcript").contains("Alexa: Home is disarmed."),
+        "{first}"
+    );
+    assert!(
+        part("transcript").contains("You: Alexa, disarm home (with a code)."),
+        "{first}"
+    );
+    assert!(part("notifications").contains("disarmed"), "{first}");
+    assert!(part("events").contains("121 Duress · user 1"), "{first}");
+    assert!(part("dispatches").contains("duress"), "{first}");
+    assert_eq!(first["fault"], "Panel cloud API now: working");
+    b.screenshot("console-first-paint", false).await;
+    check_accessible(&b, "console before its script ran").await;
+
+    // With its script, the page draws the same state in the same markup.
+    b.cdp("Network.setBlockedURLs", json!({"urls": []})).await;
+    b.goto(&format!("{}/", h.base)).await;
+    b.wait_for(
+        "the console to poll",
+        "return Number(document.body.dataset.polled || 0) >= 1",
+    )
+    .await;
+    assert_eq!(console_parts(&b).await, first);
     b.quit().await;
 }
 
@@ -1190,7 +1394,17 @@ async fn a_code_change_after_a_stale_sign_in_asks_for_a_fresh_authentication() {
     assert!(!said.contains("expired"), "{said}");
     let focused = b.js("return document.activeElement.id", json!([])).await;
     assert_eq!(focused, "sign-in", "the sign-in button, ready to press");
+    assert_eq!(
+        b.js(
+            "return document.getElementById('account').hidden",
+            json!([])
+        )
+        .await,
+        true,
+        "signed out, no account shows"
+    );
     b.screenshot("app-step-up-phone", false).await;
+    check_accessible(&b, "app asking to sign in again").await;
 
     // Signing in again asks the issuer for a fresh authentication, not a session's.
     b.click("#sign-in").await;

@@ -95,10 +95,16 @@ pub enum EnrolError {
     /// code exists.
     #[error(
         "this code is too close to another voice code of the household; choose another \
-         (every two codes must be at least two changes apart)"
+         (every two codes must be {SPACING_RULE})"
     )]
     TooSimilar,
 }
+
+/// How far apart every two codes of a household must be, in the words every explanation of the
+/// rule uses (this error, the household app's hint, the docs): "2 digits" alone reads as two
+/// positions, which a swap of neighbouring digits also changes, yet a swap is one slip.
+pub const SPACING_RULE: &str = "at least 2 changes apart, where a changed, added or dropped \
+     digit is one change and a swap of two neighbouring digits counts as one too";
 
 /// The most common 4-digit PINs (DataGenetics' PIN frequency study) and patterns derived from
 /// them, and the most common longer ones; the rule-based checks in [`is_blocklisted`] cover the
@@ -538,6 +544,23 @@ mod tests {
         assert_eq!(osa_distance("4729", "2749"), 2);
         assert_eq!(code_prefixes("5071826"), ["5071", "50718", "507182"]);
         assert!(code_prefixes("4729").is_empty());
+    }
+
+    #[test]
+    fn the_too_similar_error_says_a_swap_is_one_change() {
+        // 7429 next to 4729 is refused: an error that said "2 digits" would not explain why.
+        let message = EnrolError::TooSimilar.to_string();
+        assert!(message.contains("at least 2 changes apart"), "{message}");
+        assert!(
+            message.contains("a swap of two neighbouring digits counts as one"),
+            "{message}"
+        );
+        let k = ring();
+        let p = household(&k, (Some("4729"), None), (None, None));
+        assert_eq!(
+            checker(&k)(&p, "sam", CodeKind::Duress, "7429"),
+            Err(EnrolError::TooSimilar)
+        );
     }
 
     #[test]

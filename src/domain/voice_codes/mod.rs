@@ -13,7 +13,7 @@ pub mod reload;
 pub mod throttle;
 pub mod verify;
 
-pub use enrol::{EnrolError, check_new_code};
+pub use enrol::{EnrolError, SPACING_RULE, check_new_code};
 pub use household::{
     CodeHash, CodeKind, HouseholdSettings, Member, NameError, PinlessPolicy, Profile, member_name,
 };

@@ -10,7 +10,8 @@
 //! page asks the admin to confirm it's them, and the next sign-in carries `prompt=login` and
 //! `max_age=0`: a live session at the issuer must not stand in for the password. PINs only
 //! ever travel in request bodies to the management API: never in a URL, history, storage or
-//! log, and the inputs are cleared after every submit.
+//! log, and the inputs are cleared after every submit. The header names the signed-in account
+//! (the token's `username`, else `sub`), read off the token for display only.
 //!
 //! Every response carries a strict Content-Security-Policy: no inline script or style, nothing
 //! from any origin but this one (and the issuer's token endpoint, which the page calls).

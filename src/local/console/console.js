@@ -1,17 +1,15 @@
-// The local console: polls /sim/* once a second and renders it; the say box posts to /dev/say.
-// The code typed for a disarm goes in the request body only and the input is cleared at once.
+// The local console: polls /sim/* and /dev/transcript once a second and renders them; the say
+// box posts to /dev/say. The page arrives with the state already rendered by the server
+// (src/local/console.rs) in the same markup, which the first poll redraws unchanged. The code
+// typed for a disarm goes in the request body only and the input is cleared at once.
 'use strict';
 
 (function () {
   const $ = (id) => document.getElementById(id);
   let account = null;
 
-  const CONTACT_ID = {
-    '121': 'Duress', '130': 'Burglary', '131': 'Perimeter burglary', '132': 'Interior burglary',
-    '134': 'Entry/exit burglary', '110': 'Fire', '162': 'Carbon monoxide', '154': 'Water leak',
-    '301': 'AC power loss', '350': 'Communication trouble', '401': 'Open/close by user',
-    '406': 'Cancel', '570': 'Zone bypass', '602': 'Periodic test', '461': 'Wrong code entry',
-  };
+  // The Contact ID names, from the server's one table.
+  let contactIds = {};
 
   async function get(path) {
     const r = await fetch(path, { cache: 'no-store' });
@@ -37,8 +35,10 @@
     return li;
   }
 
+  // The time of day of the stack's UTC times (`2026-01-05T09:30:00.123Z`), as the server
+  // renders the first paint: read off the text, which no locale can change.
   function time(at) {
-    return at ? new Date(at).toLocaleTimeString() : '';
+    return at ? String(at).slice(11, 19) : '';
   }
 
   function words(s) {
@@ -75,7 +75,7 @@
       add('State', words(p.arm_state));
       add('Phase', words(p.phase) + (p.delay_remaining_s ? ' · ' + p.delay_remaining_s + ' s left' : ''));
       add('Delays', 'exit ' + p.exit_delay_s + ' s, entry ' + p.entry_delay_s + ' s');
-      const alarms = Object.entries(p.alarms || {}).filter(([, v]) => v === true).map(([k]) => words(k));
+      const alarms = Object.entries(p.alarms || {}).filter(([, v]) => v === true).map(([k]) => words(k)).sort();
       add('Siren', alarms.length ? 'sounding: ' + alarms.join(', ') : 'off');
       add('Trouble', (p.trouble || []).length ? p.trouble.map(words).join(', ') : 'none');
       add('Online', p.online ? 'yes' : 'no');
@@ -105,7 +105,7 @@
 
   function renderMonitoring(events, dispatches) {
     $('events').replaceChildren(...events.filter((e) => e.account === account).slice().reverse().map((e) => {
-      const li = item(time(e.at) + ' · ' + e.code + ' ' + (CONTACT_ID[e.code] || 'event') +
+      const li = item(time(e.at) + ' · ' + e.code + ' ' + (contactIds[e.code] || 'event') +
         (e.qualifier === 3 ? ' (restore)' : '') +
         (e.user != null ? ' · user ' + e.user : '') + (e.zone != null ? ' · zone ' + e.zone : ''),
       e.code === '121' ? 'alert' : '');
@@ -125,19 +125,39 @@
       .map((n) => item(time(n.at) + ' · ' + n.message)));
   }
 
+  function renderTranscript(entries) {
+    const mine = entries.filter((e) => e.account === account);
+    const ol = $('transcript');
+    // Redrawn only when it changes: it is a live region, and a redraw would be read out again.
+    const key = account + ':' + mine.length + ':' + JSON.stringify(mine[mine.length - 1] || null);
+    if (ol.dataset.key === key) return;
+    ol.dataset.key = key;
+    ol.replaceChildren(...mine.slice().reverse().flatMap((e) => [
+      item(e.speech != null ? e.assistant + ': ' + e.speech : 'Error: ' + e.error, 'reply'),
+      item('You: ' + e.assistant + ', ' + e.said + '.', 'you'),
+    ]));
+  }
+
+  function faultWords(mode) {
+    const option = [...$('fault').options].find((o) => o.value === mode);
+    return option ? option.textContent : words(mode);
+  }
+
   let polling = false;
   async function poll() {
     if (polling) return;
     polling = true;
     try {
-      const [panels, notes, events, dispatches, fault] = await Promise.all([
+      const [panels, notes, events, dispatches, fault, transcript] = await Promise.all([
         get('/sim/panels'), get('/sim/notifications'), get('/sim/monitoring'),
-        get('/sim/monitoring/dispatches'), get('/sim/faults'),
+        get('/sim/monitoring/dispatches'), get('/sim/faults'), get('/dev/transcript'),
       ]);
       renderPanel(panels.panels, panels.now);
       renderNotifications(notes);
       renderMonitoring(events, dispatches);
-      $('fault-state').textContent = 'Panel cloud API: ' + words(fault.mode || 'none');
+      renderTranscript(transcript.entries);
+      const state = 'Panel cloud API now: ' + faultWords(fault.mode || 'none');
+      if ($('fault-state').textContent !== state) $('fault-state').textContent = state;
       document.body.dataset.polled = String(Number(document.body.dataset.polled || 0) + 1);
     } catch (e) {
       $('fault-state').textContent = 'Could not reach the local stack: ' + e.message;
@@ -173,18 +193,14 @@
       };
       if (mode) body.mode = mode;
       if (command === 'disarm' && pin) body.pin = pin;
-      const you = command === 'disarm' && pin ? 'disarm (with a code)' : $('command').value;
-      $('transcript').prepend(item('You: ' + $('assistant').selectedOptions[0].text + ', ' + you + '.', 'you'));
-      const r = await post('/dev/say', body);
-      const reply = r.ok ? r.json.assistant + ': ' + r.json.speech
-        : 'Error: ' + ((r.json && r.json.message) || r.status);
-      const li = item(reply, 'reply');
-      $('transcript').prepend(li);
+      // What was said and answered comes back through /dev/transcript, with `alarm-skill say`'s.
+      await post('/dev/say', body);
       await poll();
     });
   }
 
   document.addEventListener('DOMContentLoaded', () => {
+    contactIds = JSON.parse($('events').dataset.names || '{}');
     wire();
     poll();
     setInterval(poll, 1000);

@@ -35,20 +35,7 @@ fn form(bytes: &[u8]) -> HashMap<String, String> {
     m
 }
 
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use crate::local::html_escape as escape;
 
 fn html(status: StatusCode, body: String) -> Response {
     let mut resp = (status, body).into_response();

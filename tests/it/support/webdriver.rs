@@ -12,6 +12,8 @@ use base64::Engine;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
+/// Where `scripts/axe-core` installs the pinned axe-core, under the repository.
+const AXE_SCRIPT: &str = ".cache/axe-core/node_modules/axe-core/axe.min.js";
 /// The W3C element reference key.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 static PROFILES: AtomicUsize = AtomicUsize::new(0);
@@ -405,6 +407,68 @@ impl Browser {
         // Chromium's own pages (chrome://, data:) are not the page's requests.
         out.retain(|x| x.url.starts_with("http://") || x.url.starts_with("https://"));
         out
+    }
+
+    /// Runs axe-core (the pinned npm package `scripts/axe-core` installs) on the page as it is
+    /// now, with every rule it has on, and panics on any violation, naming each rule, its impact
+    /// and the elements it found.
+    pub async fn assert_axe_clean(&self, page: &str) {
+        let report = self.axe_violations(page).await;
+        assert!(
+            report.is_empty(),
+            "{page}: axe-core found {} violation(s):\n{}",
+            report.len(),
+            report.join("\n")
+        );
+    }
+
+    /// axe-core's violations on the page as it is now, one line each: rule id, impact, what it
+    /// asks, and the elements (CSS selectors). Panics if axe did not run, or checked nothing.
+    pub async fn axe_violations(&self, page: &str) -> Vec<String> {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(AXE_SCRIPT);
+        let engine = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}: `scripts/axe-core ensure` installs it (scripts/test does)",
+                path.display()
+            )
+        });
+        // The engine goes in as WebDriver's script itself: a page's Content-Security-Policy
+        // governs the page's scripts, not the driver's, so no page has to allow it.
+        let script = format!(
+            "{engine}\n;const done = arguments[arguments.length - 1];
+             window.axe.run(document, {{ resultTypes: ['violations'] }})
+               .then((r) => done({{
+                 passed: r.passes.length,
+                 violations: r.violations.map((v) => ({{
+                   id: v.id, impact: v.impact, help: v.help,
+                   targets: v.nodes.map((n) => n.target.join(' ')),
+                 }})),
+               }}))
+               .catch((e) => done({{ error: String(e) }}));"
+        );
+        // Generous: axe takes well under a second here, a loaded machine much longer.
+        self.post("/timeouts", json!({ "script": 120_000 })).await;
+        let found = self
+            .post("/execute/async", json!({ "script": script, "args": [] }))
+            .await;
+        let (Some(violations), Some(passed)) =
+            (found["violations"].as_array(), found["passed"].as_u64())
+        else {
+            panic!("{page}: axe-core did not run: {found}");
+        };
+        assert!(passed > 0, "{page}: axe-core checked nothing: {found}");
+        violations
+            .iter()
+            .map(|v| {
+                format!(
+                    "{} ({}): {}; at {}",
+                    v["id"].as_str().unwrap_or("?"),
+                    v["impact"].as_str().unwrap_or("?"),
+                    v["help"].as_str().unwrap_or(""),
+                    v["targets"]
+                )
+            })
+            .collect()
     }
 
     /// `localStorage` and `sessionStorage` as `{"local": {...}, "session": {...}}`.

@@ -91,6 +91,28 @@
       throw new Error('Sign-in failed (' + (json.error || resp.status) + '); sign in again.');
     }
     token = json.access_token;
+    showAccount(accountName(token));
+  }
+
+  // Who is signed in, for the header: Cognito's `username` (what the admin typed at sign-in),
+  // else `sub`. Read from the token the issuer just gave this page, for display only: the API
+  // checks the token itself. The token never reaches the page's text.
+  function accountName(jwt) {
+    try {
+      const part = jwt.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+      const bytes = Uint8Array.from(atob(part), (c) => c.charCodeAt(0));
+      const claims = JSON.parse(new TextDecoder().decode(bytes));
+      const name = claims.username || claims.sub;
+      return typeof name === 'string' ? name : '';
+    } catch (_) {
+      return '';
+    }
+  }
+
+  function showAccount(name) {
+    const e = $('account');
+    e.textContent = name ? 'Signed in as ' + name : '';
+    show(e, Boolean(name));
   }
 
   async function api(method, path, body) {
@@ -253,6 +275,7 @@
 
   function signedOut(message) {
     token = null;
+    showAccount('');
     delete document.body.dataset.ready;
     show($('signed-in'), false);
     show($('sign-out'), false);
