@@ -174,7 +174,7 @@ async fn dynamodb_client(endpoint: Option<String>) -> aws_sdk_dynamodb::Client {
     match endpoint {
         Some(e) => alarm_skill::adapters::store::dynamodb::local_client(&e),
         None => {
-            let sdk = alarm_skill::adapters::aws::sdk_config().await;
+            let sdk = alarm_skill::adapters::aws::sdk_config();
             alarm_skill::adapters::aws::dynamodb_client(&sdk, None)
         }
     }

@@ -188,7 +188,7 @@ fn loaded_keyring(pepper: &Secret) -> Result<Keyring, SecretsError> {
     Ok(keyring)
 }
 
-pub fn secrets_manager_client(sdk: &aws_config::SdkConfig) -> aws_sdk_secretsmanager::Client {
+pub fn secrets_manager_client(sdk: &aws_types::SdkConfig) -> aws_sdk_secretsmanager::Client {
     aws_sdk_secretsmanager::Client::new(sdk)
 }
 

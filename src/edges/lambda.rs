@@ -72,7 +72,7 @@ impl Production {
     pub async fn from_env(needs: &[SecretName]) -> Result<Self, StartupError> {
         crate::adapters::account_link::install_crypto_provider();
         let config = Config::from_env()?;
-        let sdk = crate::adapters::aws::sdk_config().await;
+        let sdk = crate::adapters::aws::sdk_config();
         let needs_aws = [
             &config.secrets.pepper,
             &config.secrets.lwa_client_secret,
