@@ -95,6 +95,10 @@ const NOTICE_MIN: StdDuration = StdDuration::from_millis(250);
 /// With an answer time (`answer_by`), what the ownership check leaves of it: the decision's
 /// write and the start of the disarm call.
 const ANSWER_AFTER_CHECK: StdDuration = StdDuration::from_millis(300);
+/// The least the disarm call gets under an answer time, even when the work before it ran late
+/// (a cold start, a loaded store): a healthy cloud answers in milliseconds, and a call made
+/// beats a hand-over that waits for the worker. Within the deadline, and within Google's bar.
+const ANSWER_CALL_FLOOR: StdDuration = StdDuration::from_millis(400);
 /// How long after a handed-over disarm was spoken the worker may still carry it out; past it,
 /// the worker only signals (a duress still reaches the center). Longer than the worker takes
 /// to start on AWS (the schedule's minute), short enough that nobody is surprised by a panel
@@ -470,10 +474,13 @@ impl Skill {
                     kind: AttemptKind::of(duress),
                     request_id: record.request_id.clone(),
                 };
+                let call_by = answer_by.map_or(deadline, |by| {
+                    deadline.capped(by.grace(ANSWER_CALL_FLOOR).remaining())
+                });
                 let result = self
                     .deps
                     .panels
-                    .disarm(account, panel_id, &request, answer_by.unwrap_or(deadline))
+                    .disarm(account, panel_id, &request, call_by)
                     .await;
                 crate::common::crash::crash_point!(crate::common::crash::DISARM_PANEL_ANSWERED);
                 let now = self.deps.clock.now();
