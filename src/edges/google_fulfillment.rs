@@ -6,9 +6,14 @@
 //! This module only decides what Google hears:
 //! - no PIN yet: `challengeNeeded`/`pinNeeded` (Google then asks the user and sends it again);
 //! - a right or duress PIN: the same SUCCESS with the panel's states;
-//! - a wrong PIN, and every code during a lockout: `challengeNeeded`/`challengeFailedPinNeeded`,
-//!   one reply for all, as Alexa's one UNAUTHORIZED;
-//! - an attempt that could not be recorded: `transientError`, for every code alike.
+//! - a wrong PIN: `challengeNeeded`/`challengeFailedPinNeeded`, so Google asks again;
+//! - every code during a lockout (and the wrong code that starts it): `tooManyFailedAttempts`,
+//!   one reply for a right, wrong or duress code (a duress still raises its silent alarm);
+//! - an attempt that could not be recorded: `transientError`, for every code alike;
+//! - a command the panel cloud has not answered within [`ANSWER_BUDGET`]: `PENDING`, its result
+//!   following by Report State (the panel's webhook). A disarm is handed to the re-delivery
+//!   worker, which carries it out from its recorded decision (crate::domain::redelivery), so
+//!   nothing relies on this process running on after the reply; the same for every code.
 //!
 //! Never an HTTP error but 401 for a token that is certainly bad (Google then refreshes it); an
 //! outage of the verifier or the store is a `transientError`, never an `authFailure`.
@@ -46,6 +51,10 @@ pub const MAX_QUERY_PANELS: usize = 8;
 /// Under this much of the deadline left, a device still waiting in an EXECUTE is not started:
 /// it answers `transientError` (Google retries), rather than run a disarm that can't finish.
 const EXECUTE_FLOOR: Duration = Duration::from_millis(1_000);
+/// When an EXECUTE is answered at the latest, from its arrival: Google's quality bar is 2,000 ms
+/// as Google measures it, so 500 ms are left for the reply's own writes, the Lambda and the
+/// network. A command the panel cloud has not answered by then is answered `PENDING`.
+pub const ANSWER_BUDGET: Duration = Duration::from_millis(1_500);
 
 /// A reply: HTTP status and JSON body.
 #[derive(Debug, Clone, PartialEq)]
@@ -99,10 +108,14 @@ impl Fulfillment {
                     tracing::warn!(request_id = %e.request_id, error = %e.message, "invalid google request");
                     Reply::ok(response::error(&e.request_id, code::PROTOCOL_ERROR))
                 }
-                Ok(r) => self.handle_request(&token, r, deadline).await,
+                Ok(r) => {
+                    let answer_by =
+                        deadline.capped(ANSWER_BUDGET.saturating_sub(started.elapsed()));
+                    self.handle_request(&token, r, deadline, answer_by).await
+                }
             },
         };
-        // A whole-request error, else the (first) command's outcome: "SUCCESS",
+        // A whole-request error, else the (first) command's outcome: "SUCCESS", "PENDING",
         // "challengeFailedPinNeeded", ...; the same label for a normal and a duress PIN.
         let outcome = reply.body["payload"]["errorCode"]
             .as_str()
@@ -129,7 +142,13 @@ impl Fulfillment {
         reply
     }
 
-    async fn handle_request(&self, token: &BearerToken, r: Request, deadline: Deadline) -> Reply {
+    async fn handle_request(
+        &self,
+        token: &BearerToken,
+        r: Request,
+        deadline: Deadline,
+        answer_by: Deadline,
+    ) -> Reply {
         let id = r.request_id.as_str();
         let account = match self.skill.authenticate(token).await {
             Ok(identity) => identity.account,
@@ -171,8 +190,14 @@ impl Fulfillment {
                         let outcome = if deadline.remaining() < EXECUTE_FLOOR {
                             Outcome::error(code::TRANSIENT_ERROR)
                         } else {
-                            self.execute_device(&account, device, &c.executions, deadline)
-                                .await
+                            self.execute_device(
+                                &account,
+                                device,
+                                &c.executions,
+                                deadline,
+                                answer_by,
+                            )
+                            .await
                         };
                         results.push(response::command_result(
                             std::slice::from_ref(device),
@@ -295,6 +320,7 @@ impl Fulfillment {
         device: &str,
         executions: &[Execution],
         deadline: Deadline,
+        answer_by: Deadline,
     ) -> Outcome {
         let mut last = Outcome::error(code::PROTOCOL_ERROR);
         for e in executions {
@@ -303,7 +329,10 @@ impl Fulfillment {
                     tracing::info!(%command, "google command not supported");
                     Outcome::error(code::FUNCTION_NOT_SUPPORTED)
                 }
-                Execution::ArmDisarm(a) => self.arm_disarm(account, device, a, deadline).await,
+                Execution::ArmDisarm(a) => {
+                    self.arm_disarm(account, device, a, deadline, answer_by)
+                        .await
+                }
             };
             if !matches!(last, Outcome::Success(_)) {
                 break;
@@ -318,6 +347,7 @@ impl Fulfillment {
         device: &str,
         a: &ArmDisarm,
         deadline: Deadline,
+        answer_by: Deadline,
     ) -> Outcome {
         let panel_id = match EndpointRef::parse(device) {
             Some(EndpointRef::Panel { panel }) => panel,
@@ -326,9 +356,10 @@ impl Fulfillment {
             None => return Outcome::error(code::DEVICE_NOT_FOUND),
         };
         if a.disarms() {
-            self.disarm(account, &panel_id, a, deadline).await
+            self.disarm(account, &panel_id, a, deadline, answer_by)
+                .await
         } else {
-            self.arm(account, &panel_id, a.level.as_deref(), deadline)
+            self.arm(account, &panel_id, a.level.as_deref(), answer_by)
                 .await
         }
     }
@@ -339,6 +370,7 @@ impl Fulfillment {
         panel_id: &str,
         a: &ArmDisarm,
         deadline: Deadline,
+        answer_by: Deadline,
     ) -> Outcome {
         let Some(pin) = &a.pin else {
             // No code yet: Google asks the user for one. A panel that certainly needs no disarm
@@ -361,19 +393,23 @@ impl Fulfillment {
         };
         match self
             .skill
-            .disarm_panel(account, panel_id, Some(pin), deadline)
+            .disarm_panel(account, panel_id, Some(pin), deadline, Some(answer_by))
             .await
         {
             DisarmOutcome::Disarmed(panel) => {
                 Outcome::Success(google_devices::panel_states(&panel))
             }
             DisarmOutcome::NotAccepted => Outcome::challenge(challenge::FAILED_PIN_NEEDED),
+            DisarmOutcome::LockedOut => Outcome::error(code::TOO_MANY_FAILED_ATTEMPTS),
+            DisarmOutcome::Pending => Outcome::Pending,
             DisarmOutcome::NotRecorded => Outcome::error(code::TRANSIENT_ERROR),
             DisarmOutcome::NoSuchPanel => Outcome::error(code::DEVICE_NOT_FOUND),
             DisarmOutcome::PanelFailed(e) => panel_error(&e),
         }
     }
 
+    /// Arming is the safe direction and has no outbox: the whole of it gets Google's answer
+    /// time, and an arm request the cloud took without answering in it is `PENDING`.
     async fn arm(
         &self,
         account: &str,
@@ -399,6 +435,7 @@ impl Fulfillment {
             // Leaving away for another level takes a disarm, with its PIN, first.
             Err(ArmFailure::AwayNeedsDisarm) => Outcome::error(code::ACTION_NOT_AVAILABLE),
             Err(ArmFailure::Unsupported(_)) => Outcome::error(code::NOT_SUPPORTED),
+            Err(ArmFailure::Unanswered) => Outcome::Pending,
             Err(ArmFailure::Panel(e)) => panel_error(&e),
         }
     }

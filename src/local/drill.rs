@@ -193,13 +193,17 @@ impl Client {
     }
 }
 
-/// The reply an outage gives a disarm: Alexa's BRIDGE_UNREACHABLE, Google's transientError.
-/// The duress PIN must get exactly that, like the normal PIN would.
+/// The reply an outage gives a disarm: Alexa's BRIDGE_UNREACHABLE, Google's transientError, or
+/// Google's PENDING when a loaded store left no time to call the cloud within Google's answer
+/// time (the worker then carries the disarm out). The duress PIN must get exactly that, like the
+/// normal PIN would.
 fn is_outage_reply(reply: &Option<Value>) -> bool {
     let Some(r) = reply else { return false };
     let alexa = r["event"]["payload"]["type"].as_str();
-    let google = r["payload"]["commands"][0]["errorCode"].as_str();
-    alexa == Some("BRIDGE_UNREACHABLE") || google == Some("transientError")
+    let command = &r["payload"]["commands"][0];
+    alexa == Some("BRIDGE_UNREACHABLE")
+        || command["errorCode"].as_str() == Some("transientError")
+        || command["status"].as_str() == Some("PENDING")
 }
 
 /// The hostile household's junk, round after round: oversized EXECUTEs, other households' panels

@@ -422,6 +422,9 @@ pub fn google_speech(u: &Utterance, reply: &Value, name: &str) -> String {
             "What's your security code? (repeat with --pin)".to_string()
         }
         ("challengeNeeded", _) => "Sorry, that security code isn't right.".to_string(),
+        ("tooManyFailedAttempts", _) => {
+            "Too many wrong security codes: voice disarm is locked for now.".to_string()
+        }
         ("alreadyArmed", _) => format!("{name} is already armed."),
         ("alreadyDisarmed", _) => format!("{name} is already disarmed."),
         ("deviceOffline", _) => format!("Sorry, it looks like {name} isn't available right now."),
@@ -474,6 +477,14 @@ pub fn google_speech(u: &Utterance, reply: &Value, name: &str) -> String {
             let c = &payload["commands"][0];
             if let Some(code) = c["errorCode"].as_str() {
                 return error(code, c["challengeNeeded"]["type"].as_str());
+            }
+            if c["status"] == "PENDING" {
+                let doing = if matches!(u, Utterance::Arm { .. }) {
+                    "Arming"
+                } else {
+                    "Disarming"
+                };
+                return format!("{doing} {name}. It's taking a moment.");
             }
             let states = &c["states"];
             if states["isArmed"] == true {
@@ -675,6 +686,18 @@ mod tests {
         assert_eq!(
             google_speech(&u, &reply("challengeFailedPinNeeded"), "Home"),
             "Sorry, that security code isn't right."
+        );
+        let locked = json!({"requestId": "r", "payload": {"commands": [{"ids": ["home"],
+            "status": "ERROR", "errorCode": "tooManyFailedAttempts"}]}});
+        assert_eq!(
+            google_speech(&u, &locked, "Home"),
+            "Too many wrong security codes: voice disarm is locked for now."
+        );
+        let pending = json!({"requestId": "r", "payload": {"commands": [{"ids": ["home"],
+            "status": "PENDING"}]}});
+        assert_eq!(
+            google_speech(&u, &pending, "Home"),
+            "Disarming Home. It's taking a moment."
         );
         let with_pin = google_request(&Utterance::Disarm {
             endpoint: "home".into(),

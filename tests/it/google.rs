@@ -294,7 +294,8 @@ async fn a_duress_pin_looks_exactly_like_the_normal_pin_in_every_state() {
 }
 
 #[tokio::test]
-async fn a_lockout_answers_every_code_alike_and_a_duress_still_raises_the_silent_alarm() {
+async fn a_lockout_answers_too_many_failed_attempts_to_every_code_and_a_duress_still_raises_the_silent_alarm()
+ {
     let (n, d) = (Harness::start().await, Harness::start().await);
     let mut replies = vec![];
     for (h, code) in [(&n, NORMAL), (&d, DURESS)] {
@@ -306,16 +307,28 @@ async fn a_lockout_answers_every_code_alike_and_a_duress_still_raises_the_silent
             ));
         }
         assert_eq!(lockout(h).await["locked"], true);
-        assert!(wrong.iter().all(|w| *w == wrong[0]));
+        // Google asks again after a wrong code, and stops asking at the one that locks.
+        let said: Vec<String> = wrong.iter().map(outcome).collect();
+        assert_eq!(
+            said,
+            [
+                "challengeNeeded/challengeFailedPinNeeded",
+                "challengeNeeded/challengeFailedPinNeeded",
+                "tooManyFailedAttempts"
+            ]
+        );
+        // During the lockout a wrong code and the right (or duress) code get the reply of the
+        // code that locked, to the byte.
+        let wrong_during = g::normalize(&h.google("demo", &g::disarm("home", Some(WRONG))).await);
         let during = g::normalize(&h.google("demo", &g::disarm("home", Some(code))).await);
-        // During the lockout the right code gets the wrong code's reply, to the byte.
-        assert_eq!(during, wrong[0]);
+        assert_eq!(wrong_during, wrong[2]);
+        assert_eq!(during, wrong[2]);
         replies.push(during);
     }
     assert_eq!(replies[0], replies[1]);
     assert_eq!(
-        outcome(&replies[0]),
-        "challengeNeeded/challengeFailedPinNeeded"
+        result(&replies[0]),
+        &json!({"ids": ["home"], "status": "ERROR", "errorCode": "tooManyFailedAttempts"})
     );
     assert_eq!(lockout(&n).await, lockout(&d).await);
     stack::assert_locked_out_alike_but_for_the_duress(&n, &d).await;
@@ -336,19 +349,19 @@ async fn alexa_and_google_share_one_throttle() {
     let r = h.invoke(&stack::disarm(&t, "home", Some(NORMAL))).await;
     assert_eq!(stack::error_type(&r), Some("UNAUTHORIZED"));
     let r = h.google("demo", &g::disarm("home", Some(NORMAL))).await;
-    assert_eq!(outcome(&r), "challengeNeeded/challengeFailedPinNeeded");
+    assert_eq!(outcome(&r), "tooManyFailedAttempts");
     assert_eq!(h.panel("home").await["arm_state"], "armed_away");
 }
 
 #[tokio::test]
 async fn a_duress_during_a_panel_fault_gets_the_normal_reply_and_is_delivered_after_recovery() {
-    for mode in ["down", "error", "timeout"] {
-        let delay_ms = if mode == "timeout" { 4_000 } else { 0 };
+    // A cloud that answers late is a_disarm_the_cloud_cannot_answer_in_time_is_pending_alike….
+    for mode in ["down", "error"] {
         let (n, d) = (Harness::start().await, Harness::start().await);
         let mut replies = vec![];
         for (h, code) in [(&n, NORMAL), (&d, DURESS)] {
             setup(h, "armed_away").await;
-            h.fault(mode, delay_ms).await;
+            h.fault(mode, 0).await;
             // With the cloud in doubt the PIN is asked for: with it a duress is still relayed.
             let first = h.google("demo", &g::disarm("home", None)).await;
             assert_eq!(outcome(&first), "challengeNeeded/pinNeeded", "{mode}");
@@ -442,10 +455,97 @@ async fn a_short_budget_still_answers_in_time() {
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(outcome(&r), "transientError");
+    // Handed over, or (when a loaded store can't take the hand-over in what this budget leaves)
+    // not: an answer in time either way, never a claim that the panel disarmed.
+    assert!(
+        ["PENDING", "transientError"].contains(&outcome(&r).as_str()),
+        "{r}"
+    );
     h.fault("none", 0).await;
     h.stack.redeliver().await.unwrap();
     assert_eq!(count(&h.signals().await, "121/1/1"), 1);
+}
+
+/// One disarm the panel cloud can't answer within Google's answer time (it hangs 10 s in
+/// `mode`), then the worker after the cloud is back, `late_by` seconds after the code was said.
+/// The reply and what each side saw afterwards, for the normal and the duress stack. With
+/// production's budget (Alexa's 7 s, which Google's fulfillment shares), so the hand-over gets
+/// the time it has in production however slow a loaded store is.
+async fn slow_cloud_disarm(mode: &str, late_by: i64) -> (Harness, Harness, Vec<Value>) {
+    let start = || {
+        Harness::start_with(alarm_skill::local::Options {
+            directive_budget: Some(Duration::from_secs(7)),
+            ..test_options()
+        })
+    };
+    let (n, d) = (start().await, start().await);
+    let mut replies = vec![];
+    for (h, code) in [(&n, NORMAL), (&d, DURESS)] {
+        setup(h, "armed_away").await;
+        homegraph_reports(h).await;
+        // 10 s against the 1.5 s answer time: no load makes the cloud answer in time.
+        h.fault(mode, 10_000).await;
+        let r = h.google("demo", &g::disarm("home", Some(code))).await;
+        h.fault("none", 0).await;
+        replies.push(g::normalize(&r));
+        h.advance(late_by).await;
+        h.stack.redeliver().await.unwrap();
+        h.stack.redeliver().await.unwrap();
+    }
+    (n, d, replies)
+}
+
+#[tokio::test]
+async fn a_disarm_the_cloud_cannot_answer_in_time_is_pending_alike_and_completed_by_the_worker() {
+    // "timeout": the cloud processes nothing until it is back, so the worker's disarm is what
+    // disarms; "slow": it carries out at once whatever reaches it and answers late, so a first
+    // call that got there is answered again, by request id, when the worker repeats it.
+    for mode in ["timeout", "slow"] {
+        let (n, d, replies) = slow_cloud_disarm(mode, 0).await;
+        assert_eq!(
+            result(&replies[0]),
+            &json!({"ids": ["home"], "status": "PENDING"}),
+            "{mode}"
+        );
+        assert_eq!(replies[0], replies[1], "{mode}: replies differ");
+        for h in [&n, &d] {
+            assert_eq!(h.panel("home").await["arm_state"], "disarmed", "{mode}");
+            stack::assert_nothing_pending(h).await;
+            // Report State has told HomeGraph the result.
+            let reports = homegraph_reports(h).await;
+            let last = &reports.last().unwrap()["payload"]["devices"]["states"]["home"];
+            assert_eq!(last["isArmed"], false, "{mode}: {reports:?}");
+        }
+        assert_eq!(
+            without_request_id(&homegraph_reports(&n).await),
+            without_request_id(&homegraph_reports(&d).await),
+            "{mode}: Report State differs"
+        );
+        assert_eq!(n.audit_log().await, d.audit_log().await, "{mode}");
+        assert_eq!(
+            n.requests_for("home").await,
+            d.requests_for("home").await,
+            "{mode}: the same panel calls"
+        );
+        assert_eq!(count(&n.signals().await, "121/"), 0, "{mode}");
+        let sig = d.signals().await;
+        assert_eq!(count(&sig, "121/"), 1, "{mode}: {sig:?}");
+        assert!(sig.contains(&"121/1/1".to_string()), "{mode}: {sig:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_pending_disarm_the_worker_reaches_too_late_is_only_signalled() {
+    // Past the hand-over window the panel is not disarmed by surprise; a duress still counts.
+    let (n, d, replies) = slow_cloud_disarm("timeout", 121).await;
+    assert_eq!(outcome(&replies[0]), "PENDING");
+    assert_eq!(replies[0], replies[1]);
+    for h in [&n, &d] {
+        assert_eq!(h.panel("home").await["arm_state"], "armed_away");
+        stack::assert_nothing_pending(h).await;
+    }
+    assert_eq!(n.audit_log().await, d.audit_log().await);
+    stack::assert_one_duress_signal(&n, &d).await;
 }
 
 #[tokio::test]

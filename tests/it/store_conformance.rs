@@ -76,6 +76,7 @@ conformance!(
     concurrent_writers_exactly_one_wins,
     settle_delivered_then_double_settle_conflicts,
     settle_retry_keeps_record_pending,
+    a_handed_over_disarm_is_due_at_once_marked_and_uncounted,
     settle_unknown_record_conflicts_and_writes_nothing,
     outbox_due_is_pending_and_due_oldest_first_with_limit,
     audit_is_newest_first_with_limit,
@@ -587,6 +588,40 @@ async fn settle_delivered_then_double_settle_conflicts(store: &dyn Store) {
         .unwrap();
 
     assert!(due(store, t0() + Duration::days(1), 10).await.is_empty());
+}
+
+async fn a_handed_over_disarm_is_due_at_once_marked_and_uncounted(store: &dyn Store) {
+    // As a directive writes it: due only after the directive's own grace.
+    let rec = record("req-h", "hh", t0() + Duration::seconds(10));
+    insert_outbox(store, &rec).await;
+    let until = t0() + Duration::seconds(120);
+    let hand_over = Settlement::HandedOver {
+        next_attempt_at: t0(),
+        disarm_until: until,
+    };
+    store
+        .settle_outbox("req-h", &hand_over, Some(("hh", &entry(t0(), "under way"))))
+        .await
+        .unwrap();
+    let handed = OutboxRecord {
+        next_attempt_at: t0(),
+        disarm_until: Some(until),
+        ..rec.clone()
+    };
+    assert_eq!(
+        store.outbox_record("req-h").await.unwrap(),
+        Some(handed.clone())
+    );
+    assert_eq!(messages(store, "hh").await, ["under way"]);
+    // Due at once, for the worker, and still outside the household's quota.
+    assert_eq!(due(store, t0(), 10).await, vec![handed]);
+    store
+        .settle_outbox("req-h", &Settlement::Delivered, None)
+        .await
+        .unwrap();
+    // Only a pending record can be handed over.
+    assert_conflict(store.settle_outbox("req-h", &hand_over, None).await);
+    assert_eq!(messages(store, "hh").await, ["under way"]);
 }
 
 async fn settle_retry_keeps_record_pending(store: &dyn Store) {

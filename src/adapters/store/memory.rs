@@ -171,6 +171,14 @@ impl MemoryStore {
                 rec.counted = false;
                 freed = was_counted;
             }
+            Settlement::HandedOver {
+                next_attempt_at,
+                disarm_until,
+            } if lane == Lane::Due => {
+                rec.next_attempt_at = *next_attempt_at;
+                rec.disarm_until = Some(*disarm_until);
+            }
+            Settlement::HandedOver { .. } => return Err(StoreError::Conflict),
             // Only a held record can be dropped: anything else was proven the account's.
             Settlement::Dropped if lane == Lane::Held => rec.status = OutboxStatus::Dropped,
             Settlement::Dropped => return Err(StoreError::Conflict),

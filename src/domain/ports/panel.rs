@@ -216,6 +216,19 @@ pub struct SignalRequest {
     pub request_id: String,
 }
 
+/// The attempt a signal carries, as the disarm it was: what the re-delivery worker sends for a
+/// disarm a directive handed over.
+impl From<SignalRequest> for DisarmRequest {
+    fn from(s: SignalRequest) -> Self {
+        DisarmRequest {
+            member: s.member,
+            source: s.source,
+            kind: s.kind,
+            request_id: s.request_id,
+        }
+    }
+}
+
 impl SignalRequest {
     pub fn duress(&self) -> bool {
         self.kind.is_duress()

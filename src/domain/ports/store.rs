@@ -135,6 +135,11 @@ pub struct OutboxRecord {
     /// settle delivered) never touches the household's counter.
     #[serde(default)]
     pub counted: bool,
+    /// Set when a directive handed its unanswered disarm over ([`Settlement::HandedOver`]):
+    /// until then the worker sends the record as a `disarm`, after it as a `signal`. Set or not
+    /// by how fast the cloud answered, never by the kind of code.
+    #[serde(default)]
+    pub disarm_until: Option<DateTime<Utc>>,
 }
 
 impl OutboxRecord {
@@ -158,6 +163,7 @@ impl OutboxRecord {
             next_attempt_at,
             lane: Lane::Due,
             counted: false,
+            disarm_until: None,
         }
     }
 }
@@ -176,6 +182,13 @@ pub enum Settlement {
     Gone {
         attempts: u32,
         next_attempt_at: DateTime<Utc>,
+    },
+    /// A directive's disarm the panel cloud did not answer in the assistant's time: still
+    /// pending, in [`Lane::Due`] and uncounted, due at `next_attempt_at`, to be sent as a
+    /// `disarm` until `disarm_until`. Only a record in [`Lane::Due`] can be handed over.
+    HandedOver {
+        next_attempt_at: DateTime<Utc>,
+        disarm_until: DateTime<Utc>,
     },
     /// A [`Lane::Held`] record whose panel the cloud says is not the account's: never sent,
     /// out of the pending index, its place in the household's held lane freed.

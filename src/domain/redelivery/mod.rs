@@ -10,6 +10,12 @@
 //! - For a normal attempt the signal (`duress: false`) changes nothing: a failed disarm is never
 //!   replayed, since a panel that disarms by itself minutes later would be a surprise. It is sent
 //!   anyway so that both kinds leave the same calls and the same outbox history.
+//! - The one exception is a disarm *handed over*: Google must hear back within its quality bar,
+//!   so a disarm the cloud has not answered by then is answered `PENDING`, and its record marked
+//!   to be carried out ([`Settlement::HandedOver`], `disarm_until`). Until that window ends the
+//!   worker sends it as the `disarm` it was (same request id: the cloud carries it out once,
+//!   whether or not the first call reached it), and the panel's webhook becomes Report State.
+//!   Which records are handed over depends on the cloud's speed, never on the kind of code.
 //! - Nothing pending is ever given up on. A record whose panel has left the account, or whose
 //!   seal can't be opened, stays pending, backs off to one attempt per 5 minutes, and keeps the
 //!   backlog alarm raised until an operator acts (docs/panel-api.md, "Signals").
@@ -63,7 +69,9 @@ use futures_util::StreamExt;
 
 use crate::common::clock::Clock;
 use crate::common::deadline::Deadline;
-use crate::domain::ports::panel::{AttemptKind, PanelCloud, PanelError, SignalRequest, Source};
+use crate::domain::ports::panel::{
+    AttemptKind, DisarmRequest, PanelCloud, PanelError, SignalRequest, Source,
+};
 use crate::domain::ports::store::{
     AuditEntry, Breaker, Lane, OutboxRecord, Settlement, Store, StoreError,
 };
@@ -553,7 +561,10 @@ impl Worker<'_> {
                     match store.settle_outbox_read(record, &settlement).await {
                         Ok(()) => match settlement {
                             Settlement::Delivered => report.delivered += 1,
-                            Settlement::Retry { .. } => report.retrying += 1,
+                            // The worker never hands over: that is a directive's.
+                            Settlement::Retry { .. } | Settlement::HandedOver { .. } => {
+                                report.retrying += 1
+                            }
                             Settlement::Gone { .. } => report.moved_gone += 1,
                             Settlement::Dropped => report.dropped += 1,
                         },
@@ -735,7 +746,10 @@ impl Worker<'_> {
                     report.examined += 1;
                     match settlement {
                         Settlement::Delivered => report.delivered += 1,
-                        Settlement::Retry { .. } => report.retrying += 1,
+                        // The worker never hands over: that is a directive's.
+                        Settlement::Retry { .. } | Settlement::HandedOver { .. } => {
+                            report.retrying += 1
+                        }
                         Settlement::Gone { .. } => report.moved_gone += 1,
                         Settlement::Dropped => report.dropped += 1,
                     }
@@ -1013,10 +1027,25 @@ async fn process(
         request_id: record.request_id.clone(),
     };
     let deadline = Deadline::after(CALL_BUDGET);
-    match panels
-        .signal(&record.household, &record.panel, &request, deadline)
-        .await
-    {
+    // A disarm a directive handed over (the cloud had not answered it in the assistant's time)
+    // is carried out, with its own request id, so the cloud does it once; past its window it is
+    // only signalled, like every other record. A failed disarm is never handed over.
+    let sent = if record.disarm_until.is_some_and(|until| clock.now() < until) {
+        panels
+            .disarm(
+                &record.household,
+                &record.panel,
+                &DisarmRequest::from(request),
+                deadline,
+            )
+            .await
+            .map(|_| ())
+    } else {
+        panels
+            .signal(&record.household, &record.panel, &request, deadline)
+            .await
+    };
+    match sent {
         Ok(()) => {
             tracing::info!(request_id = %record.request_id, "pending signal delivered");
             (Settlement::Delivered, Verdict::Answered)

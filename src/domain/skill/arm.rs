@@ -8,6 +8,10 @@ use crate::wire::alexa::{ArmTarget, Context, ErrorType, Message};
 use super::endpoints::panel_properties;
 use super::{Fail, Skill, named, panel_failure, panel_target};
 
+/// Below this much time the panel client makes no attempt at all (its own floor is 250 ms): an
+/// arm that was never sent must not be answered [`ArmFailure::Unanswered`].
+const ARM_CALL_MIN: std::time::Duration = std::time::Duration::from_millis(300);
+
 fn mode(target: ArmTarget) -> ArmMode {
     match target {
         ArmTarget::Away => ArmMode::Away,
@@ -35,6 +39,9 @@ pub enum ArmFailure {
     AwayNeedsDisarm,
     /// The panel has no such mode.
     Unsupported(ArmMode),
+    /// The arm request went to the cloud, which did not answer it before the deadline: it may
+    /// be under way (the cloud deduplicates its request id), its result is the webhook's.
+    Unanswered,
     Panel(PanelError),
 }
 
@@ -83,6 +90,9 @@ impl Skill {
                     ErrorType::InvalidValue,
                     format!("the panel does not support {}", target.alexa_name()),
                 ),
+                ArmFailure::Unanswered => {
+                    panel_failure(endpoint_id, &panel_id, &PanelError::Timeout)
+                }
                 ArmFailure::Panel(e) => panel_failure(endpoint_id, &panel_id, &e),
             })?;
         Ok(Message::arm_response(
@@ -131,6 +141,10 @@ impl Skill {
         if !current.supported_arm_states.contains(&wanted) {
             return Err(ArmFailure::Unsupported(mode));
         }
+        if deadline.remaining() < ARM_CALL_MIN {
+            // Not even sent: no answer may say it is under way.
+            return Err(ArmFailure::Panel(PanelError::Timeout));
+        }
         let request = ArmRequest {
             mode,
             bypass_open_zones,
@@ -140,7 +154,10 @@ impl Skill {
         let outcome = panels
             .arm(account, panel_id, &request, deadline)
             .await
-            .map_err(ArmFailure::Panel)?;
+            .map_err(|e| match e {
+                PanelError::Timeout => ArmFailure::Unanswered,
+                e => ArmFailure::Panel(e),
+            })?;
         Ok(Armed {
             panel: outcome.panel,
             bypassed: outcome.bypassed,

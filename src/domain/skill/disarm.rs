@@ -27,7 +27,12 @@
 //! 6. Settle the outbox record and write the audit entry (one transaction), then reply.
 //!
 //! If the panel call fails, the record stays pending and the re-delivery worker (crate::domain::redelivery)
-//! re-sends it as a signal until the cloud acknowledges it. If step 4 can't be written (the store
+//! re-sends it as a signal until the cloud acknowledges it. An assistant that must hear back
+//! sooner than the deadline (Google's quality bar: `answer_by`) gets [`DisarmOutcome::Pending`]
+//! for a disarm the cloud has not answered by then: the recorded decision is *handed over*, in
+//! one write with its audit line, and the worker sends it as the same `disarm` (same request id)
+//! within [`HANDOVER_WINDOW`]. Nothing is left running in the process, and the same happens for
+//! every code, so a duress is neither lost nor told apart. If step 4 can't be written (the store
 //! is unavailable or throttling, or racing attempts outlast the deadline), the throttle can't
 //! vouch for the decision, so the attempt is handled as during a lockout ([`Plan::Unrecorded`]):
 //! nothing is disarmed, every code is answered alike, and a duress still reaches the monitoring
@@ -87,6 +92,18 @@ const SETTLE_FLOOR: StdDuration = StdDuration::from_millis(250);
 /// Below this much time left a lockout notice is skipped (and logged): the panel client makes
 /// no attempt in less, and the notice must not push the reply past the function's timeout.
 const NOTICE_MIN: StdDuration = StdDuration::from_millis(250);
+/// With an answer time (`answer_by`), what the ownership check leaves of it: the decision's
+/// write and the start of the disarm call.
+const ANSWER_AFTER_CHECK: StdDuration = StdDuration::from_millis(300);
+/// The least the disarm call gets under an answer time, even when the work before it ran late
+/// (a cold start, a loaded store): a healthy cloud answers in milliseconds, and a call made
+/// beats a hand-over that waits for the worker. Within the deadline, and within Google's bar.
+const ANSWER_CALL_FLOOR: StdDuration = StdDuration::from_millis(400);
+/// How long after a handed-over disarm was spoken the worker may still carry it out; past it,
+/// the worker only signals (a duress still reaches the center). Longer than the worker takes
+/// to start on AWS (the schedule's minute), short enough that nobody is surprised by a panel
+/// disarming long after they asked.
+pub const HANDOVER_WINDOW: Duration = Duration::seconds(120);
 /// Every UNAUTHORIZED reply carries this same message, lockout or not.
 const NOT_ACCEPTED: &str = "the voice code was not accepted";
 
@@ -227,9 +244,16 @@ fn conflict_backoff(retry: u32) -> StdDuration {
 pub enum DisarmOutcome {
     /// The panel disarmed; its state afterwards.
     Disarmed(Panel),
-    /// A wrong code, no code where one is required, or any code during a lockout: one outcome
-    /// for all of them, so no reply can tell them apart.
+    /// A wrong code, or no code where one is required.
     NotAccepted,
+    /// Voice codes are locked, by this attempt (the wrong code that started the lockout) or
+    /// before it: one outcome for every code, right, wrong or duress, so no reply can tell them
+    /// apart. An assistant without a lockout answer of its own says [`DisarmOutcome::NotAccepted`]'s.
+    LockedOut,
+    /// The panel cloud did not answer by the assistant's answer time (`answer_by` of
+    /// [`Skill::disarm_panel`]): the disarm was handed to the re-delivery worker, which sends it
+    /// again with the same request id. Nothing is claimed about the panel yet.
+    Pending,
     /// The attempt could not be recorded (or the codes could not be read): nothing disarmed.
     NotRecorded,
     /// The panel cloud says the panel is not in this account; no code was evaluated.
@@ -260,7 +284,7 @@ impl Skill {
             }
         });
         match self
-            .disarm_panel(&identity.account, &panel_id, pin.as_ref(), deadline)
+            .disarm_panel(&identity.account, &panel_id, pin.as_ref(), deadline, None)
             .await
         {
             DisarmOutcome::Disarmed(panel) => Ok(Message::response(
@@ -270,7 +294,12 @@ impl Skill {
                     properties: panel_properties(&panel),
                 },
             )),
-            DisarmOutcome::NotAccepted => Err(unauthorized()),
+            // Alexa has no lockout error: its one UNAUTHORIZED stands for both.
+            DisarmOutcome::NotAccepted | DisarmOutcome::LockedOut => Err(unauthorized()),
+            // Alexa's call gives no answer time of its own: never handed over.
+            DisarmOutcome::Pending => {
+                Err(panel_failure(endpoint_id, &panel_id, &PanelError::Timeout))
+            }
             DisarmOutcome::NotRecorded => Err(store_failure_reply()),
             DisarmOutcome::NoSuchPanel => Err(no_such_endpoint(endpoint_id)),
             DisarmOutcome::PanelFailed(e) => Err(panel_failure(endpoint_id, &panel_id, &e)),
@@ -278,19 +307,27 @@ impl Skill {
     }
 
     /// The one disarm path every assistant runs (module docs: steps 1–6, after the token).
-    /// `pin` is the spoken code, `None` when the assistant sent none.
+    /// `pin` is the spoken code, `None` when the assistant sent none. `answer_by`, when the
+    /// assistant must hear back before `deadline` (Google's quality bar): the ownership check
+    /// and the disarm call end by then, and a disarm call the cloud has not answered by then is
+    /// handed to the re-delivery worker ([`DisarmOutcome::Pending`]), whatever the kind of code.
     pub async fn disarm_panel(
         &self,
         account: &str,
         panel_id: &str,
         pin: Option<&Pin>,
         deadline: Deadline,
+        answer_by: Option<Deadline>,
     ) -> DisarmOutcome {
         // Ownership first. Only the cloud's definite "not in this account" stops here: during
         // an outage a duress PIN must still be recorded and relayed, so the check gets only a
         // share of the time.
         let reserve = PANEL_RESERVE.min(deadline.remaining() / 3);
-        let check = deadline.capped((deadline.remaining() / OWNERSHIP_SHARE).min(OWNERSHIP_CAP));
+        let mut check_cap = (deadline.remaining() / OWNERSHIP_SHARE).min(OWNERSHIP_CAP);
+        if let Some(by) = answer_by {
+            check_cap = check_cap.min(by.leaving(ANSWER_AFTER_CHECK).remaining());
+        }
+        let check = deadline.capped(check_cap);
         let (confirmed, check_error) = match self.deps.panels.panel(account, panel_id, check).await
         {
             Err(PanelError::NotFound) => {
@@ -338,16 +375,18 @@ impl Skill {
                 }
                 // A refusal calls no panel (a lockout notice goes to the account's admin).
                 Plan::Refused { .. } => {
-                    self.carry_out(account, panel_id, plan, recorded, reserve, deadline)
+                    self.carry_out(account, panel_id, plan, recorded, reserve, deadline, None)
                         .await
                 }
-                Plan::Locked { .. } => DisarmOutcome::NotAccepted,
+                Plan::Locked { .. } => DisarmOutcome::LockedOut,
                 Plan::Unrecorded { .. } => DisarmOutcome::NotRecorded,
             };
         }
         crate::common::crash::crash_point!(crate::common::crash::DISARM_DECISION_WRITTEN, if recorded);
         let outcome = self
-            .carry_out(account, panel_id, plan, recorded, reserve, deadline)
+            .carry_out(
+                account, panel_id, plan, recorded, reserve, deadline, answer_by,
+            )
             .await;
         if reconfirm {
             let now = self.deps.clock.now();
@@ -363,6 +402,7 @@ impl Skill {
     }
 
     /// Steps 5 and 6: the decided plan, carried out.
+    #[allow(clippy::too_many_arguments)]
     async fn carry_out(
         &self,
         account: &str,
@@ -371,11 +411,18 @@ impl Skill {
         recorded: bool,
         reserve: StdDuration,
         deadline: Deadline,
+        answer_by: Option<Deadline>,
     ) -> DisarmOutcome {
         match plan {
             Plan::Refused { lockout, at, .. } => {
                 // A lockout that could not be written is not in force: nothing to announce.
-                if let Some(l) = lockout.filter(|_| recorded) {
+                let lockout = lockout.filter(|_| recorded);
+                let outcome = if lockout.is_some() {
+                    DisarmOutcome::LockedOut
+                } else {
+                    DisarmOutcome::NotAccepted
+                };
+                if let Some(l) = lockout {
                     let notice = Notice {
                         kind: "voice_pin_lockout".to_string(),
                         message: lockout_text(&l, at),
@@ -394,12 +441,12 @@ impl Skill {
                         tracing::warn!(error = %e, "could not notify the household admin of a lockout");
                     }
                 }
-                DisarmOutcome::NotAccepted
+                outcome
             }
             Plan::Locked { attempt } => {
                 self.signal_and_settle(account, panel_id, &attempt, recorded, deadline)
                     .await;
-                DisarmOutcome::NotAccepted
+                DisarmOutcome::LockedOut
             }
             Plan::Unrecorded { attempt } => {
                 self.unrecorded_attempt(
@@ -427,14 +474,22 @@ impl Skill {
                     kind: AttemptKind::of(duress),
                     request_id: record.request_id.clone(),
                 };
+                let call_by = answer_by.map_or(deadline, |by| {
+                    deadline.capped(by.grace(ANSWER_CALL_FLOOR).remaining())
+                });
                 let result = self
                     .deps
                     .panels
-                    .disarm(account, panel_id, &request, deadline)
+                    .disarm(account, panel_id, &request, call_by)
                     .await;
                 crate::common::crash::crash_point!(crate::common::crash::DISARM_PANEL_ANSWERED);
                 let now = self.deps.clock.now();
                 match result {
+                    // No answer in the assistant's time: maybe disarmed, maybe never received.
+                    // The recorded decision goes to the worker, which finishes it.
+                    Err(PanelError::Timeout) if answer_by.is_some() && recorded => {
+                        self.hand_over(&record, &who, panel_id, deadline).await
+                    }
                     Ok(panel) => {
                         let entry =
                             audit(now, &who, format!("{who} disarmed {} by voice", panel.name));
@@ -700,6 +755,55 @@ impl Skill {
             .await;
     }
 
+    /// A disarm the panel cloud has not answered in the assistant's time, given to the
+    /// re-delivery worker: its recorded decision is marked to be sent as a `disarm` (same
+    /// request id, so the cloud carries it out once) until [`HANDOVER_WINDOW`] after it was
+    /// spoken, and due at once. Nothing runs on in this process after the reply (a Lambda is
+    /// frozen then): the store holds all that is left to do. The same write for every code.
+    async fn hand_over(
+        &self,
+        record: &OutboxRecord,
+        who: &str,
+        panel_id: &str,
+        deadline: Deadline,
+    ) -> DisarmOutcome {
+        let now = self.deps.clock.now();
+        let settlement = Settlement::HandedOver {
+            next_attempt_at: now,
+            disarm_until: record.created_at + HANDOVER_WINDOW,
+        };
+        let entry = audit(
+            now,
+            who,
+            format!("{who}'s voice disarm of {panel_id} is under way: the panel cloud is slow"),
+        );
+        let budget = deadline.grace(SETTLE_FLOOR).remaining();
+        let written = within(
+            budget,
+            self.deps.store.settle_outbox(
+                &record.request_id,
+                &settlement,
+                Some((record.household.as_str(), &entry)),
+            ),
+        )
+        .await;
+        match written {
+            Ok(()) => DisarmOutcome::Pending,
+            // Still pending as decided: the worker signals it (a duress still reaches the
+            // center) but disarms nothing, so the reply can't promise the disarm.
+            Err(e) => {
+                tracing::error!(
+                    marker = "disarm_handover_failed",
+                    error = %e,
+                    household = %record.household,
+                    request_id = %record.request_id,
+                    "could not hand the slow disarm to the re-delivery worker"
+                );
+                DisarmOutcome::PanelFailed(PanelError::Timeout)
+            }
+        }
+    }
+
     /// Step 5 and 6 for an attempt that disarms nothing: the panel cloud hears of it as a
     /// signal (raising the silent alarm for a duress), then the record is settled.
     async fn signal_and_settle(
@@ -757,8 +861,9 @@ impl Skill {
         let budget = deadline.grace(SETTLE_FLOOR).remaining();
         let written = within(budget, async {
             match (&settlement, recorded) {
-                // Never made by a directive: only the worker drops a held record.
-                (Settlement::Dropped, _) => Ok(()),
+                // Never made here: only the worker drops a held record, and a hand-over is
+                // written by hand_over.
+                (Settlement::Dropped | Settlement::HandedOver { .. }, _) => Ok(()),
                 (_, true) => {
                     store
                         .settle_outbox(&record.request_id, &settlement, audit)

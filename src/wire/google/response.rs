@@ -27,6 +27,8 @@ pub mod code {
     pub const ARM_FAILURE: &str = "armFailure";
     pub const ACTION_NOT_AVAILABLE: &str = "actionNotAvailable";
     pub const CHALLENGE_NEEDED: &str = "challengeNeeded";
+    /// Voice codes are locked: a plain error code, not a challenge, so Google asks no more.
+    pub const TOO_MANY_FAILED_ATTEMPTS: &str = "tooManyFailedAttempts";
 }
 
 /// The `challengeNeeded.type` values of secondary user verification.
@@ -66,6 +68,9 @@ pub enum Outcome {
         challenge: Option<&'static str>,
     },
     Offline,
+    /// Under way: the result follows by Report State (Google's "enqueued but expected to
+    /// succeed"). No states: nothing has changed yet that the reply could vouch for.
+    Pending,
 }
 
 impl Outcome {
@@ -88,6 +93,7 @@ impl Outcome {
         match self {
             Outcome::Success(_) => "SUCCESS",
             Outcome::Offline => code::DEVICE_OFFLINE,
+            Outcome::Pending => "PENDING",
             Outcome::Error {
                 challenge: Some(c), ..
             } => c,
@@ -102,6 +108,7 @@ pub fn command_result(ids: &[String], outcome: &Outcome) -> Value {
         Outcome::Offline => {
             json!({ "ids": ids, "status": "OFFLINE", "errorCode": code::DEVICE_OFFLINE })
         }
+        Outcome::Pending => json!({ "ids": ids, "status": "PENDING" }),
         Outcome::Error { code, challenge } => {
             let mut v = json!({ "ids": ids, "status": "ERROR", "errorCode": code });
             if let Some(kind) = challenge {

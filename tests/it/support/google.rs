@@ -164,6 +164,7 @@ const ERROR_CODES: &[&str] = &[
     "armFailure",
     "actionNotAvailable",
     "challengeNeeded",
+    "tooManyFailedAttempts",
 ];
 
 fn is_str(v: &Value) -> bool {

@@ -218,6 +218,9 @@ pub(super) fn outbox_item(record: &OutboxRecord, shard: u16, now: DateTime<Utc>)
     );
     item.insert("lane".into(), s(lane_str(record.lane)));
     item.insert("counted".into(), AttributeValue::Bool(record.counted));
+    if let Some(until) = record.disarm_until {
+        item.insert("disarm_until".into(), s(timestamp(until)));
+    }
     if record.status == OutboxStatus::Pending {
         item.insert(GSI1PK.into(), s(lane_pk(record.lane, shard)));
         let sort_key = match record.lane {
@@ -337,6 +340,7 @@ pub(super) fn decode_outbox(item: &Item) -> Result<OutboxRecord, StoreError> {
             Some(AttributeValue::Bool(b)) => *b,
             Some(_) => return Err(corrupt(item, "counted is not a boolean".to_string())),
         },
+        disarm_until: get_opt_time(item, "disarm_until")?,
     })
 }
 

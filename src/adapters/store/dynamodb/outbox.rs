@@ -407,6 +407,27 @@ impl DynamoStore {
                 .expression_attribute_values(":no", AttributeValue::Bool(false));
                 self.settle_uncounting(rec, update, audit).await
             }
+            Settlement::HandedOver {
+                next_attempt_at,
+                disarm_until,
+            } if rec.lane == Lane::Due => {
+                // Uncounted as before: the quota counts records that failed, and this one has
+                // not yet been answered at all.
+                let update = indexed(
+                    self.record_update(rec),
+                    lane_pk(Lane::Due, shard),
+                    pending_sort_key(*next_attempt_at, request_id),
+                )
+                .update_expression("SET #next = :next, #gpk = :gpk, #gsk = :gsk, #disarm = :disarm")
+                .expression_attribute_names("#next", "next_attempt_at")
+                .expression_attribute_names("#disarm", "disarm_until")
+                .expression_attribute_values(":next", s(timestamp(*next_attempt_at)))
+                .expression_attribute_values(":disarm", s(timestamp(*disarm_until)));
+                self.settle_write(update, None, audit)
+                    .await
+                    .map_err(refused)
+            }
+            Settlement::HandedOver { .. } => Err(StoreError::Conflict),
             // Only a held record can be dropped: anything else was proven the account's.
             Settlement::Dropped if rec.lane == Lane::Held => {
                 let update = self
