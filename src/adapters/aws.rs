@@ -72,6 +72,14 @@ fn non_empty(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// A service's endpoint as the SDKs' own variable names it (`AWS_ENDPOINT_URL_DYNAMODB`,
+/// `AWS_ENDPOINT_URL_SECRETS_MANAGER`: VPC or FIPS endpoints, a local fake), as aws-config's
+/// loader honoured it. Only the service's own variable: a global `AWS_ENDPOINT_URL` would send
+/// every client to one place.
+pub fn configured_endpoint(service: &str) -> Option<String> {
+    non_empty(&format!("AWS_ENDPOINT_URL_{service}"))
+}
+
 /// The DynamoDB client, optionally at a local engine's `endpoint` (`DYNAMODB_ENDPOINT`; there,
 /// export dummy `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`: DynamoDB Local accepts any).
 pub fn dynamodb_client(sdk: &SdkConfig, endpoint: Option<&str>) -> aws_sdk_dynamodb::Client {
@@ -81,7 +89,10 @@ pub fn dynamodb_client(sdk: &SdkConfig, endpoint: Option<&str>) -> aws_sdk_dynam
         None => AttemptTimeout::DYNAMODB,
     };
     let mut builder = tune(aws_sdk_dynamodb::config::Builder::from(sdk), attempt);
-    if let Some(e) = endpoint {
+    if let Some(e) = endpoint
+        .map(str::to_string)
+        .or_else(|| configured_endpoint("DYNAMODB"))
+    {
         builder = builder.endpoint_url(e);
     }
     aws_sdk_dynamodb::Client::from_conf(builder.build())

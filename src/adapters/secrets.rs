@@ -189,7 +189,11 @@ fn loaded_keyring(pepper: &Secret) -> Result<Keyring, SecretsError> {
 }
 
 pub fn secrets_manager_client(sdk: &aws_types::SdkConfig) -> aws_sdk_secretsmanager::Client {
-    aws_sdk_secretsmanager::Client::new(sdk)
+    let mut config = aws_sdk_secretsmanager::config::Builder::from(sdk);
+    if let Some(e) = crate::adapters::aws::configured_endpoint("SECRETS_MANAGER") {
+        config = config.endpoint_url(e);
+    }
+    aws_sdk_secretsmanager::Client::from_conf(config.build())
 }
 
 pub async fn load(
