@@ -3,6 +3,7 @@
 
 pub mod account_link;
 pub mod aws;
+pub mod dc09;
 pub mod echo_alerts;
 pub mod event_gateway;
 pub mod homegraph;

@@ -41,6 +41,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::adapters::account_link::jwks::JwksVerifier;
+use crate::adapters::dc09::transmitter::{LinkConfig, Transmitter};
 use crate::adapters::event_gateway::HttpEventGateway;
 use crate::adapters::homegraph::{HomeGraph, ServiceAccount};
 use crate::adapters::lwa::LwaClient;
@@ -57,14 +58,13 @@ use crate::domain::voice_codes::{Keyring, Member, hash_code};
 use crate::edges::config::{AlexaRegion, OAuthConfig};
 use crate::edges::management::{EnrolLimit, ManagementService};
 use crate::edges::webhook::handler::WebhookService;
-use crate::local::simulator::dc09::frame::Key;
-use crate::local::simulator::dc09::transmitter::{LinkConfig, Transmitter};
 use crate::local::simulator::http::{
     RestartableServer, control_routes, monitoring_routes, panel_api_routes,
 };
 use crate::local::simulator::monitoring::MonitoringCenter;
 use crate::local::simulator::monitoring::receiver::{Dc09Receiver, ReceiverMode};
 use crate::local::simulator::{Simulator, subscribers};
+use crate::wire::dc09::frame::Key;
 use alexa_dev::DevAlexa;
 use demo::DemoConfig;
 use dev_issuer::DevIssuer;

@@ -497,7 +497,7 @@ async fn a_nak_is_re_sent_until_acknowledged() {
 /// A client speaking DC-09 directly to the receiver: what it refuses, what it acknowledges.
 #[tokio::test]
 async fn the_receiver_refuses_bad_frames_and_acks_good_ones() {
-    use alarm_skill::local::simulator::dc09::frame::{self, Cid, Key, MessageId, Route};
+    use alarm_skill::wire::dc09::frame::{self, Cid, Key, MessageId, Route};
     let h = stack(config(0, true), Some(KEY)).await;
     let key = Key::from_hex(&Secret::new(KEY)).unwrap();
     let stream = tokio::net::TcpStream::connect(h.stack.receiver.addr())
@@ -818,8 +818,8 @@ async fn restarts_of_both_ends_mid_backlog_deliver_each_duress_exactly_once() {
 #[test]
 fn duplicates_are_sequence_number_and_time_of_occurrence_not_a_bare_sequence_number() {
     use alarm_skill::common::clock::{AdjustableClock, Clock};
-    use alarm_skill::local::simulator::dc09::frame::{self, Cid, MessageId, Route};
     use alarm_skill::local::simulator::monitoring::{MonitoringCenter, Subscriber};
+    use alarm_skill::wire::dc09::frame::{self, Cid, MessageId, Route};
     use std::sync::Arc;
 
     let clock = Arc::new(AdjustableClock::frozen(

@@ -63,10 +63,10 @@ fn result<T: serde::Serialize>(r: Result<T, PanelError>) -> Response {
 /// request's own time. Releasing the hold when the handler returns was too early: the reply
 /// was still to be serialized and written while the link and the receiver already ran.
 ///
-/// [`Transmitter::hold`]: super::dc09::transmitter::Transmitter::hold
+/// [`Transmitter::hold`]: crate::adapters::dc09::transmitter::Transmitter::hold
 struct HeldBody {
     inner: axum::body::Body,
-    _sent_after: Option<super::dc09::transmitter::Hold>,
+    _sent_after: Option<crate::adapters::dc09::transmitter::Hold>,
 }
 
 impl http_body::Body for HeldBody {
@@ -91,7 +91,7 @@ impl http_body::Body for HeldBody {
 
 fn held_until_sent(
     response: Response,
-    sent_after: Option<super::dc09::transmitter::Hold>,
+    sent_after: Option<crate::adapters::dc09::transmitter::Hold>,
 ) -> Response {
     let (parts, body) = response.into_parts();
     Response::from_parts(
@@ -870,8 +870,8 @@ pub async fn webhook_sender(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::dc09::transmitter::{LinkConfig, Transmitter};
     use crate::common::clock::SystemClock;
-    use crate::local::simulator::dc09::transmitter::{LinkConfig, Transmitter};
     use http_body::Body as _;
 
     /// The hold that keeps a request's events (a duress's 121) off the link ends only when the
@@ -879,7 +879,7 @@ mod tests {
     /// answer keeps its length (a Content-Length, not a chunked body).
     #[tokio::test]
     async fn the_link_stays_held_until_the_answer_body_has_been_taken() {
-        let nobody = crate::local::simulator::dc09::unused_addr();
+        let nobody = crate::adapters::dc09::unused_addr();
         let link = Transmitter::start(LinkConfig::new(nobody), Arc::new(SystemClock)).unwrap();
         let answer = held_until_sent(
             Json(json!({"state": "disarmed"})).into_response(),

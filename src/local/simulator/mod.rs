@@ -5,10 +5,9 @@
 //!   contract ([`http::panel_api_routes`]) for the skill's real HTTP client.
 //! - Every state change goes to the skill's webhook, signed, like a vendor cloud would send it.
 //! - Every Contact ID event goes to the monitoring center ([`monitoring`]): over SIA DC-09
-//!   ([`dc09`]) when a link is set up (the local stack), else handed over in-process.
+//!   ([`crate::adapters::dc09`]) when a link is set up (the local stack), else handed over in-process.
 //! - Time comes from an [`AdjustableClock`], so tests jump over exit and entry delays.
 
-pub mod dc09;
 pub mod defects;
 pub mod http;
 pub mod machine;
@@ -27,6 +26,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use crate::adapters::dc09::transmitter::{DecisionKind, Transmitter};
 use crate::common::clock::{AdjustableClock, Clock};
 use crate::common::deadline::Deadline;
 use crate::common::secret::Secret;
@@ -35,8 +35,7 @@ use crate::domain::ports::panel::{
     SignalRequest, Source, UserList,
 };
 use crate::edges::webhook::{Changed, EventKind, PanelEvent};
-use dc09::frame::Cid;
-use dc09::transmitter::{DecisionKind, Transmitter};
+use crate::wire::dc09::frame::Cid;
 use defects::Defects;
 use machine::{CancelOutcome, Effects, PanelConfig, SimPanel, ZoneConfig};
 use monitoring::{ContactIdEvent, Dispatch, MonitoringCenter, NEW_EVENT, Subscriber, codes};
@@ -120,7 +119,7 @@ pub fn subscribers(accounts: &[AccountConfig]) -> Vec<Subscriber> {
             n += 1;
             let given = p.monitoring_account.as_deref().map(str::to_uppercase);
             let monitoring_account = match given {
-                Some(acct) if dc09::frame::valid_account(&acct) => acct,
+                Some(acct) if crate::wire::dc09::frame::valid_account(&acct) => acct,
                 Some(bad) => {
                     tracing::warn!(panel = %p.id, account = %bad, "monitoring_account must be 3-16 hex digits; using a default");
                     format!("{n:04X}")
@@ -319,7 +318,7 @@ impl Simulator {
         st: &State,
         idx: usize,
         event: ContactIdEvent,
-    ) -> Result<(), dc09::transmitter::QueueError> {
+    ) -> Result<(), crate::adapters::dc09::transmitter::QueueError> {
         let Some(link) = &self.link else {
             self.inbox
                 .lock()
@@ -632,7 +631,7 @@ impl Simulator {
     /// Holds the link's sending task back until the guard is dropped, once the answer is ready
     /// (the HTTP routes keep it until the answer's body is taken), whatever the request's kind: a duress's 121 (and the panel's reports) travel after the
     /// answer, from the durable queue, so they cannot slow the request they came from.
-    pub fn hold_link(&self) -> Option<dc09::transmitter::Hold> {
+    pub fn hold_link(&self) -> Option<crate::adapters::dc09::transmitter::Hold> {
         self.link.as_ref().map(Transmitter::hold)
     }
 

@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{ContactIdEvent, codes};
 use crate::common::clock::Clock;
-use crate::local::simulator::dc09::frame::{self, Frame, Key, MessageId};
+use crate::wire::dc09::frame::{self, Frame, Key, MessageId};
 
 /// How far a frame's timestamp may be from the receiver's clock (DC-09 practice: 20 s ahead,
 /// 40 s behind); outside it the frame may be a replay and gets a NAK.

@@ -48,8 +48,8 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::frame::{self, Cid, FrameError, Key, MessageId, Route};
 use crate::common::clock::Clock;
+use crate::wire::dc09::frame::{self, Cid, FrameError, Key, MessageId, Route};
 
 /// Where and how the cloud sends.
 #[derive(Debug, Clone)]
@@ -951,7 +951,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
         let cfg = LinkConfig {
             queue_dir: Some(dir.clone()),
-            ..LinkConfig::new(crate::local::simulator::dc09::unused_addr())
+            ..LinkConfig::new(crate::adapters::dc09::unused_addr())
         };
         (dir, cfg)
     }
@@ -1126,7 +1126,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_a_queue_directory_a_crash_loses_the_queue() {
-        let addr = crate::local::simulator::dc09::unused_addr();
+        let addr = crate::adapters::dc09::unused_addr();
         let t = Transmitter::start(LinkConfig::new(addr), Arc::new(SystemClock)).unwrap();
         t.send("1234", cid(1), Utc::now()).unwrap();
         t.crash_and_restart().unwrap();
