@@ -256,6 +256,9 @@ impl Store for MemoryStore {
                 .get(household)
                 .cloned()
                 .unwrap_or_default(),
+            // Written with the panels' confirmations (not yet: the panel cloud contract's
+            // monitoring details come next).
+            monitoring: Default::default(),
         })
     }
 

@@ -5,5 +5,6 @@ pub mod account_link;
 pub mod echo_alerts;
 pub mod event_gateway;
 pub mod lwa;
+pub mod monitoring;
 pub mod panel;
 pub mod store;

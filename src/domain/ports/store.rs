@@ -19,6 +19,9 @@ pub struct HouseholdSnapshot {
     /// time). Only a panel confirmed here, or by the cloud in the same request, may get an
     /// outbox record: see crate::domain::skill::OWNERSHIP_TTL.
     pub panels_seen: BTreeMap<String, DateTime<Utc>>,
+    /// The monitoring center of each confirmed panel that has one (panel id → link), as the
+    /// panel cloud last reported it: what the second path sends to while the cloud is down.
+    pub monitoring: BTreeMap<String, crate::domain::ports::monitoring::MonitoringLink>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

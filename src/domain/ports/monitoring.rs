@@ -1,0 +1,77 @@
+//! The household's monitoring center, and the skill's own line to it: the second path that
+//! carries an attempt's Contact ID event over SIA DC-09 when the panel cloud can't take it
+//! (docs/panel-api.md, "Monitoring details"). [`AlarmReceiver`] is the port;
+//! `crate::adapters::dc09` sends the frames.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::common::deadline::Deadline;
+
+/// Where a panel's monitoring center receives, as the panel cloud reports it. Never the key
+/// itself: `key_ref` names the secret that holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitoringLink {
+    /// The receiver's address, `host:port`.
+    pub receiver: String,
+    /// The DC-09 account number (`#acct`: 3–16 hex digits).
+    pub account: String,
+    /// `L`: the account prefix (line number), 1–6 hex digits.
+    pub line: String,
+    /// `R`: the receiver number (1–6 hex digits), if the receiver wants one.
+    pub receiver_number: Option<String>,
+    /// The name of the secret holding the center's AES-128 key (32 hex digits); `None` for a
+    /// line the center runs unencrypted.
+    pub key_ref: Option<String>,
+}
+
+/// What the second path reports for an attempt the panel cloud could not take. Both kinds are
+/// one Contact ID event with the member's user number, of one length on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceiverEventKind {
+    /// Contact ID 121, duress.
+    Duress,
+    /// A normal attempt: a communication trouble (the panel cloud could not be reached), which
+    /// a center wants to know about too, and which reports no disarm.
+    CommunicationTrouble,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiverEvent {
+    pub kind: ReceiverEventKind,
+    /// The member's user number at the panel (Contact ID CCC).
+    pub user: u16,
+    pub partition: u8,
+    /// When the code was spoken: DC-09's time of occurrence (`[H...]`), the same on every
+    /// re-send and on the panel cloud's path, so the center can tell one attempt from another.
+    pub occurred: DateTime<Utc>,
+    /// DC-09's sequence number (1–9999): the same on every re-send of one attempt.
+    pub sequence: u16,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiverError {
+    #[error("receiver unreachable: {0}")]
+    Unreachable(String),
+    #[error("no answer from the receiver in time")]
+    Timeout,
+    /// NAK or DUH: the receiver would not take the frame as sent.
+    #[error("receiver refused the frame: {0}")]
+    Refused(String),
+    /// The link names a key that could not be read, or the details are unusable.
+    #[error("monitoring link misconfigured: {0}")]
+    Config(String),
+}
+
+#[async_trait]
+pub trait AlarmReceiver: Send + Sync {
+    /// Sends `event` to the center of `link` and waits for its ACK, all before `deadline`.
+    async fn transmit(
+        &self,
+        link: &MonitoringLink,
+        event: &ReceiverEvent,
+        deadline: Deadline,
+    ) -> Result<(), ReceiverError>;
+}
