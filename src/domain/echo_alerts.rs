@@ -169,6 +169,7 @@ mod tests {
                 zone("hall", ZoneKind::Motion, false, false),
             ],
             as_of: Utc::now(),
+            monitoring: None,
         }
     }
 

@@ -1010,6 +1010,7 @@ fn panel(h: &Harness) -> Panel {
             zone("garage", "Garage Door", ZoneKind::Contact, false),
         ],
         as_of: h.clock.now(),
+        monitoring: None,
     }
 }
 

@@ -124,6 +124,10 @@ pub struct Panel {
     pub zones: Vec<Zone>,
     /// When the cloud last heard from the panel: the time of every reported property.
     pub as_of: DateTime<Utc>,
+    /// The panel's monitoring center, if the cloud reports one (docs/panel-api.md,
+    /// "Monitoring details"): where the skill's second path sends while the cloud is down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitoring: Option<crate::domain::ports::monitoring::MonitoringLink>,
 }
 
 impl Panel {

@@ -243,7 +243,7 @@ fn conflict_backoff(retry: u32) -> StdDuration {
 #[derive(Debug)]
 pub enum DisarmOutcome {
     /// The panel disarmed; its state afterwards.
-    Disarmed(Panel),
+    Disarmed(Box<Panel>),
     /// A wrong code, or no code where one is required.
     NotAccepted,
     /// Voice codes are locked, by this attempt (the wrong code that started the lockout) or
@@ -495,7 +495,7 @@ impl Skill {
                             audit(now, &who, format!("{who} disarmed {} by voice", panel.name));
                         self.settle(&record, recorded, None, Some(entry), deadline)
                             .await;
-                        DisarmOutcome::Disarmed(panel)
+                        DisarmOutcome::Disarmed(Box::new(panel))
                     }
                     Err(e) => {
                         let entry = audit(

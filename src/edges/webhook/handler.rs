@@ -608,6 +608,7 @@ mod tests {
                 zone("hall", ZoneKind::Motion),
             ],
             as_of: Utc::now(),
+            monitoring: None,
         }
     }
 

@@ -273,6 +273,8 @@ impl SimPanel {
             // A connected panel reports continuously; an offline one last reported when it
             // dropped, so Alexa sees its last known state with an honest timestamp.
             as_of: if self.online { now } else { self.as_of },
+            // Filled in by the cloud, which knows the household's center (the panel does not).
+            monitoring: None,
         }
     }
 
