@@ -300,8 +300,10 @@ async fn arm_state(h: &Harness) -> String {
 }
 
 /// Whether the panel cloud received an `op` call for the home panel within 4 s.
+/// Whether `op` reached the panel cloud: polled every 20 ms for up to a minute, because a fresh
+/// debug process on a loaded machine can take seconds to get there (a bound of 4 s failed there).
 async fn wait_for_op(h: &Harness, op: &str) -> bool {
-    for _ in 0..200 {
+    for _ in 0..3_000 {
         if h.requests_for("home").await.iter().any(|o| o == op) {
             return true;
         }

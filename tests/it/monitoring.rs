@@ -446,7 +446,7 @@ async fn a_lost_ack_is_re_sent_and_acted_on_exactly_once() {
     voice_disarm(&h, DURESS).await;
     // Wait until the receiver has acted on the 121 at least once.
     let mut received = vec![];
-    for _ in 0..100 {
+    for _ in 0..1_200 {
         received = link(&h).await["received"]
             .as_array()
             .cloned()
@@ -675,7 +675,8 @@ fn duress_dispatches(h: &Harness) -> Vec<(String, Option<u16>)> {
 }
 
 async fn wait_received(h: &Harness, at_least: usize) {
-    for _ in 0..200 {
+    // Up to a minute: returns at the first poll that sees them, so only a hang waits that long.
+    for _ in 0..2_400 {
         if h.stack.receiver.center().frames().len() >= at_least {
             return;
         }
