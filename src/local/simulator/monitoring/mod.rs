@@ -14,6 +14,12 @@ pub use center::{Dispatch, DispatchReason, MonitoringCenter, Subscriber};
 
 pub use crate::wire::dc09::contact_id::{CLOSING, NEW_EVENT, codes};
 
+/// The DC-09 line (`L`) of a household's account that the skill's second path transmits on.
+/// The two paths are two lines of one dual-path account, as a dual-path communicator has: the
+/// panel cloud's transmitter keeps its own line (`LinkConfig.account_prefix`), the reference
+/// cloud reports this one for the skill, and the center tells the paths apart by `L`.
+pub const SECOND_PATH_LINE: &str = "2";
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ContactIdEvent {
     /// The household's account at the panel cloud (the receiver's subscriber record maps the
