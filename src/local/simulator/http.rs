@@ -777,7 +777,7 @@ pub fn monitoring_routes(sim: Arc<Simulator>, receiver: Arc<Dc09Receiver>) -> Ro
             "/sim/monitoring",
             get(|State(m): State<Monitoring>| async move {
                 m.settle().await;
-                Json(m.sim.monitoring())
+                Json(m.sim.received())
             }),
         )
         .route(

@@ -38,7 +38,9 @@ use crate::edges::webhook::{Changed, EventKind, PanelEvent};
 use crate::wire::dc09::frame::Cid;
 use defects::Defects;
 use machine::{CancelOutcome, Effects, PanelConfig, SimPanel, ZoneConfig};
-use monitoring::{ContactIdEvent, Dispatch, MonitoringCenter, NEW_EVENT, Subscriber, codes};
+use monitoring::{
+    ContactIdEvent, Dispatch, MonitoringCenter, NEW_EVENT, ReceivedEvent, Subscriber, codes,
+};
 
 /// Crash point: `signals` decided durably, not yet acknowledged.
 pub use crate::common::crash::SIM_SIGNAL_DECIDED as SIGNAL_DECIDED;
@@ -739,6 +741,13 @@ impl Simulator {
     pub fn monitoring(&self) -> Vec<ContactIdEvent> {
         self.deliver_inbox();
         self.center.events()
+    }
+
+    /// Every event the monitoring center received, merged copies included, with the path that
+    /// carried each (`GET /sim/monitoring`, the console).
+    pub fn received(&self) -> Vec<ReceivedEvent> {
+        self.deliver_inbox();
+        self.center.received()
     }
 
     /// What the monitoring center dispatched, and why.

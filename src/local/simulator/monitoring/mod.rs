@@ -20,6 +20,41 @@ pub use crate::wire::dc09::contact_id::{CLOSING, NEW_EVENT, codes};
 /// cloud reports this one for the skill, and the center tells the paths apart by `L`.
 pub const SECOND_PATH_LINE: &str = "2";
 
+/// Which transmitter carried an event to the center, told apart by the frame's line (`L`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventPath {
+    /// The panel cloud's link (its own line, `LinkConfig.account_prefix`; any line other than
+    /// [`SECOND_PATH_LINE`], and events handed over in-process).
+    PanelCloud,
+    /// The skill's second path ([`SECOND_PATH_LINE`]).
+    SecondPath,
+}
+
+impl EventPath {
+    pub fn of_line(line: &str) -> EventPath {
+        if line.eq_ignore_ascii_case(SECOND_PATH_LINE) {
+            EventPath::SecondPath
+        } else {
+            EventPath::PanelCloud
+        }
+    }
+}
+
+/// One event as the center received it: `GET /sim/monitoring` and the console.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReceivedEvent {
+    #[serde(flatten)]
+    pub event: ContactIdEvent,
+    pub path: EventPath,
+    /// The other path's copy of a duress already dispatched: received and ACKed, never
+    /// dispatched again (docs/panel-api.md, "Merging the two paths").
+    pub merged: bool,
+    /// For the second path's communication trouble (350): the time of occurrence of the panel
+    /// cloud's first later report for the panel (its path works again), else null.
+    pub cleared_at: Option<DateTime<Utc>>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ContactIdEvent {
     /// The household's account at the panel cloud (the receiver's subscriber record maps the
