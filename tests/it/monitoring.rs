@@ -1458,17 +1458,16 @@ async fn journal_work_per_request_stays_bounded_after_thousands_of_requests() {
 /// and restarted between two copies in one case.
 mod two_paths {
     use super::KEY;
+    use crate::support::dc09;
     use alarm_skill::common::clock::{AdjustableClock, Clock};
     use alarm_skill::common::secret::Secret;
     use alarm_skill::local::simulator::monitoring::receiver::Dc09Receiver;
     use alarm_skill::local::simulator::monitoring::{
         DispatchReason, EventPath, MonitoringCenter, SECOND_PATH_LINE,
     };
-    use alarm_skill::wire::dc09::frame::{self, Cid, Key, MessageId, Route};
+    use alarm_skill::wire::dc09::frame::{Key, MessageId};
     use chrono::{DateTime, Duration, Utc};
     use std::sync::Arc;
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-    use tokio::net::TcpStream;
 
     /// The panel cloud's line (the local stack's `LinkConfig.account_prefix`).
     const CLOUD: &str = "1";
@@ -1511,34 +1510,16 @@ mod two_paths {
         /// A 121 of `user` that occurred at `occurred`, on `line` with sequence number `seq`,
         /// over a connection of its own as each transmitter has; the receiver must ACK it.
         async fn duress(&mut self, line: &str, seq: u16, user: u16, occurred: DateTime<Utc>) {
-            let route = Route {
-                receiver: Some("1".into()),
-                prefix: line.into(),
-                account: "1234".into(),
-            };
-            let cid = Cid {
-                qualifier: 1,
-                event: 121,
-                partition: 1,
-                number: user,
-            };
-            let f = frame::encode_event(
+            let (f, answer) = dc09::send(
+                self.receiver.addr(),
+                &dc09::route("1234", line),
                 seq,
-                &route,
-                Some(&cid),
+                &dc09::event(121, user),
                 occurred,
                 self.clock.now(),
                 Some(&self.key),
             )
-            .unwrap();
-            let mut conn = TcpStream::connect(self.receiver.addr()).await.unwrap();
-            conn.write_all(f.as_bytes()).await.unwrap();
-            let mut answer = vec![];
-            BufReader::new(conn)
-                .read_until(b'\r', &mut answer)
-                .await
-                .unwrap();
-            let answer = frame::decode(&answer, |_| Some(self.key.clone())).unwrap();
+            .await;
             assert_eq!(answer.id, MessageId::Ack, "{f:?}");
             // As `/sim/monitoring/link` lists the cloud's, for CI's decoding with pysiaalarm.
             self.sent.push(serde_json::json!({
@@ -1616,10 +1597,11 @@ mod two_paths {
     async fn two_duresses_of_one_user_or_two_users_are_two_dispatches() {
         let mut c = Center::start().await;
         let t = c.clock.now();
+        let again = t + Duration::seconds(20);
         c.duress(SECOND_PATH_LINE, 1, 1, t).await;
         c.later(20);
         // The same user's second duress, 20 s later, reaching the center on the other path.
-        c.duress(CLOUD, 7, 1, t + Duration::seconds(20)).await;
+        c.duress(CLOUD, 7, 1, again).await;
         // Another user, at the very second of the first.
         c.duress(CLOUD, 8, 2, t).await;
         assert_eq!(c.duresses(), 3);
@@ -1636,4 +1618,37 @@ mod two_paths {
         c.duress(CLOUD, 3, 1, t).await;
         c.one_dispatch_the_cloud_copy_merged();
     }
+}
+
+/// The local stack runs the second path by default (issue 26, item 6): its reference cloud
+/// reports this stack's receiver, on `SECOND_PATH_LINE`, as the panels' monitoring details,
+/// naming the key (never giving it) when the link is encrypted; `second_path: false` reports
+/// none.
+#[tokio::test]
+async fn the_local_stack_reports_its_center_for_the_second_path_by_default() {
+    use alarm_skill::local::simulator::monitoring::{SECOND_PATH_KEY_REF, SECOND_PATH_LINE};
+    let h = stack(config(30, true), Some(KEY)).await;
+    let second = link(&h).await["second_path"].clone();
+    assert_eq!(
+        second,
+        json!({
+            "receiver": h.stack.receiver.addr().to_string(),
+            "receiver_number": "1",
+            "key_ref": SECOND_PATH_KEY_REF,
+        })
+    );
+    let details = h.stack.sim.second_path().expect("on").link("1234");
+    assert_eq!(
+        (details.account.as_str(), details.line.as_str()),
+        ("1234", SECOND_PATH_LINE)
+    );
+    assert!(!second.to_string().contains(KEY), "never the key itself");
+    let clear = stack(config(30, true), None).await;
+    assert_eq!(link(&clear).await["second_path"]["key_ref"], Value::Null);
+    let off = Harness::start_with(Options {
+        second_path: false,
+        ..test_options()
+    })
+    .await;
+    assert_eq!(link(&off).await["second_path"], Value::Null);
 }

@@ -924,9 +924,10 @@ mod tests {
     fn re_sends_are_told_apart_per_line() {
         let b = Bench::new();
         let t = b.at(0);
+        let trouble = cid(350, 1);
         // A normal attempt the cloud could not take: the skill's trouble, then (the cloud back)
         // the cloud's opening of that disarm, under the same sequence number and time.
-        assert!(!b.send("1234", SECOND_PATH_LINE, 1, cid(350, 1), t));
+        assert!(!b.send("1234", SECOND_PATH_LINE, 1, trouble, t));
         b.clock.advance(Duration::seconds(5));
         assert!(
             !b.send("1234", CLOUD, 1, cid(401, 1), t),
@@ -945,10 +946,10 @@ mod tests {
             "the cloud's path answered the trouble"
         );
         // Re-sends on either line are still re-sends, and change nothing.
-        assert!(b.send("1234", SECOND_PATH_LINE, 1, cid(350, 1), t));
+        assert!(b.send("1234", SECOND_PATH_LINE, 1, trouble, t));
         assert!(b.send("1234", CLOUD, 1, cid(401, 1), t));
         b.center.crash_and_restart().unwrap();
-        assert!(b.send("1234", SECOND_PATH_LINE, 1, cid(350, 1), t));
+        assert!(b.send("1234", SECOND_PATH_LINE, 1, trouble, t));
         assert_eq!(b.center.received().len(), 2);
     }
 

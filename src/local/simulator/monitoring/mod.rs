@@ -7,8 +7,12 @@
 pub mod center;
 pub mod receiver;
 
+use std::net::SocketAddr;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+
+use crate::domain::ports::monitoring::MonitoringLink;
 
 pub use center::{Dispatch, DispatchReason, MonitoringCenter, Subscriber};
 
@@ -19,6 +23,35 @@ pub use crate::wire::dc09::contact_id::{CLOSING, NEW_EVENT, codes};
 /// panel cloud's transmitter keeps its own line (`LinkConfig.account_prefix`), the reference
 /// cloud reports this one for the skill, and the center tells the paths apart by `L`.
 pub const SECOND_PATH_LINE: &str = "2";
+
+/// The name the local stack's DC-09 key (`--dc09-key`) goes by as a monitoring link's `key_ref`:
+/// the skill reads the key under this name, never from a response body.
+pub const SECOND_PATH_KEY_REF: &str = "dc09-key";
+
+/// The second path as the reference cloud reports it for every panel this center monitors
+/// (`Panel.monitoring`): the local stack's setting `Options::second_path` (docs/local-stack.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SecondPath {
+    /// This center's DC-09 receiver.
+    pub receiver: SocketAddr,
+    pub receiver_number: Option<String>,
+    /// [`SECOND_PATH_KEY_REF`] when the link is encrypted.
+    pub key_ref: Option<String>,
+}
+
+impl SecondPath {
+    /// The monitoring details of the panel whose DC-09 account is `account`: this receiver, on
+    /// [`SECOND_PATH_LINE`].
+    pub fn link(&self, account: &str) -> MonitoringLink {
+        MonitoringLink {
+            receiver: self.receiver.to_string(),
+            account: account.to_string(),
+            line: SECOND_PATH_LINE.to_string(),
+            receiver_number: self.receiver_number.clone(),
+            key_ref: self.key_ref.clone(),
+        }
+    }
+}
 
 /// Which transmitter carried an event to the center, told apart by the frame's line (`L`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
