@@ -600,6 +600,20 @@ impl MonitoringCenter {
         path: EventPath,
         occurred: Option<DateTime<Utc>>,
     ) {
+        // Any report of the cloud's, a merged copy included, shows its path works again.
+        if path == EventPath::PanelCloud
+            && let Some(open) = st.troubles.get_mut(acct)
+        {
+            let received = &mut st.received;
+            open.retain(|&i| match received.get_mut(i) {
+                Some(r) if r.event.at <= event.at => {
+                    r.cleared_at = Some(event.at);
+                    false
+                }
+                Some(_) => true,
+                None => false,
+            });
+        }
         let duress = (event.code == codes::DURESS && event.qualifier == NEW_EVENT)
             .then(|| event.user.zip(occurred))
             .flatten()
@@ -619,19 +633,6 @@ impl MonitoringCenter {
             if known.len() > SEEN_PER_ACCOUNT {
                 known.pop_front();
             }
-        }
-        if path == EventPath::PanelCloud
-            && let Some(open) = st.troubles.get_mut(acct)
-        {
-            let received = &mut st.received;
-            open.retain(|&i| match received.get_mut(i) {
-                Some(r) if r.event.at <= event.at => {
-                    r.cleared_at = Some(event.at);
-                    false
-                }
-                Some(_) => true,
-                None => false,
-            });
         }
         if path == EventPath::SecondPath
             && event.code == COMMUNICATION_TROUBLE
@@ -918,6 +919,24 @@ mod tests {
         let merged: Vec<_> = again.received().iter().map(|r| r.merged).collect();
         assert_eq!(merged, vec![false, true]);
         assert_eq!(again.dispatches().len(), 1);
+    }
+
+    #[test]
+    fn the_clouds_merged_copy_of_a_duress_clears_an_earlier_trouble() {
+        let b = Bench::new();
+        let t = b.at(0);
+        b.send("1234", SECOND_PATH_LINE, 1, cid(350, 1), t);
+        b.send(
+            "1234",
+            SECOND_PATH_LINE,
+            2,
+            cid(121, 1),
+            t + Duration::seconds(9),
+        );
+        b.send("1234", CLOUD, 1, cid(121, 1), t + Duration::seconds(9));
+        let r = b.center.received();
+        assert!(r[2].merged);
+        assert_eq!(r[0].cleared_at, Some(t + Duration::seconds(9)));
     }
 
     #[test]
