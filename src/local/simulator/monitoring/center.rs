@@ -924,19 +924,14 @@ mod tests {
     #[test]
     fn the_clouds_merged_copy_of_a_duress_clears_an_earlier_trouble() {
         let b = Bench::new();
-        let t = b.at(0);
+        let t = b.at(9);
+        let duress = t + Duration::seconds(9);
         b.send("1234", SECOND_PATH_LINE, 1, cid(350, 1), t);
-        b.send(
-            "1234",
-            SECOND_PATH_LINE,
-            2,
-            cid(121, 1),
-            t + Duration::seconds(9),
-        );
-        b.send("1234", CLOUD, 1, cid(121, 1), t + Duration::seconds(9));
+        b.send("1234", SECOND_PATH_LINE, 2, cid(121, 1), duress);
+        b.send("1234", CLOUD, 1, cid(121, 1), duress);
         let r = b.center.received();
         assert!(r[2].merged);
-        assert_eq!(r[0].cleared_at, Some(t + Duration::seconds(9)));
+        assert_eq!(r[0].cleared_at, Some(duress));
     }
 
     #[test]
