@@ -55,6 +55,10 @@ enum Command {
         /// `POST /sim/monitoring/receiver` sets it: the restart tests keep a backlog queued.
         #[arg(long, hide = true, value_parser = parse_receiver_mode)]
         receiver_mode: Option<ReceiverMode>,
+        /// Don't report this center as the panels' monitoring details: the skill's second
+        /// path stays off, only the panel cloud reports to the center.
+        #[arg(long)]
+        no_second_path: bool,
         /// Household and panels to simulate (JSON); the built-in demo household otherwise.
         #[arg(long)]
         config: Option<PathBuf>,
@@ -348,6 +352,7 @@ async fn main() -> ExitCode {
             dc09_key,
             monitoring_dir,
             receiver_mode,
+            no_second_path,
             config,
             dynamodb_endpoint,
             table,
@@ -381,6 +386,7 @@ async fn main() -> ExitCode {
                 dc09_key: dc09_key.map(alarm_skill::common::secret::Secret::new),
                 monitoring_dir,
                 receiver_mode: receiver_mode.unwrap_or_default(),
+                second_path: !no_second_path,
                 config,
                 dynamodb_endpoint,
                 table,

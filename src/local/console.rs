@@ -150,16 +150,18 @@ fn time_of_day(v: &Value) -> String {
         .to_string()
 }
 
-/// A list item as console.js's `item` makes it: the class first, then the data attribute, so
-/// the first paint and the script's first render are the same markup.
-fn li(text: &str, class: &str, data: Option<(&str, &str)>) -> String {
+/// A list item as console.js's `item` makes it: the class first, then the data attributes in
+/// the order the script sets them, so the first paint and the script's first render are the
+/// same markup.
+fn li(text: &str, class: &str, data: &[(&str, &str)]) -> String {
     let class = match class {
         "" => String::new(),
         c => format!(" class=\"{}\"", esc(c)),
     };
-    let data = data
+    let data: String = data
+        .iter()
         .map(|(k, v)| format!(" data-{k}=\"{}\"", esc(v)))
-        .unwrap_or_default();
+        .collect();
     format!("<li{class}{data}>{}</li>", esc(text))
 }
 
@@ -271,8 +273,30 @@ fn event_html(e: &Value) -> String {
     if !e["zone"].is_null() {
         let _ = write!(s, " · zone {}", text(&e["zone"]));
     }
-    let class = if code == "121" { "alert" } else { "" };
-    li(&s, class, Some(("code", code.as_str())))
+    // Which transmitter's line carried it (docs/panel-api.md, "Merging the two paths").
+    let path = text(&e["path"]);
+    let _ = write!(s, " · via {}", words(&path));
+    let merged = e["merged"] == true;
+    if merged {
+        s.push_str(" · merged: already dispatched");
+    }
+    if !e["cleared_at"].is_null() {
+        let _ = write!(
+            s,
+            " · cleared: the panel cloud reported at {}",
+            time_of_day(&e["cleared_at"])
+        );
+    }
+    let class = match (code.as_str(), merged) {
+        (_, true) => "merged",
+        ("121", false) => "alert",
+        _ => "",
+    };
+    li(
+        &s,
+        class,
+        &[("code", code.as_str()), ("path", path.as_str())],
+    )
 }
 
 fn dispatch_html(d: &Value) -> String {
@@ -286,7 +310,7 @@ fn dispatch_html(d: &Value) -> String {
         s.push_str(" (cancelled)");
     }
     let class = if reason == "duress" { "alert" } else { "" };
-    li(&s, class, Some(("reason", reason.as_str())))
+    li(&s, class, &[("reason", reason.as_str())])
 }
 
 fn said_html(s: &Value) -> String {
@@ -296,7 +320,7 @@ fn said_html(s: &Value) -> String {
         None => format!("Error: {}", text(&s["error"])),
     };
     let you = format!("You: {assistant}, {}.", text(&s["said"]));
-    li(&reply, "reply", None) + &li(&you, "you", None)
+    li(&reply, "reply", &[]) + &li(&you, "you", &[])
 }
 
 /// `items` of `account`, newest first, each rendered by `one`.
@@ -391,14 +415,14 @@ fn first_paint(c: &Console) -> String {
                 li(
                     &format!("{} · {}", time_of_day(&n["at"]), text(&n["message"])),
                     "",
-                    None,
+                    &[],
                 )
             }),
         )
         .replace("{{contact-ids}}", &esc(&Value::Object(names).to_string()))
         .replace(
             "{{events}}",
-            &newest_first(&to_json(c.sim.monitoring()), account, event_html),
+            &newest_first(&to_json(c.sim.received()), account, event_html),
         )
         .replace(
             "{{dispatches}}",

@@ -61,8 +61,8 @@ use crate::edges::webhook::handler::WebhookService;
 use crate::local::simulator::http::{
     RestartableServer, control_routes, monitoring_routes, panel_api_routes,
 };
-use crate::local::simulator::monitoring::MonitoringCenter;
 use crate::local::simulator::monitoring::receiver::{Dc09Receiver, ReceiverMode};
+use crate::local::simulator::monitoring::{MonitoringCenter, SECOND_PATH_KEY_REF, SecondPath};
 use crate::local::simulator::{Simulator, subscribers};
 use crate::wire::dc09::frame::Key;
 use alexa_dev::DevAlexa;
@@ -117,6 +117,11 @@ pub struct Options {
     /// (`receiver/`) live, so both survive a restart; None: a fresh directory under the system
     /// temp dir for this stack.
     pub monitoring_dir: Option<std::path::PathBuf>,
+    /// The skill's second path (issue 26): the reference cloud reports this stack's center as
+    /// every monitored panel's monitoring details (`Panel.monitoring`, line
+    /// `SECOND_PATH_LINE`), so the skill sends there itself while the cloud can't take an
+    /// attempt. On by default; `false` (`--no-second-path`): no details, the cloud's path only.
+    pub second_path: bool,
     /// The receiver's fault mode at start (`/sim/monitoring/receiver` changes it later): a
     /// restart with the receiver down keeps the cloud's queued backlog queued.
     pub receiver_mode: ReceiverMode,
@@ -156,6 +161,7 @@ impl Default for Options {
             dc09_key: None,
             monitoring_dir: None,
             receiver_mode: ReceiverMode::None,
+            second_path: true,
             config: DemoConfig::demo(),
             dynamodb_endpoint: None,
             table: "alarm-skill-local".to_string(),
@@ -440,6 +446,13 @@ impl LocalStack {
                 .await
                 .map_err(|e| LocalError::Bind(receiver_addr, e))?;
         }
+        // The two paths are two lines of one account: the cloud's link keeps its own line
+        // (`account_prefix`), the skill's is SECOND_PATH_LINE, so the center tells them apart.
+        let second_path = opts.second_path.then(|| SecondPath {
+            receiver: receiver.addr(),
+            receiver_number: Some("1".into()),
+            key_ref: dc09_key.is_some().then(|| SECOND_PATH_KEY_REF.to_string()),
+        });
         let link = Transmitter::start(
             LinkConfig {
                 key: dc09_key,
@@ -456,7 +469,8 @@ impl LocalStack {
                     webhook_secret.clone(),
                     http.clone(),
                 )
-                .with_monitoring(center, link),
+                .with_monitoring(center, link)
+                .with_second_path(second_path),
         );
         let panel_api = RestartableServer::start(
             SocketAddr::from((Ipv4Addr::LOCALHOST, opts.panel_port)),

@@ -884,6 +884,30 @@ async fn console_parts(b: &Browser) -> Value {
     .await
 }
 
+/// The console as it arrives, its script blocked: what a screenshot taken at load shows.
+async fn console_without_script(h: &Harness) -> Browser {
+    let b = Browser::start(1280, 800).await;
+    b.cdp("Network.enable", json!({})).await;
+    b.cdp(
+        "Network.setBlockedURLs",
+        json!({"urls": ["*/console/console.js"]}),
+    )
+    .await;
+    b.goto(&format!("{}/", h.base)).await;
+    b
+}
+
+/// The console loaded again with its script, once the script has drawn the page.
+async fn console_with_script(b: &Browser, h: &Harness) {
+    b.cdp("Network.setBlockedURLs", json!({"urls": []})).await;
+    b.goto(&format!("{}/", h.base)).await;
+    b.wait_for(
+        "the console to poll",
+        "return Number(document.body.dataset.polled || 0) >= 1",
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn the_console_arrives_with_its_state_drawn_before_its_script_runs() {
     let h = Harness::start().await;
@@ -902,14 +926,7 @@ async fn the_console_arrives_with_its_state_drawn_before_its_script_runs() {
     );
 
     // The page without its script: what a screenshot taken at load shows.
-    let b = Browser::start(1280, 800).await;
-    b.cdp("Network.enable", json!({})).await;
-    b.cdp(
-        "Network.setBlockedURLs",
-        json!({"urls": ["*/console/console.js"]}),
-    )
-    .await;
-    b.goto(&format!("{}/", h.base)).await;
+    let b = console_without_script(&h).await;
     assert_eq!(
         b.js(
             "return document.body.dataset.polled === undefined",
@@ -944,14 +961,100 @@ async fn the_console_arrives_with_its_state_drawn_before_its_script_runs() {
     check_accessible(&b, "console before its script ran").await;
 
     // With its script, the page draws the same state in the same markup.
-    b.cdp("Network.setBlockedURLs", json!({"urls": []})).await;
-    b.goto(&format!("{}/", h.base)).await;
-    b.wait_for(
-        "the console to poll",
-        "return Number(document.body.dataset.polled || 0) >= 1",
-    )
-    .await;
+    console_with_script(&b, &h).await;
     assert_eq!(console_parts(&b).await, first);
+    b.quit().await;
+}
+
+/// Item 6 of issue 26: for each event the center received, which path carried it. The skill's
+/// second path is a transmitter on line `SECOND_PATH_LINE` of the demo household's account
+/// 1234; here the test sends its frames itself, over TCP to the stack's real receiver: a
+/// communication trouble (350) before the panel cloud reports again, and a copy of the cloud's
+/// duress, which the center merges. Drawn the same before and after the script runs, axe clean.
+#[tokio::test]
+async fn the_console_shows_which_path_carried_each_event() {
+    use alarm_skill::local::simulator::monitoring::SECOND_PATH_LINE;
+    /// Each event shown, newest first: code, path, class, and its text after the time.
+    async fn paths(b: &Browser) -> Value {
+        b.js(
+            "return [...document.querySelectorAll('#events li')]
+                 .map((li) => [li.dataset.code, li.dataset.path, li.className,
+                               li.textContent.replace(/^[^·]*· /, '')]);",
+            json!([]),
+        )
+        .await
+    }
+    let h = Harness::start().await;
+    let receiver = h.stack.receiver.addr();
+    let line = support::dc09::route("1234", SECOND_PATH_LINE);
+    let now = |v: Value| {
+        chrono::DateTime::parse_from_rfc3339(v["now"].as_str().unwrap_or_default())
+            .expect("the stack's clock")
+            .to_utc()
+    };
+    let t0 = now(h.get("/sim/panels").await);
+    let event = support::dc09::event(350, 1);
+    let (_, answer) = support::dc09::send(receiver, &line, 1, &event, t0, t0, None).await;
+    assert_eq!(answer.id, alarm_skill::wire::dc09::frame::MessageId::Ack);
+    // The cloud reports again, after the trouble: the duress (the demo panel reports no
+    // openings and closings), which clears the trouble.
+    h.post("/dev/say", json!({"command": "arm", "mode": "away"}))
+        .await;
+    h.post("/dev/say", json!({"command": "disarm", "pin": "8361"}))
+        .await;
+    let duress = h.monitoring().await;
+    let duress = duress
+        .iter()
+        .find(|e| e["code"] == "121")
+        .expect("the cloud's 121");
+    let occurred = now(json!({"now": duress["at"]}));
+    let t1 = now(h.get("/sim/panels").await);
+    let copy = support::dc09::event(121, 1);
+    let (_, answer) = support::dc09::send(receiver, &line, 2, &copy, occurred, t1, None).await;
+    assert_eq!(answer.id, alarm_skill::wire::dc09::frame::MessageId::Ack);
+    let duresses = h.get("/sim/monitoring/dispatches").await;
+    assert_eq!(duresses.as_array().map_or(0, Vec::len), 1, "{duresses}");
+
+    let b = console_without_script(&h).await;
+    let first = console_parts(&b).await;
+    let shown = paths(&b).await;
+    let at = |t: chrono::DateTime<chrono::Utc>| t.format("%H:%M:%S").to_string();
+    // Newest first.
+    assert_eq!(
+        shown,
+        json!([
+            [
+                "121",
+                "second_path",
+                "merged",
+                "121 Duress · user 1 · via second path · merged: already dispatched"
+            ],
+            [
+                "121",
+                "panel_cloud",
+                "alert",
+                "121 Duress · user 1 · via panel cloud"
+            ],
+            [
+                "350",
+                "second_path",
+                "",
+                format!(
+                    "350 Communication trouble · user 1 · via second path · cleared: the panel cloud reported at {}",
+                    at(occurred)
+                )
+            ],
+        ]),
+        "{first}"
+    );
+    check_accessible(&b, "console with both paths").await;
+    b.screenshot("console-two-paths", false).await;
+
+    // The script draws the same, from `GET /sim/monitoring`.
+    console_with_script(&b, &h).await;
+    assert_eq!(console_parts(&b).await, first);
+    assert_eq!(paths(&b).await, shown);
+    check_accessible(&b, "console with both paths, drawn by its script").await;
     b.quit().await;
 }
 

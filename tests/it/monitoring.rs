@@ -816,27 +816,37 @@ async fn restarts_of_both_ends_mid_backlog_deliver_each_duress_exactly_once() {
 /// time of occurrence; a transmitter that starts numbering again at 0001 has its new events acted
 /// on, not ACKed and dropped; and a frame without a time of occurrence is a re-send only within
 /// the DC-09 time window.
-#[test]
-fn duplicates_are_sequence_number_and_time_of_occurrence_not_a_bare_sequence_number() {
-    use alarm_skill::common::clock::{AdjustableClock, Clock};
-    use alarm_skill::local::simulator::monitoring::{MonitoringCenter, Subscriber};
-    use alarm_skill::wire::dc09::frame::{self, Cid, MessageId, Route};
-    use std::sync::Arc;
-
-    let clock = Arc::new(AdjustableClock::frozen(
+/// A center's clock, frozen: receipt times and the time window are the test's to move.
+fn frozen_clock() -> std::sync::Arc<alarm_skill::common::clock::AdjustableClock> {
+    std::sync::Arc::new(alarm_skill::common::clock::AdjustableClock::frozen(
         chrono::DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z")
             .unwrap()
             .to_utc(),
-    ));
-    let dir = std::env::temp_dir().join(format!("dc09-dup-{}", uuid::Uuid::new_v4().simple()));
-    let sub = Subscriber {
+    ))
+}
+
+/// The center's record of the demo household's panel: DC-09 account 1234.
+fn subscriber_1234() -> alarm_skill::local::simulator::monitoring::Subscriber {
+    alarm_skill::local::simulator::monitoring::Subscriber {
         monitoring_account: "1234".into(),
         account: "demo".into(),
         panel: "home".into(),
         entry_delay_s: 30,
         abort_window_s: 0,
         supervision_grace_s: 30,
-    };
+    }
+}
+
+#[test]
+fn duplicates_are_sequence_number_and_time_of_occurrence_not_a_bare_sequence_number() {
+    use alarm_skill::common::clock::{AdjustableClock, Clock};
+    use alarm_skill::local::simulator::monitoring::MonitoringCenter;
+    use alarm_skill::wire::dc09::frame::{self, Cid, MessageId, Route};
+    use std::sync::Arc;
+
+    let clock = frozen_clock();
+    let dir = std::env::temp_dir().join(format!("dc09-dup-{}", uuid::Uuid::new_v4().simple()));
+    let sub = subscriber_1234();
     let center = |clock: &Arc<AdjustableClock>| {
         MonitoringCenter::new(vec![sub.clone()], None, clock.clone())
             .with_journal(&dir)
@@ -1441,4 +1451,205 @@ async fn journal_work_per_request_stays_bounded_after_thousands_of_requests() {
     );
     drop(h);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One dispatch, two paths (docs/panel-api.md, "Merging the two paths"): the panel cloud's
+/// link and the skill's second path are two lines of account 1234, each with its own sequence
+/// numbers, sending to a real receiver over TCP, encrypted. The center with a journal, crashed
+/// and restarted between two copies in one case.
+mod two_paths {
+    use super::KEY;
+    use crate::support::dc09;
+    use alarm_skill::common::clock::{AdjustableClock, Clock};
+    use alarm_skill::common::secret::Secret;
+    use alarm_skill::local::simulator::monitoring::receiver::Dc09Receiver;
+    use alarm_skill::local::simulator::monitoring::{
+        DispatchReason, EventPath, MonitoringCenter, SECOND_PATH_LINE,
+    };
+    use alarm_skill::wire::dc09::frame::{Key, MessageId};
+    use chrono::{DateTime, Duration, Utc};
+    use std::sync::Arc;
+
+    /// The panel cloud's line (the local stack's `LinkConfig.account_prefix`).
+    const CLOUD: &str = "1";
+
+    struct Center {
+        clock: Arc<AdjustableClock>,
+        dir: std::path::PathBuf,
+        key: Key,
+        receiver: Arc<Dc09Receiver>,
+        sent: Vec<serde_json::Value>,
+    }
+
+    impl Center {
+        async fn start() -> Center {
+            let clock = super::frozen_clock();
+            let dir =
+                std::env::temp_dir().join(format!("two-paths-{}", uuid::Uuid::new_v4().simple()));
+            let key = Key::from_hex(&Secret::new(KEY)).unwrap();
+            let center = Arc::new(
+                MonitoringCenter::new(
+                    vec![super::subscriber_1234()],
+                    Some(key.clone()),
+                    clock.clone(),
+                )
+                .with_journal(&dir)
+                .unwrap(),
+            );
+            let receiver = Dc09Receiver::start("127.0.0.1:0".parse().unwrap(), center)
+                .await
+                .unwrap();
+            Center {
+                clock,
+                dir,
+                key,
+                receiver,
+                sent: vec![],
+            }
+        }
+
+        /// A 121 of `user` that occurred at `occurred`, on `line` with sequence number `seq`,
+        /// over a connection of its own as each transmitter has; the receiver must ACK it.
+        async fn duress(&mut self, line: &str, seq: u16, user: u16, occurred: DateTime<Utc>) {
+            let (f, answer) = dc09::send(
+                self.receiver.addr(),
+                &dc09::route("1234", line),
+                seq,
+                &dc09::event(121, user),
+                occurred,
+                self.clock.now(),
+                Some(&self.key),
+            )
+            .await;
+            assert_eq!(answer.id, MessageId::Ack, "{f:?}");
+            // As `/sim/monitoring/link` lists the cloud's, for CI's decoding with pysiaalarm.
+            self.sent.push(serde_json::json!({
+                "frame": f, "account": "1234", "seq": seq, "encrypted": true,
+                "qualifier": 1, "code": "121", "partition": 1, "number": user,
+            }));
+        }
+
+        fn center(&self) -> &MonitoringCenter {
+            self.receiver.center()
+        }
+
+        fn duresses(&self) -> usize {
+            self.center()
+                .dispatches()
+                .iter()
+                .filter(|d| d.reason == DispatchReason::Duress)
+                .count()
+        }
+
+        /// The second path's copy dispatched, the cloud's merged into it.
+        fn one_dispatch_the_cloud_copy_merged(&self) {
+            assert_eq!(self.duresses(), 1);
+            assert_eq!(
+                self.merged(),
+                vec![
+                    (EventPath::SecondPath, false),
+                    (EventPath::PanelCloud, true)
+                ]
+            );
+        }
+
+        fn merged(&self) -> Vec<(EventPath, bool)> {
+            self.center()
+                .received()
+                .iter()
+                .map(|r| (r.path, r.merged))
+                .collect()
+        }
+
+        fn later(&self, s: i64) {
+            self.clock.advance(Duration::seconds(s));
+        }
+    }
+
+    impl Drop for Center {
+        fn drop(&mut self) {
+            crate::support::record_dc09_frames(
+                &format!("two-paths-{}", uuid::Uuid::new_v4().simple()),
+                &self.sent,
+                Some(KEY),
+            );
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    #[tokio::test]
+    async fn two_copies_of_one_duress_make_one_dispatch() {
+        let mut c = Center::start().await;
+        let t = c.clock.now();
+        c.duress(SECOND_PATH_LINE, 1, 1, t).await;
+        c.later(1800);
+        c.duress(CLOUD, 42, 1, t).await;
+        c.one_dispatch_the_cloud_copy_merged();
+        // A re-send of either copy is still a re-send: nothing new received.
+        c.later(5);
+        c.duress(CLOUD, 42, 1, t).await;
+        c.duress(SECOND_PATH_LINE, 1, 1, t).await;
+        assert_eq!(c.center().received().len(), 2);
+        let resends = c.center().frames().iter().filter(|f| f.duplicate).count();
+        assert_eq!(resends, 2);
+    }
+
+    #[tokio::test]
+    async fn two_duresses_of_one_user_or_two_users_are_two_dispatches() {
+        let mut c = Center::start().await;
+        let t = c.clock.now();
+        let again = t + Duration::seconds(20);
+        c.duress(SECOND_PATH_LINE, 1, 1, t).await;
+        c.later(20);
+        // The same user's second duress, 20 s later, reaching the center on the other path.
+        c.duress(CLOUD, 7, 1, again).await;
+        // Another user, at the very second of the first.
+        c.duress(CLOUD, 8, 2, t).await;
+        assert_eq!(c.duresses(), 3);
+        assert!(c.merged().iter().all(|(_, merged)| !merged));
+    }
+
+    #[tokio::test]
+    async fn the_merge_holds_across_a_center_crash_between_the_copies() {
+        let mut c = Center::start().await;
+        let t = c.clock.now();
+        c.duress(SECOND_PATH_LINE, 1, 1, t).await;
+        c.center().crash_and_restart().unwrap();
+        c.later(600);
+        c.duress(CLOUD, 3, 1, t).await;
+        c.one_dispatch_the_cloud_copy_merged();
+    }
+}
+
+/// The local stack runs the second path by default (issue 26, item 6): its reference cloud
+/// reports this stack's receiver, on `SECOND_PATH_LINE`, as the panels' monitoring details,
+/// naming the key (never giving it) when the link is encrypted; `second_path: false` reports
+/// none.
+#[tokio::test]
+async fn the_local_stack_reports_its_center_for_the_second_path_by_default() {
+    use alarm_skill::local::simulator::monitoring::{SECOND_PATH_KEY_REF, SECOND_PATH_LINE};
+    let h = stack(config(30, true), Some(KEY)).await;
+    let second = link(&h).await["second_path"].clone();
+    assert_eq!(
+        second,
+        json!({
+            "receiver": h.stack.receiver.addr().to_string(),
+            "receiver_number": "1",
+            "key_ref": SECOND_PATH_KEY_REF,
+        })
+    );
+    let details = h.stack.sim.second_path().expect("on").link("1234");
+    assert_eq!(
+        (details.account.as_str(), details.line.as_str()),
+        ("1234", SECOND_PATH_LINE)
+    );
+    assert!(!second.to_string().contains(KEY), "never the key itself");
+    let clear = stack(config(30, true), None).await;
+    assert_eq!(link(&clear).await["second_path"]["key_ref"], Value::Null);
+    let off = Harness::start_with(Options {
+        second_path: false,
+        ..test_options()
+    })
+    .await;
+    assert_eq!(link(&off).await["second_path"], Value::Null);
 }

@@ -105,11 +105,15 @@
 
   function renderMonitoring(events, dispatches) {
     $('events').replaceChildren(...events.filter((e) => e.account === account).slice().reverse().map((e) => {
+      // Which transmitter's line carried it (docs/panel-api.md, "Merging the two paths").
       const li = item(time(e.at) + ' · ' + e.code + ' ' + (contactIds[e.code] || 'event') +
         (e.qualifier === 3 ? ' (restore)' : '') +
-        (e.user != null ? ' · user ' + e.user : '') + (e.zone != null ? ' · zone ' + e.zone : ''),
-      e.code === '121' ? 'alert' : '');
+        (e.user != null ? ' · user ' + e.user : '') + (e.zone != null ? ' · zone ' + e.zone : '') +
+        ' · via ' + words(e.path) + (e.merged ? ' · merged: already dispatched' : '') +
+        (e.cleared_at != null ? ' · cleared: the panel cloud reported at ' + time(e.cleared_at) : ''),
+      e.merged ? 'merged' : (e.code === '121' ? 'alert' : ''));
       li.dataset.code = e.code;
+      li.dataset.path = e.path;
       return li;
     }));
     $('dispatches').replaceChildren(...dispatches.filter((d) => d.account === account).slice().reverse().map((d) => {

@@ -777,7 +777,7 @@ pub fn monitoring_routes(sim: Arc<Simulator>, receiver: Arc<Dc09Receiver>) -> Ro
             "/sim/monitoring",
             get(|State(m): State<Monitoring>| async move {
                 m.settle().await;
-                Json(m.sim.monitoring())
+                Json(m.sim.received())
             }),
         )
         .route(
@@ -799,6 +799,7 @@ pub fn monitoring_routes(sim: Arc<Simulator>, receiver: Arc<Dc09Receiver>) -> Ro
                     "delivered": link.map_or(0, |l| l.delivered()),
                     "sent": link.map(|l| l.sent()).unwrap_or_default(),
                     "received": m.receiver.center().frames(),
+                    "second_path": m.sim.second_path(),
                 }))
             }),
         )

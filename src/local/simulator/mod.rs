@@ -38,7 +38,10 @@ use crate::edges::webhook::{Changed, EventKind, PanelEvent};
 use crate::wire::dc09::frame::Cid;
 use defects::Defects;
 use machine::{CancelOutcome, Effects, PanelConfig, SimPanel, ZoneConfig};
-use monitoring::{ContactIdEvent, Dispatch, MonitoringCenter, NEW_EVENT, Subscriber, codes};
+use monitoring::{
+    ContactIdEvent, Dispatch, MonitoringCenter, NEW_EVENT, ReceivedEvent, SecondPath, Subscriber,
+    codes,
+};
 
 /// Crash point: `signals` decided durably, not yet acknowledged.
 pub use crate::common::crash::SIM_SIGNAL_DECIDED as SIGNAL_DECIDED;
@@ -73,6 +76,8 @@ pub struct Simulator {
     center: Arc<MonitoringCenter>,
     /// The DC-09 link to `center`'s receiver; without it events are handed over in-process.
     link: Option<Transmitter>,
+    /// What this cloud reports as each panel's monitoring details, for the skill's second path.
+    second_path: Option<SecondPath>,
     /// In-process only: events not yet handed to `center`. A disarm only pushes here, so a
     /// duress costs the same as before a link existed (one push), off the reply's path.
     inbox: Mutex<Vec<ContactIdEvent>>,
@@ -183,6 +188,7 @@ impl Simulator {
             webhook: None,
             center,
             link: None,
+            second_path: None,
             inbox: Mutex::new(vec![]),
             test_hooks: Mutex::new(HashMap::new()),
             defects: Mutex::new(Defects::default()),
@@ -195,6 +201,16 @@ impl Simulator {
         self.center = center;
         self.link = Some(link);
         self
+    }
+
+    /// Reports `second_path` as the monitoring details of every panel `center` monitors.
+    pub fn with_second_path(mut self, second_path: Option<SecondPath>) -> Self {
+        self.second_path = second_path;
+        self
+    }
+
+    pub fn second_path(&self) -> Option<&SecondPath> {
+        self.second_path.as_ref()
     }
 
     pub fn center(&self) -> &Arc<MonitoringCenter> {
@@ -739,6 +755,13 @@ impl Simulator {
     pub fn monitoring(&self) -> Vec<ContactIdEvent> {
         self.deliver_inbox();
         self.center.events()
+    }
+
+    /// Every event the monitoring center received, merged copies included, with the path that
+    /// carried each (`GET /sim/monitoring`, the console).
+    pub fn received(&self) -> Vec<ReceivedEvent> {
+        self.deliver_inbox();
+        self.center.received()
     }
 
     /// What the monitoring center dispatched, and why.

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 #[cfg(feature = "local")]
+pub mod dc09;
 pub mod google;
 #[cfg(feature = "local")]
 pub mod lambda;

@@ -25,6 +25,17 @@
 //!   before it is acted on and ACKed, and a restarted center rebuilds what it acted on, and
 //!   what it remembers for de-duplication, from it.
 //!
+//! **Two paths, one dispatch.** The panel cloud's link and the skill's second path are two lines
+//! (`L`) of one account, each numbering its own messages, so re-sends are told apart per line.
+//! When the panel cloud could not take an attempt, the skill sends it itself, and the cloud still
+//! reports it once it is back: the same duress arrives twice. A 121 of the same account and
+//! user with the same time of occurrence (`[H...]`, whole seconds) as a duress already
+//! dispatched is that duress: recorded, ACKed, shown as merged, never dispatched again (see
+//! `receive` for a copy without a time of occurrence). The second path's communication trouble
+//! (350, for a normal attempt) stays open until the panel cloud's path reports an event of the
+//! panel that occurred at or after it (the 401 of that very disarm, typically): then it shows as
+//! cleared. Merging and clearing are rebuilt from the journal on a restart like the rest.
+//!
 //! A bare sequence-number memory is wrong both ways: a transmitter that restarts its numbering
 //! has its new events (a 121 among them) ACKed and dropped, and a receiver that forgets on
 //! restart acts twice on an event whose ACK it never sent.
@@ -38,7 +49,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{ContactIdEvent, codes};
+use super::{ContactIdEvent, EventPath, NEW_EVENT, ReceivedEvent, codes};
 use crate::common::clock::Clock;
 use crate::wire::dc09::frame::{self, Frame, Key, MessageId};
 
@@ -46,8 +57,12 @@ use crate::wire::dc09::frame::{self, Frame, Key, MessageId};
 /// 40 s behind); outside it the frame may be a replay and gets a NAK.
 const WINDOW_AHEAD_S: i64 = 20;
 const WINDOW_BEHIND_S: i64 = 40;
-/// Events remembered per account for de-duplication (sequence number, time of occurrence).
+/// Events remembered per account and line for de-duplication (sequence number, time of
+/// occurrence), and duresses per account for merging the two paths' copies.
 const SEEN_PER_ACCOUNT: usize = 256;
+/// Communication trouble: what the skill's second path sends for a normal attempt the panel
+/// cloud could not take, with the member's user number as CCC (docs/panel-api.md).
+const COMMUNICATION_TROUBLE: &str = "350";
 const JOURNAL: &str = "dc09-received.jsonl";
 const FRAME_LOG_MAX: usize = 10_000;
 
@@ -108,6 +123,7 @@ pub struct ReceivedFrame {
     pub duplicate: bool,
     pub seq: Option<u16>,
     pub account: Option<String>,
+    pub path: Option<EventPath>,
     pub error: Option<String>,
     pub at: DateTime<Utc>,
 }
@@ -119,8 +135,16 @@ struct PendingEntry {
     zone: Option<u16>,
 }
 
-fn remember(st: &mut State, acct: &str, seen: Seen) {
-    let list = st.seen.entry(acct.to_string()).or_default();
+/// De-duplication is per transmitter: each line of an account numbers its own messages, so one
+/// path's event must never pass for a re-send of the other's under the same sequence number.
+type LineKey = (String, String);
+
+fn line_key(acct: &str, line: &str) -> LineKey {
+    (acct.to_string(), line.to_uppercase())
+}
+
+fn remember(st: &mut State, line: LineKey, seen: Seen) {
+    let list = st.seen.entry(line).or_default();
     list.push_back(seen);
     if list.len() > SEEN_PER_ACCOUNT {
         list.pop_front();
@@ -139,6 +163,7 @@ fn journal(
     };
     let record = Accepted {
         monitoring_account: acct.to_string(),
+        line: f.route.prefix.clone(),
         seq: f.seq,
         occurred: f.occurred,
         received: now,
@@ -183,6 +208,10 @@ impl Seen {
 struct Accepted {
     /// The DC-09 account number.
     monitoring_account: String,
+    /// `L`: which transmitter sent it. Journals from before the second path have none: their
+    /// events count as the panel cloud's, on a line of their own.
+    #[serde(default)]
+    line: String,
     seq: u16,
     occurred: Option<DateTime<Utc>>,
     received: DateTime<Utc>,
@@ -196,10 +225,14 @@ struct Accepted {
 
 #[derive(Default)]
 struct State {
-    events: Vec<ContactIdEvent>,
+    received: Vec<ReceivedEvent>,
     dispatches: Vec<Dispatch>,
     frames: Vec<ReceivedFrame>,
-    seen: HashMap<String, VecDeque<Seen>>,
+    seen: HashMap<LineKey, VecDeque<Seen>>,
+    /// Per account: the duresses dispatched, as (user, time of occurrence in whole seconds).
+    duresses: HashMap<String, VecDeque<(u16, i64)>>,
+    /// Per account: the second path's communication troubles not yet cleared (in `received`).
+    troubles: HashMap<String, Vec<usize>>,
     pending: HashMap<String, PendingEntry>,
     journal: Option<File>,
 }
@@ -288,7 +321,7 @@ impl MonitoringCenter {
                 };
                 remember(
                     &mut st,
-                    &acct,
+                    line_key(&acct, &a.line),
                     Seen {
                         seq: a.seq,
                         occurred: a.occurred,
@@ -305,7 +338,13 @@ impl MonitoringCenter {
                     zone: a.zone,
                     at: a.at,
                 };
-                self.act(&mut st, &acct, event);
+                self.receive(
+                    &mut st,
+                    &acct,
+                    event,
+                    EventPath::of_line(&a.line),
+                    a.occurred,
+                );
             }
         }
         st.journal = Some(OpenOptions::new().create(true).append(true).open(&path)?);
@@ -323,8 +362,19 @@ impl MonitoringCenter {
             .map(String::as_str)
     }
 
+    /// The events acted on: each once, whichever path carried it (merged copies left out).
     pub fn events(&self) -> Vec<ContactIdEvent> {
-        self.lock().events.clone()
+        self.lock()
+            .received
+            .iter()
+            .filter(|r| !r.merged)
+            .map(|r| r.event.clone())
+            .collect()
+    }
+
+    /// Every event received, merged copies included, with the path that carried it.
+    pub fn received(&self) -> Vec<ReceivedEvent> {
+        self.lock().received.clone()
     }
 
     pub fn dispatches(&self) -> Vec<Dispatch> {
@@ -343,7 +393,8 @@ impl MonitoringCenter {
         };
         let acct = acct.to_string();
         let mut st = self.lock();
-        self.act(&mut st, &acct, event);
+        let occurred = Some(event.at);
+        self.receive(&mut st, &acct, event, EventPath::PanelCloud, occurred);
     }
 
     /// Handles one DC-09 frame off the wire and returns the answer to send. With `refuse`
@@ -368,9 +419,15 @@ impl MonitoringCenter {
             Err(e) => (self.nak(now), Err(e.to_string())),
             Ok(f) => self.judge(&mut st, &f, now),
         };
-        let (duplicate, error, seq, account) = match &log {
-            Ok((dup, f)) => (*dup, None, Some(f.seq), Some(f.route.account.clone())),
-            Err(e) => (false, Some(e.clone()), None, None),
+        let (duplicate, error, seq, account, path) = match &log {
+            Ok((dup, f)) => (
+                *dup,
+                None,
+                Some(f.seq),
+                Some(f.route.account.clone()),
+                Some(EventPath::of_line(&f.route.prefix)),
+            ),
+            Err(e) => (false, Some(e.clone()), None, None, None),
         };
         if st.frames.len() < FRAME_LOG_MAX {
             st.frames.push(ReceivedFrame {
@@ -383,6 +440,7 @@ impl MonitoringCenter {
                 duplicate,
                 seq,
                 account,
+                path,
                 error,
                 at: now,
             });
@@ -433,7 +491,9 @@ impl MonitoringCenter {
                 let Some(cid) = f.cid else {
                     return (reply(MessageId::Duh), Err("no Contact ID payload".into()));
                 };
-                let seen = st.seen.entry(acct.clone()).or_default();
+                let line = line_key(&acct, &f.route.prefix);
+                let path = EventPath::of_line(&f.route.prefix);
+                let seen = st.seen.entry(line.clone()).or_default();
                 if let Some(s) = seen
                     .iter_mut()
                     .find(|s| s.is_resend_of(f.seq, f.occurred, now))
@@ -442,7 +502,8 @@ impl MonitoringCenter {
                     return (reply(MessageId::Ack), Ok((true, f.clone())));
                 }
                 let code = format!("{:03}", cid.event);
-                let user_event = ContactIdEvent::is_user_event(&code);
+                let user_event = ContactIdEvent::is_user_event(&code)
+                    || (path == EventPath::SecondPath && code == COMMUNICATION_TROUBLE);
                 let number = Some(cid.number);
                 let event = ContactIdEvent {
                     account: sub.account.clone(),
@@ -462,14 +523,14 @@ impl MonitoringCenter {
                 }
                 remember(
                     st,
-                    &acct,
+                    line,
                     Seen {
                         seq: f.seq,
                         occurred: f.occurred,
                         last: now,
                     },
                 );
-                self.act(st, &acct, event);
+                self.receive(st, &acct, event, path, f.occurred);
                 (reply(MessageId::Ack), Ok((false, f.clone())))
             }
             _ => (
@@ -523,7 +584,73 @@ impl MonitoringCenter {
         });
     }
 
-    fn act(&self, st: &mut State, acct: &str, event: ContactIdEvent) {
+    /// Takes one accepted event, from either path: a copy of a duress already dispatched is
+    /// merged (recorded, never dispatched again), the panel cloud's path clears the second
+    /// path's troubles it answers, and everything else is acted on.
+    ///
+    /// The same duress = same account, user, event 121 and time of occurrence (`[H...]`, whole
+    /// seconds). Without a time of occurrence a copy is never merged: the two paths deliver
+    /// minutes apart after an outage, and nothing else tells one coerced disarm from two; a
+    /// second police run is the lesser harm than a duress swallowed.
+    fn receive(
+        &self,
+        st: &mut State,
+        acct: &str,
+        event: ContactIdEvent,
+        path: EventPath,
+        occurred: Option<DateTime<Utc>>,
+    ) {
+        // Any report of the cloud's, a merged copy included, shows its path works again.
+        if path == EventPath::PanelCloud
+            && let Some(open) = st.troubles.get_mut(acct)
+        {
+            let received = &mut st.received;
+            open.retain(|&i| match received.get_mut(i) {
+                Some(r) if r.event.at <= event.at => {
+                    r.cleared_at = Some(event.at);
+                    false
+                }
+                Some(_) => true,
+                None => false,
+            });
+        }
+        let duress = (event.code == codes::DURESS && event.qualifier == NEW_EVENT)
+            .then(|| event.user.zip(occurred))
+            .flatten()
+            .map(|(user, t)| (user, t.timestamp()));
+        if let Some(key) = duress {
+            let known = st.duresses.entry(acct.to_string()).or_default();
+            if known.contains(&key) {
+                st.received.push(ReceivedEvent {
+                    event,
+                    path,
+                    merged: true,
+                    cleared_at: None,
+                });
+                return;
+            }
+            known.push_back(key);
+            if known.len() > SEEN_PER_ACCOUNT {
+                known.pop_front();
+            }
+        }
+        if path == EventPath::SecondPath
+            && event.code == COMMUNICATION_TROUBLE
+            && event.qualifier == NEW_EVENT
+        {
+            let at = st.received.len();
+            st.troubles.entry(acct.to_string()).or_default().push(at);
+        }
+        self.act(st, acct, &event);
+        st.received.push(ReceivedEvent {
+            event,
+            path,
+            merged: false,
+            cleared_at: None,
+        });
+    }
+
+    fn act(&self, st: &mut State, acct: &str, event: &ContactIdEvent) {
         let Some(sub) = self.subscribers.get(acct) else {
             return;
         };
@@ -618,6 +745,247 @@ impl MonitoringCenter {
             }
             _ => {}
         }
-        st.events.push(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::common::clock::AdjustableClock;
+    use crate::local::simulator::monitoring::SECOND_PATH_LINE;
+    use crate::wire::dc09::frame::{Cid, Route};
+
+    /// The panel cloud's line (its `LinkConfig.account_prefix`).
+    const CLOUD: &str = "1";
+
+    struct Bench {
+        clock: Arc<AdjustableClock>,
+        dir: PathBuf,
+        center: MonitoringCenter,
+    }
+
+    impl Bench {
+        fn new() -> Bench {
+            let clock = Arc::new(AdjustableClock::frozen(
+                DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z")
+                    .unwrap()
+                    .to_utc(),
+            ));
+            let dir =
+                std::env::temp_dir().join(format!("center-{}", uuid::Uuid::new_v4().simple()));
+            let center = Self::start(&clock, &dir);
+            Bench { clock, dir, center }
+        }
+
+        fn start(clock: &Arc<AdjustableClock>, dir: &Path) -> MonitoringCenter {
+            let sub = |acct: &str, account: &str| Subscriber {
+                monitoring_account: acct.into(),
+                account: account.into(),
+                panel: "home".into(),
+                entry_delay_s: 30,
+                abort_window_s: 0,
+                supervision_grace_s: 30,
+            };
+            MonitoringCenter::new(
+                vec![sub("1234", "demo"), sub("5678", "other")],
+                None,
+                clock.clone(),
+            )
+            .with_journal(dir)
+            .unwrap()
+        }
+
+        /// Sends one ADM-CID and returns whether the center took it as a re-send.
+        fn send(
+            &self,
+            acct: &str,
+            line: &str,
+            seq: u16,
+            cid: Cid,
+            occurred: DateTime<Utc>,
+        ) -> bool {
+            let route = Route {
+                receiver: Some("1".into()),
+                prefix: line.into(),
+                account: acct.into(),
+            };
+            let f = frame::encode_event(seq, &route, Some(&cid), occurred, self.clock.now(), None)
+                .unwrap();
+            let answer = self.center.handle_frame(f.as_bytes(), false);
+            assert_eq!(answer.id, MessageId::Ack, "{f}");
+            self.center.frames().last().unwrap().duplicate
+        }
+
+        fn duresses(&self) -> Vec<Option<u16>> {
+            self.center
+                .dispatches()
+                .iter()
+                .filter(|d| d.reason == DispatchReason::Duress)
+                .map(|d| d.user)
+                .collect()
+        }
+
+        fn at(&self, ago_s: i64) -> DateTime<Utc> {
+            self.clock.now() - Duration::seconds(ago_s)
+        }
+    }
+
+    impl Drop for Bench {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn cid(event: u16, user: u16) -> Cid {
+        Cid {
+            qualifier: 1,
+            event,
+            partition: 1,
+            number: user,
+        }
+    }
+
+    #[test]
+    fn two_copies_of_one_duress_from_two_paths_make_one_dispatch() {
+        let b = Bench::new();
+        let t = b.at(0);
+        assert!(!b.send("1234", SECOND_PATH_LINE, 1, cid(121, 1), t));
+        // The cloud's copy, after its outage, under its own sequence number.
+        b.clock.advance(Duration::minutes(30));
+        assert!(!b.send("1234", CLOUD, 17, cid(121, 1), t), "not a re-send");
+        assert_eq!(b.duresses(), vec![Some(1)]);
+        let r = b.center.received();
+        let seen: Vec<_> = r.iter().map(|r| (r.path, r.merged)).collect();
+        assert_eq!(
+            seen,
+            vec![
+                (EventPath::SecondPath, false),
+                (EventPath::PanelCloud, true)
+            ]
+        );
+        assert_eq!(
+            b.center.events().len(),
+            1,
+            "the operator's events: one duress"
+        );
+    }
+
+    #[test]
+    fn a_duress_is_never_merged_with_another_duress() {
+        let b = Bench::new();
+        let t = b.at(10);
+        b.send("1234", SECOND_PATH_LINE, 1, cid(121, 1), t);
+        // The same user later, another user at the same second, another account.
+        b.send("1234", CLOUD, 1, cid(121, 1), t + Duration::seconds(1));
+        b.send("1234", CLOUD, 2, cid(121, 2), t);
+        b.send("5678", CLOUD, 3, cid(121, 1), t);
+        assert_eq!(b.duresses(), vec![Some(1), Some(1), Some(2), Some(1)]);
+        assert!(b.center.received().iter().all(|r| !r.merged));
+    }
+
+    #[test]
+    fn a_copy_without_a_time_of_occurrence_is_never_merged() {
+        let b = Bench::new();
+        let t = b.at(0);
+        b.send("1234", CLOUD, 1, cid(121, 1), t);
+        // What a transmitter without `[H...]` sends: the same duress, as far as anyone can say.
+        let body = format!(
+            "\"ADM-CID\"0001R1L{SECOND_PATH_LINE}#1234[#1234|1121 01 001]_{}",
+            t.format("%H:%M:%S,%m-%d-%Y")
+        );
+        let raw = format!(
+            "\n{:04X}0{:03X}{body}\r",
+            frame::crc16_arc(body.as_bytes()),
+            body.len()
+        );
+        assert_eq!(
+            b.center.handle_frame(raw.as_bytes(), false).id,
+            MessageId::Ack
+        );
+        assert_eq!(b.duresses(), vec![Some(1), Some(1)]);
+    }
+
+    #[test]
+    fn the_merge_survives_a_crash_and_restart_between_the_copies() {
+        let b = Bench::new();
+        let t = b.at(0);
+        b.send("1234", SECOND_PATH_LINE, 1, cid(121, 1), t);
+        b.center.crash_and_restart().unwrap();
+        b.clock.advance(Duration::minutes(10));
+        b.send("1234", CLOUD, 9, cid(121, 1), t);
+        assert_eq!(b.duresses(), vec![Some(1)]);
+        // And a center started afresh on the journal rebuilds the same view.
+        let again = Bench::start(&b.clock, &b.dir);
+        let merged: Vec<_> = again.received().iter().map(|r| r.merged).collect();
+        assert_eq!(merged, vec![false, true]);
+        assert_eq!(again.dispatches().len(), 1);
+    }
+
+    #[test]
+    fn the_clouds_merged_copy_of_a_duress_clears_an_earlier_trouble() {
+        let b = Bench::new();
+        let t = b.at(9);
+        let duress = t + Duration::seconds(9);
+        b.send("1234", SECOND_PATH_LINE, 1, cid(350, 1), t);
+        b.send("1234", SECOND_PATH_LINE, 2, cid(121, 1), duress);
+        b.send("1234", CLOUD, 1, cid(121, 1), duress);
+        let r = b.center.received();
+        assert!(r[2].merged);
+        assert_eq!(r[0].cleared_at, Some(duress));
+    }
+
+    #[test]
+    fn re_sends_are_told_apart_per_line() {
+        let b = Bench::new();
+        let t = b.at(0);
+        let trouble = cid(350, 1);
+        // A normal attempt the cloud could not take: the skill's trouble, then (the cloud back)
+        // the cloud's opening of that disarm, under the same sequence number and time.
+        assert!(!b.send("1234", SECOND_PATH_LINE, 1, trouble, t));
+        b.clock.advance(Duration::seconds(5));
+        assert!(
+            !b.send("1234", CLOUD, 1, cid(401, 1), t),
+            "another line's event"
+        );
+        let r = b.center.received();
+        assert_eq!(r.len(), 2);
+        assert_eq!(
+            r[0].event.user,
+            Some(1),
+            "the trouble carries the user number"
+        );
+        assert_eq!(
+            r[0].cleared_at,
+            Some(t),
+            "the cloud's path answered the trouble"
+        );
+        // Re-sends on either line are still re-sends, and change nothing.
+        assert!(b.send("1234", SECOND_PATH_LINE, 1, trouble, t));
+        assert!(b.send("1234", CLOUD, 1, cid(401, 1), t));
+        b.center.crash_and_restart().unwrap();
+        assert!(b.send("1234", SECOND_PATH_LINE, 1, trouble, t));
+        assert_eq!(b.center.received().len(), 2);
+    }
+
+    #[test]
+    fn a_trouble_stays_open_until_the_cloud_reports_something_as_recent() {
+        let b = Bench::new();
+        let t = b.at(0);
+        b.send("1234", SECOND_PATH_LINE, 1, cid(350, 1), t);
+        // An older event of the backlog, another account's report, another trouble.
+        b.send("1234", CLOUD, 1, cid(441, 1), t - Duration::seconds(60));
+        b.send("5678", CLOUD, 1, cid(401, 1), t);
+        b.send(
+            "1234",
+            SECOND_PATH_LINE,
+            2,
+            cid(350, 1),
+            t + Duration::seconds(1),
+        );
+        assert!(b.center.received().iter().all(|r| r.cleared_at.is_none()));
+        b.send("1234", CLOUD, 2, cid(401, 1), t + Duration::seconds(2));
+        let cleared: Vec<_> = b.center.received().iter().map(|r| r.cleared_at).collect();
+        let done = Some(t + Duration::seconds(2));
+        assert_eq!(cleared, vec![done, None, None, done, None]);
     }
 }
