@@ -17,9 +17,10 @@ use serde_json::Value;
 
 use crate::common::deadline::Deadline;
 use crate::common::secret::Secret;
+use crate::domain::ports::monitoring::MonitoringLink;
 use crate::domain::ports::panel::{
     ArmOutcome, ArmRefusal, ArmRequest, DisarmRequest, Notice, Panel, PanelCloud, PanelError,
-    SignalRequest, UserList,
+    SignalRequest, UserList, ZoneRef,
 };
 
 /// No single attempt may take more than this, so a hung connection still leaves time to retry.
@@ -207,7 +208,71 @@ async fn read<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, Attempt
 
 #[derive(serde::Deserialize)]
 struct PanelList {
-    panels: Vec<Panel>,
+    panels: Vec<WirePanel>,
+}
+
+#[derive(serde::Deserialize)]
+struct WireArmOutcome {
+    panel: WirePanel,
+    bypassed: Vec<ZoneRef>,
+}
+
+/// A panel as the cloud sent it, its monitoring details read on their own: details off the
+/// contract's formats are dropped, with a warning naming the panel and the field, rather than
+/// failing the call. Without them the household keeps the one path it had (docs/panel-api.md,
+/// "Monitoring details"); failing would cost it its panel.
+struct WirePanel(Panel);
+
+impl<'de> serde::Deserialize<'de> for WirePanel {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut fields = serde_json::Map::<String, Value>::deserialize(d)?;
+        let monitoring = fields.remove("monitoring");
+        let mut panel: Panel =
+            serde_json::from_value(Value::Object(fields)).map_err(serde::de::Error::custom)?;
+        panel.monitoring = monitoring.and_then(|m| monitoring_link(&panel.id, m));
+        Ok(WirePanel(panel))
+    }
+}
+
+/// The panel's monitoring details if they keep to the contract; otherwise `None`, logged by
+/// field name only (never a value: `key_ref` names a secret).
+fn monitoring_link(panel: &str, details: Value) -> Option<MonitoringLink> {
+    if details.is_null() {
+        return None;
+    }
+    let off = match shape_problem(&details) {
+        Some(field) => field,
+        None => match serde_json::from_value::<MonitoringLink>(details) {
+            Ok(link) => match link.off_format() {
+                None => return Some(link),
+                Some(field) => field,
+            },
+            Err(_) => "monitoring",
+        },
+    };
+    tracing::warn!(
+        panel,
+        field = off,
+        "panel cloud sent monitoring details off the contract; ignored, the panel has no second path"
+    );
+    None
+}
+
+/// The first field of the details that is missing or of the wrong type.
+fn shape_problem(details: &Value) -> Option<&'static str> {
+    let Some(o) = details.as_object() else {
+        return Some("monitoring");
+    };
+    let required = ["receiver", "account", "line"];
+    let optional = ["receiver_number", "key_ref"];
+    required
+        .into_iter()
+        .find(|f| !o.get(*f).is_some_and(Value::is_string))
+        .or_else(|| {
+            optional
+                .into_iter()
+                .find(|f| o.get(*f).is_some_and(|v| !(v.is_string() || v.is_null())))
+        })
 }
 
 /// The contract's error code for a panel that is not in the account.
@@ -239,7 +304,7 @@ impl PanelCloud for HttpPanelCloud {
         let list: PanelList = self
             .call::<Empty, _>(Method::GET, url, None, Retry::Idempotent, deadline)
             .await?;
-        Ok(list.panels)
+        Ok(list.panels.into_iter().map(|p| p.0).collect())
     }
 
     async fn panel(
@@ -249,8 +314,10 @@ impl PanelCloud for HttpPanelCloud {
         deadline: Deadline,
     ) -> Result<Panel, PanelError> {
         let url = self.url(&["v1", "accounts", account, "panels", panel]);
-        self.call::<Empty, _>(Method::GET, url, None, Retry::Idempotent, deadline)
-            .await
+        let panel: WirePanel = self
+            .call::<Empty, _>(Method::GET, url, None, Retry::Idempotent, deadline)
+            .await?;
+        Ok(panel.0)
     }
 
     async fn arm(
@@ -260,8 +327,13 @@ impl PanelCloud for HttpPanelCloud {
         request: &ArmRequest,
         deadline: Deadline,
     ) -> Result<ArmOutcome, PanelError> {
-        self.post_to_panel((account, panel, "arm"), request, deadline)
-            .await
+        let outcome: WireArmOutcome = self
+            .post_to_panel((account, panel, "arm"), request, deadline)
+            .await?;
+        Ok(ArmOutcome {
+            panel: outcome.panel.0,
+            bypassed: outcome.bypassed,
+        })
     }
 
     async fn disarm(
@@ -271,8 +343,10 @@ impl PanelCloud for HttpPanelCloud {
         request: &DisarmRequest,
         deadline: Deadline,
     ) -> Result<Panel, PanelError> {
-        self.post_to_panel((account, panel, "disarm"), request, deadline)
-            .await
+        let panel: WirePanel = self
+            .post_to_panel((account, panel, "disarm"), request, deadline)
+            .await?;
+        Ok(panel.0)
     }
 
     async fn signal(

@@ -9,7 +9,9 @@
 //! - at the ports, flushed into the same line: panel cloud calls and failures by kind
 //!   (`PanelUnreachable`, `PanelTimeout`, `PanelServerError`, ...) and store calls and failures
 //!   (`StoreUnavailable`, `StoreThrottled`, `StoreConflict`, `StoreCorrupt`), by wrapping the
-//!   `PanelCloud` and `Store` ports ([`Metrics::panels`], [`Metrics::store`]);
+//!   `PanelCloud` and `Store` ports ([`Metrics::panels`], [`Metrics::store`]), and
+//!   `PanelsWithoutMonitoring`: panels the cloud reported (listed, read, or in an arm's or
+//!   disarm's answer) without monitoring details, households the skill has no second path for;
 //! - per re-delivery pass: `OutboxExamined`, `OutboxBacklog` (every record still pending in the
 //!   shards' queues and the households' own queues, counted each pass) and `OutboxPanelGone`
 //!   (records whose panel left the account, on their own slow path and alarm).
@@ -44,7 +46,7 @@ use crate::domain::ports::panel::{
 use crate::domain::ports::store::{OutboxPolicy, Store, StoreError};
 
 /// Port counters, in the order they appear in a line.
-const COUNTERS: [&str; 15] = [
+const COUNTERS: [&str; 16] = [
     "PanelCalls",
     "PanelUnreachable",
     "PanelTimeout",
@@ -60,7 +62,11 @@ const COUNTERS: [&str; 15] = [
     "StoreThrottled",
     "StoreUnavailable",
     "StoreCorrupt",
+    "PanelsWithoutMonitoring",
 ];
+
+/// Where `PanelsWithoutMonitoring` is in [`COUNTERS`].
+const WITHOUT_MONITORING: usize = 15;
 
 fn panel_counter(e: &PanelError) -> usize {
     match e {
@@ -98,6 +104,14 @@ impl Counters {
         self.bump(0);
         if let Err(e) = r {
             self.bump(panel_counter(e));
+        }
+    }
+
+    /// Every panel the cloud reported (confirming it is the account's) without monitoring
+    /// details: a household with no second path (docs/panel-api.md, "Monitoring details").
+    fn reported<T: Reports>(&self, r: &Result<T, PanelError>) {
+        if let Ok(answer) = r {
+            self.0[WITHOUT_MONITORING].fetch_add(answer.unmonitored(), Ordering::Relaxed);
         }
     }
 
@@ -287,6 +301,7 @@ macro_rules! metered_panel_methods {
                 async fn $name(&self, $($arg: $ty),*) -> Result<$ret, PanelError> {
                     let r = self.inner.$name($($arg),*).await;
                     self.counters.panel(&r);
+                    self.counters.reported(&r);
                     r
                 }
             )*
@@ -307,6 +322,35 @@ metered_panel_methods! {
     fn notify(account: &str, notice: &Notice, deadline: Deadline) -> ();
     fn users(account: &str, deadline: Deadline) -> UserList;
 }
+
+/// The panels a panel cloud answer reports without monitoring details. The same for both kinds
+/// of code: a disarm's answer is the panel, whatever was said.
+trait Reports {
+    fn unmonitored(&self) -> u64 {
+        0
+    }
+}
+
+impl Reports for Panel {
+    fn unmonitored(&self) -> u64 {
+        u64::from(self.monitoring.is_none())
+    }
+}
+
+impl Reports for Vec<Panel> {
+    fn unmonitored(&self) -> u64 {
+        self.iter().map(Reports::unmonitored).sum()
+    }
+}
+
+impl Reports for ArmOutcome {
+    fn unmonitored(&self) -> u64 {
+        self.panel.unmonitored()
+    }
+}
+
+impl Reports for () {}
+impl Reports for UserList {}
 
 struct MeteredStore {
     inner: Arc<dyn Store>,

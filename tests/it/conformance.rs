@@ -127,6 +127,10 @@ catches! {
     users_route_fails_without_stable_user_ids_and_a_revision:
         "users_route", users_without_ids: true, detail: "revision";
     latency_fails_over_the_budget: "latency", slow_list_ms: 1_800, detail: "budget";
+    duress_occurred_at_fails_when_the_121_is_stamped_on_arrival:
+        "duress_occurred_at", stale_occurrence: true, detail: "not at the request's occurred_at";
+    monitoring_details_fail_off_the_formats:
+        "monitoring_details", bad_monitoring: true, detail: "monitoring.account";
     schema_fails_on_a_reply_off_the_contract:
         "schema", missing_field: true, detail: "supported_arm_states";
     webhook_signatures_fail_when_signed_with_the_wrong_key:

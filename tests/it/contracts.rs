@@ -67,6 +67,12 @@ fn assert_error(body: &Value, code: &str) {
     assert!(body["message"].is_string(), "{body}");
 }
 
+/// The local stack's reference panel cloud: its base URL and API key.
+fn reference_cloud(h: &Harness) -> (String, String) {
+    let base = format!("http://{}", h.stack.panel_api.addr());
+    (base, h.stack.sim.api_key().expose().to_string())
+}
+
 const ARM: &str = "/v1/accounts/{account}/panels/{panel}/arm";
 const DISARM: &str = "/v1/accounts/{account}/panels/{panel}/disarm";
 const SIGNALS: &str = "/v1/accounts/{account}/panels/{panel}/signals";
@@ -79,8 +85,7 @@ const TEST_WEBHOOK: &str = "/v1/test/accounts/{account}/webhook";
 async fn the_reference_cloud_answers_every_bad_body_in_its_error_shape() {
     let h = Harness::start().await;
     let doc = schema::panel_api();
-    let base = format!("http://{}", h.stack.panel_api.addr());
-    let key = h.stack.sim.api_key().expose().to_string();
+    let (base, key) = reference_cloud(&h);
     let uuid = "0b7f2c1e-5d9a-4b8e-a7c3-2f6d1e9b0a44";
     let disarm = json!({"member": 1, "source": "voice", "kind": "normal", "request_id": uuid});
     let ops: [(&str, &str, Value); 5] = [
@@ -194,6 +199,58 @@ async fn the_reference_cloud_answers_every_bad_body_in_its_error_shape() {
         json_answer(h.http.get(format!("{base}/v1/nowhere")).bearer_auth(&key)).await;
     assert_eq!(status, 404);
     assert_error(&answer, "not_found");
+}
+
+/// `occurred_at` (docs/panel-api.md, the `disarm` route): absent (a skill from before it) and
+/// from the handled-id window back to a minute ahead of the cloud's clock it is taken; outside,
+/// the documented 400, with nothing done: no 121 for a duress signal so refused.
+#[tokio::test]
+async fn the_reference_cloud_takes_occurred_at_only_within_its_bounds() {
+    use alarm_skill::common::clock::Clock;
+    let h = Harness::start().await;
+    let doc = schema::panel_api();
+    let (base, key) = reference_cloud(&h);
+    let now = h.stack.sim.clock().now();
+    let minute = chrono::Duration::minutes(1);
+    let window =
+        chrono::Duration::days(alarm_skill::adapters::dc09::transmitter::HANDLED_WINDOW_DAYS);
+    let cases = [
+        (None, 200),
+        (Some(now + minute - chrono::Duration::seconds(1)), 200),
+        (Some(now - window + minute), 200),
+        (Some(now + minute + chrono::Duration::seconds(1)), 400),
+        (Some(now - window - minute), 400),
+    ];
+    let mut taken = 0;
+    for path in [DISARM, SIGNALS] {
+        let url = format!(
+            "{base}{}",
+            path.replace("{account}", "demo").replace("{panel}", "home")
+        );
+        for (at, want) in cases {
+            let mut body = json!({"member": 1, "source": "voice", "kind": "duress",
+                                  "request_id": uuid::Uuid::new_v4().to_string()});
+            if let Some(at) = at {
+                body["occurred_at"] =
+                    json!(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+            }
+            let (status, answer) =
+                json_answer(h.http.post(&url).bearer_auth(&key).json(&body)).await;
+            assert_eq!(status, want, "{path} {body}: {answer}");
+            assert_documented(&doc, "POST", path, status, &answer);
+            if want == 400 {
+                assert_error(&answer, "bad_request");
+            } else {
+                taken += 1;
+            }
+        }
+    }
+    let alarms = settled(|| h.stack.sim.monitoring()).await;
+    let alarms = alarms.iter().filter(|e| e.code == "121").count();
+    assert_eq!(
+        alarms, taken,
+        "one 121 per request taken, none for one refused"
+    );
 }
 
 /// `limit` outside the documented 1–500, or not a number, is a listed 400; inside it, taken.

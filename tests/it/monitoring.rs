@@ -593,6 +593,39 @@ async fn after_a_30_minute_outage_the_121_arrives_within_a_few_worker_ticks_of_r
     assert_eq!(report.backlog, 0, "{report:?}");
 }
 
+/// Issue 26: the worker re-sends a duress after an outage with the time its code was spoken
+/// (`occurred_at`, the outbox record's `created_at`), and the reference cloud reports the 121
+/// with that time of occurrence, not the time the signal came: what lets a center tell the skill's
+/// own copy of the duress (same time) from another duress. On both stores (the record is read
+/// back from the store that wrote it).
+#[tokio::test]
+async fn a_duress_re_sent_after_an_outage_reaches_the_center_with_the_time_it_was_spoken() {
+    use alarm_skill::common::clock::Clock;
+    let h = Harness::start().await;
+    let ticks = 6;
+    duress_through_an_outage(&h, ticks).await;
+    let clock = h.stack.sim.clock();
+    let spoken = clock.now() - chrono::Duration::seconds(10 * ticks as i64);
+    h.fault("none", 0).await;
+    for _ in 0..20 {
+        if count(&h.signals().await, "121/") > 0 {
+            break;
+        }
+        h.advance(2).await;
+        h.stack.redeliver().await.unwrap();
+    }
+    let monitoring = h.monitoring().await;
+    let alarms: Vec<&Value> = monitoring.iter().filter(|e| e["code"] == "121").collect();
+    assert_eq!(alarms.len(), 1, "{alarms:?}");
+    let at: chrono::DateTime<chrono::Utc> = alarms[0]["at"].as_str().unwrap().parse().unwrap();
+    assert!(clock.now() - spoken >= chrono::Duration::seconds(60));
+    assert_eq!(
+        at.timestamp(),
+        spoken.timestamp(),
+        "121 at {at}, spoken at {spoken}"
+    );
+}
+
 /// While the cloud is down the worker's breaker opens after a few failed passes; from then on
 /// the cloud gets one probe per pass at most (each 10 s tick is past the 5 s probe interval) and
 /// nothing else; once a probe is answered the breaker closes.
@@ -1258,6 +1291,7 @@ fn disarm_request(kind: AttemptKind) -> DisarmRequest {
         source: Source::Voice,
         kind,
         request_id: uuid::Uuid::new_v4().to_string(),
+        occurred_at: Some(chrono::Utc::now()),
     }
 }
 

@@ -47,6 +47,7 @@ async fn cloud() -> (Cloud, HttpPanelCloud) {
         signals: Arc::default(),
     };
     let app = Router::new()
+        .route("/v1/accounts/{a}/panels", get(answer))
         .route("/v1/accounts/{a}/panels/{p}", get(answer))
         .route("/v1/accounts/{a}/panels/{p}/signals", post(signal))
         .route("/v1/accounts/{a}/notifications", post(answer))
@@ -70,6 +71,7 @@ fn signal_request() -> SignalRequest {
         source: Source::Voice,
         kind: AttemptKind::Duress,
         request_id: "req-1".into(),
+        occurred_at: Some("2026-11-25T10:00:00Z".parse().unwrap()),
     }
 }
 
@@ -324,6 +326,7 @@ async fn a_duress_and_a_normal_attempt_send_the_same_bytes_but_the_kind() {
             source: Source::Voice,
             kind,
             request_id: "0b7f2c1e-5d9a-4b8e-a7c3-2f6d1e9b0a44".into(),
+            occurred_at: Some("2026-11-25T10:00:00.123Z".parse().unwrap()),
         };
         client
             .disarm("acct", "home", &disarm, deadline())
@@ -347,6 +350,17 @@ async fn a_duress_and_a_normal_attempt_send_the_same_bytes_but_the_kind() {
     assert!(seen[2].starts_with(b"POST /v1/accounts/acct/panels/home/signals "));
     assert_same_but_kind(&seen[0], &seen[1]);
     assert_same_but_kind(&seen[2], &seen[3]);
+}
+
+/// What the client logs from INFO up, and the subscriber that writes it there.
+fn capture() -> (Capture, tracing::Dispatch) {
+    let logs = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(logs.clone())
+        .finish();
+    (logs, subscriber.into())
 }
 
 /// Where a record was moved to by whoever can write the table.
@@ -377,14 +391,9 @@ async fn a_moved_duress_stays_pending(
 ) {
     let (c, client) = cloud().await;
     set(&c, 200, json!({"acknowledged": true}));
-    let logs = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .with_writer(logs.clone())
-        .finish();
+    let (logs, dispatch) = capture();
     // The test runtime is single-threaded: the worker's events all reach this subscriber.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = tracing::dispatcher::set_default(&dispatch);
     let stored = store
         .outbox_record(&record.request_id)
         .await
@@ -502,4 +511,176 @@ async fn a_duress_moved_to_another_household_or_panel_is_not_delivered_on_dynamo
             .unwrap();
         a_moved_duress_stays_pending(&store, &keyring, &record, moved).await;
     }
+}
+
+/// A panel as the contract shows it, with `monitoring` as given (`Null`: none).
+fn panel_body(id: &str, monitoring: Value) -> Value {
+    let mut panel = json!({
+        "id": id, "name": "Home", "manufacturer": "Acme", "model": "AP-100",
+        "arm_state": "disarmed", "phase": "disarmed", "delay_remaining_s": 0,
+        "supported_arm_states": ["armed_away"], "exit_delay_s": 60, "entry_delay_s": 30,
+        "alarms": {"burglary": false, "fire": false, "carbon_monoxide": false, "water": false},
+        "trouble": [], "online": true, "zones": [], "as_of": "2026-11-25T10:00:00Z"
+    });
+    if !monitoring.is_null() {
+        panel["monitoring"] = monitoring;
+    }
+    panel
+}
+
+const SECRET_NAME: &str = "dc09/acct-1234-key";
+
+fn good_link() -> Value {
+    json!({"receiver": "receiver.example.net:9000", "account": "1234", "line": "2",
+           "receiver_number": "1", "key_ref": SECRET_NAME})
+}
+
+/// Three panels: `a` with good details, `b` with `field` of them set to `value`, `c` without.
+fn listing(field: &str, value: Value) -> Value {
+    let mut bad = good_link();
+    bad[field] = value;
+    json!({"panels": [panel_body("a", good_link()), panel_body("b", bad), panel_body("c", Value::Null)]})
+}
+
+#[test]
+fn monitoring_details_off_the_contract_are_dropped_with_the_panel_kept() {
+    let (logs, dispatch) = capture();
+    support::logs::run(dispatch, 0, async {
+        let (c, client) = cloud().await;
+        set(&c, 200, panel_body("home", good_link()));
+        let link = client.panel("acct", "home", deadline()).await.unwrap();
+        let link = link
+            .monitoring
+            .expect("details in the contract's formats are kept");
+        assert_eq!(
+            (
+                link.receiver.as_str(),
+                link.account.as_str(),
+                link.line.as_str()
+            ),
+            ("receiver.example.net:9000", "1234", "2")
+        );
+        assert_eq!(link.key_ref.as_deref(), Some(SECRET_NAME));
+        // Each breaks one format; the panel call still answers, without details.
+        let key = "30313233343536373839414243444546";
+        let bad = [
+            ("account", json!({"account": "12G4"})),
+            ("receiver", json!({"receiver": "receiver.example.net"})),
+            ("line", json!({"line": 2})),
+            ("receiver_number", json!({"receiver_number": "1234567"})),
+            ("key_ref", json!({"key_ref": key})),
+            ("key_ref", json!({"key_ref": format!("{SECRET_NAME} x")})),
+            ("monitoring", json!("receiver.example.net:9000")),
+        ];
+        for (field, edit) in bad {
+            let mut details = good_link();
+            match edit.as_object() {
+                Some(fields) => fields.iter().for_each(|(k, v)| details[k] = v.clone()),
+                None => details = edit.clone(),
+            }
+            let id = format!("panel-{field}");
+            set(&c, 200, panel_body(&id, details));
+            let panel = client.panel("acct", &id, deadline()).await;
+            let panel = panel.unwrap_or_else(|e| panic!("{edit}: the panel call failed: {e}"));
+            assert_eq!(panel.monitoring, None, "{edit}");
+            let logged = logs.text();
+            let names = |l: &str, k: &str, v: &str| {
+                l.contains(&format!("{k}=\"{v}\"")) || l.contains(&format!("{k}={v} "))
+            };
+            let line = logged
+                .lines()
+                .find(|l| names(l, "panel", &id))
+                .unwrap_or_else(|| panic!("no warning names {id}: {logged}"));
+            assert!(
+                line.contains("WARN") && names(line, "field", field),
+                "{line}"
+            );
+        }
+        // `null` is "none", and a list keeps every panel, with or without usable details.
+        set(&c, 200, panel_body("home", Value::Null));
+        assert_eq!(
+            client
+                .panel("acct", "home", deadline())
+                .await
+                .unwrap()
+                .monitoring,
+            None
+        );
+        set(&c, 200, listing("account", json!("not-hex")));
+        let panels = client.panels("acct", deadline()).await.unwrap();
+        let links: Vec<bool> = panels.iter().map(|p| p.monitoring.is_some()).collect();
+        assert_eq!(links, [true, false, false]);
+    });
+    let logged = logs.text();
+    assert!(!logged.contains(SECRET_NAME), "{logged}");
+    assert!(!logged.contains("3031323334353637"), "{logged}");
+}
+
+#[tokio::test]
+async fn panels_reported_without_monitoring_details_are_counted() {
+    use alarm_skill::domain::metrics::Metrics;
+    let (c, client) = cloud().await;
+    let (metrics, lines) = Metrics::in_memory("AlarmSkill/test");
+    let panels = metrics.panels(Arc::new(client));
+    set(&c, 200, listing("line", json!("")));
+    panels.panels("acct", deadline()).await.unwrap();
+    set(&c, 200, panel_body("c", Value::Null));
+    panels.panel("acct", "c", deadline()).await.unwrap();
+    set(&c, 200, panel_body("a", good_link()));
+    panels.panel("acct", "a", deadline()).await.unwrap();
+    metrics.directive("Discover", "ok", std::time::Duration::from_millis(1));
+    // A failed call reports no panel.
+    set(&c, 500, json!({"error": "down"}));
+    let _ = panels.panel("acct", "c", deadline()).await;
+    metrics.directive(
+        "ReportState",
+        "BRIDGE_UNREACHABLE",
+        std::time::Duration::from_millis(1),
+    );
+    let lines = lines.lock().unwrap().clone();
+    let counted: Vec<f64> = lines
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["PanelsWithoutMonitoring"]
+                .as_f64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(counted, [3.0, 0.0]);
+}
+
+#[tokio::test]
+async fn occurred_at_is_sent_in_one_length_whatever_the_instant() {
+    use alarm_skill::domain::ports::panel::DisarmRequest;
+    let (seen, client) = raw_cloud().await;
+    let times = ["2026-11-25T10:00:00Z", "2026-11-25T10:00:00.123456789Z"];
+    for at in times {
+        let disarm = DisarmRequest {
+            member: Some(1),
+            source: Source::Voice,
+            kind: AttemptKind::Normal,
+            request_id: "0b7f2c1e-5d9a-4b8e-a7c3-2f6d1e9b0a44".into(),
+            occurred_at: Some(at.parse().unwrap()),
+        };
+        client
+            .disarm("acct", "home", &disarm, deadline())
+            .await
+            .unwrap();
+    }
+    let seen = seen.lock().unwrap().clone();
+    let bodies: Vec<String> = seen
+        .iter()
+        .map(|r| String::from_utf8_lossy(r).into_owned())
+        .collect();
+    assert_eq!(bodies[0].len(), bodies[1].len(), "{bodies:?}");
+    assert!(
+        bodies[0].contains(r#""occurred_at":"2026-11-25T10:00:00.000Z""#),
+        "{}",
+        bodies[0]
+    );
+    assert!(
+        bodies[1].contains(r#""occurred_at":"2026-11-25T10:00:00.123Z""#),
+        "{}",
+        bodies[1]
+    );
 }

@@ -75,3 +75,108 @@ pub trait AlarmReceiver: Send + Sync {
         deadline: Deadline,
     ) -> Result<(), ReceiverError>;
 }
+
+impl MonitoringLink {
+    /// The first field whose value breaks the contract's formats (docs/panel-api.md,
+    /// "Monitoring details"), by name only: `key_ref` may be a secret's name someone wants kept
+    /// out of logs, and a value pasted by mistake could be the key itself.
+    pub fn off_format(&self) -> Option<&'static str> {
+        use crate::wire::dc09::frame::{valid_account, valid_prefix};
+        if !valid_receiver(&self.receiver) {
+            Some("receiver")
+        } else if !valid_account(&self.account) {
+            Some("account")
+        } else if !valid_prefix(&self.line) {
+            Some("line")
+        } else if self
+            .receiver_number
+            .as_deref()
+            .is_some_and(|r| !valid_prefix(r))
+        {
+            Some("receiver_number")
+        } else if self.key_ref.as_deref().is_some_and(|k| !valid_key_ref(k)) {
+            Some("key_ref")
+        } else {
+            None
+        }
+    }
+}
+
+/// `host:port`: a DNS name or IPv4 address, or an IPv6 address in brackets; a port 1–65535.
+pub fn valid_receiver(s: &str) -> bool {
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return false;
+    };
+    let port_ok = !port.is_empty()
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && port.parse::<u16>().is_ok_and(|p| p != 0);
+    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => {
+            (1..=253).contains(&host.len())
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        }
+    };
+    port_ok && host_ok
+}
+
+/// The name of a secret (1–512 characters, no spaces or controls), never the key: 32 hex digits
+/// are what an AES-128 key looks like, and a link carrying one is refused rather than trusted.
+pub fn valid_key_ref(s: &str) -> bool {
+    let looks_like_a_key = s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    (1..=512).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic()) && !looks_like_a_key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link() -> MonitoringLink {
+        MonitoringLink {
+            receiver: "receiver.example.net:9000".into(),
+            account: "1234".into(),
+            line: "2".into(),
+            receiver_number: Some("1".into()),
+            key_ref: Some("arn:aws:secretsmanager:eu-west-1:1:secret:dc09-1234".into()),
+        }
+    }
+
+    #[test]
+    fn details_off_the_formats_name_the_field() {
+        assert_eq!(link().off_format(), None);
+        let v6 = MonitoringLink {
+            receiver: "[::1]:9000".into(),
+            receiver_number: None,
+            key_ref: None,
+            ..link()
+        };
+        assert_eq!(v6.off_format(), None);
+        type Edit = fn(&mut MonitoringLink);
+        let cases: [(&str, Edit); 11] = [
+            ("receiver", |l| l.receiver = "receiver.example.net".into()),
+            ("receiver", |l| l.receiver = "receiver.example.net:0".into()),
+            ("receiver", |l| {
+                l.receiver = "receiver.example.net:70000".into()
+            }),
+            ("receiver", |l| l.receiver = "::1:9000".into()),
+            ("receiver", |l| l.receiver = "a b:9000".into()),
+            ("account", |l| l.account = "12".into()),
+            ("account", |l| l.account = "12345678901234567".into()),
+            ("account", |l| l.account = "12G4".into()),
+            ("line", |l| l.line = "1234567".into()),
+            ("receiver_number", |l| {
+                l.receiver_number = Some(String::new())
+            }),
+            ("key_ref", |l| {
+                l.key_ref = Some("30313233343536373839414243444546".into())
+            }),
+        ];
+        for (field, edit) in cases {
+            let mut l = link();
+            edit(&mut l);
+            assert_eq!(l.off_format(), Some(field), "{l:?}");
+        }
+    }
+}

@@ -202,6 +202,16 @@ pub struct DisarmRequest {
     pub source: Source,
     pub kind: AttemptKind,
     pub request_id: String,
+    /// When the code was spoken (the outbox record's `created_at`), the same on every re-send:
+    /// the cloud reports the attempt's Contact ID event with it as DC-09's time of occurrence,
+    /// so a center tells two paths' copies of one duress from two duresses. The skill always
+    /// sends it; `None` only in what a cloud parses from a skill that predates it.
+    #[serde(
+        default,
+        serialize_with = "occurred_at",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub occurred_at: Option<DateTime<Utc>>,
 }
 
 impl DisarmRequest {
@@ -218,6 +228,22 @@ pub struct SignalRequest {
     pub source: Source,
     pub kind: AttemptKind,
     pub request_id: String,
+    /// As [`DisarmRequest::occurred_at`].
+    #[serde(
+        default,
+        serialize_with = "occurred_at",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+/// `occurred_at` on the wire: RFC 3339 in UTC with exactly three decimals, so every request
+/// carries it in one length whatever the instant (chrono's own format drops zero fractions).
+fn occurred_at<S: serde::Serializer>(at: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match at {
+        Some(at) => s.serialize_str(&at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        None => s.serialize_none(),
+    }
 }
 
 /// The attempt a signal carries, as the disarm it was: what the re-delivery worker sends for a
@@ -229,6 +255,7 @@ impl From<SignalRequest> for DisarmRequest {
             source: s.source,
             kind: s.kind,
             request_id: s.request_id,
+            occurred_at: s.occurred_at,
         }
     }
 }

@@ -1025,6 +1025,7 @@ async fn process(
         source: Source::Voice,
         kind: AttemptKind::of(sealed.duress),
         request_id: record.request_id.clone(),
+        occurred_at: Some(record.created_at),
     };
     let deadline = Deadline::after(CALL_BUDGET);
     // A disarm a directive handed over (the cloud had not answered it in the assistant's time)

@@ -473,6 +473,7 @@ impl Skill {
                     source: Source::Voice,
                     kind: AttemptKind::of(duress),
                     request_id: record.request_id.clone(),
+                    occurred_at: Some(record.created_at),
                 };
                 let call_by = answer_by.map_or(deadline, |by| {
                     deadline.capped(by.grace(ANSWER_CALL_FLOOR).remaining())
@@ -819,6 +820,7 @@ impl Skill {
             source: Source::Voice,
             kind: AttemptKind::of(attempt.duress),
             request_id: attempt.record.request_id.clone(),
+            occurred_at: Some(attempt.record.created_at),
         };
         let result = self
             .deps

@@ -89,17 +89,22 @@ pub const TIMING_ALPHA: f64 = 0.001;
 /// How long the kit waits for an expected 121 to reach the center before it counts none.
 pub const ALARM_WAIT: Duration = Duration::from_secs(10);
 pub const TIMING_RELATIVE: f64 = 0.05;
+/// How long before the kit's clock the `duress_occurred_at` check says its code was spoken: far
+/// more than a request takes, so a 121 stamped on arrival can't pass for the spoken time.
+pub const OCCURRED_BEFORE: chrono::Duration = chrono::Duration::seconds(90);
 /// Fewer pairs than this cannot show a difference at [`TIMING_ALPHA`]: the detail says so.
 pub const TIMING_MIN_PAIRS: usize = 20;
 
 /// The checks, in the order the table prints them.
-pub const CHECKS: [&str; 11] = [
+pub const CHECKS: [&str; 13] = [
     "users_route",
     "error_statuses",
     "account_scoping",
     "idempotency",
     "duress_once",
     "duress_not_cancelled",
+    "duress_occurred_at",
+    "monitoring_details",
     "duress_equal_work",
     "schema",
     "latency",
@@ -208,6 +213,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// The contract's `kind` of a disarm or signal (docs/panel-api.md): both values have one length.
 fn kind(duress: bool) -> &'static str {
     if duress { "duress" } else { "normal" }
+}
+
+/// `occurred_at` as the skill sends it (docs/panel-api.md, the `disarm` route).
+fn occurred_at(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 fn new_id() -> String {
@@ -370,8 +380,8 @@ impl Kit {
         member: Option<u16>,
         duress: bool,
     ) -> Result<Reply, String> {
-        let body =
-            json!({"member": member, "source": "voice", "kind": kind(duress), "request_id": id});
+        let body = json!({"member": member, "source": "voice", "kind": kind(duress), "request_id": id,
+                          "occurred_at": occurred_at(chrono::Utc::now())});
         self.post(
             &["v1", "accounts", account, "panels", panel, "disarm"],
             body,
@@ -386,7 +396,21 @@ impl Kit {
         id: &str,
         duress: bool,
     ) -> Result<Reply, String> {
-        let body = json!({"member": self.opts.member, "source": "voice", "kind": kind(duress), "request_id": id});
+        self.signal_at(account, panel, id, duress, chrono::Utc::now())
+            .await
+    }
+
+    /// A signal for a code spoken at `spoken`.
+    async fn signal_at(
+        &self,
+        account: &str,
+        panel: &str,
+        id: &str,
+        duress: bool,
+        spoken: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Reply, String> {
+        let body = json!({"member": self.opts.member, "source": "voice", "kind": kind(duress),
+                          "request_id": id, "occurred_at": occurred_at(spoken)});
         self.post(
             &["v1", "accounts", account, "panels", panel, "signals"],
             body,
@@ -763,6 +787,83 @@ impl Kit {
         Ok((once, cancelled))
     }
 
+    /// A duress signal for a code spoken [`OCCURRED_BEFORE`] ago, as the skill's worker sends one
+    /// after an outage: its 121 must carry that time, to the second, as its time of occurrence
+    /// (the test-mode feed's `at`), not the time the signal came.
+    async fn duress_occurred_at(&self) -> Outcome {
+        let (a, p) = self.ours();
+        let start = self.monitoring(a).await?.len();
+        let spoken = chrono::Utc::now() - OCCURRED_BEFORE;
+        let spoken =
+            spoken - chrono::Duration::nanoseconds(i64::from(spoken.timestamp_subsec_nanos()));
+        let r = self.signal_at(a, p, &new_id(), true, spoken).await?;
+        ensure!(
+            r.status == 200,
+            "a duress signal with occurred_at answered {} {}",
+            r.status,
+            r.body
+        );
+        let events = self.monitoring_with_121s(a, start, 1).await?;
+        let alarm = need(
+            events[start.min(events.len())..]
+                .iter()
+                .find(|e| e["code"] == "121"),
+            "the duress signal raised no 121",
+        )?;
+        let at = need(alarm["at"].as_str(), "the 121 has no `at`")?;
+        let at = chrono::DateTime::parse_from_rfc3339(at)
+            .map_err(|_| format!("the 121's `at` is not RFC 3339: {at}"))?
+            .with_timezone(&chrono::Utc);
+        ensure!(
+            at.timestamp() == spoken.timestamp(),
+            "the 121 occurred at {at}, not at the request's occurred_at {}",
+            occurred_at(spoken)
+        );
+        Ok(format!(
+            "the 121 carries the request's occurred_at ({}s before the signal)",
+            OCCURRED_BEFORE.num_seconds()
+        ))
+    }
+
+    /// Every panel the cloud lists for the test account, and the test panel itself: their
+    /// `monitoring`, where present, in the contract's formats (docs/panel-api.md, "Monitoring
+    /// details"). A panel without it passes: it keeps the one path.
+    async fn monitoring_details(&self) -> Outcome {
+        let (a, p) = self.ours();
+        let list = self.get(&["v1", "accounts", a, "panels"]).await?;
+        ensure!(list.status == 200, "GET panels answered {}", list.status);
+        let one = self.panel_of(a, p).await?;
+        ensure!(
+            one.status == 200,
+            "GET the test panel answered {}",
+            one.status
+        );
+        let mut panels = need(list.body["panels"].as_array().cloned(), "no panels array")?;
+        panels.push(one.body);
+        let doc = schema::panel_api();
+        let mut with = 0;
+        for panel in &panels {
+            let Some(details) = panel.get("monitoring") else {
+                continue;
+            };
+            let id = panel["id"].as_str().unwrap_or("?");
+            let link_schema = &doc["components"]["schemas"]["MonitoringLink"];
+            schema::validate(&doc, link_schema, details, "monitoring")
+                .map_err(|e| format!("panel {id}: {e}"))?;
+            let link: crate::domain::ports::monitoring::MonitoringLink =
+                serde_json::from_value(details.clone())
+                    .map_err(|e| format!("panel {id}: monitoring: {e}"))?;
+            if let Some(field) = link.off_format() {
+                return Err(format!("panel {id}: monitoring.{field} is off its format"));
+            }
+            with += 1;
+        }
+        Ok(format!(
+            "{with} of {} panel replies carry monitoring details, all in the contract's formats",
+            panels.len()
+        ))
+    }
+
     async fn equal_work(&self) -> Outcome {
         let (a, p) = self.ours();
         let member = Some(self.opts.member);
@@ -952,6 +1053,8 @@ pub async fn run(opts: KitOptions) -> Result<KitReport, KitError> {
     let (once, cancelled) = kit.duress().await;
     results.push(("duress_once", once));
     results.push(("duress_not_cancelled", cancelled));
+    results.push(("duress_occurred_at", kit.duress_occurred_at().await));
+    results.push(("monitoring_details", kit.monitoring_details().await));
     results.push(("duress_equal_work", kit.equal_work().await));
     let _ = kit.ensure_disarmed().await;
     kit.settle().await;

@@ -8,7 +8,7 @@ pub const PANEL_API_JSON: &str = include_str!("../../../docs/openapi/panel-api.j
 pub const MANAGEMENT_API_JSON: &str = include_str!("../../../docs/openapi/management-api.json");
 
 /// Annotations: no effect on validation. (`format` is one too, but for `uuid`, which the
-/// request ids' contract needs: [`is_uuid`].)
+/// request ids' contract needs: [`is_uuid`], and `date-time`: [`is_date_time`].)
 const ANNOTATIONS: [&str; 6] = [
     "description",
     "title",
@@ -25,6 +25,33 @@ fn is_uuid(s: &str) -> bool {
             8 | 13 | 18 | 23 => c == '-',
             _ => c.is_ascii_hexdigit(),
         })
+}
+
+/// A format's check: whether a string keeps to it.
+type Check = fn(&str) -> bool;
+
+/// The `pattern`s the contracts use, each checked by the function that states the same format
+/// in the code that relies on it (no regex engine here): the file and the code can't drift
+/// apart without this table failing to know a pattern.
+const PATTERNS: [(&str, Check); 4] = [
+    (
+        "^[0-9A-Fa-f]{3,16}$",
+        crate::wire::dc09::frame::valid_account,
+    ),
+    ("^[0-9A-Fa-f]{1,6}$", crate::wire::dc09::frame::valid_prefix),
+    (
+        "^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]{1,253}):[0-9]{1,5}$",
+        crate::domain::ports::monitoring::valid_receiver,
+    ),
+    (
+        "^(?![0-9A-Fa-f]{32}$)[!-~]{1,512}$",
+        crate::domain::ports::monitoring::valid_key_ref,
+    ),
+];
+
+/// An RFC 3339 date-time, as JSON Schema's `date-time` format reads it.
+fn is_date_time(s: &str) -> bool {
+    chrono::DateTime::parse_from_rfc3339(s).is_ok()
 }
 
 pub fn parse(json: &str) -> Value {
@@ -97,6 +124,7 @@ pub fn validate(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<
                 "maxLength",
                 "minItems",
                 "maxItems",
+                "pattern",
             ]
             .contains(&key.as_str());
         if !known {
@@ -126,6 +154,21 @@ pub fn validate(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<
         && value.as_str().is_some_and(|v| !is_uuid(v))
     {
         return Err(format!("{at}: not a UUID"));
+    }
+    if s.get("format").and_then(Value::as_str) == Some("date-time")
+        && value.as_str().is_some_and(|v| !is_date_time(v))
+    {
+        return Err(format!("{at}: not an RFC 3339 date-time"));
+    }
+    if let Some(p) = s.get("pattern").and_then(Value::as_str) {
+        let check = PATTERNS
+            .iter()
+            .find(|(known, _)| *known == p)
+            .map(|(_, check)| check)
+            .ok_or_else(|| format!("{at}: unsupported pattern {p}"))?;
+        if value.as_str().is_some_and(|v| !check(v)) {
+            return Err(format!("{at}: does not match {p}"));
+        }
     }
     if let Some(e) = s.get("enum").and_then(Value::as_array)
         && !e.contains(value)
@@ -240,6 +283,14 @@ mod tests {
         ] {
             assert!(id(bad).is_err(), "{bad}");
         }
+        let formats = json!({"components": {"schemas": {
+            "T": {"type": "string", "format": "date-time"},
+            "A": {"type": "string", "pattern": "^[0-9A-Fa-f]{3,16}$"}}}});
+        let check = |name: &str, v: &str| validate_named(&formats, name, &json!(v));
+        assert!(check("T", "2026-11-25T10:00:00.123Z").is_ok());
+        assert!(check("T", "2026-11-25 10:00").is_err());
+        assert!(check("A", "1234").is_ok());
+        assert!(check("A", "12G4").is_err());
         let odd = json!({"components": {"schemas": {"Q": {"pattern": "^a$"}}}});
         assert!(
             validate_named(&odd, "Q", &json!("a"))

@@ -45,6 +45,11 @@ pub struct Defects {
     pub reused_event_ids: bool,
     /// `GET .../panels/{panel}` replies lack `supported_arm_states` (a shape off the contract).
     pub missing_field: bool,
+    /// Stamps a duress's 121 with when the request came instead of its `occurred_at`.
+    pub stale_occurrence: bool,
+    /// `GET .../panels/{panel}` replies carry monitoring details off the formats (an account
+    /// that is not hex).
+    pub bad_monitoring: bool,
 }
 
 /// The event id every event gets under [`Defects::reused_event_ids`].

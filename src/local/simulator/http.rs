@@ -175,18 +175,38 @@ async fn with_defects(d: super::defects::Defects, req: Request, next: Next) -> R
     if d.wrong_not_found && resp.status() == StatusCode::NOT_FOUND {
         return (StatusCode::NOT_FOUND, Json(json!({"error":"not_found"}))).into_response();
     }
+    if d.bad_monitoring && one_panel && resp.status() == StatusCode::OK {
+        return edit_object(resp, |o| {
+            o.insert(
+                "monitoring".into(),
+                json!({"receiver": "127.0.0.1:7000", "account": "not-hex", "line": "2"}),
+            );
+        })
+        .await;
+    }
     if d.missing_field && one_panel && resp.status() == StatusCode::OK {
-        let status = resp.status();
-        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
-            .await
-            .unwrap_or_default();
-        let mut v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        if let Some(o) = v.as_object_mut() {
+        return edit_object(resp, |o| {
             o.remove("supported_arm_states");
-        }
-        return (status, Json(v)).into_response();
+        })
+        .await;
     }
     resp
+}
+
+/// `resp` with its JSON object body changed by `edit` (a defect's shape off the contract).
+async fn edit_object(
+    resp: Response,
+    edit: impl FnOnce(&mut serde_json::Map<String, Value>),
+) -> Response {
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap_or_default();
+    let mut v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    if let Some(o) = v.as_object_mut() {
+        edit(o);
+    }
+    (status, Json(v)).into_response()
 }
 
 /// The panel API contract, parsed once: the reference cloud takes only the request bodies its
@@ -301,12 +321,30 @@ fn test_mode_routes() -> Router<Arc<Simulator>> {
         )
 }
 
+/// The documented 400 for an `occurred_at` the cloud can't take as a time of occurrence
+/// ([`Simulator::occurred_at_in_bounds`]); absent, from a skill that predates it, is fine.
+fn occurred_at_refused(
+    s: &Simulator,
+    at: Option<chrono::DateTime<chrono::Utc>>,
+) -> Option<Response> {
+    at.filter(|at| !s.occurred_at_in_bounds(*at)).map(|_| {
+        crate::common::http_errors::error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "occurred_at is more than a minute ahead or older than the handled request ids",
+        )
+    })
+}
+
 /// `POST .../disarm`; `signal` below is `POST .../signals`.
 async fn disarm(
     State(s): State<Arc<Simulator>>,
     JsonPath((a, p)): JsonPath<(String, String)>,
     Checked(r): Checked<DisarmRequest>,
 ) -> Response {
+    if let Some(refused) = occurred_at_refused(&s, r.occurred_at) {
+        return refused;
+    }
     // Read for every disarm alike, so the clean simulator's work stays equal.
     let d = s.defects();
     if d.duress_delay_ms > 0 && r.duress() {
@@ -321,6 +359,9 @@ async fn signal(
     State(s): State<Arc<Simulator>>,
     Checked(r): Checked<SignalRequest>,
 ) -> Response {
+    if let Some(refused) = occurred_at_refused(&s, r.occurred_at) {
+        return refused;
+    }
     let sent_after = s.hold_link();
     let answer = result(s.signal(&a, &p, &r).map(|()| json!({"acknowledged": true})));
     held_until_sent(answer, sent_after)

@@ -26,7 +26,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::adapters::dc09::transmitter::{DecisionKind, Transmitter};
+use crate::adapters::dc09::transmitter::{DecisionKind, HANDLED_WINDOW_DAYS, Transmitter};
 use crate::common::clock::{AdjustableClock, Clock};
 use crate::common::deadline::Deadline;
 use crate::common::secret::Secret;
@@ -46,6 +46,10 @@ use monitoring::{
 /// Crash point: `signals` decided durably, not yet acknowledged.
 pub use crate::common::crash::SIM_SIGNAL_DECIDED as SIGNAL_DECIDED;
 pub use settings::{AccountConfig, Fault, FaultMode, Notification, RequestRecord, UserConfig};
+
+/// How far ahead of the cloud's clock a request's `occurred_at` may be: skills' clocks drift a
+/// little, and one further off is broken, not late.
+pub const OCCURRED_AT_AHEAD: chrono::Duration = chrono::Duration::minutes(1);
 
 #[derive(Debug, Clone)]
 enum Completed {
@@ -264,6 +268,24 @@ impl Simulator {
         *self.defects.lock().unwrap_or_else(|p| p.into_inner()) = d;
     }
 
+    /// The attempt's time of occurrence: when the skill says the code was spoken, or, from a
+    /// skill that predates `occurred_at`, when the request came.
+    fn occurred(&self, given: Option<DateTime<Utc>>, now: DateTime<Utc>) -> DateTime<Utc> {
+        match given {
+            Some(at) if !self.defects().stale_occurrence => at,
+            _ => now,
+        }
+    }
+
+    /// Whether the cloud takes `occurred_at` (docs/panel-api.md, the `disarm` route): not more
+    /// than [`OCCURRED_AT_AHEAD`] ahead of its clock (a skill's clock that far off is broken),
+    /// nor older than the handled request ids are kept, after which the cloud could no longer
+    /// tell a re-send of the attempt from a new one.
+    pub fn occurred_at_in_bounds(&self, at: DateTime<Utc>) -> bool {
+        let now = self.clock.now();
+        at <= now + OCCURRED_AT_AHEAD && at >= now - chrono::Duration::days(HANDLED_WINDOW_DAYS)
+    }
+
     /// The account a request is scoped to (none under [`Defects::ignore_account`]).
     fn scope<'a>(&self, account: &'a str) -> Option<&'a str> {
         (!self.defects().ignore_account).then_some(account)
@@ -380,15 +402,17 @@ impl Simulator {
     /// again after a restart (the skill's worker is at-least-once) finds its decision made.
     /// Err: the decision could not be made durable; nothing is settled, and the caller must
     /// not acknowledge (the same request id is decided again when it comes back).
+    /// The request's `occurred_at` (when the code was spoken) is the 121's time of occurrence:
+    /// a center merging the skill's own copy of the duress with this one needs both to carry
+    /// the same time.
     fn decide_duress(
         &self,
         st: &mut State,
         idx: usize,
-        member: Option<u16>,
-        duress: bool,
-        request_id: &str,
-        now: DateTime<Utc>,
+        req: &DisarmRequest,
     ) -> Result<(), PanelError> {
+        let (member, duress, request_id) = (req.member, req.duress(), req.request_id.as_str());
+        let occurred = self.occurred(req.occurred_at, self.clock.now());
         // Every request id whose duress question is settled, duress or not, is recorded: a
         // request id is one attempt, of one kind, for the link's window (HANDLED_WINDOW_DAYS).
         let seen = match &self.link {
@@ -404,7 +428,7 @@ impl Simulator {
             partition: 1,
             user: Some(member.unwrap_or(0)),
             zone: None,
-            at: now,
+            at: occurred,
         };
         if first {
             let decided = match &self.link {
@@ -669,7 +693,7 @@ impl Simulator {
         }
         // The cloud relays a duress to the monitoring center over its own link, before and
         // whatever happens to the panel: an offline panel must not swallow it.
-        self.decide_duress(&mut st, i, req.member, req.duress(), &req.request_id, now)?;
+        self.decide_duress(&mut st, i, req)?;
         if !st.panels[i].online {
             return Err(PanelError::Offline);
         }
@@ -717,7 +741,8 @@ impl Simulator {
             Self::log(&mut st, "signal", account, Some(panel), now);
             let i = Self::find(&st, self.scope(account), panel).ok_or(PanelError::NotFound)?;
             // Acknowledged only once the 121 is durably queued (or the decision recorded).
-            self.decide_duress(&mut st, i, req.member, req.duress(), &req.request_id, now)
+            // The same attempt as a disarm would carry it: one decision for both routes.
+            self.decide_duress(&mut st, i, &DisarmRequest::from(req.clone()))
         };
         drop(sent_after);
         // The decision is on disk, the acknowledgement not sent: the restart tests kill the
