@@ -185,6 +185,11 @@ enum Record {
         request: String,
         #[serde(flatten)]
         entry: Entry,
+        /// When the request came: the handled window counts from it, not from `occurred` (the
+        /// time the code was spoken, which a request delayed by an outage carries from days
+        /// before). Absent in journals from before it, where `occurred` stands in.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at: Option<DateTime<Utc>>,
     },
     /// Journals before `Decision`: a decision that queued nothing (still read).
     Decided {
@@ -397,10 +402,12 @@ impl Transmitter {
         let mut st = self.lock();
         let seq = st.next_seq.get(account).copied().unwrap_or(1);
         let id = st.next_id;
+        let arrived = self.inner.clock.now();
         let record = Record::Decision {
             kind,
             request: request_id.to_string(),
             entry: Entry::new(id, account, seq, cid, occurred),
+            at: Some(arrived),
         };
         append(&mut st, &record, Purpose::Request)?;
         match kind {
@@ -418,7 +425,7 @@ impl Transmitter {
                 });
             }
         }
-        remember(&mut st, request_id, occurred);
+        remember(&mut st, request_id, arrived);
         self.housekeep(&mut st);
         drop(st);
         self.wake_unless_held();
@@ -660,8 +667,9 @@ fn load(dir: &Path, now: DateTime<Utc>) -> Result<State, QueueError> {
                     kind,
                     request,
                     entry,
+                    at,
                 } => {
-                    remember(&mut st, &request, entry.occurred);
+                    remember(&mut st, &request, at.unwrap_or(entry.occurred));
                     if kind == DecisionKind::Duress {
                         take_numbers(&mut st, &entry.account, entry.seq);
                         st.next_id = st.next_id.max(entry.id + 1);
@@ -972,11 +980,12 @@ mod tests {
             kind,
             request: "req-1".to_string(),
             entry: Entry::new(7, "1234", 2, cid(3), at),
+            at: Some(at),
         };
         let duress = line(&decision(DecisionKind::Duress));
         assert_eq!(
             duress,
-            r#"{"op":"decision","kind":"duress","request":"req-1","id":7,"account":"1234","seq":2,"qualifier":1,"event":121,"partition":1,"number":3,"occurred":"2026-01-01T00:00:00Z"}"#
+            r#"{"op":"decision","kind":"duress","request":"req-1","id":7,"account":"1234","seq":2,"qualifier":1,"event":121,"partition":1,"number":3,"occurred":"2026-01-01T00:00:00Z","at":"2026-01-01T00:00:00Z"}"#
         );
         assert_eq!(line(&decision(DecisionKind::Normal)).len(), duress.len());
         let queued = Entry::new(7, "1234", 2, cid(3), at).queued(Some("req-1".to_string()));
@@ -999,6 +1008,31 @@ mod tests {
         assert_eq!(
             (kind, entry.seq, entry.number),
             (DecisionKind::Duress, 2, 3)
+        );
+    }
+
+    /// A request delayed by a long outage carries a time of occurrence from long ago: its id is
+    /// still remembered for the whole window from when it came, before and after a restart, so
+    /// a re-send of it never raises a second 121.
+    #[tokio::test]
+    async fn a_request_id_is_remembered_from_when_it_came_not_from_when_its_code_was_spoken() {
+        use crate::common::clock::AdjustableClock;
+        let (_dir, cfg) = durable_to_nobody("dc09-late");
+        let clock = Arc::new(AdjustableClock::frozen(Utc::now()));
+        let t = Transmitter::start(cfg, clock.clone()).unwrap();
+        let spoken = clock.now() - chrono::Duration::days(HANDLED_WINDOW_DAYS * 4);
+        t.decide("late-1", "1234", cid(1), spoken, DecisionKind::Duress)
+            .unwrap();
+        prune(&mut t.lock(), clock.now());
+        assert!(t.handled("late-1"), "kept for the window from its arrival");
+        t.crash_and_restart().unwrap();
+        prune(&mut t.lock(), clock.now());
+        assert!(t.handled("late-1"), "and so after a restart");
+        clock.advance(chrono::Duration::days(HANDLED_WINDOW_DAYS) + chrono::Duration::minutes(1));
+        prune(&mut t.lock(), clock.now());
+        assert!(
+            !t.handled("late-1"),
+            "forgotten once the window from its arrival is over"
         );
     }
 

@@ -126,8 +126,27 @@ pub struct Panel {
     pub as_of: DateTime<Utc>,
     /// The panel's monitoring center, if the cloud reports one (docs/panel-api.md,
     /// "Monitoring details"): where the skill's second path sends while the cloud is down.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "monitoring_or_none"
+    )]
     pub monitoring: Option<crate::domain::ports::monitoring::MonitoringLink>,
+}
+
+/// Monitoring details off the contract (a wrong type, a missing field, a value off its format)
+/// are no details: wherever a panel is read (the cloud's replies, its webhook's events), the
+/// panel keeps its one path instead of the whole message failing over them. The HTTP adapter
+/// also logs which field was off; here no value is logged (`key_ref` names a secret).
+fn monitoring_or_none<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<crate::domain::ports::monitoring::MonitoringLink>, D::Error> {
+    let details = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(details
+        .and_then(|v| {
+            serde_json::from_value::<crate::domain::ports::monitoring::MonitoringLink>(v).ok()
+        })
+        .filter(|link| link.off_format().is_none()))
 }
 
 impl Panel {
@@ -414,6 +433,33 @@ pub trait PanelCloud: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A webhook event's panel (or any panel read from the cloud) with monitoring details off
+    /// the contract is read without them, not refused with the whole event.
+    #[test]
+    fn monitoring_details_off_the_contract_are_read_as_none() {
+        let panel = |monitoring: serde_json::Value| {
+            serde_json::json!({"id": "home", "name": "Home", "manufacturer": "Acme", "model": "M1",
+                "arm_state": "disarmed", "phase": "disarmed", "delay_remaining_s": 0,
+                "supported_arm_states": ["disarmed"], "exit_delay_s": 30, "entry_delay_s": 30,
+                "alarms": {"burglary": false, "fire": false, "carbon_monoxide": false, "water": false},
+                "trouble": [], "online": true, "zones": [], "as_of": "2026-01-01T00:00:00Z",
+                "monitoring": monitoring})
+        };
+        let good =
+            serde_json::json!({"receiver": "127.0.0.1:7000", "account": "1234", "line": "2"});
+        let read = |m| serde_json::from_value::<Panel>(panel(m)).map(|p| p.monitoring);
+        assert!(matches!(read(good.clone()), Ok(Some(_))));
+        for bad in [
+            serde_json::json!(5),
+            serde_json::json!("127.0.0.1:7000"),
+            serde_json::json!({"receiver": "127.0.0.1:7000", "account": 1234, "line": "2"}),
+            serde_json::json!({"receiver": "127.0.0.1:7000", "account": "xyz!", "line": "2"}),
+            serde_json::json!(null),
+        ] {
+            assert_eq!(read(bad.clone()).ok(), Some(None), "{bad}");
+        }
+    }
 
     #[test]
     fn both_kinds_serialize_to_the_same_length() {

@@ -331,7 +331,7 @@ fn occurred_at_refused(
         crate::common::http_errors::error(
             StatusCode::BAD_REQUEST,
             "bad_request",
-            "occurred_at is more than a minute ahead or older than the handled request ids",
+            "occurred_at is more than a minute ahead of the cloud's clock",
         )
     })
 }

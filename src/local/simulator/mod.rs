@@ -26,7 +26,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::adapters::dc09::transmitter::{DecisionKind, HANDLED_WINDOW_DAYS, Transmitter};
+use crate::adapters::dc09::transmitter::{DecisionKind, Transmitter};
 use crate::common::clock::{AdjustableClock, Clock};
 use crate::common::deadline::Deadline;
 use crate::common::secret::Secret;
@@ -278,12 +278,12 @@ impl Simulator {
     }
 
     /// Whether the cloud takes `occurred_at` (docs/panel-api.md, the `disarm` route): not more
-    /// than [`OCCURRED_AT_AHEAD`] ahead of its clock (a skill's clock that far off is broken),
-    /// nor older than the handled request ids are kept, after which the cloud could no longer
-    /// tell a re-send of the attempt from a new one.
+    /// than [`OCCURRED_AT_AHEAD`] ahead of its clock (a skill's clock that far off is broken).
+    /// However old, it is taken: a duress re-sent after a long outage must still raise its 121,
+    /// and the cloud remembers a handled request id from when the request came, not from when
+    /// the code was spoken.
     pub fn occurred_at_in_bounds(&self, at: DateTime<Utc>) -> bool {
-        let now = self.clock.now();
-        at <= now + OCCURRED_AT_AHEAD && at >= now - chrono::Duration::days(HANDLED_WINDOW_DAYS)
+        at <= self.clock.now() + OCCURRED_AT_AHEAD
     }
 
     /// The account a request is scoped to (none under [`Defects::ignore_account`]).
@@ -414,7 +414,8 @@ impl Simulator {
         let (member, duress, request_id) = (req.member, req.duress(), req.request_id.as_str());
         let occurred = self.occurred(req.occurred_at, self.clock.now());
         // Every request id whose duress question is settled, duress or not, is recorded: a
-        // request id is one attempt, of one kind, for the link's window (HANDLED_WINDOW_DAYS).
+        // request id is one attempt, of one kind, for the link's window
+        // (crate::adapters::dc09::transmitter::HANDLED_WINDOW_DAYS, from when the request came).
         let seen = match &self.link {
             Some(link) => link.handled(request_id),
             None => st.signalled.contains(request_id),
