@@ -389,6 +389,8 @@ async fn main() -> ExitCode {
                     .unwrap_or(defaults.manufacturer_name.clone()),
                 outbox: settings.outbox,
                 step_up: settings.step_up,
+                // The demo runs the skill's second path to its monitoring center.
+                second_path: true,
                 ..defaults
             };
             let stack = match LocalStack::start(opts).await {

@@ -41,6 +41,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::adapters::account_link::jwks::JwksVerifier;
+use crate::adapters::dc09::sender::Dc09Sender;
 use crate::adapters::dc09::transmitter::{LinkConfig, Transmitter};
 use crate::adapters::event_gateway::HttpEventGateway;
 use crate::adapters::homegraph::{HomeGraph, ServiceAccount};
@@ -50,8 +51,9 @@ use crate::adapters::store::memory::MemoryStore;
 use crate::common::clock::{AdjustableClock, Clock};
 use crate::common::deadline::Deadline;
 use crate::common::secret::{Pin, Secret};
+use crate::domain::ports::monitoring::AlarmReceiver;
 use crate::domain::ports::panel::PanelCloud;
-use crate::domain::ports::store::{Store, StoreError};
+use crate::domain::ports::store::{ConfirmedPanel, Store, StoreError};
 use crate::domain::redelivery::{self, Report};
 use crate::domain::skill::{Skill, SkillDeps, SkillSettings};
 use crate::domain::voice_codes::{Keyring, Member, hash_code};
@@ -145,6 +147,10 @@ pub struct Options {
     /// What renewing a panel's confirmation may take; `None`: the functions' 300 ms
     /// (`RENEW_BUDGET`). Tests that count every table call on a loaded machine give it more.
     pub renew_budget: Option<Duration>,
+    /// The skill's second path: the reference cloud reports each panel's monitoring link and
+    /// the skill (directive and worker) sends there what the cloud could not take. On in
+    /// `alarm-skill serve`; tests turn it on where they look at it.
+    pub second_path: bool,
 }
 
 impl Default for Options {
@@ -169,6 +175,7 @@ impl Default for Options {
             capacity: None,
             step_up: crate::edges::management::StepUp::default(),
             renew_budget: None,
+            second_path: false,
         }
     }
 }
@@ -213,6 +220,8 @@ pub struct LocalStack {
     pub webhook_secret: Secret,
     /// The metrics lines the directive handler wrote, with `Options::metrics`.
     pub metrics: Option<crate::domain::metrics::Lines>,
+    /// The skill's second path to the center, recording every frame it sends.
+    pub second_path: Arc<Dc09Sender>,
     shutdown: Option<oneshot::Sender<()>>,
     tasks: Vec<JoinHandle<()>>,
     /// The temporary monitoring directory this stack made itself (no `monitoring_dir` given):
@@ -286,11 +295,12 @@ async fn seed(
         store.save_profile(&h.account, &profile).await?;
         // The config is the panel cloud's own account list (the simulator serves it): its
         // panels are confirmed in the account, as an import from the cloud confirms them.
-        let panels: Vec<String> = config
+        // Their monitoring links come with the cloud's first answer (discovery, a read).
+        let panels: Vec<ConfirmedPanel> = config
             .accounts
             .iter()
             .filter(|a| a.id == h.account)
-            .flat_map(|a| a.panels.iter().map(|p| p.id.clone()))
+            .flat_map(|a| a.panels.iter().map(|p| ConfirmedPanel::id_only(&p.id)))
             .collect();
         store.confirm_panels(&h.account, &panels, now).await?;
     }
@@ -314,9 +324,19 @@ async fn redeliver(
     panels: &dyn PanelCloud,
     keyring: &Keyring,
     clock: &dyn Clock,
+    receiver: &dyn AlarmReceiver,
 ) -> Result<Report, StoreError> {
-    let until = Deadline::after(Duration::from_secs(30));
-    redelivery::run_once(store, panels, keyring, clock, 25, until).await
+    redelivery::Worker {
+        store,
+        panels,
+        keys: redelivery::Keys::Fixed(keyring),
+        v2_seals: Default::default(),
+        clock,
+        until: Deadline::after(Duration::from_secs(30)),
+        receiver: Some(receiver),
+    }
+    .run_once(25)
+    .await
 }
 
 impl LocalStack {
@@ -440,24 +460,43 @@ impl LocalStack {
                 .await
                 .map_err(|e| LocalError::Bind(receiver_addr, e))?;
         }
-        let link = Transmitter::start(
-            LinkConfig {
-                key: dc09_key,
-                queue_dir: Some(monitoring_dir.join("cloud")),
-                ..LinkConfig::new(receiver.addr())
-            },
-            dyn_clock.clone(),
-        )
-        .map_err(|e| LocalError::Config(format!("DC-09 queue: {e}")))?;
-        let sim = Arc::new(
-            Simulator::new(&opts.config.accounts, clock.clone(), panel_api_key.clone())
-                .with_webhook(
-                    format!("{base_url}/webhooks/panel"),
-                    webhook_secret.clone(),
-                    http.clone(),
-                )
-                .with_monitoring(center, link),
+        let link_config = LinkConfig {
+            key: dc09_key,
+            queue_dir: Some(monitoring_dir.join("cloud")),
+            ..LinkConfig::new(receiver.addr())
+        };
+        // The skill's own line to the same center: it knows the key by the name the cloud
+        // reports, as production reads it from Secrets Manager.
+        let second_path = Arc::new(
+            match &opts.dc09_key {
+                Some(k) => Dc09Sender::new(dyn_clock.clone(), None)
+                    .with_key(simulator::CENTER_KEY_REF, k.clone()),
+                None => Dc09Sender::new(dyn_clock.clone(), None),
+            }
+            .recording(),
         );
+        let reported_link = opts.second_path.then(|| {
+            (
+                receiver.addr().to_string(),
+                link_config.receiver_number.clone(),
+                opts.dc09_key
+                    .as_ref()
+                    .map(|_| simulator::CENTER_KEY_REF.to_string()),
+            )
+        });
+        let link = Transmitter::start(link_config, dyn_clock.clone())
+            .map_err(|e| LocalError::Config(format!("DC-09 queue: {e}")))?;
+        let sim = Simulator::new(&opts.config.accounts, clock.clone(), panel_api_key.clone())
+            .with_webhook(
+                format!("{base_url}/webhooks/panel"),
+                webhook_secret.clone(),
+                http.clone(),
+            )
+            .with_monitoring(center, link);
+        let sim = Arc::new(match reported_link {
+            Some((addr, number, key_ref)) => sim.with_second_path(addr, number, key_ref),
+            None => sim,
+        });
         let panel_api = RestartableServer::start(
             SocketAddr::from((Ipv4Addr::LOCALHOST, opts.panel_port)),
             panel_api_routes(sim.clone()),
@@ -552,9 +591,10 @@ impl LocalStack {
             keyring: keyring.clone(),
             clock: dyn_clock.clone(),
         };
+        let skill = Skill::new(deps, settings).with_receiver(second_path.clone());
         let skill = Arc::new(match metrics {
-            Some(m) => Skill::new(deps, settings).with_metrics(m),
-            None => Skill::new(deps, settings),
+            Some(m) => skill.with_metrics(m),
+            None => skill,
         });
 
         let app = Router::new()
@@ -602,17 +642,18 @@ impl LocalStack {
             }));
         }
         if let Some(interval) = opts.redelivery_interval {
-            let (st, pa, kr, ck) = (
+            let (st, pa, kr, ck, rc) = (
                 store.clone(),
                 panels.clone(),
                 keyring.clone(),
                 dyn_clock.clone(),
+                second_path.clone(),
             );
             tasks.push(tokio::spawn(async move {
                 let mut every = tokio::time::interval(interval);
                 loop {
                     every.tick().await;
-                    match redeliver(st.as_ref(), pa.as_ref(), &kr, ck.as_ref()).await {
+                    match redeliver(st.as_ref(), pa.as_ref(), &kr, ck.as_ref(), rc.as_ref()).await {
                         Ok(r) if r.examined > 0 => tracing::info!(?r, "redelivery pass"),
                         Ok(_) => {}
                         Err(e) => tracing::warn!(error = %e, "redelivery pass failed"),
@@ -639,6 +680,7 @@ impl LocalStack {
             dev_google,
             webhook_secret,
             metrics: metric_lines,
+            second_path,
             shutdown: Some(tx),
             tasks,
             temp_monitoring_dir,
@@ -652,6 +694,7 @@ impl LocalStack {
             self.panels.as_ref(),
             &self.keyring,
             self.clock.as_ref(),
+            self.second_path.as_ref(),
         )
         .await
     }

@@ -30,6 +30,7 @@ use crate::adapters::dc09::transmitter::{DecisionKind, Transmitter};
 use crate::common::clock::{AdjustableClock, Clock};
 use crate::common::deadline::Deadline;
 use crate::common::secret::Secret;
+use crate::domain::ports::monitoring::MonitoringLink;
 use crate::domain::ports::panel::{
     ArmOutcome, ArmRequest, DisarmRequest, Notice, Panel, PanelCloud, PanelError, PanelUser,
     SignalRequest, Source, UserList,
@@ -79,7 +80,18 @@ pub struct Simulator {
     /// Test mode: further webhook receivers per account (`PUT /v1/test/accounts/{a}/webhook`).
     test_hooks: Mutex<HashMap<String, mpsc::UnboundedSender<PanelEvent>>>,
     defects: Mutex<Defects>,
+    /// What the cloud reports as each panel's monitoring link (`Panel.monitoring`): its center's
+    /// receiver, the panel's account, line [`SECOND_PATH_LINE`]. `None` reports none.
+    second_path: Option<MonitoringLink>,
 }
+
+/// The line (`L`) of the link the cloud reports for the skill's second path: the panel's
+/// account is a dual-path account, the cloud's own transmitter its line 1 (its
+/// `LinkConfig::account_prefix`) and the skill this one, so the center tells the paths apart.
+pub const SECOND_PATH_LINE: &str = "2";
+/// The name the local stack's center key goes by in the links the cloud reports (`key_ref`):
+/// never the key itself.
+pub const CENTER_KEY_REF: &str = "local/dc09-center-key";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SimError {
@@ -186,6 +198,7 @@ impl Simulator {
             inbox: Mutex::new(vec![]),
             test_hooks: Mutex::new(HashMap::new()),
             defects: Mutex::new(Defects::default()),
+            second_path: None,
         }
     }
 
@@ -195,6 +208,40 @@ impl Simulator {
         self.center = center;
         self.link = Some(link);
         self
+    }
+
+    /// Reports each panel's monitoring link (docs/panel-api.md, "Monitoring details"): the
+    /// center's receiver at `receiver` (`host:port`), with receiver number `receiver_number`,
+    /// the panel's DC-09 account ([`subscribers`]) on line [`SECOND_PATH_LINE`], and `key_ref`
+    /// naming the center's key when the line is encrypted.
+    pub fn with_second_path(
+        mut self,
+        receiver: String,
+        receiver_number: Option<String>,
+        key_ref: Option<String>,
+    ) -> Self {
+        self.second_path = Some(MonitoringLink {
+            receiver,
+            account: String::new(),
+            line: SECOND_PATH_LINE.to_string(),
+            receiver_number,
+            key_ref,
+        });
+        self
+    }
+
+    /// A panel as the API reports it: its view, with its monitoring link when the cloud knows
+    /// the household's center.
+    fn reported(&self, p: &SimPanel, now: DateTime<Utc>) -> Panel {
+        let mut view = p.view(now);
+        view.monitoring = self.second_path.as_ref().and_then(|link| {
+            let account = p.config.monitoring_account.clone()?;
+            Some(MonitoringLink {
+                account,
+                ..link.clone()
+            })
+        });
+        view
     }
 
     pub fn center(&self) -> &Arc<MonitoringCenter> {
@@ -559,7 +606,7 @@ impl Simulator {
         st.panels
             .iter()
             .filter(|p| p.account == account)
-            .map(|p| p.view(now))
+            .map(|p| self.reported(p, now))
             .collect()
     }
 
@@ -569,7 +616,7 @@ impl Simulator {
         let now = self.clock.now();
         Self::log(&mut st, "get", account, Some(panel), now);
         let i = Self::find(&st, self.scope(account), panel).ok_or(PanelError::NotFound)?;
-        Ok(st.panels[i].view(now))
+        Ok(self.reported(&st.panels[i], now))
     }
 
     pub fn arm(
