@@ -137,8 +137,13 @@ async fn with_the_receiver_down_too_the_worker_delivers_each_path_once() {
 #[tokio::test]
 async fn a_household_without_a_link_keeps_todays_behaviour() {
     // The cloud reports no monitoring link for the panel: the skill wires its second path, but
-    // has nowhere to send.
-    let h = Harness::start().await;
+    // has nowhere to send. The same directive budget as the other cases, which a loaded
+    // DynamoDB Local keeps to.
+    let h = Harness::start_with(alarm_skill::local::Options {
+        directive_budget: Some(std::time::Duration::from_secs(4)),
+        ..test_options()
+    })
+    .await;
     let t = h.token("demo").await;
     h.invoke(&discover(&t)).await;
     h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
@@ -153,4 +158,37 @@ async fn a_household_without_a_link_keeps_todays_behaviour() {
     let signals = h.signals().await;
     assert_eq!(count(&signals, "121/1/1"), 1, "{signals:?}");
     assert_nothing_pending(&h).await;
+}
+
+#[tokio::test]
+async fn while_the_breaker_holds_the_cloud_the_worker_still_reaches_the_center() {
+    let (h, t) = second_path_stack(4_000).await;
+    h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
+    h.advance(60).await;
+    h.fault("error", 0).await;
+    receiver(&h, "down").await;
+    let r = h.invoke(&disarm(&t, "home", Some(DURESS))).await;
+    assert_eq!(error_type(&r), Some("BRIDGE_UNREACHABLE"));
+    // Both paths down long enough for the cloud's breaker to open.
+    let mut open = false;
+    for _ in 0..alarm_skill::domain::redelivery::BREAKER_THRESHOLD + 1 {
+        h.advance(60).await;
+        open = h.stack.redeliver().await.unwrap().breaker_open;
+    }
+    assert!(open, "the breaker opened");
+    assert!(acked(&h).is_empty());
+
+    // The center is back, the cloud is not: the held pass still sends the center its 121.
+    receiver(&h, "none").await;
+    h.advance(60).await;
+    let report = h.stack.redeliver().await.unwrap();
+    assert!(report.breaker_open, "{report:?}");
+    assert_eq!(acked(&h), ["121/1"]);
+    assert_eq!(count(&h.signals().await, "121/1/1"), 1);
+
+    // The cloud back: the probe takes it, and the center hears nothing more from the skill.
+    h.advance(60).await;
+    recover_and_redeliver_twice(&h).await;
+    assert_nothing_pending(&h).await;
+    assert_eq!(acked(&h), ["121/1"]);
 }

@@ -560,8 +560,14 @@ impl Worker<'_> {
                     if until.remaining() < CALL_BUDGET + SETTLE_MARGIN {
                         return Verdict::NoCall;
                     }
+                    // The probe is a record like any other: the center first, if it lacks it.
+                    let links = self.monitoring_links(&[record]).await;
+                    let second = self
+                        .receiver
+                        .zip(links.get(&record.panel))
+                        .filter(|_| !record.receiver_acked);
                     let (settlement, verdict) =
-                        process(record, self.panels, self.keys, self.v2_seals, clock, None).await;
+                        process(record, self.panels, self.keys, self.v2_seals, clock, second).await;
                     report.examined += 1;
                     match store.settle_outbox_read(record, &settlement).await {
                         Ok(()) => match settlement {
@@ -686,8 +692,15 @@ impl Worker<'_> {
         // Promotions a crash left undone, before the queue is read, so they count this pass.
         store.promote_waiting(shard, PROMOTE_SCAN).await?;
         if mode.hold {
-            // The breaker is open: nothing is read or sent, only the backlog counted (its alarm
-            // must stay raised through the outage).
+            // The breaker is open: nothing goes to the cloud, and the backlog is counted (its
+            // alarm must stay raised through the outage). It holds the cloud's calls, not the
+            // center's: records the center has not ACKed still go there.
+            if self.receiver.is_some() {
+                let due = store
+                    .outbox_due(Lane::Due, shard, clock.now(), batch, quota.max(1))
+                    .await?;
+                self.center_only(&due.records).await;
+            }
             return count_backlog(store, shard, report).await;
         }
         let now = clock.now();
@@ -721,16 +734,7 @@ impl Worker<'_> {
         let total = records.len();
         // One household's records one after another (they share its quota counter, and racing
         // transactions on one item would cancel each other); households side by side.
-        let mut households: Vec<Vec<&OutboxRecord>> = Vec::new();
-        for r in records {
-            match households
-                .iter_mut()
-                .find(|g| g[0].household == r.household)
-            {
-                Some(group) => group.push(r),
-                None => households.push(vec![r]),
-            }
-        }
+        let households = by_household(records);
         let deliveries: Vec<_> = households
             .iter()
             .map(|group| self.deliver_in_turn(group, gate))
@@ -777,6 +781,61 @@ impl Worker<'_> {
             return Err(e);
         }
         count_backlog(store, shard, report).await
+    }
+}
+
+/// Records grouped by household, in the order each household first appears.
+fn by_household<'r>(
+    records: impl IntoIterator<Item = &'r OutboxRecord>,
+) -> Vec<Vec<&'r OutboxRecord>> {
+    let mut households: Vec<Vec<&OutboxRecord>> = Vec::new();
+    for r in records {
+        match households
+            .iter_mut()
+            .find(|g| g[0].household == r.household)
+        {
+            Some(group) => group.push(r),
+            None => households.push(vec![r]),
+        }
+    }
+    households
+}
+
+impl Worker<'_> {
+    /// While the breaker holds the cloud's calls: the second path alone, for the due records the
+    /// center has not ACKed, one household's after another; an ACK is written as the record's
+    /// retry with its attempts and due time unchanged. Bounded by the batch and the deadline.
+    async fn center_only(self, records: &[OutboxRecord]) {
+        let Some(receiver) = self.receiver else {
+            return;
+        };
+        for group in by_household(records.iter().filter(|r| !r.receiver_acked)) {
+            let links = self.monitoring_links(&group).await;
+            for record in group {
+                let Some(link) = links.get(&record.panel) else {
+                    continue;
+                };
+                if self.until.remaining() < CALL_BUDGET + SETTLE_MARGIN {
+                    return;
+                }
+                // An unopened seal is the full pass's to report, once the cloud is back.
+                let Ok(sealed) = open_seal(record, self.keys, self.v2_seals).await else {
+                    continue;
+                };
+                let deadline = Deadline::after(CALL_BUDGET);
+                if !second_path(receiver, link, record, sealed, deadline).await {
+                    continue;
+                }
+                let acked = Settlement::Retry {
+                    attempts: record.attempts,
+                    next_attempt_at: record.next_attempt_at,
+                    receiver_acked: true,
+                };
+                if let Err(e) = self.store.settle_outbox_read(record, &acked).await {
+                    tracing::warn!(error = %e, "could not record the center's ACK; sent again later");
+                }
+            }
+        }
     }
 }
 
