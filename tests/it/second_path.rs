@@ -89,8 +89,9 @@ async fn while_the_cloud_fails_the_center_has_the_attempt_when_the_reply_comes()
     }
 }
 
-#[tokio::test]
-async fn with_the_receiver_down_too_the_worker_delivers_each_path_once() {
+/// Armed away, the cloud answering 500 and the center's receiver down: the duress said, and
+/// answered as today.
+async fn duress_with_both_paths_down() -> Harness {
     let (h, t) = second_path_stack(4_000).await;
     h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
     h.advance(60).await;
@@ -98,6 +99,12 @@ async fn with_the_receiver_down_too_the_worker_delivers_each_path_once() {
     receiver(&h, "down").await;
     let r = h.invoke(&disarm(&t, "home", Some(DURESS))).await;
     assert_eq!(error_type(&r), Some("BRIDGE_UNREACHABLE"));
+    h
+}
+
+#[tokio::test]
+async fn with_the_receiver_down_too_the_worker_delivers_each_path_once() {
+    let h = duress_with_both_paths_down().await;
     assert!(acked(&h).is_empty());
     assert_eq!(
         h.stack.second_path.sent().len(),
@@ -162,13 +169,7 @@ async fn a_household_without_a_link_keeps_todays_behaviour() {
 
 #[tokio::test]
 async fn while_the_breaker_holds_the_cloud_the_worker_still_reaches_the_center() {
-    let (h, t) = second_path_stack(4_000).await;
-    h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
-    h.advance(60).await;
-    h.fault("error", 0).await;
-    receiver(&h, "down").await;
-    let r = h.invoke(&disarm(&t, "home", Some(DURESS))).await;
-    assert_eq!(error_type(&r), Some("BRIDGE_UNREACHABLE"));
+    let h = duress_with_both_paths_down().await;
     // Both paths down long enough for the cloud's breaker to open.
     let mut open = false;
     for _ in 0..alarm_skill::domain::redelivery::BREAKER_THRESHOLD + 1 {
