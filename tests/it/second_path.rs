@@ -193,3 +193,27 @@ async fn while_the_breaker_holds_the_cloud_the_worker_still_reaches_the_center()
     assert_nothing_pending(&h).await;
     assert_eq!(acked(&h), ["121/1"]);
 }
+
+#[tokio::test]
+async fn a_disarm_stores_the_link_the_cloud_reports_without_a_discovery() {
+    // Confirmed by the seed a moment ago, without details: only the cloud's answer to this
+    // disarm's own check has the link, and it is written with the confirmation.
+    let h = Harness::start_with(alarm_skill::local::Options {
+        second_path: true,
+        directive_budget: Some(std::time::Duration::from_secs(4)),
+        ..test_options()
+    })
+    .await;
+    let t = h.token("demo").await;
+    let r = h.invoke(&disarm(&t, "home", Some(NORMAL))).await;
+    assert_eq!(r["event"]["header"]["name"], "Response", "{r}");
+    let snapshot = h.stack.store.household("demo").await.unwrap();
+    assert_eq!(
+        snapshot.monitoring.get("home").map(|l| l.line.as_str()),
+        Some("2")
+    );
+    h.fault("error", 0).await;
+    let r = h.invoke(&disarm(&t, "home", Some(DURESS))).await;
+    assert_eq!(error_type(&r), Some("BRIDGE_UNREACHABLE"));
+    assert_eq!(acked(&h), ["121/1"]);
+}

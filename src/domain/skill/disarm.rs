@@ -371,7 +371,7 @@ impl Skill {
                 account,
                 panel_id,
                 pin,
-                checked.is_some(),
+                checked.as_ref(),
                 deadline.leaving(reserve),
             )
             .await
@@ -554,7 +554,7 @@ impl Skill {
         account: &str,
         panel_id: &str,
         pin: Option<&Pin>,
-        confirmed: bool,
+        checked: Option<&Panel>,
         until: Deadline,
     ) -> Result<Decided, NotDecided> {
         let store = &self.deps.store;
@@ -572,12 +572,20 @@ impl Skill {
                     };
                 }
             };
-            link = snapshot.monitoring.get(panel_id).cloned();
+            let stored = snapshot.monitoring.get(panel_id);
             let now = self.deps.clock.now();
             let seen = snapshot.panels_seen.get(panel_id).copied();
             let fresh = |ttl: Duration| seen.is_some_and(|at| now - at < ttl);
-            let held = !confirmed && !fresh(OWNERSHIP_TTL);
-            let reconfirm = confirmed && !fresh(OWNERSHIP_REFRESH);
+            let held = checked.is_none() && !fresh(OWNERSHIP_TTL);
+            // Also when the cloud now reports another monitoring link (or none) than stored:
+            // the second path must send where the cloud says, not where it said last.
+            let reconfirm = checked
+                .is_some_and(|p| !fresh(OWNERSHIP_REFRESH) || p.monitoring.as_ref() != stored);
+            // The cloud's word in this request is newer than the stored one.
+            link = match checked {
+                Some(p) => p.monitoring.clone(),
+                None => stored.cloned(),
+            };
             // Before any PIN is looked at: the reload depends on the stored codes only.
             let keyring = match &self.keyring_source {
                 Some(source) => source.for_profile(&snapshot.profile).await,
