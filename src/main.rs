@@ -386,6 +386,7 @@ async fn main() -> ExitCode {
                 dc09_key: dc09_key.map(alarm_skill::common::secret::Secret::new),
                 monitoring_dir,
                 receiver_mode: receiver_mode.unwrap_or_default(),
+                // The demo runs the skill's second path to its monitoring center.
                 second_path: !no_second_path,
                 config,
                 dynamodb_endpoint,

@@ -228,7 +228,9 @@ pub async fn load_keyring(
     })
 }
 
-async fn resolve(
+/// One secret's value, from the environment or Secrets Manager: also the DC-09 keys a monitoring
+/// link names (crate::adapters::dc09::sender).
+pub(crate) async fn resolve(
     name: &'static str,
     source: &SecretRef,
     sm: Option<&aws_sdk_secretsmanager::Client>,

@@ -30,7 +30,7 @@ use serde::Serialize;
 use crate::common::clock::Clock;
 use crate::common::deadline::Deadline;
 use crate::domain::ports::panel::{PanelCloud, PanelError, PanelUser, UserList};
-use crate::domain::ports::store::{AuditEntry, Store, StoreError};
+use crate::domain::ports::store::{AuditEntry, ConfirmedPanel, Store, StoreError};
 use crate::domain::voice_codes::{Member, NameError, Profile, member_name};
 
 const SAVE_ATTEMPTS: usize = 3;
@@ -323,11 +323,11 @@ async fn confirm_listed(
             return;
         }
     };
-    let ids: Vec<String> = listed.into_iter().map(|p| p.id).collect();
-    if ids.is_empty() {
+    let confirmed: Vec<ConfirmedPanel> = listed.iter().map(ConfirmedPanel::from).collect();
+    if confirmed.is_empty() {
         return;
     }
-    if let Err(e) = store.confirm_panels(account, &ids, clock.now()).await {
+    if let Err(e) = store.confirm_panels(account, &confirmed, clock.now()).await {
         tracing::warn!(error = %e, "could not record the confirmed panels");
     }
 }

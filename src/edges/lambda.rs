@@ -65,6 +65,9 @@ pub struct Production {
     pub homegraph: Option<Arc<HomeGraph>>,
     pub http: reqwest::Client,
     pub metrics: Arc<crate::domain::metrics::Metrics>,
+    /// The second path to households' monitoring centers (SIA DC-09), reading the keys links
+    /// name from Secrets Manager.
+    pub receiver: Arc<crate::adapters::dc09::sender::Dc09Sender>,
 }
 
 impl Production {
@@ -155,7 +158,12 @@ impl Production {
             }
             None => None,
         };
+        let receiver = Arc::new(crate::adapters::dc09::sender::Dc09Sender::new(
+            clock.clone(),
+            Some(crate::adapters::secrets::secrets_manager_client(&sdk)),
+        ));
         Ok(Production {
+            receiver,
             homegraph,
             tokens: Arc::new(JwksVerifier::new(&config.oauth, http.clone())),
             store,
@@ -207,7 +215,8 @@ impl Production {
             self.settings(),
         )
         .with_metrics(self.metrics.clone())
-        .with_keyring_source(self.keyring_source.clone()))
+        .with_keyring_source(self.keyring_source.clone())
+        .with_receiver(self.receiver.clone()))
     }
 
     pub fn management(&self) -> ManagementService {

@@ -41,6 +41,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::adapters::account_link::jwks::JwksVerifier;
+use crate::adapters::dc09::sender::Dc09Sender;
 use crate::adapters::dc09::transmitter::{LinkConfig, Transmitter};
 use crate::adapters::event_gateway::HttpEventGateway;
 use crate::adapters::homegraph::{HomeGraph, ServiceAccount};
@@ -50,8 +51,9 @@ use crate::adapters::store::memory::MemoryStore;
 use crate::common::clock::{AdjustableClock, Clock};
 use crate::common::deadline::Deadline;
 use crate::common::secret::{Pin, Secret};
+use crate::domain::ports::monitoring::AlarmReceiver;
 use crate::domain::ports::panel::PanelCloud;
-use crate::domain::ports::store::{Store, StoreError};
+use crate::domain::ports::store::{ConfirmedPanel, Store, StoreError};
 use crate::domain::redelivery::{self, Report};
 use crate::domain::skill::{Skill, SkillDeps, SkillSettings};
 use crate::domain::voice_codes::{Keyring, Member, hash_code};
@@ -120,7 +122,7 @@ pub struct Options {
     /// The skill's second path (issue 26): the reference cloud reports this stack's center as
     /// every monitored panel's monitoring details (`Panel.monitoring`, line
     /// `SECOND_PATH_LINE`), so the skill sends there itself while the cloud can't take an
-    /// attempt. On by default; `false` (`--no-second-path`): no details, the cloud's path only.
+    /// attempt. On in `alarm-skill serve` (`--no-second-path`: no details, the cloud's path only).
     pub second_path: bool,
     /// The receiver's fault mode at start (`/sim/monitoring/receiver` changes it later): a
     /// restart with the receiver down keeps the cloud's queued backlog queued.
@@ -161,7 +163,10 @@ impl Default for Options {
             dc09_key: None,
             monitoring_dir: None,
             receiver_mode: ReceiverMode::None,
-            second_path: true,
+            // On in `alarm-skill serve` (its `--no-second-path` turns it off); off for the
+            // stacks tests build, which turn it on where they look at it, so the counts of
+            // every other suite's center stay the cloud's alone.
+            second_path: false,
             config: DemoConfig::demo(),
             dynamodb_endpoint: None,
             table: "alarm-skill-local".to_string(),
@@ -219,6 +224,8 @@ pub struct LocalStack {
     pub webhook_secret: Secret,
     /// The metrics lines the directive handler wrote, with `Options::metrics`.
     pub metrics: Option<crate::domain::metrics::Lines>,
+    /// The skill's second path to the center, recording every frame it sends.
+    pub second_path: Arc<Dc09Sender>,
     shutdown: Option<oneshot::Sender<()>>,
     tasks: Vec<JoinHandle<()>>,
     /// The temporary monitoring directory this stack made itself (no `monitoring_dir` given):
@@ -292,11 +299,12 @@ async fn seed(
         store.save_profile(&h.account, &profile).await?;
         // The config is the panel cloud's own account list (the simulator serves it): its
         // panels are confirmed in the account, as an import from the cloud confirms them.
-        let panels: Vec<String> = config
+        // Their monitoring links come with the cloud's first answer (discovery, a read).
+        let panels: Vec<ConfirmedPanel> = config
             .accounts
             .iter()
             .filter(|a| a.id == h.account)
-            .flat_map(|a| a.panels.iter().map(|p| p.id.clone()))
+            .flat_map(|a| a.panels.iter().map(|p| ConfirmedPanel::id_only(&p.id)))
             .collect();
         store.confirm_panels(&h.account, &panels, now).await?;
     }
@@ -320,9 +328,19 @@ async fn redeliver(
     panels: &dyn PanelCloud,
     keyring: &Keyring,
     clock: &dyn Clock,
+    receiver: &dyn AlarmReceiver,
 ) -> Result<Report, StoreError> {
-    let until = Deadline::after(Duration::from_secs(30));
-    redelivery::run_once(store, panels, keyring, clock, 25, until).await
+    redelivery::Worker {
+        store,
+        panels,
+        keys: redelivery::Keys::Fixed(keyring),
+        v2_seals: Default::default(),
+        clock,
+        until: Deadline::after(Duration::from_secs(30)),
+        receiver: Some(receiver),
+    }
+    .run_once(25)
+    .await
 }
 
 impl LocalStack {
@@ -453,6 +471,16 @@ impl LocalStack {
             receiver_number: Some("1".into()),
             key_ref: dc09_key.is_some().then(|| SECOND_PATH_KEY_REF.to_string()),
         });
+        // The skill's own line to the same center: it knows the key by the name the cloud
+        // reports, as production reads it from Secrets Manager.
+        let sender = Arc::new(
+            match &opts.dc09_key {
+                Some(k) => Dc09Sender::new(dyn_clock.clone(), None)
+                    .with_key(SECOND_PATH_KEY_REF, k.clone()),
+                None => Dc09Sender::new(dyn_clock.clone(), None),
+            }
+            .recording(),
+        );
         let link = Transmitter::start(
             LinkConfig {
                 key: dc09_key,
@@ -566,9 +594,10 @@ impl LocalStack {
             keyring: keyring.clone(),
             clock: dyn_clock.clone(),
         };
+        let skill = Skill::new(deps, settings).with_receiver(sender.clone());
         let skill = Arc::new(match metrics {
-            Some(m) => Skill::new(deps, settings).with_metrics(m),
-            None => Skill::new(deps, settings),
+            Some(m) => skill.with_metrics(m),
+            None => skill,
         });
 
         let app = Router::new()
@@ -616,17 +645,18 @@ impl LocalStack {
             }));
         }
         if let Some(interval) = opts.redelivery_interval {
-            let (st, pa, kr, ck) = (
+            let (st, pa, kr, ck, rc) = (
                 store.clone(),
                 panels.clone(),
                 keyring.clone(),
                 dyn_clock.clone(),
+                sender.clone(),
             );
             tasks.push(tokio::spawn(async move {
                 let mut every = tokio::time::interval(interval);
                 loop {
                     every.tick().await;
-                    match redeliver(st.as_ref(), pa.as_ref(), &kr, ck.as_ref()).await {
+                    match redeliver(st.as_ref(), pa.as_ref(), &kr, ck.as_ref(), rc.as_ref()).await {
                         Ok(r) if r.examined > 0 => tracing::info!(?r, "redelivery pass"),
                         Ok(_) => {}
                         Err(e) => tracing::warn!(error = %e, "redelivery pass failed"),
@@ -653,6 +683,7 @@ impl LocalStack {
             dev_google,
             webhook_secret,
             metrics: metric_lines,
+            second_path: sender,
             shutdown: Some(tx),
             tasks,
             temp_monitoring_dir,
@@ -666,6 +697,7 @@ impl LocalStack {
             self.panels.as_ref(),
             &self.keyring,
             self.clock.as_ref(),
+            self.second_path.as_ref(),
         )
         .await
     }

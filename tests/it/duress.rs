@@ -824,7 +824,9 @@ async fn a_duress_held_for_a_stale_confirmation_looks_like_a_normal_code_and_is_
         // exit delay renewed it just now: set it back).
         h.fault("down", 0).await;
         let now = alarm_skill::common::clock::Clock::now(h.stack.clock.as_ref());
-        let panels = ["home".to_string()];
+        let panels = [alarm_skill::domain::ports::store::ConfirmedPanel::id_only(
+            "home",
+        )];
         let week_ago = now - chrono::Duration::seconds(691_200);
         h.stack
             .store
@@ -880,4 +882,84 @@ async fn a_duress_held_for_a_stale_confirmation_looks_like_a_normal_code_and_is_
         let now = alarm_skill::common::clock::Clock::now(h.stack.clock.as_ref());
         assert!(seen.get("home").is_some_and(|at| *at == now), "{seen:?}");
     }
+}
+
+/// The skill's log lines of a run, without what varies from run to run (times, ids, threads):
+/// level, module, message and marker. The reference cloud's and center's lines (src/local, the
+/// cloud's transmitter) are outside the skill, where a duress is meant to differ.
+fn skill_log_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| {
+            let target = l["target"].as_str().unwrap_or("");
+            target.starts_with("alarm_skill::")
+                && !target.starts_with("alarm_skill::local")
+                && !target.starts_with("alarm_skill::adapters::dc09::transmitter")
+        })
+        .map(|l| {
+            format!(
+                "{} {} {} {}",
+                l["level"], l["target"], l["fields"]["message"], l["fields"]["marker"]
+            )
+        })
+        .collect()
+}
+
+/// With the panel cloud failing, the second path is one more channel an intruder might watch:
+/// a normal and a duress attempt leave the same reply, the same store writes (the outbox
+/// record and whether the center ACKed), the same audit, the same skill log lines and DC-09
+/// frames of one length. Only the center's event differs (350 or 121).
+#[test]
+fn the_second_path_looks_the_same_for_both_kinds() {
+    let run = |code: &'static str| {
+        let capture = support::logs::Capture::default();
+        // With one scoped dispatcher alive, tracing computes a callsite's interest from the
+        // default of whichever thread hits it first: another test's thread, which logs nowhere,
+        // would switch our lines off. A second one makes it ask every dispatcher.
+        let _second = tracing::Dispatch::new(tracing_subscriber::registry());
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(capture.clone())
+            .finish();
+        let seen = support::logs::run(subscriber.into(), 0, async move {
+            let (h, t) = second_path_stack(4_000).await;
+            h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
+            h.advance(60).await;
+            h.fault("error", 0).await;
+            let reply = h.invoke(&disarm(&t, "home", Some(code))).await;
+            let frames: Vec<(usize, String)> = h
+                .stack
+                .second_path
+                .sent()
+                .iter()
+                .map(|f| (f.frame.len(), f.answer.clone()))
+                .collect();
+            // Times print with as many digits as they need: their length is the clock's.
+            let mut shapes = outbox_shapes(&h).await;
+            for s in shapes.iter_mut() {
+                for time in ["created_at", "next_attempt_at"] {
+                    if let Some(v) = s.get_mut(time) {
+                        *v = json!("<time>");
+                    }
+                }
+            }
+            (normalize(&reply), frames, shapes, h.audit_log().await)
+        });
+        (seen, skill_log_lines(&capture.text()))
+    };
+    let (normal, normal_logs) = run(NORMAL);
+    let (duress, duress_logs) = run(DURESS);
+    assert_eq!(error_type(&normal.0), Some("BRIDGE_UNREACHABLE"));
+    assert_eq!(
+        normal.1,
+        [(normal.1[0].0, "ACK".to_string())],
+        "one frame, ACKed"
+    );
+    assert_eq!(normal, duress);
+    assert!(
+        normal_logs.iter().any(|l| l.contains("second_path_acked")),
+        "{normal_logs:#?}"
+    );
+    assert_eq!(normal_logs, duress_logs);
 }

@@ -337,6 +337,7 @@ async fn one_invocation_drains_a_backlog_larger_than_a_batch() {
         v2_seals: Default::default(),
         clock: h.stack.clock.as_ref(),
         until: alarm_skill::common::deadline::Deadline::after(std::time::Duration::from_secs(60)),
+        receiver: None,
     };
     let report = worker.drain(25, 10).await.unwrap();
     assert_eq!((report.delivered, report.backlog), (61, 0), "{report:?}");
@@ -600,6 +601,7 @@ async fn a_v2_seal_opens_only_on_a_record_written_before_the_cutoff() {
         v2_seals: V2Cutoff(Some(now - chrono::Duration::hours(1))),
         clock: h.stack.clock.as_ref(),
         until: alarm_skill::common::deadline::Deadline::after(std::time::Duration::from_secs(60)),
+        receiver: None,
     };
     let report = worker.run_once(25).await.unwrap();
     assert_eq!((report.delivered, report.retrying), (1, 1), "{report:?}");

@@ -33,6 +33,7 @@ mod openapi;
 mod panel_client;
 mod provisioning;
 mod readme;
+mod second_path;
 mod secrets;
 mod sim_clock;
 mod store_conformance;

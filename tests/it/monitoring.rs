@@ -52,10 +52,13 @@ fn config(abort_window_s: u32, cancel_requires_code: bool) -> DemoConfig {
     .expect("config")
 }
 
+/// A stack with the second path on, as `alarm-skill serve` runs it: the center's rules are
+/// tested with both lines in use.
 async fn stack(cfg: DemoConfig, key: Option<&str>) -> Harness {
     Harness::start_with(Options {
         config: cfg,
         dc09_key: key.map(Secret::new),
+        second_path: true,
         ..test_options()
     })
     .await
@@ -1660,7 +1663,7 @@ mod two_paths {
 /// naming the key (never giving it) when the link is encrypted; `second_path: false` reports
 /// none.
 #[tokio::test]
-async fn the_local_stack_reports_its_center_for_the_second_path_by_default() {
+async fn the_local_stack_reports_its_center_for_the_second_path_when_on() {
     use alarm_skill::local::simulator::monitoring::{SECOND_PATH_KEY_REF, SECOND_PATH_LINE};
     let h = stack(config(30, true), Some(KEY)).await;
     let second = link(&h).await["second_path"].clone();

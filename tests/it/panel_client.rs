@@ -197,6 +197,7 @@ async fn worker_keeps_an_unacknowledged_duress_pending(store: &dyn Store) {
             &alarm_skill::domain::ports::store::Settlement::Retry {
                 attempts: 2,
                 next_attempt_at: chrono::Utc::now() - chrono::Duration::seconds(1),
+                receiver_acked: false,
             },
             None,
         )

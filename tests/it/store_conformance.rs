@@ -6,9 +6,11 @@
 //! promise (keys, sparse index, TTL attributes), which the trait alone can't observe.
 
 use alarm_skill::adapters::store::dynamodb::{DynamoStore, create_table, local_client};
+use alarm_skill::domain::ports::monitoring::MonitoringLink;
 use alarm_skill::domain::ports::store::{
-    AuditEntry, Breaker, HELD_PER_HOUSEHOLD, HouseholdSnapshot, Lane, OutboxCounts, OutboxPolicy,
-    OutboxRecord, OutboxStatus, Settlement, Store, StoreError, StoredGrant, ThrottleWrite,
+    AuditEntry, Breaker, ConfirmedPanel, HELD_PER_HOUSEHOLD, HouseholdSnapshot, Lane, OutboxCounts,
+    OutboxPolicy, OutboxRecord, OutboxStatus, Settlement, Store, StoreError, StoredGrant,
+    ThrottleWrite,
 };
 use alarm_skill::domain::voice_codes::{
     CodeHash, HouseholdSettings, Member, PinlessPolicy, Profile, Throttle,
@@ -95,6 +97,8 @@ conformance!(
     a_pass_takes_at_most_its_share_of_one_household,
     a_record_whose_panel_left_goes_to_its_own_lane_and_count,
     confirmed_panels_are_read_with_the_household_and_forgotten,
+    monitoring_links_come_and_go_with_the_confirmations,
+    the_centers_ack_is_kept_with_a_retry,
     a_stale_read_settles_nothing,
     held_attempts_are_capped_per_household_and_leave_the_lane_when_settled,
     racing_held_attempts_never_pass_the_cap,
@@ -565,6 +569,7 @@ async fn settle_delivered_then_double_settle_conflicts(store: &dyn Store) {
     let retry = Settlement::Retry {
         attempts: 3,
         next_attempt_at: t0(),
+        receiver_acked: false,
     };
     for again in [Settlement::Delivered, retry] {
         let result = store
@@ -635,6 +640,7 @@ async fn settle_retry_keeps_record_pending(store: &dyn Store) {
             &Settlement::Retry {
                 attempts: 2,
                 next_attempt_at: later,
+                receiver_acked: false,
             },
             Some(("hh", &entry(t0(), "retrying"))),
         )
@@ -673,6 +679,7 @@ async fn settle_retry_keeps_record_pending(store: &dyn Store) {
             &Settlement::Retry {
                 attempts: 3,
                 next_attempt_at: t0(),
+                receiver_acked: false,
             },
             None,
         )
@@ -695,6 +702,7 @@ async fn settle_unknown_record_conflicts_and_writes_nothing(store: &dyn Store) {
     let retry = Settlement::Retry {
         attempts: 1,
         next_attempt_at: t0(),
+        receiver_acked: false,
     };
     for settlement in [Settlement::Delivered, retry] {
         assert_conflict(store.settle_outbox("req-missing", &settlement, None).await);
@@ -1168,6 +1176,7 @@ mod dynamodb_layout {
                 &Settlement::Retry {
                     attempts: 1,
                     next_attempt_at: later,
+                    receiver_acked: false,
                 },
                 None,
             )
@@ -1528,6 +1537,7 @@ fn retry_at(attempts: u32, at: DateTime<Utc>) -> Settlement {
     Settlement::Retry {
         attempts,
         next_attempt_at: at,
+        receiver_acked: false,
     }
 }
 
@@ -1721,12 +1731,12 @@ async fn a_record_whose_panel_left_goes_to_its_own_lane_and_count(store: &dyn St
 async fn confirmed_panels_are_read_with_the_household_and_forgotten(store: &dyn Store) {
     assert!(store.household("hh").await.unwrap().panels_seen.is_empty());
     store
-        .confirm_panels("hh", &["home".to_string(), "cabin".to_string()], t0())
+        .confirm_panels("hh", &[id_only("home"), id_only("cabin")], t0())
         .await
         .unwrap();
     let later = t0() + Duration::minutes(5);
     store
-        .confirm_panels("hh", &["home".to_string()], later)
+        .confirm_panels("hh", &[id_only("home")], later)
         .await
         .unwrap();
     store.save_profile("hh", &profile()).await.unwrap();
@@ -1755,6 +1765,116 @@ async fn confirmed_panels_are_read_with_the_household_and_forgotten(store: &dyn 
         .into_keys()
         .collect();
     assert_eq!(seen, ["cabin"]);
+}
+
+fn id_only(panel: &str) -> ConfirmedPanel {
+    ConfirmedPanel::id_only(panel)
+}
+
+fn link(account: &str) -> MonitoringLink {
+    MonitoringLink {
+        receiver: "center.example:9002".into(),
+        account: account.into(),
+        line: "2".into(),
+        receiver_number: Some("1".into()),
+        key_ref: Some("dc09/center".into()),
+    }
+}
+
+fn reported(panel: &str, monitoring: Option<MonitoringLink>) -> ConfirmedPanel {
+    ConfirmedPanel {
+        id: panel.into(),
+        monitoring: Some(monitoring),
+    }
+}
+
+/// The link the cloud reported with a panel is read with the household, per panel; a
+/// confirmation that says nothing of it keeps it; one that reports none drops it, and so does
+/// forgetting the panel.
+async fn monitoring_links_come_and_go_with_the_confirmations(store: &dyn Store) {
+    let links = |s: HouseholdSnapshot| s.monitoring.into_iter().collect::<Vec<_>>();
+    store
+        .confirm_panels(
+            "hh",
+            &[
+                reported("home", Some(link("1234"))),
+                reported("cabin", None),
+            ],
+            t0(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        links(store.household("hh").await.unwrap()),
+        [("home".to_string(), link("1234"))]
+    );
+    assert!(store.household("hh-2").await.unwrap().monitoring.is_empty());
+    let later = t0() + Duration::minutes(5);
+    store
+        .confirm_panels("hh", &[id_only("home")], later)
+        .await
+        .unwrap();
+    let snapshot = store.household("hh").await.unwrap();
+    assert_eq!(snapshot.panels_seen.get("home"), Some(&later));
+    assert_eq!(links(snapshot), [("home".to_string(), link("1234"))]);
+    store
+        .confirm_panels(
+            "hh",
+            &[
+                reported("home", Some(link("ABCD"))),
+                reported("cabin", Some(link("1235"))),
+            ],
+            later,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        links(store.household("hh").await.unwrap()),
+        [
+            ("cabin".to_string(), link("1235")),
+            ("home".to_string(), link("ABCD"))
+        ]
+    );
+    store
+        .confirm_panels("hh", &[reported("home", None)], later)
+        .await
+        .unwrap();
+    store.forget_panel("hh", "cabin").await.unwrap();
+    assert!(store.household("hh").await.unwrap().monitoring.is_empty());
+}
+
+/// Whether the center ACKed the second path's event is written with a retry, in every lane,
+/// and a later retry that did not reach the center leaves it set.
+async fn the_centers_ack_is_kept_with_a_retry(store: &dyn Store) {
+    let acked = |attempts| Settlement::Retry {
+        attempts,
+        next_attempt_at: t0(),
+        receiver_acked: true,
+    };
+    let rec = record("req-ack", "hh", t0());
+    store.put_outbox(&rec, None).await.unwrap();
+    let read_acked = || async {
+        let read = store.outbox_record("req-ack").await.unwrap();
+        read.map(|r| r.receiver_acked)
+    };
+    assert_eq!(read_acked().await, Some(false));
+    store
+        .settle_outbox("req-ack", &acked(1), None)
+        .await
+        .unwrap();
+    assert_eq!(read_acked().await, Some(true));
+    store
+        .settle_outbox("req-ack", &retry_at(2, t0()), None)
+        .await
+        .unwrap();
+    let read = store.outbox_record("req-ack").await.unwrap().unwrap();
+    assert_eq!((read.attempts, read.receiver_acked), (2, true));
+    // Read back from the queue as well: what the worker sees.
+    let read = due(store, t0() + Duration::hours(1), 10).await;
+    assert!(
+        read.iter()
+            .any(|r| r.request_id == "req-ack" && r.receiver_acked)
+    );
 }
 
 /// The worker settles a record as it read it from the index (no second read): if the record

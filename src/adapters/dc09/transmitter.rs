@@ -43,13 +43,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::common::clock::Clock;
-use crate::wire::dc09::frame::{self, Cid, FrameError, Key, MessageId, Route};
+use crate::wire::dc09::frame::{self, Cid, Key, MessageId, Route};
+
+use super::link::{self, Connection, Expect, SendError};
 
 /// Where and how the cloud sends.
 #[derive(Debug, Clone)]
@@ -303,22 +303,6 @@ impl Drop for Hold {
 #[derive(Clone)]
 pub struct Transmitter {
     inner: Arc<Inner>,
-}
-
-#[derive(Debug, thiserror::Error)]
-enum SendError {
-    #[error("connect: {0}")]
-    Connect(std::io::Error),
-    #[error("I/O: {0}")]
-    Io(std::io::Error),
-    #[error("no answer within the ACK timeout")]
-    Timeout,
-    #[error("connection closed without an answer")]
-    Closed,
-    #[error("answer: {0}")]
-    Answer(FrameError),
-    #[error("frame: {0}")]
-    Frame(FrameError),
 }
 
 const SENT_LOG_MAX: usize = 10_000;
@@ -776,11 +760,6 @@ async fn off_runtime<T: Send + 'static>(
     .flatten()
 }
 
-type Connection = (
-    BufReader<tokio::net::tcp::OwnedReadHalf>,
-    tokio::net::tcp::OwnedWriteHalf,
-);
-
 async fn run(me: Arc<Inner>, generation: u64) {
     let mut conn: Option<Connection> = None;
     let mut backoff = Duration::from_millis(25);
@@ -881,7 +860,7 @@ async fn run(me: Arc<Inner>, generation: u64) {
     }
 }
 
-/// One attempt: the answer's type.
+/// One attempt on the link's connection (opened first if there is none): the answer's type.
 async fn send_once(
     me: &Inner,
     conn: &mut Option<Connection>,
@@ -889,49 +868,17 @@ async fn send_once(
     frame: &str,
 ) -> Result<MessageId, SendError> {
     let cfg = &me.config;
-    if conn.is_none() {
-        let stream = tokio::time::timeout(cfg.ack_timeout, TcpStream::connect(cfg.receiver))
-            .await
-            .map_err(|_| SendError::Timeout)?
-            .map_err(SendError::Connect)?;
-        let _ = stream.set_nodelay(true);
-        let (r, w) = stream.into_split();
-        *conn = Some((BufReader::new(r), w));
-    }
-    let Some((read, write)) = conn.as_mut() else {
-        return Err(SendError::Closed);
+    let open = match conn.take() {
+        Some(open) => open,
+        None => link::connect(cfg.receiver, cfg.ack_timeout).await?,
     };
-    write
-        .write_all(frame.as_bytes())
-        .await
-        .map_err(SendError::Io)?;
-    let mut answer = Vec::with_capacity(128);
-    let n = tokio::time::timeout(cfg.ack_timeout, read.read_until(b'\r', &mut answer))
-        .await
-        .map_err(|_| SendError::Timeout)?
-        .map_err(SendError::Io)?;
-    if n == 0 {
-        return Err(SendError::Closed);
-    }
-    let decoded = frame::decode(&answer, |_| cfg.key.clone()).map_err(SendError::Answer)?;
-    // An ACK counts only for this frame, and (when encrypted) only if it decrypts with our
-    // key: anything else could be an answer to another frame, or forged.
-    let id = match decoded.id {
-        MessageId::Ack
-            if decoded.seq == msg.seq
-                && decoded.route.account.eq_ignore_ascii_case(&msg.account)
-                && decoded.encrypted == cfg.key.is_some() =>
-        {
-            MessageId::Ack
-        }
-        MessageId::Ack => {
-            return Err(SendError::Answer(FrameError::Format(
-                "ACK for another frame",
-            )));
-        }
-        other => other,
+    let expect = Expect {
+        seq: msg.seq,
+        account: &msg.account,
+        key: cfg.key.as_ref(),
     };
-    Ok(id)
+    let open = conn.insert(open);
+    link::exchange(open, frame, &expect, cfg.ack_timeout).await
 }
 
 #[cfg(test)]

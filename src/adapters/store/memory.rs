@@ -11,10 +11,11 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 
+use crate::domain::ports::monitoring::MonitoringLink;
 use crate::domain::ports::store::{
-    AuditEntry, Breaker, DueRecords, HELD_PER_HOUSEHOLD, HouseholdSnapshot, Lane, OutboxCounts,
-    OutboxPolicy, OutboxRecord, OutboxStatus, Settlement, Store, StoreError, StoredGrant,
-    ThrottleWrite, counted_refusal, window_start,
+    AuditEntry, Breaker, ConfirmedPanel, DueRecords, HELD_PER_HOUSEHOLD, HouseholdSnapshot, Lane,
+    OutboxCounts, OutboxPolicy, OutboxRecord, OutboxStatus, Settlement, Store, StoreError,
+    StoredGrant, ThrottleWrite, counted_refusal, window_start,
 };
 use crate::domain::voice_codes::{Profile, Throttle};
 
@@ -35,6 +36,8 @@ struct Inner {
     google_unlinked: HashSet<String>,
     /// Household → panel → when the panel cloud last confirmed it in the account.
     panels_seen: HashMap<String, BTreeMap<String, DateTime<Utc>>>,
+    /// Household → panel → the monitoring link the cloud reported with its last confirmation.
+    monitoring: HashMap<String, BTreeMap<String, MonitoringLink>>,
     /// Panel cloud → its re-delivery breaker.
     breakers: HashMap<String, Breaker>,
 }
@@ -150,7 +153,9 @@ impl MemoryStore {
             Settlement::Retry {
                 attempts,
                 next_attempt_at,
+                receiver_acked,
             } => {
+                rec.receiver_acked |= *receiver_acked;
                 rec.attempts = *attempts;
                 rec.next_attempt_at = *next_attempt_at;
                 if first_failure {
@@ -256,9 +261,7 @@ impl Store for MemoryStore {
                 .get(household)
                 .cloned()
                 .unwrap_or_default(),
-            // Written with the panels' confirmations (not yet: the panel cloud contract's
-            // monitoring details come next).
-            monitoring: Default::default(),
+            monitoring: inner.monitoring.get(household).cloned().unwrap_or_default(),
         })
     }
 
@@ -428,20 +431,32 @@ impl Store for MemoryStore {
     async fn confirm_panels(
         &self,
         household: &str,
-        panels: &[String],
+        panels: &[ConfirmedPanel],
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut inner = self.lock();
         let seen = inner.panels_seen.entry(household.to_string()).or_default();
         for p in panels {
-            seen.insert(p.clone(), at);
+            seen.insert(p.id.clone(), at);
+        }
+        let links = inner.monitoring.entry(household.to_string()).or_default();
+        for p in panels {
+            match &p.monitoring {
+                Some(Some(link)) => links.insert(p.id.clone(), link.clone()),
+                Some(None) => links.remove(&p.id),
+                None => None,
+            };
         }
         Ok(())
     }
 
     async fn forget_panel(&self, household: &str, panel: &str) -> Result<(), StoreError> {
-        if let Some(seen) = self.lock().panels_seen.get_mut(household) {
+        let mut inner = self.lock();
+        if let Some(seen) = inner.panels_seen.get_mut(household) {
             seen.remove(panel);
+        }
+        if let Some(links) = inner.monitoring.get_mut(household) {
+            links.remove(panel);
         }
         Ok(())
     }

@@ -62,6 +62,7 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
                 v2_seals: prod.config.outbox_v2_seals,
                 clock: prod.clock.as_ref(),
                 until: invocation_deadline(&event.context),
+                receiver: Some(prod.receiver.as_ref()),
             };
             let report = worker.poll(BATCH, ROUNDS, every, polls).await?;
             // The alarms' metric filters read `retrying`, `unreadable`, `backlog` and `gone`

@@ -51,6 +51,35 @@ pub struct ReceiverEvent {
     pub sequence: u16,
 }
 
+impl ReceiverEvent {
+    /// The event of one voice attempt: its kind from the attempt's duress flag, the member's
+    /// user number (0 when no member was recognised), spoken at `occurred`. The sequence number
+    /// comes from the request id, so every re-send of the attempt (the directive's, the
+    /// worker's) carries the same one.
+    pub fn of_attempt(
+        duress: bool,
+        member: Option<u16>,
+        occurred: DateTime<Utc>,
+        request_id: &str,
+    ) -> ReceiverEvent {
+        // FNV-1a: a stable spread of request ids over DC-09's 1–9999.
+        let hash = request_id.bytes().fold(0x811c_9dc5_u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        });
+        ReceiverEvent {
+            kind: if duress {
+                ReceiverEventKind::Duress
+            } else {
+                ReceiverEventKind::CommunicationTrouble
+            },
+            user: member.unwrap_or(0),
+            partition: 1,
+            occurred,
+            sequence: u16::try_from(hash % 9999 + 1).unwrap_or(1),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReceiverError {
     #[error("receiver unreachable: {0}")]

@@ -24,6 +24,35 @@ pub struct HouseholdSnapshot {
     pub monitoring: BTreeMap<String, crate::domain::ports::monitoring::MonitoringLink>,
 }
 
+/// A panel the cloud confirmed in an account, with the monitoring center it reported for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfirmedPanel {
+    pub id: String,
+    /// `Some(None)` when the cloud reported the panel without a link: a link stored before is
+    /// dropped. `None` when the confirmation came without the panel's details (a webhook
+    /// naming only the panel's id): the stored link stays as it is.
+    pub monitoring: Option<Option<crate::domain::ports::monitoring::MonitoringLink>>,
+}
+
+impl ConfirmedPanel {
+    /// A confirmation that says nothing of the panel's monitoring link.
+    pub fn id_only(id: &str) -> Self {
+        ConfirmedPanel {
+            id: id.to_string(),
+            monitoring: None,
+        }
+    }
+}
+
+impl From<&crate::domain::ports::panel::Panel> for ConfirmedPanel {
+    fn from(p: &crate::domain::ports::panel::Panel) -> Self {
+        ConfirmedPanel {
+            id: p.id.clone(),
+            monitoring: Some(p.monitoring.clone()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OutboxStatus {
@@ -143,6 +172,11 @@ pub struct OutboxRecord {
     /// by how fast the cloud answered, never by the kind of code.
     #[serde(default)]
     pub disarm_until: Option<DateTime<Utc>>,
+    /// The monitoring center acknowledged the attempt's event over the skill's second path
+    /// (crate::domain::ports::monitoring): the worker then only signals the cloud. Written by
+    /// the settle write of a failed panel call, for either kind; never unset.
+    #[serde(default)]
+    pub receiver_acked: bool,
 }
 
 impl OutboxRecord {
@@ -167,6 +201,7 @@ impl OutboxRecord {
             lane: Lane::Due,
             counted: false,
             disarm_until: None,
+            receiver_acked: false,
         }
     }
 }
@@ -179,6 +214,9 @@ pub enum Settlement {
     Retry {
         attempts: u32,
         next_attempt_at: DateTime<Utc>,
+        /// The center ACKed the second path's event: sets [`OutboxRecord::receiver_acked`]
+        /// (false leaves it as it is).
+        receiver_acked: bool,
     },
     /// The panel cloud says the panel is no longer in the account: still pending, in
     /// [`Lane::Gone`], next tried at `next_attempt_at`.
@@ -318,7 +356,7 @@ macro_rules! with_store_methods {
             fn outbox_due(lane: crate::domain::ports::store::Lane, shard: u16, now: chrono::DateTime<chrono::Utc>, limit: usize, per_household: usize) -> crate::domain::ports::store::DueRecords;
             fn promote_waiting(shard: u16, max: usize) -> usize;
             fn outbox_counts(shard: u16) -> crate::domain::ports::store::OutboxCounts;
-            fn confirm_panels(household: &str, panels: &[String], at: chrono::DateTime<chrono::Utc>) -> ();
+            fn confirm_panels(household: &str, panels: &[crate::domain::ports::store::ConfirmedPanel], at: chrono::DateTime<chrono::Utc>) -> ();
             fn forget_panel(household: &str, panel: &str) -> ();
             fn outbox_record(request_id: &str) -> Option<crate::domain::ports::store::OutboxRecord>;
             fn append_audit(household: &str, entry: &crate::domain::ports::store::AuditEntry) -> ();
@@ -426,11 +464,13 @@ pub trait Store: Send + Sync {
     /// The pending records of `shard`, by lane.
     async fn outbox_counts(&self, shard: u16) -> Result<OutboxCounts, StoreError>;
 
-    /// Records that the panel cloud confirmed these panels in the account at `at`.
+    /// Records that the panel cloud confirmed these panels in the account at `at`, each with
+    /// the monitoring link it reported (or none), which [`HouseholdSnapshot::monitoring`]
+    /// returns from then on.
     async fn confirm_panels(
         &self,
         household: &str,
-        panels: &[String],
+        panels: &[ConfirmedPanel],
         at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 

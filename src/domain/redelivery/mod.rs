@@ -69,11 +69,12 @@ use futures_util::StreamExt;
 
 use crate::common::clock::Clock;
 use crate::common::deadline::Deadline;
+use crate::domain::ports::monitoring::{AlarmReceiver, MonitoringLink, ReceiverEvent};
 use crate::domain::ports::panel::{
     AttemptKind, DisarmRequest, PanelCloud, PanelError, SignalRequest, Source,
 };
 use crate::domain::ports::store::{
-    AuditEntry, Breaker, Lane, OutboxRecord, Settlement, Store, StoreError,
+    AuditEntry, Breaker, ConfirmedPanel, Lane, OutboxRecord, Settlement, Store, StoreError,
 };
 use crate::domain::voice_codes::{Keyring, KeyringSource};
 
@@ -233,6 +234,7 @@ pub async fn run_once(
         v2_seals: seal::V2Cutoff::default(),
         clock,
         until,
+        receiver: None,
     }
     .run_once(batch)
     .await
@@ -250,6 +252,9 @@ pub struct Worker<'a> {
     pub clock: &'a dyn Clock,
     /// The invocation's deadline: nothing is started that could not be settled before it.
     pub until: Deadline,
+    /// The second path (crate::domain::ports::monitoring): a pending record the center has not
+    /// ACKed is sent there first when its panel has a monitoring link. `None` sends nothing.
+    pub receiver: Option<&'a dyn AlarmReceiver>,
 }
 
 impl Worker<'_> {
@@ -555,8 +560,14 @@ impl Worker<'_> {
                     if until.remaining() < CALL_BUDGET + SETTLE_MARGIN {
                         return Verdict::NoCall;
                     }
+                    // The probe is a record like any other: the center first, if it lacks it.
+                    let links = self.monitoring_links(&[record]).await;
+                    let second = self
+                        .receiver
+                        .zip(links.get(&record.panel))
+                        .filter(|_| !record.receiver_acked);
                     let (settlement, verdict) =
-                        process(record, self.panels, self.keys, self.v2_seals, clock).await;
+                        process(record, self.panels, self.keys, self.v2_seals, clock, second).await;
                     report.examined += 1;
                     match store.settle_outbox_read(record, &settlement).await {
                         Ok(()) => match settlement {
@@ -681,8 +692,15 @@ impl Worker<'_> {
         // Promotions a crash left undone, before the queue is read, so they count this pass.
         store.promote_waiting(shard, PROMOTE_SCAN).await?;
         if mode.hold {
-            // The breaker is open: nothing is read or sent, only the backlog counted (its alarm
-            // must stay raised through the outage).
+            // The breaker is open: nothing goes to the cloud, and the backlog is counted (its
+            // alarm must stay raised through the outage). It holds the cloud's calls, not the
+            // center's: records the center has not ACKed still go there.
+            if self.receiver.is_some() {
+                let due = store
+                    .outbox_due(Lane::Due, shard, clock.now(), batch, quota.max(1))
+                    .await?;
+                self.center_only(&due.records).await;
+            }
             return count_backlog(store, shard, report).await;
         }
         let now = clock.now();
@@ -716,16 +734,7 @@ impl Worker<'_> {
         let total = records.len();
         // One household's records one after another (they share its quota counter, and racing
         // transactions on one item would cancel each other); households side by side.
-        let mut households: Vec<Vec<&OutboxRecord>> = Vec::new();
-        for r in records {
-            match households
-                .iter_mut()
-                .find(|g| g[0].household == r.household)
-            {
-                Some(group) => group.push(r),
-                None => households.push(vec![r]),
-            }
-        }
+        let households = by_household(records);
         let deliveries: Vec<_> = households
             .iter()
             .map(|group| self.deliver_in_turn(group, gate))
@@ -775,6 +784,61 @@ impl Worker<'_> {
     }
 }
 
+/// Records grouped by household, in the order each household first appears.
+fn by_household<'r>(
+    records: impl IntoIterator<Item = &'r OutboxRecord>,
+) -> Vec<Vec<&'r OutboxRecord>> {
+    let mut households: Vec<Vec<&OutboxRecord>> = Vec::new();
+    for r in records {
+        match households
+            .iter_mut()
+            .find(|g| g[0].household == r.household)
+        {
+            Some(group) => group.push(r),
+            None => households.push(vec![r]),
+        }
+    }
+    households
+}
+
+impl Worker<'_> {
+    /// While the breaker holds the cloud's calls: the second path alone, for the due records the
+    /// center has not ACKed, one household's after another; an ACK is written as the record's
+    /// retry with its attempts and due time unchanged. Bounded by the batch and the deadline.
+    async fn center_only(self, records: &[OutboxRecord]) {
+        let Some(receiver) = self.receiver else {
+            return;
+        };
+        for group in by_household(records.iter().filter(|r| !r.receiver_acked)) {
+            let links = self.monitoring_links(&group).await;
+            for record in group {
+                let Some(link) = links.get(&record.panel) else {
+                    continue;
+                };
+                if self.until.remaining() < CALL_BUDGET + SETTLE_MARGIN {
+                    return;
+                }
+                // An unopened seal is the full pass's to report, once the cloud is back.
+                let Ok(sealed) = open_seal(record, self.keys, self.v2_seals).await else {
+                    continue;
+                };
+                let deadline = Deadline::after(CALL_BUDGET);
+                if !second_path(receiver, link, record, sealed, deadline).await {
+                    continue;
+                }
+                let acked = Settlement::Retry {
+                    attempts: record.attempts,
+                    next_attempt_at: record.next_attempt_at,
+                    receiver_acked: true,
+                };
+                if let Err(e) = self.store.settle_outbox_read(record, &acked).await {
+                    tracing::warn!(error = %e, "could not record the center's ACK; sent again later");
+                }
+            }
+        }
+    }
+}
+
 async fn count_backlog(
     store: &dyn Store,
     shard: u16,
@@ -810,14 +874,46 @@ enum Outcome {
 impl Worker<'_> {
     /// A household's due records, one after another.
     async fn deliver_in_turn(self, records: &[&OutboxRecord], gate: &Gate) -> Vec<Outcome> {
+        let links = self.monitoring_links(records).await;
         let mut out = Vec::with_capacity(records.len());
         for record in records {
-            out.push(self.deliver(record, gate).await);
+            let second = self
+                .receiver
+                .zip(links.get(&record.panel))
+                .filter(|_| !record.receiver_acked);
+            out.push(self.deliver(record, gate, second).await);
         }
         out
     }
 
-    async fn deliver(self, record: &OutboxRecord, gate: &Gate) -> Outcome {
+    /// The monitoring links of one household's panels, read once for all its records, when any
+    /// of them still waits for the center's ACK (the household's quota bounds them per pass).
+    /// Unreadable: no second path this pass, the cloud is still signalled.
+    async fn monitoring_links(
+        self,
+        records: &[&OutboxRecord],
+    ) -> std::collections::BTreeMap<String, MonitoringLink> {
+        let Some(first) = records.first() else {
+            return Default::default();
+        };
+        if self.receiver.is_none() || records.iter().all(|r| r.receiver_acked) {
+            return Default::default();
+        }
+        match self.store.household(&first.household).await {
+            Ok(snapshot) => snapshot.monitoring,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the household's monitoring links");
+                Default::default()
+            }
+        }
+    }
+
+    async fn deliver(
+        self,
+        record: &OutboxRecord,
+        gate: &Gate,
+        second: Option<(&dyn AlarmReceiver, &MonitoringLink)>,
+    ) -> Outcome {
         let Worker {
             store,
             panels,
@@ -825,8 +921,9 @@ impl Worker<'_> {
             v2_seals,
             clock,
             until,
+            ..
         } = self;
-        let calls = if record.lane == Lane::Held { 2 } else { 1 };
+        let calls = u32::from(record.lane == Lane::Held) + 1 + u32::from(second.is_some());
         if until.remaining() < CALL_BUDGET * calls + SETTLE_MARGIN {
             return Outcome::NotStarted;
         }
@@ -863,7 +960,7 @@ impl Worker<'_> {
                 Err(e) => Outcome::Failed(e),
             };
         }
-        let (settlement, verdict) = process(record, panels, keys, v2_seals, clock).await;
+        let (settlement, verdict) = process(record, panels, keys, v2_seals, clock, second).await;
         gate.note(verdict);
         crate::common::crash::crash_point!(
             crate::common::crash::REDELIVERY_SIGNAL_ACKED,
@@ -892,8 +989,8 @@ async fn check_held(
         .panel(&record.household, &record.panel, deadline)
         .await
     {
-        Ok(_) => {
-            let panel = [record.panel.clone()];
+        Ok(panel) => {
+            let panel = [ConfirmedPanel::from(&panel)];
             if let Err(e) = store
                 .confirm_panels(&record.household, &panel, clock.now())
                 .await
@@ -930,7 +1027,47 @@ async fn check_held(
             Some(Settlement::Retry {
                 attempts,
                 next_attempt_at: clock.now() + wait,
+                receiver_acked: false,
             })
+        }
+    }
+}
+
+/// Sends the attempt of `record` (its kind and member from the seal) to the panel's monitoring
+/// center over the second path, by `deadline`: true when the center ACKed. The directive and
+/// the worker send it alike, and both kinds alike: one event of one length, the same log lines.
+pub(crate) async fn second_path(
+    receiver: &dyn AlarmReceiver,
+    link: &MonitoringLink,
+    record: &OutboxRecord,
+    sealed: seal::Sealed,
+    deadline: Deadline,
+) -> bool {
+    let event = ReceiverEvent::of_attempt(
+        sealed.duress,
+        sealed.member,
+        record.created_at,
+        &record.request_id,
+    );
+    match receiver.transmit(link, &event, deadline).await {
+        Ok(()) => {
+            tracing::info!(
+                marker = "second_path_acked",
+                household = %record.household,
+                request_id = %record.request_id,
+                "the monitoring center acknowledged the attempt the panel cloud could not take"
+            );
+            true
+        }
+        Err(e) => {
+            tracing::warn!(
+                marker = "second_path_failed",
+                household = %record.household,
+                request_id = %record.request_id,
+                error = %e,
+                "the monitoring center did not acknowledge the attempt; the worker sends it again"
+            );
+            false
         }
     }
 }
@@ -973,9 +1110,10 @@ async fn process(
     keys: Keys<'_>,
     v2: seal::V2Cutoff,
     clock: &dyn Clock,
+    second: Option<(&dyn AlarmReceiver, &MonitoringLink)>,
 ) -> (Settlement, Verdict) {
     let attempts = record.attempts.saturating_add(1);
-    let retry = || {
+    let retry = |receiver_acked: bool| {
         if record.lane == Lane::Gone {
             Settlement::Gone {
                 attempts,
@@ -985,6 +1123,7 @@ async fn process(
             Settlement::Retry {
                 attempts,
                 next_attempt_at: clock.now() + backoff(attempts),
+                receiver_acked,
             }
         }
     };
@@ -1017,8 +1156,15 @@ async fn process(
                 created_at = %record.created_at,
                 "{what}"
             );
-            return (retry(), Verdict::NoCall);
+            return (retry(false), Verdict::NoCall);
         }
+    };
+    // The center first: it is the path that is up when the cloud is not.
+    let receiver_acked = match second {
+        Some((receiver, link)) => {
+            second_path(receiver, link, record, sealed, Deadline::after(CALL_BUDGET)).await
+        }
+        None => false,
     };
     let request = SignalRequest {
         member: sealed.member,
@@ -1080,8 +1226,9 @@ async fn process(
                 (Verdict::Failed, Lane::Due | Lane::Waiting) => Settlement::Retry {
                     attempts,
                     next_attempt_at: clock.now() + CLOUD_RETRY,
+                    receiver_acked,
                 },
-                _ => retry(),
+                _ => retry(receiver_acked),
             };
             (settlement, verdict)
         }

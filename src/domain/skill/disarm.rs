@@ -45,11 +45,13 @@ use rand::Rng;
 
 use crate::common::deadline::Deadline;
 use crate::common::secret::{BearerToken, Pin};
+use crate::domain::ports::monitoring::MonitoringLink;
 use crate::domain::ports::panel::{
     AttemptKind, DisarmRequest, Notice, Panel, PanelError, SignalRequest, Source,
 };
 use crate::domain::ports::store::{
-    AuditEntry, HouseholdSnapshot, Lane, OutboxRecord, Settlement, StoreError, ThrottleWrite,
+    AuditEntry, ConfirmedPanel, HouseholdSnapshot, Lane, OutboxRecord, Settlement, StoreError,
+    ThrottleWrite,
 };
 use crate::domain::redelivery::seal::{self, Sealed};
 use crate::domain::voice_codes::{
@@ -104,6 +106,10 @@ const ANSWER_CALL_FLOOR: StdDuration = StdDuration::from_millis(400);
 /// to start on AWS (the schedule's minute), short enough that nobody is surprised by a panel
 /// disarming long after they asked.
 pub const HANDOVER_WINDOW: Duration = Duration::seconds(120);
+/// Left of the directive's deadline for the second path when the panel cloud fails (or a third
+/// of the deadline, if less): the panel call ends this much earlier for a panel with a
+/// monitoring link, whatever the kind of code, so a hung cloud still leaves the center its time.
+const RECEIVER_RESERVE: StdDuration = StdDuration::from_millis(1000);
 /// Every UNAUTHORIZED reply carries this same message, lockout or not.
 const NOT_ACCEPTED: &str = "the voice code was not accepted";
 
@@ -112,6 +118,16 @@ struct Attempt {
     record: OutboxRecord,
     member: Option<u16>,
     duress: bool,
+}
+
+/// How a decided plan is carried out: whether its decision was written, the reserve left for
+/// the panel call, the deadlines, and the panel's monitoring link (the second path).
+struct Carry<'a> {
+    recorded: bool,
+    reserve: StdDuration,
+    deadline: Deadline,
+    answer_by: Option<Deadline>,
+    link: Option<&'a MonitoringLink>,
 }
 
 /// What the read-decide-write step concluded.
@@ -144,6 +160,8 @@ struct Decided {
     recorded: bool,
     reconfirm: bool,
     held: bool,
+    /// The panel's monitoring link, as the household's snapshot had it: the second path.
+    link: Option<MonitoringLink>,
 }
 
 fn audit(at: DateTime<Utc>, actor: &str, message: String) -> AuditEntry {
@@ -328,8 +346,7 @@ impl Skill {
             check_cap = check_cap.min(by.leaving(ANSWER_AFTER_CHECK).remaining());
         }
         let check = deadline.capped(check_cap);
-        let (confirmed, check_error) = match self.deps.panels.panel(account, panel_id, check).await
-        {
+        let (checked, check_error) = match self.deps.panels.panel(account, panel_id, check).await {
             Err(PanelError::NotFound) => {
                 // Its confirmation must not outlive the cloud's word that it left.
                 self.forget_renewal(account, panel_id);
@@ -340,16 +357,23 @@ impl Skill {
                 }
                 return DisarmOutcome::NoSuchPanel;
             }
-            Ok(_) => (true, None),
-            Err(e) => (false, Some(e)),
+            Ok(panel) => (Some(panel), None),
+            Err(e) => (None, Some(e)),
         };
         let Decided {
             plan,
             recorded,
             reconfirm,
             held,
+            link,
         } = match self
-            .decide_and_record(account, panel_id, pin, confirmed, deadline.leaving(reserve))
+            .decide_and_record(
+                account,
+                panel_id,
+                pin,
+                checked.as_ref(),
+                deadline.leaving(reserve),
+            )
             .await
         {
             Ok(d) => d,
@@ -375,22 +399,31 @@ impl Skill {
                 }
                 // A refusal calls no panel (a lockout notice goes to the account's admin).
                 Plan::Refused { .. } => {
-                    self.carry_out(account, panel_id, plan, recorded, reserve, deadline, None)
-                        .await
+                    let to = Carry {
+                        recorded,
+                        reserve,
+                        deadline,
+                        answer_by: None,
+                        link: None,
+                    };
+                    self.carry_out(account, panel_id, plan, to).await
                 }
                 Plan::Locked { .. } => DisarmOutcome::LockedOut,
                 Plan::Unrecorded { .. } => DisarmOutcome::NotRecorded,
             };
         }
         crate::common::crash::crash_point!(crate::common::crash::DISARM_DECISION_WRITTEN, if recorded);
-        let outcome = self
-            .carry_out(
-                account, panel_id, plan, recorded, reserve, deadline, answer_by,
-            )
-            .await;
-        if reconfirm {
+        let to = Carry {
+            recorded,
+            reserve,
+            deadline,
+            answer_by,
+            link: link.as_ref(),
+        };
+        let outcome = self.carry_out(account, panel_id, plan, to).await;
+        if reconfirm && let Some(panel) = &checked {
             let now = self.deps.clock.now();
-            let panels = [panel_id.to_string()];
+            let panels = [ConfirmedPanel::from(panel)];
             let write = self.deps.store.confirm_panels(account, &panels, now);
             // Never past the directive's deadline: the next confirmation writes it instead.
             let budget = CONFIRM_BUDGET.min(deadline.remaining());
@@ -402,17 +435,20 @@ impl Skill {
     }
 
     /// Steps 5 and 6: the decided plan, carried out.
-    #[allow(clippy::too_many_arguments)]
     async fn carry_out(
         &self,
         account: &str,
         panel_id: &str,
         plan: Plan,
-        recorded: bool,
-        reserve: StdDuration,
-        deadline: Deadline,
-        answer_by: Option<Deadline>,
+        to: Carry<'_>,
     ) -> DisarmOutcome {
+        let Carry {
+            recorded,
+            reserve,
+            deadline,
+            answer_by,
+            link,
+        } = to;
         match plan {
             Plan::Refused { lockout, at, .. } => {
                 // A lockout that could not be written is not in force: nothing to announce.
@@ -444,7 +480,7 @@ impl Skill {
                 outcome
             }
             Plan::Locked { attempt } => {
-                self.signal_and_settle(account, panel_id, &attempt, recorded, deadline)
+                self.signal_and_settle(account, panel_id, &attempt, recorded, deadline, link)
                     .await;
                 DisarmOutcome::LockedOut
             }
@@ -455,29 +491,24 @@ impl Skill {
                     attempt,
                     deadline.leaving(reserve),
                     deadline,
+                    link,
                 )
                 .await;
                 DisarmOutcome::NotRecorded
             }
-            Plan::Disarm {
-                attempt:
-                    Attempt {
-                        record,
-                        member,
-                        duress,
-                    },
-                who,
-            } => {
+            Plan::Disarm { attempt, who } => {
+                let record = &attempt.record;
                 let request = DisarmRequest {
-                    member,
+                    member: attempt.member,
                     source: Source::Voice,
-                    kind: AttemptKind::of(duress),
+                    kind: AttemptKind::of(attempt.duress),
                     request_id: record.request_id.clone(),
                     occurred_at: Some(record.created_at),
                 };
-                let call_by = answer_by.map_or(deadline, |by| {
-                    deadline.capped(by.grace(ANSWER_CALL_FLOOR).remaining())
-                });
+                let call_by = answer_by.map_or_else(
+                    || self.before_second_path(deadline, link),
+                    |by| deadline.capped(by.grace(ANSWER_CALL_FLOOR).remaining()),
+                );
                 let result = self
                     .deps
                     .panels
@@ -489,12 +520,12 @@ impl Skill {
                     // No answer in the assistant's time: maybe disarmed, maybe never received.
                     // The recorded decision goes to the worker, which finishes it.
                     Err(PanelError::Timeout) if answer_by.is_some() && recorded => {
-                        self.hand_over(&record, &who, panel_id, deadline).await
+                        self.hand_over(record, &who, panel_id, deadline).await
                     }
                     Ok(panel) => {
                         let entry =
                             audit(now, &who, format!("{who} disarmed {} by voice", panel.name));
-                        self.settle(&record, recorded, None, Some(entry), deadline)
+                        self.settle(record, recorded, None, false, Some(entry), deadline)
                             .await;
                         DisarmOutcome::Disarmed(Box::new(panel))
                     }
@@ -504,7 +535,10 @@ impl Skill {
                             &who,
                             format!("{who}'s voice disarm of {panel_id} failed: {e}"),
                         );
-                        self.settle(&record, recorded, Some(&e), Some(entry), deadline)
+                        let acked = self
+                            .second_path(link, &attempt, answer_by.unwrap_or(deadline))
+                            .await;
+                        self.settle(record, recorded, Some(&e), acked, Some(entry), deadline)
                             .await;
                         DisarmOutcome::PanelFailed(e)
                     }
@@ -521,28 +555,38 @@ impl Skill {
         account: &str,
         panel_id: &str,
         pin: Option<&Pin>,
-        confirmed: bool,
+        checked: Option<&Panel>,
         until: Deadline,
     ) -> Result<Decided, NotDecided> {
         let store = &self.deps.store;
         let mut retries = 0;
         let mut stale: Option<(Decision, bool)> = None;
+        let mut link = None;
         loop {
             let snapshot = match before_panel(until, store.household(account)).await {
                 Ok(s) => s,
                 Err(e) => {
                     return match stale {
                         Some((d, true)) => Err(unheld(account, &d, &e)),
-                        Some((d, false)) => Ok(unrecorded(account, d, &e)),
+                        Some((d, false)) => Ok(unrecorded(account, d, &e, link)),
                         None => Err(store_failure(e)),
                     };
                 }
             };
+            let stored = snapshot.monitoring.get(panel_id);
             let now = self.deps.clock.now();
             let seen = snapshot.panels_seen.get(panel_id).copied();
             let fresh = |ttl: Duration| seen.is_some_and(|at| now - at < ttl);
-            let held = !confirmed && !fresh(OWNERSHIP_TTL);
-            let reconfirm = confirmed && !fresh(OWNERSHIP_REFRESH);
+            let held = checked.is_none() && !fresh(OWNERSHIP_TTL);
+            // Also when the cloud now reports another monitoring link (or none) than stored:
+            // the second path must send where the cloud says, not where it said last.
+            let reconfirm = checked
+                .is_some_and(|p| !fresh(OWNERSHIP_REFRESH) || p.monitoring.as_ref() != stored);
+            // The cloud's word in this request is newer than the stored one.
+            link = match checked {
+                Some(p) => p.monitoring.clone(),
+                None => stored.cloned(),
+            };
             // Before any PIN is looked at: the reload depends on the stored codes only.
             let keyring = match &self.keyring_source {
                 Some(source) => source.for_profile(&snapshot.profile).await,
@@ -605,6 +649,7 @@ impl Skill {
                         recorded: true,
                         reconfirm,
                         held,
+                        link,
                     });
                 }
                 Err(StoreError::Conflict) if retries < CONFLICT_RETRIES && !until.expired() => {
@@ -614,7 +659,7 @@ impl Skill {
                 }
                 // Unheld, it must not go to a cloud that has not confirmed the panel.
                 Err(e) if held => return Err(unheld(account, &d, &e)),
-                Err(e) => return Ok(unrecorded(account, d, &e)),
+                Err(e) => return Ok(unrecorded(account, d, &e, link)),
             }
         }
     }
@@ -738,6 +783,7 @@ impl Skill {
         attempt: Attempt,
         until: Deadline,
         deadline: Deadline,
+        link: Option<&MonitoringLink>,
     ) {
         let entry = audit(
             self.deps.clock.now(),
@@ -752,7 +798,7 @@ impl Skill {
         )
         .await
         .is_ok();
-        self.signal_and_settle(account, panel_id, &attempt, stored, deadline)
+        self.signal_and_settle(account, panel_id, &attempt, stored, deadline, link)
             .await;
     }
 
@@ -814,6 +860,7 @@ impl Skill {
         attempt: &Attempt,
         recorded: bool,
         deadline: Deadline,
+        link: Option<&MonitoringLink>,
     ) {
         let request = SignalRequest {
             member: attempt.member,
@@ -825,17 +872,65 @@ impl Skill {
         let result = self
             .deps
             .panels
-            .signal(account, panel_id, &request, deadline)
+            .signal(
+                account,
+                panel_id,
+                &request,
+                self.before_second_path(deadline, link),
+            )
             .await;
         crate::common::crash::crash_point!(crate::common::crash::DISARM_PANEL_ANSWERED);
+        let acked = match &result {
+            Ok(()) => false,
+            Err(_) => self.second_path(link, attempt, deadline).await,
+        };
         self.settle(
             &attempt.record,
             recorded,
             result.as_ref().err(),
+            acked,
             None,
             deadline,
         )
         .await;
+    }
+
+    /// What the panel call gets: the whole deadline, or for a panel with a monitoring link
+    /// (and a second path wired) all but [`RECEIVER_RESERVE`], whatever the kind of code.
+    fn before_second_path(&self, deadline: Deadline, link: Option<&MonitoringLink>) -> Deadline {
+        match (&self.receiver, link) {
+            (Some(_), Some(_)) => deadline.leaving(RECEIVER_RESERVE.min(deadline.remaining() / 3)),
+            _ => deadline,
+        }
+    }
+
+    /// The second path: an attempt the panel cloud could not take goes to the panel's
+    /// monitoring center straight away, a duress as its 121 and a normal attempt as a
+    /// communication trouble, each with the member's user number; the same work, bytes and log
+    /// lines for both kinds. Whether the center ACKed is written with the settle write; what
+    /// it could not finish by `deadline` the worker sends again (same sequence number and time
+    /// of occurrence).
+    async fn second_path(
+        &self,
+        link: Option<&MonitoringLink>,
+        attempt: &Attempt,
+        deadline: Deadline,
+    ) -> bool {
+        let (Some(receiver), Some(link)) = (&self.receiver, link) else {
+            return false;
+        };
+        let sealed = Sealed {
+            duress: attempt.duress,
+            member: attempt.member,
+        };
+        crate::domain::redelivery::second_path(
+            receiver.as_ref(),
+            link,
+            &attempt.record,
+            sealed,
+            deadline,
+        )
+        .await
     }
 
     /// Step 6. A failure here doesn't change the reply: a pending record is re-sent by the
@@ -846,6 +941,7 @@ impl Skill {
         record: &OutboxRecord,
         recorded: bool,
         error: Option<&PanelError>,
+        receiver_acked: bool,
         entry: Option<AuditEntry>,
         deadline: Deadline,
     ) {
@@ -857,6 +953,7 @@ impl Skill {
             Some(_) => Settlement::Retry {
                 attempts: 1,
                 next_attempt_at: self.deps.clock.now(),
+                receiver_acked,
             },
         };
         let audit = entry.as_ref().map(|e| (record.household.as_str(), e));
@@ -877,6 +974,7 @@ impl Skill {
                     Settlement::Retry {
                         attempts,
                         next_attempt_at,
+                        ..
                     }
                     | Settlement::Gone {
                         attempts,
@@ -887,6 +985,7 @@ impl Skill {
                     let pending = OutboxRecord {
                         attempts: *attempts,
                         next_attempt_at: *next_attempt_at,
+                        receiver_acked,
                         ..record.clone()
                     };
                     match store.put_outbox(&pending, entry.as_ref()).await {
@@ -923,6 +1022,7 @@ impl Skill {
             Err(e) if !recorded && error.is_some() => {
                 let pending = serde_json::to_string(&OutboxRecord {
                     attempts: 1,
+                    receiver_acked,
                     ..record.clone()
                 })
                 .unwrap_or_default();
@@ -949,7 +1049,7 @@ impl Skill {
 
 /// Step 4 could not be written: a spoken code becomes [`Plan::Unrecorded`]. The marker is the
 /// same for every kind of attempt, and names no code.
-fn unrecorded(account: &str, d: Decision, e: &StoreError) -> Decided {
+fn unrecorded(account: &str, d: Decision, e: &StoreError, link: Option<MonitoringLink>) -> Decided {
     tracing::error!(
         marker = "disarm_attempt_unrecorded",
         household = %account,
@@ -972,6 +1072,7 @@ fn unrecorded(account: &str, d: Decision, e: &StoreError) -> Decided {
         recorded: false,
         reconfirm: false,
         held: false,
+        link,
     }
 }
 

@@ -24,7 +24,7 @@ use crate::common::secret::BearerToken;
 use crate::domain::ports::account_link::{Identity, TokenError, TokenUse, TokenVerifier};
 use crate::domain::ports::lwa::GrantExchange;
 use crate::domain::ports::panel::{ArmRefusal, Panel, PanelCloud, PanelError, ZoneRef};
-use crate::domain::ports::store::Store;
+use crate::domain::ports::store::{ConfirmedPanel, Store};
 use crate::domain::voice_codes::{Keyring, ThrottlePolicy};
 use crate::wire::alexa::{self, Directive, EndpointRef, ErrorType, Message, NamedEndpoint, Parsed};
 
@@ -71,6 +71,9 @@ pub struct Skill {
     keyring_source: Option<Arc<crate::domain::voice_codes::KeyringSource>>,
     /// Panels this instance renewed the confirmation of lately: not on every ReportState.
     renewed: Renewals,
+    /// The second path to households' monitoring centers (crate::domain::ports::monitoring);
+    /// `None` sends nothing there.
+    receiver: Option<Arc<dyn crate::domain::ports::monitoring::AlarmReceiver>>,
 }
 
 /// Panels an instance wrote a confirmation for lately (`{account}\u{1f}{panel}` → when), so an
@@ -108,17 +111,17 @@ impl Renewals {
         self.memo.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Writes the panel's confirmation at `now`, unless this instance did within
-    /// [`RENEW_EVERY`]. Best effort, within its budget and `deadline`.
+    /// Writes the panel's confirmation (and the link reported with it) at `now`, unless this
+    /// instance did within [`RENEW_EVERY`]. Best effort, within its budget and `deadline`.
     pub async fn renew(
         &self,
         store: &dyn Store,
         account: &str,
-        panel: &str,
+        panel: &ConfirmedPanel,
         now: DateTime<Utc>,
         deadline: Deadline,
     ) {
-        let key = Self::key(account, panel);
+        let key = Self::key(account, &panel.id);
         {
             let mut memo = self.memo();
             if memo
@@ -131,8 +134,7 @@ impl Renewals {
                 memo.clear();
             }
         }
-        let panels = [panel.to_string()];
-        let write = store.confirm_panels(account, &panels, now);
+        let write = store.confirm_panels(account, std::slice::from_ref(panel), now);
         let budget = self.budget.min(deadline.remaining());
         match tokio::time::timeout(budget, write).await {
             Ok(Ok(())) => {
@@ -173,6 +175,7 @@ impl Skill {
             metrics: None,
             keyring_source: None,
             renewed,
+            receiver: None,
         }
     }
 
@@ -183,6 +186,16 @@ impl Skill {
         source: Arc<crate::domain::voice_codes::KeyringSource>,
     ) -> Self {
         self.keyring_source = Some(source);
+        self
+    }
+
+    /// Sends a voice attempt the panel cloud could not take to the household's monitoring
+    /// center as well, when the cloud reported one for the panel (disarm.rs, "Second path").
+    pub fn with_receiver(
+        mut self,
+        receiver: Arc<dyn crate::domain::ports::monitoring::AlarmReceiver>,
+    ) -> Self {
+        self.receiver = Some(receiver);
         self
     }
 
@@ -206,14 +219,14 @@ impl Skill {
     /// effort, in a bounded time: the listing's reply doesn't wait on it.
     pub async fn confirm_owned(&self, account: &str, panels: &[Panel]) {
         const BUDGET: std::time::Duration = std::time::Duration::from_millis(500);
-        let ids: Vec<String> = panels.iter().map(|p| p.id.clone()).collect();
-        if ids.is_empty() {
+        let confirmed: Vec<ConfirmedPanel> = panels.iter().map(ConfirmedPanel::from).collect();
+        if confirmed.is_empty() {
             return;
         }
         let write = self
             .deps
             .store
-            .confirm_panels(account, &ids, self.deps.clock.now());
+            .confirm_panels(account, &confirmed, self.deps.clock.now());
         match tokio::time::timeout(BUDGET, write).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "could not record the confirmed panels"),
@@ -233,17 +246,18 @@ impl Skill {
     ) -> Result<Panel, PanelError> {
         let read = self.deps.panels.panel(account, panel_id, deadline).await;
         match &read {
-            Ok(_) => self.renew(account, panel_id, deadline).await,
+            Ok(panel) => self.renew(account, panel, deadline).await,
             Err(PanelError::NotFound) => self.forget_renewal(account, panel_id),
             Err(_) => {}
         }
         read
     }
 
-    async fn renew(&self, account: &str, panel_id: &str, deadline: Deadline) {
+    async fn renew(&self, account: &str, panel: &Panel, deadline: Deadline) {
         let now = self.deps.clock.now();
+        let confirmed = ConfirmedPanel::from(panel);
         self.renewed
-            .renew(self.deps.store.as_ref(), account, panel_id, now, deadline)
+            .renew(self.deps.store.as_ref(), account, &confirmed, now, deadline)
             .await;
     }
 

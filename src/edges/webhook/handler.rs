@@ -36,7 +36,7 @@ use crate::domain::echo_alerts::{Transition, derive};
 use crate::domain::ports::echo_alerts::{AlertUpdate, EchoAlerts};
 use crate::domain::ports::event_gateway::{Delivery, EventGateway, GatewayError};
 use crate::domain::ports::panel::Panel;
-use crate::domain::ports::store::Store;
+use crate::domain::ports::store::{ConfirmedPanel, Store};
 use crate::domain::skill::endpoints::{panel_properties, zone_endpoint, zone_properties};
 use crate::wire::alexa::discovery::DiscoveryEndpoint;
 use crate::wire::alexa::{
@@ -360,7 +360,8 @@ impl WebhookService {
             .renew(
                 self.store.as_ref(),
                 &event.account,
-                &panel,
+                // The link comes from the cloud's API reads; an event leaves it as stored.
+                &ConfirmedPanel::id_only(&panel),
                 self.clock.now(),
                 deadline,
             )

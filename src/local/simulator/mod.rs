@@ -217,6 +217,17 @@ impl Simulator {
         self.second_path.as_ref()
     }
 
+    /// A panel as the API reports it: its view, with its monitoring link when the cloud knows
+    /// the household's center (the second path) and the panel's DC-09 account.
+    fn reported(&self, p: &SimPanel, now: DateTime<Utc>) -> Panel {
+        let mut view = p.view(now);
+        view.monitoring = self.second_path.as_ref().and_then(|second| {
+            let account = p.config.monitoring_account.as_deref()?;
+            Some(second.link(account))
+        });
+        view
+    }
+
     pub fn center(&self) -> &Arc<MonitoringCenter> {
         &self.center
     }
@@ -600,7 +611,7 @@ impl Simulator {
         st.panels
             .iter()
             .filter(|p| p.account == account)
-            .map(|p| p.view(now))
+            .map(|p| self.reported(p, now))
             .collect()
     }
 
@@ -610,7 +621,7 @@ impl Simulator {
         let now = self.clock.now();
         Self::log(&mut st, "get", account, Some(panel), now);
         let i = Self::find(&st, self.scope(account), panel).ok_or(PanelError::NotFound)?;
-        Ok(st.panels[i].view(now))
+        Ok(self.reported(&st.panels[i], now))
     }
 
     pub fn arm(

@@ -19,6 +19,10 @@ pub mod codes {
     /// Armed stay (and night), qualifier 3.
     pub const ARMED_STAY: &str = "441";
     pub const ZONE_BYPASS: &str = "570";
+    /// Communication trouble: the skill's second path reports, with the member's user number,
+    /// a voice attempt the panel cloud could not be reached for (a normal attempt's event, the
+    /// same length on the wire as a duress's 121).
+    pub const COMMUNICATION_TROUBLE: &str = "350";
 }
 
 /// Qualifier 1: new event or opening. Qualifier 3: restore or closing.

@@ -768,3 +768,33 @@ pub async fn settled<T>(read: impl Fn() -> Vec<T>) -> Vec<T> {
     }
     read()
 }
+
+/// Hex of the 16 ASCII characters "0123456789ABCDEF": pysiaalarm (Home Assistant's SIA
+/// integration) takes a key as characters, so CI can decode frames under it too.
+pub const DC09_KEY: &str = "30313233343536373839414243444546";
+
+/// A stack whose reference cloud reports the demo panel's monitoring link (line 2, the center's
+/// key by name) and whose skill sends there what the cloud can't take, with `budget_ms` for a
+/// directive. The link is stored by the discovery that returns the token.
+pub async fn second_path_stack(budget_ms: u64) -> (Harness, String) {
+    let h = Harness::start_with(Options {
+        second_path: true,
+        dc09_key: Some(alarm_skill::common::secret::Secret::new(DC09_KEY)),
+        directive_budget: Some(Duration::from_millis(budget_ms)),
+        ..test_options()
+    })
+    .await;
+    let t = h.token("demo").await;
+    h.invoke(&discover(&t)).await;
+    (h, t)
+}
+
+/// The frames the skill's second path sent, as `record_dc09_frames` takes them.
+pub fn second_path_frames(h: &Harness) -> Vec<Value> {
+    h.stack
+        .second_path
+        .sent()
+        .iter()
+        .map(|f| serde_json::to_value(f).expect("frame as JSON"))
+        .collect()
+}

@@ -221,6 +221,9 @@ pub(super) fn outbox_item(record: &OutboxRecord, shard: u16, now: DateTime<Utc>)
     if let Some(until) = record.disarm_until {
         item.insert("disarm_until".into(), s(timestamp(until)));
     }
+    if record.receiver_acked {
+        item.insert("receiver_acked".into(), AttributeValue::Bool(true));
+    }
     if record.status == OutboxStatus::Pending {
         item.insert(GSI1PK.into(), s(lane_pk(record.lane, shard)));
         let sort_key = match record.lane {
@@ -341,6 +344,11 @@ pub(super) fn decode_outbox(item: &Item) -> Result<OutboxRecord, StoreError> {
             Some(_) => return Err(corrupt(item, "counted is not a boolean".to_string())),
         },
         disarm_until: get_opt_time(item, "disarm_until")?,
+        receiver_acked: match item.get("receiver_acked") {
+            None => false,
+            Some(AttributeValue::Bool(b)) => *b,
+            Some(_) => return Err(corrupt(item, "receiver_acked is not a boolean".to_string())),
+        },
     })
 }
 

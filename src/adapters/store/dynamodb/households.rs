@@ -21,6 +21,11 @@ impl DynamoStore {
                 THROTTLE_SK => snapshot.throttle = decode_throttle(&item)?,
                 sk if sk.starts_with(SEEN_PREFIX) => {
                     let panel = sk.trim_start_matches(SEEN_PREFIX).to_string();
+                    if let Some(AttributeValue::S(link)) = item.get("monitoring") {
+                        let link = serde_json::from_str(link)
+                            .map_err(|e| corrupt(&item, format!("monitoring link: {e}")))?;
+                        snapshot.monitoring.insert(panel.clone(), link);
+                    }
                     snapshot.panels_seen.insert(panel, get_time(&item, "at")?);
                 }
                 // QUEUE, and a future item type that happens to sort inside the range.
@@ -170,12 +175,32 @@ impl DynamoStore {
     pub(super) async fn confirm_panels(
         &self,
         household: &str,
-        panels: &[String],
+        panels: &[ConfirmedPanel],
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         for panel in panels.iter().take(MAX_CONFIRMED_PANELS) {
-            let mut item = key(hh_pk(household), format!("{SEEN_PREFIX}{panel}"));
+            let mut item = key(hh_pk(household), format!("{SEEN_PREFIX}{}", panel.id));
+            let Some(reported) = &panel.monitoring else {
+                // Nothing said of the link: only the time changes.
+                self.client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(item))
+                    .update_expression("SET #at = :at")
+                    .expression_attribute_names("#at", "at")
+                    .expression_attribute_values(":at", s(timestamp(at)))
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("UpdateItem", e))?;
+                continue;
+            };
             item.insert("at".into(), s(timestamp(at)));
+            // The whole item is replaced: a panel reported without a link loses the old one.
+            if let Some(link) = reported {
+                let link = serde_json::to_string(link)
+                    .map_err(|e| StoreError::Unavailable(format!("encoding link: {e}")))?;
+                item.insert("monitoring".into(), s(link));
+            }
             self.put(item).await?;
         }
         Ok(())

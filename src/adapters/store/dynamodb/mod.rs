@@ -35,9 +35,9 @@ use aws_sdk_dynamodb::types::{
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 
 use crate::domain::ports::store::{
-    AuditEntry, Breaker, DueRecords, HELD_PER_HOUSEHOLD, HouseholdSnapshot, Lane, OutboxCounts,
-    OutboxPolicy, OutboxRecord, OutboxStatus, Settlement, Store, StoreError, StoredGrant,
-    ThrottleWrite, Unreadable, counted_refusal, window_start,
+    AuditEntry, Breaker, ConfirmedPanel, DueRecords, HELD_PER_HOUSEHOLD, HouseholdSnapshot, Lane,
+    OutboxCounts, OutboxPolicy, OutboxRecord, OutboxStatus, Settlement, Store, StoreError,
+    StoredGrant, ThrottleWrite, Unreadable, counted_refusal, window_start,
 };
 use crate::domain::voice_codes::{Profile, Throttle};
 

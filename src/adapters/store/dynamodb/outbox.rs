@@ -348,8 +348,14 @@ impl DynamoStore {
             Settlement::Retry {
                 attempts,
                 next_attempt_at,
+                receiver_acked,
             } => {
-                let retry = || attempted(self.record_update(rec), *attempts, *next_attempt_at);
+                let acked = rec.receiver_acked || *receiver_acked;
+                let retry = || {
+                    attempted(self.record_update(rec), *attempts, *next_attempt_at)
+                        .expression_attribute_names("#racked", "receiver_acked")
+                        .expression_attribute_values(":racked", AttributeValue::Bool(acked))
+                };
                 let due_key = pending_sort_key(*next_attempt_at, request_id);
                 if rec.lane == Lane::Due && !rec.counted {
                     // Its first failure: it counts in the household's quota, or past the quota
@@ -357,7 +363,7 @@ impl DynamoStore {
                     let count = indexed(retry(), lane_pk(Lane::Due, shard), due_key)
                         .update_expression(
                             "SET #attempts = :attempts, #next = :next, #gpk = :gpk, #gsk = :gsk, \
-                             #lane = :due, #counted = :yes",
+                             #lane = :due, #counted = :yes, #racked = :racked",
                         )
                         .expression_attribute_values(":due", s(lane_str(Lane::Due)))
                         .expression_attribute_values(":yes", AttributeValue::Bool(true));
@@ -373,17 +379,20 @@ impl DynamoStore {
                     )
                     .update_expression(
                         "SET #attempts = :attempts, #next = :next, #gpk = :gpk, #gsk = :gsk, \
-                         #lane = :waiting",
+                         #lane = :waiting, #racked = :racked",
                     )
                     .expression_attribute_values(":waiting", s(lane_str(Lane::Waiting)));
                     return self.settle_write(wait, None, audit).await.map_err(refused);
                 }
                 let update = if rec.lane == Lane::Waiting {
                     // Its place in the household's queue is its creation time: unchanged.
-                    retry().update_expression("SET #attempts = :attempts, #next = :next")
+                    retry().update_expression(
+                        "SET #attempts = :attempts, #next = :next, #racked = :racked",
+                    )
                 } else {
                     indexed(retry(), lane_pk(rec.lane, shard), due_key).update_expression(
-                        "SET #attempts = :attempts, #next = :next, #gpk = :gpk, #gsk = :gsk",
+                        "SET #attempts = :attempts, #next = :next, #gpk = :gpk, #gsk = :gsk, \
+                         #racked = :racked",
                     )
                 };
                 self.settle_write(update, None, audit)
