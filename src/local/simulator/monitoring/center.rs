@@ -223,14 +223,24 @@ struct Accepted {
     at: DateTime<Utc>,
 }
 
+/// A dispatched duress: user, time of occurrence in whole seconds, and the paths whose copy of
+/// it has arrived (each path carries one attempt's 121 once; its re-sends are told apart by
+/// sequence number before they get here).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct KnownDuress {
+    user: u16,
+    at: i64,
+    paths: Vec<EventPath>,
+}
+
 #[derive(Default)]
 struct State {
     received: Vec<ReceivedEvent>,
     dispatches: Vec<Dispatch>,
     frames: Vec<ReceivedFrame>,
     seen: HashMap<LineKey, VecDeque<Seen>>,
-    /// Per account: the duresses dispatched, as (user, time of occurrence in whole seconds).
-    duresses: HashMap<String, VecDeque<(u16, i64)>>,
+    /// Per account: the duresses dispatched, each with the paths that have delivered a copy.
+    duresses: HashMap<String, VecDeque<KnownDuress>>,
     /// Per account: the second path's communication troubles not yet cleared (in `received`).
     troubles: HashMap<String, Vec<usize>>,
     pending: HashMap<String, PendingEntry>,
@@ -618,9 +628,17 @@ impl MonitoringCenter {
             .then(|| event.user.zip(occurred))
             .flatten()
             .map(|(user, t)| (user, t.timestamp()));
-        if let Some(key) = duress {
+        if let Some((user, at)) = duress {
             let known = st.duresses.entry(acct.to_string()).or_default();
-            if known.contains(&key) {
+            // A copy is merged only into a duress no copy from its own path has reached yet:
+            // one path never carries one attempt twice, so two 121s of one user in the same
+            // second on one path are two duresses (and a third copy, from the other path,
+            // merges into just one of them).
+            if let Some(same) = known
+                .iter_mut()
+                .find(|k| k.user == user && k.at == at && !k.paths.contains(&path))
+            {
+                same.paths.push(path);
                 st.received.push(ReceivedEvent {
                     event,
                     path,
@@ -629,7 +647,11 @@ impl MonitoringCenter {
                 });
                 return;
             }
-            known.push_back(key);
+            known.push_back(KnownDuress {
+                user,
+                at,
+                paths: vec![path],
+            });
             if known.len() > SEEN_PER_ACCOUNT {
                 known.pop_front();
             }
@@ -881,6 +903,37 @@ mod tests {
         b.send("5678", CLOUD, 3, cid(121, 1), t);
         assert_eq!(b.duresses(), vec![Some(1), Some(1), Some(2), Some(1)]);
         assert!(b.center.received().iter().all(|r| !r.merged));
+    }
+
+    /// Two attempts of one member in one second, each carried by both paths: two dispatches,
+    /// each absorbing one copy from the other path. One path never carries an attempt twice,
+    /// so copies on one path are never merged with each other.
+    #[test]
+    fn copies_on_one_path_are_never_merged_and_each_absorbs_one_from_the_other() {
+        let b = Bench::new();
+        let t = b.at(10);
+        b.send("1234", CLOUD, 1, cid(121, 1), t);
+        b.send("1234", CLOUD, 2, cid(121, 1), t);
+        assert_eq!(
+            b.duresses(),
+            vec![Some(1), Some(1)],
+            "two on one path: two duresses"
+        );
+        b.send("1234", SECOND_PATH_LINE, 1, cid(121, 1), t);
+        b.send("1234", SECOND_PATH_LINE, 2, cid(121, 1), t);
+        assert_eq!(
+            b.duresses(),
+            vec![Some(1), Some(1)],
+            "their copies merged, one each"
+        );
+        b.send("1234", SECOND_PATH_LINE, 3, cid(121, 1), t);
+        assert_eq!(
+            b.duresses(),
+            vec![Some(1), Some(1), Some(1)],
+            "a third on the second path has no copy left to merge with"
+        );
+        let merged: Vec<bool> = b.center.received().iter().map(|r| r.merged).collect();
+        assert_eq!(merged, vec![false, false, true, true, false]);
     }
 
     #[test]
