@@ -76,7 +76,41 @@ async fn main() {
         hostile.passes_to_all as i64 - quiet.passes_to_all as i64,
         (hostile.millis_to_all as f64 - quiet.millis_to_all as f64) / 1000.0
     );
-    if quiet.lost + hostile.lost + quiet.duplicated + hostile.duplicated > 0 {
+    // The second path (issue 26): the same hostile drill with the skill sending each duress to
+    // the center itself while the cloud is down; then with the receiver down as well.
+    let second = drill::run(&DrillOptions {
+        second_path: true,
+        ..opts.clone()
+    })
+    .await
+    .expect("second-path drill");
+    let both_down = drill::run(&DrillOptions {
+        second_path: true,
+        receiver_down: true,
+        ..opts.clone()
+    })
+    .await
+    .expect("second-path drill, receiver down");
+    for (label, r) in [("second path", &second), ("receiver down too", &both_down)] {
+        println!("{label}: {}", serde_json::to_string(r).unwrap_or_default());
+        println!(
+            "{label:>17}: {} of {} households' 121 at the center before the cloud came back; \
+             directive replies (each after its 121's ACK) p50 {} ms, p99 {} ms, max {} ms; \
+             after recovery all {} in {} passes; lost {}, dispatched twice {}, copies merged {}",
+            r.at_center_before_recovery,
+            r.households,
+            r.reply_ms_p50,
+            r.reply_ms_p99,
+            r.reply_ms_max,
+            r.households - r.lost,
+            r.passes_to_all,
+            r.lost,
+            r.duplicated,
+            r.merged_copies,
+        );
+    }
+    let runs = [&quiet, &hostile, &second, &both_down];
+    if runs.iter().any(|r| r.lost + r.duplicated > 0) {
         std::process::exit(1);
     }
 }

@@ -18,6 +18,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use super::demo::DemoConfig;
+use super::simulator::monitoring::receiver::ReceiverMode;
 use super::{INVOKE_PATH, LocalError, LocalStack, Options};
 use crate::common::deadline::Deadline;
 use crate::domain::ports::store::{OutboxPolicy, outbox_totals};
@@ -46,6 +47,13 @@ pub struct DrillOptions {
     /// Requests in flight at once from the households.
     pub concurrency: usize,
     pub dynamodb_endpoint: Option<String>,
+    /// The skill's second path on (issue 26): each household's panel reports the stack's
+    /// monitoring center, so a duress spoken while the cloud is down reaches the center over
+    /// DC-09 before its reply, and the cloud's own 121 after recovery is merged into it.
+    pub second_path: bool,
+    /// The monitoring receiver is down as well while the households speak, and back with the
+    /// cloud: every 121 must then arrive after recovery, once.
+    pub receiver_down: bool,
 }
 
 impl Default for DrillOptions {
@@ -58,6 +66,8 @@ impl Default for DrillOptions {
             batch: 100,
             concurrency: 16,
             dynamodb_endpoint: None,
+            second_path: false,
+            receiver_down: false,
         }
     }
 }
@@ -95,6 +105,18 @@ pub struct DrillReport {
     pub records_per_s_per_shard: f64,
     /// Pending records left once the worker had drained everything (must be 0).
     pub pending_at_end: usize,
+    /// Households whose 121 was at the monitoring center before the cloud came back (with the
+    /// second path: all of them, each before its directive's reply).
+    pub at_center_before_recovery: usize,
+    /// Copies the center received and merged into a duress it had already dispatched (the
+    /// two paths' copies of one duress): never dispatched again.
+    pub merged_copies: usize,
+    /// The directives' reply times while the cloud was down, wall clock, in ms: p50, p99 and
+    /// the slowest. With the second path a duress's 121 is ACKed by the center before the
+    /// reply, so these bound its time to the operator.
+    pub reply_ms_p50: u128,
+    pub reply_ms_p99: u128,
+    pub reply_ms_max: u128,
     pub passes: Vec<PassFigure>,
 }
 
@@ -136,6 +158,14 @@ fn alexa_disarm(token: &str, endpoint: &str, pin: &str) -> Value {
         "endpoint": {"scope": {"type": "BearerToken", "token": token}, "endpointId": endpoint,
             "cookie": {}},
         "payload": {"authorization": {"type": "FOUR_DIGIT_PIN", "value": pin}}
+    }})
+}
+
+fn alexa_discover(token: &str) -> Value {
+    json!({"directive": {
+        "header": {"namespace": "Alexa.Discovery", "name": "Discover", "payloadVersion": "3",
+            "messageId": uuid::Uuid::new_v4().to_string()},
+        "payload": {"scope": {"type": "BearerToken", "token": token}}
     }})
 }
 
@@ -247,7 +277,8 @@ async fn flood(
     }
 }
 
-/// Households whose 121 the monitoring center has, with how many each.
+/// Households whose 121 the monitoring center has dispatched, with how many each (a copy merged
+/// into a duress already dispatched is not counted again).
 fn duress_by_account(stack: &LocalStack) -> BTreeMap<String, usize> {
     let mut by = BTreeMap::new();
     for e in stack.sim.monitoring() {
@@ -272,9 +303,19 @@ pub async fn run(opts: &DrillOptions) -> Result<DrillReport, LocalError> {
         frozen_clock: true,
         redelivery_interval: None,
         outbox: opts.outbox,
+        second_path: opts.second_path,
         ..Options::default()
     })
     .await?;
+    let receiver_mode = |mode| {
+        let receiver = stack.receiver.clone();
+        async move {
+            receiver
+                .set_mode(mode)
+                .await
+                .map_err(|e| LocalError::Http(format!("receiver mode: {e}")))
+        }
+    };
     let client = Arc::new(Client {
         http: reqwest::Client::new(),
         base: stack.base_url.clone(),
@@ -288,7 +329,32 @@ pub async fn run(opts: &DrillOptions) -> Result<DrillReport, LocalError> {
     let tokens: Vec<String> = names.iter().map(|n| mint(n)).collect::<Result<_, _>>()?;
     let hostile_token = mint(HOSTILE)?;
 
+    if opts.second_path {
+        // Linked households have discovered their panels: discovery stores each panel's
+        // confirmation with the monitoring details the cloud reports, which is where the
+        // second path finds its center while the cloud is down.
+        let discovered: Vec<Option<Value>> = futures_util::stream::iter(tokens.iter().map(|t| {
+            let client = client.clone();
+            async move { client.post(INVOKE_PATH, None, &alexa_discover(t)).await }
+        }))
+        .buffer_unordered(opts.concurrency.max(1))
+        .collect()
+        .await;
+        let missing = discovered
+            .iter()
+            .filter(|d| {
+                d.as_ref()
+                    .is_none_or(|d| d["event"]["header"]["name"] != "Discover.Response")
+            })
+            .count();
+        if missing > 0 {
+            return Err(LocalError::Http(format!("{missing} discoveries failed")));
+        }
+    }
     client.fault("down").await?;
+    if opts.receiver_down {
+        receiver_mode(ReceiverMode::Down).await?;
+    }
     let stop = AtomicBool::new(false);
     let flooded = AtomicUsize::new(0);
     let speak = async {
@@ -301,18 +367,20 @@ pub async fn run(opts: &DrillOptions) -> Result<DrillReport, LocalError> {
                 let panel = panel_of(name);
                 let token = token.clone();
                 async move {
+                    let started = Instant::now();
                     // Half through each assistant.
-                    if i % 2 == 0 {
+                    let reply = if i % 2 == 0 {
                         client.alexa(&token, &panel, DURESS_PIN).await
                     } else {
                         client
                             .google(&token, &google_execute(&[&panel], DURESS_PIN))
                             .await
-                    }
+                    };
+                    (reply, started.elapsed())
                 }
             })
             .collect();
-        let replies: Vec<Option<Value>> = futures_util::stream::iter(disarms)
+        let replies: Vec<(Option<Value>, Duration)> = futures_util::stream::iter(disarms)
             .buffer_unordered(opts.concurrency.max(1))
             .collect()
             .await;
@@ -335,13 +403,24 @@ pub async fn run(opts: &DrillOptions) -> Result<DrillReport, LocalError> {
     } else {
         speak.await
     };
+    let mut took: Vec<u128> = replies.iter().map(|(_, t)| t.as_millis()).collect();
+    took.sort_unstable();
+    let rank = |q: f64| {
+        let i = ((q * took.len() as f64).ceil() as usize).clamp(1, took.len().max(1)) - 1;
+        took.get(i).copied().unwrap_or_default()
+    };
+    let before = duress_by_account(&stack);
     let mut report = DrillReport {
         households: opts.households,
         shards: opts.outbox.shards,
         quota: opts.outbox.household_quota,
         duress_sent: replies.len(),
-        odd_replies: replies.iter().filter(|r| !is_outage_reply(r)).count(),
+        odd_replies: replies.iter().filter(|(r, _)| !is_outage_reply(r)).count(),
         hostile_requests: flooded.load(Ordering::Relaxed),
+        at_center_before_recovery: names.iter().filter(|n| before.contains_key(*n)).count(),
+        reply_ms_p50: rank(0.5),
+        reply_ms_p99: rank(0.99),
+        reply_ms_max: took.last().copied().unwrap_or_default(),
         ..DrillReport::default()
     };
     let pending = outbox_totals(stack.store.as_ref()).await?;
@@ -350,6 +429,9 @@ pub async fn run(opts: &DrillOptions) -> Result<DrillReport, LocalError> {
 
     // Recovery: the worker runs pass after pass, a minute apart on the simulated clock.
     client.fault("none").await?;
+    if opts.receiver_down {
+        receiver_mode(ReceiverMode::None).await?;
+    }
     let recovered = Instant::now();
     let mut delivered_time = Duration::ZERO;
     let mut delivered_total = 0usize;
@@ -358,14 +440,18 @@ pub async fn run(opts: &DrillOptions) -> Result<DrillReport, LocalError> {
             .clock
             .advance(chrono::Duration::seconds(PASS_INTERVAL_S));
         let started = Instant::now();
-        let pass = crate::domain::redelivery::run_once(
-            stack.store.as_ref(),
-            stack.panels.as_ref(),
-            &stack.keyring,
-            stack.clock.as_ref(),
-            opts.batch,
-            Deadline::after(Duration::from_secs(120)),
-        )
+        let pass = crate::domain::redelivery::Worker {
+            store: stack.store.as_ref(),
+            panels: stack.panels.as_ref(),
+            keys: crate::domain::redelivery::Keys::Fixed(&stack.keyring),
+            v2_seals: Default::default(),
+            clock: stack.clock.as_ref(),
+            until: Deadline::after(Duration::from_secs(120)),
+            // As deployed: the worker retries both paths (the second one only for panels with
+            // monitoring details, which the cloud reports only with the second path on).
+            receiver: Some(stack.second_path.as_ref()),
+        }
+        .run_once(opts.batch)
         .await?;
         let took = started.elapsed();
         // The 121s are on their way over the one DC-09 link: they count once there.
@@ -393,6 +479,13 @@ pub async fn run(opts: &DrillOptions) -> Result<DrillReport, LocalError> {
     let done = duress_by_account(&stack);
     report.lost = names.iter().filter(|n| !done.contains_key(*n)).count();
     report.duplicated = done.values().filter(|n| **n > 1).count();
+    report.merged_copies = stack
+        .sim
+        .center()
+        .received()
+        .iter()
+        .filter(|r| r.merged)
+        .count();
     let left = outbox_totals(stack.store.as_ref()).await?;
     report.pending_at_end = left.due + left.waiting + left.gone + left.held;
     let secs = delivered_time.as_secs_f64();

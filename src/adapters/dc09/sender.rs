@@ -29,6 +29,21 @@ use super::transmitter::SentFrame;
 /// Frames kept for inspection at most (tests, CI's decoding of captured frames).
 const SENT_LOG_MAX: usize = 10_000;
 
+/// The only Secrets Manager names a link's `key_ref` may give (docs/deploy.md): the panel
+/// cloud names the key, so without a fence a cloud (or whoever took it over) could have the
+/// skill read any secret its role can, the pepper included, and use it on the wire. The
+/// template grants the functions these names and no others.
+pub const KEY_PREFIX: &str = "alarm-skill/dc09/";
+
+/// Whether `key_ref` names a secret under [`KEY_PREFIX`]: the name itself, or an ARN of one.
+pub fn key_ref_allowed(key_ref: &str) -> bool {
+    let name = match key_ref.split_once(":secret:") {
+        Some((arn, name)) if arn.starts_with("arn:") => name,
+        _ => key_ref,
+    };
+    name.starts_with(KEY_PREFIX) && name.len() > KEY_PREFIX.len()
+}
+
 /// Sends [`ReceiverEvent`]s over SIA DC-09. Keys are read through the function's secrets
 /// machinery by the link's `key_ref` (a Secrets Manager id in production, a name given with
 /// [`Dc09Sender::with_key`] locally) and kept for the life of the process.
@@ -83,7 +98,12 @@ impl Dc09Sender {
         }
         let source = match self.named.get(key_ref) {
             Some(v) => SecretRef::Value(v.clone()),
-            None => SecretRef::Aws(key_ref.to_string()),
+            None if key_ref_allowed(key_ref) => SecretRef::Aws(key_ref.to_string()),
+            None => {
+                return Err(ReceiverError::Config(format!(
+                    "key {key_ref}: not a secret under {KEY_PREFIX}"
+                )));
+            }
         };
         let hex_key = secrets::resolve("DC09_KEY", &source, self.secrets.as_ref())
             .await
@@ -260,6 +280,36 @@ mod tests {
         assert!(normal.contains("|1350 01 005]"), "{normal}");
         assert!(duress.contains("\"ADM-CID\"0042R1L2#1234["), "{duress}");
         assert_eq!(duress.len(), normal.len());
+    }
+
+    #[test]
+    fn only_secrets_under_the_prefix_are_read_as_keys() {
+        for ok in [
+            "alarm-skill/dc09/center-1",
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:alarm-skill/dc09/center-1-AbCdEf",
+        ] {
+            assert!(key_ref_allowed(ok), "{ok}");
+        }
+        for refused in [
+            "alarm-skill/pepper",
+            "alarm-skill/dc09/",
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:alarm-skill/pepper-AbCdEf",
+            "other/alarm-skill/dc09/x",
+            "nowhere",
+        ] {
+            assert!(!key_ref_allowed(refused), "{refused}");
+        }
+    }
+
+    /// A link naming a secret outside the prefix is refused before Secrets Manager is asked.
+    #[tokio::test]
+    async fn a_key_outside_the_prefix_is_refused_without_asking_secrets_manager() {
+        let sender = Dc09Sender::new(Arc::new(crate::common::clock::SystemClock), None);
+        let e = sender.key("alarm-skill/pepper").await;
+        assert!(
+            matches!(&e, Err(ReceiverError::Config(m)) if m.contains(KEY_PREFIX)),
+            "{e:?}"
+        );
     }
 
     #[tokio::test]
