@@ -5,6 +5,7 @@
 //!
 //!   cargo bench --bench time_to_operator                   # default: under ~2 minutes
 //!   cargo bench --bench time_to_operator -- --samples 10   # more samples per row
+//!   cargo bench --bench time_to_operator -- --second-path  # with the skill's second path
 //!
 //! Rows: the healthy path; each panel cloud fault the simulator offers, present while the
 //! directive runs and cleared once it has answered; a 30-minute outage (simulated clock: the
@@ -61,6 +62,9 @@ impl Stack {
             redelivery_interval: Some(Duration::from_secs(2)),
             directive_budget: Some(Duration::from_millis(1_500)),
             table: format!("t-{}", uuid::Uuid::new_v4().simple()),
+            // `--second-path`: the skill sends the 121 to the center itself when the cloud
+            // fails (issue 26); the cloud-fault rows then measure that path.
+            second_path: std::env::args().any(|a| a == "--second-path"),
             ..Options::default()
         })
         .await

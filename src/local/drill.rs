@@ -1,9 +1,11 @@
 //! The outbox drill (issue "No one can delay a duress"): thousands of households each say their
-//! duress PIN while the panel cloud is down, one hostile household floods junk through both
-//! assistants at the same time, then the cloud comes back and the re-delivery worker drains the
-//! backlog. What it measures: passes and wall time from recovery until every household's 121
-//! reached the monitoring center, exactly once each; how many records each shard delivered per
-//! second; what the hostile household's flood cost the others.
+//! duress PIN while the panel cloud is down (30 minutes on the simulated clock), one hostile
+//! household floods junk through both assistants at the same time, then the cloud comes back
+//! and the re-delivery worker drains the backlog. With the second path on (issue "A second
+//! path"), each duress reaches the monitoring center before its reply (with the receiver down
+//! as well: after recovery, once). What it measures: passes and wall time from recovery until
+//! every household's 121 reached the monitoring center, exactly once each; how many records
+//! each shard delivered per second; what the hostile household's flood cost the others.
 //!
 //! Runs the local stack on DynamoDB Local (or the embedded store), over HTTP exactly as the
 //! assistants call it. `tests/it/hostile.rs` asserts the counts; `benches/outbox_drill.rs` reports
@@ -32,6 +34,9 @@ const MAX_PASSES: usize = 60;
 const LINK_SETTLE: Duration = Duration::from_secs(120);
 /// What the simulated clock moves between passes: the schedule's minute.
 const PASS_INTERVAL_S: i64 = 60;
+/// How long the panel cloud stays down on the simulated clock, from the households' codes to
+/// its recovery.
+const OUTAGE_MINUTES: i64 = 30;
 
 #[derive(Debug, Clone)]
 pub struct DrillOptions {
@@ -427,7 +432,11 @@ pub async fn run(opts: &DrillOptions) -> Result<DrillReport, LocalError> {
     report.pending_at_recovery = pending.due + pending.waiting + pending.gone + pending.held;
     report.hostile_pending_at_recovery = report.pending_at_recovery.saturating_sub(opts.households);
 
-    // Recovery: the worker runs pass after pass, a minute apart on the simulated clock.
+    // The rest of the outage, then recovery: the worker runs pass after pass, a minute apart on
+    // the simulated clock.
+    stack
+        .clock
+        .advance(chrono::Duration::minutes(OUTAGE_MINUTES));
     client.fault("none").await?;
     if opts.receiver_down {
         receiver_mode(ReceiverMode::None).await?;

@@ -397,7 +397,9 @@ async fn drill_with_the_second_path_every_duress_at_the_center_during_the_outage
 }
 
 /// The drill at scale, on DynamoDB Local: 2,000 households, the hostile flood through both
-/// assistants, the cloud down and back. `cargo bench --bench outbox_drill` reports its times.
+/// assistants, the cloud down and back, the second path on (as deployed where the cloud reports
+/// monitoring details): every duress at the center before its reply, the cloud's copies merged
+/// after recovery. `cargo bench --bench outbox_drill` reports its times.
 #[tokio::test]
 async fn drill_with_2000_households_on_dynamodb_local() {
     let Ok(endpoint) = std::env::var("DYNAMODB_ENDPOINT") else {
@@ -406,10 +408,13 @@ async fn drill_with_2000_households_on_dynamodb_local() {
     let opts = DrillOptions {
         households: 2_000,
         dynamodb_endpoint: Some(endpoint),
+        second_path: true,
         ..Default::default()
     };
     let report = drill::run(&opts).await.unwrap();
     check(&opts, &report);
+    assert_eq!(report.at_center_before_recovery, opts.households);
+    assert!(report.merged_copies >= opts.households);
     assert!(report.hostile_requests > 0 && report.hostile_pending_at_recovery > 0);
     // Every household's duress is out within the passes its own shard's load takes, plus at
     // most one for everyone else's records, the hostile household's included.

@@ -288,7 +288,13 @@ async fn probe(
 
 #[tokio::test]
 async fn every_operation_answers_as_documented_on_the_local_stack() {
-    let h = Harness::start().await;
+    // As `alarm-skill serve` runs it: the second path on, so panels carry monitoring details
+    // (without a key: `key_ref` absent, never null).
+    let h = Harness::start_with(alarm_skill::local::Options {
+        second_path: true,
+        ..crate::support::stack::test_options()
+    })
+    .await;
     let panel_base = format!("http://{}", h.stack.panel_api.addr());
     let key = h.stack.sim.api_key().expose().to_string();
     probe(&h, &schema::panel_api(), &panel_base, &key, &|_| {

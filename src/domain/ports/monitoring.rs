@@ -19,10 +19,13 @@ pub struct MonitoringLink {
     pub account: String,
     /// `L`: the account prefix (line number), 1–6 hex digits.
     pub line: String,
-    /// `R`: the receiver number (1–6 hex digits), if the receiver wants one.
+    /// `R`: the receiver number (1–6 hex digits), if the receiver wants one. Absent, not null,
+    /// when none (the contract's schema: a string when present).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receiver_number: Option<String>,
     /// The name of the secret holding the center's AES-128 key (32 hex digits); `None` for a
-    /// line the center runs unencrypted.
+    /// line the center runs unencrypted (absent, not null).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_ref: Option<String>,
 }
 
