@@ -20,8 +20,9 @@
 //! are accepted: the issuer keeps no session, so every authorization shows its form and
 //! `auth_time` is always the time that form was sent.
 //!
-//! The RSA key is generated at start-up and lives only in memory: restarting the stack
-//! invalidates every token it minted, and no key file can leak or go stale.
+//! The RSA key is made at start-up ([`super::dev_keys`]: once per process) and lives only in
+//! memory: restarting the stack invalidates every token it minted, and no key file can leak or
+//! go stale.
 //!
 //! Signing uses aws-lc-rs directly rather than jsonwebtoken, so the local stack also checks that
 //! the verifier interoperates with an independently encoded JWT.
@@ -102,9 +103,16 @@ crate::common::secret::debug_without_secrets!(DevIssuer {
 });
 
 impl DevIssuer {
+    /// An issuer with a key of its own, generated here.
     pub fn new(issuer: &str, audience: &str) -> Result<Self, DevIssuerError> {
         let key =
             RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| DevIssuerError::KeyGeneration)?;
+        Ok(Self::with_key(issuer, audience, key))
+    }
+
+    /// An issuer signing with `key` (the local stack's comes from [`super::dev_keys`]) under a
+    /// fresh `kid`.
+    pub fn with_key(issuer: &str, audience: &str, key: RsaKeyPair) -> Self {
         let mut kid_bytes = [0u8; 12];
         rand::fill(&mut kid_bytes);
         let kid = format!("dev-{}", hex::encode(kid_bytes));
@@ -117,7 +125,7 @@ impl DevIssuer {
             "n": B64URL.encode(&public.n),
             "e": B64URL.encode(&public.e),
         }]});
-        Ok(DevIssuer {
+        DevIssuer {
             issuer: issuer.to_string(),
             audience: audience.to_string(),
             kid,
@@ -125,7 +133,7 @@ impl DevIssuer {
             jwks,
             redirect_uris: vec![format!("{}/app/", issuer.trim_end_matches('/'))],
             codes: std::sync::Mutex::new(std::collections::HashMap::new()),
-        })
+        }
     }
 
     /// Registers one more redirect URI (the household app's, where the stack configures one).

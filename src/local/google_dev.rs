@@ -66,6 +66,12 @@ impl DevGoogle {
     /// A new service account whose assertions are accepted at `base_url` + [`TOKEN_PATH`].
     pub fn new(base_url: &str) -> Result<Self, String> {
         let key = RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| "key generation failed")?;
+        Self::with_key(base_url, key)
+    }
+
+    /// The same with `key` as the account's (the local stack's comes from
+    /// [`super::dev_keys`]).
+    pub fn with_key(base_url: &str, key: RsaKeyPair) -> Result<Self, String> {
         let der: Pkcs8V1Der<'_> = key.as_der().map_err(|_| "key encoding failed")?;
         let pem = format!(
             "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",

@@ -21,6 +21,7 @@ pub mod conformance;
 pub mod console;
 pub mod demo;
 pub mod dev_issuer;
+pub mod dev_keys;
 pub mod drill;
 pub mod echo_dev;
 pub mod google_dev;
@@ -409,8 +410,9 @@ impl LocalStack {
         seed(store.as_ref(), &keyring, &opts.config, clock.now()).await?;
 
         let household_app = household_app(&base_url);
-        let issuer =
-            DevIssuer::new(&base_url, AUDIENCE).map_err(|e| LocalError::Issuer(e.to_string()))?;
+        let issuer_key = dev_keys::rsa_2048(dev_keys::Role::Issuer)
+            .map_err(|e| LocalError::Issuer(e.to_string()))?;
+        let issuer = DevIssuer::with_key(&base_url, AUDIENCE, issuer_key);
         // The issuer redirects only to what is registered: the app's own URL, and the one it
         // is configured with, if any.
         let issuer = Arc::new(match &household_app.redirect_uri {
@@ -529,7 +531,10 @@ impl LocalStack {
             lwa.clone(),
             http.clone(),
         ));
-        let dev_google = Arc::new(DevGoogle::new(&base_url).map_err(LocalError::Issuer)?);
+        let google_key = dev_keys::rsa_2048(dev_keys::Role::GoogleServiceAccount)
+            .map_err(|e| LocalError::Issuer(e.to_string()))?;
+        let dev_google =
+            Arc::new(DevGoogle::with_key(&base_url, google_key).map_err(LocalError::Issuer)?);
         let service_account = ServiceAccount::from_json(dev_google.key_file(), None)
             .map_err(|e| LocalError::Config(e.to_string()))?;
         let homegraph = Arc::new(HomeGraph::new(

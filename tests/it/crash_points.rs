@@ -716,14 +716,18 @@ async fn the_matrix_catches_a_cloud_that_signals_every_re_delivery() {
 }
 
 /// A function timeout is a crash, so no step may push a directive past it: with the panel cloud
-/// answering each call only after 2 s and a 3 s function timeout, `bootstrap` answers every
+/// answering each call only after 4 s and a 6 s function timeout, `bootstrap` answers every
 /// disarm itself (never killed by the runtime): the normal and the duress PIN with one and the
 /// same reply, the wrong code that locks voice disarm with the lockout reply (its household
 /// notice is sent inside the deadline, or left). Then the cloud recovers and the worker runs:
 /// exactly one 121, for the duress.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_step_of_a_disarm_runs_past_a_short_function_timeout_under_a_slow_cloud() {
-    const BUDGET: Duration = Duration::from_secs(3);
+    // Two slow calls (the ownership check and the disarm) outlast the timeout. The 2 s left for
+    // the store's reads and writes is a margin a loaded machine can't eat: with 3 s and a 2 s
+    // cloud, the crash-point matrices beside it on the one DynamoDB Local once pushed every
+    // write of the process past its share (INTERNAL_ERROR for each code after the first).
+    const BUDGET: Duration = Duration::from_secs(6);
     let (h, env) = world().await;
     let t = h.token("demo").await;
     h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
@@ -736,7 +740,7 @@ async fn no_step_of_a_disarm_runs_past_a_short_function_timeout_under_a_slow_clo
     // got BRIDGE_UNREACHABLE). Warm first, so both kinds start from the same process state.
     let (kind, _, r) = f.invoke(report_state(&t, "home")).await;
     assert_eq!(kind, "response", "{r}");
-    h.fault("slow", 2_000).await;
+    h.fault("slow", 4_000).await;
     let mut replies = Vec::new();
     for pin in [
         Kind::Normal.pin(),
@@ -750,7 +754,7 @@ async fn no_step_of_a_disarm_runs_past_a_short_function_timeout_under_a_slow_clo
         assert_eq!(kind, "response", "{pin:?} ran past the timeout: {r}");
         replies.push(error_type(&r).map(str::to_string));
     }
-    eprintln!("replies, cloud slow by 2 s a call, {BUDGET:?} timeout: {replies:?}");
+    eprintln!("replies, cloud slow by 4 s a call, {BUDGET:?} timeout: {replies:?}");
     assert_eq!(replies[0], replies[1], "normal and duress answered alike");
     assert_eq!(replies[4].as_deref(), Some("UNAUTHORIZED"), "{replies:?}");
     drop(f);
