@@ -43,7 +43,10 @@ pub fn setup_with(panels: impl FnOnce(Arc<Simulator>) -> Arc<dyn PanelCloud>) ->
         alarm_skill::adapters::account_link::install_crypto_provider();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let issuer = Arc::new(DevIssuer::new(&base, "bench").unwrap());
+        let key =
+            alarm_skill::local::dev_keys::rsa_2048(alarm_skill::local::dev_keys::Role::Issuer)
+                .unwrap();
+        let issuer = Arc::new(DevIssuer::with_key(&base, "bench", key));
         let token = issuer
             .mint("demo", false, chrono::Duration::hours(12))
             .unwrap();
