@@ -245,6 +245,22 @@ impl Function {
             .expect("runtime channel open")
     }
 
+    /// The next outcome, or `None` if the process exits first (killed at a crash point).
+    pub async fn outcome_or_exit(&mut self) -> Option<Outcome> {
+        let wait = self.answer_wait();
+        tokio::select! {
+            out = tokio::time::timeout(wait, self.results.recv()) => {
+                Some(out.expect("an outcome or an exit").expect("runtime channel open"))
+            }
+            // The runtime's watchdog kills a process that ran past its deadline, then posts the
+            // timeout: the exit can be seen first. A process dead at a crash point posts nothing.
+            _ = self.child.wait() => tokio::time::timeout(Duration::from_secs(2), self.results.recv())
+                .await
+                .ok()
+                .flatten(),
+        }
+    }
+
     /// An outcome already posted, if any (without waiting).
     pub fn try_outcome(&mut self) -> Option<Outcome> {
         self.results.try_recv().ok()
