@@ -366,7 +366,15 @@ async fn scenario(point: Point, kind: Kind, via: Via) -> Row {
 }
 
 /// [`scenario`] against a panel cloud with `defects` (contract violations the matrix must show).
+/// How many crash-point scenarios run at once, across this file's tests: each is a stack and
+/// Lambda processes racing real deadlines against the one DynamoDB Local. All ~37 at once (the
+/// matrices run their points side by side) beside the browser tests starved DynamoDB Local of
+/// CPU until writes missed their directives' deadlines; the work is the same, only its peak
+/// lower.
+static SCENARIOS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(6);
+
 async fn scenario_against(point: Point, kind: Kind, via: Via, defects: Defects) -> Row {
+    let _turn = SCENARIOS.acquire().await.expect("never closed");
     let (h, env) = world().await;
     h.stack.sim.set_defects(defects);
     let t = h.token("demo").await;
@@ -789,6 +797,7 @@ async fn no_step_of_a_disarm_runs_past_a_short_function_timeout_under_a_slow_clo
     // cloud, the crash-point matrices beside it on the one DynamoDB Local once pushed every
     // write of the process past its share (INTERNAL_ERROR for each code after the first).
     const BUDGET: Duration = Duration::from_secs(6);
+    let _turn = SCENARIOS.acquire().await.expect("never closed");
     let (h, env) = world().await;
     let t = h.token("demo").await;
     h.invoke(&arm(&t, "home", "ARMED_AWAY")).await;
